@@ -1,0 +1,100 @@
+//! Genesis preset tests: each preset builds and funds exactly the documented accounts.
+
+use super::*;
+use crate::genesis_config_presets::{endowed_accounts, get_preset, preset_names, ENDOWMENT};
+use frame_support::genesis_builder_helper::build_state;
+use serde_json::Value;
+use sp_genesis_builder::PresetId;
+use sp_keyring::{Ed25519Keyring, Sr25519Keyring};
+
+/// Merge a JSON patch into a base value the way the node's chain-spec builder does.
+fn merge(base: &mut Value, patch: Value) {
+	match (base, patch) {
+		(Value::Object(base), Value::Object(patch)) =>
+			for (k, v) in patch {
+				merge(base.entry(k).or_insert(Value::Null), v);
+			},
+		(base, patch) => *base = patch,
+	}
+}
+
+/// Genesis storage of a preset, built through the runtime's own `build_state`.
+fn ext_for(preset: &str) -> sp_io::TestExternalities {
+	let patch: Value =
+		serde_json::from_slice(&get_preset(&PresetId::from(preset)).expect("preset exists"))
+			.expect("preset is JSON");
+	let mut config = serde_json::to_value(RuntimeGenesisConfig::default()).expect("serializes");
+	merge(&mut config, patch);
+	let json = serde_json::to_vec(&config).expect("serializes");
+	let mut ext = sp_io::TestExternalities::default();
+	ext.execute_with(|| build_state::<RuntimeGenesisConfig>(json).expect("genesis builds"));
+	ext
+}
+
+fn assert_endowed() {
+	for who in endowed_accounts() {
+		assert_eq!(pallet_balances::Pallet::<Runtime>::free_balance(&who), ENDOWMENT);
+	}
+	assert_eq!(
+		pallet_balances::Pallet::<Runtime>::total_issuance(),
+		ENDOWMENT * endowed_accounts().len() as u128
+	);
+	// An account nobody endowed holds nothing.
+	let nobody = Sr25519Keyring::One.to_account_id();
+	assert_eq!(pallet_balances::Pallet::<Runtime>::free_balance(&nobody), 0);
+}
+
+#[test]
+fn development_preset_has_alice_as_only_authority_and_sudo() {
+	ext_for("development").execute_with(|| {
+		let aura = pallet_aura::Authorities::<Runtime>::get().into_inner();
+		assert_eq!(aura, vec![Sr25519Keyring::Alice.public().into()]);
+		let grandpa = pallet_grandpa::Pallet::<Runtime>::grandpa_authorities();
+		assert_eq!(grandpa, vec![(Ed25519Keyring::Alice.public().into(), 1)]);
+		assert_eq!(pallet_sudo::Key::<Runtime>::get(), Some(Sr25519Keyring::Alice.to_account_id()));
+		assert_endowed();
+	});
+}
+
+#[test]
+fn local_testnet_preset_has_alice_and_bob_as_authorities() {
+	ext_for("local_testnet").execute_with(|| {
+		let aura = pallet_aura::Authorities::<Runtime>::get().into_inner();
+		assert_eq!(
+			aura,
+			vec![Sr25519Keyring::Alice.public().into(), Sr25519Keyring::Bob.public().into()]
+		);
+		let grandpa = pallet_grandpa::Pallet::<Runtime>::grandpa_authorities();
+		assert_eq!(
+			grandpa,
+			vec![(Ed25519Keyring::Alice.public().into(), 1), (Ed25519Keyring::Bob.public().into(), 1)]
+		);
+		assert_eq!(pallet_sudo::Key::<Runtime>::get(), Some(Sr25519Keyring::Alice.to_account_id()));
+		assert_endowed();
+	});
+}
+
+#[test]
+fn preset_names_are_listed_and_unknown_presets_refused() {
+	let names = preset_names();
+	assert!(names.contains(&PresetId::from("development")));
+	assert!(names.contains(&PresetId::from("local_testnet")));
+	assert!(get_preset(&PresetId::from("no-such-preset")).is_none());
+}
+
+#[test]
+fn authorize_call_runs_first_in_the_extension_pipeline() {
+	use sp_runtime::traits::TransactionExtension;
+	let ids = <TxExtension as TransactionExtension<RuntimeCall>>::metadata()
+		.into_iter()
+		.map(|m| m.identifier)
+		.collect::<Vec<_>>();
+	assert_eq!(ids.first().copied(), Some("AuthorizeCall"));
+	assert!(ids.contains(&"ChargeTransactionPayment"));
+}
+
+#[test]
+fn metadata_v16_is_offered() {
+	assert!(Runtime::metadata_versions().contains(&16));
+	assert!(Runtime::metadata_at_version(16).is_some());
+}
