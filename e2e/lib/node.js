@@ -1,0 +1,118 @@
+// Helpers to run real verity-node processes on loopback and talk to them over JSON-RPC.
+import { spawn, execFileSync } from 'node:child_process';
+import { createServer } from 'node:net';
+import { mkdtempSync, rmSync, createWriteStream } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const NODE_BIN = process.env.VERITY_NODE ?? join(REPO, 'target', 'release', 'verity-node');
+export const LOG_DIR = process.env.VERITY_E2E_LOGS ?? mkdtempSync(join(tmpdir(), 'verity-e2e-logs-'));
+
+/** A TCP port that was free a moment ago (the OS picks it). */
+export function freePort() {
+  return new Promise((ok, fail) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', fail);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => ok(port));
+    });
+  });
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Poll `fn` until it returns a truthy value; fail with `what` after `timeoutMs`. */
+export async function waitFor(what, fn, { timeoutMs = 60_000, everyMs = 500 } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let lastErr;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      lastErr = e;
+    }
+    await sleep(everyMs);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? ` (last error: ${lastErr.message})` : ''}`);
+}
+
+/** One JSON-RPC call over HTTP. */
+export async function rpc(port, method, params = []) {
+  const res = await fetch(`http://127.0.0.1:${port}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }),
+    signal: AbortSignal.timeout(5_000),
+  });
+  const body = await res.json();
+  if (body.error) throw new Error(`${method}: ${JSON.stringify(body.error)}`);
+  return body.result;
+}
+
+export async function finalizedNumber(port) {
+  const hash = await rpc(port, 'chain_getFinalizedHead');
+  const header = await rpc(port, 'chain_getHeader', [hash]);
+  return parseInt(header.number, 16);
+}
+
+export async function bestNumber(port) {
+  const header = await rpc(port, 'chain_getHeader');
+  return parseInt(header.number, 16);
+}
+
+/**
+ * Start verity-node with `args` plus loopback ports. Returns { rpcPort, p2pPort, proc, logFile, stop() }.
+ * The node's output goes to a log file whose path is printed when a test fails.
+ */
+export async function startNode(name, args, { basePath } = {}) {
+  const rpcPort = await freePort();
+  const p2pPort = await freePort();
+  const ownBase = basePath ?? mkdtempSync(join(tmpdir(), `verity-${name}-`));
+  const logFile = join(LOG_DIR, `${name}-${rpcPort}.log`);
+  const log = createWriteStream(logFile);
+  const fullArgs = [
+    ...args,
+    '--base-path', ownBase,
+    '--rpc-port', String(rpcPort),
+    '--port', String(p2pPort),
+    '--listen-addr', `/ip4/127.0.0.1/tcp/${p2pPort}`,
+    '--no-prometheus',
+    '--no-telemetry',
+    '--no-mdns',
+    '--no-hardware-benchmarks',
+  ];
+  const proc = spawn(NODE_BIN, fullArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
+  proc.stdout.pipe(log);
+  proc.stderr.pipe(log);
+  const exited = new Promise((ok) => proc.on('exit', (code, signal) => ok({ code, signal })));
+  const node = {
+    name, rpcPort, p2pPort, proc, logFile, basePath: ownBase, exited,
+    /** SIGINT, then wait (bounded) for a clean exit; returns the exit status. */
+    async stop({ timeoutMs = 30_000, keepBase = false } = {}) {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGINT');
+      const res = await Promise.race([exited, sleep(timeoutMs).then(() => null)]);
+      if (res === null) {
+        proc.kill('SIGKILL');
+        throw new Error(`${name} did not stop within ${timeoutMs} ms after SIGINT (log: ${logFile})`);
+      }
+      if (!keepBase && !basePath) rmSync(ownBase, { recursive: true, force: true });
+      return res;
+    },
+  };
+  await waitFor(`${name} RPC on port ${rpcPort} (log: ${logFile})`, async () => {
+    if (proc.exitCode !== null) throw new Error(`${name} exited with ${proc.exitCode} (log: ${logFile})`);
+    await rpc(rpcPort, 'system_health');
+    return true;
+  }, { timeoutMs: 60_000 });
+  return node;
+}
+
+/** Run a verity-node subcommand to completion; returns stdout (throws with stderr on failure). */
+export function runNodeCmd(args, opts = {}) {
+  return execFileSync(NODE_BIN, args, { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], timeout: 120_000, ...opts });
+}

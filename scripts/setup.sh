@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# One idempotent set-up for a fresh Debian machine with rustup: the Rust toolchain and targets,
+# Debian packages (protoc, docker-compose for the compose-file check, Node.js), and the npm
+# packages of the end-to-end suite. Each step is skipped when what it installs is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { echo "setup: $*"; }
+
+# --- Rust: the toolchain named in rust-toolchain.toml, with rust-src and the wasm target --------
+command -v rustup >/dev/null || { echo "setup: rustup is required (https://rustup.rs)" >&2; exit 1; }
+toolchain="$(sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)"
+if ! rustup toolchain list | grep -q "^$toolchain"; then
+	say "installing Rust $toolchain"
+	rustup toolchain install "$toolchain" --profile minimal
+fi
+installed_targets="$(rustup +"$toolchain" target list --installed)"
+grep -qx wasm32v1-none <<<"$installed_targets" || rustup +"$toolchain" target add wasm32v1-none
+installed_components="$(rustup +"$toolchain" component list --installed)"
+for c in rust-src rustfmt clippy; do
+	grep -q "^$c" <<<"$installed_components" || rustup +"$toolchain" component add "$c"
+done
+
+# --- Debian packages --------------------------------------------------------------------------
+need=()
+command -v protoc >/dev/null || need+=(protobuf-compiler)
+command -v docker-compose >/dev/null || need+=(docker-compose)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
+command -v cc >/dev/null || need+=(build-essential)
+command -v git >/dev/null || need+=(git)
+if [ "${#need[@]}" -gt 0 ]; then
+	say "installing Debian packages: ${need[*]}"
+	sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+	$sudo apt-get update -qq
+	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+# --- npm packages of the end-to-end suite (polkadot.js) ---------------------------------------
+stamp="e2e/node_modules/.verity-lock-sha256"
+want="$(sha256sum e2e/package-lock.json | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+	say "installing e2e npm packages"
+	(cd e2e && npm ci --no-audit --no-fund --loglevel=error)
+	echo "$want" > "$stamp"
+fi
+say "ok"

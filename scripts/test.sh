@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Every test of the project, after set-up and build (`make test`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+t0=$(date +%s)
+step() { echo; echo "=== [$(( $(date +%s) - t0 ))s] $*"; }
+
+step "build (release): node with its runtime wasm, and every workspace crate"
+cargo build --release --locked --workspace
+
+step "chain specs from the presets"
+bash chain-spec/generate.sh
+
+step "Rust tests (runtime presets, primitives)"
+cargo test --release --locked --workspace
+
+step "verity-primitives builds for wasm32v1-none without std"
+cargo build --release --locked -p verity-primitives --no-default-features --target wasm32v1-none
+
+step "no RocksDB in the dependency tree"
+if cargo tree --locked -i librocksdb-sys >/dev/null 2>&1; then
+	echo "librocksdb-sys is in the dependency tree" >&2; exit 1
+fi
+echo "librocksdb-sys: absent"
+
+step "docker-compose file is valid"
+docker-compose -f docker/docker-compose.yml config -q && echo "docker/docker-compose.yml: valid"
+
+step "end-to-end tests (real verity-node, polkadot.js)"
+(cd e2e && node --test --test-concurrency=1 tests/)
+
+step "all tests passed"
