@@ -1,0 +1,187 @@
+//! Trace commitments: step hashes, the trace root (a binary Merkle tree) and inclusion proofs.
+
+use alloc::vec::Vec;
+use codec::{Decode, Encode};
+use scale_info::TypeInfo;
+use sp_crypto_hashing::blake2_256;
+
+use crate::model::{Hash, ModelHeader};
+
+/// Domain tag of step hashes.
+pub const STEP_TAG: &[u8] = b"verity/step/v1";
+
+/// Prefix byte of a Merkle leaf node: `leaf = blake2_256(0x00 || h_i)`.
+pub const MERKLE_LEAF_PREFIX: u8 = 0x00;
+
+/// Prefix byte of an internal Merkle node: `node = blake2_256(0x01 || left || right)`.
+pub const MERKLE_NODE_PREFIX: u8 = 0x01;
+
+/// The step hash
+/// `h_i = blake2_256(b"verity/step/v1" || u32_le(step) || SCALE(shape as Vec<u32>) || data)`,
+/// where `SCALE(shape)` is the compact-encoded dimension count followed by each dimension as
+/// a little-endian `u32`. `h_0` hashes the model input (`step = 0`, the input shape).
+pub fn step_hash(step: u32, shape: &[u32], data: &[u8]) -> Hash {
+	let mut buf = Vec::with_capacity(STEP_TAG.len() + 4 + 5 + 4 * shape.len() + data.len());
+	buf.extend_from_slice(STEP_TAG);
+	buf.extend_from_slice(&step.to_le_bytes());
+	shape.encode_to(&mut buf);
+	buf.extend_from_slice(data);
+	blake2_256(&buf)
+}
+
+/// The step hash of tensor `index` of a model (0 = input) with the shape the header declares;
+/// `None` if the header has no such tensor.
+pub fn tensor_hash(header: &ModelHeader, index: u32, data: &[u8]) -> Option<Hash> {
+	Some(step_hash(index, &header.tensor_spec(index)?.shape, data))
+}
+
+/// A Merkle leaf: `blake2_256(0x00 || h)`.
+pub fn merkle_leaf(h: &Hash) -> Hash {
+	let mut buf = [0u8; 33];
+	let (prefix, rest) = buf.split_at_mut(1);
+	prefix.copy_from_slice(&[MERKLE_LEAF_PREFIX]);
+	rest.copy_from_slice(h);
+	blake2_256(&buf)
+}
+
+/// An internal Merkle node: `blake2_256(0x01 || left || right)`.
+pub fn merkle_node(left: &Hash, right: &Hash) -> Hash {
+	let mut buf = [0u8; 65];
+	let (prefix, rest) = buf.split_at_mut(1);
+	prefix.copy_from_slice(&[MERKLE_NODE_PREFIX]);
+	let (l, r) = rest.split_at_mut(32);
+	l.copy_from_slice(left);
+	r.copy_from_slice(right);
+	blake2_256(&buf)
+}
+
+fn next_level(level: &[Hash]) -> Vec<Hash> {
+	level
+		.chunks(2)
+		.map(|pair| match pair {
+			[l, r] => merkle_node(l, r),
+			[single] => *single, // an odd last node is promoted unchanged
+			_ => [0u8; 32],
+		})
+		.collect()
+}
+
+/// The trace root over step hashes `[h_0, ..., h_n]`: a binary Merkle tree whose leaves are
+/// [`merkle_leaf`]`(h_i)` in order; each level pairs nodes left to right with
+/// [`merkle_node`], and an odd last node is promoted to the next level unchanged (never
+/// duplicated). The root of one leaf is that leaf; the root of no leaf is 32 zero bytes.
+pub fn trace_root(hashes: &[Hash]) -> Hash {
+	let mut level: Vec<Hash> = hashes.iter().map(merkle_leaf).collect();
+	while level.len() > 1 {
+		level = next_level(&level);
+	}
+	level.first().copied().unwrap_or([0u8; 32])
+}
+
+/// An inclusion proof of `h_{leaf_index}` in a trace root over `leaf_count` step hashes:
+/// the sibling nodes from the leaf level up, levels where the node is promoted having none.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, TypeInfo)]
+pub struct MerkleProof {
+	pub leaf_index: u32,
+	pub leaf_count: u32,
+	pub siblings: Vec<Hash>,
+}
+
+/// The inclusion proof of `hashes[index]`; `None` if `index` is out of range.
+pub fn merkle_proof(hashes: &[Hash], index: u32) -> Option<MerkleProof> {
+	let leaf_count = u32::try_from(hashes.len()).ok()?;
+	if index >= leaf_count {
+		return None;
+	}
+	let mut level: Vec<Hash> = hashes.iter().map(merkle_leaf).collect();
+	let mut i = usize::try_from(index).ok()?;
+	let mut siblings = Vec::new();
+	while level.len() > 1 {
+		let sibling = i ^ 1;
+		if let Some(s) = level.get(sibling) {
+			siblings.push(*s);
+		}
+		level = next_level(&level);
+		i /= 2;
+	}
+	Some(MerkleProof { leaf_index: index, leaf_count, siblings })
+}
+
+/// Checks that `leaf` (a step hash `h_i`, not yet leaf-hashed) is at `proof.leaf_index` of a
+/// tree of `proof.leaf_count` leaves with root `root`. Every sibling must be used.
+///
+/// The root does not commit to the leaf count: a verifier must also check that
+/// `proof.leaf_count` is the model's `n + 1` (and `leaf_index` the step it cares about).
+pub fn verify_inclusion(root: &Hash, leaf: &Hash, proof: &MerkleProof) -> bool {
+	if proof.leaf_index >= proof.leaf_count {
+		return false;
+	}
+	let mut node = merkle_leaf(leaf);
+	let (mut index, mut count) = (proof.leaf_index, proof.leaf_count);
+	let mut siblings = proof.siblings.iter();
+	while count > 1 {
+		let is_promoted = index % 2 == 0 && index == count - 1;
+		if !is_promoted {
+			let Some(s) = siblings.next() else { return false };
+			node = if index % 2 == 0 { merkle_node(&node, s) } else { merkle_node(s, &node) };
+		}
+		index /= 2;
+		count = count / 2 + count % 2;
+	}
+	siblings.next().is_none() && node == *root
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+	use alloc::vec;
+
+	fn leaves(n: u32) -> Vec<Hash> {
+		(0..n).map(|i| step_hash(i, &[1], &[i as u8])).collect()
+	}
+
+	#[test]
+	fn step_hash_layout() {
+		let mut buf = b"verity/step/v1".to_vec();
+		buf.extend_from_slice(&7u32.to_le_bytes());
+		buf.extend_from_slice(&[8, 2, 0, 0, 0, 3, 0, 0, 0]); // compact(2), 2u32, 3u32
+		buf.extend_from_slice(&[1, 2, 3, 4, 5, 6]);
+		assert_eq!(step_hash(7, &[2, 3], &[1, 2, 3, 4, 5, 6]), blake2_256(&buf));
+	}
+
+	#[test]
+	fn root_shapes() {
+		assert_eq!(trace_root(&[]), [0u8; 32]);
+		let l = leaves(3);
+		assert_eq!(trace_root(&l[..1]), merkle_leaf(&l[0]));
+		let (a, b, c) = (merkle_leaf(&l[0]), merkle_leaf(&l[1]), merkle_leaf(&l[2]));
+		assert_eq!(trace_root(&l[..2]), merkle_node(&a, &b));
+		// odd count: c is promoted
+		assert_eq!(trace_root(&l), merkle_node(&merkle_node(&a, &b), &c));
+	}
+
+	#[test]
+	fn proofs_verify_for_all_sizes() {
+		for n in 1..=17u32 {
+			let l = leaves(n);
+			let root = trace_root(&l);
+			for i in 0..n {
+				let proof = merkle_proof(&l, i).unwrap();
+				assert!(verify_inclusion(&root, &l[i as usize], &proof), "n={n} i={i}");
+				// wrong leaf, wrong index, extra sibling, wrong count: rejected
+				assert!(!verify_inclusion(&root, &[9u8; 32], &proof));
+				if n > 1 {
+					let mut p = proof.clone();
+					p.leaf_index = (i + 1) % n;
+					assert!(!verify_inclusion(&root, &l[i as usize], &p));
+				}
+				let mut p = proof.clone();
+				p.siblings.push([0u8; 32]);
+				assert!(!verify_inclusion(&root, &l[i as usize], &p));
+			}
+			assert!(merkle_proof(&l, n).is_none());
+		}
+		let p = MerkleProof { leaf_index: 0, leaf_count: 0, siblings: vec![] };
+		assert!(!verify_inclusion(&[0u8; 32], &[0u8; 32], &p));
+	}
+}
