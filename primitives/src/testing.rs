@@ -207,22 +207,26 @@ struct Gen<'a> {
 
 impl Gen<'_> {
 	fn zero_point(&mut self) -> i8 {
-		match self.rng.below(10) {
-			0..=2 => 0,
-			3 => -128,
-			4 => 127,
+		match self.rng.below(20) {
+			0..=5 => 0,
+			6..=7 => -128,
+			8 => 127,
 			_ => self.rng.i8(),
 		}
 	}
 
 	fn clamp(&mut self, zp: i8) -> (i8, i8) {
 		match self.rng.below(20) {
-			0..=7 => FULL,
-			8..=12 => (zp, 127),                                                      // ReLU
-			13..=15 => (zp, (i64::from(zp) + self.rng.range(0, 100)).min(127) as i8), // ReLU6-like
-			_ => {
+			0..=8 => FULL,
+			9..=13 => (zp, 127),                                                       // ReLU
+			14..=16 => (zp, (i64::from(zp) + self.rng.range(30, 127)).min(127) as i8), // ReLU6-like
+			17 => {
 				let (a, b) = (self.rng.i8(), self.rng.i8());
 				(a.min(b), a.max(b))
+			},
+			_ => {
+				let lo = (i64::from(zp) + self.rng.range(-60, 10)).clamp(-128, 111);
+				(lo as i8, self.rng.range(lo + 16, 127) as i8)
 			},
 		}
 	}
@@ -240,15 +244,15 @@ impl Gen<'_> {
 		let regime = self.rng.below(20);
 		(0..len)
 			.map(|_| match regime {
-				0..=9 => self.rng.byte(),
-				10..=12 => {
+				0..=11 => self.rng.byte(),
+				12..=13 => {
 					if self.rng.chance(50) {
 						0x80
 					} else {
 						0x7f
 					}
 				},
-				13..=14 => 0x80,
+				14 => 0x80,
 				15..=16 => self.rng.range(-3, 3) as i8 as u8,
 				_ => {
 					if self.rng.chance(80) {
@@ -263,13 +267,13 @@ impl Gen<'_> {
 
 	fn bias(&mut self, n: u64, k: u64) -> Vec<i32> {
 		let bound = (i32::MAX as i64 - (k as i64) * MAX_PRODUCT).max(0);
-		let regime = self.rng.below(10);
+		let regime = self.rng.below(20);
 		(0..n)
 			.map(|_| {
 				let v = match regime {
-					0..=1 => 0,
-					2..=5 => self.rng.range(-(k as i64) * 3000, (k as i64) * 3000),
-					6..=7 => self.rng.range(-bound, bound),
+					0..=3 => 0,
+					4..=16 => self.rng.range(-(k as i64) * 3000, (k as i64) * 3000),
+					17 => self.rng.range(-bound, bound),
 					_ => {
 						if self.rng.chance(50) {
 							bound
@@ -285,19 +289,27 @@ impl Gen<'_> {
 
 	/// A requantization for a reduction of length `k` (chooses "useful" scales mostly).
 	fn requant_for(&mut self, regime: u64, k: u64) -> Requant {
-		let bits = 64 - k.max(1).leading_zeros() as i64; // ~log2(k) + 1
+		let bits = 64 - i64::from(k.max(1).leading_zeros()); // ~log2(k) + 1
+		let useful_shift = -(7 + (bits + 1) / 2) + self.rng.range(-2, 2);
 		match regime {
-			0..=13 => Requant {
+			// a normalized multiplier in [2^30, 2^31) and a shift that keeps outputs in range
+			0..=15 => Requant {
 				multiplier: self.rng.range(1 << 30, i32::MAX as i64) as i32,
-				shift: (-(7 + (bits + 1) / 2) + self.rng.range(-2, 2)).clamp(-31, 30) as i8,
+				shift: useful_shift.clamp(-31, 30) as i8,
 			},
-			14 => Requant { multiplier: 0, shift: self.rng.range(-31, 30) as i8 },
-			15..=16 => Requant {
+			16 => Requant { multiplier: 0, shift: self.rng.range(-31, 30) as i8 },
+			17 => Requant {
 				multiplier: if self.rng.chance(50) { i32::MAX } else { self.rng.range(0, i32::MAX as i64) as i32 },
 				shift: self.rng.range(-31, 30) as i8,
 			},
-			17 => Requant { multiplier: self.rng.range(1 << 30, i32::MAX as i64) as i32, shift: self.rng.range(1, 30) as i8 },
-			_ => Requant { multiplier: self.rng.range(0, 1 << 20) as i32, shift: self.rng.range(-31, 2) as i8 },
+			// positive shifts: the saturating left shift
+			18 => Requant { multiplier: self.rng.range(1 << 30, i32::MAX as i64) as i32, shift: self.rng.range(1, 30) as i8 },
+			// an unnormalized multiplier with a compensating shift
+			_ => {
+				let m = self.rng.range(1 << 12, 1 << 30);
+				let m_bits = 64 - i64::from(m.leading_zeros());
+				Requant { multiplier: m as i32, shift: (useful_shift + 31 - m_bits).clamp(-31, 30) as i8 }
+			},
 		}
 	}
 
@@ -364,7 +376,10 @@ impl Gen<'_> {
 			0 | 1 => (1, if self.rng.chance(30) { c } else { 1 + self.rng.below(12) as u32 }),
 			2 => (c, c * (1 + self.rng.below(2) as u32)),
 			_ => {
-				let divisors: Vec<u32> = (1..=c).filter(|d| c % d == 0).collect();
+				let mut divisors: Vec<u32> = (2..c).filter(|d| c.is_multiple_of(*d)).collect();
+				if divisors.is_empty() {
+					divisors.push(c);
+				}
 				let g = self.rng.pick(&divisors).unwrap_or(1);
 				(g, g * (1 + self.rng.below(3) as u32))
 			},
@@ -462,9 +477,10 @@ impl Gen<'_> {
 	fn add(&mut self, t: u32) -> bool {
 		let x = self.spec_of(t);
 		let partners: Vec<u32> = (0..self.b.num_tensors()).filter(|&j| self.spec_of(j).shape == x.shape).collect();
-		let other = self.rng.pick(&partners).unwrap_or(t);
+		let others: Vec<u32> = partners.iter().copied().filter(|&j| j != t).collect();
+		let other = if !others.is_empty() && self.rng.chance(80) { self.rng.pick(&others).unwrap_or(t) } else { t };
 		let inputs = if self.rng.chance(50) { vec![t, other] } else { vec![other, t] };
-		let extreme = self.rng.chance(20);
+		let extreme = self.rng.chance(10);
 		let left_shift = if self.rng.chance(60) { 20 } else { self.rng.range(0, 20) as u8 };
 		let side = |rng: &mut Rng| {
 			if extreme {
@@ -632,11 +648,12 @@ impl Gen<'_> {
 
 	fn input(&mut self, s: &TensorSpec) -> Vec<u8> {
 		let n = numel(&s.shape) as usize;
-		match self.rng.below(10) {
+		match self.rng.below(40) {
 			0 => vec![0x80; n],
 			1 => vec![0x7f; n],
 			2 => vec![s.zero_point as u8; n],
-			3 => (0..n).map(|_| if self.rng.chance(50) { 0x80 } else { 0x7f }).collect(),
+			3..=5 => (0..n).map(|_| if self.rng.chance(50) { 0x80 } else { 0x7f }).collect(),
+			6..=9 => (0..n).map(|_| (i64::from(s.zero_point) + self.rng.range(-20, 20)).clamp(-128, 127) as u8).collect(),
 			_ => self.rng.bytes(n),
 		}
 	}
