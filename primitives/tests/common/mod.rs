@@ -1,0 +1,50 @@
+//! Shared by `tests/golden.rs` and `examples/golden.rs`: the golden vectors as files.
+
+use std::path::PathBuf;
+
+use serde_json::{json, Value};
+use verity_primitives::{testing::golden, trace_root};
+
+pub fn testdata_dir() -> PathBuf {
+	PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata")
+}
+
+/// Every golden file, `(file name, bytes)`, as the current code generates them.
+pub fn generate() -> Vec<(String, Vec<u8>)> {
+	let mut files = Vec::new();
+	let mut entries = Vec::new();
+	for (name, case) in golden::cases() {
+		let trace = case.trace().expect("golden models execute");
+		let hashes = trace.step_hashes(&case.header).expect("n + 1 tensors");
+		let model_file = format!("{name}.vmodel");
+		let input_file = format!("{name}.input");
+		files.push((model_file.clone(), case.file().encode()));
+		files.push((input_file.clone(), case.input.clone()));
+		entries.push(json!({
+			"name": name,
+			"model_file": model_file,
+			"input_file": input_file,
+			"model_id": hex::encode(case.header.id()),
+			"input_shape": case.header.input.shape,
+			"num_ops": case.header.ops.len(),
+			"step_hashes": hashes.iter().map(hex::encode).collect::<Vec<_>>(),
+			"trace_root": hex::encode(trace_root(&hashes)),
+			"output": hex::encode(trace.output()),
+			"tensors": trace.tensors.iter().map(hex::encode).collect::<Vec<_>>(),
+		}));
+	}
+	let doc = json!({
+		"about": "Verity golden vectors: model files (docs/MODEL_FORMAT.md), raw int8 inputs, and for each the model id, every step hash h_0..h_n, the trace root, the output and every tensor (hex). Regenerate with `cargo run -p verity-primitives --example golden --features testing -- write`.",
+		"cases": entries,
+	});
+	let mut json = serde_json::to_string_pretty(&doc).expect("json");
+	json.push('\n');
+	files.push(("golden.json".to_string(), json.into_bytes()));
+	files
+}
+
+#[allow(dead_code)]
+pub fn read_json() -> Value {
+	let text = std::fs::read_to_string(testdata_dir().join("golden.json")).expect("testdata/golden.json");
+	serde_json::from_str(&text).expect("valid json")
+}
