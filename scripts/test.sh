@@ -29,6 +29,13 @@ step "docker-compose file is valid"
 docker-compose -f docker/docker-compose.yml config -q && echo "docker/docker-compose.yml: valid"
 
 step "end-to-end tests (real verity-node, polkadot.js)"
-(cd e2e && node --test --test-concurrency=1 tests/)
+export VERITY_E2E_LOGS="$(mktemp -d -t verity-e2e-logs-XXXXXX)"
+if ! (cd e2e && node --test --test-concurrency=1 tests/); then
+	for f in "$VERITY_E2E_LOGS"/*.log; do
+		[ -e "$f" ] || continue
+		echo "--- last lines of $f"; tail -n 40 "$f"
+	done
+	exit 1
+fi
 
 step "all tests passed"

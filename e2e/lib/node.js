@@ -72,12 +72,14 @@ export async function bestNumber(port) {
 export async function startNode(name, args, { basePath } = {}) {
   const rpcPort = await freePort();
   const p2pPort = await freePort();
-  const ownBase = basePath ?? mkdtempSync(join(tmpdir(), `verity-${name}-`));
+  // `--tmp` (the node makes and removes its own directory) excludes `--base-path`.
+  const tmp = args.includes('--tmp');
+  const ownBase = tmp ? null : (basePath ?? mkdtempSync(join(tmpdir(), `verity-${name}-`)));
   const logFile = join(LOG_DIR, `${name}-${rpcPort}.log`);
   const log = createWriteStream(logFile);
   const fullArgs = [
     ...args,
-    '--base-path', ownBase,
+    ...(tmp ? [] : ['--base-path', ownBase]),
     '--rpc-port', String(rpcPort),
     '--port', String(p2pPort),
     '--listen-addr', `/ip4/127.0.0.1/tcp/${p2pPort}`,
@@ -100,7 +102,7 @@ export async function startNode(name, args, { basePath } = {}) {
         proc.kill('SIGKILL');
         throw new Error(`${name} did not stop within ${timeoutMs} ms after SIGINT (log: ${logFile})`);
       }
-      if (!keepBase && !basePath) rmSync(ownBase, { recursive: true, force: true });
+      if (!keepBase && !basePath && ownBase) rmSync(ownBase, { recursive: true, force: true });
       return res;
     },
   };

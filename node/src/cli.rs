@@ -46,7 +46,9 @@ pub enum Subcommand {
 	/// Revert the chain to a previous state.
 	Revert(sc_cli::RevertCmd),
 
-	/// Runtime and machine benchmarks (pallet benchmarks need `--features runtime-benchmarks`).
+	/// Runtime, storage, block and machine benchmarks (only in a node built with
+	/// `--features runtime-benchmarks`).
+	#[cfg(feature = "runtime-benchmarks")]
 	#[command(subcommand)]
 	Benchmark(frame_benchmarking_cli::BenchmarkCmd),
 
