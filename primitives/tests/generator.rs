@@ -97,10 +97,9 @@ fn generator_covers_everything() {
 						cov.asym_pad += 1;
 					}
 				},
-				OpKind::MaxPool(p) | OpKind::AvgPool(p) =>
-					if p.pad_top + p.pad_left + p.pad_bottom + p.pad_right > 0 {
-						cov.pool_pad += 1;
-					},
+				OpKind::MaxPool(p) | OpKind::AvgPool(p) if p.pad_top + p.pad_left + p.pad_bottom + p.pad_right > 0 => {
+					cov.pool_pad += 1;
+				},
 				OpKind::Add(_) =>
 					if op.inputs[0] == op.inputs[1] {
 						cov.self_add += 1;

@@ -95,7 +95,8 @@ fn header_level_errors() {
 #[test]
 fn op_level_errors_name_the_op() {
 	use InvalidReason::*;
-	let cases: Vec<(u32, InvalidReason, Box<dyn Fn(&mut ModelHeader)>)> = vec![
+	type Mutation = Box<dyn Fn(&mut ModelHeader)>;
+	let cases: Vec<(u32, InvalidReason, Mutation)> = vec![
 		(1, ForwardReference { input: 0 }, Box::new(|h| h.ops[0].inputs = vec![1])),
 		(3, ForwardReference { input: 1 }, Box::new(|h| h.ops[2].inputs[1] = 5)),
 		(3, WrongInputCount, Box::new(|h| h.ops[2].inputs.push(1))),
