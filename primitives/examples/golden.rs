@@ -1,7 +1,10 @@
 //! Writes or checks the golden vectors in `primitives/testdata/`.
 //!
 //! `cargo run -p verity-primitives --example golden --features testing -- write` regenerates
-//! them; `... -- check` (the default) exits with status 1 if a file differs.
+//! them; `... -- check` (the default) exits with status 1 if a file differs;
+//! `... -- random DIR COUNT [FIRST_SEED]` writes `COUNT` random valid models (from
+//! `testing::random_case` with `testing::test_limits()`) in the same format into `DIR`, for
+//! cross-checking other implementations.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -31,8 +34,22 @@ fn main() {
 			}
 			println!("all {} golden files reproduce", files.len());
 		},
+		"random" => {
+			let out = std::path::PathBuf::from(std::env::args().nth(2).expect("DIR"));
+			let count: u64 = std::env::args().nth(3).and_then(|c| c.parse().ok()).expect("COUNT");
+			let first: u64 = std::env::args().nth(4).and_then(|c| c.parse().ok()).unwrap_or(0);
+			let limits = verity_primitives::testing::test_limits();
+			let cases = (first..first + count)
+				.map(|seed| (format!("seed_{seed}"), verity_primitives::testing::random_case(seed, &limits)))
+				.collect();
+			std::fs::create_dir_all(&out).expect("create DIR");
+			for (name, bytes) in common::generate_from(cases) {
+				std::fs::write(out.join(name), bytes).expect("write");
+			}
+			println!("wrote {count} random cases to {}", out.display());
+		},
 		other => {
-			eprintln!("usage: golden [write|check] (got {other})");
+			eprintln!("usage: golden [write|check|random DIR COUNT [FIRST_SEED]] (got {other})");
 			std::process::exit(2);
 		},
 	}

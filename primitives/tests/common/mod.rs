@@ -3,7 +3,10 @@
 use std::path::PathBuf;
 
 use serde_json::{json, Value};
-use verity_primitives::{testing::golden, trace_root};
+use verity_primitives::{
+	testing::{golden, TestCase},
+	trace_root,
+};
 
 pub fn testdata_dir() -> PathBuf {
 	PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata")
@@ -11,9 +14,15 @@ pub fn testdata_dir() -> PathBuf {
 
 /// Every golden file, `(file name, bytes)`, as the current code generates them.
 pub fn generate() -> Vec<(String, Vec<u8>)> {
+	let cases = golden::cases().into_iter().map(|(n, c)| (n.to_string(), c)).collect();
+	generate_from(cases)
+}
+
+/// Files in the golden format for any list of named cases.
+pub fn generate_from(cases: Vec<(String, TestCase)>) -> Vec<(String, Vec<u8>)> {
 	let mut files = Vec::new();
 	let mut entries = Vec::new();
-	for (name, case) in golden::cases() {
+	for (name, case) in cases {
 		let trace = case.trace().expect("golden models execute");
 		let hashes = trace.step_hashes(&case.header).expect("n + 1 tensors");
 		let model_file = format!("{name}.vmodel");
