@@ -12,7 +12,10 @@ fn spec(shape: &[u32]) -> TensorSpec {
 fn bench(c: &mut Criterion) {
 	let mut rng = Rng::new(1);
 	let mut group = c.benchmark_group("reference_interpreter");
-	group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
+	group
+		.sample_size(10)
+		.warm_up_time(Duration::from_secs(1))
+		.measurement_time(Duration::from_secs(5));
 
 	// Fully connected 1024 -> 1024.
 	let (k, n) = (1024u32, 1024u32);

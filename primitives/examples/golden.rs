@@ -40,7 +40,9 @@ fn main() {
 			let first: u64 = std::env::args().nth(4).and_then(|c| c.parse().ok()).unwrap_or(0);
 			let limits = verity_primitives::testing::test_limits();
 			let cases = (first..first + count)
-				.map(|seed| (format!("seed_{seed}"), verity_primitives::testing::random_case(seed, &limits)))
+				.map(|seed| {
+					(format!("seed_{seed}"), verity_primitives::testing::random_case(seed, &limits))
+				})
 				.collect();
 			std::fs::create_dir_all(&out).expect("create DIR");
 			for (name, bytes) in common::generate_from(cases) {

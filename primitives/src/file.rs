@@ -31,14 +31,19 @@ pub enum DecodeError {
 
 /// Decode a SCALE value from untrusted bytes, canonically: at most `max_bytes` bytes, nesting
 /// depth at most [`MAX_DECODE_DEPTH`], no trailing bytes, and the value must re-encode to
-/// exactly `bytes`. Never panics; allocations are bounded by a small multiple of `bytes.len()`
-/// (the codec never pre-allocates more elements than there are remaining input bytes).
-pub fn decode_canonical<T: Decode + Encode>(bytes: &[u8], max_bytes: u32) -> Result<T, DecodeError> {
+/// exactly `bytes`. Never panics; memory is bounded by a small multiple of `bytes.len()` plus
+/// a 16 KiB chunk per nesting level (the codec grows vectors in chunks while decoding, so a
+/// huge declared length with few bytes behind it fails after one chunk).
+pub fn decode_canonical<T: Decode + Encode>(
+	bytes: &[u8],
+	max_bytes: u32,
+) -> Result<T, DecodeError> {
 	if bytes.len() as u64 > u64::from(max_bytes) {
 		return Err(DecodeError::TooLarge);
 	}
 	let mut input = bytes;
-	let value = T::decode_all_with_depth_limit(MAX_DECODE_DEPTH, &mut input).map_err(|_| DecodeError::Malformed)?;
+	let value = T::decode_all_with_depth_limit(MAX_DECODE_DEPTH, &mut input)
+		.map_err(|_| DecodeError::Malformed)?;
 	if value.encode() != bytes {
 		return Err(DecodeError::NonCanonical);
 	}
@@ -139,7 +144,8 @@ impl ModelFile {
 			return Err(FileError::Header(DecodeError::TooLarge));
 		}
 		let header_len = usize::try_from(header_len).map_err(|_| FileError::Truncated)?;
-		let (header_bytes, mut rest) = rest.split_at_checked(header_len).ok_or(FileError::Truncated)?;
+		let (header_bytes, mut rest) =
+			rest.split_at_checked(header_len).ok_or(FileError::Truncated)?;
 		let header = decode_header(header_bytes, max_header_bytes).map_err(FileError::Header)?;
 		let total: u64 = header.ops.iter().map(|op| u64::from(op.weight_len)).sum();
 		if total != rest.len() as u64 {

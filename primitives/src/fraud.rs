@@ -101,15 +101,19 @@ pub fn check_fraud_proof(
 		if tensor.len() != len {
 			return Err(mismatch);
 		}
-		let committed = committed_hashes.get(usize::try_from(r).map_err(|_| mismatch)?).ok_or(mismatch)?;
+		let committed =
+			committed_hashes.get(usize::try_from(r).map_err(|_| mismatch)?).ok_or(mismatch)?;
 		if step_hash(r, &spec.shape, tensor) != *committed {
 			return Err(mismatch);
 		}
 	}
-	if proof.weights.len() as u64 != u64::from(op.weight_len) || weight_hash(&proof.weights) != op.weight_hash {
+	if proof.weights.len() as u64 != u64::from(op.weight_len)
+		|| weight_hash(&proof.weights) != op.weight_hash
+	{
 		return Err(ProofError::WeightsMismatch);
 	}
-	let output = execute_step(header, proof.step, &proof.input_tensors, &proof.weights).map_err(ProofError::Execution)?;
+	let output = execute_step(header, proof.step, &proof.input_tensors, &proof.weights)
+		.map_err(ProofError::Execution)?;
 	let recomputed = step_hash(proof.step, &op.output.shape, &output);
 	let committed = usize::try_from(proof.step)
 		.ok()

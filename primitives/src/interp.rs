@@ -106,7 +106,10 @@ pub fn execute<W: AsRef<[u8]>>(
 	let mut tensors: Vec<Vec<u8>> = Vec::with_capacity(header.ops.len().saturating_add(1));
 	tensors.push(input.to_vec());
 	for (index, (op, w)) in header.ops.iter().zip(weights).enumerate() {
-		let step = u32::try_from(index).ok().and_then(|i| i.checked_add(1)).ok_or(ExecError::WrongWeightCount)?;
+		let step = u32::try_from(index)
+			.ok()
+			.and_then(|i| i.checked_add(1))
+			.ok_or(ExecError::WrongWeightCount)?;
 		let output = {
 			let mut ins: Vec<&[u8]> = Vec::with_capacity(op.inputs.len());
 			for (j, &r) in op.inputs.iter().enumerate() {
@@ -183,7 +186,11 @@ pub fn execute_step<T: AsRef<[u8]>>(
 		OpKind::Add(p) => {
 			let y = inputs.get(1).map(|t| t.as_ref()).ok_or(ExecError::WrongInputCount { step })?;
 			let y_spec = specs.get(1).ok_or(ExecError::WrongInputCount { step })?;
-			let out_rq = op.requant.first().copied().ok_or(ExecError::Op { step, error: OpError::Malformed })?;
+			let out_rq = op
+				.requant
+				.first()
+				.copied()
+				.ok_or(ExecError::Op { step, error: OpError::Malformed })?;
 			ops::add(x, x_spec.zero_point, y, y_spec.zero_point, p, out_rq, out.zero_point, clamp)
 		},
 		OpKind::MaxPool(p) => ops::max_pool(x, &x_spec.shape, p, &out.shape, clamp),
@@ -207,7 +214,10 @@ pub mod ops {
 
 	use super::OpError;
 	use crate::{
-		arith::{as_i8, clamp_to_i8, div_round_half_away, multiply_by_quantized_multiplier, requantize_to_i8},
+		arith::{
+			as_i8, clamp_to_i8, div_round_half_away, multiply_by_quantized_multiplier,
+			requantize_to_i8,
+		},
 		model::{AddParams, Conv2dParams, PoolParams, Requant},
 	};
 
@@ -289,18 +299,28 @@ pub mod ops {
 		out_zero_point: i8,
 		(act_min, act_max): (i8, i8),
 	) -> Result<Vec<u8>, OpError> {
-		let g = crate::validate::conv_geometry(p, x_shape, out_shape).map_err(|_| OpError::Malformed)?;
+		let g = crate::validate::conv_geometry(p, x_shape, out_shape)
+			.map_err(|_| OpError::Malformed)?;
 		let (h, w) = (i64::from(g.in_h), i64::from(g.in_w));
 		let (kh, kw) = (to_usize(p.kernel_h)?, to_usize(p.kernel_w)?);
 		let (cin_g, cout_g) = (to_usize(g.in_per_group)?, to_usize(g.out_per_group)?);
 		let (oh, ow) = (to_usize(g.out_h)?, to_usize(g.out_w)?);
 		let cout = to_usize(g.out_channels)?;
-		let per_out = cin_g.checked_mul(kh).and_then(|v| v.checked_mul(kw)).ok_or(OpError::Malformed)?;
-		let n_out = cout.checked_mul(oh).and_then(|v| v.checked_mul(ow)).ok_or(OpError::Malformed)?;
-		if per_out == 0 || cout_g == 0 || bias.len() != cout || requant.len() != cout || per_out.checked_mul(cout) != Some(weights.len()) {
+		let per_out =
+			cin_g.checked_mul(kh).and_then(|v| v.checked_mul(kw)).ok_or(OpError::Malformed)?;
+		let n_out =
+			cout.checked_mul(oh).and_then(|v| v.checked_mul(ow)).ok_or(OpError::Malformed)?;
+		if per_out == 0
+			|| cout_g == 0
+			|| bias.len() != cout
+			|| requant.len() != cout
+			|| per_out.checked_mul(cout) != Some(weights.len())
+		{
 			return Err(OpError::Malformed);
 		}
-		let in_len = u64::from(g.in_channels).checked_mul(u64::from(g.in_h)).and_then(|v| v.checked_mul(u64::from(g.in_w)));
+		let in_len = u64::from(g.in_channels)
+			.checked_mul(u64::from(g.in_h))
+			.and_then(|v| v.checked_mul(u64::from(g.in_w)));
 		if in_len != Some(x.len() as u64) {
 			return Err(OpError::Malformed);
 		}
@@ -313,7 +333,9 @@ pub mod ops {
 		let plane = to_usize(g.in_h)?.checked_mul(w_us).ok_or(OpError::Malformed)?;
 
 		let mut out = Vec::with_capacity(n_out);
-		for ((co, w_co), (&b, &rq)) in weights.chunks_exact(per_out).enumerate().zip(bias.iter().zip(requant)) {
+		for ((co, w_co), (&b, &rq)) in
+			weights.chunks_exact(per_out).enumerate().zip(bias.iter().zip(requant))
+		{
 			let first_ci = (co / cout_g) * cin_g;
 			for oy in 0..oh as i64 {
 				for ox in 0..ow as i64 {
@@ -387,7 +409,8 @@ pub mod ops {
 		out_shape: &[u32],
 		mut f: F,
 	) -> Result<Vec<i32>, OpError> {
-		let (oh, ow) = crate::validate::pool_geometry(p, x_shape, out_shape).map_err(|_| OpError::Malformed)?;
+		let (oh, ow) = crate::validate::pool_geometry(p, x_shape, out_shape)
+			.map_err(|_| OpError::Malformed)?;
 		let c = to_usize(*x_shape.first().ok_or(OpError::Malformed)?)?;
 		let h = i64::from(*x_shape.get(1).ok_or(OpError::Malformed)?);
 		let w = i64::from(*x_shape.get(2).ok_or(OpError::Malformed)?);
@@ -433,7 +456,9 @@ pub mod ops {
 		out_shape: &[u32],
 		(act_min, act_max): (i8, i8),
 	) -> Result<Vec<u8>, OpError> {
-		let values = pool_windows(x, x_shape, p, out_shape, |win| win.iter().copied().max().ok_or(OpError::Malformed))?;
+		let values = pool_windows(x, x_shape, p, out_shape, |win| {
+			win.iter().copied().max().ok_or(OpError::Malformed)
+		})?;
 		Ok(values.into_iter().map(|v| clamp_to_i8(i64::from(v), act_min, act_max) as u8).collect())
 	}
 
@@ -458,7 +483,11 @@ pub mod ops {
 
 	/// Global average pool `[C, H, W] -> [C]`: per channel, the sum of the `H * W` stored values
 	/// divided by `H * W`, rounded half away from zero, then the clamp.
-	pub fn global_avg_pool(x: &[u8], x_shape: &[u32], (act_min, act_max): (i8, i8)) -> Result<Vec<u8>, OpError> {
+	pub fn global_avg_pool(
+		x: &[u8],
+		x_shape: &[u32],
+		(act_min, act_max): (i8, i8),
+	) -> Result<Vec<u8>, OpError> {
 		if x_shape.len() != 3 {
 			return Err(OpError::Malformed);
 		}
@@ -494,7 +523,10 @@ pub mod ops {
 	) -> Result<Vec<u8>, OpError> {
 		let axis = usize::try_from(axis).map_err(|_| OpError::Malformed)?;
 		let outer_dims = out_shape.get(..axis).ok_or(OpError::Malformed)?;
-		let outer = outer_dims.iter().try_fold(1usize, |a, &d| a.checked_mul(to_usize(d).ok()?)).ok_or(OpError::Malformed)?;
+		let outer = outer_dims
+			.iter()
+			.try_fold(1usize, |a, &d| a.checked_mul(to_usize(d).ok()?))
+			.ok_or(OpError::Malformed)?;
 		let mut blocks = Vec::with_capacity(parts.len());
 		let mut total = 0usize;
 		for (bytes, shape) in parts {
@@ -524,7 +556,11 @@ pub mod ops {
 
 	/// Lookup table: `y = table[x + 128]` (`x` as a signed value, so byte `0x80` (-128) reads
 	/// entry 0 and byte `0x7f` (127) entry 255), then the clamp.
-	pub fn lookup(x: &[u8], table: &[u8], (act_min, act_max): (i8, i8)) -> Result<Vec<u8>, OpError> {
+	pub fn lookup(
+		x: &[u8],
+		table: &[u8],
+		(act_min, act_max): (i8, i8),
+	) -> Result<Vec<u8>, OpError> {
 		if table.len() != 256 {
 			return Err(OpError::Malformed);
 		}

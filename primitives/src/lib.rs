@@ -62,7 +62,10 @@
 
 #![no_std]
 #![forbid(unsafe_code)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+#![cfg_attr(
+	not(test),
+	deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)
+)]
 
 extern crate alloc;
 #[cfg(feature = "std")]
@@ -82,15 +85,15 @@ pub mod testing;
 pub use commit::{merkle_proof, step_hash, tensor_hash, trace_root, verify_inclusion, MerkleProof};
 pub use file::{decode_canonical, decode_header, DecodeError, FileError, ModelFile};
 pub use fraud::{
-	build_fraud_proof, check_fraud_proof, find_fraud, first_mismatch, FindFraudError, FraudProof, ProofError,
-	Verdict,
+	build_fraud_proof, check_fraud_proof, find_fraud, first_mismatch, FindFraudError, FraudProof,
+	ProofError, Verdict,
 };
 pub use interp::{execute, execute_step, ExecError, OpError, Trace};
 pub use model::{
-	model_id, weight_hash, AddParams, Conv2dParams, Hash, ModelHeader, ModelId, Op, OpKind, PoolParams, Requant,
-	TensorSpec, EMPTY_WEIGHT_HASH, HEADER_VERSION,
+	model_id, weight_hash, AddParams, Conv2dParams, Hash, ModelHeader, ModelId, Op, OpKind,
+	PoolParams, Requant, TensorSpec, EMPTY_WEIGHT_HASH, HEADER_VERSION,
 };
 pub use validate::{
-	step_info, step_macs, step_proof_bytes, validate, validate_step, InvalidReason, Limits, ModelInfo, StepInfo,
-	ValidationError,
+	step_info, step_macs, step_proof_bytes, validate, validate_step, InvalidReason, Limits,
+	ModelInfo, StepInfo, ValidationError,
 };

@@ -15,10 +15,10 @@
 use alloc::{string::String, vec, vec::Vec};
 
 use crate::{
+	file::ModelFile,
 	interp::{execute, ExecError, Trace},
 	model::*,
 	validate::{validate_step, window_output_size, Limits},
-	file::ModelFile,
 };
 
 /// SplitMix64: tiny, fast, deterministic, good enough for test data.
@@ -145,7 +145,10 @@ pub struct ModelBuilder {
 
 impl ModelBuilder {
 	pub fn new(input: TensorSpec) -> Self {
-		ModelBuilder { header: ModelHeader { version: HEADER_VERSION, input, ops: Vec::new() }, weights: Vec::new() }
+		ModelBuilder {
+			header: ModelHeader { version: HEADER_VERSION, input, ops: Vec::new() },
+			weights: Vec::new(),
+		}
 	}
 
 	/// Spec of tensor `index`.
@@ -170,7 +173,9 @@ impl ModelBuilder {
 		requant: Vec<Requant>,
 		weights: Vec<u8>,
 	) -> u32 {
-		self.header.ops.push(Op::with_weights(kind, inputs, output, clamp, bias, requant, &weights));
+		self.header
+			.ops
+			.push(Op::with_weights(kind, inputs, output, clamp, bias, requant, &weights));
 		self.weights.push(weights);
 		self.header.num_ops()
 	}
@@ -218,7 +223,7 @@ impl Gen<'_> {
 	fn clamp(&mut self, zp: i8) -> (i8, i8) {
 		match self.rng.below(20) {
 			0..=8 => FULL,
-			9..=13 => (zp, 127),                                                       // ReLU
+			9..=13 => (zp, 127), // ReLU
 			14..=16 => (zp, (i64::from(zp) + self.rng.range(30, 127)).min(127) as i8), // ReLU6-like
 			17 => {
 				let (a, b) = (self.rng.i8(), self.rng.i8());
@@ -299,16 +304,26 @@ impl Gen<'_> {
 			},
 			16 => Requant { multiplier: 0, shift: self.rng.range(-31, 30) as i8 },
 			17 => Requant {
-				multiplier: if self.rng.chance(50) { i32::MAX } else { self.rng.range(0, i32::MAX as i64) as i32 },
+				multiplier: if self.rng.chance(50) {
+					i32::MAX
+				} else {
+					self.rng.range(0, i32::MAX as i64) as i32
+				},
 				shift: self.rng.range(-31, 30) as i8,
 			},
 			// positive shifts: the saturating left shift
-			18 => Requant { multiplier: self.rng.range(1 << 30, i32::MAX as i64) as i32, shift: self.rng.range(1, 30) as i8 },
+			18 => Requant {
+				multiplier: self.rng.range(1 << 30, i32::MAX as i64) as i32,
+				shift: self.rng.range(1, 30) as i8,
+			},
 			// an unnormalized multiplier with a compensating shift
 			_ => {
 				let m = self.rng.range(1 << 12, 1 << 30);
 				let m_bits = 64 - i64::from(m.leading_zeros());
-				Requant { multiplier: m as i32, shift: (useful_shift + 31 - m_bits).clamp(-31, 30) as i8 }
+				Requant {
+					multiplier: m as i32,
+					shift: (useful_shift + 31 - m_bits).clamp(-31, 30) as i8,
+				}
 			},
 		}
 	}
@@ -350,7 +365,8 @@ impl Gen<'_> {
 			return false;
 		}
 		let (macs, wbytes) = self.budget(k);
-		let max_n = (macs / k).min(wbytes / k).min(u64::from(self.limits.max_tensor_elements)).min(48);
+		let max_n =
+			(macs / k).min(wbytes / k).min(u64::from(self.limits.max_tensor_elements)).min(48);
 		if max_n == 0 {
 			return false;
 		}
@@ -385,11 +401,23 @@ impl Gen<'_> {
 			},
 		};
 		let kernels = [1u32, 1, 2, 3, 3, 3, 4, 5];
-		let kh = if residual { self.rng.pick(&[1u32, 3, 3, 5]).unwrap_or(3) } else { self.rng.pick(&kernels).unwrap_or(3) };
-		let kw = if residual || self.rng.chance(70) { kh } else { self.rng.pick(&kernels).unwrap_or(3) };
-		let dil = |rng: &mut Rng| if residual || rng.chance(80) { 1 } else { rng.range(2, 3) as u32 };
+		let kh = if residual {
+			self.rng.pick(&[1u32, 3, 3, 5]).unwrap_or(3)
+		} else {
+			self.rng.pick(&kernels).unwrap_or(3)
+		};
+		let kw =
+			if residual || self.rng.chance(70) { kh } else { self.rng.pick(&kernels).unwrap_or(3) };
+		let dil =
+			|rng: &mut Rng| if residual || rng.chance(80) { 1 } else { rng.range(2, 3) as u32 };
 		let (dh, dw) = (dil(&mut self.rng), dil(&mut self.rng));
-		let stride = |rng: &mut Rng| if residual { 1 } else { rng.pick(&[1u32, 1, 1, 2, 2, 3]).unwrap_or(1) };
+		let stride = |rng: &mut Rng| {
+			if residual {
+				1
+			} else {
+				rng.pick(&[1u32, 1, 1, 2, 2, 3]).unwrap_or(1)
+			}
+		};
 		let (sh, sw) = (stride(&mut self.rng), stride(&mut self.rng));
 		let (eh, ew) = (dh * (kh - 1) + 1, dw * (kw - 1) + 1);
 		let same = residual || self.rng.chance(50);
@@ -402,7 +430,8 @@ impl Gen<'_> {
 		};
 		let (pt, pb) = pads(&mut self.rng, eh);
 		let (pl, pr) = pads(&mut self.rng, ew);
-		let (Ok(oh), Ok(ow)) = (window_output_size(h, kh, sh, dh, pt, pb), window_output_size(w, kw, sw, dw, pl, pr))
+		let (Ok(oh), Ok(ow)) =
+			(window_output_size(h, kh, sh, dh, pt, pb), window_output_size(w, kw, sw, dw, pl, pr))
 		else {
 			return false;
 		};
@@ -446,8 +475,15 @@ impl Gen<'_> {
 		let sw = if self.rng.chance(70) { sh } else { self.rng.range(1, 3) as u32 };
 		let padded = self.rng.chance(60);
 		let pad = |rng: &mut Rng, k: u32| if padded { rng.below(u64::from(k)) as u32 } else { 0 };
-		let (pt, pb, pl, pr) = (pad(&mut self.rng, kh), pad(&mut self.rng, kh), pad(&mut self.rng, kw), pad(&mut self.rng, kw));
-		let (Ok(oh), Ok(ow)) = (window_output_size(h, kh, sh, 1, pt, pb), window_output_size(w, kw, sw, 1, pl, pr)) else {
+		let (pt, pb, pl, pr) = (
+			pad(&mut self.rng, kh),
+			pad(&mut self.rng, kh),
+			pad(&mut self.rng, kw),
+			pad(&mut self.rng, kw),
+		);
+		let (Ok(oh), Ok(ow)) =
+			(window_output_size(h, kh, sh, 1, pt, pb), window_output_size(w, kw, sw, 1, pl, pr))
+		else {
 			return false;
 		};
 		let p = PoolParams {
@@ -462,7 +498,15 @@ impl Gen<'_> {
 		};
 		let kind = if max { OpKind::MaxPool(p) } else { OpKind::AvgPool(p) };
 		let clamp = self.data_clamp(x.zero_point);
-		self.b.push(kind, vec![t], spec(vec![c, oh, ow], x.zero_point), clamp, vec![], vec![], vec![]);
+		self.b.push(
+			kind,
+			vec![t],
+			spec(vec![c, oh, ow], x.zero_point),
+			clamp,
+			vec![],
+			vec![],
+			vec![],
+		);
 		true
 	}
 
@@ -470,28 +514,50 @@ impl Gen<'_> {
 		let x = self.spec_of(t);
 		let [c, _, _] = x.shape.as_slice() else { return false };
 		let clamp = self.data_clamp(x.zero_point);
-		self.b.push(OpKind::GlobalAvgPool, vec![t], spec(vec![*c], x.zero_point), clamp, vec![], vec![], vec![]);
+		self.b.push(
+			OpKind::GlobalAvgPool,
+			vec![t],
+			spec(vec![*c], x.zero_point),
+			clamp,
+			vec![],
+			vec![],
+			vec![],
+		);
 		true
 	}
 
 	fn add(&mut self, t: u32) -> bool {
 		let x = self.spec_of(t);
-		let partners: Vec<u32> = (0..self.b.num_tensors()).filter(|&j| self.spec_of(j).shape == x.shape).collect();
+		let partners: Vec<u32> =
+			(0..self.b.num_tensors()).filter(|&j| self.spec_of(j).shape == x.shape).collect();
 		let others: Vec<u32> = partners.iter().copied().filter(|&j| j != t).collect();
-		let other = if !others.is_empty() && self.rng.chance(80) { self.rng.pick(&others).unwrap_or(t) } else { t };
+		let other = if !others.is_empty() && self.rng.chance(80) {
+			self.rng.pick(&others).unwrap_or(t)
+		} else {
+			t
+		};
 		let inputs = if self.rng.chance(50) { vec![t, other] } else { vec![other, t] };
 		let extreme = self.rng.chance(10);
 		let left_shift = if self.rng.chance(60) { 20 } else { self.rng.range(0, 20) as u8 };
 		let side = |rng: &mut Rng| {
 			if extreme {
-				Requant { multiplier: rng.range(0, i32::MAX as i64) as i32, shift: rng.range(-31, 0) as i8 }
+				Requant {
+					multiplier: rng.range(0, i32::MAX as i64) as i32,
+					shift: rng.range(-31, 0) as i8,
+				}
 			} else {
-				Requant { multiplier: rng.range(1 << 30, i32::MAX as i64) as i32, shift: rng.range(-3, -1) as i8 }
+				Requant {
+					multiplier: rng.range(1 << 30, i32::MAX as i64) as i32,
+					shift: rng.range(-3, -1) as i8,
+				}
 			}
 		};
 		let (lhs, rhs) = (side(&mut self.rng), side(&mut self.rng));
 		let out_rq = if extreme {
-			Requant { multiplier: self.rng.range(0, i32::MAX as i64) as i32, shift: self.rng.range(-31, 30) as i8 }
+			Requant {
+				multiplier: self.rng.range(0, i32::MAX as i64) as i32,
+				shift: self.rng.range(-31, 30) as i8,
+			}
 		} else {
 			Requant {
 				multiplier: self.rng.range(1 << 30, i32::MAX as i64) as i32,
@@ -501,7 +567,15 @@ impl Gen<'_> {
 		let zp = self.zero_point();
 		let clamp = self.clamp(zp);
 		let p = AddParams { left_shift, lhs, rhs };
-		self.b.push(OpKind::Add(p), inputs, spec(x.shape.clone(), zp), clamp, vec![], vec![out_rq], vec![]);
+		self.b.push(
+			OpKind::Add(p),
+			inputs,
+			spec(x.shape.clone(), zp),
+			clamp,
+			vec![],
+			vec![out_rq],
+			vec![],
+		);
 		true
 	}
 
@@ -518,19 +592,31 @@ impl Gen<'_> {
 				&& s.shape.len() == rank
 				&& s.shape.iter().zip(&x.shape).enumerate().all(|(d, (a, b))| d == axis || a == b)
 		};
-		let partners: Vec<u32> = (0..self.b.num_tensors()).filter(|&j| compatible(&self.spec_of(j))).collect();
+		let partners: Vec<u32> =
+			(0..self.b.num_tensors()).filter(|&j| compatible(&self.spec_of(j))).collect();
 		let count = 2 + self.rng.below(max_inputs - 1);
 		let mut inputs = vec![t];
 		for _ in 1..count {
 			inputs.push(self.rng.pick(&partners).unwrap_or(t));
 		}
-		let along: u64 = inputs.iter().map(|&j| u64::from(self.spec_of(j).shape.get(axis).copied().unwrap_or(0))).sum();
+		let along: u64 = inputs
+			.iter()
+			.map(|&j| u64::from(self.spec_of(j).shape.get(axis).copied().unwrap_or(0)))
+			.sum();
 		let mut shape = x.shape.clone();
 		if let Some(d) = shape.get_mut(axis) {
 			*d = u32::try_from(along).unwrap_or(u32::MAX);
 		}
 		let clamp = self.data_clamp(x.zero_point);
-		self.b.push(OpKind::Concat { axis: axis as u32 }, inputs, spec(shape, x.zero_point), clamp, vec![], vec![], vec![]);
+		self.b.push(
+			OpKind::Concat { axis: axis as u32 },
+			inputs,
+			spec(shape, x.zero_point),
+			clamp,
+			vec![],
+			vec![],
+			vec![],
+		);
 		true
 	}
 
@@ -541,7 +627,10 @@ impl Gen<'_> {
 		let mut remaining = total;
 		let mut shape = Vec::with_capacity(rank);
 		for _ in 1..rank {
-			let divisors: Vec<u64> = (1..=remaining).take_while(|d| d * d <= remaining).filter(|d| remaining.is_multiple_of(*d)).collect();
+			let divisors: Vec<u64> = (1..=remaining)
+				.take_while(|d| d * d <= remaining)
+				.filter(|d| remaining.is_multiple_of(*d))
+				.collect();
 			let small = self.rng.pick(&divisors).unwrap_or(1);
 			let d = if self.rng.chance(50) { small } else { remaining / small };
 			shape.push(d as u32);
@@ -549,13 +638,22 @@ impl Gen<'_> {
 		}
 		shape.push(remaining as u32);
 		let clamp = self.data_clamp(x.zero_point);
-		self.b.push(OpKind::Reshape, vec![t], spec(shape, x.zero_point), clamp, vec![], vec![], vec![]);
+		self.b.push(
+			OpKind::Reshape,
+			vec![t],
+			spec(shape, x.zero_point),
+			clamp,
+			vec![],
+			vec![],
+			vec![],
+		);
 		true
 	}
 
 	fn table(&mut self) -> Vec<u8> {
 		let regime = self.rng.below(10);
-		let (num, den, off) = (self.rng.range(-300, 300), self.rng.range(1, 200), self.rng.range(-60, 60));
+		let (num, den, off) =
+			(self.rng.range(-300, 300), self.rng.range(1, 200), self.rng.range(-60, 60));
 		let zp = self.rng.i8();
 		let constant = self.rng.byte();
 		(0..256i64)
@@ -567,7 +665,13 @@ impl Gen<'_> {
 					5..=6 => (x * num / den + off).clamp(-128, 127) as u8,
 					7 => {
 						// a saturating "sigmoid": steep in the middle
-						let y = if x.abs() < 32 { x * 4 } else if x > 0 { 127 } else { -128 };
+						let y = if x.abs() < 32 {
+							x * 4
+						} else if x > 0 {
+							127
+						} else {
+							-128
+						};
 						y.clamp(-128, 127) as u8
 					},
 					8 => constant,
@@ -582,7 +686,15 @@ impl Gen<'_> {
 		let table = self.table();
 		let zp = self.zero_point();
 		let clamp = self.data_clamp(zp);
-		self.b.push(OpKind::Lookup, vec![t], spec(x.shape.clone(), zp), clamp, vec![], vec![], table);
+		self.b.push(
+			OpKind::Lookup,
+			vec![t],
+			spec(x.shape.clone(), zp),
+			clamp,
+			vec![],
+			vec![],
+			table,
+		);
 		true
 	}
 
@@ -653,7 +765,9 @@ impl Gen<'_> {
 			1 => vec![0x7f; n],
 			2 => vec![s.zero_point as u8; n],
 			3..=5 => (0..n).map(|_| if self.rng.chance(50) { 0x80 } else { 0x7f }).collect(),
-			6..=9 => (0..n).map(|_| (i64::from(s.zero_point) + self.rng.range(-20, 20)).clamp(-128, 127) as u8).collect(),
+			6..=9 => (0..n)
+				.map(|_| (i64::from(s.zero_point) + self.rng.range(-20, 20)).clamp(-128, 127) as u8)
+				.collect(),
 			_ => self.rng.bytes(n),
 		}
 	}
@@ -683,7 +797,15 @@ pub fn random_case(seed: u64, limits: &Limits) -> TestCase {
 			// Fallback that always fits: flatten the latest tensor.
 			let x = g.spec_of(step - 1);
 			let flat = vec![u32::try_from(numel(&x.shape)).unwrap_or(u32::MAX)];
-			g.b.push(OpKind::Reshape, vec![step - 1], spec(flat, x.zero_point), FULL, vec![], vec![], vec![]);
+			g.b.push(
+				OpKind::Reshape,
+				vec![step - 1],
+				spec(flat, x.zero_point),
+				FULL,
+				vec![],
+				vec![],
+				vec![],
+			);
 			if validate_step(&g.b.header, step, limits).is_err() {
 				g.b.pop();
 				break;
@@ -691,7 +813,9 @@ pub fn random_case(seed: u64, limits: &Limits) -> TestCase {
 		}
 	}
 	use codec::Encode;
-	while g.b.header.ops.len() > 1 && g.b.header.encoded_size() as u64 > u64::from(limits.max_header_bytes) {
+	while g.b.header.ops.len() > 1
+		&& g.b.header.encoded_size() as u64 > u64::from(limits.max_header_bytes)
+	{
 		g.b.pop();
 	}
 	let data = g.input(&input);
@@ -782,9 +906,18 @@ pub mod golden {
 			(0..8).map(|i| rq(1_500_000_000 + i * 1000, -10)).collect(),
 			w2,
 		);
-		let t3 = b.push(OpKind::Lookup, vec![t2], spec(vec![8], 0), FULL, vec![], vec![], tanh_table());
+		let t3 =
+			b.push(OpKind::Lookup, vec![t2], spec(vec![8], 0), FULL, vec![], vec![], tanh_table());
 		let w4 = r.bytes(4 * 8);
-		b.push(OpKind::FullyConnected, vec![t3], spec(vec![4], 10), FULL, vec![0, 10, -10, 1000], vec![rq(1 << 30, -6); 4], w4);
+		b.push(
+			OpKind::FullyConnected,
+			vec![t3],
+			spec(vec![4], 10),
+			FULL,
+			vec![0, 10, -10, 1000],
+			vec![rq(1 << 30, -6); 4],
+			w4,
+		);
 		let input = r.bytes(16);
 		b.finish(input)
 	}
@@ -828,7 +961,15 @@ pub mod golden {
 			w,
 		);
 		let add = AddParams { left_shift: 20, lhs: rq(1 << 30, -1), rhs: rq(1_500_000_000, -1) };
-		let t3 = b.push(OpKind::Add(add), vec![t1, t2], spec(vec![8, 8, 8], 0), FULL, vec![], vec![rq(1_700_000_000, -19)], vec![]);
+		let t3 = b.push(
+			OpKind::Add(add),
+			vec![t1, t2],
+			spec(vec![8, 8, 8], 0),
+			FULL,
+			vec![],
+			vec![rq(1_700_000_000, -19)],
+			vec![],
+		);
 		let pool2 = PoolParams {
 			kernel_h: 2,
 			kernel_w: 2,
@@ -839,10 +980,26 @@ pub mod golden {
 			pad_bottom: 0,
 			pad_right: 0,
 		};
-		let t4 = b.push(OpKind::MaxPool(pool2), vec![t3], spec(vec![8, 4, 4], 0), FULL, vec![], vec![], vec![]);
+		let t4 = b.push(
+			OpKind::MaxPool(pool2),
+			vec![t3],
+			spec(vec![8, 4, 4], 0),
+			FULL,
+			vec![],
+			vec![],
+			vec![],
+		);
 		let w = r.bytes(8 * 8);
 		let t5 = b.push(
-			OpKind::Conv2d(Conv2dParams { kernel_h: 1, kernel_w: 1, pad_top: 0, pad_left: 0, pad_bottom: 0, pad_right: 0, ..same3 }),
+			OpKind::Conv2d(Conv2dParams {
+				kernel_h: 1,
+				kernel_w: 1,
+				pad_top: 0,
+				pad_left: 0,
+				pad_bottom: 0,
+				pad_right: 0,
+				..same3
+			}),
 			vec![t4],
 			spec(vec![8, 4, 4], 0),
 			(0, 127),
@@ -850,14 +1007,64 @@ pub mod golden {
 			vec![rq(1 << 30, -7); 8],
 			w,
 		);
-		let avg = PoolParams { kernel_h: 3, kernel_w: 3, stride_h: 1, stride_w: 1, pad_top: 1, pad_left: 1, pad_bottom: 1, pad_right: 1 };
-		let t6 = b.push(OpKind::AvgPool(avg), vec![t5], spec(vec![8, 4, 4], 0), FULL, vec![], vec![], vec![]);
-		let t7 = b.push(OpKind::Concat { axis: 0 }, vec![t4, t6], spec(vec![16, 4, 4], 0), FULL, vec![], vec![], vec![]);
-		let t8 = b.push(OpKind::Lookup, vec![t7], spec(vec![16, 4, 4], 3), FULL, vec![], vec![], tanh_table());
-		let t9 = b.push(OpKind::GlobalAvgPool, vec![t8], spec(vec![16], 3), FULL, vec![], vec![], vec![]);
-		let t10 = b.push(OpKind::Reshape, vec![t9], spec(vec![2, 8], 3), FULL, vec![], vec![], vec![]);
+		let avg = PoolParams {
+			kernel_h: 3,
+			kernel_w: 3,
+			stride_h: 1,
+			stride_w: 1,
+			pad_top: 1,
+			pad_left: 1,
+			pad_bottom: 1,
+			pad_right: 1,
+		};
+		let t6 = b.push(
+			OpKind::AvgPool(avg),
+			vec![t5],
+			spec(vec![8, 4, 4], 0),
+			FULL,
+			vec![],
+			vec![],
+			vec![],
+		);
+		let t7 = b.push(
+			OpKind::Concat { axis: 0 },
+			vec![t4, t6],
+			spec(vec![16, 4, 4], 0),
+			FULL,
+			vec![],
+			vec![],
+			vec![],
+		);
+		let t8 = b.push(
+			OpKind::Lookup,
+			vec![t7],
+			spec(vec![16, 4, 4], 3),
+			FULL,
+			vec![],
+			vec![],
+			tanh_table(),
+		);
+		let t9 = b.push(
+			OpKind::GlobalAvgPool,
+			vec![t8],
+			spec(vec![16], 3),
+			FULL,
+			vec![],
+			vec![],
+			vec![],
+		);
+		let t10 =
+			b.push(OpKind::Reshape, vec![t9], spec(vec![2, 8], 3), FULL, vec![], vec![], vec![]);
 		let w = r.bytes(4 * 16);
-		b.push(OpKind::FullyConnected, vec![t10], spec(vec![4], -7), FULL, vec![1, 2, 3, 4], vec![rq(1 << 30, -5); 4], w);
+		b.push(
+			OpKind::FullyConnected,
+			vec![t10],
+			spec(vec![4], -7),
+			FULL,
+			vec![1, 2, 3, 4],
+			vec![rq(1 << 30, -5); 4],
+			w,
+		);
 		let input = r.bytes(3 * 64);
 		b.finish(input)
 	}
@@ -933,7 +1140,15 @@ pub mod golden {
 			groups: 3,
 		};
 		let w = r.bytes(6 * 9);
-		b.push(OpKind::Conv2d(p), vec![0], spec(vec![6, 5, 5], 20), (20, 127), vec![0, 100, -100, 1000, -1000, 0], vec![rq(1 << 30, -6); 6], w);
+		b.push(
+			OpKind::Conv2d(p),
+			vec![0],
+			spec(vec![6, 5, 5], 20),
+			(20, 127),
+			vec![0, 100, -100, 1000, -1000, 0],
+			vec![rq(1 << 30, -6); 6],
+			w,
+		);
 		let input = r.bytes(3 * 25);
 		b.finish(input)
 	}
@@ -943,11 +1158,35 @@ pub mod golden {
 	pub fn op_add() -> TestCase {
 		let mut r = Rng::new(6);
 		let mut b = ModelBuilder::new(spec(vec![2, 4, 4], -7));
-		let t1 = b.push(OpKind::Lookup, vec![0], spec(vec![2, 4, 4], 12), FULL, vec![], vec![], r.bytes(256));
+		let t1 = b.push(
+			OpKind::Lookup,
+			vec![0],
+			spec(vec![2, 4, 4], 12),
+			FULL,
+			vec![],
+			vec![],
+			r.bytes(256),
+		);
 		let p = AddParams { left_shift: 20, lhs: rq(1 << 30, -1), rhs: rq(1_610_612_736, -2) };
-		let t2 = b.push(OpKind::Add(p), vec![0, t1], spec(vec![2, 4, 4], -3), (-3, 127), vec![], vec![rq(1_431_655_765, -19)], vec![]);
+		let t2 = b.push(
+			OpKind::Add(p),
+			vec![0, t1],
+			spec(vec![2, 4, 4], -3),
+			(-3, 127),
+			vec![],
+			vec![rq(1_431_655_765, -19)],
+			vec![],
+		);
 		let p = AddParams { left_shift: 7, lhs: rq(i32::MAX, 0), rhs: rq(i32::MAX, 0) };
-		b.push(OpKind::Add(p), vec![t2, t2], spec(vec![2, 4, 4], 0), FULL, vec![], vec![rq(1 << 30, 2)], vec![]);
+		b.push(
+			OpKind::Add(p),
+			vec![t2, t2],
+			spec(vec![2, 4, 4], 0),
+			FULL,
+			vec![],
+			vec![rq(1 << 30, 2)],
+			vec![],
+		);
 		let input = r.bytes(32);
 		b.finish(input)
 	}
@@ -956,9 +1195,26 @@ pub mod golden {
 	pub fn op_maxpool() -> TestCase {
 		let mut r = Rng::new(7);
 		let mut b = ModelBuilder::new(spec(vec![2, 5, 5], 3));
-		let p = PoolParams { kernel_h: 3, kernel_w: 2, stride_h: 2, stride_w: 2, pad_top: 2, pad_left: 1, pad_bottom: 0, pad_right: 1 };
+		let p = PoolParams {
+			kernel_h: 3,
+			kernel_w: 2,
+			stride_h: 2,
+			stride_w: 2,
+			pad_top: 2,
+			pad_left: 1,
+			pad_bottom: 0,
+			pad_right: 1,
+		};
 		// H: (5 + 2 - 3) / 2 + 1 = 3; W: (5 + 2 - 2) / 2 + 1 = 3
-		b.push(OpKind::MaxPool(p), vec![0], spec(vec![2, 3, 3], 3), (-100, 100), vec![], vec![], vec![]);
+		b.push(
+			OpKind::MaxPool(p),
+			vec![0],
+			spec(vec![2, 3, 3], 3),
+			(-100, 100),
+			vec![],
+			vec![],
+			vec![],
+		);
 		let input = r.bytes(50);
 		b.finish(input)
 	}
@@ -966,9 +1222,21 @@ pub mod golden {
 	/// Average pool with padding (count excludes padding) on values that produce ties.
 	pub fn op_avgpool() -> TestCase {
 		let mut b = ModelBuilder::new(spec(vec![1, 4, 4], -2));
-		let p = PoolParams { kernel_h: 2, kernel_w: 2, stride_h: 1, stride_w: 1, pad_top: 1, pad_left: 1, pad_bottom: 0, pad_right: 0 };
+		let p = PoolParams {
+			kernel_h: 2,
+			kernel_w: 2,
+			stride_h: 1,
+			stride_w: 1,
+			pad_top: 1,
+			pad_left: 1,
+			pad_bottom: 0,
+			pad_right: 0,
+		};
 		b.push(OpKind::AvgPool(p), vec![0], spec(vec![1, 4, 4], -2), FULL, vec![], vec![], vec![]);
-		let input: Vec<u8> = [1i8, 2, -1, -2, 3, 0, -3, -6, 127, -128, 5, 5, -128, -127, 0, 1].iter().map(|&v| v as u8).collect();
+		let input: Vec<u8> = [1i8, 2, -1, -2, 3, 0, -3, -6, 127, -128, 5, 5, -128, -127, 0, 1]
+			.iter()
+			.map(|&v| v as u8)
+			.collect();
 		b.finish(input)
 	}
 
@@ -994,9 +1262,34 @@ pub mod golden {
 	pub fn op_concat() -> TestCase {
 		let mut r = Rng::new(11);
 		let mut b = ModelBuilder::new(spec(vec![2, 2, 3], 4));
-		let p = PoolParams { kernel_h: 1, kernel_w: 2, stride_h: 1, stride_w: 1, pad_top: 0, pad_left: 0, pad_bottom: 0, pad_right: 0 };
-		let t1 = b.push(OpKind::MaxPool(p), vec![0], spec(vec![2, 2, 2], 4), FULL, vec![], vec![], vec![]);
-		b.push(OpKind::Concat { axis: 2 }, vec![0, t1, 0], spec(vec![2, 2, 8], 4), FULL, vec![], vec![], vec![]);
+		let p = PoolParams {
+			kernel_h: 1,
+			kernel_w: 2,
+			stride_h: 1,
+			stride_w: 1,
+			pad_top: 0,
+			pad_left: 0,
+			pad_bottom: 0,
+			pad_right: 0,
+		};
+		let t1 = b.push(
+			OpKind::MaxPool(p),
+			vec![0],
+			spec(vec![2, 2, 2], 4),
+			FULL,
+			vec![],
+			vec![],
+			vec![],
+		);
+		b.push(
+			OpKind::Concat { axis: 2 },
+			vec![0, t1, 0],
+			spec(vec![2, 2, 8], 4),
+			FULL,
+			vec![],
+			vec![],
+			vec![],
+		);
 		let input = r.bytes(12);
 		b.finish(input)
 	}
@@ -1004,7 +1297,15 @@ pub mod golden {
 	/// Lookup with every byte value as input.
 	pub fn op_lookup() -> TestCase {
 		let mut b = ModelBuilder::new(spec(vec![256], 0));
-		b.push(OpKind::Lookup, vec![0], spec(vec![256], -1), (-100, 120), vec![], vec![], tanh_table());
+		b.push(
+			OpKind::Lookup,
+			vec![0],
+			spec(vec![256], -1),
+			(-100, 120),
+			vec![],
+			vec![],
+			tanh_table(),
+		);
 		b.finish((0..=255u8).collect())
 	}
 }

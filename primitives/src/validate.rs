@@ -299,8 +299,10 @@ pub fn conv_geometry(
 	if p.groups == 0 {
 		return Err(InvalidReason::ZeroParameter);
 	}
-	let out_h = window_output_size(h, p.kernel_h, p.stride_h, p.dilation_h, p.pad_top, p.pad_bottom)?;
-	let out_w = window_output_size(w, p.kernel_w, p.stride_w, p.dilation_w, p.pad_left, p.pad_right)?;
+	let out_h =
+		window_output_size(h, p.kernel_h, p.stride_h, p.dilation_h, p.pad_top, p.pad_bottom)?;
+	let out_w =
+		window_output_size(w, p.kernel_w, p.stride_w, p.dilation_w, p.pad_left, p.pad_right)?;
 	if out_shape.len() != 3 {
 		return Err(InvalidReason::ShapeMismatch);
 	}
@@ -332,8 +334,10 @@ pub fn pool_geometry(
 	if in_shape.len() != 3 {
 		return Err(InvalidReason::InputRankMismatch);
 	}
-	let out_h = window_output_size(dim(in_shape, 1), p.kernel_h, p.stride_h, 1, p.pad_top, p.pad_bottom)?;
-	let out_w = window_output_size(dim(in_shape, 2), p.kernel_w, p.stride_w, 1, p.pad_left, p.pad_right)?;
+	let out_h =
+		window_output_size(dim(in_shape, 1), p.kernel_h, p.stride_h, 1, p.pad_top, p.pad_bottom)?;
+	let out_w =
+		window_output_size(dim(in_shape, 2), p.kernel_w, p.stride_w, 1, p.pad_left, p.pad_right)?;
 	if out_shape != [dim(in_shape, 0), out_h, out_w] {
 		return Err(InvalidReason::ShapeMismatch);
 	}
@@ -406,7 +410,8 @@ fn check_op(header: &ModelHeader, step: u32, op: &Op) -> Result<StepInfo, Invali
 		},
 		OpKind::Conv2d(p) => {
 			let g = conv_geometry(p, &first.shape, &out.shape)?;
-			let k = mul(mul(u64::from(g.in_per_group), u64::from(p.kernel_h))?, u64::from(p.kernel_w))?;
+			let k =
+				mul(mul(u64::from(g.in_per_group), u64::from(p.kernel_h))?, u64::from(p.kernel_w))?;
 			check_accumulator(&op.bias, k)?;
 			let cout = usize::try_from(g.out_channels).map_err(|_| SizeOverflow)?;
 			(cout, cout, mul(u64::from(g.out_channels), k)?, mul(u64::from(out_elems), k)?)
@@ -515,7 +520,11 @@ fn check_op(header: &ModelHeader, step: u32, op: &Op) -> Result<StepInfo, Invali
 }
 
 /// [`step_info`] plus the per-step limits (inputs, output elements, proof bytes, MACs).
-pub fn validate_step(header: &ModelHeader, step: u32, limits: &Limits) -> Result<StepInfo, ValidationError> {
+pub fn validate_step(
+	header: &ModelHeader,
+	step: u32,
+	limits: &Limits,
+) -> Result<StepInfo, ValidationError> {
 	let info = step_info(header, step)?;
 	let e = |reason| err(step, reason);
 	if info.num_inputs > limits.max_op_inputs {
@@ -541,7 +550,8 @@ pub fn validate(header: &ModelHeader, limits: &Limits) -> Result<ModelInfo, Vali
 	if header.version != HEADER_VERSION {
 		return Err(e0(InvalidReason::UnsupportedVersion));
 	}
-	let header_bytes = u32::try_from(header.encoded_size()).map_err(|_| e0(InvalidReason::HeaderTooLarge))?;
+	let header_bytes =
+		u32::try_from(header.encoded_size()).map_err(|_| e0(InvalidReason::HeaderTooLarge))?;
 	if header_bytes > limits.max_header_bytes {
 		return Err(e0(InvalidReason::HeaderTooLarge));
 	}

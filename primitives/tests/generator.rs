@@ -47,7 +47,8 @@ fn generator_covers_everything() {
 	let mut cov = Coverage::default();
 	for seed in 0..400u64 {
 		let c = random_case(seed, &limits);
-		validate(&c.header, &limits).unwrap_or_else(|e| panic!("seed {seed}: {e} {}", testing::describe(&c.header)));
+		validate(&c.header, &limits)
+			.unwrap_or_else(|e| panic!("seed {seed}: {e} {}", testing::describe(&c.header)));
 		if c.header.input.zero_point < 0 {
 			cov.neg_input_zp += 1;
 		}
@@ -97,15 +98,18 @@ fn generator_covers_everything() {
 						cov.asym_pad += 1;
 					}
 				},
-				OpKind::MaxPool(p) | OpKind::AvgPool(p) if p.pad_top + p.pad_left + p.pad_bottom + p.pad_right > 0 => {
+				OpKind::MaxPool(p) | OpKind::AvgPool(p)
+					if p.pad_top + p.pad_left + p.pad_bottom + p.pad_right > 0 =>
+				{
 					cov.pool_pad += 1;
 				},
-				OpKind::Add(_) =>
+				OpKind::Add(_) => {
 					if op.inputs[0] == op.inputs[1] {
 						cov.self_add += 1;
 					} else {
 						cov.residual_add += 1;
-					},
+					}
+				},
 				OpKind::Concat { axis } => {
 					if op.inputs.len() >= 3 {
 						cov.concat3 += 1;
@@ -160,11 +164,17 @@ fn generator_respects_other_limits() {
 		max_step_proof_bytes: 2000,
 		max_step_macs: 5000,
 	};
-	let big = Limits { max_ops: 32, max_tensor_elements: 1 << 16, max_step_macs: 1 << 22, ..Limits::default() };
+	let big = Limits {
+		max_ops: 32,
+		max_tensor_elements: 1 << 16,
+		max_step_macs: 1 << 22,
+		..Limits::default()
+	};
 	for seed in 0..150u64 {
 		for limits in [tight, big] {
 			let c = random_case(seed, &limits);
-			validate(&c.header, &limits).unwrap_or_else(|e| panic!("seed {seed}: {e} {}", testing::describe(&c.header)));
+			validate(&c.header, &limits)
+				.unwrap_or_else(|e| panic!("seed {seed}: {e} {}", testing::describe(&c.header)));
 			c.trace().unwrap();
 		}
 	}

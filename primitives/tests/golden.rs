@@ -27,12 +27,18 @@ fn committed_vectors_reproduce() {
 		let input = std::fs::read(dir.join(c["input_file"].as_str().unwrap())).unwrap();
 		let trace = execute(&file.header, &file.weights, &input).unwrap();
 		let hashes = trace.step_hashes(&file.header).unwrap();
-		let expected: Vec<[u8; 32]> = c["step_hashes"].as_array().unwrap().iter().map(hex32).collect();
+		let expected: Vec<[u8; 32]> =
+			c["step_hashes"].as_array().unwrap().iter().map(hex32).collect();
 		assert_eq!(hashes, expected, "{name}: step hashes");
 		assert_eq!(trace_root(&hashes), hex32(&c["trace_root"]), "{name}: trace root");
 		assert_eq!(hex::encode(trace.output()), c["output"].as_str().unwrap(), "{name}: output");
 		let tensors: Vec<String> = trace.tensors.iter().map(hex::encode).collect();
-		let expected: Vec<String> = c["tensors"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+		let expected: Vec<String> = c["tensors"]
+			.as_array()
+			.unwrap()
+			.iter()
+			.map(|v| v.as_str().unwrap().to_string())
+			.collect();
 		assert_eq!(tensors, expected, "{name}: tensors");
 		// every step of the golden trace survives a fraud proof
 		for step in 1..=file.header.num_ops() {

@@ -34,7 +34,13 @@ fn run1(b: ModelBuilder, input: &[i8]) -> Vec<i8> {
 	signed(trace.output())
 }
 
-fn conv_params(k: (u32, u32), stride: (u32, u32), dil: (u32, u32), pads: [u32; 4], groups: u32) -> Conv2dParams {
+fn conv_params(
+	k: (u32, u32),
+	stride: (u32, u32),
+	dil: (u32, u32),
+	pads: [u32; 4],
+	groups: u32,
+) -> Conv2dParams {
 	Conv2dParams {
 		kernel_h: k.0,
 		kernel_w: k.1,
@@ -104,7 +110,15 @@ fn fully_connected_saturating_positive_shift() {
 	// acc = 100 * 127 = 12700; shift 30: 12700 * 2^30 saturates to i32::MAX, * (2^30 / 2^31)
 	// = 2^30 -> + 0, clamp -> 127. Negative side: -128 * 100 = -12800 -> -2^30 -> -128.
 	let mut b = ModelBuilder::new(spec(&[1], 0));
-	b.push(OpKind::FullyConnected, vec![0], spec(&[2], 0), FULL, vec![0, 0], vec![rq(1 << 30, 30), rq(1 << 30, 30)], bytes(&[127, -128]));
+	b.push(
+		OpKind::FullyConnected,
+		vec![0],
+		spec(&[2], 0),
+		FULL,
+		vec![0, 0],
+		vec![rq(1 << 30, 30), rq(1 << 30, 30)],
+		bytes(&[127, -128]),
+	);
 	assert_eq!(run1(b, &[100]), vec![127, -128]);
 }
 
@@ -114,26 +128,50 @@ fn requant_ties_in_a_layer() {
 	// -1 -> -0.5 -> 0; 3 -> 1.5 -> 2; -3 -> -1.5 -> -1.
 	// shift -1 with multiplier 2^30 on acc = 2: 2 * 0.5 = 1 exactly, 1 / 2 = 0.5 -> 1 (RDBPOT
 	// ties away from zero); acc = -2 -> -1 -> -0.5 -> -1.
-	let cases: [(i8, i8, i8); 6] = [(1, 0, 1), (-1, 0, 0), (3, 0, 2), (-3, 0, -1), (2, -1, 1), (-2, -1, -1)];
+	let cases: [(i8, i8, i8); 6] =
+		[(1, 0, 1), (-1, 0, 0), (3, 0, 2), (-3, 0, -1), (2, -1, 1), (-2, -1, -1)];
 	for (x, shift, expected) in cases {
 		let mut b = ModelBuilder::new(spec(&[1], 0));
-		b.push(OpKind::FullyConnected, vec![0], spec(&[1], 0), FULL, vec![0], vec![rq(1 << 30, shift)], vec![1]);
+		b.push(
+			OpKind::FullyConnected,
+			vec![0],
+			spec(&[1], 0),
+			FULL,
+			vec![0],
+			vec![rq(1 << 30, shift)],
+			vec![1],
+		);
 		assert_eq!(run1(b, &[x]), vec![expected], "x={x} shift={shift}");
 	}
 }
 
 fn conv1(input_zp: i8, p: Conv2dParams, out_shape: &[u32], w: &[i8], input: &[i8]) -> Vec<i8> {
 	let cout = out_shape[0] as usize;
-	let mut b = ModelBuilder::new(spec(&[(w.len() / cout / (p.kernel_h * p.kernel_w) as usize) as u32 * p.groups, 3, 3], input_zp));
-	b.header.input.shape = vec![b.header.input.shape[0], (input.len() / b.header.input.shape[0] as usize / 3) as u32, 3];
-	b.push(OpKind::Conv2d(p), vec![0], spec(out_shape, 0), FULL, vec![0; cout], vec![id(); cout], bytes(w));
+	let mut b = ModelBuilder::new(spec(
+		&[(w.len() / cout / (p.kernel_h * p.kernel_w) as usize) as u32 * p.groups, 3, 3],
+		input_zp,
+	));
+	b.header.input.shape = vec![
+		b.header.input.shape[0],
+		(input.len() / b.header.input.shape[0] as usize / 3) as u32,
+		3,
+	];
+	b.push(
+		OpKind::Conv2d(p),
+		vec![0],
+		spec(out_shape, 0),
+		FULL,
+		vec![0; cout],
+		vec![id(); cout],
+		bytes(w),
+	);
 	run1(b, input)
 }
 
 #[test]
 fn conv_plain_and_padding_edges() {
 	let img: Vec<i8> = (1..=9).collect(); // [[1,2,3],[4,5,6],[7,8,9]]
-	// 2x2 ones, stride 1, no padding: 12 16 / 24 28
+									   // 2x2 ones, stride 1, no padding: 12 16 / 24 28
 	let out = conv1(0, conv_params((2, 2), (1, 1), (1, 1), [0; 4], 1), &[1, 2, 2], &[1; 4], &img);
 	assert_eq!(out, vec![12, 16, 24, 28]);
 	// padding 1 everywhere, stride 2: windows {1} {2,3} {4,7} {5,6,8,9}
@@ -146,10 +184,12 @@ fn conv_plain_and_padding_edges() {
 	let out = conv1(-3, conv_params((2, 2), (2, 2), (1, 1), [1; 4], 1), &[1, 2, 2], &[1; 4], &img);
 	assert_eq!(out, vec![4, 11, 17, 40]);
 	// asymmetric padding: only bottom/right 1: windows {5,6,8,9} of positions (1,1)
-	let out = conv1(0, conv_params((2, 2), (2, 2), (1, 1), [0, 0, 1, 1], 1), &[1, 2, 2], &[1; 4], &img);
+	let out =
+		conv1(0, conv_params((2, 2), (2, 2), (1, 1), [0, 0, 1, 1], 1), &[1, 2, 2], &[1; 4], &img);
 	assert_eq!(out, vec![12, 9, 15, 9]);
 	// dilation 2: the 2x2 kernel reads the corners 1, 3, 7, 9 with weights 1, 2, 3, 4
-	let out = conv1(0, conv_params((2, 2), (1, 1), (2, 2), [0; 4], 1), &[1, 1, 1], &[1, 2, 3, 4], &img);
+	let out =
+		conv1(0, conv_params((2, 2), (1, 1), (2, 2), [0; 4], 1), &[1, 1, 1], &[1, 2, 3, 4], &img);
 	assert_eq!(out, vec![1 + 6 + 21 + 36]);
 }
 
@@ -213,7 +253,15 @@ fn add_tflite_rule_with_ties() {
 	b.header.ops.clear();
 	b.weights.clear();
 	let t1 = b.push(OpKind::Lookup, vec![0], spec(&[2], -2), FULL, vec![], vec![], table);
-	b.push(OpKind::Add(p), vec![0, t1], spec(&[2], 1), FULL, vec![], vec![rq(1 << 30, -19)], vec![]);
+	b.push(
+		OpKind::Add(p),
+		vec![0, t1],
+		spec(&[2], 1),
+		FULL,
+		vec![],
+		vec![rq(1 << 30, -19)],
+		vec![],
+	);
 	// element 0: x = 10 (x - 2 = 8), y = -4 (y + 2 = -2) -> 3
 	// element 1: x = -6 (x - 2 = -8), y = 0 (y + 2 = 2) -> sum = -1.5 * 2^20 -> -1.5 -> -2, + 1 = -1
 	assert_eq!(run1(b, &[10, -6]), vec![3, -1]);
@@ -232,7 +280,15 @@ fn add_saturates_in_output_stage() {
 fn max_pool_ignores_padding() {
 	// zero point 5 would win every padded window if padding were read as the zero point
 	let mut b = ModelBuilder::new(spec(&[1, 3, 3], 5));
-	b.push(OpKind::MaxPool(pool_params((2, 2), (2, 2), [1, 1, 0, 0])), vec![0], spec(&[1, 2, 2], 5), FULL, vec![], vec![], vec![]);
+	b.push(
+		OpKind::MaxPool(pool_params((2, 2), (2, 2), [1, 1, 0, 0])),
+		vec![0],
+		spec(&[1, 2, 2], 5),
+		FULL,
+		vec![],
+		vec![],
+		vec![],
+	);
 	assert_eq!(run1(b.clone(), &[-5, -3, -9, -1, -7, -2, -8, -6, -4]), vec![-5, -3, -1, -2]);
 	b.header.ops[0].act_min = -4;
 	assert_eq!(run1(b, &[-5, -3, -9, -1, -7, -2, -8, -6, -4]), vec![-4, -3, -1, -2]);
@@ -242,7 +298,15 @@ fn max_pool_ignores_padding() {
 fn avg_pool_rounding_and_count_excludes_padding() {
 	let mk = || {
 		let mut b = ModelBuilder::new(spec(&[1, 2, 2], -7));
-		b.push(OpKind::AvgPool(pool_params((2, 2), (1, 1), [1, 1, 0, 0])), vec![0], spec(&[1, 2, 2], -7), FULL, vec![], vec![], vec![]);
+		b.push(
+			OpKind::AvgPool(pool_params((2, 2), (1, 1), [1, 1, 0, 0])),
+			vec![0],
+			spec(&[1, 2, 2], -7),
+			FULL,
+			vec![],
+			vec![],
+			vec![],
+		);
 		b
 	};
 	// windows {1} {1,2} {1,3} {1,2,3,5}: 1, 1.5 -> 2, 2, 2.75 -> 3
@@ -269,8 +333,24 @@ fn concat_axes() {
 	// [2,1] ++ [2,2] along axis 1 = [[1,3,4],[2,5,6]]
 	let mut b = ModelBuilder::new(spec(&[6], 0));
 	let a = b.push(OpKind::Reshape, vec![0], spec(&[3, 2], 0), FULL, vec![], vec![], vec![]);
-	let c = b.push(OpKind::Concat { axis: 1 }, vec![a, a], spec(&[3, 4], 0), FULL, vec![], vec![], vec![]);
-	b.push(OpKind::Concat { axis: 0 }, vec![c, a, c], spec(&[9, 4], 0), FULL, vec![], vec![], vec![]);
+	let c = b.push(
+		OpKind::Concat { axis: 1 },
+		vec![a, a],
+		spec(&[3, 4], 0),
+		FULL,
+		vec![],
+		vec![],
+		vec![],
+	);
+	b.push(
+		OpKind::Concat { axis: 0 },
+		vec![c, a, c],
+		spec(&[9, 4], 0),
+		FULL,
+		vec![],
+		vec![],
+		vec![],
+	);
 	let case = b.finish(bytes(&[1, 2, 3, 4, 5, 6]));
 	// steps 1 and 2 are valid: [3,2] ++ [3,2] along axis 1 = rows [1,2,1,2] [3,4,3,4] [5,6,5,6]
 	let t1 = execute_step(&case.header, 1, &[&case.input], &[]).unwrap();
@@ -287,11 +367,27 @@ fn concat_axes() {
 	));
 	let mut b = ModelBuilder::new(spec(&[2, 2], -1));
 	let a = b.push(OpKind::Reshape, vec![0], spec(&[2, 1, 2], -1), FULL, vec![], vec![], vec![]);
-	b.push(OpKind::Concat { axis: 1 }, vec![a, 0], spec(&[2, 3, 2], -1), FULL, vec![], vec![], vec![]);
+	b.push(
+		OpKind::Concat { axis: 1 },
+		vec![a, 0],
+		spec(&[2, 3, 2], -1),
+		FULL,
+		vec![],
+		vec![],
+		vec![],
+	);
 	// invalid: input 0 has rank 2
 	assert!(validate(&b.header, &Limits::default()).is_err());
 	let mut b = ModelBuilder::new(spec(&[2, 1, 2], -1));
-	b.push(OpKind::Concat { axis: 1 }, vec![0, 0, 0], spec(&[2, 3, 2], -1), (-1, 127), vec![], vec![], vec![]);
+	b.push(
+		OpKind::Concat { axis: 1 },
+		vec![0, 0, 0],
+		spec(&[2, 3, 2], -1),
+		(-1, 127),
+		vec![],
+		vec![],
+		vec![],
+	);
 	// [[a b],[c d]] per outer index repeated 3 times; clamp at -1
 	assert_eq!(run1(b, &[1, -2, 3, -4]), vec![1, -1, 1, -1, 1, -1, 3, -1, 3, -1, 3, -1]);
 }
@@ -330,7 +426,15 @@ fn accumulator_bound_is_exact() {
 	// K = 2: 2 * 255 * 128 = 65280; bias i32::MAX - 65280 is the largest valid bias.
 	let mk = |bias: i32| {
 		let mut b = ModelBuilder::new(spec(&[2], 127));
-		b.push(OpKind::FullyConnected, vec![0], spec(&[1], 0), FULL, vec![bias], vec![rq(1 << 30, -31)], bytes(&[-128, -128]));
+		b.push(
+			OpKind::FullyConnected,
+			vec![0],
+			spec(&[1], 0),
+			FULL,
+			vec![bias],
+			vec![rq(1 << 30, -31)],
+			bytes(&[-128, -128]),
+		);
 		b
 	};
 	let ok = mk(-(i32::MAX - 65280));

@@ -49,8 +49,14 @@ fn model_info_costs() {
 	assert_eq!(info.max_step_proof_bytes, info.steps.iter().map(|s| s.proof_bytes).max().unwrap());
 	assert_eq!(info.output_elements, 4);
 	assert_eq!(info.input_elements, 192);
-	assert_eq!(step_macs(&h, 0), Err(ValidationError { op: 0, reason: InvalidReason::StepOutOfRange }));
-	assert_eq!(step_macs(&h, 12), Err(ValidationError { op: 12, reason: InvalidReason::StepOutOfRange }));
+	assert_eq!(
+		step_macs(&h, 0),
+		Err(ValidationError { op: 0, reason: InvalidReason::StepOutOfRange })
+	);
+	assert_eq!(
+		step_macs(&h, 12),
+		Err(ValidationError { op: 12, reason: InvalidReason::StepOutOfRange })
+	);
 }
 
 #[test]
@@ -59,17 +65,42 @@ fn limits_are_enforced_per_step() {
 	let info = validate(&h, &default()).unwrap();
 	let max_macs = info.max_step_macs;
 	let worst = info.steps.iter().find(|s| s.macs == max_macs).unwrap().step;
-	expect(&h, &Limits { max_step_macs: max_macs - 1, ..default() }, worst, InvalidReason::TooManyMacs);
+	expect(
+		&h,
+		&Limits { max_step_macs: max_macs - 1, ..default() },
+		worst,
+		InvalidReason::TooManyMacs,
+	);
 	validate(&h, &Limits { max_step_macs: max_macs, ..default() }).unwrap();
 	let max_proof = info.max_step_proof_bytes;
 	let worst = info.steps.iter().find(|s| s.proof_bytes == max_proof).unwrap().step;
-	expect(&h, &Limits { max_step_proof_bytes: max_proof - 1, ..default() }, worst, InvalidReason::StepProofTooLarge);
+	expect(
+		&h,
+		&Limits { max_step_proof_bytes: max_proof - 1, ..default() },
+		worst,
+		InvalidReason::StepProofTooLarge,
+	);
 	expect(&h, &Limits { max_ops: 10, ..default() }, 0, InvalidReason::TooManyOps);
-	expect(&h, &Limits { max_tensor_elements: 191, ..default() }, 0, InvalidReason::TooManyElements);
-	expect(&h, &Limits { max_tensor_elements: 256, ..default() }, 1, InvalidReason::TooManyElements);
+	expect(
+		&h,
+		&Limits { max_tensor_elements: 191, ..default() },
+		0,
+		InvalidReason::TooManyElements,
+	);
+	expect(
+		&h,
+		&Limits { max_tensor_elements: 256, ..default() },
+		1,
+		InvalidReason::TooManyElements,
+	);
 	expect(&h, &Limits { max_op_inputs: 1, ..default() }, 3, InvalidReason::TooManyInputs);
 	let size = h.encoded_size() as u32;
-	expect(&h, &Limits { max_header_bytes: size - 1, ..default() }, 0, InvalidReason::HeaderTooLarge);
+	expect(
+		&h,
+		&Limits { max_header_bytes: size - 1, ..default() },
+		0,
+		InvalidReason::HeaderTooLarge,
+	);
 	validate(&h, &Limits { max_header_bytes: size, ..default() }).unwrap();
 }
 
@@ -216,7 +247,11 @@ fn op_level_errors_name_the_op() {
 	for (i, (op, reason, mutate)) in cases.iter().enumerate() {
 		let mut h = base();
 		mutate(&mut h);
-		assert_eq!(validate(&h, &default()), Err(ValidationError { op: *op, reason: *reason }), "case {i}");
+		assert_eq!(
+			validate(&h, &default()),
+			Err(ValidationError { op: *op, reason: *reason }),
+			"case {i}"
+		);
 		// the interpreter refuses the same op with the same error
 		let case = golden::cnn();
 		if let Err(ExecError::InvalidModel(e)) = execute(&h, &case.weights, &case.input) {
@@ -287,7 +322,10 @@ fn model_file_errors() {
 	let mut b = bytes.clone();
 	b.push(0);
 	assert_eq!(ModelFile::decode(&b), Err(FileError::WeightsLength));
-	assert_eq!(ModelFile::decode_with_limit(&bytes, header_len as u32 - 1), Err(FileError::Header(DecodeError::TooLarge)));
+	assert_eq!(
+		ModelFile::decode_with_limit(&bytes, header_len as u32 - 1),
+		Err(FileError::Header(DecodeError::TooLarge))
+	);
 	let mut b = bytes.clone();
 	b[12..16].copy_from_slice(&(header_len as u32 + 1).to_le_bytes());
 	assert!(ModelFile::decode(&b).is_err());
@@ -305,7 +343,10 @@ fn model_file_errors() {
 fn execution_checks_lengths() {
 	let c = golden::cnn();
 	let h = &c.header;
-	assert_eq!(execute(h, &c.weights, &c.input[1..]), Err(ExecError::InputLength { step: 0, index: 0 }));
+	assert_eq!(
+		execute(h, &c.weights, &c.input[1..]),
+		Err(ExecError::InputLength { step: 0, index: 0 })
+	);
 	assert_eq!(execute(h, &c.weights[1..], &c.input), Err(ExecError::WrongWeightCount));
 	let mut w = c.weights.clone();
 	w[4].push(0);
@@ -314,7 +355,10 @@ fn execution_checks_lengths() {
 	let x1 = &t.tensors[1];
 	let x2 = &t.tensors[2];
 	assert_eq!(execute_step(h, 3, &[x1], &[]), Err(ExecError::WrongInputCount { step: 3 }));
-	assert_eq!(execute_step(h, 3, &[x1, &x2[1..]], &[]), Err(ExecError::InputLength { step: 3, index: 1 }));
+	assert_eq!(
+		execute_step(h, 3, &[x1, &x2[1..]], &[]),
+		Err(ExecError::InputLength { step: 3, index: 1 })
+	);
 	assert_eq!(execute_step(h, 3, &[x1, x2], &[]), Ok(t.tensors[3].clone()));
 	assert!(matches!(execute_step(h, 12, &[x1], &[]), Err(ExecError::InvalidModel(_))));
 }
@@ -323,7 +367,15 @@ fn execution_checks_lengths() {
 fn builder_and_empty_weight_hash() {
 	assert_eq!(weight_hash(&[]), EMPTY_WEIGHT_HASH);
 	let mut b = ModelBuilder::new(TensorSpec::new(vec![4], 0, 0.5));
-	b.push(OpKind::Reshape, vec![0], TensorSpec::new(vec![2, 2], 0, 0.5), (-128, 127), vec![], vec![], vec![]);
+	b.push(
+		OpKind::Reshape,
+		vec![0],
+		TensorSpec::new(vec![2, 2], 0, 0.5),
+		(-128, 127),
+		vec![],
+		vec![],
+		vec![],
+	);
 	assert_eq!(b.header.ops[0].weight_hash, EMPTY_WEIGHT_HASH);
 	assert_eq!(b.header.input.scale(), 0.5);
 	validate(&b.header, &default()).unwrap();

@@ -54,6 +54,7 @@ pub fn generate_from(cases: Vec<(String, TestCase)>) -> Vec<(String, Vec<u8>)> {
 
 #[allow(dead_code)]
 pub fn read_json() -> Value {
-	let text = std::fs::read_to_string(testdata_dir().join("golden.json")).expect("testdata/golden.json");
+	let text =
+		std::fs::read_to_string(testdata_dir().join("golden.json")).expect("testdata/golden.json");
 	serde_json::from_str(&text).expect("valid json")
 }
