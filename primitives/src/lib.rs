@@ -14,7 +14,7 @@
 //! * The weight bytes of an op are only int8 kernels (FullyConnected `[N][K]`, Conv2d
 //!   `[C_out][C_in/groups][kh][kw]`) or the 256-byte table of Lookup. **Any byte string of the
 //!   declared length is a valid weight blob**, so validity is decided from the header alone,
-//!   on-chain, at registration: a header that [`validate`]s can always be executed.
+//!   on-chain, at registration: a header that [`validate()`]s can always be executed.
 //! * Tensors are int8 (stored as bytes), row-major, channel-major images `[C, H, W]`, vectors
 //!   `[K]`; **no batch dimension**. Tensor 0 is the model input; op `i` (1-based) produces
 //!   tensor `i` and may only read tensors `< i`.
@@ -37,7 +37,7 @@
 //!
 //! ## Validation and limits (see [`validate()`](validate::validate))
 //!
-//! [`validate`] checks shapes, backward references, parameter ranges, weight lengths, the
+//! [`validate()`] checks shapes, backward references, parameter ranges, weight lengths, the
 //! accumulator bound and the caller's [`Limits`] (ops, tensor elements, inputs per op, bytes of
 //! one step's fraud proof, multiply-accumulates of one step) and returns a [`ModelInfo`] with
 //! per-step sizes and costs, or a [`ValidationError`] naming the op and a typed reason.

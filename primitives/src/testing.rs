@@ -882,7 +882,7 @@ pub mod golden {
 			.collect()
 	}
 
-	/// A 3-layer MLP with a tanh-like lookup: [16] -> 12 (ReLU) -> 8 -> tanh -> 4.
+	/// A 3-layer MLP with a tanh-like lookup: `[16]` -> 12 (ReLU) -> 8 -> tanh -> 4.
 	pub fn mlp() -> TestCase {
 		let mut r = Rng::new(1);
 		let mut b = ModelBuilder::new(spec(vec![16], -3));
