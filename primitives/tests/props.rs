@@ -18,7 +18,7 @@ fn honest(c: &TestCase) -> (Trace, Vec<Hash>) {
 }
 
 proptest! {
-	#![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+	#![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
 
 	#[test]
 	fn random_models_validate_and_execute(seed in any::<u64>()) {
