@@ -34,6 +34,7 @@ export async function waitFor(what, fn, { timeoutMs = 60_000, everyMs = 500 } = 
       const v = await fn();
       if (v) return v;
     } catch (e) {
+      if (e.fatal) throw e;
       lastErr = e;
     }
     await sleep(everyMs);
@@ -81,19 +82,25 @@ export async function startNode(name, args, { basePath } = {}) {
     ...args,
     ...(tmp ? [] : ['--base-path', ownBase]),
     '--rpc-port', String(rpcPort),
-    '--port', String(p2pPort),
     '--listen-addr', `/ip4/127.0.0.1/tcp/${p2pPort}`,
     '--no-prometheus',
     '--no-telemetry',
     '--no-mdns',
-    '--no-hardware-benchmarks',
   ];
   const proc = spawn(NODE_BIN, fullArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
-  proc.stdout.pipe(log);
-  proc.stderr.pipe(log);
+  // Keep the last lines in memory too, so a failure can say what the node said.
+  let recent = [];
+  const keep = (chunk) => {
+    log.write(chunk);
+    recent.push(...chunk.toString().split('\n').filter(Boolean));
+    if (recent.length > 30) recent = recent.slice(-30);
+  };
+  proc.stdout.on('data', keep);
+  proc.stderr.on('data', keep);
   const exited = new Promise((ok) => proc.on('exit', (code, signal) => ok({ code, signal })));
   const node = {
     name, rpcPort, p2pPort, proc, logFile, basePath: ownBase, exited,
+    recentOutput: () => recent.join('\n'),
     /** SIGINT, then wait (bounded) for a clean exit; returns the exit status. */
     async stop({ timeoutMs = 30_000, keepBase = false } = {}) {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGINT');
@@ -107,7 +114,11 @@ export async function startNode(name, args, { basePath } = {}) {
     },
   };
   await waitFor(`${name} RPC on port ${rpcPort} (log: ${logFile})`, async () => {
-    if (proc.exitCode !== null) throw new Error(`${name} exited with ${proc.exitCode} (log: ${logFile})`);
+    if (proc.exitCode !== null) {
+      const e = new Error(`${name} exited with ${proc.exitCode}; its last output:\n${recent.join('\n')}`);
+      e.fatal = true;
+      throw e;
+    }
     await rpc(rpcPort, 'system_health');
     return true;
   }, { timeoutMs: 60_000 });

@@ -26,16 +26,18 @@ test('chain specs regenerate from the presets, and a two-validator network final
     assert.ok(raw.genesis.raw.top[CODE_KEY], `${chain}: raw spec holds :code`);
   }
 
-  // Alice's node key is fixed so that Bob can name her as bootnode.
+  // Validators need a network key of their own; Alice's is fixed so that Bob can name her as bootnode.
   const keyFile = join(out, 'alice.key');
   writeFileSync(keyFile, '0000000000000000000000000000000000000000000000000000000000000001');
+  const bobKeyFile = join(out, 'bob.key');
+  runNodeCmd(['key', 'generate-node-key', '--file', bobKeyFile]);
   const alicePeer = runNodeCmd(['key', 'inspect-node-key', '--file', keyFile]).trim();
   const spec = join(out, 'local-raw.json');
 
   const alice = await startNode('alice', ['--chain', spec, '--alice', '--validator', '--node-key-file', keyFile]);
   let bob;
   try {
-    bob = await startNode('bob', ['--chain', spec, '--bob', '--validator',
+    bob = await startNode('bob', ['--chain', spec, '--bob', '--validator', '--node-key-file', bobKeyFile,
       '--bootnodes', `/ip4/127.0.0.1/tcp/${alice.p2pPort}/p2p/${alicePeer}`]);
     for (const n of [alice, bob]) {
       await waitFor(`${n.name} to see a peer (log: ${n.logFile})`, async () => (await rpc(n.rpcPort, 'system_health')).peers >= 1);

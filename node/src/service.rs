@@ -211,6 +211,9 @@ pub fn new_full<N: sc_network::NetworkBackend<Block, <Block as sp_runtime::trait
 	let backoff_authoring_blocks: Option<()> = None;
 	let name = config.network.node_name.clone();
 	let enable_grandpa = !config.disable_grandpa;
+	// A development chain has a single authority, so there is nothing to wait for: vote for the
+	// best block at once. Other chains keep the default rules (stay behind the best block).
+	let is_dev = config.chain_spec.chain_type() == sc_service::ChainType::Development;
 	let prometheus_registry = config.prometheus_registry().cloned();
 
 	let rpc_extensions_builder = {
@@ -304,7 +307,11 @@ pub fn new_full<N: sc_network::NetworkBackend<Block, <Block as sp_runtime::trait
 			network,
 			sync: Arc::new(sync_service),
 			notification_service: grandpa_notification_service,
-			voting_rule: sc_consensus_grandpa::VotingRulesBuilder::default().build(),
+			voting_rule: if is_dev {
+				sc_consensus_grandpa::VotingRulesBuilder::new().build()
+			} else {
+				sc_consensus_grandpa::VotingRulesBuilder::default().build()
+			},
 			prometheus_registry,
 			shared_voter_state: SharedVoterState::empty(),
 			telemetry: telemetry.as_ref().map(|x| x.handle()),

@@ -2,7 +2,7 @@
 
 use crate::*;
 use frame_support::{
-	derive_impl, parameter_types,
+	derive_impl, dispatch::DispatchClass, parameter_types,
 	traits::{ConstBool, ConstU128, ConstU32, ConstU64, ConstU8, VariantCountOf},
 	weights::{
 		constants::{ParityDbWeight, WEIGHT_REF_TIME_PER_SECOND},
@@ -27,7 +27,10 @@ parameter_types! {
 		);
 	/// 5 MiB per block.
 	pub RuntimeBlockLength: frame_system::limits::BlockLength =
-		frame_system::limits::BlockLength::max_with_normal_ratio(5 * 1024 * 1024, NORMAL_DISPATCH_RATIO);
+		frame_system::limits::BlockLength::builder()
+			.max_length(5 * 1024 * 1024)
+			.modify_max_length_for_class(DispatchClass::Normal, |max| *max = NORMAL_DISPATCH_RATIO * *max)
+			.build();
 	pub const SS58Prefix: u8 = 42;
 }
 
