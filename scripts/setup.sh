@@ -24,9 +24,13 @@ done
 # --- Debian packages --------------------------------------------------------------------------
 need=()
 command -v protoc >/dev/null || need+=(protobuf-compiler)
-command -v docker-compose >/dev/null || need+=(docker-compose)
-command -v node >/dev/null || need+=(nodejs)
-command -v npm >/dev/null || need+=(npm)
+# VERITY_SETUP_BUILD_ONLY=1 (the Docker build) skips what only the tests need.
+build_only="${VERITY_SETUP_BUILD_ONLY:-0}"
+if [ "$build_only" != 1 ]; then
+	command -v docker-compose >/dev/null || need+=(docker-compose)
+	command -v node >/dev/null || need+=(nodejs)
+	command -v npm >/dev/null || need+=(npm)
+fi
 command -v cc >/dev/null || need+=(build-essential)
 command -v git >/dev/null || need+=(git)
 if [ "${#need[@]}" -gt 0 ]; then
@@ -37,6 +41,12 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 
 # --- npm packages of the end-to-end suite (polkadot.js) ---------------------------------------
+if [ "$build_only" = 1 ]; then say "ok (build only)"; exit 0; fi
+node_major="$(node -p 'process.versions.node.split(".")[0]')"
+if [ "$node_major" -lt 20 ]; then
+	echo "setup: the e2e suite needs Node.js >= 20 (found $(node --version)); install a newer nodejs" >&2
+	exit 1
+fi
 stamp="e2e/node_modules/.verity-lock-sha256"
 want="$(sha256sum e2e/package-lock.json | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
