@@ -33,6 +33,7 @@ if [ "$build_only" != 1 ]; then
 fi
 command -v cc >/dev/null || need+=(build-essential)
 command -v git >/dev/null || need+=(git)
+command -v python3 >/dev/null || need+=(python3)
 if [ "${#need[@]}" -gt 0 ]; then
 	say "installing Debian packages: ${need[*]}"
 	sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"

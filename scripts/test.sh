@@ -19,6 +19,13 @@ cargo test --release --locked --workspace
 step "verity-primitives builds for wasm32v1-none without std"
 cargo build --release --locked -p verity-primitives --no-default-features --target wasm32v1-none
 
+step "an independent implementation (Python, written from docs/MODEL_FORMAT.md) agrees byte for byte"
+python3 primitives/tools/verity_ref.py primitives/testdata
+random_models="$(mktemp -d -t verity-random-models-XXXXXX)"
+cargo run --release --locked -q -p verity-primitives --features testing --example golden -- random "$random_models" 100
+python3 primitives/tools/verity_ref.py "$random_models"
+rm -rf "$random_models"
+
 step "no RocksDB in the dependency tree"
 if cargo tree --locked -i librocksdb-sys >/dev/null 2>&1; then
 	echo "librocksdb-sys is in the dependency tree" >&2; exit 1
