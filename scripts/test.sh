@@ -7,6 +7,9 @@ bash scripts/setup.sh
 t0=$(date +%s)
 step() { echo; echo "=== [$(( $(date +%s) - t0 ))s] $*"; }
 
+step "formatting (rustfmt.toml)"
+cargo fmt --all --check
+
 step "build (release): node with its runtime wasm, and every workspace crate"
 cargo build --release --locked --workspace
 

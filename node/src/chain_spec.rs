@@ -14,28 +14,41 @@ fn properties() -> sc_service::Properties {
 	p
 }
 
-fn wasm() -> Result<&'static [u8], String> {
-	WASM_BINARY.ok_or_else(|| "the runtime wasm is not available (built with SKIP_WASM_BUILD?)".into())
+/// A spec named `name` with id `id` whose genesis is the runtime preset `preset`.
+fn from_preset(
+	name: &str,
+	id: &str,
+	chain_type: ChainType,
+	preset: &str,
+) -> Result<ChainSpec, String> {
+	let wasm = WASM_BINARY.ok_or_else(|| {
+		"the runtime wasm is not available (built with SKIP_WASM_BUILD?)".to_string()
+	})?;
+	Ok(ChainSpec::builder(wasm, None)
+		.with_name(name)
+		.with_id(id)
+		.with_chain_type(chain_type)
+		.with_genesis_config_preset_name(preset)
+		.with_properties(properties())
+		.build())
 }
 
 /// `--dev`: Alice alone produces and finalizes blocks.
 pub fn development_chain_spec() -> Result<ChainSpec, String> {
-	Ok(ChainSpec::builder(wasm()?, None)
-		.with_name("Verity Development")
-		.with_id("verity_dev")
-		.with_chain_type(ChainType::Development)
-		.with_genesis_config_preset_name(sp_genesis_builder::DEV_RUNTIME_PRESET)
-		.with_properties(properties())
-		.build())
+	from_preset(
+		"Verity Development",
+		"verity_dev",
+		ChainType::Development,
+		sp_genesis_builder::DEV_RUNTIME_PRESET,
+	)
 }
 
 /// `--chain local`: Alice and Bob are the validators.
 pub fn local_chain_spec() -> Result<ChainSpec, String> {
-	Ok(ChainSpec::builder(wasm()?, None)
-		.with_name("Verity Local Testnet")
-		.with_id("verity_local")
-		.with_chain_type(ChainType::Local)
-		.with_genesis_config_preset_name(sp_genesis_builder::LOCAL_TESTNET_RUNTIME_PRESET)
-		.with_properties(properties())
-		.build())
+	from_preset(
+		"Verity Local Testnet",
+		"verity_local",
+		ChainType::Local,
+		sp_genesis_builder::LOCAL_TESTNET_RUNTIME_PRESET,
+	)
 }

@@ -10,10 +10,11 @@ use sp_keyring::{Ed25519Keyring, Sr25519Keyring};
 /// Merge a JSON patch into a base value the way the node's chain-spec builder does.
 fn merge(base: &mut Value, patch: Value) {
 	match (base, patch) {
-		(Value::Object(base), Value::Object(patch)) =>
+		(Value::Object(base), Value::Object(patch)) => {
 			for (k, v) in patch {
 				merge(base.entry(k).or_insert(Value::Null), v);
-			},
+			}
+		},
 		(base, patch) => *base = patch,
 	}
 }
@@ -67,7 +68,10 @@ fn local_testnet_preset_has_alice_and_bob_as_authorities() {
 		let grandpa = pallet_grandpa::Pallet::<Runtime>::grandpa_authorities();
 		assert_eq!(
 			grandpa,
-			vec![(Ed25519Keyring::Alice.public().into(), 1), (Ed25519Keyring::Bob.public().into(), 1)]
+			vec![
+				(Ed25519Keyring::Alice.public().into(), 1),
+				(Ed25519Keyring::Bob.public().into(), 1)
+			]
 		);
 		assert_eq!(pallet_sudo::Key::<Runtime>::get(), Some(Sr25519Keyring::Alice.to_account_id()));
 		assert_endowed();
