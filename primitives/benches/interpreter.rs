@@ -74,19 +74,7 @@ fn bench() {
 	report("fully_connected_1024x1024", macs, secs);
 
 	// Conv2d 64 -> 64, 3x3, stride 1, padding 1, on 32x32.
-	let p = Conv2dParams {
-		kernel_h: 3,
-		kernel_w: 3,
-		stride_h: 1,
-		stride_w: 1,
-		dilation_h: 1,
-		dilation_w: 1,
-		pad_top: 1,
-		pad_left: 1,
-		pad_bottom: 1,
-		pad_right: 1,
-		groups: 1,
-	};
+	let p = testing::same3x3(1);
 	let mut b = ModelBuilder::new(spec(&[64, 32, 32]));
 	b.push(
 		OpKind::Conv2d(p),

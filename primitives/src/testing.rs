@@ -192,6 +192,51 @@ impl ModelBuilder {
 }
 
 const FULL: (i8, i8) = (-128, 127);
+/// Conv2d parameters from (kernel, stride, dilation, `[top, left, bottom, right]` padding,
+/// groups), in the order of [`Conv2dParams`]' fields.
+pub fn conv_params(
+	kernel: (u32, u32),
+	stride: (u32, u32),
+	dilation: (u32, u32),
+	pads: [u32; 4],
+	groups: u32,
+) -> Conv2dParams {
+	let [pad_top, pad_left, pad_bottom, pad_right] = pads;
+	Conv2dParams {
+		kernel_h: kernel.0,
+		kernel_w: kernel.1,
+		stride_h: stride.0,
+		stride_w: stride.1,
+		dilation_h: dilation.0,
+		dilation_w: dilation.1,
+		pad_top,
+		pad_left,
+		pad_bottom,
+		pad_right,
+		groups,
+	}
+}
+
+/// A 3x3 convolution, stride 1, padding 1 on every side (output size = input size).
+pub fn same3x3(groups: u32) -> Conv2dParams {
+	conv_params((3, 3), (1, 1), (1, 1), [1; 4], groups)
+}
+
+/// Pool parameters from (kernel, stride, `[top, left, bottom, right]` padding).
+pub fn pool_params(kernel: (u32, u32), stride: (u32, u32), pads: [u32; 4]) -> PoolParams {
+	let [pad_top, pad_left, pad_bottom, pad_right] = pads;
+	PoolParams {
+		kernel_h: kernel.0,
+		kernel_w: kernel.1,
+		stride_h: stride.0,
+		stride_w: stride.1,
+		pad_top,
+		pad_left,
+		pad_bottom,
+		pad_right,
+	}
+}
+
 /// Largest reduction length for which a zero bias passes the accumulator bound.
 const MAX_K: u64 = (i32::MAX as u64) / (MAX_PRODUCT as u64);
 
@@ -441,19 +486,7 @@ impl Gen<'_> {
 		if k > MAX_K || n_out.saturating_mul(k) > macs || u64::from(cout) * k > wbytes {
 			return false;
 		}
-		let p = Conv2dParams {
-			kernel_h: kh,
-			kernel_w: kw,
-			stride_h: sh,
-			stride_w: sw,
-			dilation_h: dh,
-			dilation_w: dw,
-			pad_top: pt,
-			pad_left: pl,
-			pad_bottom: pb,
-			pad_right: pr,
-			groups,
-		};
+		let p = conv_params((kh, kw), (sh, sw), (dh, dw), [pt, pl, pb, pr], groups);
 		let zp = self.zero_point();
 		let clamp = self.clamp(zp);
 		let wts = self.weights(u64::from(cout) * k);
@@ -486,16 +519,7 @@ impl Gen<'_> {
 		else {
 			return false;
 		};
-		let p = PoolParams {
-			kernel_h: kh,
-			kernel_w: kw,
-			stride_h: sh,
-			stride_w: sw,
-			pad_top: pt,
-			pad_left: pl,
-			pad_bottom: pb,
-			pad_right: pr,
-		};
+		let p = pool_params((kh, kw), (sh, sw), [pt, pl, pb, pr]);
 		let kind = if max { OpKind::MaxPool(p) } else { OpKind::AvgPool(p) };
 		let clamp = self.data_clamp(x.zero_point);
 		self.b.push(
@@ -927,22 +951,9 @@ pub mod golden {
 	pub fn cnn() -> TestCase {
 		let mut r = Rng::new(2);
 		let mut b = ModelBuilder::new(spec(vec![3, 8, 8], 5));
-		let same3 = Conv2dParams {
-			kernel_h: 3,
-			kernel_w: 3,
-			stride_h: 1,
-			stride_w: 1,
-			dilation_h: 1,
-			dilation_w: 1,
-			pad_top: 1,
-			pad_left: 1,
-			pad_bottom: 1,
-			pad_right: 1,
-			groups: 1,
-		};
 		let w = r.bytes(8 * 3 * 9);
 		let t1 = b.push(
-			OpKind::Conv2d(same3),
+			OpKind::Conv2d(same3x3(1)),
 			vec![0],
 			spec(vec![8, 8, 8], -20),
 			(-20, 127),
@@ -952,7 +963,7 @@ pub mod golden {
 		);
 		let w = r.bytes(8 * 9);
 		let t2 = b.push(
-			OpKind::Conv2d(Conv2dParams { groups: 8, ..same3 }),
+			OpKind::Conv2d(same3x3(8)),
 			vec![t1],
 			spec(vec![8, 8, 8], -20),
 			(-20, 40),
@@ -970,16 +981,7 @@ pub mod golden {
 			vec![rq(1_700_000_000, -19)],
 			vec![],
 		);
-		let pool2 = PoolParams {
-			kernel_h: 2,
-			kernel_w: 2,
-			stride_h: 2,
-			stride_w: 2,
-			pad_top: 0,
-			pad_left: 0,
-			pad_bottom: 0,
-			pad_right: 0,
-		};
+		let pool2 = pool_params((2, 2), (2, 2), [0, 0, 0, 0]);
 		let t4 = b.push(
 			OpKind::MaxPool(pool2),
 			vec![t3],
@@ -991,15 +993,7 @@ pub mod golden {
 		);
 		let w = r.bytes(8 * 8);
 		let t5 = b.push(
-			OpKind::Conv2d(Conv2dParams {
-				kernel_h: 1,
-				kernel_w: 1,
-				pad_top: 0,
-				pad_left: 0,
-				pad_bottom: 0,
-				pad_right: 0,
-				..same3
-			}),
+			OpKind::Conv2d(conv_params((1, 1), (1, 1), (1, 1), [0; 4], 1)),
 			vec![t4],
 			spec(vec![8, 4, 4], 0),
 			(0, 127),
@@ -1007,16 +1001,7 @@ pub mod golden {
 			vec![rq(1 << 30, -7); 8],
 			w,
 		);
-		let avg = PoolParams {
-			kernel_h: 3,
-			kernel_w: 3,
-			stride_h: 1,
-			stride_w: 1,
-			pad_top: 1,
-			pad_left: 1,
-			pad_bottom: 1,
-			pad_right: 1,
-		};
+		let avg = pool_params((3, 3), (1, 1), [1, 1, 1, 1]);
 		let t6 = b.push(
 			OpKind::AvgPool(avg),
 			vec![t5],
@@ -1094,19 +1079,7 @@ pub mod golden {
 	pub fn op_conv() -> TestCase {
 		let mut r = Rng::new(4);
 		let mut b = ModelBuilder::new(spec(vec![4, 7, 6], 9));
-		let p = Conv2dParams {
-			kernel_h: 3,
-			kernel_w: 2,
-			stride_h: 2,
-			stride_w: 1,
-			dilation_h: 2,
-			dilation_w: 1,
-			pad_top: 4,
-			pad_left: 0,
-			pad_bottom: 1,
-			pad_right: 1,
-			groups: 2,
-		};
+		let p = conv_params((3, 2), (2, 1), (2, 1), [4, 0, 1, 1], 2);
 		// H: (7 + 5 - 5) / 2 + 1 = 4; W: (6 + 1 - 2) / 1 + 1 = 6
 		let w = r.bytes(6 * 2 * 3 * 2);
 		b.push(
@@ -1126,19 +1099,7 @@ pub mod golden {
 	pub fn op_dwconv() -> TestCase {
 		let mut r = Rng::new(5);
 		let mut b = ModelBuilder::new(spec(vec![3, 5, 5], -50));
-		let p = Conv2dParams {
-			kernel_h: 3,
-			kernel_w: 3,
-			stride_h: 1,
-			stride_w: 1,
-			dilation_h: 1,
-			dilation_w: 1,
-			pad_top: 1,
-			pad_left: 1,
-			pad_bottom: 1,
-			pad_right: 1,
-			groups: 3,
-		};
+		let p = same3x3(3);
 		let w = r.bytes(6 * 9);
 		b.push(
 			OpKind::Conv2d(p),
@@ -1195,16 +1156,7 @@ pub mod golden {
 	pub fn op_maxpool() -> TestCase {
 		let mut r = Rng::new(7);
 		let mut b = ModelBuilder::new(spec(vec![2, 5, 5], 3));
-		let p = PoolParams {
-			kernel_h: 3,
-			kernel_w: 2,
-			stride_h: 2,
-			stride_w: 2,
-			pad_top: 2,
-			pad_left: 1,
-			pad_bottom: 0,
-			pad_right: 1,
-		};
+		let p = pool_params((3, 2), (2, 2), [2, 1, 0, 1]);
 		// H: (5 + 2 - 3) / 2 + 1 = 3; W: (5 + 2 - 2) / 2 + 1 = 3
 		b.push(
 			OpKind::MaxPool(p),
@@ -1222,16 +1174,7 @@ pub mod golden {
 	/// Average pool with padding (count excludes padding) on values that produce ties.
 	pub fn op_avgpool() -> TestCase {
 		let mut b = ModelBuilder::new(spec(vec![1, 4, 4], -2));
-		let p = PoolParams {
-			kernel_h: 2,
-			kernel_w: 2,
-			stride_h: 1,
-			stride_w: 1,
-			pad_top: 1,
-			pad_left: 1,
-			pad_bottom: 0,
-			pad_right: 0,
-		};
+		let p = pool_params((2, 2), (1, 1), [1, 1, 0, 0]);
 		b.push(OpKind::AvgPool(p), vec![0], spec(vec![1, 4, 4], -2), FULL, vec![], vec![], vec![]);
 		let input: Vec<u8> = [1i8, 2, -1, -2, 3, 0, -3, -6, 127, -128, 5, 5, -128, -127, 0, 1]
 			.iter()
@@ -1262,16 +1205,7 @@ pub mod golden {
 	pub fn op_concat() -> TestCase {
 		let mut r = Rng::new(11);
 		let mut b = ModelBuilder::new(spec(vec![2, 2, 3], 4));
-		let p = PoolParams {
-			kernel_h: 1,
-			kernel_w: 2,
-			stride_h: 1,
-			stride_w: 1,
-			pad_top: 0,
-			pad_left: 0,
-			pad_bottom: 0,
-			pad_right: 0,
-		};
+		let p = pool_params((1, 2), (1, 1), [0, 0, 0, 0]);
 		let t1 = b.push(
 			OpKind::MaxPool(p),
 			vec![0],

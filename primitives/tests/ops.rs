@@ -1,7 +1,10 @@
 //! Per-op tests with hand-computed expectations (through `execute_step` on one-op models, so
 //! the structural checks run too).
 
-use verity_primitives::{testing::ModelBuilder, *};
+use verity_primitives::{
+	testing::{conv_params, pool_params, ModelBuilder},
+	*,
+};
 
 const FULL: (i8, i8) = (-128, 127);
 
@@ -32,41 +35,6 @@ fn run1(b: ModelBuilder, input: &[i8]) -> Vec<i8> {
 	validate(&case.header, &Limits::default()).expect("valid");
 	let trace = execute(&case.header, &case.weights, &case.input).expect("executes");
 	signed(trace.output())
-}
-
-fn conv_params(
-	k: (u32, u32),
-	stride: (u32, u32),
-	dil: (u32, u32),
-	pads: [u32; 4],
-	groups: u32,
-) -> Conv2dParams {
-	Conv2dParams {
-		kernel_h: k.0,
-		kernel_w: k.1,
-		stride_h: stride.0,
-		stride_w: stride.1,
-		dilation_h: dil.0,
-		dilation_w: dil.1,
-		pad_top: pads[0],
-		pad_left: pads[1],
-		pad_bottom: pads[2],
-		pad_right: pads[3],
-		groups,
-	}
-}
-
-fn pool_params(k: (u32, u32), stride: (u32, u32), pads: [u32; 4]) -> PoolParams {
-	PoolParams {
-		kernel_h: k.0,
-		kernel_w: k.1,
-		stride_h: stride.0,
-		stride_w: stride.1,
-		pad_top: pads[0],
-		pad_left: pads[1],
-		pad_bottom: pads[2],
-		pad_right: pads[3],
-	}
 }
 
 #[test]
