@@ -2,12 +2,15 @@
 .PHONY: setup build dev test chain-spec
 
 NODE := target/release/verity-node
+# libtorch for verity-worker, installed by scripts/setup.sh (scripts/install-libtorch.sh).
+VERITY_CACHE ?= $(HOME)/.cache/verity
+export LIBTORCH ?= $(VERITY_CACHE)/libtorch-2.13.0
 
 setup:
 	@bash scripts/setup.sh
 
 build: setup
-	cargo build --release --locked -p verity-node
+	cargo build --release --locked -p verity-node -p verity-worker
 
 chain-spec: build
 	bash chain-spec/generate.sh

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One idempotent set-up for a fresh Debian machine with rustup: the Rust toolchain and targets,
-# Debian packages (protoc, docker-compose for the compose-file check, Node.js), and the npm
-# packages of the end-to-end suite. Each step is skipped when what it installs is already there.
+# Debian packages (protoc, docker-compose for the compose-file check, Node.js, python3 + pip),
+# libtorch for the inference worker (scripts/install-libtorch.sh), and the npm packages of the
+# end-to-end suite. Each step is skipped when what it installs is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,12 +35,18 @@ fi
 command -v cc >/dev/null || need+=(build-essential)
 command -v git >/dev/null || need+=(git)
 command -v python3 >/dev/null || need+=(python3)
+# pip downloads the libtorch wheels (scripts/install-libtorch.sh).
+python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 if [ "${#need[@]}" -gt 0 ]; then
 	say "installing Debian packages: ${need[*]}"
 	sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
 	$sudo apt-get update -qq
 	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
+
+# --- libtorch 2.13.0 for verity-worker (tch 0.26), from PyPI wheels into a cache outside the clone
+# (${VERITY_CACHE:-~/.cache/verity}/libtorch-2.13.0; the Makefile and test.sh export LIBTORCH).
+bash scripts/install-libtorch.sh >/dev/null
 
 # --- npm packages of the end-to-end suite (polkadot.js) ---------------------------------------
 if [ "$build_only" = 1 ]; then say "ok (build only)"; exit 0; fi

@@ -3,6 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# libtorch for verity-worker (installed by setup.sh; this prints its directory at once).
+libtorch="$(bash scripts/install-libtorch.sh | tail -n1)"
+if [ -n "$libtorch" ]; then export LIBTORCH="$libtorch"; fi
 
 t0=$(date +%s)
 step() { echo; echo "=== [$(( $(date +%s) - t0 ))s] $*"; }

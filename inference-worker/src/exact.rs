@@ -1,0 +1,789 @@
+//! The exact libtorch backend: executes a Verity model with tch tensors and produces the same
+//! bytes as the reference interpreter (`verity_primitives::execute`), for a batch of inputs.
+//!
+//! How exactness is obtained (see `docs/MODEL_FORMAT.md` for the semantics):
+//!
+//! * **Matmul and convolution in fp32, chunked.** Inputs are int8, so `x - z_x` and the weights
+//!   are small integers, exactly representable in fp32. A sum of integer products is exact in
+//!   fp32, in any order and with any blocking or FMA, as long as every partial sum stays below
+//!   2^24. For each op the reduction dimension is cut into chunks such that
+//!   `max|x - z_x| * max_n sum_{k in chunk} |w[n][k]| < 2^24` (the sum of absolute values bounds
+//!   every partial sum of the chunk, whatever the order). `max|x - z_x|` comes from the clamp
+//!   range of the op that produced `x`. Chunk results are converted to int64 and summed exactly.
+//!   With the weights of real models one chunk is the rule. A convolution whose single input
+//!   channel would already exceed the bound runs in fp64 (exact: validation bounds every
+//!   accumulator by 2^31).
+//! * **Requantization with integer tensor ops (int64).** `SRDHM(x, m)` is
+//!   `(x * m + 2^30) >> 31` (an arithmetic shift is a floor; this equals gemmlowp's
+//!   nudge-and-truncate rule for both signs), `RoundingDivideByPOT(y, e)` is
+//!   `sign(y) * ((|y| + 2^(e-1)) >> e)` (round half away from zero), the saturating left shift
+//!   is a multiply and a clamp. Per-channel parameters broadcast over the batch.
+//! * **Elementwise functions of one int8 input are tables.** The per-input scaling of Add and
+//!   the Lookup op (with its clamp) are 256-entry tables computed with the reference
+//!   arithmetic and applied with `take`.
+//! * **Pools.** Max pool pads with the smallest value (every window holds a real element);
+//!   average pools sum in floating point (exact for these sizes) and divide by the number of
+//!   real positions with integer ops, rounding half away from zero.
+//!
+//! A batch is a leading dimension `N` on every tensor; nothing depends on `N`, so the result
+//! is the same at every batch size.
+
+use std::time::{Duration, Instant};
+
+use tch::{Device, Kind, Tensor};
+use verity_primitives::{
+	arith::multiply_by_quantized_multiplier, step_hash, validate, Hash, Limits, ModelHeader,
+	OpKind, Requant,
+};
+
+use crate::model::LoadedModel;
+
+/// Errors of the tch backend.
+#[derive(Debug, thiserror::Error)]
+pub enum TchBackendError {
+	#[error("libtorch: {0}")]
+	Torch(#[from] tch::TchError),
+	#[error("invalid model: {0}")]
+	Invalid(String),
+	#[error("input {index} has {got} bytes, the model takes {expected}")]
+	InputSize { index: usize, expected: usize, got: usize },
+}
+
+type Result<T> = std::result::Result<T, TchBackendError>;
+
+/// Largest magnitude below which every integer is exact in fp32.
+const F32_EXACT: i64 = 1 << 24;
+
+/// One executed sample: every tensor of the trace (`tensors[0]` = input, `tensors[i]` =
+/// output of op `i`) and the step hashes `h_0..h_n`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SampleTrace {
+	pub tensors: Vec<Vec<u8>>,
+	pub step_hashes: Vec<Hash>,
+}
+
+impl SampleTrace {
+	pub fn output(&self) -> &[u8] {
+		self.tensors.last().map(|t| t.as_slice()).unwrap_or(&[])
+	}
+}
+
+/// Time spent in a batch: executing (tensor ops and copies back) and hashing the trace.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BatchTimings {
+	pub exec: Duration,
+	pub hash: Duration,
+}
+
+/// Requantization parameters as tensors, broadcast against an accumulator `[N, C, ...]`.
+struct RequantT {
+	/// `2^shift` for positive shifts (saturating left shift), `None` if no shift is positive.
+	left: Option<Tensor>,
+	multiplier: Tensor,
+	/// `(2^(e-1) or 0, e)` for the rounding right shift by `e = -shift`, `None` if all are 0.
+	right: Option<(Tensor, Tensor)>,
+	zero_point: i64,
+	act_min: i64,
+	act_max: i64,
+}
+
+impl RequantT {
+	/// `rq` per channel, broadcast shape `[1, C, 1, ...]` with `trailing` ones.
+	fn new(
+		rq: &[Requant],
+		trailing: usize,
+		zero_point: i8,
+		(act_min, act_max): (i8, i8),
+		device: Device,
+	) -> Result<Self> {
+		let c = rq.len() as i64;
+		let mut shape = vec![1i64, c];
+		shape.extend(std::iter::repeat_n(1i64, trailing));
+		let t = |v: Vec<i64>| -> Result<Tensor> {
+			Ok(Tensor::f_from_slice(&v)?.f_reshape(shape.as_slice())?.f_to_device(device)?)
+		};
+		let left = if rq.iter().any(|r| r.shift > 0) {
+			Some(t(rq.iter().map(|r| 1i64 << r.shift.max(0)).collect())?)
+		} else {
+			None
+		};
+		let right = if rq.iter().any(|r| r.shift < 0) {
+			let e: Vec<i64> = rq.iter().map(|r| i64::from((-r.shift).max(0))).collect();
+			let half: Vec<i64> =
+				e.iter().map(|&e| if e > 0 { 1i64 << (e - 1) } else { 0 }).collect();
+			Some((t(half)?, t(e)?))
+		} else {
+			None
+		};
+		Ok(RequantT {
+			left,
+			multiplier: t(rq.iter().map(|r| i64::from(r.multiplier)).collect())?,
+			right,
+			zero_point: i64::from(zero_point),
+			act_min: i64::from(act_min),
+			act_max: i64::from(act_max),
+		})
+	}
+
+	/// `clamp(MBQM(acc, m, s) + z, act_min, act_max)` as int8; `acc` is int64 with values in
+	/// the i32 range (guaranteed by validation) and is consumed.
+	fn apply(&self, mut x: Tensor) -> Result<Tensor> {
+		if let Some(p2) = &self.left {
+			x = x.f_mul(p2)?.f_clamp(i64::from(i32::MIN), i64::from(i32::MAX))?;
+		}
+		// SRDHM: |x| <= 2^31 and 0 <= m < 2^31, so x * m + 2^30 fits i64.
+		let _ = x.f_mul_(&self.multiplier)?;
+		let _ = x.f_add_scalar_(1i64 << 30)?;
+		let _ = x.f_bitwise_right_shift_tensor_scalar_(31i64)?;
+		if let Some((half, e)) = &self.right {
+			let sign = x.f_sign()?;
+			let _ = x.f_abs_()?;
+			let _ = x.f_add_(half)?;
+			let _ = x.f_bitwise_right_shift_(e)?;
+			let _ = x.f_mul_(&sign)?;
+		}
+		Ok(x.f_clamp(self.act_min - self.zero_point, self.act_max - self.zero_point)?
+			.f_add_scalar(self.zero_point)?
+			.f_to_kind(Kind::Int8)?)
+	}
+}
+
+/// `sign(sum) * ((|sum| + count / 2) / count)` (round half away from zero), int64.
+fn div_round_half_away(sum: &Tensor, count: &Tensor, half: &Tensor) -> Result<Tensor> {
+	let sign = sum.f_sign()?;
+	let q = sum.f_abs()?.f_add(half)?.f_div_tensor_mode(count, "trunc")?;
+	Ok(q.f_mul(&sign)?)
+}
+
+fn full_range((lo, hi): (i8, i8)) -> bool {
+	lo == i8::MIN && hi == i8::MAX
+}
+
+/// One chunk of a reduction: `(start, length)` along the reduced (input) dimension.
+type Chunk = (i64, i64);
+
+/// Cut `0..k` into chunks such that for every output row `n`,
+/// `xmax * sum_{k in chunk} |w(n, k)| < 2^24`. `row_abs(n, k)` is `|w|` summed over everything
+/// that column `k` stands for (for a convolution: one input channel's whole kernel).
+fn chunks_for(n: usize, k: usize, xmax: i64, row_abs: impl Fn(usize, usize) -> i64) -> Vec<Chunk> {
+	let mut chunks = Vec::new();
+	let mut start = 0usize;
+	let mut sums = vec![0i64; n];
+	for kk in 0..k {
+		let fits = (0..n).all(|r| xmax * (sums[r] + row_abs(r, kk)) < F32_EXACT);
+		if !fits && kk > start {
+			chunks.push((start as i64, (kk - start) as i64));
+			start = kk;
+			sums.iter_mut().for_each(|s| *s = 0);
+		}
+		for (r, s) in sums.iter_mut().enumerate() {
+			*s += row_abs(r, kk);
+		}
+	}
+	if k > start {
+		chunks.push((start as i64, (k - start) as i64));
+	}
+	chunks
+}
+
+enum Step {
+	Fc {
+		k: i64,
+		x_zp: f64,
+		/// `(W^T chunk [len, N] f32)` per chunk.
+		chunks: Vec<Tensor>,
+		chunk_ranges: Vec<Chunk>,
+		/// Bias added in fp32 by `addmm` (single chunk, small enough), else in int64.
+		bias_f32: Option<Tensor>,
+		bias_i64: Tensor,
+		rq: RequantT,
+	},
+	Conv {
+		x_zp: f64,
+		/// `[left, right, top, bottom]` explicit padding, or `None` when symmetric.
+		pad: Option<[i64; 4]>,
+		sym_pad: [i64; 2],
+		stride: [i64; 2],
+		dilation: [i64; 2],
+		groups: i64,
+		/// `(input channel index tensor (None = all), weight chunk)` per chunk.
+		chunks: Vec<(Option<Tensor>, Tensor)>,
+		kind: Kind,
+		bias_float: Option<Tensor>,
+		bias_i64: Tensor,
+		rq: RequantT,
+	},
+	Add {
+		lhs: Tensor,
+		rhs: Tensor,
+		rq: RequantT,
+	},
+	MaxPool {
+		pad: Option<[i64; 4]>,
+		kernel: [i64; 2],
+		stride: [i64; 2],
+		clamp: (i8, i8),
+	},
+	AvgPool {
+		pad: Option<[i64; 4]>,
+		kernel: [i64; 2],
+		stride: [i64; 2],
+		kind: Kind,
+		count: Tensor,
+		half: Tensor,
+		clamp: (i8, i8),
+	},
+	Gap {
+		count: Tensor,
+		half: Tensor,
+		clamp: (i8, i8),
+	},
+	Reshape {
+		shape: Vec<i64>,
+		clamp: (i8, i8),
+	},
+	Concat {
+		axis: i64,
+		clamp: (i8, i8),
+	},
+	Lookup {
+		table: Tensor,
+	},
+}
+
+/// A model prepared for the tch backend on one device: weights as tensors, tables, chunking.
+pub struct TchModel {
+	header: ModelHeader,
+	steps: Vec<Step>,
+	/// Per tensor: its shape as `i64` (without the batch dimension) and element count.
+	shapes: Vec<(Vec<i64>, usize)>,
+	device: Device,
+}
+
+fn i64s(v: &[u32]) -> Vec<i64> {
+	v.iter().map(|&d| i64::from(d)).collect()
+}
+
+fn dim(shape: &[u32], i: usize) -> Result<i64> {
+	shape
+		.get(i)
+		.map(|&d| i64::from(d))
+		.ok_or_else(|| TchBackendError::Invalid(format!("shape {shape:?} has no dimension {i}")))
+}
+
+/// Explicit `[left, right, top, bottom]` padding, or `None` if it can be given to the op as a
+/// symmetric `[pad_h, pad_w]`.
+fn padding(top: u32, left: u32, bottom: u32, right: u32) -> (Option<[i64; 4]>, [i64; 2]) {
+	if top == bottom && left == right {
+		(None, [i64::from(top), i64::from(left)])
+	} else {
+		(Some([i64::from(left), i64::from(right), i64::from(top), i64::from(bottom)]), [0, 0])
+	}
+}
+
+/// Number of real (non-padded) positions of each window along one axis.
+fn real_counts(size: u32, out: u32, kernel: u32, stride: u32, pad_before: u32) -> Vec<i64> {
+	(0..i64::from(out))
+		.map(|o| {
+			let start = o * i64::from(stride) - i64::from(pad_before);
+			let end = start + i64::from(kernel);
+			(end.min(i64::from(size)) - start.max(0)).max(0)
+		})
+		.collect()
+}
+
+impl TchModel {
+	/// Prepare a verified model for `device`. The header is validated (any failure is an
+	/// error, never a panic later).
+	pub fn new(model: &LoadedModel, device: Device) -> Result<Self> {
+		let header = &model.header;
+		validate(header, &Limits::UNLIMITED)
+			.map_err(|e| TchBackendError::Invalid(format!("{e:?}")))?;
+		let mut shapes = Vec::with_capacity(header.ops.len() + 1);
+		for i in 0..=header.num_ops() {
+			let spec = header
+				.tensor_spec(i)
+				.ok_or_else(|| TchBackendError::Invalid(format!("no tensor {i}")))?;
+			let numel = spec.num_elements().unwrap_or(0) as usize;
+			shapes.push((i64s(&spec.shape), numel));
+		}
+		// Largest |x - z| of every tensor, from the clamp range of the op that produced it.
+		let xmax = |t: u32, zp: i8| -> i64 {
+			let (lo, hi) = match header.op(t) {
+				Some(op) if t > 0 => (op.act_min, op.act_max),
+				_ => (i8::MIN, i8::MAX),
+			};
+			(i64::from(hi) - i64::from(zp)).abs().max((i64::from(lo) - i64::from(zp)).abs())
+		};
+		let mut steps = Vec::with_capacity(header.ops.len());
+		for (i, (op, weights)) in header.ops.iter().zip(&model.weights).enumerate() {
+			let first =
+				*op.inputs.first().ok_or_else(|| TchBackendError::Invalid("no input".into()))?;
+			let x_spec = header
+				.tensor_spec(first)
+				.ok_or_else(|| TchBackendError::Invalid(format!("op {}: bad input", i + 1)))?;
+			let clamp = (op.act_min, op.act_max);
+			let out = &op.output;
+			let w_i8: Vec<i8> = weights.iter().map(|&b| b as i8).collect();
+			let step = match &op.kind {
+				OpKind::FullyConnected => {
+					let n = op.bias.len();
+					let k = x_spec.num_elements().unwrap_or(0) as usize;
+					let xm = xmax(first, x_spec.zero_point);
+					let w_at = |r: usize, c: usize| i64::from(w_i8[r * k + c]).abs();
+					let ranges = chunks_for(n, k, xm, w_at);
+					let w = Tensor::f_from_slice(&w_i8)?
+						.f_reshape([n as i64, k as i64])?
+						.f_to_kind(Kind::Float)?
+						.f_t_()?
+						.f_contiguous()?
+						.f_to_device(device)?; // [K, N]
+					let chunks = ranges
+						.iter()
+						.map(|&(s, l)| Ok(w.f_narrow(0, s, l)?.f_contiguous()?))
+						.collect::<Result<Vec<_>>>()?;
+					let bound: i64 = (0..n)
+						.map(|r| (0..k).map(|c| w_at(r, c)).sum::<i64>() * xm)
+						.max()
+						.unwrap_or(0);
+					let max_bias = op.bias.iter().map(|b| i64::from(*b).abs()).max().unwrap_or(0);
+					let bias64: Vec<i64> = op.bias.iter().map(|&b| i64::from(b)).collect();
+					let bias_i64 = Tensor::f_from_slice(&bias64)?
+						.f_reshape([1, n as i64])?
+						.f_to_device(device)?;
+					let bias_f32 = if chunks.len() == 1 && bound + max_bias < F32_EXACT {
+						Some(bias_i64.f_to_kind(Kind::Float)?)
+					} else {
+						None
+					};
+					Step::Fc {
+						k: k as i64,
+						x_zp: f64::from(x_spec.zero_point),
+						chunks,
+						chunk_ranges: ranges,
+						bias_f32,
+						bias_i64,
+						rq: RequantT::new(&op.requant, 0, out.zero_point, clamp, device)?,
+					}
+				},
+				OpKind::Conv2d(p) => {
+					let cin = dim(&x_spec.shape, 0)? as usize;
+					let cout = op.bias.len();
+					let groups = p.groups as usize;
+					let cin_g = cin / groups.max(1);
+					let taps = (p.kernel_h * p.kernel_w) as usize;
+					let per_out = cin_g * taps;
+					let xm = xmax(first, x_spec.zero_point);
+					// |w| summed over one input channel's kernel, per output channel.
+					let ch_abs = |co: usize, c: usize| -> i64 {
+						w_i8[co * per_out + c * taps..co * per_out + (c + 1) * taps]
+							.iter()
+							.map(|&v| i64::from(v).abs())
+							.sum()
+					};
+					let single_too_big =
+						(0..cout).any(|co| (0..cin_g).any(|c| xm * ch_abs(co, c) >= F32_EXACT));
+					let (kind, ranges) = if single_too_big {
+						(Kind::Double, vec![(0i64, cin_g as i64)])
+					} else {
+						(Kind::Float, chunks_for(cout, cin_g, xm, ch_abs))
+					};
+					let w = Tensor::f_from_slice(&w_i8)?
+						.f_reshape([
+							cout as i64,
+							cin_g as i64,
+							i64::from(p.kernel_h),
+							i64::from(p.kernel_w),
+						])?
+						.f_to_kind(kind)?
+						.f_to_device(device)?;
+					let mut chunks = Vec::with_capacity(ranges.len());
+					for &(s, l) in &ranges {
+						let wc = w.f_narrow(1, s, l)?.f_contiguous()?;
+						let index = if ranges.len() == 1 {
+							None
+						} else {
+							let idx: Vec<i64> = (0..groups as i64)
+								.flat_map(|g| (s..s + l).map(move |c| g * cin_g as i64 + c))
+								.collect();
+							Some(Tensor::f_from_slice(&idx)?.f_to_device(device)?)
+						};
+						chunks.push((index, wc));
+					}
+					let bound: i64 = (0..cout)
+						.map(|co| (0..cin_g).map(|c| ch_abs(co, c)).sum::<i64>() * xm)
+						.max()
+						.unwrap_or(0);
+					let max_bias = op.bias.iter().map(|b| i64::from(*b).abs()).max().unwrap_or(0);
+					let bias64: Vec<i64> = op.bias.iter().map(|&b| i64::from(b)).collect();
+					let bias_i64 = Tensor::f_from_slice(&bias64)?
+						.f_reshape([1, cout as i64, 1, 1])?
+						.f_to_device(device)?;
+					let bias_float = if chunks.len() == 1
+						&& (kind == Kind::Double || bound + max_bias < F32_EXACT)
+					{
+						Some(Tensor::f_from_slice(&bias64)?.f_to_kind(kind)?.f_to_device(device)?)
+					} else {
+						None
+					};
+					let (pad, sym_pad) = padding(p.pad_top, p.pad_left, p.pad_bottom, p.pad_right);
+					Step::Conv {
+						x_zp: f64::from(x_spec.zero_point),
+						pad,
+						sym_pad,
+						stride: [i64::from(p.stride_h), i64::from(p.stride_w)],
+						dilation: [i64::from(p.dilation_h), i64::from(p.dilation_w)],
+						groups: groups as i64,
+						chunks,
+						kind,
+						bias_float,
+						bias_i64,
+						rq: RequantT::new(&op.requant, 2, out.zero_point, clamp, device)?,
+					}
+				},
+				OpKind::Add(p) => {
+					let second = *op
+						.inputs
+						.get(1)
+						.ok_or_else(|| TchBackendError::Invalid("add needs 2 inputs".into()))?;
+					let y_spec = header
+						.tensor_spec(second)
+						.ok_or_else(|| TchBackendError::Invalid("bad add input".into()))?;
+					let table = |zp: i8, rq: Requant| -> Result<Tensor> {
+						let v: Vec<i64> = (-128i32..=127)
+							.map(|q| {
+								let a = (q - i32::from(zp)) * (1i32 << p.left_shift);
+								i64::from(multiply_by_quantized_multiplier(
+									a,
+									rq.multiplier,
+									rq.shift,
+								))
+							})
+							.collect();
+						Ok(Tensor::f_from_slice(&v)?.f_to_device(device)?)
+					};
+					let out_rq =
+						op.requant.first().copied().ok_or_else(|| {
+							TchBackendError::Invalid("add without requant".into())
+						})?;
+					Step::Add {
+						lhs: table(x_spec.zero_point, p.lhs)?,
+						rhs: table(y_spec.zero_point, p.rhs)?,
+						rq: RequantT::new(&[out_rq], 0, out.zero_point, clamp, device)?,
+					}
+				},
+				OpKind::MaxPool(p) => {
+					let (pad, sym) = padding(p.pad_top, p.pad_left, p.pad_bottom, p.pad_right);
+					// torch's own padding (-inf) needs pad <= kernel / 2; else pad explicitly.
+					let pad = match pad {
+						None if 2 * sym[0] <= i64::from(p.kernel_h)
+							&& 2 * sym[1] <= i64::from(p.kernel_w) =>
+						{
+							None
+						},
+						_ => Some([
+							i64::from(p.pad_left),
+							i64::from(p.pad_right),
+							i64::from(p.pad_top),
+							i64::from(p.pad_bottom),
+						]),
+					};
+					Step::MaxPool {
+						pad,
+						kernel: [i64::from(p.kernel_h), i64::from(p.kernel_w)],
+						stride: [i64::from(p.stride_h), i64::from(p.stride_w)],
+						clamp,
+					}
+				},
+				OpKind::AvgPool(p) => {
+					let h = dim(&x_spec.shape, 1)? as u32;
+					let w = dim(&x_spec.shape, 2)? as u32;
+					let oh = dim(&out.shape, 1)? as u32;
+					let ow = dim(&out.shape, 2)? as u32;
+					let ry = real_counts(h, oh, p.kernel_h, p.stride_h, p.pad_top);
+					let rx = real_counts(w, ow, p.kernel_w, p.stride_w, p.pad_left);
+					let count: Vec<i64> =
+						ry.iter().flat_map(|&a| rx.iter().map(move |&b| a * b)).collect();
+					let half: Vec<i64> = count.iter().map(|c| c / 2).collect();
+					let to_t = |v: &[i64]| -> Result<Tensor> {
+						Ok(Tensor::f_from_slice(v)?
+							.f_reshape([1, 1, i64::from(oh), i64::from(ow)])?
+							.f_to_device(device)?)
+					};
+					let window = i64::from(p.kernel_h) * i64::from(p.kernel_w) * 128;
+					Step::AvgPool {
+						pad: Some([
+							i64::from(p.pad_left),
+							i64::from(p.pad_right),
+							i64::from(p.pad_top),
+							i64::from(p.pad_bottom),
+						]),
+						kernel: [i64::from(p.kernel_h), i64::from(p.kernel_w)],
+						stride: [i64::from(p.stride_h), i64::from(p.stride_w)],
+						kind: if window < F32_EXACT { Kind::Float } else { Kind::Double },
+						count: to_t(&count)?,
+						half: to_t(&half)?,
+						clamp,
+					}
+				},
+				OpKind::GlobalAvgPool => {
+					let plane = dim(&x_spec.shape, 1)? * dim(&x_spec.shape, 2)?;
+					Step::Gap {
+						count: Tensor::f_from_slice(&[plane])?.f_to_device(device)?,
+						half: Tensor::f_from_slice(&[plane / 2])?.f_to_device(device)?,
+						clamp,
+					}
+				},
+				OpKind::Reshape => Step::Reshape { shape: i64s(&out.shape), clamp },
+				OpKind::Concat { axis } => Step::Concat { axis: i64::from(*axis) + 1, clamp },
+				OpKind::Lookup => {
+					let table: Vec<i8> =
+						w_i8.iter().map(|&v| v.clamp(op.act_min, op.act_max)).collect();
+					Step::Lookup { table: Tensor::f_from_slice(&table)?.f_to_device(device)? }
+				},
+			};
+			steps.push(step);
+		}
+		Ok(TchModel { header: header.clone(), steps, shapes, device })
+	}
+
+	pub fn header(&self) -> &ModelHeader {
+		&self.header
+	}
+
+	pub fn device(&self) -> Device {
+		self.device
+	}
+
+	/// Run a batch of inputs; returns one trace per input (in order) and the timings.
+	pub fn run_batch<I: AsRef<[u8]>>(
+		&self,
+		inputs: &[I],
+	) -> Result<(Vec<SampleTrace>, BatchTimings)> {
+		let t0 = Instant::now();
+		let mut hash_time = Duration::ZERO;
+		let n = inputs.len();
+		let (in_shape, in_len) = self.shapes.first().cloned().unwrap_or_default();
+		let mut flat: Vec<i8> = Vec::with_capacity(n * in_len);
+		for (index, x) in inputs.iter().enumerate() {
+			let x = x.as_ref();
+			if x.len() != in_len {
+				return Err(TchBackendError::InputSize { index, expected: in_len, got: x.len() });
+			}
+			flat.extend(x.iter().map(|&b| b as i8));
+		}
+		let mut traces: Vec<SampleTrace> = (0..n)
+			.map(|_| SampleTrace {
+				tensors: Vec::with_capacity(self.steps.len() + 1),
+				step_hashes: Vec::with_capacity(self.steps.len() + 1),
+			})
+			.collect();
+		if n == 0 {
+			return Ok((traces, BatchTimings::default()));
+		}
+		let mut batch_shape = vec![n as i64];
+		batch_shape.extend(&in_shape);
+		let input = Tensor::f_from_slice(&flat)?
+			.f_reshape(batch_shape.as_slice())?
+			.f_to_device(self.device)?;
+		let mut tensors: Vec<Tensor> = Vec::with_capacity(self.steps.len() + 1);
+		let mut host = vec![0u8; n * in_len];
+		for (i, x) in inputs.iter().enumerate() {
+			host[i * in_len..(i + 1) * in_len].copy_from_slice(x.as_ref());
+		}
+		hash_time += self.record(0, &host, in_len, &mut traces);
+		tensors.push(input);
+		for (i, (step, op)) in self.steps.iter().zip(&self.header.ops).enumerate() {
+			let get = |r: u32| -> Result<&Tensor> {
+				tensors
+					.get(r as usize)
+					.ok_or_else(|| TchBackendError::Invalid(format!("op {}: bad input {r}", i + 1)))
+			};
+			let x = get(*op.inputs.first().unwrap_or(&0))?;
+			let y = self.run_step(step, op, x, &get, n)?;
+			let (_, len) = &self.shapes[i + 1];
+			let y = y.f_contiguous()?;
+			let mut buf = vec![0u8; n * len];
+			y.f_copy_data_u8(&mut buf, n * len)?;
+			hash_time += self.record((i + 1) as u32, &buf, *len, &mut traces);
+			tensors.push(y);
+		}
+		let total = t0.elapsed();
+		Ok((traces, BatchTimings { exec: total.saturating_sub(hash_time), hash: hash_time }))
+	}
+
+	/// Split a batch buffer into samples, hash each; returns the hashing time.
+	fn record(&self, step: u32, buf: &[u8], len: usize, traces: &mut [SampleTrace]) -> Duration {
+		let shape = self.header.tensor_spec(step).map(|s| s.shape.as_slice()).unwrap_or(&[]);
+		let mut hashing = Duration::ZERO;
+		for (t, chunk) in traces.iter_mut().zip(buf.chunks_exact(len.max(1))) {
+			let t0 = Instant::now();
+			t.step_hashes.push(step_hash(step, shape, chunk));
+			hashing += t0.elapsed();
+			t.tensors.push(chunk.to_vec());
+		}
+		hashing
+	}
+
+	fn run_step<'a>(
+		&self,
+		step: &Step,
+		op: &verity_primitives::Op,
+		x: &Tensor,
+		get: &dyn Fn(u32) -> Result<&'a Tensor>,
+		n: usize,
+	) -> Result<Tensor> {
+		let n = n as i64;
+		Ok(match step {
+			Step::Fc { k, x_zp, chunks, chunk_ranges, bias_f32, bias_i64, rq } => {
+				let xf = x.f_reshape([n, *k])?.f_to_kind(Kind::Float)?.f_sub_scalar(*x_zp)?;
+				let acc = if let (Some(b), [w]) = (bias_f32, chunks.as_slice()) {
+					b.f_addmm(&xf, w)?.f_to_kind(Kind::Int64)?
+				} else {
+					let mut acc = bias_i64.shallow_clone();
+					for (w, &(s, l)) in chunks.iter().zip(chunk_ranges) {
+						let part = xf.f_narrow(1, s, l)?.f_mm(w)?.f_to_kind(Kind::Int64)?;
+						acc = acc.f_add(&part)?;
+					}
+					acc
+				};
+				rq.apply(acc)?
+			},
+			Step::Conv {
+				x_zp,
+				pad,
+				sym_pad,
+				stride,
+				dilation,
+				groups,
+				chunks,
+				kind,
+				bias_float,
+				bias_i64,
+				rq,
+			} => {
+				let mut xf = x.f_to_kind(*kind)?.f_sub_scalar(*x_zp)?;
+				if let Some(p) = pad {
+					xf = xf.f_constant_pad_nd(p.as_slice())?;
+				}
+				let acc = if let (Some(b), [(None, w)]) = (bias_float, chunks.as_slice()) {
+					xf.f_conv2d(
+						w,
+						Some(b),
+						stride.as_slice(),
+						sym_pad.as_slice(),
+						dilation.as_slice(),
+						*groups,
+					)?
+					.f_to_kind(Kind::Int64)?
+				} else {
+					let mut acc = bias_i64.shallow_clone();
+					for (index, w) in chunks {
+						let xs = match index {
+							Some(idx) => xf.f_index_select(1, idx)?,
+							None => xf.shallow_clone(),
+						};
+						let part = xs
+							.f_conv2d::<Tensor>(
+								w,
+								None,
+								stride.as_slice(),
+								sym_pad.as_slice(),
+								dilation.as_slice(),
+								*groups,
+							)?
+							.f_to_kind(Kind::Int64)?;
+						acc = acc.f_add(&part)?;
+					}
+					acc
+				};
+				rq.apply(acc)?
+			},
+			Step::Add { lhs, rhs, rq } => {
+				let second = *op.inputs.get(1).unwrap_or(&0);
+				let y = get(second)?;
+				let a = lhs.f_take(&x.f_to_kind(Kind::Int64)?.f_add_scalar(128i64)?)?;
+				let b = rhs.f_take(&y.f_to_kind(Kind::Int64)?.f_add_scalar(128i64)?)?;
+				rq.apply(a.f_add(&b)?)?
+			},
+			Step::MaxPool { pad, kernel, stride, clamp } => {
+				// Values shifted to 0..=255 so that zero padding never wins a window.
+				let mut xf = x.f_to_kind(Kind::Float)?.f_add_scalar(128.0)?;
+				let torch_pad = match pad {
+					Some(p) => {
+						xf = xf.f_constant_pad_nd(p.as_slice())?;
+						[0, 0]
+					},
+					None => {
+						let (ph, pw) = match op.kind {
+							OpKind::MaxPool(p) => (i64::from(p.pad_top), i64::from(p.pad_left)),
+							_ => (0, 0),
+						};
+						[ph, pw]
+					},
+				};
+				let y = xf
+					.f_max_pool2d(
+						kernel.as_slice(),
+						stride.as_slice(),
+						torch_pad.as_slice(),
+						[1i64, 1].as_slice(),
+						false,
+					)?
+					.f_sub_scalar(128.0)?;
+				clamp_i8(y, *clamp)?
+			},
+			Step::AvgPool { pad, kernel, stride, kind, count, half, clamp } => {
+				let mut xf = x.f_to_kind(*kind)?;
+				if let Some(p) = pad {
+					xf = xf.f_constant_pad_nd(p.as_slice())?;
+				}
+				let sum = xf
+					.f_avg_pool2d(
+						kernel.as_slice(),
+						stride.as_slice(),
+						[0i64, 0].as_slice(),
+						false,
+						true,
+						Some(1i64),
+					)?
+					.f_to_kind(Kind::Int64)?;
+				clamp_i8(div_round_half_away(&sum, count, half)?, *clamp)?
+			},
+			Step::Gap { count, half, clamp } => {
+				let sum = x.f_sum_dim_intlist([2i64, 3].as_slice(), false, Kind::Int64)?;
+				clamp_i8(div_round_half_away(&sum, count, half)?, *clamp)?
+			},
+			Step::Reshape { shape, clamp } => {
+				let mut s = vec![n];
+				s.extend(shape);
+				let y = x.f_reshape(s.as_slice())?;
+				if full_range(*clamp) {
+					y
+				} else {
+					y.f_clamp(i64::from(clamp.0), i64::from(clamp.1))?
+				}
+			},
+			Step::Concat { axis, clamp } => {
+				let mut parts = Vec::with_capacity(op.inputs.len());
+				for &r in &op.inputs {
+					parts.push(get(r)?);
+				}
+				let y = Tensor::f_cat(&parts, *axis)?;
+				if full_range(*clamp) {
+					y
+				} else {
+					y.f_clamp(i64::from(clamp.0), i64::from(clamp.1))?
+				}
+			},
+			Step::Lookup { table } => {
+				table.f_take(&x.f_to_kind(Kind::Int64)?.f_add_scalar(128i64)?)?
+			},
+		})
+	}
+}
+
+/// Clamp an integer-valued tensor to `[lo, hi]` and convert it to int8.
+fn clamp_i8(y: Tensor, (lo, hi): (i8, i8)) -> Result<Tensor> {
+	Ok(y.f_clamp(i64::from(lo), i64::from(hi))?.f_to_kind(Kind::Int8)?)
+}

@@ -1,0 +1,24 @@
+//! # verity-worker
+//!
+//! The inference worker that Verity operators and watchers run beside their node: it executes
+//! Verity models (`verity-primitives`) bit-exactly with libtorch, commits to every activation
+//! (step hashes, trace root), finds the first wrong step of another operator's commitment and
+//! builds the fraud proof, and serves all this over JSON-RPC (HTTP). It holds no keys.
+//!
+//! * [`exact`]: the libtorch backend, bit-identical to the reference interpreter.
+//! * [`backend`]: backend selection (`tch` or `reference`).
+//! * [`model`], [`store`]: verified models and the model directory.
+//! * [`service`]: bounded job queue, batching executor, result cache, deadlines.
+//! * [`rpc`]: the JSON-RPC API.
+//! * [`quantize`]: float model + calibration data → Verity model file.
+//! * [`float`]: a plain fp32 libtorch run of the same architecture (benchmark baseline).
+
+pub mod backend;
+pub mod exact;
+pub mod float;
+pub mod hexfmt;
+pub mod model;
+pub mod quantize;
+pub mod rpc;
+pub mod service;
+pub mod store;

@@ -1,0 +1,530 @@
+//! `verity-worker`: the Verity inference worker (see README.md).
+
+use std::{
+	net::SocketAddr,
+	path::{Path, PathBuf},
+	process::ExitCode,
+	sync::Arc,
+	time::Instant,
+};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use codec::Encode;
+use verity_primitives::{trace_root, Hash};
+use verity_worker::{
+	backend::{parse_device, BackendKind, Executor},
+	hexfmt::{hex0x, parse_hash},
+	model::LoadedModel,
+	rpc::{self, DEFAULT_LISTEN},
+	service::{prove_against, JobResult, ProveResult, Service, ServiceConfig, Timings},
+	store::ModelStore,
+};
+
+#[derive(Parser)]
+#[command(
+	name = "verity-worker",
+	version,
+	about = "Verity inference worker: exact libtorch execution of Verity models, JSON-RPC API, model store"
+)]
+struct Cli {
+	#[command(subcommand)]
+	command: Command,
+}
+
+#[derive(Args, Clone)]
+struct StoreArgs {
+	/// Model store directory (default: $VERITY_MODELS_DIR, else ~/.local/share/verity/models).
+	#[arg(long, value_name = "DIR")]
+	models: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct ExecArgs {
+	/// Backend: tch (exact libtorch) or reference (the reference interpreter).
+	#[arg(long, default_value = "tch")]
+	backend: BackendKind,
+	/// Device of the tch backend: cpu, cuda or cuda:N.
+	#[arg(long, default_value = "cpu", value_parser = parse_device)]
+	device: tch::Device,
+	/// libtorch intra-op threads (default: libtorch's choice).
+	#[arg(long)]
+	threads: Option<i32>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+	/// Serve the JSON-RPC API over HTTP.
+	Serve {
+		/// Listen address.
+		#[arg(long, default_value = DEFAULT_LISTEN)]
+		listen: SocketAddr,
+		#[command(flatten)]
+		store: StoreArgs,
+		#[command(flatten)]
+		exec: ExecArgs,
+		/// Jobs that may wait in the queue before new ones are refused (queue full).
+		#[arg(long, default_value_t = 256)]
+		queue: usize,
+		/// Largest batch formed from queued jobs of one model.
+		#[arg(long, default_value_t = 32)]
+		max_batch: usize,
+		/// Finished results kept in the cache.
+		#[arg(long, default_value_t = 4096)]
+		cache: usize,
+		/// Wait of a call that gives no deadline_ms, in milliseconds.
+		#[arg(long, default_value_t = 10_000)]
+		default_wait_ms: u64,
+	},
+	/// Execute a model on one input; print the output, the step hashes and the trace root.
+	Run {
+		/// A model file, or the id (0x...) of a model in the store.
+		#[arg(long)]
+		model: String,
+		/// The input: a file of raw int8 bytes.
+		#[arg(long)]
+		input: PathBuf,
+		#[command(flatten)]
+		exec: ExecArgs,
+		#[command(flatten)]
+		store: StoreArgs,
+		/// Print JSON instead of text.
+		#[arg(long)]
+		json: bool,
+	},
+	/// Re-execute and compare with a commitment (exit status 0: consistent, 1: mismatch).
+	Verify {
+		/// A model file, or the id (0x...) of a model in the store.
+		#[arg(long)]
+		model: String,
+		/// The input: a file of raw int8 bytes.
+		#[arg(long)]
+		input: PathBuf,
+		/// The commitment: a JSON file with `step_hashes` (and optionally `trace_root`,
+		/// `output`), as printed by `run --json`.
+		#[arg(long)]
+		commitment: PathBuf,
+		/// Write the SCALE-encoded fraud proof (hex) of the first wrong step here.
+		#[arg(long)]
+		proof_out: Option<PathBuf>,
+		#[command(flatten)]
+		exec: ExecArgs,
+		#[command(flatten)]
+		store: StoreArgs,
+		#[arg(long)]
+		json: bool,
+	},
+	/// Manage the model store.
+	Model {
+		#[command(subcommand)]
+		command: ModelCommand,
+	},
+	/// Quantize a float model (safetensors + JSON architecture) into a Verity model file.
+	Quantize(verity_worker::quantize::QuantizeArgs),
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+	/// Verify model files and add them to the store.
+	Add {
+		files: Vec<PathBuf>,
+		#[command(flatten)]
+		store: StoreArgs,
+	},
+	/// List the models of the store (each verified).
+	List {
+		#[command(flatten)]
+		store: StoreArgs,
+		#[arg(long)]
+		json: bool,
+	},
+	/// Describe a model file or a stored model.
+	Inspect {
+		/// A model file, or the id (0x...) of a model in the store.
+		model: String,
+		#[command(flatten)]
+		store: StoreArgs,
+		#[arg(long)]
+		json: bool,
+	},
+}
+
+fn store_dir(args: &StoreArgs) -> PathBuf {
+	if let Some(d) = &args.models {
+		return d.clone();
+	}
+	if let Some(d) = std::env::var_os("VERITY_MODELS_DIR") {
+		return PathBuf::from(d);
+	}
+	let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+	home.join(".local/share/verity/models")
+}
+
+fn open_store(args: &StoreArgs) -> Result<ModelStore> {
+	Ok(ModelStore::open(store_dir(args))?)
+}
+
+/// A model from a file path, or from the store by id.
+fn load_model(spec: &str, store: &StoreArgs) -> Result<LoadedModel> {
+	let path = Path::new(spec);
+	if path.exists() {
+		let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+		return LoadedModel::from_bytes(&bytes, None)
+			.map_err(|e| anyhow!("{}: {e}", path.display()));
+	}
+	match parse_hash(spec) {
+		Ok(id) => Ok(open_store(store)?.load(&id)?),
+		Err(_) => bail!("{spec}: no such file, and not a model id"),
+	}
+}
+
+fn set_threads(exec: &ExecArgs) {
+	if let Some(n) = exec.threads {
+		tch::set_num_threads(n.max(1));
+	}
+}
+
+fn run_once(model: &LoadedModel, input: &[u8], exec: &ExecArgs) -> Result<JobResult> {
+	if input.len() != model.input_len() {
+		bail!("wrong input size: the model takes {} bytes, got {}", model.input_len(), input.len());
+	}
+	set_threads(exec);
+	let mut executor = Executor::new(exec.backend, exec.device);
+	let model = Arc::new(model.clone());
+	let t0 = Instant::now();
+	let (mut traces, t) =
+		executor.run(&model, &[input]).map_err(|e| anyhow!("execution failed: {e}"))?;
+	let _ = t0;
+	let trace = traces.pop().ok_or_else(|| anyhow!("no result"))?;
+	let root = trace_root(&trace.step_hashes);
+	Ok(JobResult {
+		key: verity_worker::service::job_key(&model.id, input),
+		model: model.id,
+		input: input.to_vec(),
+		tensors: trace.tensors,
+		step_hashes: trace.step_hashes,
+		trace_root: root,
+		timings: Timings {
+			queue_ms: 0.0,
+			exec_ms: t.exec.as_secs_f64() * 1e3,
+			hash_ms: t.hash.as_secs_f64() * 1e3,
+			batch_size: 1,
+		},
+		backend: exec.backend,
+	})
+}
+
+fn read_input(path: &Path) -> Result<Vec<u8>> {
+	std::fs::read(path).with_context(|| format!("reading input {}", path.display()))
+}
+
+fn result_json(r: &JobResult) -> serde_json::Value {
+	serde_json::json!({
+		"model": hex0x(r.model),
+		"backend": r.backend.to_string(),
+		"output": hex0x(r.output()),
+		"step_hashes": r.step_hashes.iter().map(hex0x).collect::<Vec<_>>(),
+		"trace_root": hex0x(r.trace_root),
+		"timings": r.timings,
+	})
+}
+
+fn print_result(r: &JobResult, model: &LoadedModel) {
+	let out = r.output();
+	let signed: Vec<i8> = out.iter().map(|&b| b as i8).collect();
+	println!("model       {}", hex0x(r.model));
+	println!("backend     {}", r.backend);
+	println!("output      {}  {:?}", hex0x(out), model.header.output_spec().shape);
+	if signed.len() <= 64 {
+		println!("            {signed:?}");
+		if let Some((arg, _)) =
+			signed.iter().enumerate().max_by_key(|(i, v)| (**v, std::cmp::Reverse(*i)))
+		{
+			println!("argmax      {arg}");
+		}
+	}
+	for (i, h) in r.step_hashes.iter().enumerate() {
+		println!("h_{i:<9} {}", hex0x(h));
+	}
+	println!("trace root  {}", hex0x(r.trace_root));
+	println!(
+		"time        {:.3} ms execute, {:.3} ms hashing",
+		r.timings.exec_ms, r.timings.hash_ms
+	);
+}
+
+/// Parse a commitment file: `{"step_hashes": [...], "trace_root"?: .., "output"?: ..}` or a
+/// bare JSON array of step hashes.
+fn read_commitment(path: &Path) -> Result<(Vec<Hash>, Option<Hash>)> {
+	let text =
+		std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+	let v: serde_json::Value =
+		serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+	let (list, root) = match &v {
+		serde_json::Value::Array(a) => (a.clone(), None),
+		serde_json::Value::Object(o) => (
+			o.get("step_hashes")
+				.and_then(|h| h.as_array())
+				.cloned()
+				.ok_or_else(|| anyhow!("{}: no step_hashes array", path.display()))?,
+			o.get("trace_root").and_then(|r| r.as_str()).map(str::to_string),
+		),
+		_ => bail!("{}: expected an object with step_hashes or an array", path.display()),
+	};
+	let hashes = list
+		.iter()
+		.enumerate()
+		.map(|(i, h)| {
+			h.as_str()
+				.ok_or_else(|| anyhow!("step hash {i} is not a string"))
+				.and_then(|s| parse_hash(s).map_err(|e| anyhow!("step hash {i}: {e}")))
+		})
+		.collect::<Result<Vec<_>>>()?;
+	let root = root.map(|r| parse_hash(&r).map_err(|e| anyhow!("trace_root: {e}"))).transpose()?;
+	Ok((hashes, root))
+}
+
+fn inspect(model: &LoadedModel, json: bool) {
+	if json {
+		let steps: Vec<_> = model
+			.header
+			.ops
+			.iter()
+			.zip(&model.info.steps)
+			.map(|(op, s)| {
+				serde_json::json!({
+					"step": s.step,
+					"kind": format!("{:?}", op.kind),
+					"inputs": op.inputs,
+					"output_shape": s.output_shape,
+					"output_zero_point": op.output.zero_point,
+					"clamp": [op.act_min, op.act_max],
+					"weight_bytes": s.weight_bytes,
+					"macs": s.macs,
+					"proof_bytes": s.proof_bytes,
+				})
+			})
+			.collect();
+		let v = serde_json::json!({
+			"id": hex0x(model.id),
+			"input_shape": model.header.input.shape,
+			"input_zero_point": model.header.input.zero_point,
+			"input_scale": model.header.input.scale(),
+			"num_ops": model.num_ops(),
+			"header_bytes": model.info.header_bytes,
+			"total_macs": model.info.total_macs,
+			"total_weight_bytes": model.info.total_weight_bytes,
+			"max_step_macs": model.info.max_step_macs,
+			"max_step_proof_bytes": model.info.max_step_proof_bytes,
+			"steps": steps,
+		});
+		println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+		return;
+	}
+	println!("id            {}", hex0x(model.id));
+	println!(
+		"input         {:?} zero point {} scale {}",
+		model.header.input.shape,
+		model.header.input.zero_point,
+		model.header.input.scale()
+	);
+	println!("ops           {}", model.num_ops());
+	println!("header bytes  {}", model.info.header_bytes);
+	println!("weight bytes  {}", model.info.total_weight_bytes);
+	println!("MACs          {} (largest step {})", model.info.total_macs, model.info.max_step_macs);
+	println!("largest proof {} bytes", model.info.max_step_proof_bytes);
+	for (op, s) in model.header.ops.iter().zip(&model.info.steps) {
+		let kind = format!("{:?}", op.kind);
+		let kind = kind.split(['(', ' ']).next().unwrap_or("");
+		println!(
+			"  {:>3} {:<15} in {:?} -> {:?} zp {} clamp [{}, {}] weights {} macs {}",
+			s.step,
+			kind,
+			op.inputs,
+			s.output_shape,
+			op.output.zero_point,
+			op.act_min,
+			op.act_max,
+			s.weight_bytes,
+			s.macs
+		);
+	}
+}
+
+async fn serve(
+	listen: SocketAddr,
+	store: &StoreArgs,
+	exec: &ExecArgs,
+	config: ServiceConfig,
+) -> Result<()> {
+	set_threads(exec);
+	let store = open_store(store)?;
+	let (models, bad) = store.load_all()?;
+	for e in &bad {
+		eprintln!("verity-worker: refused: {e}");
+	}
+	eprintln!(
+		"verity-worker: {} model(s) from {}, backend {} on {:?}",
+		models.len(),
+		store.dir().display(),
+		config.backend,
+		config.device
+	);
+	let service = Service::start(config, models);
+	let (addr, handle) =
+		rpc::serve(service, listen).await.with_context(|| format!("listening on {listen}"))?;
+	eprintln!("verity-worker: JSON-RPC over HTTP on http://{addr}");
+	tokio::select! {
+		_ = handle.clone().stopped() => {},
+		_ = tokio::signal::ctrl_c() => { let _ = handle.stop(); },
+	}
+	Ok(())
+}
+
+fn main() -> ExitCode {
+	let cli = Cli::parse();
+	match run(cli) {
+		Ok(code) => code,
+		Err(e) => {
+			eprintln!("verity-worker: error: {}", format!("{e:#}").replace('\n', " "));
+			ExitCode::from(2)
+		},
+	}
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+	match cli.command {
+		Command::Serve { listen, store, exec, queue, max_batch, cache, default_wait_ms } => {
+			if exec.device != tch::Device::Cpu && !tch::Cuda::is_available() {
+				bail!("CUDA is not available to libtorch on this machine");
+			}
+			let config = ServiceConfig {
+				backend: exec.backend,
+				device: exec.device,
+				queue_capacity: queue.max(1),
+				max_batch: max_batch.max(1),
+				cache_entries: cache.max(1),
+				default_wait: std::time::Duration::from_millis(default_wait_ms),
+				..ServiceConfig::default()
+			};
+			let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+			rt.block_on(serve(listen, &store, &exec, config))?;
+			Ok(ExitCode::SUCCESS)
+		},
+		Command::Run { model, input, exec, store, json } => {
+			let model = load_model(&model, &store)?;
+			let input = read_input(&input)?;
+			let r = run_once(&model, &input, &exec)?;
+			if json {
+				println!("{}", serde_json::to_string_pretty(&result_json(&r))?);
+			} else {
+				print_result(&r, &model);
+			}
+			Ok(ExitCode::SUCCESS)
+		},
+		Command::Verify { model, input, commitment, proof_out, exec, store, json } => {
+			let model = load_model(&model, &store)?;
+			let input = read_input(&input)?;
+			let (committed, root) = read_commitment(&commitment)?;
+			let expected = model.header.ops.len() + 1;
+			if committed.len() != expected {
+				bail!(
+					"the commitment has {} step hashes, the model has {expected}",
+					committed.len()
+				);
+			}
+			if let Some(root) = root {
+				if root != trace_root(&committed) {
+					bail!("the commitment's trace_root is not the root of its step_hashes");
+				}
+			}
+			let r = run_once(&model, &input, &exec)?;
+			match prove_against(&model, &r, &committed).map_err(|e| anyhow!("{e}"))? {
+				ProveResult::Consistent { trace_root } => {
+					if json {
+						println!(
+							"{}",
+							serde_json::json!({"status": "consistent", "trace_root": hex0x(trace_root)})
+						);
+					} else {
+						println!(
+							"consistent: all {} step hashes match (trace root {})",
+							committed.len(),
+							hex0x(trace_root)
+						);
+					}
+					Ok(ExitCode::SUCCESS)
+				},
+				ProveResult::Fraud { step, proof, verdict } => {
+					let proof_hex = hex0x(proof.encode());
+					if let Some(p) = &proof_out {
+						std::fs::write(p, format!("{proof_hex}\n"))
+							.with_context(|| format!("writing {}", p.display()))?;
+					}
+					if json {
+						println!(
+							"{}",
+							serde_json::json!({"status": "fraud", "step": step, "verdict": format!("{verdict:?}"), "proof": proof_hex})
+						);
+					} else {
+						println!(
+							"MISMATCH: first wrong step {step} (committed {}, honest {}); fraud proof of {} bytes, check_fraud_proof: {verdict:?}",
+							hex0x(committed[step as usize]),
+							hex0x(r.step_hashes[step as usize]),
+							proof.encode().len()
+						);
+						if let Some(p) = &proof_out {
+							println!("proof written to {}", p.display());
+						}
+					}
+					Ok(ExitCode::from(1))
+				},
+			}
+		},
+		Command::Model { command } => match command {
+			ModelCommand::Add { files, store } => {
+				if files.is_empty() {
+					bail!("no model file given");
+				}
+				let store = open_store(&store)?;
+				for f in files {
+					let m = store.add_file(&f)?;
+					println!("{}  {}", hex0x(m.id), f.display());
+				}
+				Ok(ExitCode::SUCCESS)
+			},
+			ModelCommand::List { store, json } => {
+				let store = open_store(&store)?;
+				let (models, bad) = store.load_all()?;
+				if json {
+					let list: Vec<_> = models.iter().map(rpc::model_entry).collect();
+					println!("{}", serde_json::to_string_pretty(&list)?);
+				} else {
+					for m in &models {
+						println!(
+							"{}  {} ops  input {:?}  output {:?}  {} MACs",
+							hex0x(m.id),
+							m.num_ops(),
+							m.header.input.shape,
+							m.header.output_spec().shape,
+							m.info.total_macs
+						);
+					}
+				}
+				for e in &bad {
+					eprintln!("verity-worker: refused: {e}");
+				}
+				Ok(if bad.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+			},
+			ModelCommand::Inspect { model, store, json } => {
+				let m = load_model(&model, &store)?;
+				inspect(&m, json);
+				Ok(ExitCode::SUCCESS)
+			},
+		},
+		Command::Quantize(args) => {
+			verity_worker::quantize::run(&args)?;
+			Ok(ExitCode::SUCCESS)
+		},
+	}
+}
