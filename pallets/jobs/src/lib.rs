@@ -1,0 +1,729 @@
+//! # Jobs pallet: the job lifecycle
+//!
+//! 1. `submit(model, input, max_fee)`: the input is checked against the model's input spec,
+//!    `max_fee` is held from the requester ([`HoldReason::Fee`]) and an operator serving the
+//!    model at a price `<= max_fee` is assigned (stake-weighted, see *Assignment* below); its
+//!    `JobCollateral` is locked from its free stake and an execution deadline is scheduled.
+//! 2. `commit(job, output, step_hashes)` by the assigned operator before the deadline: the
+//!    chain checks the number of step hashes (`n + 1`), `h_0` against the stored input and
+//!    `h_n` against the output, computes the trace root, stores the hashes and schedules the
+//!    end of the challenge window.
+//! 3. At the end of the window (no fraud proven) the job is final: the operator's price is paid
+//!    from the held fee, the rest is released to the requester, the collateral is unlocked, the
+//!    step hashes and the input are pruned and a [`Receipt`] (output, model id, operator, trace
+//!    root, final block) is kept.
+//! 4. A missed deadline costs the operator `MissedDeadlinePenalty` (slashed from its stake,
+//!    handed to the operators pallet's `Slash`, burnt by default) and the job is re-assigned to
+//!    another operator; after `MaxAttempts` attempts (or when no other operator is eligible) the
+//!    fee is refunded and the job closes as expired.
+//! 5. Fraud proofs are judged by the disputes pallet, which closes the job through
+//!    [`Pallet::conclude_fraud`]: the job is marked fraudulent (receipt outcome
+//!    [`Outcome::Fraud`]) and the requester refunded; it is not re-assigned (the requester may
+//!    simply submit again).
+//!
+//! Deadlines and window ends are handled in `on_initialize` from a per-block queue
+//! ([`Queue`]) of at most `MaxJobsPerBlock` job ids; an item that does not fit into its block
+//! goes to the next one with room, up to `ScheduleSpread` blocks later (so windows and deadlines
+//! may only get longer, never shorter). The hook never iterates over all jobs.
+//!
+//! ## Assignment and its randomness
+//! The seed is `blake2_256("verity/assign" ‖ parent hash ‖ job id ‖ attempt)`. The requester
+//! cannot change it once the job is submitted, and the block author cannot change the parent
+//! hash. Its limits: a requester who knows the parent hash and the next job id can predict the
+//! assignment for the next block and submit only when it favours an operator of their choice
+//! (a "free" re-roll costs waiting one block and the risk that another job takes the id), and a
+//! block author can reorder submissions within its block. Assignment spreads load and income in
+//! proportion to stake; it is not what makes results trustworthy: every committed result is
+//! open to fraud proofs by any watcher, whoever the operator is.
+
+#![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
+
+pub use pallet::*;
+
+#[cfg(feature = "runtime-benchmarks")]
+pub mod benchmarking;
+mod currency;
+pub mod weights;
+
+pub use weights::WeightInfo;
+
+use alloc::vec::Vec;
+use codec::{Decode, Encode, MaxEncodedLen};
+use core::marker::PhantomData;
+use frame_support::pallet_prelude::*;
+use frame_system::pallet_prelude::BlockNumberFor;
+use pallet_verity_models::BalanceOf;
+use scale_info::TypeInfo;
+use sp_runtime::traits::{Saturating, Zero};
+use verity_primitives::{Hash, ModelId};
+
+/// A job's number, assigned in submission order.
+pub type JobId = u64;
+
+/// `MaxOps + 1`: the number of step hashes of the longest model's trace.
+pub struct MaxStepHashes<T>(PhantomData<T>);
+impl<T: pallet_verity_models::Config> Get<u32> for MaxStepHashes<T> {
+	fn get() -> u32 {
+		<T as pallet_verity_models::Config>::MaxOps::get().saturating_add(1)
+	}
+}
+
+/// Where a job is in its lifecycle.
+#[derive(CloneNoBound, PartialEqNoBound, EqNoBound, DebugNoBound, Encode, Decode, TypeInfo, MaxEncodedLen)]
+#[scale_info(skip_type_params(T))]
+pub enum JobStatus<T: Config> {
+	/// Waiting for the assigned operator's commitment until `deadline` (exclusive).
+	Assigned { deadline: BlockNumberFor<T> },
+	/// Committed; open to fraud proofs until `window_end` (exclusive), final then.
+	Committed {
+		output: BoundedVec<u8, <T as pallet_verity_models::Config>::MaxOutputBytes>,
+		trace_root: Hash,
+		committed_at: BlockNumberFor<T>,
+		window_end: BlockNumberFor<T>,
+	},
+}
+
+/// An open job.
+#[derive(CloneNoBound, PartialEqNoBound, EqNoBound, DebugNoBound, Encode, Decode, TypeInfo, MaxEncodedLen)]
+#[scale_info(skip_type_params(T))]
+pub struct Job<T: Config> {
+	pub requester: T::AccountId,
+	pub model: ModelId,
+	/// The int8 input tensor (pruned when the job closes).
+	pub input: BoundedVec<u8, <T as pallet_verity_models::Config>::MaxInputBytes>,
+	/// Held from the requester; the operator's `price` is paid from it.
+	pub max_fee: BalanceOf<T>,
+	/// The operator of the current attempt.
+	pub operator: T::AccountId,
+	/// The operator's price when assigned.
+	pub price: BalanceOf<T>,
+	/// Locked from the operator's stake.
+	pub collateral: BalanceOf<T>,
+	/// Operators that missed their deadline for this job.
+	pub missed: BoundedVec<T::AccountId, T::MaxAttempts>,
+	pub submitted_at: BlockNumberFor<T>,
+	pub status: JobStatus<T>,
+}
+
+/// How a job closed.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, TypeInfo, MaxEncodedLen)]
+pub enum Outcome<AccountId> {
+	/// The challenge window passed without a fraud proof; the operator was paid.
+	Final,
+	/// `prover` proved that step `step` of the committed trace is wrong; the requester was
+	/// refunded and the operator slashed.
+	Fraud { prover: AccountId, step: u32 },
+	/// No operator committed in time on the last attempt; the requester was refunded.
+	Expired,
+}
+
+/// What stays on-chain after a job closes.
+#[derive(CloneNoBound, PartialEqNoBound, EqNoBound, DebugNoBound, Encode, Decode, TypeInfo, MaxEncodedLen)]
+#[scale_info(skip_type_params(T))]
+pub struct Receipt<T: Config> {
+	pub requester: T::AccountId,
+	pub model: ModelId,
+	/// The operator of the last attempt.
+	pub operator: T::AccountId,
+	/// The output (empty unless final).
+	pub output: BoundedVec<u8, <T as pallet_verity_models::Config>::MaxOutputBytes>,
+	/// The committed trace root (`None` unless final).
+	pub trace_root: Option<Hash>,
+	/// Paid to the operator (zero unless final).
+	pub fee: BalanceOf<T>,
+	/// The block in which the job closed.
+	pub closed_at: BlockNumberFor<T>,
+	pub outcome: Outcome<T::AccountId>,
+}
+
+/// Why a job cannot be challenged (see [`Pallet::challengeable`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum NotChallengeable {
+	/// No such job.
+	Unknown,
+	/// The job has no commitment yet.
+	NotCommitted,
+	/// The challenge window has passed (the job is final).
+	WindowClosed,
+	/// Fraud was already proven for this job.
+	AlreadySlashed,
+	/// The job expired without a commitment.
+	Expired,
+}
+
+#[frame_support::pallet]
+pub mod pallet {
+	use super::*;
+	use frame_system::pallet_prelude::*;
+
+	#[pallet::pallet]
+	pub struct Pallet<T>(_);
+
+	#[pallet::config]
+	pub trait Config:
+		frame_system::Config
+		+ pallet_verity_operators::Config
+		+ pallet_verity_models::Config<RuntimeHoldReason: From<HoldReason>>
+	{
+		/// Blocks the assigned operator has to commit.
+		#[pallet::constant]
+		type ExecutionDeadline: Get<BlockNumberFor<Self>>;
+		/// Blocks during which a commitment can be disputed.
+		#[pallet::constant]
+		type ChallengeWindow: Get<BlockNumberFor<Self>>;
+		/// Operators tried per job before the fee is refunded.
+		#[pallet::constant]
+		type MaxAttempts: Get<u32>;
+		/// Collateral locked from the operator's stake per job (slashed on proven fraud).
+		#[pallet::constant]
+		type JobCollateral: Get<BalanceOf<Self>>;
+		/// Slashed from an operator that misses a deadline (at most `JobCollateral`).
+		#[pallet::constant]
+		type MissedDeadlinePenalty: Get<BalanceOf<Self>>;
+		/// Deadlines plus window ends handled per block (bounds `on_initialize`).
+		#[pallet::constant]
+		type MaxJobsPerBlock: Get<u32>;
+		/// How many blocks later a deadline or window end may be moved when its block's queue
+		/// is full.
+		#[pallet::constant]
+		type ScheduleSpread: Get<u32>;
+		/// Weights of this pallet's calls and hook.
+		type WeightInfo: WeightInfo;
+	}
+
+	/// Reasons for which this pallet holds funds.
+	#[pallet::composite_enum]
+	pub enum HoldReason {
+		/// A requester's `max_fee` for an open job.
+		#[codec(index = 0)]
+		Fee,
+	}
+
+	/// The id of the next job.
+	#[pallet::storage]
+	pub type NextJobId<T> = StorageValue<_, JobId, ValueQuery>;
+
+	/// Open jobs.
+	#[pallet::storage]
+	pub type Jobs<T: Config> = StorageMap<_, Twox64Concat, JobId, Job<T>, OptionQuery>;
+
+	/// The committed step hashes `[h_0, ..., h_n]` of committed jobs (pruned when they close).
+	#[pallet::storage]
+	pub type StepHashes<T: Config> =
+		StorageMap<_, Twox64Concat, JobId, BoundedVec<Hash, MaxStepHashes<T>>, OptionQuery>;
+
+	/// Jobs with a deadline or window end at a block.
+	#[pallet::storage]
+	pub type Queue<T: Config> = StorageMap<
+		_,
+		Twox64Concat,
+		BlockNumberFor<T>,
+		BoundedVec<JobId, T::MaxJobsPerBlock>,
+		ValueQuery,
+	>;
+
+	/// Receipts of closed jobs.
+	#[pallet::storage]
+	pub type Receipts<T: Config> = StorageMap<_, Twox64Concat, JobId, Receipt<T>, OptionQuery>;
+
+	#[pallet::event]
+	#[pallet::generate_deposit(pub(super) fn deposit_event)]
+	pub enum Event<T: Config> {
+		/// A job was submitted.
+		Submitted { job: JobId, requester: T::AccountId, model: ModelId, max_fee: BalanceOf<T> },
+		/// A job was assigned to an operator (on submission or after a missed deadline).
+		Assigned {
+			job: JobId,
+			operator: T::AccountId,
+			price: BalanceOf<T>,
+			deadline: BlockNumberFor<T>,
+		},
+		/// The operator committed its result; disputable until `window_end`.
+		Committed {
+			job: JobId,
+			operator: T::AccountId,
+			trace_root: Hash,
+			window_end: BlockNumberFor<T>,
+		},
+		/// The operator missed the deadline and was penalised.
+		DeadlineMissed { job: JobId, operator: T::AccountId, penalty: BalanceOf<T> },
+		/// The job is final; the operator was paid `fee`.
+		Finalized { job: JobId, operator: T::AccountId, fee: BalanceOf<T> },
+		/// The job expired without a commitment; the requester got `refund` back.
+		Expired { job: JobId, requester: T::AccountId, refund: BalanceOf<T> },
+		/// Fraud was proven; the requester got `refund` back.
+		Fraudulent { job: JobId, requester: T::AccountId, refund: BalanceOf<T> },
+	}
+
+	#[pallet::error]
+	pub enum Error<T> {
+		/// The model is unknown or retired.
+		ModelNotActive,
+		/// The input does not have the model's input element count.
+		InputSizeMismatch,
+		/// The requester cannot hold `max_fee`.
+		InsufficientBalance,
+		/// No operator serves the model at a price within `max_fee` with enough free stake.
+		NoOperatorAvailable,
+		/// The deadline queues of the next `ScheduleSpread` blocks are full; try again later.
+		QueueFull,
+		/// No such open job.
+		UnknownJob,
+		/// Only the assigned operator can commit.
+		NotAssignedOperator,
+		/// The job is already committed.
+		AlreadyCommitted,
+		/// The execution deadline has passed.
+		DeadlinePassed,
+		/// The output does not have the model's output element count.
+		OutputSizeMismatch,
+		/// The number of step hashes is not the model's op count + 1.
+		WrongStepCount,
+		/// `h_0` is not the hash of the job's input.
+		InputHashMismatch,
+		/// The last step hash is not the hash of the output.
+		OutputHashMismatch,
+	}
+
+	#[pallet::hooks]
+	impl<T: Config> Hooks<BlockNumberFor<T>> for Pallet<T> {
+		fn on_initialize(n: BlockNumberFor<T>) -> Weight {
+			Self::process_queue(n)
+		}
+
+		fn integrity_test() {
+			let deadline = T::ExecutionDeadline::get();
+			let window = T::ChallengeWindow::get();
+			let spread: BlockNumberFor<T> = T::ScheduleSpread::get().into();
+			assert!(deadline >= 2u32.into(), "ExecutionDeadline must leave a block to commit");
+			assert!(!window.is_zero(), "ChallengeWindow must be positive");
+			assert!(T::MaxAttempts::get() >= 1 && T::MaxJobsPerBlock::get() >= 1);
+			assert!(
+				<T as pallet_verity_operators::Config>::UnbondingPeriod::get() >
+					deadline.saturating_add(window).saturating_add(spread).saturating_add(spread),
+				"UnbondingPeriod must exceed ExecutionDeadline + ChallengeWindow (+ spread)"
+			);
+			assert!(
+				T::MissedDeadlinePenalty::get() <= T::JobCollateral::get(),
+				"the missed-deadline penalty must be covered by the job's collateral"
+			);
+			assert!(
+				<T as pallet_verity_operators::Config>::MinBond::get() >= T::JobCollateral::get(),
+				"a minimally bonded operator must be able to take a job"
+			);
+		}
+
+		#[cfg(feature = "try-runtime")]
+		fn try_state(_n: BlockNumberFor<T>) -> Result<(), sp_runtime::TryRuntimeError> {
+			Self::do_try_state()
+		}
+	}
+
+	#[pallet::call]
+	impl<T: Config> Pallet<T> {
+		/// Submit a job: run `model` on `input` (int8 bytes, the model's input element count)
+		/// for at most `max_fee`, which is held until the job closes.
+		///
+		/// Complexity: `O(i + s)` in the input length and the model's servers (bounded by
+		/// `MaxServersPerModel`; the weight is refunded to the servers actually examined).
+		#[pallet::call_index(0)]
+		#[pallet::weight(<T as Config>::WeightInfo::submit(
+			u32::try_from(input.len()).unwrap_or(u32::MAX),
+			<T as pallet_verity_operators::Config>::MaxServersPerModel::get(),
+		))]
+		pub fn submit(
+			origin: OriginFor<T>,
+			model: ModelId,
+			input: Vec<u8>,
+			#[pallet::compact] max_fee: BalanceOf<T>,
+		) -> DispatchResultWithPostInfo {
+			let requester = ensure_signed(origin)?;
+			let record = pallet_verity_models::Pallet::<T>::active_model(&model)
+				.ok_or(Error::<T>::ModelNotActive)?;
+			let input_len = u32::try_from(input.len()).unwrap_or(u32::MAX);
+			ensure!(input_len == record.input_elements, Error::<T>::InputSizeMismatch);
+			let input: BoundedVec<_, _> =
+				input.try_into().map_err(|_| Error::<T>::InputSizeMismatch)?;
+			let id = NextJobId::<T>::get();
+			let now = frame_system::Pallet::<T>::block_number();
+			let collateral = T::JobCollateral::get();
+			let (chosen, examined) = pallet_verity_operators::Pallet::<T>::select(
+				&model,
+				max_fee,
+				collateral,
+				&Self::seed(id, 0),
+				&[],
+			);
+			let (operator, price) = chosen.ok_or(Error::<T>::NoOperatorAvailable)?;
+			currency::hold_fee::<T>(&requester, max_fee)?;
+			pallet_verity_operators::Pallet::<T>::lock_collateral(&operator, collateral)?;
+			let deadline = Self::schedule(now.saturating_add(T::ExecutionDeadline::get()), id)?;
+			Jobs::<T>::insert(
+				id,
+				Job {
+					requester: requester.clone(),
+					model,
+					input,
+					max_fee,
+					operator: operator.clone(),
+					price,
+					collateral,
+					missed: Default::default(),
+					submitted_at: now,
+					status: JobStatus::Assigned { deadline },
+				},
+			);
+			NextJobId::<T>::put(id.saturating_add(1));
+			pallet_verity_models::Pallet::<T>::job_opened(&model);
+			Self::deposit_event(Event::Submitted { job: id, requester, model, max_fee });
+			Self::deposit_event(Event::Assigned { job: id, operator, price, deadline });
+			Ok(Some(<T as Config>::WeightInfo::submit(input_len, examined)).into())
+		}
+
+		/// Commit the result of an assigned job: the output tensor and the step hashes
+		/// `[h_0, ..., h_n]`. Opens the challenge window.
+		///
+		/// Complexity: `O(o + h)` in the output length and the number of step hashes (the
+		/// trace root is computed on-chain).
+		#[pallet::call_index(1)]
+		#[pallet::weight(<T as Config>::WeightInfo::commit(
+			u32::try_from(output.len()).unwrap_or(u32::MAX),
+			u32::try_from(step_hashes.len()).unwrap_or(u32::MAX),
+		))]
+		pub fn commit(
+			origin: OriginFor<T>,
+			job: JobId,
+			output: Vec<u8>,
+			step_hashes: Vec<Hash>,
+		) -> DispatchResult {
+			let who = ensure_signed(origin)?;
+			let mut record = Jobs::<T>::get(job).ok_or(Error::<T>::UnknownJob)?;
+			ensure!(record.operator == who, Error::<T>::NotAssignedOperator);
+			let JobStatus::Assigned { deadline } = record.status else {
+				return Err(Error::<T>::AlreadyCommitted.into());
+			};
+			let now = frame_system::Pallet::<T>::block_number();
+			ensure!(now < deadline, Error::<T>::DeadlinePassed);
+			let model = pallet_verity_models::Models::<T>::get(record.model)
+				.ok_or(Error::<T>::ModelNotActive)?;
+			ensure!(
+				u32::try_from(output.len()).ok() == Some(model.output_elements),
+				Error::<T>::OutputSizeMismatch
+			);
+			ensure!(
+				u32::try_from(step_hashes.len()).ok() == Some(model.num_ops.saturating_add(1)),
+				Error::<T>::WrongStepCount
+			);
+			let h0 = verity_primitives::step_hash(0, &model.input_shape, &record.input);
+			ensure!(step_hashes.first() == Some(&h0), Error::<T>::InputHashMismatch);
+			let hn = verity_primitives::step_hash(model.num_ops, &model.output_shape, &output);
+			ensure!(step_hashes.last() == Some(&hn), Error::<T>::OutputHashMismatch);
+			let trace_root = verity_primitives::trace_root(&step_hashes);
+			let hashes: BoundedVec<Hash, MaxStepHashes<T>> =
+				step_hashes.try_into().map_err(|_| Error::<T>::WrongStepCount)?;
+			let output: BoundedVec<_, _> =
+				output.try_into().map_err(|_| Error::<T>::OutputSizeMismatch)?;
+			let window_end = Self::schedule(now.saturating_add(T::ChallengeWindow::get()), job)?;
+			StepHashes::<T>::insert(job, hashes);
+			record.status = JobStatus::Committed { output, trace_root, committed_at: now, window_end };
+			Jobs::<T>::insert(job, record);
+			Self::deposit_event(Event::Committed { job, operator: who, trace_root, window_end });
+			Ok(())
+		}
+	}
+
+	#[pallet::view_functions]
+	impl<T: Config> Pallet<T> {
+		/// An open job.
+		pub fn job(job: JobId) -> Option<Job<T>> {
+			Jobs::<T>::get(job)
+		}
+
+		/// A closed job's receipt.
+		pub fn receipt(job: JobId) -> Option<Receipt<T>> {
+			Receipts::<T>::get(job)
+		}
+
+		/// The committed step hashes of a job inside its challenge window (empty otherwise).
+		pub fn step_hashes(job: JobId) -> Vec<Hash> {
+			StepHashes::<T>::get(job).map(|h| h.into_inner()).unwrap_or_default()
+		}
+	}
+}
+
+/// What `on_initialize` did with one queued job id.
+enum Due {
+	Finalized,
+	Missed,
+	Stale,
+}
+
+impl<T: Config> Pallet<T> {
+	/// The assignment seed of `job`'s attempt `attempt` (see the crate docs for its limits).
+	pub fn seed(job: JobId, attempt: u32) -> [u8; 32] {
+		let parent = frame_system::Pallet::<T>::parent_hash();
+		sp_runtime::traits::BlakeTwo256::hash_of(&(b"verity/assign", parent, job, attempt)).into()
+	}
+
+	/// Put `job` into the queue of block `at`, or of the next block with room (at most
+	/// `ScheduleSpread` blocks later). Returns the block.
+	fn schedule(at: BlockNumberFor<T>, job: JobId) -> Result<BlockNumberFor<T>, Error<T>> {
+		let mut block = at;
+		for _ in 0..=T::ScheduleSpread::get() {
+			if Queue::<T>::try_append(block, job).is_ok() {
+				return Ok(block);
+			}
+			block = block.saturating_add(1u32.into());
+		}
+		Err(Error::<T>::QueueFull)
+	}
+
+	/// Handle the deadlines and window ends due at block `n`.
+	pub(crate) fn process_queue(n: BlockNumberFor<T>) -> Weight {
+		let due = Queue::<T>::take(n);
+		let (mut finalized, mut missed, mut stale) = (0u32, 0u32, 0u64);
+		for id in due {
+			match Self::handle_due(id, n) {
+				Due::Finalized => finalized.saturating_inc(),
+				Due::Missed => missed.saturating_inc(),
+				Due::Stale => stale.saturating_inc(),
+			}
+		}
+		<T as Config>::WeightInfo::on_initialize(finalized, missed)
+			.saturating_add(T::DbWeight::get().reads(stale))
+	}
+
+	fn handle_due(id: JobId, n: BlockNumberFor<T>) -> Due {
+		let Some(job) = Jobs::<T>::get(id) else { return Due::Stale };
+		match job.status {
+			JobStatus::Assigned { deadline } if deadline == n => {
+				Self::miss(id, job, n);
+				Due::Missed
+			},
+			JobStatus::Committed { window_end, .. } if window_end == n => {
+				Self::finalize(id, job, n);
+				Due::Finalized
+			},
+			_ => Due::Stale,
+		}
+	}
+
+	/// The window passed: pay the operator, refund the rest, unlock, prune, keep a receipt.
+	fn finalize(id: JobId, job: Job<T>, n: BlockNumberFor<T>) {
+		let JobStatus::Committed { output, trace_root, .. } = job.status else { return };
+		let fee = currency::pay_fee::<T>(&job.requester, &job.operator, job.price);
+		currency::refund_fee::<T>(&job.requester, job.max_fee.saturating_sub(fee));
+		pallet_verity_operators::Pallet::<T>::release_collateral(&job.operator, job.collateral);
+		StepHashes::<T>::remove(id);
+		Jobs::<T>::remove(id);
+		pallet_verity_models::Pallet::<T>::job_closed(&job.model);
+		Receipts::<T>::insert(
+			id,
+			Receipt {
+				requester: job.requester,
+				model: job.model,
+				operator: job.operator.clone(),
+				output,
+				trace_root: Some(trace_root),
+				fee,
+				closed_at: n,
+				outcome: Outcome::Final,
+			},
+		);
+		Self::deposit_event(Event::Finalized { job: id, operator: job.operator, fee });
+	}
+
+	/// The deadline passed without a commitment: penalise, then re-assign or expire.
+	fn miss(id: JobId, mut job: Job<T>, n: BlockNumberFor<T>) {
+		pallet_verity_operators::Pallet::<T>::release_collateral(&job.operator, job.collateral);
+		let penalty = T::MissedDeadlinePenalty::get().min(job.collateral);
+		let credit = pallet_verity_operators::Pallet::<T>::slash(&job.operator, penalty);
+		let taken = frame_support::traits::Imbalance::peek(&credit);
+		pallet_verity_operators::Pallet::<T>::dispose(credit);
+		Self::deposit_event(Event::DeadlineMissed {
+			job: id,
+			operator: job.operator.clone(),
+			penalty: taken,
+		});
+		// `missed` has room for MaxAttempts entries; a full list means the last attempt.
+		let attempts_left = job.missed.try_push(job.operator.clone()).is_ok() &&
+			u32::try_from(job.missed.len()).unwrap_or(u32::MAX) < T::MaxAttempts::get();
+		if attempts_left {
+			let attempt = u32::try_from(job.missed.len()).unwrap_or(u32::MAX);
+			let (chosen, _) = pallet_verity_operators::Pallet::<T>::select(
+				&job.model,
+				job.max_fee,
+				job.collateral,
+				&Self::seed(id, attempt),
+				&job.missed,
+			);
+			if let Some((operator, price)) = chosen {
+				let deadline = n.saturating_add(T::ExecutionDeadline::get());
+				if pallet_verity_operators::Pallet::<T>::lock_collateral(&operator, job.collateral)
+					.is_ok()
+				{
+					match Self::schedule(deadline, id) {
+						Ok(deadline) => {
+							job.operator = operator.clone();
+							job.price = price;
+							job.status = JobStatus::Assigned { deadline };
+							Jobs::<T>::insert(id, job);
+							Self::deposit_event(Event::Assigned {
+								job: id,
+								operator,
+								price,
+								deadline,
+							});
+							return;
+						},
+						Err(_) => pallet_verity_operators::Pallet::<T>::release_collateral(
+							&operator,
+							job.collateral,
+						),
+					}
+				}
+			}
+		}
+		Self::expire(id, job, n);
+	}
+
+	/// The last attempt failed: refund and close.
+	fn expire(id: JobId, job: Job<T>, n: BlockNumberFor<T>) {
+		currency::refund_fee::<T>(&job.requester, job.max_fee);
+		Jobs::<T>::remove(id);
+		StepHashes::<T>::remove(id);
+		pallet_verity_models::Pallet::<T>::job_closed(&job.model);
+		Receipts::<T>::insert(
+			id,
+			Receipt {
+				requester: job.requester.clone(),
+				model: job.model,
+				operator: job.operator,
+				output: Default::default(),
+				trace_root: None,
+				fee: Zero::zero(),
+				closed_at: n,
+				outcome: Outcome::Expired,
+			},
+		);
+		Self::deposit_event(Event::Expired {
+			job: id,
+			requester: job.requester,
+			refund: job.max_fee,
+		});
+	}
+
+	/// A job that can be disputed now, with its committed step hashes.
+	pub fn challengeable(id: JobId) -> Result<(Job<T>, Vec<Hash>), NotChallengeable> {
+		let Some(job) = Jobs::<T>::get(id) else {
+			return Err(match Receipts::<T>::get(id).map(|r| r.outcome) {
+				Some(Outcome::Final) => NotChallengeable::WindowClosed,
+				Some(Outcome::Fraud { .. }) => NotChallengeable::AlreadySlashed,
+				Some(Outcome::Expired) => NotChallengeable::Expired,
+				None => NotChallengeable::Unknown,
+			});
+		};
+		match job.status {
+			JobStatus::Committed { window_end, .. }
+				if frame_system::Pallet::<T>::block_number() < window_end =>
+			{
+				let hashes = StepHashes::<T>::get(id).ok_or(NotChallengeable::NotCommitted)?;
+				Ok((job, hashes.into_inner()))
+			},
+			JobStatus::Committed { .. } => Err(NotChallengeable::WindowClosed),
+			JobStatus::Assigned { .. } => Err(NotChallengeable::NotCommitted),
+		}
+	}
+
+	/// Close a job whose fraud the disputes pallet proved: unlock the collateral (the disputes
+	/// pallet slashes it next), refund the requester, prune, keep a receipt.
+	pub fn conclude_fraud(id: JobId, job: Job<T>, prover: T::AccountId, step: u32) {
+		let n = frame_system::Pallet::<T>::block_number();
+		pallet_verity_operators::Pallet::<T>::release_collateral(&job.operator, job.collateral);
+		currency::refund_fee::<T>(&job.requester, job.max_fee);
+		Jobs::<T>::remove(id);
+		StepHashes::<T>::remove(id);
+		pallet_verity_models::Pallet::<T>::job_closed(&job.model);
+		Receipts::<T>::insert(
+			id,
+			Receipt {
+				requester: job.requester.clone(),
+				model: job.model,
+				operator: job.operator,
+				output: Default::default(),
+				trace_root: None,
+				fee: Zero::zero(),
+				closed_at: n,
+				outcome: Outcome::Fraud { prover, step },
+			},
+		);
+		Self::deposit_event(Event::Fraudulent {
+			job: id,
+			requester: job.requester,
+			refund: job.max_fee,
+		});
+	}
+
+	/// Invariants: each requester's `Fee` hold equals the `max_fee` of its open jobs; each
+	/// operator's locked stake and open-job count equal the collateral and number of the jobs
+	/// assigned to it; each model's open-job count is right; every open job is queued at its
+	/// deadline or window end; step hashes exist exactly for committed jobs.
+	#[cfg(any(feature = "std", feature = "try-runtime"))]
+	pub fn do_try_state() -> Result<(), sp_runtime::TryRuntimeError> {
+		use alloc::collections::btree_map::BTreeMap;
+		use frame_support::traits::fungible::InspectHold;
+		let mut fees: BTreeMap<T::AccountId, BalanceOf<T>> = BTreeMap::new();
+		let mut locked: BTreeMap<T::AccountId, (BalanceOf<T>, u32)> = BTreeMap::new();
+		let mut per_model: BTreeMap<ModelId, u32> = BTreeMap::new();
+		for (id, job) in Jobs::<T>::iter() {
+			let fee = fees.entry(job.requester.clone()).or_default();
+			*fee = fee.saturating_add(job.max_fee);
+			let l = locked.entry(job.operator.clone()).or_default();
+			l.0 = l.0.saturating_add(job.collateral);
+			l.1.saturating_inc();
+			per_model.entry(job.model).or_default().saturating_inc();
+			let due = match &job.status {
+				JobStatus::Assigned { deadline } => {
+					ensure!(!StepHashes::<T>::contains_key(id), "assigned job with step hashes");
+					*deadline
+				},
+				JobStatus::Committed { window_end, .. } => {
+					ensure!(StepHashes::<T>::contains_key(id), "committed job without hashes");
+					*window_end
+				},
+			};
+			ensure!(Queue::<T>::get(due).contains(&id), "open job not queued at its due block");
+		}
+		ensure!(
+			StepHashes::<T>::iter_keys().all(|id| Jobs::<T>::contains_key(id)),
+			"step hashes of a closed job"
+		);
+		for (who, total) in fees {
+			ensure!(
+				<T as pallet_verity_models::Config>::Currency::balance_on_hold(
+					&HoldReason::Fee.into(),
+					&who
+				) == total,
+				"fee hold differs from the open jobs' max fees"
+			);
+		}
+		for (who, op) in pallet_verity_operators::Operators::<T>::iter() {
+			let (sum, count) = locked.remove(&who).unwrap_or_default();
+			ensure!(op.locked == sum, "locked stake differs from the open jobs' collateral");
+			ensure!(op.open_jobs == count, "operator open-job count is wrong");
+		}
+		ensure!(locked.is_empty(), "job assigned to a non-operator");
+		for (model, record) in pallet_verity_models::Models::<T>::iter() {
+			ensure!(
+				record.open_jobs == per_model.remove(&model).unwrap_or_default(),
+				"model open-job count is wrong"
+			);
+		}
+		ensure!(per_model.is_empty(), "open job of an unknown model");
+		Ok(())
+	}
+}
+
+use sp_runtime::traits::Hash as _;

@@ -1,0 +1,469 @@
+//! # Models pallet: the registry of exact integer models
+//!
+//! A model publisher registers a model *header* (the SCALE-encoded
+//! [`verity_primitives::ModelHeader`]: input spec, ordered ops, quantization parameters and the
+//! blake2-256 hash of every op's weights). The chain
+//!
+//! * decodes it canonically and validates it with [`verity_primitives::validate`] against the
+//!   runtime's [`Limits`] (built from this pallet's constants), so that **every step of every
+//!   registered model can be re-executed on-chain** within the proof-size and MAC limits that
+//!   the disputes pallet's weight accounts for;
+//! * computes the model id on-chain (`blake2_256` of the header bytes);
+//! * holds a storage deposit from the publisher (`DepositBase + DepositPerByte * bytes`).
+//!
+//! `retire` stops new jobs for a model (jobs already submitted finish and stay disputable);
+//! `reap` removes a retired model without open jobs and releases the deposit.
+//!
+//! The weights stay off-chain; fraud proofs carry the weights of the disputed op, checked against
+//! the header's hash.
+
+#![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
+
+pub use pallet::*;
+
+#[cfg(feature = "runtime-benchmarks")]
+pub mod benchmarking;
+mod currency;
+pub mod weights;
+
+pub use weights::WeightInfo;
+
+use alloc::vec::Vec;
+use codec::{Decode, Encode, MaxEncodedLen};
+use frame_support::{
+	pallet_prelude::*,
+	traits::fungible::{self, Inspect},
+};
+use scale_info::TypeInfo;
+use sp_runtime::traits::Saturating;
+use verity_primitives::{model::MAX_RANK, Limits, ModelHeader, ModelId};
+
+/// The balance type of the currency.
+pub type BalanceOf<T> =
+	<<T as Config>::Currency as Inspect<<T as frame_system::Config>::AccountId>>::Balance;
+
+/// A tensor shape as stored on-chain (rank at most [`MAX_RANK`]).
+pub type Shape = BoundedVec<u32, ConstU32<{ MAX_RANK as u32 }>>;
+
+/// Whether a model accepts new jobs.
+#[derive(
+	Clone, Copy, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, TypeInfo, MaxEncodedLen,
+)]
+pub enum ModelStatus {
+	/// New jobs are accepted.
+	Active,
+	/// No new jobs; jobs already submitted finish and remain disputable.
+	Retired,
+}
+
+/// Everything the other pallets need to know about a model without decoding its header.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, TypeInfo, MaxEncodedLen)]
+pub struct ModelRecord<AccountId, Balance, BlockNumber> {
+	/// Who registered the model (and pays its deposit).
+	pub publisher: AccountId,
+	/// The deposit held from the publisher.
+	pub deposit: Balance,
+	pub status: ModelStatus,
+	pub registered_at: BlockNumber,
+	/// Number of ops `n`; a trace has `n + 1` step hashes.
+	pub num_ops: u32,
+	/// Shape of the model input (tensor 0).
+	pub input_shape: Shape,
+	/// Shape of the model output (tensor `n`).
+	pub output_shape: Shape,
+	/// Elements (= bytes, int8) of the input.
+	pub input_elements: u32,
+	/// Elements (= bytes, int8) of the output.
+	pub output_elements: u32,
+	/// Largest MAC count of one step (bounds a fraud proof's re-execution).
+	pub max_step_macs: u64,
+	/// Largest fraud-proof payload of one step, in bytes.
+	pub max_step_proof_bytes: u64,
+	/// MACs of a whole inference.
+	pub total_macs: u64,
+	/// Jobs submitted and not yet closed (final, fraudulent or expired).
+	pub open_jobs: u32,
+}
+
+/// Human-readable metadata of a model.
+#[derive(
+	CloneNoBound, PartialEqNoBound, EqNoBound, DebugNoBound, Encode, Decode, TypeInfo, MaxEncodedLen,
+)]
+#[scale_info(skip_type_params(NameLen, UriLen))]
+pub struct ModelMetadata<NameLen: Get<u32>, UriLen: Get<u32>> {
+	/// A short name, e.g. `digits-cnn`.
+	pub name: BoundedVec<u8, NameLen>,
+	/// Where the model file (header + weights) can be fetched.
+	pub uri: BoundedVec<u8, UriLen>,
+}
+
+#[frame_support::pallet]
+pub mod pallet {
+	use super::*;
+	use frame_system::pallet_prelude::*;
+
+	#[pallet::pallet]
+	pub struct Pallet<T>(_);
+
+	/// Configuration. The limits bound every registered model; the disputes pallet's weights
+	/// assume them.
+	#[pallet::config]
+	pub trait Config: frame_system::Config {
+		/// The currency; deposits, stake and fees are fungible holds.
+		type Currency: fungible::Inspect<Self::AccountId>
+			+ fungible::Mutate<Self::AccountId>
+			+ fungible::MutateHold<Self::AccountId, Reason = Self::RuntimeHoldReason>
+			+ fungible::hold::Balanced<Self::AccountId>;
+
+		/// The overarching hold reason (this pallet's [`HoldReason`] and those of the other
+		/// Verity pallets).
+		type RuntimeHoldReason: From<HoldReason>;
+
+		/// Largest SCALE-encoded header, in bytes.
+		#[pallet::constant]
+		type MaxHeaderBytes: Get<u32>;
+		/// Largest number of ops of a model.
+		#[pallet::constant]
+		type MaxOps: Get<u32>;
+		/// Largest number of elements of any tensor of a model.
+		#[pallet::constant]
+		type MaxTensorElements: Get<u32>;
+		/// Largest number of inputs of one op.
+		#[pallet::constant]
+		type MaxOpInputs: Get<u32>;
+		/// Largest fraud-proof payload (input tensors + weights) of one step, in bytes.
+		#[pallet::constant]
+		type MaxStepProofBytes: Get<u32>;
+		/// Largest re-execution cost of one step, in multiply-accumulates.
+		#[pallet::constant]
+		type MaxStepMacs: Get<u32>;
+		/// Largest model input, in bytes (jobs store their input until final).
+		#[pallet::constant]
+		type MaxInputBytes: Get<u32>;
+		/// Largest model output, in bytes (receipts keep the output).
+		#[pallet::constant]
+		type MaxOutputBytes: Get<u32>;
+		/// Longest model name.
+		#[pallet::constant]
+		type MaxNameLen: Get<u32>;
+		/// Longest model URI.
+		#[pallet::constant]
+		type MaxUriLen: Get<u32>;
+		/// Deposit per registered model.
+		#[pallet::constant]
+		type DepositBase: Get<BalanceOf<Self>>;
+		/// Deposit per stored byte (header + name + URI).
+		#[pallet::constant]
+		type DepositPerByte: Get<BalanceOf<Self>>;
+
+		/// Weights of this pallet's calls.
+		type WeightInfo: WeightInfo;
+	}
+
+	/// Reasons for which this pallet holds funds.
+	#[pallet::composite_enum]
+	pub enum HoldReason {
+		/// The storage deposit of a registered model.
+		#[codec(index = 0)]
+		ModelDeposit,
+	}
+
+	/// Registered models by id.
+	#[pallet::storage]
+	pub type Models<T: Config> = StorageMap<
+		_,
+		Identity,
+		ModelId,
+		ModelRecord<T::AccountId, BalanceOf<T>, BlockNumberFor<T>>,
+		OptionQuery,
+	>;
+
+	/// The canonical header bytes of each registered model (the fraud-proof check decodes them).
+	#[pallet::storage]
+	pub type Headers<T: Config> =
+		StorageMap<_, Identity, ModelId, BoundedVec<u8, T::MaxHeaderBytes>, OptionQuery>;
+
+	/// Name and URI of each registered model.
+	#[pallet::storage]
+	pub type Metadata<T: Config> =
+		StorageMap<_, Identity, ModelId, ModelMetadata<T::MaxNameLen, T::MaxUriLen>, OptionQuery>;
+
+	#[pallet::event]
+	#[pallet::generate_deposit(pub(super) fn deposit_event)]
+	pub enum Event<T: Config> {
+		/// A model was registered.
+		Registered { model: ModelId, publisher: T::AccountId, deposit: BalanceOf<T> },
+		/// A model accepts no new jobs.
+		Retired { model: ModelId },
+		/// A retired model without open jobs was removed and its deposit released.
+		Reaped { model: ModelId, publisher: T::AccountId, deposit: BalanceOf<T> },
+	}
+
+	#[pallet::error]
+	pub enum Error<T> {
+		/// The header is longer than `MaxHeaderBytes`.
+		HeaderTooLarge,
+		/// The header bytes are not the canonical SCALE encoding of a model header.
+		MalformedHeader,
+		/// The header is invalid or exceeds the chain's limits: `op` is the 1-based op index
+		/// (0 = header or input), `reason` the SCALE variant index of
+		/// `verity_primitives::InvalidReason` (e.g. 28 = `StepProofTooLarge`, 29 =
+		/// `TooManyMacs`; see docs/MODEL_FORMAT.md).
+		InvalidModel { op: u16, reason: u8 },
+		/// The model input has more than `MaxInputBytes` elements.
+		InputTooLarge,
+		/// The model output has more than `MaxOutputBytes` elements.
+		OutputTooLarge,
+		/// A model with this id is already registered.
+		AlreadyRegistered,
+		/// The name is longer than `MaxNameLen`.
+		NameTooLong,
+		/// The URI is longer than `MaxUriLen`.
+		UriTooLong,
+		/// The publisher cannot pay the deposit.
+		InsufficientBalance,
+		/// No model with this id.
+		UnknownModel,
+		/// Only the publisher may do this.
+		NotPublisher,
+		/// The model is already retired.
+		AlreadyRetired,
+		/// Only a retired model can be reaped.
+		NotRetired,
+		/// The model still has open jobs.
+		JobsOpen,
+	}
+
+	#[pallet::hooks]
+	impl<T: Config> Hooks<BlockNumberFor<T>> for Pallet<T> {
+		fn integrity_test() {
+			assert!(T::MaxOps::get() >= 1, "MaxOps must admit at least one op");
+			assert!(T::MaxInputBytes::get() >= 1 && T::MaxOutputBytes::get() >= 1);
+			assert!(
+				T::MaxInputBytes::get() <= T::MaxTensorElements::get() &&
+					T::MaxOutputBytes::get() <= T::MaxTensorElements::get(),
+				"input/output bounds cannot exceed the tensor bound"
+			);
+			assert!(T::MaxOpInputs::get() >= 2, "Add needs two inputs");
+			assert!(
+				u64::from(T::MaxStepProofBytes::get()) >= 256,
+				"a Lookup step (256 table bytes) must be provable"
+			);
+		}
+
+		#[cfg(feature = "try-runtime")]
+		fn try_state(_n: BlockNumberFor<T>) -> Result<(), sp_runtime::TryRuntimeError> {
+			Self::do_try_state()
+		}
+	}
+
+	#[pallet::call]
+	impl<T: Config> Pallet<T> {
+		/// Register a model from its canonical SCALE-encoded header.
+		///
+		/// The header is validated against the chain's limits; the model id is
+		/// `blake2_256(header)`. A deposit of `DepositBase + DepositPerByte * (header + name +
+		/// uri bytes)` is held from the caller.
+		///
+		/// Complexity: `O(h)` in the header length (decoding, validation and hashing are linear
+		/// in the header; validation does a constant amount of work per op).
+		#[pallet::call_index(0)]
+		#[pallet::weight(T::WeightInfo::register(
+			u32::try_from(header.len()).unwrap_or(u32::MAX),
+			u32::try_from(name.len().saturating_add(uri.len())).unwrap_or(u32::MAX),
+		))]
+		pub fn register(
+			origin: OriginFor<T>,
+			header: Vec<u8>,
+			name: Vec<u8>,
+			uri: Vec<u8>,
+		) -> DispatchResult {
+			let publisher = ensure_signed(origin)?;
+			let max = T::MaxHeaderBytes::get();
+			let stored: BoundedVec<u8, T::MaxHeaderBytes> =
+				header.try_into().map_err(|_| Error::<T>::HeaderTooLarge)?;
+			let name: BoundedVec<u8, T::MaxNameLen> =
+				name.try_into().map_err(|_| Error::<T>::NameTooLong)?;
+			let uri: BoundedVec<u8, T::MaxUriLen> =
+				uri.try_into().map_err(|_| Error::<T>::UriTooLong)?;
+			let decoded = verity_primitives::decode_header(&stored, max)
+				.map_err(|_| Error::<T>::MalformedHeader)?;
+			let info = verity_primitives::validate(&decoded, &Self::limits()).map_err(|e| {
+				Error::<T>::InvalidModel {
+					op: u16::try_from(e.op).unwrap_or(u16::MAX),
+					reason: e.reason.encode().first().copied().unwrap_or(u8::MAX),
+				}
+			})?;
+			ensure!(info.input_elements <= T::MaxInputBytes::get(), Error::<T>::InputTooLarge);
+			ensure!(info.output_elements <= T::MaxOutputBytes::get(), Error::<T>::OutputTooLarge);
+			let id = info.id;
+			ensure!(!Models::<T>::contains_key(id), Error::<T>::AlreadyRegistered);
+
+			let bytes = stored.len().saturating_add(name.len()).saturating_add(uri.len());
+			let deposit = Self::deposit_for(bytes);
+			currency::hold_deposit::<T>(&publisher, deposit)?;
+
+			let record = ModelRecord {
+				publisher: publisher.clone(),
+				deposit,
+				status: ModelStatus::Active,
+				registered_at: frame_system::Pallet::<T>::block_number(),
+				num_ops: info.num_ops,
+				input_shape: shape(&decoded.input.shape),
+				output_shape: shape(&decoded.output_spec().shape),
+				input_elements: info.input_elements,
+				output_elements: info.output_elements,
+				max_step_macs: info.max_step_macs,
+				max_step_proof_bytes: info.max_step_proof_bytes,
+				total_macs: info.total_macs,
+				open_jobs: 0,
+			};
+			Models::<T>::insert(id, record);
+			Headers::<T>::insert(id, stored);
+			Metadata::<T>::insert(id, ModelMetadata { name, uri });
+			Self::deposit_event(Event::Registered { model: id, publisher, deposit });
+			Ok(())
+		}
+
+		/// Stop accepting jobs for a model (publisher only). Open jobs finish and remain
+		/// disputable; the header stays until [`Pallet::reap`].
+		///
+		/// Complexity: `O(1)`.
+		#[pallet::call_index(1)]
+		#[pallet::weight(T::WeightInfo::retire())]
+		pub fn retire(origin: OriginFor<T>, model: ModelId) -> DispatchResult {
+			let who = ensure_signed(origin)?;
+			Models::<T>::try_mutate(model, |record| {
+				let record = record.as_mut().ok_or(Error::<T>::UnknownModel)?;
+				ensure!(record.publisher == who, Error::<T>::NotPublisher);
+				ensure!(record.status == ModelStatus::Active, Error::<T>::AlreadyRetired);
+				record.status = ModelStatus::Retired;
+				Ok::<_, Error<T>>(())
+			})?;
+			Self::deposit_event(Event::Retired { model });
+			Ok(())
+		}
+
+		/// Remove a retired model that has no open jobs and release its deposit to the
+		/// publisher. Anyone may call it.
+		///
+		/// Complexity: `O(1)`.
+		#[pallet::call_index(2)]
+		#[pallet::weight(T::WeightInfo::reap())]
+		pub fn reap(origin: OriginFor<T>, model: ModelId) -> DispatchResult {
+			ensure_signed(origin)?;
+			let record = Models::<T>::get(model).ok_or(Error::<T>::UnknownModel)?;
+			ensure!(record.status == ModelStatus::Retired, Error::<T>::NotRetired);
+			ensure!(record.open_jobs == 0, Error::<T>::JobsOpen);
+			currency::release_deposit::<T>(&record.publisher, record.deposit)?;
+			Models::<T>::remove(model);
+			Headers::<T>::remove(model);
+			Metadata::<T>::remove(model);
+			Self::deposit_event(Event::Reaped {
+				model,
+				publisher: record.publisher,
+				deposit: record.deposit,
+			});
+			Ok(())
+		}
+	}
+
+	#[pallet::view_functions]
+	impl<T: Config> Pallet<T> {
+		/// A registered model's record.
+		pub fn model(model: ModelId) -> Option<ModelRecord<T::AccountId, BalanceOf<T>, BlockNumberFor<T>>> {
+			Models::<T>::get(model)
+		}
+
+		/// The chain's model limits.
+		pub fn model_limits() -> Limits {
+			Self::limits()
+		}
+	}
+}
+
+fn shape(dims: &[u32]) -> Shape {
+	// Validated headers have rank <= MAX_RANK, so nothing is truncated.
+	BoundedVec::truncate_from(dims.to_vec())
+}
+
+impl<T: Config> Pallet<T> {
+	/// The chain's model limits, from the pallet's constants.
+	pub fn limits() -> Limits {
+		Limits {
+			max_header_bytes: T::MaxHeaderBytes::get(),
+			max_ops: T::MaxOps::get(),
+			max_tensor_elements: T::MaxTensorElements::get(),
+			max_op_inputs: T::MaxOpInputs::get(),
+			max_step_proof_bytes: u64::from(T::MaxStepProofBytes::get()),
+			max_step_macs: u64::from(T::MaxStepMacs::get()),
+		}
+	}
+
+	/// The deposit for `bytes` stored bytes.
+	pub fn deposit_for(bytes: usize) -> BalanceOf<T> {
+		let bytes: BalanceOf<T> = u32::try_from(bytes).unwrap_or(u32::MAX).into();
+		T::DepositBase::get().saturating_add(T::DepositPerByte::get().saturating_mul(bytes))
+	}
+
+	/// The record of a model that accepts new jobs.
+	pub fn active_model(
+		model: &ModelId,
+	) -> Option<ModelRecord<T::AccountId, BalanceOf<T>, frame_system::pallet_prelude::BlockNumberFor<T>>>
+	{
+		Models::<T>::get(model).filter(|r| r.status == ModelStatus::Active)
+	}
+
+	/// The decoded header of a registered model (`None` if unknown; stored headers always
+	/// decode because they were validated at registration).
+	pub fn header(model: &ModelId) -> Option<ModelHeader> {
+		let bytes = Headers::<T>::get(model)?;
+		verity_primitives::decode_header(&bytes, T::MaxHeaderBytes::get()).ok()
+	}
+
+	/// Count a job opened for `model` (called by the jobs pallet).
+	pub fn job_opened(model: &ModelId) {
+		Models::<T>::mutate(model, |r| {
+			if let Some(r) = r {
+				r.open_jobs = r.open_jobs.saturating_add(1);
+			}
+		});
+	}
+
+	/// Count a job of `model` closed (called by the jobs pallet).
+	pub fn job_closed(model: &ModelId) {
+		Models::<T>::mutate(model, |r| {
+			if let Some(r) = r {
+				r.open_jobs = r.open_jobs.saturating_sub(1);
+			}
+		});
+	}
+
+	/// Invariants: every model has its header and metadata, and each publisher's
+	/// `ModelDeposit` hold equals the sum of the deposits of its models.
+	#[cfg(any(feature = "std", feature = "try-runtime"))]
+	pub fn do_try_state() -> Result<(), sp_runtime::TryRuntimeError> {
+		use alloc::collections::btree_map::BTreeMap;
+		use frame_support::traits::fungible::InspectHold;
+		let mut deposits: BTreeMap<T::AccountId, BalanceOf<T>> = BTreeMap::new();
+		for (id, record) in Models::<T>::iter() {
+			ensure!(Headers::<T>::contains_key(id), "model without header");
+			ensure!(Metadata::<T>::contains_key(id), "model without metadata");
+			let entry = deposits.entry(record.publisher).or_default();
+			*entry = entry.saturating_add(record.deposit);
+		}
+		ensure!(
+			Headers::<T>::iter_keys().all(|id| Models::<T>::contains_key(id)),
+			"header without model"
+		);
+		for (who, total) in deposits {
+			ensure!(
+				T::Currency::balance_on_hold(&HoldReason::ModelDeposit.into(), &who) == total,
+				"model deposit hold differs from the sum of the publisher's deposits"
+			);
+		}
+		Ok(())
+	}
+}

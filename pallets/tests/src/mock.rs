@@ -1,0 +1,263 @@
+//! A mock runtime with balances and the four Verity pallets, and helpers shared by the tests.
+
+use frame_support::{
+	assert_ok, derive_impl, parameter_types,
+	traits::{fungible::InspectHold, ConstU32, ConstU64, OnInitialize, VariantCountOf},
+};
+use sp_core::H256;
+use sp_runtime::{BuildStorage, Perbill};
+use verity_primitives::{testing::TestCase, FraudProof, Hash, ModelId};
+
+pub use pallet_verity_jobs::JobId;
+
+type Block = frame_system::mocking::MockBlock<Test>;
+pub type AccountId = u64;
+pub type Balance = u64;
+
+frame_support::construct_runtime!(
+	pub enum Test {
+		System: frame_system,
+		Balances: pallet_balances,
+		Models: pallet_verity_models,
+		Operators: pallet_verity_operators,
+		Jobs: pallet_verity_jobs,
+		Disputes: pallet_verity_disputes,
+	}
+);
+
+#[derive_impl(frame_system::config_preludes::TestDefaultConfig)]
+impl frame_system::Config for Test {
+	type Block = Block;
+	type AccountData = pallet_balances::AccountData<Balance>;
+}
+
+#[derive_impl(pallet_balances::config_preludes::TestDefaultConfig)]
+impl pallet_balances::Config for Test {
+	type AccountStore = System;
+	type RuntimeHoldReason = RuntimeHoldReason;
+	type MaxFreezes = VariantCountOf<RuntimeFreezeReason>;
+}
+
+pub const DEPOSIT_BASE: Balance = 100;
+pub const MIN_BOND: Balance = 1_000;
+pub const COLLATERAL: Balance = 500;
+pub const PENALTY: Balance = 50;
+pub const DEADLINE: u64 = 5;
+pub const WINDOW: u64 = 10;
+pub const UNBONDING: u64 = 40;
+pub const JAIL: u64 = 20;
+pub const MAX_ATTEMPTS: u32 = 3;
+pub const JOBS_PER_BLOCK: u32 = 4;
+pub const SPREAD: u32 = 3;
+pub const ENDOWMENT: Balance = 1_000_000;
+
+parameter_types! {
+	pub const ProverShare: Perbill = Perbill::from_percent(50);
+}
+
+impl pallet_verity_models::Config for Test {
+	type Currency = Balances;
+	type RuntimeHoldReason = RuntimeHoldReason;
+	type MaxHeaderBytes = ConstU32<{ 1 << 16 }>;
+	type MaxOps = ConstU32<16>;
+	type MaxTensorElements = ConstU32<4096>;
+	type MaxOpInputs = ConstU32<4>;
+	type MaxStepProofBytes = ConstU32<{ 1 << 16 }>;
+	type MaxStepMacs = ConstU32<{ 1 << 20 }>;
+	type MaxInputBytes = ConstU32<1024>;
+	type MaxOutputBytes = ConstU32<512>;
+	type MaxNameLen = ConstU32<32>;
+	type MaxUriLen = ConstU32<128>;
+	type DepositBase = ConstU64<DEPOSIT_BASE>;
+	type DepositPerByte = ConstU64<1>;
+	type WeightInfo = ();
+}
+
+impl pallet_verity_operators::Config for Test {
+	type MinBond = ConstU64<MIN_BOND>;
+	type UnbondingPeriod = ConstU64<UNBONDING>;
+	type MaxUnbonding = ConstU32<3>;
+	type MaxServersPerModel = ConstU32<4>;
+	type MaxModelsPerOperator = ConstU32<3>;
+	type JailDuration = ConstU64<JAIL>;
+	type Slash = ();
+	type WeightInfo = ();
+}
+
+impl pallet_verity_jobs::Config for Test {
+	type ExecutionDeadline = ConstU64<DEADLINE>;
+	type ChallengeWindow = ConstU64<WINDOW>;
+	type MaxAttempts = ConstU32<MAX_ATTEMPTS>;
+	type JobCollateral = ConstU64<COLLATERAL>;
+	type MissedDeadlinePenalty = ConstU64<PENALTY>;
+	type MaxJobsPerBlock = ConstU32<JOBS_PER_BLOCK>;
+	type ScheduleSpread = ConstU32<SPREAD>;
+	type WeightInfo = ();
+}
+
+impl pallet_verity_disputes::Config for Test {
+	type ProverShare = ProverShare;
+	type WeightInfo = ();
+}
+
+pub const PUBLISHER: AccountId = 1;
+pub const ALICE: AccountId = 2;
+pub const BOB: AccountId = 3;
+pub const CHARLIE: AccountId = 4;
+pub const DAVE: AccountId = 5;
+pub const EVE: AccountId = 6;
+/// An account with no funds.
+pub const NOBODY: AccountId = 99;
+
+pub fn new_test_ext() -> sp_io::TestExternalities {
+	let mut t = frame_system::GenesisConfig::<Test>::default().build_storage().unwrap();
+	pallet_balances::GenesisConfig::<Test> {
+		balances: (1..=10).map(|a| (a, ENDOWMENT)).collect(),
+		..Default::default()
+	}
+	.assimilate_storage(&mut t)
+	.unwrap();
+	let mut ext = sp_io::TestExternalities::new(t);
+	ext.execute_with(|| System::set_block_number(1));
+	ext
+}
+
+/// Every pallet's invariants plus the issuance rule.
+pub fn check_invariants() {
+	pallet_verity_models::Pallet::<Test>::do_try_state().expect("models invariants");
+	pallet_verity_operators::Pallet::<Test>::do_try_state().expect("operators invariants");
+	pallet_verity_jobs::Pallet::<Test>::do_try_state().expect("jobs invariants");
+}
+
+/// Advance to block `n`, running `on_initialize` of every pallet and the invariant checks
+/// after every block.
+pub fn run_to_block(n: u64) {
+	while System::block_number() < n {
+		let next = System::block_number() + 1;
+		System::initialize(&next, &H256::from_low_u64_be(next), &Default::default());
+		AllPalletsWithSystem::on_initialize(next);
+		check_invariants();
+	}
+}
+
+pub fn now() -> u64 {
+	System::block_number()
+}
+
+pub fn free(who: AccountId) -> Balance {
+	Balances::free_balance(who)
+}
+
+pub fn held(who: AccountId) -> Balance {
+	Balances::total_balance_on_hold(&who)
+}
+
+pub fn total_issuance() -> Balance {
+	Balances::total_issuance()
+}
+
+pub fn origin(who: AccountId) -> RuntimeOrigin {
+	RuntimeOrigin::signed(who)
+}
+
+/// The golden MLP of the primitives (fits the mock's limits).
+pub fn mlp() -> TestCase {
+	verity_primitives::testing::golden::mlp()
+}
+
+/// The golden CNN of the primitives.
+pub fn cnn() -> TestCase {
+	verity_primitives::testing::golden::cnn()
+}
+
+pub fn header_bytes(case: &TestCase) -> Vec<u8> {
+	codec::Encode::encode(&case.header)
+}
+
+/// Register `case` as `PUBLISHER`; returns its id.
+pub fn register(case: &TestCase) -> ModelId {
+	assert_ok!(Models::register(origin(PUBLISHER), header_bytes(case), b"m".to_vec(), b"u".to_vec()));
+	case.header.id()
+}
+
+/// Bond `stake` for `who` and serve `model` at `price`.
+pub fn operator(who: AccountId, stake: Balance, model: ModelId, price: Balance) {
+	assert_ok!(Operators::bond(origin(who), stake));
+	assert_ok!(Operators::serve(origin(who), model, price));
+}
+
+/// Submit a job for `case`'s input; returns its id.
+pub fn submit(who: AccountId, model: ModelId, case: &TestCase, max_fee: Balance) -> JobId {
+	let id = pallet_verity_jobs::NextJobId::<Test>::get();
+	assert_ok!(Jobs::submit(origin(who), model, case.input.clone(), max_fee));
+	id
+}
+
+pub fn job(id: JobId) -> pallet_verity_jobs::Job<Test> {
+	pallet_verity_jobs::Jobs::<Test>::get(id).expect("open job")
+}
+
+pub fn receipt(id: JobId) -> pallet_verity_jobs::Receipt<Test> {
+	pallet_verity_jobs::Receipts::<Test>::get(id).expect("receipt")
+}
+
+/// The honest (output, step hashes) of `case`.
+pub fn honest(case: &TestCase) -> (Vec<u8>, Vec<Hash>) {
+	let trace = case.trace().expect("golden models execute");
+	(trace.output().to_vec(), trace.step_hashes(&case.header).expect("hashes"))
+}
+
+/// A dishonest trace: tensor `step` is corrupted (one byte changed) and every later step is
+/// recomputed from it, so the commitment is consistent from `step` on and only step `step` is
+/// provably wrong. Returns (output, step hashes).
+pub fn corrupted(case: &TestCase, step: u32) -> (Vec<u8>, Vec<Hash>) {
+	let mut tensors = case.trace().expect("executes").tensors;
+	let s = step as usize;
+	tensors[s][0] = tensors[s][0].wrapping_add(1);
+	for i in (s + 1)..tensors.len() {
+		let op = case.header.op(i as u32).unwrap();
+		let inputs: Vec<Vec<u8>> = op.inputs.iter().map(|&r| tensors[r as usize].clone()).collect();
+		tensors[i] =
+			verity_primitives::execute_step(&case.header, i as u32, &inputs, &case.weights[i - 1])
+				.expect("executes");
+	}
+	let hashes = tensors
+		.iter()
+		.enumerate()
+		.map(|(i, t)| verity_primitives::tensor_hash(&case.header, i as u32, t).unwrap())
+		.collect();
+	(tensors.last().unwrap().clone(), hashes)
+}
+
+/// The encoded fraud proof for `step` built from the honest trace.
+pub fn proof(case: &TestCase, step: u32) -> Vec<u8> {
+	let trace = case.trace().unwrap();
+	let p: FraudProof =
+		verity_primitives::build_fraud_proof(&case.header, &trace, &case.weights, step).unwrap();
+	codec::Encode::encode(&p)
+}
+
+/// The assigned operator of an open job.
+pub fn assignee(id: JobId) -> AccountId {
+	job(id).operator
+}
+
+/// Stake hold of an operator.
+pub fn stake_of(who: AccountId) -> Balance {
+	Balances::balance_on_hold(&pallet_verity_operators::HoldReason::Stake.into(), &who)
+}
+
+/// Fee hold of a requester.
+pub fn fee_held(who: AccountId) -> Balance {
+	Balances::balance_on_hold(&pallet_verity_jobs::HoldReason::Fee.into(), &who)
+}
+
+/// The last event of the runtime.
+pub fn last_event() -> RuntimeEvent {
+	System::events().pop().expect("an event").event
+}
+
+/// Whether `event` was deposited.
+pub fn has_event(event: RuntimeEvent) -> bool {
+	System::events().iter().any(|r| r.event == event)
+}

@@ -1,0 +1,127 @@
+//! Property test: random sequences of calls and blocks keep every invariant (holds equal the
+//! obligations behind them, queues and counters consistent) and total issuance changes only by
+//! burns (slashes not paid to a prover).
+
+use crate::mock::*;
+use proptest::prelude::*;
+
+#[derive(Clone, Debug)]
+enum Action {
+	Submit { requester: u8, max_fee: u8 },
+	Commit { job: u8, corrupt: Option<u8> },
+	Prove { job: u8, step: u8, prover: u8 },
+	Advance { blocks: u8 },
+	BondExtra { who: u8, amount: u16 },
+	Unbond { who: u8, amount: u16 },
+	Withdraw { who: u8 },
+	Serve { who: u8, price: u8 },
+	Unserve { who: u8 },
+	Unjail { who: u8 },
+}
+
+fn action() -> impl Strategy<Value = Action> {
+	prop_oneof![
+		4 => (0u8..3, any::<u8>()).prop_map(|(requester, max_fee)| Action::Submit { requester, max_fee }),
+		4 => (any::<u8>(), proptest::option::of(any::<u8>())).prop_map(|(job, corrupt)| Action::Commit { job, corrupt }),
+		2 => (any::<u8>(), any::<u8>(), 0u8..3).prop_map(|(job, step, prover)| Action::Prove { job, step, prover }),
+		3 => (1u8..8).prop_map(|blocks| Action::Advance { blocks }),
+		1 => (0u8..3, any::<u16>()).prop_map(|(who, amount)| Action::BondExtra { who, amount }),
+		1 => (0u8..3, any::<u16>()).prop_map(|(who, amount)| Action::Unbond { who, amount }),
+		1 => (0u8..3).prop_map(|who| Action::Withdraw { who }),
+		1 => (0u8..3, any::<u8>()).prop_map(|(who, price)| Action::Serve { who, price }),
+		1 => (0u8..3).prop_map(|who| Action::Unserve { who }),
+		1 => (0u8..3).prop_map(|who| Action::Unjail { who }),
+	]
+}
+
+const OPERATORS: [AccountId; 3] = [ALICE, BOB, DAVE];
+const REQUESTERS: [AccountId; 3] = [CHARLIE, EVE, 7];
+const PROVERS: [AccountId; 3] = [8, 9, BOB];
+
+/// Issuance burnt so far according to the events: slashes minus what provers were paid.
+fn burnt() -> Balance {
+	System::events().iter().fold(0, |acc, r| match &r.event {
+		RuntimeEvent::Operators(pallet_verity_operators::Event::Slashed { amount, .. }) => acc + amount,
+		RuntimeEvent::Disputes(pallet_verity_disputes::Event::FraudProven { reward, .. }) => acc - reward,
+		_ => acc,
+	})
+}
+
+fn run(actions: Vec<Action>) {
+	new_test_ext().execute_with(|| {
+		let case = mlp();
+		let model = register(&case);
+		for (i, who) in OPERATORS.iter().enumerate() {
+			operator(*who, MIN_BOND + COLLATERAL * (i as u64 + 1), model, 10 * i as u64);
+		}
+		let initial = total_issuance();
+		let n = case.header.num_ops();
+		for a in actions {
+			let next_id = pallet_verity_jobs::NextJobId::<Test>::get().max(1);
+			match a {
+				Action::Submit { requester, max_fee } => {
+					let _ = Jobs::submit(
+						origin(REQUESTERS[requester as usize]),
+						model,
+						case.input.clone(),
+						max_fee as u64,
+					);
+				},
+				Action::Commit { job, corrupt } => {
+					let job = job as u64 % next_id;
+					if let Some(j) = pallet_verity_jobs::Jobs::<Test>::get(job) {
+						let (out, hashes) = match corrupt {
+							Some(s) => corrupted(&case, 1 + s as u32 % n),
+							None => honest(&case),
+						};
+						let _ = Jobs::commit(origin(j.operator), job, out, hashes);
+					}
+				},
+				Action::Prove { job, step, prover } => {
+					let job = job as u64 % next_id;
+					let _ = Disputes::prove_fraud(
+						origin(PROVERS[prover as usize]),
+						job,
+						proof(&case, 1 + step as u32 % n),
+					);
+				},
+				Action::Advance { blocks } => run_to_block(now() + blocks as u64),
+				Action::BondExtra { who, amount } => {
+					let _ = Operators::bond_extra(origin(OPERATORS[who as usize]), amount as u64);
+				},
+				Action::Unbond { who, amount } => {
+					let _ = Operators::unbond(origin(OPERATORS[who as usize]), amount as u64);
+				},
+				Action::Withdraw { who } => {
+					let _ = Operators::withdraw_unbonded(origin(OPERATORS[who as usize]));
+				},
+				Action::Serve { who, price } => {
+					let _ = Operators::serve(origin(OPERATORS[who as usize]), model, price as u64);
+				},
+				Action::Unserve { who } => {
+					let _ = Operators::unserve(origin(OPERATORS[who as usize]), model);
+				},
+				Action::Unjail { who } => {
+					let _ = Operators::unjail(origin(OPERATORS[who as usize]));
+				},
+			}
+			check_invariants();
+			assert_eq!(total_issuance(), initial - burnt(), "issuance changed other than by burns");
+		}
+		// Drain: every open job closes within the bounded horizon.
+		run_to_block(now() + (DEADLINE + SPREAD as u64) * MAX_ATTEMPTS as u64 + WINDOW + SPREAD as u64 + 1);
+		assert_eq!(pallet_verity_jobs::Jobs::<Test>::iter().count(), 0, "a job never closed");
+		for who in REQUESTERS {
+			assert_eq!(fee_held(who), 0);
+		}
+		assert_eq!(total_issuance(), initial - burnt());
+	});
+}
+
+proptest! {
+	#![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+	#[test]
+	fn random_call_sequences_keep_invariants(actions in proptest::collection::vec(action(), 1..60)) {
+		run(actions);
+	}
+}
