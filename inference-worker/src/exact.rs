@@ -787,3 +787,74 @@ impl TchModel {
 fn clamp_i8(y: Tensor, (lo, hi): (i8, i8)) -> Result<Tensor> {
 	Ok(y.f_clamp(i64::from(lo), i64::from(hi))?.f_to_kind(Kind::Int8)?)
 }
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+	use verity_primitives::arith::requantize_to_i8;
+
+	/// The tensor requantization equals the reference `MBQM + output stage` on structured
+	/// values: exact ties of both roundings, powers of two, the i32 extremes, every shift.
+	#[test]
+	fn requant_matches_reference_including_ties() {
+		let mut xs: Vec<i64> =
+			vec![0, 1, -1, 2, -2, 3, -3, i64::from(i32::MAX), i64::from(i32::MIN)];
+		for k in 0..31 {
+			let p = 1i64 << k;
+			xs.extend([p, -p, p + 1, -p - 1, p - 1, 1 - p, 3 * p, -3 * p]);
+		}
+		xs.retain(|&x| x >= i64::from(i32::MIN) && x <= i64::from(i32::MAX));
+		let ms: Vec<i32> = vec![
+			0,
+			1,
+			3,
+			1 << 15,
+			1 << 30,
+			(1 << 30) + 1,
+			3 << 28,
+			i32::MAX,
+			1_518_500_250,
+			1_073_741_823,
+		];
+		let mut checked = 0;
+		for &m in &ms {
+			let shifts: Vec<i8> = (-31..=30).collect();
+			let rqs: Vec<Requant> =
+				shifts.iter().map(|&s| Requant { multiplier: m, shift: s }).collect();
+			for (zp, clamp) in [(0i8, (-128i8, 127i8)), (-7, (-100, 90)), (127, (-128, 127))] {
+				let t = RequantT::new(&rqs, 0, zp, clamp, Device::Cpu).expect("params");
+				// acc [len(xs), len(shifts)]: column j uses shift j.
+				let acc: Vec<i64> =
+					xs.iter().flat_map(|&x| std::iter::repeat_n(x, rqs.len())).collect();
+				let acc = Tensor::from_slice(&acc).reshape([xs.len() as i64, rqs.len() as i64]);
+				let y = t.apply(acc).expect("apply");
+				let mut got = vec![0u8; xs.len() * rqs.len()];
+				y.copy_data_u8(&mut got, xs.len() * rqs.len());
+				for (i, &x) in xs.iter().enumerate() {
+					for (j, r) in rqs.iter().enumerate() {
+						let want = requantize_to_i8(x as i32, *r, zp, clamp.0, clamp.1);
+						assert_eq!(
+							got[i * rqs.len() + j],
+							want,
+							"x {x} m {m} shift {} zp {zp}",
+							r.shift
+						);
+						checked += 1;
+					}
+				}
+			}
+		}
+		assert!(checked > 50_000);
+	}
+
+	#[test]
+	fn chunks_respect_the_bound() {
+		// 1000 columns of |w| = 128, |x - z| <= 255: at most 514 columns per chunk.
+		let chunks = chunks_for(3, 1000, 255, |_, _| 128);
+		assert_eq!(chunks.iter().map(|c| c.1).sum::<i64>(), 1000);
+		assert!(chunks.iter().all(|&(_, l)| l * 255 * 128 < F32_EXACT));
+		assert_eq!(chunks.len(), 2);
+		// Small weights: one chunk.
+		assert_eq!(chunks_for(3, 1000, 255, |_, _| 1).len(), 1);
+	}
+}
