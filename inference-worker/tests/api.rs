@@ -1,0 +1,329 @@
+//! The JSON-RPC API against the real server on a loopback port: success, every typed error,
+//! back-pressure, deadlines, the result cache, batching, and `prove` (corrupted trace → first
+//! wrong step with a proof that `check_fraud_proof` judges Fraud; honest trace → consistent).
+//! Also the model store (a flipped weight byte is refused).
+
+use std::{net::SocketAddr, time::Duration};
+
+use codec::Decode;
+use serde_json::{json, Value};
+use tokio::{
+	io::{AsyncReadExt, AsyncWriteExt},
+	net::TcpStream,
+};
+use verity_primitives::{
+	check_fraud_proof,
+	testing::{golden, random_case, test_limits},
+	FraudProof, Verdict,
+};
+use verity_worker::{
+	model::LoadedModel,
+	rpc::{codes, serve},
+	service::{Service, ServiceConfig},
+	store::{ModelStore, StoreError},
+};
+
+/// One JSON-RPC call over a fresh HTTP/1.1 connection; returns the whole response object.
+async fn call(addr: SocketAddr, method: &str, params: Value) -> Value {
+	let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+	let mut s = TcpStream::connect(addr).await.expect("connect");
+	let req = format!(
+		"POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+		body.len()
+	);
+	s.write_all(req.as_bytes()).await.expect("write");
+	let mut resp = Vec::new();
+	s.read_to_end(&mut resp).await.expect("read");
+	let text = String::from_utf8(resp).expect("utf8");
+	let (head, body) = text.split_once("\r\n\r\n").expect("http response");
+	assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+	serde_json::from_str(body).expect("json body")
+}
+
+fn error_code(v: &Value) -> i64 {
+	v["error"]["code"].as_i64().unwrap_or_else(|| panic!("expected an error, got {v}"))
+}
+
+fn hx(b: &[u8]) -> String {
+	format!("0x{}", hex::encode(b))
+}
+
+async fn start(
+	config: ServiceConfig,
+	models: Vec<LoadedModel>,
+) -> (SocketAddr, Service, jsonrpsee::server::ServerHandle) {
+	let service = Service::start(config, models);
+	let (addr, handle) =
+		serve(service.clone(), "127.0.0.1:0".parse().expect("addr")).await.expect("serve");
+	(addr, service, handle)
+}
+
+fn cnn() -> LoadedModel {
+	LoadedModel::from_file(golden::cnn().file(), None).expect("cnn")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execute_models_health_and_typed_errors() {
+	let case = golden::cnn();
+	let model = cnn();
+	let (addr, _service, handle) = start(ServiceConfig::default(), vec![model.clone()]).await;
+	let id = hx(&model.id);
+
+	// health, models
+	let h = call(addr, "health", json!([])).await;
+	assert_eq!(h["result"]["status"], "ok");
+	assert_eq!(h["result"]["models"], 1);
+	let m = call(addr, "models", json!([])).await;
+	assert_eq!(m["result"][0]["id"], id);
+	assert_eq!(m["result"][0]["input_len"], case.input.len());
+	assert_eq!(m["result"][0]["input_shape"], json!([3, 8, 8]));
+
+	// execute: the reference result
+	let trace = case.trace().expect("trace");
+	let hashes = trace.step_hashes(&case.header).expect("hashes");
+	let r = call(addr, "execute", json!([id, hx(&case.input)])).await;
+	let res = &r["result"];
+	assert_eq!(res["status"], "done", "{r}");
+	assert_eq!(res["output"], hx(trace.output()));
+	let got: Vec<String> = serde_json::from_value(res["step_hashes"].clone()).expect("list");
+	assert_eq!(got, hashes.iter().map(|h| hx(h)).collect::<Vec<_>>());
+	assert_eq!(res["trace_root"], hx(&verity_primitives::trace_root(&hashes)));
+	assert!(res["timings"]["exec_ms"].as_f64().expect("ms") >= 0.0);
+	let job = res["job"].as_str().expect("job").to_string();
+	// named parameters, cached
+	let r2 =
+		call(addr, "execute", json!({"model": id, "input": hx(&case.input), "deadline_ms": 0}))
+			.await;
+	assert_eq!(r2["result"]["status"], "done");
+	assert_eq!(r2["result"]["trace_root"], res["trace_root"]);
+	let j = call(addr, "job", json!([job])).await;
+	assert_eq!(j["result"]["output"], res["output"]);
+	let h = call(addr, "health", json!([])).await;
+	assert!(h["result"]["stats"]["cache_hits"].as_u64().expect("hits") >= 1);
+
+	// typed errors
+	let unknown = hx(&[7u8; 32]);
+	assert_eq!(
+		error_code(&call(addr, "execute", json!([unknown, hx(&case.input)])).await),
+		codes::UNKNOWN_MODEL as i64
+	);
+	let e = call(addr, "execute", json!([id, hx(&case.input[1..])])).await;
+	assert_eq!(error_code(&e), codes::WRONG_INPUT_SIZE as i64);
+	assert_eq!(e["error"]["data"]["expected"], 192);
+	assert_eq!(e["error"]["data"]["got"], 191);
+	assert_eq!(
+		error_code(&call(addr, "execute", json!([id, "0xzz"])).await),
+		codes::INVALID_PARAMS as i64
+	);
+	assert_eq!(
+		error_code(&call(addr, "execute", json!(["0x1234", hx(&case.input)])).await),
+		codes::INVALID_PARAMS as i64
+	);
+	assert_eq!(
+		error_code(&call(addr, "job", json!([hx(&[1u8; 32])])).await),
+		codes::UNKNOWN_JOB as i64
+	);
+	let short: Vec<String> = hashes[..3].iter().map(|h| hx(h)).collect();
+	assert_eq!(
+		error_code(&call(addr, "prove", json!([id, hx(&case.input), short])).await),
+		codes::WRONG_HASH_COUNT as i64
+	);
+	// a commitment for another input: h_0 differs
+	let mut other = hashes.clone();
+	other[0] = [0u8; 32];
+	let other: Vec<String> = other.iter().map(|h| hx(h)).collect();
+	assert_eq!(
+		error_code(&call(addr, "prove", json!([id, hx(&case.input), other])).await),
+		codes::INPUT_MISMATCH as i64
+	);
+	handle.stop().expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prove_finds_the_first_wrong_step() {
+	let case = golden::cnn();
+	let model = cnn();
+	let (addr, _service, handle) = start(ServiceConfig::default(), vec![model.clone()]).await;
+	let id = hx(&model.id);
+	let honest = case.step_hashes().expect("hashes");
+
+	let r = call(
+		addr,
+		"prove",
+		json!([id, hx(&case.input), honest.iter().map(|h| hx(h)).collect::<Vec<_>>()]),
+	)
+	.await;
+	assert_eq!(r["result"]["status"], "consistent", "{r}");
+	assert_eq!(r["result"]["trace_root"], hx(&verity_primitives::trace_root(&honest)));
+
+	// A lying operator: every step from 5 on is wrong (a corrupted trace).
+	for first_bad in [1usize, 5, honest.len() - 1] {
+		let mut committed = honest.clone();
+		for h in committed.iter_mut().skip(first_bad) {
+			h[0] ^= 0x55;
+		}
+		let list: Vec<String> = committed.iter().map(|h| hx(h)).collect();
+		let r = call(
+			addr,
+			"prove",
+			json!({"model": id, "input": hx(&case.input), "step_hashes": list}),
+		)
+		.await;
+		let res = &r["result"];
+		assert_eq!(res["status"], "fraud", "{r}");
+		assert_eq!(res["step"], first_bad);
+		assert_eq!(res["verdict"], "Fraud");
+		let bytes = hex::decode(res["proof"].as_str().expect("proof").trim_start_matches("0x"))
+			.expect("hex");
+		let proof = FraudProof::decode(&mut &bytes[..]).expect("SCALE FraudProof");
+		assert_eq!(proof.step as usize, first_bad);
+		assert_eq!(check_fraud_proof(&case.header, &committed, &proof), Ok(Verdict::Fraud));
+		// The same proof against the honest commitment is judged NoFraud.
+		assert_eq!(check_fraud_proof(&case.header, &honest, &proof), Ok(Verdict::NoFraud));
+	}
+	handle.stop().expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_pressure_and_deadlines() {
+	let case = random_case(17, &test_limits());
+	let model = LoadedModel::from_file(case.file(), None).expect("model");
+	let capacity = 3;
+	let config =
+		ServiceConfig { queue_capacity: capacity, max_batch: 4, ..ServiceConfig::default() };
+	let (addr, service, handle) = start(config, vec![model.clone()]).await;
+	let id = hx(&model.id);
+	let input = |i: u8| -> String {
+		let mut x = case.input.clone();
+		x[0] = i;
+		hx(&x)
+	};
+
+	// Paused executor: the first job is taken and held, `capacity` wait in the queue, the next
+	// is refused with QUEUE_FULL. Each call returns "pending" within its deadline.
+	service.set_paused(true);
+	let t0 = std::time::Instant::now();
+	let mut keys = Vec::new();
+	for i in 0..=capacity as u8 {
+		let r = call(addr, "execute", json!([id, input(i), 50])).await;
+		assert_eq!(r["result"]["status"], "pending", "job {i}: {r}");
+		keys.push(r["result"]["job"].as_str().expect("key").to_string());
+		// Wait for the executor to take the first job before queueing the others.
+		if i == 0 {
+			tokio::time::sleep(Duration::from_millis(100)).await;
+		}
+	}
+	assert!(t0.elapsed() < Duration::from_secs(5), "pending answers came late: {:?}", t0.elapsed());
+	let full = call(addr, "execute", json!([id, input(200), 50])).await;
+	assert_eq!(error_code(&full), codes::QUEUE_FULL as i64);
+	assert_eq!(full["error"]["data"]["capacity"], capacity);
+	// A job already pending is not refused: it is the same job.
+	let again = call(addr, "execute", json!([id, input(1), 0])).await;
+	assert_eq!(again["result"]["status"], "pending");
+	assert_eq!(again["result"]["job"], keys[1]);
+	let h = call(addr, "health", json!([])).await;
+	assert_eq!(h["result"]["queue_len"], capacity);
+	assert_eq!(h["result"]["stats"]["rejected_queue_full"], 1);
+	// The deadline bounds the wait: 300 ms, answered pending after about 300 ms.
+	let t1 = std::time::Instant::now();
+	let r = call(addr, "execute", json!([id, input(2), 300])).await;
+	assert_eq!(r["result"]["status"], "pending");
+	let waited = t1.elapsed();
+	assert!(waited >= Duration::from_millis(250) && waited < Duration::from_secs(3), "{waited:?}");
+
+	// Resume: later calls with the same arguments get the results (from the cache).
+	service.set_paused(false);
+	for (i, key) in keys.iter().enumerate() {
+		let r = call(addr, "execute", json!([id, input(i as u8), 10_000])).await;
+		assert_eq!(r["result"]["status"], "done", "{r}");
+		assert_eq!(&r["result"]["job"], key);
+		let mut x = case.input.clone();
+		x[0] = i as u8;
+		let want = verity_primitives::execute(&case.header, &case.weights, &x).expect("reference");
+		assert_eq!(r["result"]["output"], hx(want.output()));
+		let j = call(addr, "job", json!([key, 0])).await;
+		assert_eq!(j["result"]["status"], "done");
+	}
+	// The queued jobs ran as batches.
+	let h = call(addr, "health", json!([])).await;
+	let batches = h["result"]["stats"]["batches"].as_u64().expect("batches");
+	let jobs = h["result"]["stats"]["jobs_executed"].as_u64().expect("jobs");
+	assert_eq!(jobs, capacity as u64 + 1);
+	assert!(batches < jobs, "{batches} batches for {jobs} jobs");
+	// The queue has room again.
+	let r = call(addr, "execute", json!([id, input(200), 10_000])).await;
+	assert_eq!(r["result"]["status"], "done");
+	handle.stop().expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_are_batched_and_exact() {
+	let case = random_case(23, &test_limits());
+	let model = LoadedModel::from_file(case.file(), None).expect("model");
+	let (addr, service, handle) = start(ServiceConfig::default(), vec![model.clone()]).await;
+	let id = hx(&model.id);
+	service.set_paused(true);
+	let mut tasks = Vec::new();
+	for i in 0..24u8 {
+		let mut x = case.input.clone();
+		for b in x.iter_mut().step_by(3) {
+			*b = b.wrapping_add(i.wrapping_mul(37));
+		}
+		let id = id.clone();
+		tasks.push(tokio::spawn(async move {
+			(x.clone(), call(addr, "execute", json!([id, hx(&x), 20_000])).await)
+		}));
+	}
+	tokio::time::sleep(Duration::from_millis(300)).await;
+	service.set_paused(false);
+	let mut max_batch = 0;
+	for t in tasks {
+		let (x, r) = t.await.expect("task");
+		assert_eq!(r["result"]["status"], "done", "{r}");
+		let want = verity_primitives::execute(&case.header, &case.weights, &x).expect("reference");
+		let hashes = want.step_hashes(&case.header).expect("hashes");
+		assert_eq!(r["result"]["trace_root"], hx(&verity_primitives::trace_root(&hashes)));
+		max_batch = max_batch.max(r["result"]["timings"]["batch_size"].as_u64().expect("batch"));
+	}
+	assert!(max_batch > 1, "requests were not batched");
+	handle.stop().expect("stop");
+}
+
+#[test]
+fn store_verifies_on_add_and_load_and_refuses_a_flipped_weight_byte() {
+	let dir = std::env::temp_dir().join(format!("verity-store-test-{}", std::process::id()));
+	let _ = std::fs::remove_dir_all(&dir);
+	let store = ModelStore::open(&dir).expect("open");
+	let case = golden::mlp();
+	let bytes = case.file().encode();
+	let src = dir.join("mlp-source.vmodel");
+	std::fs::write(&src, &bytes).expect("write");
+	let m = store.add_file(&src).expect("add");
+	assert_eq!(m.id, case.header.id());
+	assert_eq!(store.ids().expect("ids"), vec![m.id]);
+	assert_eq!(store.load(&m.id).expect("load").weights, case.weights);
+
+	// A flipped byte in the last op's weights: refused on add...
+	let mut bad = bytes.clone();
+	let last = bad.len() - 1;
+	bad[last] ^= 0x01;
+	std::fs::write(&src, &bad).expect("write");
+	let e = store.add_file(&src).expect_err("flipped weight byte refused");
+	assert!(e.to_string().contains("weights of op"), "{e}");
+	// ...and on load, when the stored file is tampered with afterwards.
+	std::fs::write(store.path_of(&m.id), &bad).expect("tamper");
+	match store.load(&m.id) {
+		Err(StoreError::Model { .. }) => {},
+		other => panic!("tampered model loaded: {other:?}"),
+	}
+	let (ok, refused) = store.load_all().expect("load all");
+	assert!(ok.is_empty());
+	assert_eq!(refused.len(), 1);
+	// A file stored under another model's id is refused (header hash differs).
+	let other = random_case(5, &test_limits()).file().encode();
+	std::fs::write(store.path_of(&m.id), &other).expect("write");
+	assert!(store.load(&m.id).is_err());
+	// Unknown id.
+	assert!(matches!(store.load(&[9u8; 32]), Err(StoreError::NotFound(_))));
+	let _ = std::fs::remove_dir_all(&dir);
+}
