@@ -115,3 +115,71 @@ impl pallet_sudo::Config for Runtime {
 	type RuntimeCall = RuntimeCall;
 	type WeightInfo = pallet_sudo::weights::SubstrateWeight<Runtime>;
 }
+
+// ---- Verity -------------------------------------------------------------------------------
+//
+// The model limits bound every step of every registered model, so that each can be re-executed
+// on-chain by a fraud proof; `prove_fraud`'s weight assumes them (see docs/PERFORMANCE.md for
+// what the largest step costs in block weight).
+
+impl pallet_verity_models::Config for Runtime {
+	type Currency = Balances;
+	type RuntimeHoldReason = RuntimeHoldReason;
+	/// 64 KiB headers.
+	type MaxHeaderBytes = ConstU32<{ 64 * 1024 }>;
+	type MaxOps = ConstU32<64>;
+	/// 64 Ki elements (bytes) per tensor.
+	type MaxTensorElements = ConstU32<{ 64 * 1024 }>;
+	type MaxOpInputs = ConstU32<8>;
+	/// 512 KiB of input tensors + weights per fraud proof.
+	type MaxStepProofBytes = ConstU32<{ 512 * 1024 }>;
+	/// 2^23 (8.4 M) multiply-accumulates per step.
+	type MaxStepMacs = ConstU32<{ 1 << 23 }>;
+	/// 16 KiB model inputs (kept until a job closes).
+	type MaxInputBytes = ConstU32<{ 16 * 1024 }>;
+	/// 4 KiB outputs (kept in receipts).
+	type MaxOutputBytes = ConstU32<4096>;
+	type MaxNameLen = ConstU32<64>;
+	type MaxUriLen = ConstU32<256>;
+	type DepositBase = ConstU128<{ UNIT }>;
+	/// 0.1 VRTY per byte: 64 KiB of header cost 6.5 kVRTY.
+	type DepositPerByte = ConstU128<{ 100 * MILLI_UNIT }>;
+	type WeightInfo = pallet_verity_models::weights::SubstrateWeight<Runtime>;
+}
+
+impl pallet_verity_operators::Config for Runtime {
+	type MinBond = ConstU128<{ 1_000 * UNIT }>;
+	/// One day: far longer than a job's deadline + challenge window.
+	type UnbondingPeriod = ConstU32<DAYS>;
+	type MaxUnbonding = ConstU32<16>;
+	type MaxServersPerModel = ConstU32<32>;
+	type MaxModelsPerOperator = ConstU32<16>;
+	/// One hour.
+	type JailDuration = ConstU32<HOURS>;
+	/// Slashed funds not paid to a prover are burnt.
+	type Slash = ();
+	type WeightInfo = pallet_verity_operators::weights::SubstrateWeight<Runtime>;
+}
+
+impl pallet_verity_jobs::Config for Runtime {
+	/// One minute to commit.
+	type ExecutionDeadline = ConstU32<10>;
+	/// Two minutes to dispute. Short for a dev chain; a public network would choose hours.
+	type ChallengeWindow = ConstU32<20>;
+	type MaxAttempts = ConstU32<3>;
+	type JobCollateral = ConstU128<{ 100 * UNIT }>;
+	type MissedDeadlinePenalty = ConstU128<{ 10 * UNIT }>;
+	type MaxJobsPerBlock = ConstU32<2048>;
+	type ScheduleSpread = ConstU32<16>;
+	type WeightInfo = pallet_verity_jobs::weights::SubstrateWeight<Runtime>;
+}
+
+parameter_types! {
+	/// Half of a slashed collateral goes to the prover, the rest is burnt.
+	pub const ProverShare: Perbill = Perbill::from_percent(50);
+}
+
+impl pallet_verity_disputes::Config for Runtime {
+	type ProverShare = ProverShare;
+	type WeightInfo = pallet_verity_disputes::weights::SubstrateWeight<Runtime>;
+}

@@ -183,6 +183,18 @@ mod runtime {
 
 	#[runtime::pallet_index(6)]
 	pub type Sudo = pallet_sudo;
+
+	#[runtime::pallet_index(7)]
+	pub type Models = pallet_verity_models;
+
+	#[runtime::pallet_index(8)]
+	pub type Operators = pallet_verity_operators;
+
+	#[runtime::pallet_index(9)]
+	pub type Jobs = pallet_verity_jobs;
+
+	#[runtime::pallet_index(10)]
+	pub type Disputes = pallet_verity_disputes;
 }
 
 #[cfg(feature = "runtime-benchmarks")]
@@ -198,6 +210,10 @@ mod benches {
 		[pallet_balances, Balances]
 		[pallet_timestamp, Timestamp]
 		[pallet_sudo, Sudo]
+		[pallet_verity_models, Models]
+		[pallet_verity_operators, Operators]
+		[pallet_verity_jobs, Jobs]
+		[pallet_verity_disputes, Disputes]
 	);
 }
 

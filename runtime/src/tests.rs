@@ -1,7 +1,10 @@
 //! Genesis preset tests: each preset builds and funds exactly the documented accounts.
 
 use super::*;
-use crate::genesis_config_presets::{endowed_accounts, get_preset, preset_names, ENDOWMENT};
+use crate::genesis_config_presets::{
+	endowed_accounts, example_model_id, get_preset, preset_names, ENDOWMENT, EXAMPLE_PRICE,
+	OPERATOR_STAKE,
+};
 use frame_support::genesis_builder_helper::build_state;
 use serde_json::Value;
 use sp_genesis_builder::PresetId;
@@ -33,9 +36,15 @@ fn ext_for(preset: &str) -> sp_io::TestExternalities {
 }
 
 fn assert_endowed() {
+	use frame_support::traits::fungible::Inspect;
 	for who in endowed_accounts() {
-		assert_eq!(pallet_balances::Pallet::<Runtime>::free_balance(&who), ENDOWMENT);
+		// Free plus held (Alice's stake, Ferdie's model deposit).
+		assert_eq!(pallet_balances::Pallet::<Runtime>::total_balance(&who), ENDOWMENT);
 	}
+	assert_eq!(
+		pallet_balances::Pallet::<Runtime>::free_balance(Sr25519Keyring::Bob.to_account_id()),
+		ENDOWMENT
+	);
 	assert_eq!(
 		pallet_balances::Pallet::<Runtime>::total_issuance(),
 		ENDOWMENT * endowed_accounts().len() as u128
@@ -101,4 +110,36 @@ fn authorize_call_runs_first_in_the_extension_pipeline() {
 fn metadata_v16_is_offered() {
 	assert!(Runtime::metadata_versions().contains(&16));
 	assert!(Runtime::metadata_at_version(16).is_some());
+}
+
+/// The development preset ships a usable chain: the example model is registered, Alice serves
+/// it, and a job Charlie submits is assigned to Alice.
+#[test]
+fn development_preset_has_model_operator_and_accepts_jobs() {
+	use frame_support::{assert_ok, traits::IntegrityTest};
+	ext_for("development").execute_with(|| {
+		<AllPalletsWithSystem as IntegrityTest>::integrity_test();
+		let id = example_model_id();
+		let model = pallet_verity_models::Models::<Runtime>::get(id).expect("example model");
+		assert_eq!(model.publisher, Sr25519Keyring::Ferdie.to_account_id());
+		let alice = Sr25519Keyring::Alice.to_account_id();
+		let op = pallet_verity_operators::Operators::<Runtime>::get(&alice).expect("operator");
+		assert_eq!(op.active, OPERATOR_STAKE);
+		assert_eq!(pallet_verity_operators::Servers::<Runtime>::get(id)[0].operator, alice);
+		pallet_verity_models::Pallet::<Runtime>::do_try_state().unwrap();
+		pallet_verity_operators::Pallet::<Runtime>::do_try_state().unwrap();
+
+		frame_system::Pallet::<Runtime>::set_block_number(1);
+		let input = include_bytes!("../../primitives/testdata/cnn.input").to_vec();
+		assert_eq!(input.len() as u32, model.input_elements);
+		let charlie = Sr25519Keyring::Charlie.to_account_id();
+		assert_ok!(pallet_verity_jobs::Pallet::<Runtime>::submit(
+			RuntimeOrigin::signed(charlie),
+			id,
+			input,
+			2 * EXAMPLE_PRICE
+		));
+		assert_eq!(pallet_verity_jobs::Jobs::<Runtime>::get(0).expect("job").operator, alice);
+		pallet_verity_jobs::Pallet::<Runtime>::do_try_state().unwrap();
+	});
 }

@@ -140,7 +140,12 @@ pub mod pallet {
 
 			let operator = record.operator.clone();
 			let collateral = record.collateral;
-			pallet_verity_jobs::Pallet::<T>::conclude_fraud(job, record, prover.clone(), proof.step);
+			pallet_verity_jobs::Pallet::<T>::conclude_fraud(
+				job,
+				record,
+				prover.clone(),
+				proof.step,
+			);
 			let credit = pallet_verity_operators::Pallet::<T>::slash(&operator, collateral);
 			let (slashed, reward) = currency::reward_and_dispose::<T>(&prover, credit);
 			pallet_verity_operators::Pallet::<T>::jail(&operator);
@@ -187,8 +192,9 @@ impl<T: Config> Pallet<T> {
 
 	fn proof_error(e: ProofError) -> Error<T> {
 		match e {
-			ProofError::WrongHashCount { .. } | ProofError::StepOutOfRange =>
-				Error::<T>::StepOutOfRange,
+			ProofError::WrongHashCount { .. } | ProofError::StepOutOfRange => {
+				Error::<T>::StepOutOfRange
+			},
 			ProofError::WrongInputCount => Error::<T>::WrongInputCount,
 			ProofError::InputMismatch { .. } => Error::<T>::InputMismatch,
 			ProofError::WeightsMismatch => Error::<T>::WeightsMismatch,

@@ -40,5 +40,6 @@ pub fn pay_fee<T: Config>(
 /// Release `amount` of the requester's held fee back to it.
 pub fn refund_fee<T: Config>(requester: &T::AccountId, amount: BalanceOf<T>) {
 	// Best effort: the hold always covers the job's max fee (checked by `do_try_state`).
-	let _ = Currency::<T>::release(&HoldReason::Fee.into(), requester, amount, Precision::BestEffort);
+	let _ =
+		Currency::<T>::release(&HoldReason::Fee.into(), requester, amount, Precision::BestEffort);
 }

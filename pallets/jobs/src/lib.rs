@@ -71,7 +71,9 @@ impl<T: pallet_verity_models::Config> Get<u32> for MaxStepHashes<T> {
 }
 
 /// Where a job is in its lifecycle.
-#[derive(CloneNoBound, PartialEqNoBound, EqNoBound, DebugNoBound, Encode, Decode, TypeInfo, MaxEncodedLen)]
+#[derive(
+	CloneNoBound, PartialEqNoBound, EqNoBound, DebugNoBound, Encode, Decode, TypeInfo, MaxEncodedLen,
+)]
 #[scale_info(skip_type_params(T))]
 pub enum JobStatus<T: Config> {
 	/// Waiting for the assigned operator's commitment until `deadline` (exclusive).
@@ -86,7 +88,9 @@ pub enum JobStatus<T: Config> {
 }
 
 /// An open job.
-#[derive(CloneNoBound, PartialEqNoBound, EqNoBound, DebugNoBound, Encode, Decode, TypeInfo, MaxEncodedLen)]
+#[derive(
+	CloneNoBound, PartialEqNoBound, EqNoBound, DebugNoBound, Encode, Decode, TypeInfo, MaxEncodedLen,
+)]
 #[scale_info(skip_type_params(T))]
 pub struct Job<T: Config> {
 	pub requester: T::AccountId,
@@ -120,7 +124,9 @@ pub enum Outcome<AccountId> {
 }
 
 /// What stays on-chain after a job closes.
-#[derive(CloneNoBound, PartialEqNoBound, EqNoBound, DebugNoBound, Encode, Decode, TypeInfo, MaxEncodedLen)]
+#[derive(
+	CloneNoBound, PartialEqNoBound, EqNoBound, DebugNoBound, Encode, Decode, TypeInfo, MaxEncodedLen,
+)]
 #[scale_info(skip_type_params(T))]
 pub struct Receipt<T: Config> {
 	pub requester: T::AccountId,
@@ -301,8 +307,8 @@ pub mod pallet {
 			assert!(!window.is_zero(), "ChallengeWindow must be positive");
 			assert!(T::MaxAttempts::get() >= 1 && T::MaxJobsPerBlock::get() >= 1);
 			assert!(
-				<T as pallet_verity_operators::Config>::UnbondingPeriod::get() >
-					deadline.saturating_add(window).saturating_add(spread).saturating_add(spread),
+				<T as pallet_verity_operators::Config>::UnbondingPeriod::get()
+					> deadline.saturating_add(window).saturating_add(spread).saturating_add(spread),
 				"UnbondingPeriod must exceed ExecutionDeadline + ChallengeWindow (+ spread)"
 			);
 			assert!(
@@ -427,7 +433,8 @@ pub mod pallet {
 				output.try_into().map_err(|_| Error::<T>::OutputSizeMismatch)?;
 			let window_end = Self::schedule(now.saturating_add(T::ChallengeWindow::get()), job)?;
 			StepHashes::<T>::insert(job, hashes);
-			record.status = JobStatus::Committed { output, trace_root, committed_at: now, window_end };
+			record.status =
+				JobStatus::Committed { output, trace_root, committed_at: now, window_end };
 			Jobs::<T>::insert(job, record);
 			Self::deposit_event(Event::Committed { job, operator: who, trace_root, window_end });
 			Ok(())
@@ -548,8 +555,8 @@ impl<T: Config> Pallet<T> {
 			penalty: taken,
 		});
 		// `missed` has room for MaxAttempts entries; a full list means the last attempt.
-		let attempts_left = job.missed.try_push(job.operator.clone()).is_ok() &&
-			u32::try_from(job.missed.len()).unwrap_or(u32::MAX) < T::MaxAttempts::get();
+		let attempts_left = job.missed.try_push(job.operator.clone()).is_ok()
+			&& u32::try_from(job.missed.len()).unwrap_or(u32::MAX) < T::MaxAttempts::get();
 		if attempts_left {
 			let attempt = u32::try_from(job.missed.len()).unwrap_or(u32::MAX);
 			let (chosen, _) = pallet_verity_operators::Pallet::<T>::select(

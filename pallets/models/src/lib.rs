@@ -49,7 +49,16 @@ pub type Shape = BoundedVec<u32, ConstU32<{ MAX_RANK as u32 }>>;
 
 /// Whether a model accepts new jobs.
 #[derive(
-	Clone, Copy, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, TypeInfo, MaxEncodedLen,
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Debug,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	TypeInfo,
+	MaxEncodedLen,
 )]
 pub enum ModelStatus {
 	/// New jobs are accepted.
@@ -236,14 +245,38 @@ pub mod pallet {
 		JobsOpen,
 	}
 
+	/// Models registered at genesis: (publisher, canonical header bytes, name, uri). Each is
+	/// validated and pays its deposit like a `register` call.
+	#[pallet::genesis_config]
+	#[derive(frame_support::DefaultNoBound)]
+	pub struct GenesisConfig<T: Config> {
+		pub models: Vec<(T::AccountId, Vec<u8>, Vec<u8>, Vec<u8>)>,
+	}
+
+	#[pallet::genesis_build]
+	impl<T: Config> BuildGenesisConfig for GenesisConfig<T> {
+		fn build(&self) {
+			for (publisher, header, name, uri) in &self.models {
+				if let Err(e) = Pallet::<T>::do_register(
+					publisher.clone(),
+					header.clone(),
+					name.clone(),
+					uri.clone(),
+				) {
+					panic!("genesis model cannot be registered: {e:?}");
+				}
+			}
+		}
+	}
+
 	#[pallet::hooks]
 	impl<T: Config> Hooks<BlockNumberFor<T>> for Pallet<T> {
 		fn integrity_test() {
 			assert!(T::MaxOps::get() >= 1, "MaxOps must admit at least one op");
 			assert!(T::MaxInputBytes::get() >= 1 && T::MaxOutputBytes::get() >= 1);
 			assert!(
-				T::MaxInputBytes::get() <= T::MaxTensorElements::get() &&
-					T::MaxOutputBytes::get() <= T::MaxTensorElements::get(),
+				T::MaxInputBytes::get() <= T::MaxTensorElements::get()
+					&& T::MaxOutputBytes::get() <= T::MaxTensorElements::get(),
 				"input/output bounds cannot exceed the tensor bound"
 			);
 			assert!(T::MaxOpInputs::get() >= 2, "Add needs two inputs");
@@ -281,50 +314,7 @@ pub mod pallet {
 			uri: Vec<u8>,
 		) -> DispatchResult {
 			let publisher = ensure_signed(origin)?;
-			let max = T::MaxHeaderBytes::get();
-			let stored: BoundedVec<u8, T::MaxHeaderBytes> =
-				header.try_into().map_err(|_| Error::<T>::HeaderTooLarge)?;
-			let name: BoundedVec<u8, T::MaxNameLen> =
-				name.try_into().map_err(|_| Error::<T>::NameTooLong)?;
-			let uri: BoundedVec<u8, T::MaxUriLen> =
-				uri.try_into().map_err(|_| Error::<T>::UriTooLong)?;
-			let decoded = verity_primitives::decode_header(&stored, max)
-				.map_err(|_| Error::<T>::MalformedHeader)?;
-			let info = verity_primitives::validate(&decoded, &Self::limits()).map_err(|e| {
-				Error::<T>::InvalidModel {
-					op: u16::try_from(e.op).unwrap_or(u16::MAX),
-					reason: e.reason.encode().first().copied().unwrap_or(u8::MAX),
-				}
-			})?;
-			ensure!(info.input_elements <= T::MaxInputBytes::get(), Error::<T>::InputTooLarge);
-			ensure!(info.output_elements <= T::MaxOutputBytes::get(), Error::<T>::OutputTooLarge);
-			let id = info.id;
-			ensure!(!Models::<T>::contains_key(id), Error::<T>::AlreadyRegistered);
-
-			let bytes = stored.len().saturating_add(name.len()).saturating_add(uri.len());
-			let deposit = Self::deposit_for(bytes);
-			currency::hold_deposit::<T>(&publisher, deposit)?;
-
-			let record = ModelRecord {
-				publisher: publisher.clone(),
-				deposit,
-				status: ModelStatus::Active,
-				registered_at: frame_system::Pallet::<T>::block_number(),
-				num_ops: info.num_ops,
-				input_shape: shape(&decoded.input.shape),
-				output_shape: shape(&decoded.output_spec().shape),
-				input_elements: info.input_elements,
-				output_elements: info.output_elements,
-				max_step_macs: info.max_step_macs,
-				max_step_proof_bytes: info.max_step_proof_bytes,
-				total_macs: info.total_macs,
-				open_jobs: 0,
-			};
-			Models::<T>::insert(id, record);
-			Headers::<T>::insert(id, stored);
-			Metadata::<T>::insert(id, ModelMetadata { name, uri });
-			Self::deposit_event(Event::Registered { model: id, publisher, deposit });
-			Ok(())
+			Self::do_register(publisher, header, name, uri).map(|_| ())
 		}
 
 		/// Stop accepting jobs for a model (publisher only). Open jobs finish and remain
@@ -373,7 +363,9 @@ pub mod pallet {
 	#[pallet::view_functions]
 	impl<T: Config> Pallet<T> {
 		/// A registered model's record.
-		pub fn model(model: ModelId) -> Option<ModelRecord<T::AccountId, BalanceOf<T>, BlockNumberFor<T>>> {
+		pub fn model(
+			model: ModelId,
+		) -> Option<ModelRecord<T::AccountId, BalanceOf<T>, BlockNumberFor<T>>> {
 			Models::<T>::get(model)
 		}
 
@@ -390,6 +382,59 @@ fn shape(dims: &[u32]) -> Shape {
 }
 
 impl<T: Config> Pallet<T> {
+	/// Register a model (the body of [`Pallet::register`], also used at genesis).
+	pub fn do_register(
+		publisher: T::AccountId,
+		header: Vec<u8>,
+		name: Vec<u8>,
+		uri: Vec<u8>,
+	) -> Result<ModelId, DispatchError> {
+		let max = T::MaxHeaderBytes::get();
+		let stored: BoundedVec<u8, T::MaxHeaderBytes> =
+			header.try_into().map_err(|_| Error::<T>::HeaderTooLarge)?;
+		let name: BoundedVec<u8, T::MaxNameLen> =
+			name.try_into().map_err(|_| Error::<T>::NameTooLong)?;
+		let uri: BoundedVec<u8, T::MaxUriLen> =
+			uri.try_into().map_err(|_| Error::<T>::UriTooLong)?;
+		let decoded = verity_primitives::decode_header(&stored, max)
+			.map_err(|_| Error::<T>::MalformedHeader)?;
+		let info = verity_primitives::validate(&decoded, &Self::limits()).map_err(|e| {
+			Error::<T>::InvalidModel {
+				op: u16::try_from(e.op).unwrap_or(u16::MAX),
+				reason: e.reason.encode().first().copied().unwrap_or(u8::MAX),
+			}
+		})?;
+		ensure!(info.input_elements <= T::MaxInputBytes::get(), Error::<T>::InputTooLarge);
+		ensure!(info.output_elements <= T::MaxOutputBytes::get(), Error::<T>::OutputTooLarge);
+		let id = info.id;
+		ensure!(!Models::<T>::contains_key(id), Error::<T>::AlreadyRegistered);
+
+		let bytes = stored.len().saturating_add(name.len()).saturating_add(uri.len());
+		let deposit = Self::deposit_for(bytes);
+		currency::hold_deposit::<T>(&publisher, deposit)?;
+
+		let record = ModelRecord {
+			publisher: publisher.clone(),
+			deposit,
+			status: ModelStatus::Active,
+			registered_at: frame_system::Pallet::<T>::block_number(),
+			num_ops: info.num_ops,
+			input_shape: shape(&decoded.input.shape),
+			output_shape: shape(&decoded.output_spec().shape),
+			input_elements: info.input_elements,
+			output_elements: info.output_elements,
+			max_step_macs: info.max_step_macs,
+			max_step_proof_bytes: info.max_step_proof_bytes,
+			total_macs: info.total_macs,
+			open_jobs: 0,
+		};
+		Models::<T>::insert(id, record);
+		Headers::<T>::insert(id, stored);
+		Metadata::<T>::insert(id, ModelMetadata { name, uri });
+		Self::deposit_event(Event::Registered { model: id, publisher, deposit });
+		Ok(id)
+	}
+
 	/// The chain's model limits, from the pallet's constants.
 	pub fn limits() -> Limits {
 		Limits {
@@ -411,8 +456,9 @@ impl<T: Config> Pallet<T> {
 	/// The record of a model that accepts new jobs.
 	pub fn active_model(
 		model: &ModelId,
-	) -> Option<ModelRecord<T::AccountId, BalanceOf<T>, frame_system::pallet_prelude::BlockNumberFor<T>>>
-	{
+	) -> Option<
+		ModelRecord<T::AccountId, BalanceOf<T>, frame_system::pallet_prelude::BlockNumberFor<T>>,
+	> {
 		Models::<T>::get(model).filter(|r| r.status == ModelStatus::Active)
 	}
 

@@ -55,7 +55,9 @@ pub struct UnbondChunk<Balance, BlockNumber> {
 }
 
 /// An operator's stake and obligations.
-#[derive(CloneNoBound, PartialEqNoBound, EqNoBound, DebugNoBound, Encode, Decode, TypeInfo, MaxEncodedLen)]
+#[derive(
+	CloneNoBound, PartialEqNoBound, EqNoBound, DebugNoBound, Encode, Decode, TypeInfo, MaxEncodedLen,
+)]
 #[scale_info(skip_type_params(T))]
 pub struct Operator<T: Config> {
 	/// Bonded stake that secures jobs (on hold).
@@ -212,6 +214,33 @@ pub mod pallet {
 		StillJailed,
 	}
 
+	/// Operators at genesis: (account, stake, [(model, price)]), bonded and serving as if by
+	/// `bond` and `serve` calls (the models must be registered at genesis too).
+	#[pallet::genesis_config]
+	#[derive(frame_support::DefaultNoBound)]
+	pub struct GenesisConfig<T: Config> {
+		#[allow(clippy::type_complexity)]
+		pub operators:
+			alloc::vec::Vec<(T::AccountId, BalanceOf<T>, alloc::vec::Vec<(ModelId, BalanceOf<T>)>)>,
+	}
+
+	#[pallet::genesis_build]
+	impl<T: Config> BuildGenesisConfig for GenesisConfig<T> {
+		fn build(&self) {
+			for (who, stake, models) in &self.operators {
+				let origin = frame_system::RawOrigin::Signed(who.clone());
+				if let Err(e) = Pallet::<T>::bond(origin.clone().into(), *stake) {
+					panic!("genesis operator cannot bond: {e:?}");
+				}
+				for (model, price) in models {
+					if let Err(e) = Pallet::<T>::serve(origin.clone().into(), *model, *price) {
+						panic!("genesis operator cannot serve: {e:?}");
+					}
+				}
+			}
+		}
+	}
+
 	#[pallet::hooks]
 	impl<T: Config> Hooks<BlockNumberFor<T>> for Pallet<T> {
 		fn integrity_test() {
@@ -233,7 +262,10 @@ pub mod pallet {
 		/// Complexity: `O(1)`.
 		#[pallet::call_index(0)]
 		#[pallet::weight(<T as Config>::WeightInfo::bond())]
-		pub fn bond(origin: OriginFor<T>, #[pallet::compact] amount: BalanceOf<T>) -> DispatchResult {
+		pub fn bond(
+			origin: OriginFor<T>,
+			#[pallet::compact] amount: BalanceOf<T>,
+		) -> DispatchResult {
 			let who = ensure_signed(origin)?;
 			ensure!(!Operators::<T>::contains_key(&who), Error::<T>::AlreadyBonded);
 			ensure!(amount >= T::MinBond::get(), Error::<T>::BelowMinBond);
@@ -282,11 +314,14 @@ pub mod pallet {
 		/// Complexity: `O(c)` in the number of unbonding chunks (bounded by `MaxUnbonding`).
 		#[pallet::call_index(2)]
 		#[pallet::weight(<T as Config>::WeightInfo::unbond())]
-		pub fn unbond(origin: OriginFor<T>, #[pallet::compact] amount: BalanceOf<T>) -> DispatchResult {
+		pub fn unbond(
+			origin: OriginFor<T>,
+			#[pallet::compact] amount: BalanceOf<T>,
+		) -> DispatchResult {
 			let who = ensure_signed(origin)?;
 			ensure!(!amount.is_zero(), Error::<T>::ZeroAmount);
-			let until = frame_system::Pallet::<T>::block_number()
-				.saturating_add(T::UnbondingPeriod::get());
+			let until =
+				frame_system::Pallet::<T>::block_number().saturating_add(T::UnbondingPeriod::get());
 			Operators::<T>::try_mutate(&who, |op| {
 				let op = op.as_mut().ok_or(Error::<T>::NotOperator)?;
 				ensure!(amount <= op.free_stake(), Error::<T>::StakeLocked);
@@ -332,10 +367,10 @@ pub mod pallet {
 			});
 			ensure!(!amount.is_zero(), Error::<T>::NothingToWithdraw);
 			currency::release_stake::<T>(&who, amount)?;
-			let removable = op.active.is_zero() &&
-				op.unbonding.is_empty() &&
-				op.open_jobs == 0 &&
-				op.models.is_empty();
+			let removable = op.active.is_zero()
+				&& op.unbonding.is_empty()
+				&& op.open_jobs == 0
+				&& op.models.is_empty();
 			if removable {
 				Operators::<T>::remove(&who);
 			} else {
@@ -466,9 +501,9 @@ impl<T: Config> Pallet<T> {
 				continue;
 			}
 			let Some(op) = Operators::<T>::get(&s.operator) else { continue };
-			if op.jailed_until.is_some() ||
-				op.active < T::MinBond::get() ||
-				op.free_stake() < collateral
+			if op.jailed_until.is_some()
+				|| op.active < T::MinBond::get()
+				|| op.free_stake() < collateral
 			{
 				continue;
 			}
@@ -539,7 +574,8 @@ impl<T: Config> Pallet<T> {
 
 	/// Jail `who` for `JailDuration` blocks (no new jobs until `unjail`).
 	pub fn jail(who: &T::AccountId) {
-		let until = frame_system::Pallet::<T>::block_number().saturating_add(T::JailDuration::get());
+		let until =
+			frame_system::Pallet::<T>::block_number().saturating_add(T::JailDuration::get());
 		Operators::<T>::mutate(who, |op| {
 			if let Some(op) = op {
 				op.jailed_until = Some(until);

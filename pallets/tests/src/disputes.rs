@@ -47,10 +47,21 @@ fn fraud_slashes_rewards_refunds_and_jails() {
 		assert_eq!(total_issuance(), issuance - (COLLATERAL - reward));
 		assert_eq!(
 			last_event(),
-			Event::FraudProven { job, operator: ALICE, prover: BOB, step: 2, slashed: COLLATERAL, reward }.into()
+			Event::FraudProven {
+				job,
+				operator: ALICE,
+				prover: BOB,
+				step: 2,
+				slashed: COLLATERAL,
+				reward
+			}
+			.into()
 		);
 		assert_eq!(receipt(job).outcome, Outcome::Fraud { prover: BOB, step: 2 });
-		assert!(pallet_verity_operators::Operators::<Test>::get(ALICE).unwrap().jailed_until.is_some());
+		assert!(pallet_verity_operators::Operators::<Test>::get(ALICE)
+			.unwrap()
+			.jailed_until
+			.is_some());
 		assert!(Jobs::step_hashes(job).is_empty());
 		// A second proof: already slashed.
 		assert_noop!(prove(DAVE, job, proof(&case, 2)), Error::<Test>::AlreadySlashed);

@@ -23,9 +23,14 @@ fn submit_holds_fee_assigns_and_locks_collateral() {
 		assert_eq!(j.operator, ALICE);
 		assert_eq!(j.price, 10);
 		assert_eq!(j.status, JobStatus::Assigned { deadline: 1 + DEADLINE });
-		assert_eq!(pallet_verity_operators::Operators::<Test>::get(ALICE).unwrap().locked, COLLATERAL);
+		assert_eq!(
+			pallet_verity_operators::Operators::<Test>::get(ALICE).unwrap().locked,
+			COLLATERAL
+		);
 		assert_eq!(Queue::<Test>::get(1 + DEADLINE).to_vec(), vec![job]);
-		assert!(has_event(Event::Submitted { job, requester: CHARLIE, model, max_fee: 100 }.into()));
+		assert!(has_event(
+			Event::Submitted { job, requester: CHARLIE, model, max_fee: 100 }.into()
+		));
 		assert_eq!(
 			last_event(),
 			Event::Assigned { job, operator: ALICE, price: 10, deadline: 1 + DEADLINE }.into()
@@ -38,18 +43,36 @@ fn submit_holds_fee_assigns_and_locks_collateral() {
 fn submit_errors() {
 	new_test_ext().execute_with(|| {
 		let (case, model) = setup();
-		assert_noop!(Jobs::submit(origin(CHARLIE), [3; 32], case.input.clone(), 100), Error::<Test>::ModelNotActive);
-		assert_noop!(Jobs::submit(origin(CHARLIE), model, vec![0; 15], 100), Error::<Test>::InputSizeMismatch);
-		assert_noop!(Jobs::submit(origin(CHARLIE), model, vec![0; 17], 100), Error::<Test>::InputSizeMismatch);
-		assert_noop!(Jobs::submit(origin(NOBODY), model, case.input.clone(), 100), Error::<Test>::InsufficientBalance);
+		assert_noop!(
+			Jobs::submit(origin(CHARLIE), [3; 32], case.input.clone(), 100),
+			Error::<Test>::ModelNotActive
+		);
+		assert_noop!(
+			Jobs::submit(origin(CHARLIE), model, vec![0; 15], 100),
+			Error::<Test>::InputSizeMismatch
+		);
+		assert_noop!(
+			Jobs::submit(origin(CHARLIE), model, vec![0; 17], 100),
+			Error::<Test>::InputSizeMismatch
+		);
+		assert_noop!(
+			Jobs::submit(origin(NOBODY), model, case.input.clone(), 100),
+			Error::<Test>::InsufficientBalance
+		);
 		// Price above max_fee.
-		assert_noop!(Jobs::submit(origin(CHARLIE), model, case.input.clone(), 9), Error::<Test>::NoOperatorAvailable);
+		assert_noop!(
+			Jobs::submit(origin(CHARLIE), model, case.input.clone(), 9),
+			Error::<Test>::NoOperatorAvailable
+		);
 		// MaxJobsPerBlock = 4 per queue, spread over SPREAD + 1 blocks.
 		for _ in 0..(JOBS_PER_BLOCK * (SPREAD + 1)) {
 			submit(CHARLIE, model, &case, 100);
 		}
 		assert_eq!(Queue::<Test>::get(1 + DEADLINE + SPREAD as u64).len() as u32, JOBS_PER_BLOCK);
-		assert_noop!(Jobs::submit(origin(CHARLIE), model, case.input.clone(), 100), Error::<Test>::QueueFull);
+		assert_noop!(
+			Jobs::submit(origin(CHARLIE), model, case.input.clone(), 100),
+			Error::<Test>::QueueFull
+		);
 		check_invariants();
 	});
 }
@@ -65,7 +88,10 @@ fn no_operator_without_free_stake() {
 		for _ in 0..slots {
 			submit(CHARLIE, model, &case, 10);
 		}
-		assert_noop!(Jobs::submit(origin(CHARLIE), model, case.input.clone(), 10), Error::<Test>::NoOperatorAvailable);
+		assert_noop!(
+			Jobs::submit(origin(CHARLIE), model, case.input.clone(), 10),
+			Error::<Test>::NoOperatorAvailable
+		);
 	});
 }
 
@@ -77,25 +103,47 @@ fn commit_checks_and_opens_window() {
 		let job = submit(CHARLIE, model, &case, 100);
 		let (out, hashes) = honest(&case);
 		let n = hashes.len();
-		assert_noop!(Jobs::commit(origin(ALICE), 77, out.clone(), hashes.clone()), Error::<Test>::UnknownJob);
-		assert_noop!(Jobs::commit(origin(BOB), job, out.clone(), hashes.clone()), Error::<Test>::NotAssignedOperator);
-		assert_noop!(Jobs::commit(origin(ALICE), job, out[1..].to_vec(), hashes.clone()), Error::<Test>::OutputSizeMismatch);
-		assert_noop!(Jobs::commit(origin(ALICE), job, out.clone(), hashes[1..].to_vec()), Error::<Test>::WrongStepCount);
+		assert_noop!(
+			Jobs::commit(origin(ALICE), 77, out.clone(), hashes.clone()),
+			Error::<Test>::UnknownJob
+		);
+		assert_noop!(
+			Jobs::commit(origin(BOB), job, out.clone(), hashes.clone()),
+			Error::<Test>::NotAssignedOperator
+		);
+		assert_noop!(
+			Jobs::commit(origin(ALICE), job, out[1..].to_vec(), hashes.clone()),
+			Error::<Test>::OutputSizeMismatch
+		);
+		assert_noop!(
+			Jobs::commit(origin(ALICE), job, out.clone(), hashes[1..].to_vec()),
+			Error::<Test>::WrongStepCount
+		);
 		let mut wrong_h0 = hashes.clone();
 		wrong_h0[0][0] ^= 1;
-		assert_noop!(Jobs::commit(origin(ALICE), job, out.clone(), wrong_h0), Error::<Test>::InputHashMismatch);
+		assert_noop!(
+			Jobs::commit(origin(ALICE), job, out.clone(), wrong_h0),
+			Error::<Test>::InputHashMismatch
+		);
 		let mut wrong_out = out.clone();
 		wrong_out[0] ^= 1;
-		assert_noop!(Jobs::commit(origin(ALICE), job, wrong_out, hashes.clone()), Error::<Test>::OutputHashMismatch);
+		assert_noop!(
+			Jobs::commit(origin(ALICE), job, wrong_out, hashes.clone()),
+			Error::<Test>::OutputHashMismatch
+		);
 
 		assert_ok!(Jobs::commit(origin(ALICE), job, out.clone(), hashes.clone()));
 		let root = verity_primitives::trace_root(&hashes);
 		assert_eq!(
 			last_event(),
-			Event::Committed { job, operator: ALICE, trace_root: root, window_end: 1 + WINDOW }.into()
+			Event::Committed { job, operator: ALICE, trace_root: root, window_end: 1 + WINDOW }
+				.into()
 		);
 		assert_eq!(Jobs::step_hashes(job).len(), n);
-		assert_noop!(Jobs::commit(origin(ALICE), job, out, hashes), Error::<Test>::AlreadyCommitted);
+		assert_noop!(
+			Jobs::commit(origin(ALICE), job, out, hashes),
+			Error::<Test>::AlreadyCommitted
+		);
 		check_invariants();
 	});
 }
@@ -117,7 +165,8 @@ fn full_queue_moves_window_end_later() {
 	new_test_ext().execute_with(|| {
 		let (case, model) = setup();
 		let (out, hashes) = honest(&case);
-		let jobs: Vec<_> = (0..=JOBS_PER_BLOCK).map(|_| submit(CHARLIE, model, &case, 100)).collect();
+		let jobs: Vec<_> =
+			(0..=JOBS_PER_BLOCK).map(|_| submit(CHARLIE, model, &case, 100)).collect();
 		// Deadlines: JOBS_PER_BLOCK at 1 + DEADLINE, the last one spilled to the next block.
 		assert_eq!(Queue::<Test>::get(1 + DEADLINE).len() as u32, JOBS_PER_BLOCK);
 		assert_eq!(Queue::<Test>::get(2 + DEADLINE).to_vec(), vec![jobs[JOBS_PER_BLOCK as usize]]);

@@ -128,7 +128,9 @@ fn missed_deadline_reassigns_then_completes() {
 		let stake = stake_of(first);
 		let issuance = total_issuance();
 		run_to_block(1 + DEADLINE);
-		assert!(has_event(JobEvent::DeadlineMissed { job, operator: first, penalty: PENALTY }.into()));
+		assert!(has_event(
+			JobEvent::DeadlineMissed { job, operator: first, penalty: PENALTY }.into()
+		));
 		assert_eq!(stake_of(first), stake - PENALTY);
 		assert_eq!(total_issuance(), issuance - PENALTY);
 		assert_eq!(assignee(job), second);

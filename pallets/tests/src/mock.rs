@@ -176,7 +176,12 @@ pub fn header_bytes(case: &TestCase) -> Vec<u8> {
 
 /// Register `case` as `PUBLISHER`; returns its id.
 pub fn register(case: &TestCase) -> ModelId {
-	assert_ok!(Models::register(origin(PUBLISHER), header_bytes(case), b"m".to_vec(), b"u".to_vec()));
+	assert_ok!(Models::register(
+		origin(PUBLISHER),
+		header_bytes(case),
+		b"m".to_vec(),
+		b"u".to_vec()
+	));
 	case.header.id()
 }
 

@@ -9,10 +9,7 @@ use verity_primitives::{
 };
 
 fn invalid_reason(e: verity_primitives::ValidationError) -> Error<Test> {
-	Error::<Test>::InvalidModel {
-		op: e.op as u16,
-		reason: codec::Encode::encode(&e.reason)[0],
-	}
+	Error::<Test>::InvalidModel { op: e.op as u16, reason: codec::Encode::encode(&e.reason)[0] }
 }
 
 /// A one-op FC model `[k] -> [n]`.
@@ -35,7 +32,12 @@ fn register_holds_deposit_and_stores_the_model() {
 	new_test_ext().execute_with(|| {
 		let case = mlp();
 		let bytes = header_bytes(&case);
-		assert_ok!(Models::register(origin(PUBLISHER), bytes.clone(), b"mlp".to_vec(), b"ipfs://x".to_vec()));
+		assert_ok!(Models::register(
+			origin(PUBLISHER),
+			bytes.clone(),
+			b"mlp".to_vec(),
+			b"ipfs://x".to_vec()
+		));
 		let id = case.header.id();
 		let deposit = DEPOSIT_BASE + bytes.len() as u64 + 3 + 8;
 		assert_eq!(held(PUBLISHER), deposit);
@@ -45,7 +47,10 @@ fn register_holds_deposit_and_stores_the_model() {
 		assert_eq!(r.input_elements, 16);
 		assert_eq!(r.status, ModelStatus::Active);
 		assert_eq!(pallet_verity_models::Headers::<Test>::get(id).unwrap().to_vec(), bytes);
-		assert_eq!(last_event(), Event::Registered { model: id, publisher: PUBLISHER, deposit }.into());
+		assert_eq!(
+			last_event(),
+			Event::Registered { model: id, publisher: PUBLISHER, deposit }.into()
+		);
 		assert_eq!(Models::header(&id), Some(case.header.clone()));
 		check_invariants();
 	});
@@ -55,11 +60,20 @@ fn register_holds_deposit_and_stores_the_model() {
 fn register_rejects_bad_headers() {
 	new_test_ext().execute_with(|| {
 		let too_big = vec![0u8; (1 << 16) + 1];
-		assert_noop!(Models::register(origin(PUBLISHER), too_big, vec![], vec![]), Error::<Test>::HeaderTooLarge);
-		assert_noop!(Models::register(origin(PUBLISHER), vec![1, 2, 3], vec![], vec![]), Error::<Test>::MalformedHeader);
+		assert_noop!(
+			Models::register(origin(PUBLISHER), too_big, vec![], vec![]),
+			Error::<Test>::HeaderTooLarge
+		);
+		assert_noop!(
+			Models::register(origin(PUBLISHER), vec![1, 2, 3], vec![], vec![]),
+			Error::<Test>::MalformedHeader
+		);
 		let mut trailing = header_bytes(&mlp());
 		trailing.push(0);
-		assert_noop!(Models::register(origin(PUBLISHER), trailing, vec![], vec![]), Error::<Test>::MalformedHeader);
+		assert_noop!(
+			Models::register(origin(PUBLISHER), trailing, vec![], vec![]),
+			Error::<Test>::MalformedHeader
+		);
 
 		let mut wrong_version = mlp();
 		wrong_version.header.version = 2;
@@ -73,14 +87,23 @@ fn register_rejects_bad_headers() {
 		let huge = fc(4096, 512);
 		let e = verity_primitives::validate(&huge.header, &Models::limits()).unwrap_err();
 		assert_eq!(e.op, 1);
-		assert_noop!(Models::register(origin(PUBLISHER), header_bytes(&huge), vec![], vec![]), invalid_reason(e));
+		assert_noop!(
+			Models::register(origin(PUBLISHER), header_bytes(&huge), vec![], vec![]),
+			invalid_reason(e)
+		);
 		// Valid under generous limits, but input / output larger than the chain stores.
 		let wide_in = fc(2048, 4);
 		assert!(verity_primitives::validate(&wide_in.header, &Models::limits()).is_ok());
-		assert_noop!(Models::register(origin(PUBLISHER), header_bytes(&wide_in), vec![], vec![]), Error::<Test>::InputTooLarge);
+		assert_noop!(
+			Models::register(origin(PUBLISHER), header_bytes(&wide_in), vec![], vec![]),
+			Error::<Test>::InputTooLarge
+		);
 		let wide_out = fc(4, 1024);
 		assert!(verity_primitives::validate(&wide_out.header, &Models::limits()).is_ok());
-		assert_noop!(Models::register(origin(PUBLISHER), header_bytes(&wide_out), vec![], vec![]), Error::<Test>::OutputTooLarge);
+		assert_noop!(
+			Models::register(origin(PUBLISHER), header_bytes(&wide_out), vec![], vec![]),
+			Error::<Test>::OutputTooLarge
+		);
 		let _ = test_limits();
 	});
 }
@@ -89,11 +112,23 @@ fn register_rejects_bad_headers() {
 fn register_rejects_duplicates_long_metadata_and_the_poor() {
 	new_test_ext().execute_with(|| {
 		let bytes = header_bytes(&mlp());
-		assert_noop!(Models::register(origin(PUBLISHER), bytes.clone(), vec![0; 33], vec![]), Error::<Test>::NameTooLong);
-		assert_noop!(Models::register(origin(PUBLISHER), bytes.clone(), vec![], vec![0; 129]), Error::<Test>::UriTooLong);
-		assert_noop!(Models::register(origin(NOBODY), bytes.clone(), vec![], vec![]), Error::<Test>::InsufficientBalance);
+		assert_noop!(
+			Models::register(origin(PUBLISHER), bytes.clone(), vec![0; 33], vec![]),
+			Error::<Test>::NameTooLong
+		);
+		assert_noop!(
+			Models::register(origin(PUBLISHER), bytes.clone(), vec![], vec![0; 129]),
+			Error::<Test>::UriTooLong
+		);
+		assert_noop!(
+			Models::register(origin(NOBODY), bytes.clone(), vec![], vec![]),
+			Error::<Test>::InsufficientBalance
+		);
 		assert_ok!(Models::register(origin(PUBLISHER), bytes.clone(), vec![], vec![]));
-		assert_noop!(Models::register(origin(ALICE), bytes, vec![], vec![]), Error::<Test>::AlreadyRegistered);
+		assert_noop!(
+			Models::register(origin(ALICE), bytes, vec![], vec![]),
+			Error::<Test>::AlreadyRegistered
+		);
 	});
 }
 

@@ -8,13 +8,19 @@ use pallet_verity_operators::{Error, Event, Operators as OperatorStore, Servers}
 fn bond_and_bond_extra() {
 	new_test_ext().execute_with(|| {
 		assert_noop!(Operators::bond(origin(ALICE), MIN_BOND - 1), Error::<Test>::BelowMinBond);
-		assert_noop!(Operators::bond(origin(ALICE), ENDOWMENT + 1), Error::<Test>::InsufficientBalance);
+		assert_noop!(
+			Operators::bond(origin(ALICE), ENDOWMENT + 1),
+			Error::<Test>::InsufficientBalance
+		);
 		assert_noop!(Operators::bond_extra(origin(ALICE), 5), Error::<Test>::NotOperator);
 		assert_ok!(Operators::bond(origin(ALICE), MIN_BOND));
 		assert_eq!(last_event(), Event::Bonded { operator: ALICE, amount: MIN_BOND }.into());
 		assert_noop!(Operators::bond(origin(ALICE), MIN_BOND), Error::<Test>::AlreadyBonded);
 		assert_noop!(Operators::bond_extra(origin(ALICE), 0), Error::<Test>::ZeroAmount);
-		assert_noop!(Operators::bond_extra(origin(ALICE), ENDOWMENT), Error::<Test>::InsufficientBalance);
+		assert_noop!(
+			Operators::bond_extra(origin(ALICE), ENDOWMENT),
+			Error::<Test>::InsufficientBalance
+		);
 		assert_ok!(Operators::bond_extra(origin(ALICE), 500));
 		assert_eq!(stake_of(ALICE), MIN_BOND + 500);
 		assert_eq!(OperatorStore::<Test>::get(ALICE).unwrap().active, MIN_BOND + 500);
@@ -30,12 +36,21 @@ fn unbond_and_withdraw() {
 		assert_noop!(Operators::withdraw_unbonded(origin(ALICE)), Error::<Test>::NotOperator);
 		assert_ok!(Operators::bond(origin(ALICE), 3 * MIN_BOND));
 		assert_noop!(Operators::unbond(origin(ALICE), 0), Error::<Test>::ZeroAmount);
-		assert_noop!(Operators::unbond(origin(ALICE), 3 * MIN_BOND + 1), Error::<Test>::StakeLocked);
+		assert_noop!(
+			Operators::unbond(origin(ALICE), 3 * MIN_BOND + 1),
+			Error::<Test>::StakeLocked
+		);
 		// Leaving less than MinBond (but not zero) is refused.
-		assert_noop!(Operators::unbond(origin(ALICE), 2 * MIN_BOND + 1), Error::<Test>::BelowMinBond);
+		assert_noop!(
+			Operators::unbond(origin(ALICE), 2 * MIN_BOND + 1),
+			Error::<Test>::BelowMinBond
+		);
 		assert_noop!(Operators::withdraw_unbonded(origin(ALICE)), Error::<Test>::NothingToWithdraw);
 		assert_ok!(Operators::unbond(origin(ALICE), 100));
-		assert_eq!(last_event(), Event::Unbonding { operator: ALICE, amount: 100, until: 1 + UNBONDING }.into());
+		assert_eq!(
+			last_event(),
+			Event::Unbonding { operator: ALICE, amount: 100, until: 1 + UNBONDING }.into()
+		);
 		// Same block: merged into one chunk.
 		assert_ok!(Operators::unbond(origin(ALICE), 100));
 		run_to_block(2);

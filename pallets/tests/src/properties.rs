@@ -41,8 +41,12 @@ const PROVERS: [AccountId; 3] = [8, 9, BOB];
 /// Issuance burnt so far according to the events: slashes minus what provers were paid.
 fn burnt() -> Balance {
 	System::events().iter().fold(0, |acc, r| match &r.event {
-		RuntimeEvent::Operators(pallet_verity_operators::Event::Slashed { amount, .. }) => acc + amount,
-		RuntimeEvent::Disputes(pallet_verity_disputes::Event::FraudProven { reward, .. }) => acc - reward,
+		RuntimeEvent::Operators(pallet_verity_operators::Event::Slashed { amount, .. }) => {
+			acc + amount
+		},
+		RuntimeEvent::Disputes(pallet_verity_disputes::Event::FraudProven { reward, .. }) => {
+			acc - reward
+		},
 		_ => acc,
 	})
 }
@@ -109,7 +113,9 @@ fn run(actions: Vec<Action>) {
 			assert_eq!(total_issuance(), initial - burnt(), "issuance changed other than by burns");
 		}
 		// Drain: every open job closes within the bounded horizon.
-		run_to_block(now() + (DEADLINE + SPREAD as u64) * MAX_ATTEMPTS as u64 + WINDOW + SPREAD as u64 + 1);
+		run_to_block(
+			now() + (DEADLINE + SPREAD as u64) * MAX_ATTEMPTS as u64 + WINDOW + SPREAD as u64 + 1,
+		);
 		assert_eq!(pallet_verity_jobs::Jobs::<Test>::iter().count(), 0, "a job never closed");
 		for who in REQUESTERS {
 			assert_eq!(fee_held(who), 0);

@@ -1,0 +1,161 @@
+//! Benchmarks of the jobs pallet (frame-benchmarking v2): `submit` over input size and server
+//! count, `commit` over output size and step count, `on_initialize` over finalizations and
+//! missed deadlines (with re-assignment, the expensive path).
+
+use super::*;
+use alloc::vec;
+use frame_benchmarking::v2::*;
+use frame_support::traits::Hooks;
+use frame_system::RawOrigin;
+use pallet_verity_models::benchmarking::{fc_model, fund, register_case};
+use pallet_verity_operators::benchmarking::bonded;
+use verity_primitives::{testing::ModelBuilder, OpKind, TensorSpec};
+
+/// An operator that can take `jobs` jobs, serving `model` at price 1.
+pub fn serving<T: Config>(who: &T::AccountId, model: ModelId, jobs: u32) {
+	let min = <T as pallet_verity_operators::Config>::MinBond::get();
+	let per_job = T::JobCollateral::get();
+	let times = per_job
+		.saturating_mul(jobs.into())
+		.checked_div(&min)
+		.map(|t| t.saturated_into::<u32>())
+		.unwrap_or(0)
+		.saturating_add(1);
+	bonded::<T>(who, times);
+	assert!(pallet_verity_operators::Pallet::<T>::serve(
+		RawOrigin::Signed(who.clone()).into(),
+		model,
+		1u32.into()
+	)
+	.is_ok());
+}
+
+/// A requester that can pay `jobs` jobs at `max_fee` 10.
+pub fn requester<T: Config>(who: &T::AccountId, jobs: u32) {
+	fund::<T>(who, BalanceOf::<T>::from(10u32).saturating_mul(jobs.into()));
+}
+
+/// Submit a job; returns its id.
+pub fn submitted<T: Config>(who: &T::AccountId, model: ModelId, input: Vec<u8>) -> JobId {
+	let id = NextJobId::<T>::get();
+	let r = Pallet::<T>::submit(RawOrigin::Signed(who.clone()).into(), model, input, 10u32.into());
+	assert!(r.is_ok(), "benchmark job submits: {r:?}");
+	id
+}
+
+/// A model of `h - 1` reshape ops over `[o]` (output `o` bytes, `h` step hashes).
+fn reshapes(o: u32, h: u32) -> verity_primitives::testing::TestCase {
+	let mut b = ModelBuilder::new(TensorSpec::new(vec![o], 0, 1.0));
+	for i in 1..h {
+		b.push(
+			OpKind::Reshape,
+			vec![i - 1],
+			TensorSpec::new(vec![o], 0, 1.0),
+			(-128, 127),
+			vec![],
+			vec![],
+			vec![],
+		);
+	}
+	b.finish((0..o).map(|i| i as u8).collect())
+}
+
+fn max_jobs<T: Config>() -> u32 {
+	T::MaxJobsPerBlock::get() / 2
+}
+
+use sp_runtime::{traits::CheckedDiv, SaturatedConversion};
+
+#[benchmarks]
+mod benchmarks {
+	use super::*;
+
+	#[benchmark]
+	fn submit(
+		i: Linear<1, { <T as pallet_verity_models::Config>::MaxInputBytes::get() }>,
+		s: Linear<1, { <T as pallet_verity_operators::Config>::MaxServersPerModel::get() }>,
+	) {
+		let publisher: T::AccountId = account("publisher", 0, 0);
+		let case = fc_model(i, 1, 0);
+		let model = register_case::<T>(&publisher, &case);
+		for n in 0..s {
+			serving::<T>(&account("operator", n, 0), model, 1);
+		}
+		let caller: T::AccountId = whitelisted_caller();
+		requester::<T>(&caller, 1);
+
+		#[extrinsic_call]
+		_(RawOrigin::Signed(caller), model, case.input.clone(), 10u32.into());
+
+		assert!(Jobs::<T>::contains_key(0));
+	}
+
+	#[benchmark]
+	fn commit(
+		o: Linear<1, { <T as pallet_verity_models::Config>::MaxOutputBytes::get() }>,
+		h: Linear<2, { <T as pallet_verity_models::Config>::MaxOps::get() + 1 }>,
+	) {
+		let publisher: T::AccountId = account("publisher", 0, 0);
+		let case = reshapes(o, h);
+		let model = register_case::<T>(&publisher, &case);
+		let operator: T::AccountId = whitelisted_caller();
+		serving::<T>(&operator, model, 1);
+		let who: T::AccountId = account("requester", 0, 0);
+		requester::<T>(&who, 1);
+		let job = submitted::<T>(&who, model, case.input.clone());
+		let trace = case.trace().expect("benchmark model executes");
+		let hashes = trace.step_hashes(&case.header).unwrap_or_default();
+		let output = trace.output().to_vec();
+
+		#[extrinsic_call]
+		_(RawOrigin::Signed(operator), job, output, hashes);
+
+		assert!(StepHashes::<T>::contains_key(job));
+	}
+
+	#[benchmark]
+	fn on_initialize(f: Linear<0, { max_jobs::<T>() }>, m: Linear<0, { max_jobs::<T>() }>) {
+		let publisher: T::AccountId = account("publisher", 0, 0);
+		let case = fc_model(4, 2, 0);
+		let model = register_case::<T>(&publisher, &case);
+		// Two operators: every job goes to one of them, a missed one to the other.
+		let a: T::AccountId = account("operator", 0, 0);
+		let b: T::AccountId = account("operator", 1, 0);
+		serving::<T>(&a, model, f + 2 * m + 1);
+		serving::<T>(&b, model, f + 2 * m + 1);
+		let who: T::AccountId = account("requester", 0, 0);
+		requester::<T>(&who, f + m);
+		let trace = case.trace().expect("benchmark model executes");
+		let hashes = trace.step_hashes(&case.header).unwrap_or_default();
+		let output = trace.output().to_vec();
+		let start: BlockNumberFor<T> = 1u32.into();
+		frame_system::Pallet::<T>::set_block_number(start);
+		for _ in 0..f {
+			let job = submitted::<T>(&who, model, case.input.clone());
+			let op = Jobs::<T>::get(job).map(|j| j.operator).expect("job");
+			assert!(Pallet::<T>::commit(
+				RawOrigin::Signed(op).into(),
+				job,
+				output.clone(),
+				hashes.clone()
+			)
+			.is_ok());
+		}
+		let due = start.saturating_add(T::ChallengeWindow::get());
+		frame_system::Pallet::<T>::set_block_number(
+			due.saturating_sub(T::ExecutionDeadline::get()),
+		);
+		for _ in 0..m {
+			submitted::<T>(&who, model, case.input.clone());
+		}
+		frame_system::Pallet::<T>::set_block_number(due);
+		assert_eq!(Queue::<T>::get(due).len() as u32, f + m);
+
+		#[block]
+		{
+			Pallet::<T>::on_initialize(due);
+		}
+
+		assert_eq!(Receipts::<T>::iter().count() as u32, f);
+	}
+}

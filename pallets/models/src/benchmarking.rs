@@ -1,0 +1,147 @@
+//! Benchmarks of the models pallet (frame-benchmarking v2), plus model builders the other
+//! Verity pallets' benchmarks use.
+
+use super::*;
+use alloc::vec;
+use frame_benchmarking::v2::*;
+use frame_support::traits::fungible::Mutate;
+use frame_system::RawOrigin;
+use verity_primitives::{model::Conv2dParams, testing::ModelBuilder, OpKind, Requant, TensorSpec};
+
+const RQ: Requant = Requant { multiplier: 1 << 30, shift: -8 };
+
+/// Give `who` `amount` of free balance on top of the existential deposit.
+pub fn fund<T: Config>(who: &T::AccountId, amount: BalanceOf<T>) {
+	let ed = <T::Currency as fungible::Inspect<T::AccountId>>::minimum_balance();
+	let _ = T::Currency::set_balance(who, amount.saturating_add(ed).saturating_add(ed));
+}
+
+/// A model with one FC op `[k] -> [n]` (`salt` varies the id).
+pub fn fc_model(k: u32, n: u32, salt: u8) -> verity_primitives::testing::TestCase {
+	let mut b = ModelBuilder::new(TensorSpec::new(vec![k], salt as i8, 1.0));
+	b.push(
+		OpKind::FullyConnected,
+		vec![0],
+		TensorSpec::new(vec![n], 0, 1.0),
+		(-128, 127),
+		vec![7; n as usize],
+		vec![RQ; n as usize],
+		(0..k.saturating_mul(n)).map(|i| (i % 251) as u8).collect(),
+	);
+	b.finish((0..k).map(|i| (i % 253) as u8).collect())
+}
+
+/// A header of about `bytes` bytes: FC `[1] -> [n]` then FC `[n] -> [1]` (the per-channel
+/// parameters of the first op make up the size).
+pub fn header_of_size(bytes: u32, salt: u8) -> verity_primitives::testing::TestCase {
+	let n = (bytes.saturating_sub(200) / 9).max(1);
+	let mut b = ModelBuilder::new(TensorSpec::new(vec![1], salt as i8, 1.0));
+	b.push(
+		OpKind::FullyConnected,
+		vec![0],
+		TensorSpec::new(vec![n], 0, 1.0),
+		(-128, 127),
+		vec![1; n as usize],
+		vec![RQ; n as usize],
+		vec![1; n as usize],
+	);
+	b.push(
+		OpKind::FullyConnected,
+		vec![1],
+		TensorSpec::new(vec![1], 0, 1.0),
+		(-128, 127),
+		vec![1],
+		vec![RQ],
+		vec![1; n as usize],
+	);
+	b.finish(vec![1])
+}
+
+/// One 3x3 convolution `[16, 16, 16] -> [c, 16, 16]`: 36,864 MACs per output channel with
+/// 4 KiB of input and 144 weight bytes per channel.
+pub fn conv_model(c: u32, salt: u8) -> verity_primitives::testing::TestCase {
+	let mut b = ModelBuilder::new(TensorSpec::new(vec![16, 16, 16], salt as i8, 1.0));
+	let params = Conv2dParams {
+		kernel_h: 3,
+		kernel_w: 3,
+		stride_h: 1,
+		stride_w: 1,
+		dilation_h: 1,
+		dilation_w: 1,
+		pad_top: 1,
+		pad_left: 1,
+		pad_bottom: 1,
+		pad_right: 1,
+		groups: 1,
+	};
+	b.push(
+		OpKind::Conv2d(params),
+		vec![0],
+		TensorSpec::new(vec![c, 16, 16], 0, 1.0),
+		(-128, 127),
+		vec![3; c as usize],
+		vec![RQ; c as usize],
+		(0..c * 144).map(|i| (i % 239) as u8).collect(),
+	);
+	b.finish((0..4096u32).map(|i| (i % 241) as u8).collect())
+}
+
+/// Register `case` for `publisher` (funded as needed); returns the id.
+pub fn register_case<T: Config>(
+	publisher: &T::AccountId,
+	case: &verity_primitives::testing::TestCase,
+) -> ModelId {
+	let header = case.header.encode();
+	fund::<T>(publisher, Pallet::<T>::deposit_for(header.len()));
+	match Pallet::<T>::do_register(publisher.clone(), header, vec![], vec![]) {
+		Ok(id) => id,
+		Err(e) => panic!("benchmark model does not register: {e:?}"),
+	}
+}
+
+#[benchmarks]
+mod benchmarks {
+	use super::*;
+
+	#[benchmark]
+	fn register(
+		h: Linear<300, { T::MaxHeaderBytes::get() }>,
+		m: Linear<0, { T::MaxNameLen::get() + T::MaxUriLen::get() }>,
+	) {
+		let caller: T::AccountId = whitelisted_caller();
+		let case = header_of_size(h, 0);
+		let header = case.header.encode();
+		let name_len = m.min(T::MaxNameLen::get());
+		let name = vec![b'n'; name_len as usize];
+		let uri = vec![b'u'; (m - name_len) as usize];
+		fund::<T>(&caller, Pallet::<T>::deposit_for(header.len() + m as usize));
+
+		#[extrinsic_call]
+		_(RawOrigin::Signed(caller.clone()), header, name, uri);
+
+		assert!(Models::<T>::contains_key(case.header.id()));
+	}
+
+	#[benchmark]
+	fn retire() {
+		let caller: T::AccountId = whitelisted_caller();
+		let id = register_case::<T>(&caller, &header_of_size(1000, 0));
+
+		#[extrinsic_call]
+		_(RawOrigin::Signed(caller), id);
+
+		assert_eq!(Models::<T>::get(id).map(|r| r.status), Some(ModelStatus::Retired));
+	}
+
+	#[benchmark]
+	fn reap() {
+		let caller: T::AccountId = whitelisted_caller();
+		let id = register_case::<T>(&caller, &header_of_size(1000, 0));
+		assert!(Pallet::<T>::retire(RawOrigin::Signed(caller.clone()).into(), id).is_ok());
+
+		#[extrinsic_call]
+		_(RawOrigin::Signed(caller), id);
+
+		assert!(!Models::<T>::contains_key(id));
+	}
+}
