@@ -1,1 +1,133 @@
-fn main() {}
+//! Side-by-side benchmark of the example models (`inference-worker/models/*.vmodel`), batch 1
+//! and 32, one libtorch thread count for every libtorch run (`VERITY_BENCH_THREADS`, default: the
+//! number of cores):
+//!
+//! * **exact**: the exact tch backend with its CPU defaults (integer output stage on the host
+//!   fused with the copy back, steps below 16k MACs x batch on the reference ops, hashing on a
+//!   second thread), whole trace (every tensor copied back and hashed);
+//! * **exact, tensor ops**: every step in libtorch, integer stage in int64 tensor ops, hashing
+//!   inline (the configuration used on CUDA, without the GPU);
+//! * **fp32**: a plain fp32 libtorch forward pass of the same architecture (no exactness, no
+//!   trace, no hashing): the price of exactness is exact / fp32;
+//! * **reference**: the reference interpreter of verity-primitives (single thread), with hashing;
+//! * **hash share**: the wall-clock cost of hashing the trace, `1 - t(exact without hashing) /
+//!   t(exact)`.
+//!
+//! `cargo bench -p verity-worker --bench backends` prints a Markdown table (docs/PERFORMANCE.md).
+
+use std::time::{Duration, Instant};
+
+use tch::Device;
+use verity_worker::{
+	backend::run_reference,
+	exact::{TchModel, TchOptions},
+	float::FloatModel,
+	model::LoadedModel,
+};
+
+/// Median time of `f` over repeated runs (after a warm-up), at least `min_runs` runs and about
+/// `budget` of total time.
+fn measure(mut f: impl FnMut() -> Duration, min_runs: usize, budget: Duration) -> Duration {
+	for _ in 0..5 {
+		f();
+	}
+	let mut times = Vec::new();
+	let start = Instant::now();
+	while times.len() < min_runs || (start.elapsed() < budget && times.len() < 10_000) {
+		times.push(f());
+	}
+	times.sort();
+	times[times.len() / 2]
+}
+
+fn us(d: Duration) -> f64 {
+	d.as_secs_f64() * 1e6
+}
+
+fn main() {
+	let threads: i32 =
+		std::env::var("VERITY_BENCH_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or_else(
+			|| std::thread::available_parallelism().map(|n| n.get() as i32).unwrap_or(1),
+		);
+	tch::set_num_threads(threads);
+	let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
+	println!("libtorch threads: {threads} (reference interpreter: 1 thread); times are medians per batch\n");
+	println!("| model | batch | exact tch | exact, tensor ops | fp32 libtorch | exact / fp32 | tensor ops / fp32 | reference | reference / exact | hashing share of exact |");
+	println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+	for name in ["digits_mlp", "digits_cnn"] {
+		let bytes = match std::fs::read(dir.join(format!("{name}.vmodel"))) {
+			Ok(b) => b,
+			Err(e) => {
+				eprintln!("{name}: {e}");
+				continue;
+			},
+		};
+		let model = match LoadedModel::from_bytes(&bytes, None) {
+			Ok(m) => m,
+			Err(e) => {
+				eprintln!("{name}: {e}");
+				continue;
+			},
+		};
+		let exact = TchModel::new(&model, Device::Cpu).expect("prepare exact");
+		let no_hash = TchModel::with_options(
+			&model,
+			Device::Cpu,
+			TchOptions { hash_trace: false, ..TchOptions::for_device(Device::Cpu) },
+		)
+		.expect("prepare exact");
+		let tensor_ops = TchModel::with_options(&model, Device::Cpu, TchOptions::tensor_ops_only())
+			.expect("prepare exact");
+		let float = FloatModel::new(&model, Device::Cpu).expect("prepare fp32");
+		let sample = std::fs::read(dir.join(format!("{name}.input"))).expect("sample input");
+		for batch in [1usize, 32] {
+			let inputs: Vec<Vec<u8>> = (0..batch)
+				.map(|i| sample.iter().map(|&b| b.wrapping_add((i * 7) as u8)).collect())
+				.collect();
+			let run = |m: &TchModel| {
+				measure(
+					|| {
+						let t0 = Instant::now();
+						let _ = m.run_batch(&inputs).expect("exact");
+						t0.elapsed()
+					},
+					50,
+					Duration::from_secs(2),
+				)
+			};
+			let t_exact = run(&exact);
+			let t_no_hash = run(&no_hash);
+			let t_tensor = run(&tensor_ops);
+			let x = float.random_input(batch).expect("input");
+			let t_float = measure(
+				|| {
+					let t0 = Instant::now();
+					let _ = float.forward(&x).expect("fp32");
+					t0.elapsed()
+				},
+				50,
+				Duration::from_secs(2),
+			);
+			let t_ref = measure(
+				|| {
+					let t0 = Instant::now();
+					let _ = run_reference(&model, &inputs).expect("reference");
+					t0.elapsed()
+				},
+				10,
+				Duration::from_secs(2),
+			);
+			println!(
+				"| {name} | {batch} | {:.1} µs | {:.1} µs | {:.1} µs | {:.2}× | {:.2}× | {:.1} µs | {:.1}× | {:.1} % |",
+				us(t_exact),
+				us(t_tensor),
+				us(t_float),
+				t_exact.as_secs_f64() / t_float.as_secs_f64(),
+				t_tensor.as_secs_f64() / t_float.as_secs_f64(),
+				us(t_ref),
+				t_ref.as_secs_f64() / t_exact.as_secs_f64(),
+				100.0 * (1.0 - t_no_hash.as_secs_f64() / t_exact.as_secs_f64()),
+			);
+		}
+	}
+}

@@ -27,13 +27,26 @@
 //!
 //! A batch is a leading dimension `N` on every tensor; nothing depends on `N`, so the result
 //! is the same at every batch size.
+//!
+//! ## Where the integer stages run ([`TchOptions`])
+//!
+//! Every step's output has to come back to the host anyway (it is hashed into the trace), so on
+//! CPU the backend copies back the *accumulator* (or the window sums) instead of the int8
+//! result and runs the output stage in Rust with the same closed forms (`host_finish`); pools
+//! and the memory ops (reshape, concat, lookup) run on the host bytes directly, and steps too
+//! small for libtorch's per-op overhead (`small_step_macs`) run the reference op. On CUDA the
+//! whole step stays on the device in integer tensor ops and only the int8 result is copied
+//! back. The differential tests run every configuration against the reference.
 
-use std::time::{Duration, Instant};
+use std::{
+	sync::Arc,
+	time::{Duration, Instant},
+};
 
 use tch::{Device, Kind, Tensor};
 use verity_primitives::{
-	arith::multiply_by_quantized_multiplier, step_hash, validate, Hash, Limits, ModelHeader,
-	OpKind, Requant,
+	arith::{clamp_to_i8, div_round_half_away, multiply_by_quantized_multiplier, requantize_to_i8},
+	execute_step, step_hash, validate, Hash, Limits, ModelHeader, OpKind, Requant,
 };
 
 use crate::model::LoadedModel;
@@ -149,7 +162,7 @@ impl RequantT {
 }
 
 /// `sign(sum) * ((|sum| + count / 2) / count)` (round half away from zero), int64.
-fn div_round_half_away(sum: &Tensor, count: &Tensor, half: &Tensor) -> Result<Tensor> {
+fn div_round_half_away_t(sum: &Tensor, count: &Tensor, half: &Tensor) -> Result<Tensor> {
 	let sign = sum.f_sign()?;
 	let q = sum.f_abs()?.f_add(half)?.f_div_tensor_mode(count, "trunc")?;
 	Ok(q.f_mul(&sign)?)
@@ -197,6 +210,7 @@ enum Step {
 		bias_f32: Option<Tensor>,
 		bias_i64: Tensor,
 		rq: RequantT,
+		host: HostRequant,
 	},
 	Conv {
 		x_zp: f64,
@@ -212,11 +226,13 @@ enum Step {
 		bias_float: Option<Tensor>,
 		bias_i64: Tensor,
 		rq: RequantT,
+		host: HostRequant,
 	},
 	Add {
 		lhs: Tensor,
 		rhs: Tensor,
 		rq: RequantT,
+		host: HostRequant,
 	},
 	MaxPool {
 		pad: Option<[i64; 4]>,
@@ -231,11 +247,14 @@ enum Step {
 		kind: Kind,
 		count: Tensor,
 		half: Tensor,
+		/// Real positions of each output position (`OH * OW`).
+		counts: Vec<i64>,
 		clamp: (i8, i8),
 	},
 	Gap {
 		count: Tensor,
 		half: Tensor,
+		counts: Vec<i64>,
 		clamp: (i8, i8),
 	},
 	Reshape {
@@ -251,9 +270,66 @@ enum Step {
 	},
 }
 
+/// Requantization parameters for the host output stage: the accumulator is a sequence of
+/// blocks of `plane` values, block `b` belonging to channel `b % rq.len()`.
+struct HostRequant {
+	rq: Vec<Requant>,
+	plane: usize,
+	zero_point: i8,
+	clamp: (i8, i8),
+}
+
+/// How the tch backend runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TchOptions {
+	/// Run the integer output stage of each step (requantization, rounding division, clamp)
+	/// on the host in Rust with the reference arithmetic, fused with the copy back that the
+	/// trace needs anyway (the default on CPU). Off: integer tensor ops on the device (the
+	/// default on CUDA), only the int8 result is copied back.
+	pub host_finish: bool,
+	/// Steps whose cost (`macs * batch`) is below this run with the reference op on the host
+	/// (libtorch's per-op overhead dominates there). 0: every step in libtorch.
+	pub small_step_macs: u64,
+	/// Hash the trace on a second thread, overlapped with the execution of later steps.
+	pub hash_thread: bool,
+	/// Compute the step hashes (off only to measure the cost of hashing).
+	pub hash_trace: bool,
+}
+
+impl TchOptions {
+	/// The defaults for a device.
+	pub fn for_device(device: Device) -> Self {
+		match device {
+			Device::Cpu => TchOptions {
+				host_finish: true,
+				small_step_macs: 16_384,
+				hash_thread: false,
+				hash_trace: true,
+			},
+			_ => TchOptions {
+				host_finish: false,
+				small_step_macs: 0,
+				hash_thread: true,
+				hash_trace: true,
+			},
+		}
+	}
+
+	/// Everything in libtorch tensor ops, inline hashing (the plainest configuration).
+	pub fn tensor_ops_only() -> Self {
+		TchOptions { host_finish: false, small_step_macs: 0, hash_thread: false, hash_trace: true }
+	}
+}
+
 /// A model prepared for the tch backend on one device: weights as tensors, tables, chunking.
 pub struct TchModel {
 	header: ModelHeader,
+	weights: Vec<Vec<u8>>,
+	macs: Vec<u64>,
+	options: TchOptions,
+	/// Declared shape of every tensor (for the step hashes).
+	tensor_shapes: Arc<Vec<Vec<u32>>>,
+	hash_thread: Option<HashThread>,
 	steps: Vec<Step>,
 	/// Per tensor: its shape as `i64` (without the batch dimension) and element count.
 	shapes: Vec<(Vec<i64>, usize)>,
@@ -296,6 +372,11 @@ impl TchModel {
 	/// Prepare a verified model for `device`. The header is validated (any failure is an
 	/// error, never a panic later).
 	pub fn new(model: &LoadedModel, device: Device) -> Result<Self> {
+		Self::with_options(model, device, TchOptions::for_device(device))
+	}
+
+	/// Prepare with explicit options.
+	pub fn with_options(model: &LoadedModel, device: Device, options: TchOptions) -> Result<Self> {
 		let header = &model.header;
 		validate(header, &Limits::UNLIMITED)
 			.map_err(|e| TchBackendError::Invalid(format!("{e:?}")))?;
@@ -364,6 +445,12 @@ impl TchModel {
 						bias_f32,
 						bias_i64,
 						rq: RequantT::new(&op.requant, 0, out.zero_point, clamp, device)?,
+						host: HostRequant {
+							rq: op.requant.clone(),
+							plane: 1,
+							zero_point: out.zero_point,
+							clamp,
+						},
 					}
 				},
 				OpKind::Conv2d(p) => {
@@ -439,6 +526,12 @@ impl TchModel {
 						bias_float,
 						bias_i64,
 						rq: RequantT::new(&op.requant, 2, out.zero_point, clamp, device)?,
+						host: HostRequant {
+							rq: op.requant.clone(),
+							plane: (dim(&out.shape, 1)? * dim(&out.shape, 2)?) as usize,
+							zero_point: out.zero_point,
+							clamp,
+						},
 					}
 				},
 				OpKind::Add(p) => {
@@ -470,6 +563,12 @@ impl TchModel {
 						lhs: table(x_spec.zero_point, p.lhs)?,
 						rhs: table(y_spec.zero_point, p.rhs)?,
 						rq: RequantT::new(&[out_rq], 0, out.zero_point, clamp, device)?,
+						host: HostRequant {
+							rq: vec![out_rq],
+							plane: 1,
+							zero_point: out.zero_point,
+							clamp,
+						},
 					}
 				},
 				OpKind::MaxPool(p) => {
@@ -522,6 +621,7 @@ impl TchModel {
 						stride: [i64::from(p.stride_h), i64::from(p.stride_w)],
 						kind: if window < F32_EXACT { Kind::Float } else { Kind::Double },
 						count: to_t(&count)?,
+						counts: count.clone(),
 						half: to_t(&half)?,
 						clamp,
 					}
@@ -530,6 +630,7 @@ impl TchModel {
 					let plane = dim(&x_spec.shape, 1)? * dim(&x_spec.shape, 2)?;
 					Step::Gap {
 						count: Tensor::f_from_slice(&[plane])?.f_to_device(device)?,
+						counts: vec![plane],
 						half: Tensor::f_from_slice(&[plane / 2])?.f_to_device(device)?,
 						clamp,
 					}
@@ -544,7 +645,25 @@ impl TchModel {
 			};
 			steps.push(step);
 		}
-		Ok(TchModel { header: header.clone(), steps, shapes, device })
+		let macs = model.info.steps.iter().map(|s| s.macs).collect();
+		let tensor_shapes: Arc<Vec<Vec<u32>>> = Arc::new(
+			(0..=header.num_ops())
+				.map(|i| header.tensor_spec(i).map(|s| s.shape.clone()).unwrap_or_default())
+				.collect(),
+		);
+		let hash_thread =
+			if options.hash_thread { HashThread::spawn(tensor_shapes.clone()) } else { None };
+		Ok(TchModel {
+			tensor_shapes,
+			hash_thread,
+			header: header.clone(),
+			weights: model.weights.clone(),
+			macs,
+			options,
+			steps,
+			shapes,
+			device,
+		})
 	}
 
 	pub fn header(&self) -> &ModelHeader {
@@ -555,90 +674,241 @@ impl TchModel {
 		self.device
 	}
 
+	/// The options in use.
+	pub fn options(&self) -> TchOptions {
+		self.options
+	}
+
 	/// Run a batch of inputs; returns one trace per input (in order) and the timings.
 	pub fn run_batch<I: AsRef<[u8]>>(
 		&self,
 		inputs: &[I],
 	) -> Result<(Vec<SampleTrace>, BatchTimings)> {
 		let t0 = Instant::now();
-		let mut hash_time = Duration::ZERO;
 		let n = inputs.len();
-		let (in_shape, in_len) = self.shapes.first().cloned().unwrap_or_default();
-		let mut flat: Vec<i8> = Vec::with_capacity(n * in_len);
+		let in_len = self.shapes.first().map(|s| s.1).unwrap_or(0);
+		let mut flat: Vec<u8> = Vec::with_capacity(n * in_len);
 		for (index, x) in inputs.iter().enumerate() {
 			let x = x.as_ref();
 			if x.len() != in_len {
 				return Err(TchBackendError::InputSize { index, expected: in_len, got: x.len() });
 			}
-			flat.extend(x.iter().map(|&b| b as i8));
+			flat.extend_from_slice(x);
 		}
-		let mut traces: Vec<SampleTrace> = (0..n)
-			.map(|_| SampleTrace {
-				tensors: Vec::with_capacity(self.steps.len() + 1),
-				step_hashes: Vec::with_capacity(self.steps.len() + 1),
-			})
-			.collect();
 		if n == 0 {
-			return Ok((traces, BatchTimings::default()));
+			return Ok((Vec::new(), BatchTimings::default()));
 		}
-		let mut batch_shape = vec![n as i64];
-		batch_shape.extend(&in_shape);
-		let input = Tensor::f_from_slice(&flat)?
-			.f_reshape(batch_shape.as_slice())?
-			.f_to_device(self.device)?;
-		let mut tensors: Vec<Tensor> = Vec::with_capacity(self.steps.len() + 1);
-		let mut host = vec![0u8; n * in_len];
-		for (i, x) in inputs.iter().enumerate() {
-			host[i * in_len..(i + 1) * in_len].copy_from_slice(x.as_ref());
-		}
-		hash_time += self.record(0, &host, in_len, &mut traces);
-		tensors.push(input);
-		for (i, (step, op)) in self.steps.iter().zip(&self.header.ops).enumerate() {
-			let get = |r: u32| -> Result<&Tensor> {
-				tensors
-					.get(r as usize)
-					.ok_or_else(|| TchBackendError::Invalid(format!("op {}: bad input {r}", i + 1)))
-			};
-			let x = get(*op.inputs.first().unwrap_or(&0))?;
-			let y = self.run_step(step, op, x, &get, n)?;
-			let (_, len) = &self.shapes[i + 1];
-			let y = y.f_contiguous()?;
-			let mut buf = vec![0u8; n * len];
-			y.f_copy_data_u8(&mut buf, n * len)?;
-			hash_time += self.record((i + 1) as u32, &buf, *len, &mut traces);
-			tensors.push(y);
-		}
-		let total = t0.elapsed();
-		Ok((traces, BatchTimings { exec: total.saturating_sub(hash_time), hash: hash_time }))
+		let hash = self.options.hash_trace;
+		let thread = if hash { self.hash_thread.as_ref() } else { None };
+		let Some(thread) = thread else {
+			let mut hasher = Hasher::new(self.tensor_shapes.clone(), n, hash);
+			let input = Arc::new(flat);
+			hasher.add(0, &input);
+			self.execute(n, input, &mut |i, buf| {
+				hasher.add(i, buf);
+				Ok(())
+			})?;
+			let hash_time = hasher.busy;
+			let total = t0.elapsed();
+			let timings = BatchTimings { exec: total.saturating_sub(hash_time), hash: hash_time };
+			return Ok((hasher.traces, timings));
+		};
+		// Hash on the model's hashing thread, overlapped with the execution of later steps.
+		let stopped = || TchBackendError::Invalid("hashing thread stopped".into());
+		let (tx, rx) = std::sync::mpsc::channel::<(u32, Arc<Vec<u8>>)>();
+		let (done_tx, done_rx) = std::sync::mpsc::channel::<Hasher>();
+		thread
+			.jobs
+			.lock()
+			.map_err(|_| stopped())?
+			.send(HashJob { n, steps: rx, done: done_tx })
+			.map_err(|_| stopped())?;
+		let input = Arc::new(flat);
+		tx.send((0, input.clone())).map_err(|_| stopped())?;
+		let ran =
+			self.execute(n, input, &mut |i, buf| tx.send((i, buf.clone())).map_err(|_| stopped()));
+		drop(tx);
+		// `exec`: until the last step was computed; `hash`: the hashing thread's busy time
+		// (overlapped with execution; the caller only waits for its tail).
+		let t_exec = t0.elapsed();
+		let hasher = done_rx.recv().map_err(|_| stopped())?;
+		ran?;
+		Ok((hasher.traces, BatchTimings { exec: t_exec, hash: hasher.busy }))
 	}
 
-	/// Split a batch buffer into samples, hash each; returns the hashing time.
-	fn record(&self, step: u32, buf: &[u8], len: usize, traces: &mut [SampleTrace]) -> Duration {
-		let shape = self.header.tensor_spec(step).map(|s| s.shape.as_slice()).unwrap_or(&[]);
-		let mut hashing = Duration::ZERO;
-		for (t, chunk) in traces.iter_mut().zip(buf.chunks_exact(len.max(1))) {
-			let t0 = Instant::now();
-			t.step_hashes.push(step_hash(step, shape, chunk));
-			hashing += t0.elapsed();
-			t.tensors.push(chunk.to_vec());
+	/// Execute every step on a batch whose input bytes are `input` (`n` samples back to back);
+	/// `emit(i, bytes)` receives the output of step `i` (all samples, back to back).
+	fn execute(
+		&self,
+		n: usize,
+		input: Arc<Vec<u8>>,
+		emit: &mut dyn FnMut(u32, &Arc<Vec<u8>>) -> Result<()>,
+	) -> Result<()> {
+		let count = self.steps.len() + 1;
+		let mut host: Vec<Option<Arc<Vec<u8>>>> = vec![None; count];
+		let mut dev: Vec<Option<Tensor>> = (0..count).map(|_| None).collect();
+		host[0] = Some(input);
+		for (i, (step, op)) in self.steps.iter().zip(&self.header.ops).enumerate() {
+			let index = i + 1;
+			let len = self.shapes.get(index).map(|s| s.1).unwrap_or(0);
+			let small = self.options.small_step_macs > 0
+				&& self.macs.get(i).copied().unwrap_or(u64::MAX).saturating_mul(n as u64)
+					< self.options.small_step_macs;
+			let on_host =
+				matches!(step, Step::Reshape { .. } | Step::Concat { .. } | Step::Lookup { .. });
+			let (bytes, tensor) = if small || (on_host && self.options.host_finish) {
+				(self.reference_step(index as u32, op, n, &host)?, None)
+			} else if let (OpKind::MaxPool(p), true) = (&op.kind, self.options.host_finish) {
+				let r = *op.inputs.first().unwrap_or(&0) as usize;
+				let x = host.get(r).and_then(|b| b.as_ref()).ok_or_else(|| {
+					TchBackendError::Invalid(format!("op {index}: input {r} not computed"))
+				})?;
+				let in_shape =
+					self.header.tensor_spec(r as u32).map(|s| s.shape.clone()).unwrap_or_default();
+				(
+					host_max_pool(x, n, &in_shape, &op.output.shape, p, (op.act_min, op.act_max)),
+					None,
+				)
+			} else {
+				for &r in &op.inputs {
+					let r = r as usize;
+					if dev.get(r).map(|t| t.is_none()).unwrap_or(false) {
+						let t = self.upload(r, n, &host)?;
+						dev[r] = Some(t);
+					}
+				}
+				let get = |r: u32| -> Result<&Tensor> {
+					dev.get(r as usize).and_then(|t| t.as_ref()).ok_or_else(|| {
+						TchBackendError::Invalid(format!("op {index}: missing input {r}"))
+					})
+				};
+				let x = get(*op.inputs.first().unwrap_or(&0))?;
+				let pre = self.run_step(step, op, x, &get, n)?;
+				if self.options.host_finish {
+					(self.finish_host(pre, n * len)?, None)
+				} else {
+					let y = finish_device(pre)?.f_contiguous()?;
+					let mut buf = vec![0u8; n * len];
+					y.f_copy_data_u8(&mut buf, n * len)?;
+					(buf, Some(y))
+				}
+			};
+			if bytes.len() != n * len {
+				return Err(TchBackendError::Invalid(format!("op {index}: output size")));
+			}
+			let bytes = Arc::new(bytes);
+			emit(index as u32, &bytes)?;
+			host[index] = Some(bytes);
+			dev[index] = tensor;
 		}
-		hashing
+		Ok(())
+	}
+
+	/// The device tensor `[n, shape]` of a host batch buffer (bytes reinterpreted as int8).
+	fn upload(&self, index: usize, n: usize, host: &[Option<Arc<Vec<u8>>>]) -> Result<Tensor> {
+		let bytes = host
+			.get(index)
+			.and_then(|b| b.as_ref())
+			.ok_or_else(|| TchBackendError::Invalid(format!("tensor {index} not computed")))?;
+		let mut shape = vec![n as i64];
+		shape.extend(self.shapes.get(index).map(|s| s.0.as_slice()).unwrap_or(&[]));
+		Ok(Tensor::f_from_slice(bytes.as_slice())?
+			.f_view_dtype(Kind::Int8)?
+			.f_reshape(shape.as_slice())?
+			.f_to_device(self.device)?)
+	}
+
+	/// One step with the reference op on the host, sample by sample.
+	fn reference_step(
+		&self,
+		step: u32,
+		op: &verity_primitives::Op,
+		n: usize,
+		host: &[Option<Arc<Vec<u8>>>],
+	) -> Result<Vec<u8>> {
+		let weights = self.weights.get(step as usize - 1).map(|w| w.as_slice()).unwrap_or(&[]);
+		let mut bufs = Vec::with_capacity(op.inputs.len());
+		for &r in &op.inputs {
+			let b = host.get(r as usize).and_then(|b| b.as_ref()).ok_or_else(|| {
+				TchBackendError::Invalid(format!("op {step}: input {r} not computed"))
+			})?;
+			let len = self.shapes.get(r as usize).map(|s| s.1).unwrap_or(0);
+			bufs.push((b, len));
+		}
+		let mut out = Vec::new();
+		let mut sample: Vec<&[u8]> = Vec::with_capacity(bufs.len());
+		for s in 0..n {
+			sample.clear();
+			for (b, len) in &bufs {
+				sample.push(b.get(s * len..(s + 1) * len).unwrap_or(&[]));
+			}
+			let y = execute_step(&self.header, step, &sample, weights)
+				.map_err(|e| TchBackendError::Invalid(format!("{e:?}")))?;
+			out.extend_from_slice(&y);
+		}
+		Ok(out)
+	}
+
+	/// Finish a step on the host: copy the pre-result back and run its integer stage in Rust
+	/// with the reference arithmetic (requantization, rounding division, clamp).
+	fn finish_host(&self, pre: Pre<'_>, numel: usize) -> Result<Vec<u8>> {
+		Ok(match pre {
+			Pre::Done(t) => {
+				let t = t.f_contiguous()?;
+				let mut buf = vec![0u8; numel];
+				t.f_copy_data_u8(&mut buf, numel)?;
+				buf
+			},
+			Pre::Requant { acc, host, .. } => {
+				let acc = acc.f_contiguous()?;
+				let mut out = Vec::with_capacity(numel);
+				match acc.f_kind()? {
+					Kind::Float => {
+						let mut v = vec![0f32; numel];
+						acc.f_copy_data(&mut v, numel)?;
+						host_requant(&v, host, &mut out);
+					},
+					Kind::Double => {
+						let mut v = vec![0f64; numel];
+						acc.f_copy_data(&mut v, numel)?;
+						host_requant(&v, host, &mut out);
+					},
+					_ => host_requant(&to_i64s(&acc, numel)?, host, &mut out),
+				}
+				out
+			},
+			Pre::DivRound { sum, counts, clamp: (lo, hi), .. } => {
+				let vals = to_i64s(&sum, numel)?;
+				let mut out = Vec::with_capacity(numel);
+				for chunk in vals.chunks(counts.len().max(1)) {
+					out.extend(chunk.iter().zip(counts.iter()).map(|(&s, &c)| {
+						let v = div_round_half_away(s, c).unwrap_or(0);
+						clamp_to_i8(v, lo, hi) as u8
+					}));
+				}
+				out
+			},
+			Pre::Clamp { t, offset, clamp: (lo, hi) } => {
+				let vals = to_i64s(&t, numel)?;
+				vals.iter().map(|&v| clamp_to_i8(v + offset, lo, hi) as u8).collect()
+			},
+		})
 	}
 
 	fn run_step<'a>(
-		&self,
-		step: &Step,
+		&'a self,
+		step: &'a Step,
 		op: &verity_primitives::Op,
 		x: &Tensor,
 		get: &dyn Fn(u32) -> Result<&'a Tensor>,
 		n: usize,
-	) -> Result<Tensor> {
+	) -> Result<Pre<'a>> {
 		let n = n as i64;
 		Ok(match step {
-			Step::Fc { k, x_zp, chunks, chunk_ranges, bias_f32, bias_i64, rq } => {
-				let xf = x.f_reshape([n, *k])?.f_to_kind(Kind::Float)?.f_sub_scalar(*x_zp)?;
+			Step::Fc { k, x_zp, chunks, chunk_ranges, bias_f32, bias_i64, rq, host } => {
+				let xf = x.f_reshape([n, *k])?.f_to_kind(Kind::Float)?.f_sub_scalar_(*x_zp)?;
 				let acc = if let (Some(b), [w]) = (bias_f32, chunks.as_slice()) {
-					b.f_addmm(&xf, w)?.f_to_kind(Kind::Int64)?
+					b.f_addmm(&xf, w)?
 				} else {
 					let mut acc = bias_i64.shallow_clone();
 					for (w, &(s, l)) in chunks.iter().zip(chunk_ranges) {
@@ -647,7 +917,7 @@ impl TchModel {
 					}
 					acc
 				};
-				rq.apply(acc)?
+				Pre::Requant { acc, rq, host }
 			},
 			Step::Conv {
 				x_zp,
@@ -661,8 +931,9 @@ impl TchModel {
 				bias_float,
 				bias_i64,
 				rq,
+				host,
 			} => {
-				let mut xf = x.f_to_kind(*kind)?.f_sub_scalar(*x_zp)?;
+				let mut xf = x.f_to_kind(*kind)?.f_sub_scalar_(*x_zp)?;
 				if let Some(p) = pad {
 					xf = xf.f_constant_pad_nd(p.as_slice())?;
 				}
@@ -675,7 +946,6 @@ impl TchModel {
 						dilation.as_slice(),
 						*groups,
 					)?
-					.f_to_kind(Kind::Int64)?
 				} else {
 					let mut acc = bias_i64.shallow_clone();
 					for (index, w) in chunks {
@@ -697,18 +967,18 @@ impl TchModel {
 					}
 					acc
 				};
-				rq.apply(acc)?
+				Pre::Requant { acc, rq, host }
 			},
-			Step::Add { lhs, rhs, rq } => {
+			Step::Add { lhs, rhs, rq, host } => {
 				let second = *op.inputs.get(1).unwrap_or(&0);
 				let y = get(second)?;
-				let a = lhs.f_take(&x.f_to_kind(Kind::Int64)?.f_add_scalar(128i64)?)?;
-				let b = rhs.f_take(&y.f_to_kind(Kind::Int64)?.f_add_scalar(128i64)?)?;
-				rq.apply(a.f_add(&b)?)?
+				let a = lhs.f_take(&x.f_to_kind(Kind::Int64)?.f_add_scalar_(128i64)?)?;
+				let b = rhs.f_take(&y.f_to_kind(Kind::Int64)?.f_add_scalar_(128i64)?)?;
+				Pre::Requant { acc: a.f_add(&b)?, rq, host }
 			},
 			Step::MaxPool { pad, kernel, stride, clamp } => {
 				// Values shifted to 0..=255 so that zero padding never wins a window.
-				let mut xf = x.f_to_kind(Kind::Float)?.f_add_scalar(128.0)?;
+				let mut xf = x.f_to_kind(Kind::Float)?.f_add_scalar_(128.0)?;
 				let torch_pad = match pad {
 					Some(p) => {
 						xf = xf.f_constant_pad_nd(p.as_slice())?;
@@ -722,47 +992,43 @@ impl TchModel {
 						[ph, pw]
 					},
 				};
-				let y = xf
-					.f_max_pool2d(
-						kernel.as_slice(),
-						stride.as_slice(),
-						torch_pad.as_slice(),
-						[1i64, 1].as_slice(),
-						false,
-					)?
-					.f_sub_scalar(128.0)?;
-				clamp_i8(y, *clamp)?
+				let y = xf.f_max_pool2d(
+					kernel.as_slice(),
+					stride.as_slice(),
+					torch_pad.as_slice(),
+					[1i64, 1].as_slice(),
+					false,
+				)?;
+				Pre::Clamp { t: y, offset: -128, clamp: *clamp }
 			},
-			Step::AvgPool { pad, kernel, stride, kind, count, half, clamp } => {
+			Step::AvgPool { pad, kernel, stride, kind, count, half, counts, clamp } => {
 				let mut xf = x.f_to_kind(*kind)?;
 				if let Some(p) = pad {
 					xf = xf.f_constant_pad_nd(p.as_slice())?;
 				}
-				let sum = xf
-					.f_avg_pool2d(
-						kernel.as_slice(),
-						stride.as_slice(),
-						[0i64, 0].as_slice(),
-						false,
-						true,
-						Some(1i64),
-					)?
-					.f_to_kind(Kind::Int64)?;
-				clamp_i8(div_round_half_away(&sum, count, half)?, *clamp)?
+				let sum = xf.f_avg_pool2d(
+					kernel.as_slice(),
+					stride.as_slice(),
+					[0i64, 0].as_slice(),
+					false,
+					true,
+					Some(1i64),
+				)?;
+				Pre::DivRound { sum, count, half, counts, clamp: *clamp }
 			},
-			Step::Gap { count, half, clamp } => {
+			Step::Gap { count, half, counts, clamp } => {
 				let sum = x.f_sum_dim_intlist([2i64, 3].as_slice(), false, Kind::Int64)?;
-				clamp_i8(div_round_half_away(&sum, count, half)?, *clamp)?
+				Pre::DivRound { sum, count, half, counts, clamp: *clamp }
 			},
 			Step::Reshape { shape, clamp } => {
 				let mut s = vec![n];
 				s.extend(shape);
 				let y = x.f_reshape(s.as_slice())?;
-				if full_range(*clamp) {
+				Pre::Done(if full_range(*clamp) {
 					y
 				} else {
 					y.f_clamp(i64::from(clamp.0), i64::from(clamp.1))?
-				}
+				})
 			},
 			Step::Concat { axis, clamp } => {
 				let mut parts = Vec::with_capacity(op.inputs.len());
@@ -770,16 +1036,247 @@ impl TchModel {
 					parts.push(get(r)?);
 				}
 				let y = Tensor::f_cat(&parts, *axis)?;
-				if full_range(*clamp) {
+				Pre::Done(if full_range(*clamp) {
 					y
 				} else {
 					y.f_clamp(i64::from(clamp.0), i64::from(clamp.1))?
-				}
+				})
 			},
 			Step::Lookup { table } => {
-				table.f_take(&x.f_to_kind(Kind::Int64)?.f_add_scalar(128i64)?)?
+				Pre::Done(table.f_take(&x.f_to_kind(Kind::Int64)?.f_add_scalar_(128i64)?)?)
 			},
 		})
+	}
+}
+
+/// The result of a step before its integer output stage.
+enum Pre<'a> {
+	/// The int8 output.
+	Done(Tensor),
+	/// An integer-valued accumulator (f32, f64 or i64; bias included) to requantize, channel
+	/// by channel.
+	Requant { acc: Tensor, rq: &'a RequantT, host: &'a HostRequant },
+	/// Integer-valued window sums to divide (rounded half away from zero) and clamp.
+	DivRound {
+		sum: Tensor,
+		count: &'a Tensor,
+		half: &'a Tensor,
+		counts: &'a [i64],
+		clamp: (i8, i8),
+	},
+	/// Integer values to offset and clamp.
+	Clamp { t: Tensor, offset: i64, clamp: (i8, i8) },
+}
+
+/// Finish a step with integer tensor ops on the device.
+fn finish_device(pre: Pre<'_>) -> Result<Tensor> {
+	match pre {
+		Pre::Done(t) => Ok(t),
+		Pre::Requant { acc, rq, .. } => rq.apply(acc.f_to_kind(Kind::Int64)?),
+		Pre::DivRound { sum, count, half, clamp, .. } => {
+			clamp_i8(div_round_half_away_t(&sum.f_to_kind(Kind::Int64)?, count, half)?, clamp)
+		},
+		Pre::Clamp { t, offset, clamp } => {
+			clamp_i8(t.f_to_kind(Kind::Int64)?.f_add_scalar(offset)?, clamp)
+		},
+	}
+}
+
+/// An integer-valued accumulator element.
+trait AccValue: Copy {
+	fn to_i64(self) -> i64;
+}
+impl AccValue for f32 {
+	fn to_i64(self) -> i64 {
+		self as i64
+	}
+}
+impl AccValue for f64 {
+	fn to_i64(self) -> i64 {
+		self as i64
+	}
+}
+impl AccValue for i64 {
+	fn to_i64(self) -> i64 {
+		self
+	}
+}
+
+/// The output stage on the host: `clamp(MBQM(acc, rq[c]) + z, lo, hi)` for every element.
+/// For the usual non-positive shifts it uses the same closed forms as the tensor path
+/// (`SRDHM = (x * m + 2^30) >> 31` for `m >= 0`, `RDBPOT(y, e) = sign(y) * ((|y| + 2^(e-1)) >>
+/// e)`), otherwise the reference function.
+fn host_requant<T: AccValue>(vals: &[T], host: &HostRequant, out: &mut Vec<u8>) {
+	let (lo, hi) = host.clamp;
+	let zp = i64::from(host.zero_point);
+	let (lo_z, hi_z) = (i64::from(lo) - zp, i64::from(hi) - zp);
+	let channels = host.rq.len().max(1);
+	for (block, chunk) in vals.chunks(host.plane.max(1)).enumerate() {
+		let rq =
+			host.rq.get(block % channels).copied().unwrap_or(Requant { multiplier: 0, shift: 0 });
+		if rq.shift > 0 || rq.multiplier < 0 {
+			out.extend(chunk.iter().map(|v| {
+				let x = v.to_i64().clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+				requantize_to_i8(x, rq, host.zero_point, lo, hi)
+			}));
+			continue;
+		}
+		let m = i64::from(rq.multiplier);
+		let e = u32::from(rq.shift.unsigned_abs());
+		let half = if e > 0 { 1i64 << (e - 1) } else { 0 };
+		out.extend(chunk.iter().map(|v| {
+			// |x| < 2^31 (validation), 0 <= m < 2^31: no overflow.
+			let x = v.to_i64();
+			let y = (x * m + (1 << 30)) >> 31;
+			let a = (y.abs() + half) >> e;
+			let z = if y < 0 { -a } else { a };
+			(z.clamp(lo_z, hi_z) + zp) as u8
+		}));
+	}
+}
+
+/// Max pool on the host over `[n, C, H, W]` int8 bytes (padding ignored), then the clamp.
+fn host_max_pool(
+	x: &[u8],
+	n: usize,
+	in_shape: &[u32],
+	out_shape: &[u32],
+	p: &verity_primitives::PoolParams,
+	(lo, hi): (i8, i8),
+) -> Vec<u8> {
+	let (c, h, w) = (
+		in_shape.first().copied().unwrap_or(0) as usize,
+		in_shape.get(1).copied().unwrap_or(0) as i64,
+		in_shape.get(2).copied().unwrap_or(0) as i64,
+	);
+	let (oh, ow) = (
+		out_shape.get(1).copied().unwrap_or(0) as i64,
+		out_shape.get(2).copied().unwrap_or(0) as i64,
+	);
+	let (kh, kw) = (i64::from(p.kernel_h), i64::from(p.kernel_w));
+	let (sh, sw) = (i64::from(p.stride_h), i64::from(p.stride_w));
+	let (pt, pl) = (i64::from(p.pad_top), i64::from(p.pad_left));
+	let plane = (h * w) as usize;
+	let mut out = Vec::with_capacity(n * c * (oh * ow) as usize);
+	for img in x.chunks_exact(plane.max(1)).take(n * c) {
+		for oy in 0..oh {
+			let y0 = (oy * sh - pt).max(0);
+			let y1 = (oy * sh - pt + kh).min(h);
+			for ox in 0..ow {
+				let x0 = (ox * sw - pl).max(0);
+				let x1 = (ox * sw - pl + kw).min(w);
+				let mut m = i8::MIN;
+				for iy in y0..y1 {
+					let row = &img[(iy * w) as usize..((iy + 1) * w) as usize];
+					for &b in &row[x0 as usize..x1 as usize] {
+						m = m.max(b as i8);
+					}
+				}
+				out.push(m.clamp(lo, hi) as u8);
+			}
+		}
+	}
+	out
+}
+
+/// A contiguous copy of an integer-valued tensor (f32, f64, i64 or i8) as `i64`s.
+fn to_i64s(t: &Tensor, numel: usize) -> Result<Vec<i64>> {
+	let t = t.f_contiguous()?;
+	Ok(match t.f_kind()? {
+		Kind::Float => {
+			let mut v = vec![0f32; numel];
+			t.f_copy_data(&mut v, numel)?;
+			v.into_iter().map(|x| x as i64).collect()
+		},
+		Kind::Double => {
+			let mut v = vec![0f64; numel];
+			t.f_copy_data(&mut v, numel)?;
+			v.into_iter().map(|x| x as i64).collect()
+		},
+		Kind::Int64 => {
+			let mut v = vec![0i64; numel];
+			t.f_copy_data(&mut v, numel)?;
+			v
+		},
+		_ => {
+			let t = t.f_to_kind(Kind::Int64)?;
+			let mut v = vec![0i64; numel];
+			t.f_copy_data(&mut v, numel)?;
+			v
+		},
+	})
+}
+
+/// Collects the per-sample tensors and step hashes of a batch.
+struct Hasher {
+	/// Declared shape of every tensor (the step hash includes it).
+	shapes: Arc<Vec<Vec<u32>>>,
+	traces: Vec<SampleTrace>,
+	busy: Duration,
+	hash: bool,
+}
+
+impl Hasher {
+	fn new(shapes: Arc<Vec<Vec<u32>>>, n: usize, hash: bool) -> Self {
+		let cap = shapes.len();
+		Hasher {
+			shapes,
+			traces: (0..n)
+				.map(|_| SampleTrace {
+					tensors: Vec::with_capacity(cap),
+					step_hashes: Vec::with_capacity(cap),
+				})
+				.collect(),
+			busy: Duration::ZERO,
+			hash,
+		}
+	}
+
+	fn add(&mut self, step: u32, buf: &[u8]) {
+		let t0 = Instant::now();
+		let shape = self.shapes.get(step as usize).map(|s| s.as_slice()).unwrap_or(&[]);
+		let n = self.traces.len().max(1);
+		let len = buf.len() / n;
+		for (t, chunk) in self.traces.iter_mut().zip(buf.chunks_exact(len.max(1))) {
+			if self.hash {
+				t.step_hashes.push(step_hash(step, shape, chunk));
+			}
+			t.tensors.push(chunk.to_vec());
+		}
+		self.busy += t0.elapsed();
+	}
+}
+
+/// A batch for the hashing thread: the step outputs arrive on `steps`, the traces go back on
+/// `done`.
+struct HashJob {
+	n: usize,
+	steps: std::sync::mpsc::Receiver<(u32, Arc<Vec<u8>>)>,
+	done: std::sync::mpsc::Sender<Hasher>,
+}
+
+/// A hashing thread that lives as long as its model (spawning a thread per batch costs more
+/// than hashing a small trace).
+struct HashThread {
+	jobs: std::sync::Mutex<std::sync::mpsc::Sender<HashJob>>,
+}
+
+impl HashThread {
+	fn spawn(shapes: Arc<Vec<Vec<u32>>>) -> Option<Self> {
+		let (tx, rx) = std::sync::mpsc::channel::<HashJob>();
+		std::thread::Builder::new()
+			.name("verity-hash".into())
+			.spawn(move || {
+				while let Ok(job) = rx.recv() {
+					let mut hasher = Hasher::new(shapes.clone(), job.n, true);
+					while let Ok((i, buf)) = job.steps.recv() {
+						hasher.add(i, &buf);
+					}
+					let _ = job.done.send(hasher);
+				}
+			})
+			.ok()?;
+		Some(HashThread { jobs: std::sync::Mutex::new(tx) })
 	}
 }
 

@@ -10,7 +10,21 @@ use verity_primitives::{
 	testing::{conv_params, pool_params, random_case, test_limits, ModelBuilder, Rng, TestCase},
 	trace_root, ModelFile, OpKind, Requant, TensorSpec,
 };
-use verity_worker::{exact::TchModel, model::LoadedModel};
+use verity_worker::{
+	exact::{TchModel, TchOptions},
+	model::LoadedModel,
+};
+
+/// Every configuration of the tch backend: integer stage on the host or in tensor ops, small
+/// steps on the reference or in libtorch, hashing inline or on a thread.
+fn configurations() -> Vec<TchOptions> {
+	let cpu = TchOptions::for_device(Device::Cpu);
+	vec![
+		cpu,
+		TchOptions { small_step_macs: 0, hash_thread: true, ..cpu },
+		TchOptions::tensor_ops_only(),
+	]
+}
 
 fn loaded(case: &TestCase) -> LoadedModel {
 	LoadedModel::from_file(case.file(), None).expect("valid model")
@@ -36,8 +50,15 @@ fn inputs_for(case: &TestCase, rng: &mut Rng, batch: usize) -> Vec<Vec<u8>> {
 
 /// Run `inputs` as one tch batch and compare every tensor and step hash with the reference.
 fn check(case: &TestCase, inputs: &[Vec<u8>], what: &str) {
+	for options in configurations() {
+		check_with(case, inputs, &format!("{what} {options:?}"), options);
+	}
+}
+
+fn check_with(case: &TestCase, inputs: &[Vec<u8>], what: &str, options: TchOptions) {
 	let model = loaded(case);
-	let tch_model = TchModel::new(&model, Device::Cpu).unwrap_or_else(|e| panic!("{what}: {e}"));
+	let tch_model = TchModel::with_options(&model, Device::Cpu, options)
+		.unwrap_or_else(|e| panic!("{what}: {e}"));
 	let (traces, _) = tch_model.run_batch(inputs).unwrap_or_else(|e| panic!("{what}: {e}"));
 	assert_eq!(traces.len(), inputs.len());
 	for (b, (x, got)) in inputs.iter().zip(&traces).enumerate() {
@@ -76,32 +97,34 @@ fn golden_vectors_reproduce() {
 		let id = hex::decode(c["model_id"].as_str().expect("id")).expect("hex");
 		let model = LoadedModel::from_bytes(&bytes, Some(&id.try_into().expect("32 bytes")))
 			.expect("golden model verifies");
-		let tch_model = TchModel::new(&model, Device::Cpu).expect("prepare");
-		// Also inside a batch, at another position than 0.
-		let other = vec![0x7fu8; input.len()];
-		let (traces, _) = tch_model.run_batch(&[other, input.clone()]).expect("run");
-		let t = &traces[1];
-		let hashes: Vec<String> = t.step_hashes.iter().map(hex::encode).collect();
-		let want: Vec<String> = c["step_hashes"]
-			.as_array()
-			.expect("hashes")
-			.iter()
-			.map(|h| h.as_str().expect("str").to_string())
-			.collect();
-		assert_eq!(hashes, want, "{name}: step hashes");
-		assert_eq!(
-			hex::encode(trace_root(&t.step_hashes)),
-			c["trace_root"].as_str().expect("root")
-		);
-		assert_eq!(hex::encode(t.output()), c["output"].as_str().expect("output"), "{name}");
-		let tensors: Vec<String> = t.tensors.iter().map(hex::encode).collect();
-		let want_t: Vec<String> = c["tensors"]
-			.as_array()
-			.expect("tensors")
-			.iter()
-			.map(|h| h.as_str().expect("str").to_string())
-			.collect();
-		assert_eq!(tensors, want_t, "{name}: tensors");
+		for options in configurations() {
+			let tch_model = TchModel::with_options(&model, Device::Cpu, options).expect("prepare");
+			// Also inside a batch, at another position than 0.
+			let other = vec![0x7fu8; input.len()];
+			let (traces, _) = tch_model.run_batch(&[other, input.clone()]).expect("run");
+			let t = &traces[1];
+			let hashes: Vec<String> = t.step_hashes.iter().map(hex::encode).collect();
+			let want: Vec<String> = c["step_hashes"]
+				.as_array()
+				.expect("hashes")
+				.iter()
+				.map(|h| h.as_str().expect("str").to_string())
+				.collect();
+			assert_eq!(hashes, want, "{name}: step hashes");
+			assert_eq!(
+				hex::encode(trace_root(&t.step_hashes)),
+				c["trace_root"].as_str().expect("root")
+			);
+			assert_eq!(hex::encode(t.output()), c["output"].as_str().expect("output"), "{name}");
+			let tensors: Vec<String> = t.tensors.iter().map(hex::encode).collect();
+			let want_t: Vec<String> = c["tensors"]
+				.as_array()
+				.expect("tensors")
+				.iter()
+				.map(|h| h.as_str().expect("str").to_string())
+				.collect();
+			assert_eq!(tensors, want_t, "{name}: tensors");
+		}
 	}
 }
 
@@ -151,13 +174,15 @@ fn random_models_large_batches() {
 fn same_result_at_every_batch_size() {
 	let case = random_case(4242, &test_limits());
 	let model = loaded(&case);
-	let m = TchModel::new(&model, Device::Cpu).expect("prepare");
-	let mut rng = Rng::new(1);
-	let inputs = inputs_for(&case, &mut rng, 40);
-	let (all, _) = m.run_batch(&inputs).expect("run");
-	for (i, x) in inputs.iter().enumerate() {
-		let (one, _) = m.run_batch(std::slice::from_ref(x)).expect("run");
-		assert_eq!(one[0], all[i], "sample {i}");
+	for options in configurations() {
+		let m = TchModel::with_options(&model, Device::Cpu, options).expect("prepare");
+		let mut rng = Rng::new(1);
+		let inputs = inputs_for(&case, &mut rng, 40);
+		let (all, _) = m.run_batch(&inputs).expect("run");
+		for (i, x) in inputs.iter().enumerate() {
+			let (one, _) = m.run_batch(std::slice::from_ref(x)).expect("run");
+			assert_eq!(one[0], all[i], "sample {i}");
+		}
 	}
 }
 
