@@ -769,6 +769,35 @@ impl TchModel {
 					host_max_pool(x, n, &in_shape, &op.output.shape, p, (op.act_min, op.act_max)),
 					None,
 				)
+			} else if let (Some(kind), true) = (linear_kind(step), self.options.host_finish) {
+				// FullyConnected / Conv2d: build `x - z_x` as floats on the host (one pass)
+				// instead of uploading int8 and converting on the device.
+				let r = *op.inputs.first().unwrap_or(&0) as usize;
+				let xb = host.get(r).and_then(|b| b.as_ref()).ok_or_else(|| {
+					TchBackendError::Invalid(format!("op {index}: input {r} not computed"))
+				})?;
+				let zp = self.header.tensor_spec(r as u32).map(|s| s.zero_point).unwrap_or(0);
+				let mut shape = vec![n as i64];
+				shape.extend(self.shapes.get(r).map(|s| s.0.as_slice()).unwrap_or(&[]));
+				let t = if kind == Kind::Float {
+					let v: Vec<f32> =
+						xb.iter().map(|&b| f32::from(b as i8) - f32::from(zp)).collect();
+					Tensor::f_from_slice(&v)?
+				} else {
+					let v: Vec<f64> =
+						xb.iter().map(|&b| f64::from(b as i8) - f64::from(zp)).collect();
+					Tensor::f_from_slice(&v)?
+				};
+				let t = t.f_reshape(shape.as_slice())?.f_to_device(self.device)?;
+				let t = match step {
+					Step::Fc { k, .. } => t.f_reshape([n as i64, *k])?,
+					_ => t,
+				};
+				let none = |_: u32| -> Result<&Tensor> {
+					Err(TchBackendError::Invalid("unexpected input".into()))
+				};
+				let pre = self.run_step(step, op, &t, &none, n, Some(t.shallow_clone()))?;
+				(self.finish_host(pre, n * len)?, None)
 			} else {
 				for &r in &op.inputs {
 					let r = r as usize;
@@ -783,7 +812,7 @@ impl TchModel {
 					})
 				};
 				let x = get(*op.inputs.first().unwrap_or(&0))?;
-				let pre = self.run_step(step, op, x, &get, n)?;
+				let pre = self.run_step(step, op, x, &get, n, None)?;
 				if self.options.host_finish {
 					(self.finish_host(pre, n * len)?, None)
 				} else {
@@ -863,16 +892,8 @@ impl TchModel {
 				let acc = acc.f_contiguous()?;
 				let mut out = Vec::with_capacity(numel);
 				match acc.f_kind()? {
-					Kind::Float => {
-						let mut v = vec![0f32; numel];
-						acc.f_copy_data(&mut v, numel)?;
-						host_requant(&v, host, &mut out);
-					},
-					Kind::Double => {
-						let mut v = vec![0f64; numel];
-						acc.f_copy_data(&mut v, numel)?;
-						host_requant(&v, host, &mut out);
-					},
+					Kind::Float => host_requant(cpu_slice::<f32>(&acc, numel)?, host, &mut out),
+					Kind::Double => host_requant(cpu_slice::<f64>(&acc, numel)?, host, &mut out),
 					_ => host_requant(&to_i64s(&acc, numel)?, host, &mut out),
 				}
 				out
@@ -902,11 +923,15 @@ impl TchModel {
 		x: &Tensor,
 		get: &dyn Fn(u32) -> Result<&'a Tensor>,
 		n: usize,
+		prepared: Option<Tensor>,
 	) -> Result<Pre<'a>> {
 		let n = n as i64;
 		Ok(match step {
 			Step::Fc { k, x_zp, chunks, chunk_ranges, bias_f32, bias_i64, rq, host } => {
-				let xf = x.f_reshape([n, *k])?.f_to_kind(Kind::Float)?.f_sub_scalar_(*x_zp)?;
+				let xf = match prepared {
+					Some(t) => t,
+					None => x.f_reshape([n, *k])?.f_to_kind(Kind::Float)?.f_sub_scalar_(*x_zp)?,
+				};
 				let acc = if let (Some(b), [w]) = (bias_f32, chunks.as_slice()) {
 					b.f_addmm(&xf, w)?
 				} else {
@@ -933,7 +958,10 @@ impl TchModel {
 				rq,
 				host,
 			} => {
-				let mut xf = x.f_to_kind(*kind)?.f_sub_scalar_(*x_zp)?;
+				let mut xf = match prepared {
+					Some(t) => t,
+					None => x.f_to_kind(*kind)?.f_sub_scalar_(*x_zp)?,
+				};
 				if let Some(p) = pad {
 					xf = xf.f_constant_pad_nd(p.as_slice())?;
 				}
@@ -1049,6 +1077,15 @@ impl TchModel {
 	}
 }
 
+/// The float kind of the input of a FullyConnected or Conv2d step, `None` for other steps.
+fn linear_kind(step: &Step) -> Option<Kind> {
+	match step {
+		Step::Fc { .. } => Some(Kind::Float),
+		Step::Conv { kind, .. } => Some(*kind),
+		_ => None,
+	}
+}
+
 /// The result of a step before its integer output stage.
 enum Pre<'a> {
 	/// The int8 output.
@@ -1080,6 +1117,22 @@ fn finish_device(pre: Pre<'_>) -> Result<Tensor> {
 			clamp_i8(t.f_to_kind(Kind::Int64)?.f_add_scalar(offset)?, clamp)
 		},
 	}
+}
+
+/// The elements of a contiguous CPU tensor, borrowed without a copy.
+fn cpu_slice<T: tch::kind::Element>(t: &Tensor, numel: usize) -> Result<&[T]> {
+	if t.device() != Device::Cpu
+		|| t.f_kind()? != T::KIND
+		|| !t.is_contiguous()
+		|| t.numel() != numel
+		|| t.data_ptr().is_null()
+	{
+		return Err(TchBackendError::Invalid("not a contiguous CPU tensor of that kind".into()));
+	}
+	// SAFETY: `t` is a contiguous CPU tensor of `numel` elements of type `T` (checked above), so
+	// its data pointer is valid and aligned for `numel` reads of `T`; the slice borrows `t`,
+	// which keeps the storage alive, and nothing writes to the tensor while it is borrowed.
+	Ok(unsafe { std::slice::from_raw_parts(t.data_ptr() as *const T, numel) })
 }
 
 /// An integer-valued accumulator element.
