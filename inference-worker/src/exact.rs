@@ -294,6 +294,9 @@ pub struct TchOptions {
 	pub hash_thread: bool,
 	/// Compute the step hashes (off only to measure the cost of hashing).
 	pub hash_trace: bool,
+	/// `host_finish` only for step outputs of at most this many elements (whole batch); larger
+	/// ones use the device tensor ops, which are faster there.
+	pub host_max_elements: usize,
 }
 
 impl TchOptions {
@@ -305,19 +308,27 @@ impl TchOptions {
 				small_step_macs: 16_384,
 				hash_thread: false,
 				hash_trace: true,
+				host_max_elements: 1 << 26,
 			},
 			_ => TchOptions {
 				host_finish: false,
 				small_step_macs: 0,
 				hash_thread: true,
 				hash_trace: true,
+				host_max_elements: 1 << 26,
 			},
 		}
 	}
 
 	/// Everything in libtorch tensor ops, inline hashing (the plainest configuration).
 	pub fn tensor_ops_only() -> Self {
-		TchOptions { host_finish: false, small_step_macs: 0, hash_thread: false, hash_trace: true }
+		TchOptions {
+			host_finish: false,
+			small_step_macs: 0,
+			hash_thread: false,
+			hash_trace: true,
+			host_max_elements: 0,
+		}
 	}
 }
 
@@ -756,9 +767,10 @@ impl TchModel {
 					< self.options.small_step_macs;
 			let on_host =
 				matches!(step, Step::Reshape { .. } | Step::Concat { .. } | Step::Lookup { .. });
+			let host_ok = self.options.host_finish && n * len <= self.options.host_max_elements;
 			let (bytes, tensor) = if small || (on_host && self.options.host_finish) {
 				(self.reference_step(index as u32, op, n, &host)?, None)
-			} else if let (OpKind::MaxPool(p), true) = (&op.kind, self.options.host_finish) {
+			} else if let (OpKind::MaxPool(p), true) = (&op.kind, host_ok) {
 				let r = *op.inputs.first().unwrap_or(&0) as usize;
 				let x = host.get(r).and_then(|b| b.as_ref()).ok_or_else(|| {
 					TchBackendError::Invalid(format!("op {index}: input {r} not computed"))
@@ -769,7 +781,7 @@ impl TchModel {
 					host_max_pool(x, n, &in_shape, &op.output.shape, p, (op.act_min, op.act_max)),
 					None,
 				)
-			} else if let (Some(kind), true) = (linear_kind(step), self.options.host_finish) {
+			} else if let (Some(kind), true) = (linear_kind(step), host_ok) {
 				// FullyConnected / Conv2d: build `x - z_x` as floats on the host (one pass)
 				// instead of uploading int8 and converting on the device.
 				let r = *op.inputs.first().unwrap_or(&0) as usize;
@@ -779,16 +791,21 @@ impl TchModel {
 				let zp = self.header.tensor_spec(r as u32).map(|s| s.zero_point).unwrap_or(0);
 				let mut shape = vec![n as i64];
 				shape.extend(self.shapes.get(r).map(|s| s.0.as_slice()).unwrap_or(&[]));
-				let t = if kind == Kind::Float {
-					let v: Vec<f32> =
-						xb.iter().map(|&b| f32::from(b as i8) - f32::from(zp)).collect();
-					Tensor::f_from_slice(&v)?
+				let mut t = Tensor::f_empty(shape.as_slice(), (kind, Device::Cpu))?;
+				if kind == Kind::Float {
+					let z = f32::from(zp);
+					for (d, &b) in cpu_slice_mut::<f32>(&mut t, xb.len())?.iter_mut().zip(xb.iter())
+					{
+						*d = f32::from(b as i8) - z;
+					}
 				} else {
-					let v: Vec<f64> =
-						xb.iter().map(|&b| f64::from(b as i8) - f64::from(zp)).collect();
-					Tensor::f_from_slice(&v)?
-				};
-				let t = t.f_reshape(shape.as_slice())?.f_to_device(self.device)?;
+					let z = f64::from(zp);
+					for (d, &b) in cpu_slice_mut::<f64>(&mut t, xb.len())?.iter_mut().zip(xb.iter())
+					{
+						*d = f64::from(b as i8) - z;
+					}
+				}
+				let t = t.f_to_device(self.device)?;
 				let t = match step {
 					Step::Fc { k, .. } => t.f_reshape([n as i64, *k])?,
 					_ => t,
@@ -813,7 +830,7 @@ impl TchModel {
 				};
 				let x = get(*op.inputs.first().unwrap_or(&0))?;
 				let pre = self.run_step(step, op, x, &get, n, None)?;
-				if self.options.host_finish {
+				if host_ok {
 					(self.finish_host(pre, n * len)?, None)
 				} else {
 					let y = finish_device(pre)?.f_contiguous()?;
@@ -1135,56 +1152,97 @@ fn cpu_slice<T: tch::kind::Element>(t: &Tensor, numel: usize) -> Result<&[T]> {
 	Ok(unsafe { std::slice::from_raw_parts(t.data_ptr() as *const T, numel) })
 }
 
-/// An integer-valued accumulator element.
+/// The elements of a freshly allocated, contiguous CPU tensor, to fill in place.
+fn cpu_slice_mut<T: tch::kind::Element>(t: &mut Tensor, numel: usize) -> Result<&mut [T]> {
+	if t.device() != Device::Cpu
+		|| t.f_kind()? != T::KIND
+		|| !t.is_contiguous()
+		|| t.numel() != numel
+		|| t.data_ptr().is_null()
+	{
+		return Err(TchBackendError::Invalid("not a contiguous CPU tensor of that kind".into()));
+	}
+	// SAFETY: as in `cpu_slice`; the tensor is borrowed mutably and was just created by the
+	// caller, so no other handle reads or writes its storage while the slice lives.
+	Ok(unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut T, numel) })
+}
+
+/// An integer-valued accumulator element (validation keeps every accumulator in `i32`).
 trait AccValue: Copy {
-	fn to_i64(self) -> i64;
+	fn to_i32(self) -> i32;
 }
 impl AccValue for f32 {
-	fn to_i64(self) -> i64 {
-		self as i64
+	#[inline(always)]
+	fn to_i32(self) -> i32 {
+		self as i32
 	}
 }
 impl AccValue for f64 {
-	fn to_i64(self) -> i64 {
-		self as i64
+	#[inline(always)]
+	fn to_i32(self) -> i32 {
+		self as i32
 	}
 }
 impl AccValue for i64 {
-	fn to_i64(self) -> i64 {
-		self
+	#[inline(always)]
+	fn to_i32(self) -> i32 {
+		self.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
 	}
 }
 
 /// The output stage on the host: `clamp(MBQM(acc, rq[c]) + z, lo, hi)` for every element.
 /// For the usual non-positive shifts it uses the same closed forms as the tensor path
 /// (`SRDHM = (x * m + 2^30) >> 31` for `m >= 0`, `RDBPOT(y, e) = sign(y) * ((|y| + 2^(e-1)) >>
-/// e)`), otherwise the reference function.
+/// e)`), written so that the compiler vectorizes them; otherwise the reference function.
+/// Runs an AVX2 build of the loop where the CPU has AVX2.
 fn host_requant<T: AccValue>(vals: &[T], host: &HostRequant, out: &mut Vec<u8>) {
+	#[cfg(target_arch = "x86_64")]
+	if std::arch::is_x86_feature_detected!("avx2") {
+		// SAFETY: the CPU supports AVX2 (checked just above).
+		unsafe { host_requant_avx2(vals, host, out) };
+		return;
+	}
+	host_requant_impl(vals, host, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn host_requant_avx2<T: AccValue>(vals: &[T], host: &HostRequant, out: &mut Vec<u8>) {
+	host_requant_impl(vals, host, out)
+}
+
+#[inline(always)]
+fn host_requant_impl<T: AccValue>(vals: &[T], host: &HostRequant, out: &mut Vec<u8>) {
 	let (lo, hi) = host.clamp;
-	let zp = i64::from(host.zero_point);
-	let (lo_z, hi_z) = (i64::from(lo) - zp, i64::from(hi) - zp);
+	let zp = i32::from(host.zero_point);
+	let (lo_z, hi_z) = (i32::from(lo) - zp, i32::from(hi) - zp);
 	let channels = host.rq.len().max(1);
-	for (block, chunk) in vals.chunks(host.plane.max(1)).enumerate() {
+	let start = out.len();
+	out.resize(start + vals.len(), 0);
+	let dst = &mut out[start..];
+	let plane = host.plane.max(1);
+	for (block, (chunk, d)) in vals.chunks(plane).zip(dst.chunks_mut(plane)).enumerate() {
 		let rq =
 			host.rq.get(block % channels).copied().unwrap_or(Requant { multiplier: 0, shift: 0 });
 		if rq.shift > 0 || rq.multiplier < 0 {
-			out.extend(chunk.iter().map(|v| {
-				let x = v.to_i64().clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
-				requantize_to_i8(x, rq, host.zero_point, lo, hi)
-			}));
+			for (o, v) in d.iter_mut().zip(chunk) {
+				*o = requantize_to_i8(v.to_i32(), rq, host.zero_point, lo, hi);
+			}
 			continue;
 		}
 		let m = i64::from(rq.multiplier);
-		let e = u32::from(rq.shift.unsigned_abs());
-		let half = if e > 0 { 1i64 << (e - 1) } else { 0 };
-		out.extend(chunk.iter().map(|v| {
-			// |x| < 2^31 (validation), 0 <= m < 2^31: no overflow.
-			let x = v.to_i64();
-			let y = (x * m + (1 << 30)) >> 31;
-			let a = (y.abs() + half) >> e;
-			let z = if y < 0 { -a } else { a };
-			(z.clamp(lo_z, hi_z) + zp) as u8
-		}));
+		let e = u32::from(rq.shift.unsigned_abs()).min(31);
+		let half: u32 = if e > 0 { 1 << (e - 1) } else { 0 };
+		for (o, v) in d.iter_mut().zip(chunk) {
+			// |x| <= 2^31 and 0 <= m < 2^31: p fits i64, floor(p / 2^31) fits i32, and its
+			// two's complement is bits 31..62 of p (a logical shift gives the same low bits).
+			let p = i64::from(v.to_i32()) * m + (1i64 << 30);
+			let y = ((p as u64) >> 31) as u32 as i32;
+			// |y| + 2^(e-1) <= 2^31 + 2^30 fits u32.
+			let a = (y.unsigned_abs() + half) >> e;
+			let z = if y < 0 { (a as i32).wrapping_neg() } else { a as i32 };
+			*o = (z.clamp(lo_z, hi_z) + zp) as u8;
+		}
 	}
 }
 
@@ -1211,6 +1269,20 @@ fn host_max_pool(
 	let (pt, pl) = (i64::from(p.pad_top), i64::from(p.pad_left));
 	let plane = (h * w) as usize;
 	let mut out = Vec::with_capacity(n * c * (oh * ow) as usize);
+	if (kh, kw, sh, sw, pt, pl) == (2, 2, 2, 2, 0, 0) && oh * 2 <= h && ow * 2 <= w {
+		// The common 2x2/2 pool without padding: two rows at a time.
+		let (w, ow) = (w as usize, ow as usize);
+		for img in x.chunks_exact(plane.max(1)).take(n * c) {
+			for rows in img.chunks_exact(2 * w).take(oh as usize) {
+				let (r0, r1) = rows.split_at(w);
+				for (a, b) in r0.chunks_exact(2).zip(r1.chunks_exact(2)).take(ow) {
+					let m = (a[0] as i8).max(a[1] as i8).max(b[0] as i8).max(b[1] as i8);
+					out.push(m.clamp(lo, hi) as u8);
+				}
+			}
+		}
+		return out;
+	}
 	for img in x.chunks_exact(plane.max(1)).take(n * c) {
 		for oy in 0..oh {
 			let y0 = (oy * sh - pt).max(0);
@@ -1395,6 +1467,41 @@ mod tests {
 			}
 		}
 		assert!(checked > 50_000);
+	}
+
+	/// The host output stage (portable and AVX2 builds) equals the reference on the same values.
+	#[test]
+	fn host_requant_matches_reference_including_ties() {
+		let mut xs: Vec<i64> =
+			vec![0, 1, -1, 2, -2, 3, -3, i64::from(i32::MAX), i64::from(i32::MIN)];
+		for k in 0..31 {
+			let p = 1i64 << k;
+			xs.extend([p, -p, p + 1, -p - 1, p - 1, 1 - p, 3 * p, -3 * p]);
+		}
+		xs.retain(|&x| x >= i64::from(i32::MIN) && x <= i64::from(i32::MAX));
+		let ms = [0, 1, 3, 1 << 15, 1 << 30, (1 << 30) + 1, 3 << 28, i32::MAX, 1_518_500_250];
+		let mut checked = 0;
+		for &m in &ms {
+			for shift in -31i8..=30 {
+				let rq = Requant { multiplier: m, shift };
+				for (zp, clamp) in [(0i8, (-128i8, 127i8)), (-7, (-100, 90)), (127, (-128, 127))] {
+					let host = HostRequant { rq: vec![rq], plane: 1, zero_point: zp, clamp };
+					let want: Vec<u8> = xs
+						.iter()
+						.map(|&x| requantize_to_i8(x as i32, rq, zp, clamp.0, clamp.1))
+						.collect();
+					let mut a = Vec::new();
+					host_requant_impl(&xs, &host, &mut a);
+					let f: Vec<f64> = xs.iter().map(|&x| x as f64).collect();
+					let mut b = Vec::new();
+					host_requant(&f, &host, &mut b);
+					assert_eq!(a, want, "m {m} shift {shift} zp {zp}");
+					assert_eq!(b, want, "m {m} shift {shift} zp {zp} (dispatch)");
+					checked += xs.len();
+				}
+			}
+		}
+		assert!(checked > 100_000);
 	}
 
 	#[test]

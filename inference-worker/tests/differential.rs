@@ -21,7 +21,7 @@ fn configurations() -> Vec<TchOptions> {
 	let cpu = TchOptions::for_device(Device::Cpu);
 	vec![
 		cpu,
-		TchOptions { small_step_macs: 0, hash_thread: true, ..cpu },
+		TchOptions { small_step_macs: 0, hash_thread: true, host_max_elements: usize::MAX, ..cpu },
 		TchOptions::tensor_ops_only(),
 	]
 }
