@@ -3,8 +3,9 @@
 //! number of cores):
 //!
 //! * **exact**: the exact tch backend with its CPU defaults (integer output stage on the host
-//!   fused with the copy back, steps below 16k MACs x batch on the reference ops, hashing on a
-//!   second thread), whole trace (every tensor copied back and hashed);
+//!   fused with the copy back, steps below 16k MACs x batch on the reference ops, traces of
+//!   256 KiB or more hashed on a second thread), whole trace (every tensor copied back and
+//!   hashed);
 //! * **exact, tensor ops**: every step in libtorch, integer stage in int64 tensor ops, hashing
 //!   inline (the configuration used on CUDA, without the GPU);
 //! * **fp32**: a plain fp32 libtorch forward pass of the same architecture (no exactness, no
@@ -50,9 +51,10 @@ fn main() {
 			|| std::thread::available_parallelism().map(|n| n.get() as i32).unwrap_or(1),
 		);
 	tch::set_num_threads(threads);
-	// VERITY_BENCH_HASH_THREAD=1: hash on a second thread, overlapped with execution.
+	// VERITY_BENCH_HASH_THREAD=0: never hash on a second thread (the default hashes traces of
+	// 256 KiB or more on a second thread, overlapped with execution).
 	let options = TchOptions {
-		hash_thread: std::env::var("VERITY_BENCH_HASH_THREAD").as_deref() == Ok("1"),
+		hash_thread: std::env::var("VERITY_BENCH_HASH_THREAD").as_deref() != Ok("0"),
 		..TchOptions::for_device(Device::Cpu)
 	};
 	let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");

@@ -295,8 +295,11 @@ pub struct TchOptions {
 	/// Compute the step hashes (off only to measure the cost of hashing).
 	pub hash_trace: bool,
 	/// `host_finish` only for step outputs of at most this many elements (whole batch); larger
-	/// ones use the device tensor ops, which are faster there.
+	/// ones use the device tensor ops.
 	pub host_max_elements: usize,
+	/// Use the hashing thread only for batches whose trace has at least this many bytes
+	/// (handing small traces to another thread costs more than hashing them).
+	pub hash_thread_min_bytes: usize,
 }
 
 impl TchOptions {
@@ -306,9 +309,10 @@ impl TchOptions {
 			Device::Cpu => TchOptions {
 				host_finish: true,
 				small_step_macs: 16_384,
-				hash_thread: false,
+				hash_thread: true,
 				hash_trace: true,
 				host_max_elements: 1 << 26,
+				hash_thread_min_bytes: 1 << 18,
 			},
 			_ => TchOptions {
 				host_finish: false,
@@ -316,6 +320,7 @@ impl TchOptions {
 				hash_thread: true,
 				hash_trace: true,
 				host_max_elements: 1 << 26,
+				hash_thread_min_bytes: 1 << 18,
 			},
 		}
 	}
@@ -328,6 +333,7 @@ impl TchOptions {
 			hash_thread: false,
 			hash_trace: true,
 			host_max_elements: 0,
+			hash_thread_min_bytes: 0,
 		}
 	}
 }
@@ -340,7 +346,8 @@ pub struct TchModel {
 	options: TchOptions,
 	/// Declared shape of every tensor (for the step hashes).
 	tensor_shapes: Arc<Vec<Vec<u32>>>,
-	hash_thread: Option<HashThread>,
+	/// Started on the first batch that uses it.
+	hash_thread: std::sync::OnceLock<Option<HashThread>>,
 	steps: Vec<Step>,
 	/// Per tensor: its shape as `i64` (without the batch dimension) and element count.
 	shapes: Vec<(Vec<i64>, usize)>,
@@ -662,8 +669,7 @@ impl TchModel {
 				.map(|i| header.tensor_spec(i).map(|s| s.shape.clone()).unwrap_or_default())
 				.collect(),
 		);
-		let hash_thread =
-			if options.hash_thread { HashThread::spawn(tensor_shapes.clone()) } else { None };
+		let hash_thread = std::sync::OnceLock::new();
 		Ok(TchModel {
 			tensor_shapes,
 			hash_thread,
@@ -710,7 +716,14 @@ impl TchModel {
 			return Ok((Vec::new(), BatchTimings::default()));
 		}
 		let hash = self.options.hash_trace;
-		let thread = if hash { self.hash_thread.as_ref() } else { None };
+		let trace_bytes = n * self.shapes.iter().map(|s| s.1).sum::<usize>();
+		let thread = if self.options.hash_thread
+			&& hash && trace_bytes >= self.options.hash_thread_min_bytes
+		{
+			self.hash_thread.get_or_init(|| HashThread::spawn(self.tensor_shapes.clone())).as_ref()
+		} else {
+			None
+		};
 		let Some(thread) = thread else {
 			let mut hasher = Hasher::new(self.tensor_shapes.clone(), n, hash);
 			let input = Arc::new(flat);

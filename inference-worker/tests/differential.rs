@@ -21,7 +21,13 @@ fn configurations() -> Vec<TchOptions> {
 	let cpu = TchOptions::for_device(Device::Cpu);
 	vec![
 		cpu,
-		TchOptions { small_step_macs: 0, hash_thread: true, host_max_elements: usize::MAX, ..cpu },
+		TchOptions {
+			small_step_macs: 0,
+			hash_thread: true,
+			hash_thread_min_bytes: 0,
+			host_max_elements: usize::MAX,
+			..cpu
+		},
 		TchOptions::tensor_ops_only(),
 	]
 }
