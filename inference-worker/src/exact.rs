@@ -172,6 +172,9 @@ fn full_range((lo, hi): (i8, i8)) -> bool {
 	lo == i8::MIN && hi == i8::MAX
 }
 
+/// Receives the output of each step (all samples, back to back).
+type Emit<'a> = dyn FnMut(u32, &Arc<Vec<u8>>) -> Result<()> + 'a;
+
 /// One chunk of a reduction: `(start, length)` along the reduced (input) dimension.
 type Chunk = (i64, i64);
 
@@ -762,12 +765,7 @@ impl TchModel {
 
 	/// Execute every step on a batch whose input bytes are `input` (`n` samples back to back);
 	/// `emit(i, bytes)` receives the output of step `i` (all samples, back to back).
-	fn execute(
-		&self,
-		n: usize,
-		input: Arc<Vec<u8>>,
-		emit: &mut dyn FnMut(u32, &Arc<Vec<u8>>) -> Result<()>,
-	) -> Result<()> {
+	fn execute(&self, n: usize, input: Arc<Vec<u8>>, emit: &mut Emit<'_>) -> Result<()> {
 		let count = self.steps.len() + 1;
 		let mut host: Vec<Option<Arc<Vec<u8>>>> = vec![None; count];
 		let mut dev: Vec<Option<Tensor>> = (0..count).map(|_| None).collect();

@@ -469,8 +469,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
 					} else {
 						println!(
 							"MISMATCH: first wrong step {step} (committed {}, honest {}); fraud proof of {} bytes, check_fraud_proof: {verdict:?}",
-							hex0x(committed[step as usize]),
-							hex0x(r.step_hashes[step as usize]),
+							committed.get(step as usize).map(hex0x).unwrap_or_default(),
+							r.step_hashes.get(step as usize).map(hex0x).unwrap_or_default(),
 							proof.encode().len()
 						);
 						if let Some(p) = &proof_out {

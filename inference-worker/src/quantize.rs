@@ -233,6 +233,13 @@ impl FloatNet {
 	}
 }
 
+/// A real range `(min, max)`.
+pub type Range = (f64, f64);
+
+/// One layer lowered to an op: kind, output shape, output `(scale, zero point)`, clamp, bias,
+/// requantization, weight bytes.
+type Lowered = (OpKind, Vec<u32>, (f64, i8), (i8, i8), Vec<i32>, Vec<Requant>, Vec<u8>);
+
 /// Asymmetric int8 quantization of the real range `[lo, hi]` (widened to include 0).
 fn qparams(lo: f64, hi: f64) -> (f64, i8) {
 	let lo = lo.min(0.0);
@@ -266,11 +273,7 @@ fn spec(shape: Vec<u32>, (scale, zp): (f64, i8)) -> TensorSpec {
 }
 
 /// Per-layer real ranges `(min, max)` over the calibration data, and the input range.
-pub fn calibrate(
-	net: &FloatNet,
-	x: &Tensor,
-	progress: bool,
-) -> Result<((f64, f64), Vec<(f64, f64)>)> {
+pub fn calibrate(net: &FloatNet, x: &Tensor, progress: bool) -> Result<(Range, Vec<Range>)> {
 	let n = x.size().first().copied().unwrap_or(0);
 	let mut ranges = vec![(f64::INFINITY, f64::NEG_INFINITY); net.arch.layers.len()];
 	let bs = 64;
@@ -310,15 +313,7 @@ pub fn build_model(
 	for (i, layer) in net.arch.layers.iter().enumerate() {
 		let prev = i as u32; // tensor index of the current activation
 		let range = ranges.get(i).copied().unwrap_or((0.0, 0.0));
-		let (kind, out_shape, out_q, clamp, bias, requant, w): (
-			OpKind,
-			Vec<u32>,
-			(f64, i8),
-			(i8, i8),
-			Vec<i32>,
-			Vec<Requant>,
-			Vec<u8>,
-		) = match layer {
+		let (kind, out_shape, out_q, clamp, bias, requant, w): Lowered = match layer {
 			Layer::Linear { name, out_features, relu } => {
 				let w = net.param(&format!("{name}.weight"))?;
 				let k: u32 = shape.iter().product();
@@ -510,6 +505,9 @@ pub struct Accuracy {
 pub fn evaluate(net: &FloatNet, model: &LoadedModel, x: &Tensor, y: &Tensor) -> Result<Accuracy> {
 	let n = x.size().first().copied().unwrap_or(0) as usize;
 	let labels: Vec<i64> = Vec::<i64>::try_from(y.f_to_kind(Kind::Int64)?.f_reshape([-1])?)?;
+	if labels.len() != n {
+		bail!("{} labels for {n} inputs", labels.len());
+	}
 	let logits = net.forward_all(x)?.pop().ok_or_else(|| anyhow!("empty network"))?;
 	let fpred: Vec<i64> =
 		Vec::<i64>::try_from(logits.f_reshape([n as i64, -1])?.f_argmax(1, false)?)?;

@@ -274,7 +274,13 @@ async fn concurrent_requests_are_batched_and_exact() {
 			(x.clone(), call(addr, "execute", json!([id, hx(&x), 20_000])).await)
 		}));
 	}
-	tokio::time::sleep(Duration::from_millis(300)).await;
+	// Wait until most requests are queued behind the paused executor (bounded wait).
+	for _ in 0..200 {
+		if service.queue_len() >= 16 {
+			break;
+		}
+		tokio::time::sleep(Duration::from_millis(50)).await;
+	}
 	service.set_paused(false);
 	let mut max_batch = 0;
 	for t in tasks {
