@@ -728,13 +728,21 @@ impl TchModel {
 			None
 		};
 		let Some(thread) = thread else {
-			let mut hasher = Hasher::new(self.tensor_shapes.clone(), n, hash);
+			// Inline: keep the step outputs and hash them all at the end in one `hash_many`
+			// (SIMD lanes filled across samples and steps).
+			let mut hasher = Hasher::new(self.tensor_shapes.clone(), n, false);
+			let mut outputs: Vec<(u32, Arc<Vec<u8>>)> = Vec::with_capacity(self.steps.len() + 1);
 			let input = Arc::new(flat);
 			hasher.add(0, &input);
+			outputs.push((0, input.clone()));
 			self.execute(n, input, &mut |i, buf| {
 				hasher.add(i, buf);
+				outputs.push((i, buf.clone()));
 				Ok(())
 			})?;
+			if hash {
+				hasher.hash_all(&outputs);
+			}
 			let hash_time = hasher.busy;
 			let total = t0.elapsed();
 			let timings = BatchTimings { exec: total.saturating_sub(hash_time), hash: hash_time };
@@ -1373,14 +1381,84 @@ impl Hasher {
 		let shape = self.shapes.get(step as usize).map(|s| s.as_slice()).unwrap_or(&[]);
 		let n = self.traces.len().max(1);
 		let len = buf.len() / n;
-		for (t, chunk) in self.traces.iter_mut().zip(buf.chunks_exact(len.max(1))) {
-			if self.hash {
-				t.step_hashes.push(step_hash(step, shape, chunk));
+		if self.hash {
+			for (t, h) in self.traces.iter_mut().zip(step_hashes_many(step, shape, buf, len)) {
+				t.step_hashes.push(h);
 			}
+		}
+		for (t, chunk) in self.traces.iter_mut().zip(buf.chunks_exact(len.max(1))) {
 			t.tensors.push(chunk.to_vec());
 		}
 		self.busy += t0.elapsed();
 	}
+
+	/// The step hashes of every step output of the batch (in step order), all in one
+	/// `hash_many` call.
+	fn hash_all(&mut self, outputs: &[(u32, Arc<Vec<u8>>)]) {
+		use codec::Encode;
+		let t0 = Instant::now();
+		let n = self.traces.len().max(1);
+		let mut messages: Vec<Vec<u8>> = Vec::with_capacity(outputs.len() * n);
+		for (step, buf) in outputs {
+			let shape = self.shapes.get(*step as usize).map(|s| s.as_slice()).unwrap_or(&[]);
+			let mut prefix = verity_primitives::commit::STEP_TAG.to_vec();
+			prefix.extend_from_slice(&step.to_le_bytes());
+			shape.to_vec().encode_to(&mut prefix);
+			for chunk in buf.chunks_exact((buf.len() / n).max(1)) {
+				let mut m = Vec::with_capacity(prefix.len() + chunk.len());
+				m.extend_from_slice(&prefix);
+				m.extend_from_slice(chunk);
+				messages.push(m);
+			}
+		}
+		let mut params = blake2b_simd::Params::new();
+		params.hash_length(32);
+		let mut jobs: Vec<blake2b_simd::many::HashManyJob> =
+			messages.iter().map(|m| blake2b_simd::many::HashManyJob::new(&params, m)).collect();
+		blake2b_simd::many::hash_many(jobs.iter_mut());
+		for (k, job) in jobs.iter().enumerate() {
+			let mut h = [0u8; 32];
+			h.copy_from_slice(job.to_hash().as_bytes());
+			if let Some(t) = self.traces.get_mut(k % n) {
+				t.step_hashes.push(h);
+			}
+		}
+		self.busy += t0.elapsed();
+	}
+}
+
+/// The step hashes of the samples of a batch buffer (`len` bytes each), equal to
+/// `step_hash(step, shape, sample)` for each, computed several at a time with blake2b_simd's
+/// `hash_many` (SIMD across inputs).
+fn step_hashes_many(step: u32, shape: &[u32], buf: &[u8], len: usize) -> Vec<Hash> {
+	use codec::Encode;
+	if len == 0 || buf.len() < 2 * len {
+		return buf.chunks_exact(len.max(1)).map(|c| step_hash(step, shape, c)).collect();
+	}
+	let mut prefix = verity_primitives::commit::STEP_TAG.to_vec();
+	prefix.extend_from_slice(&step.to_le_bytes());
+	shape.to_vec().encode_to(&mut prefix);
+	let msg = prefix.len() + len;
+	let n = buf.len() / len;
+	let mut messages = Vec::with_capacity(n * msg);
+	for chunk in buf.chunks_exact(len) {
+		messages.extend_from_slice(&prefix);
+		messages.extend_from_slice(chunk);
+	}
+	let mut params = blake2b_simd::Params::new();
+	params.hash_length(32);
+	let mut jobs: Vec<blake2b_simd::many::HashManyJob> = messages
+		.chunks_exact(msg)
+		.map(|m| blake2b_simd::many::HashManyJob::new(&params, m))
+		.collect();
+	blake2b_simd::many::hash_many(jobs.iter_mut());
+	jobs.iter()
+		.map(|j| {
+			let mut h = [0u8; 32];
+			h.copy_from_slice(j.to_hash().as_bytes());
+			h
+		})
+		.collect()
 }
 
 /// A batch for the hashing thread: the step outputs arrive on `steps`, the traces go back on
@@ -1513,6 +1591,17 @@ mod tests {
 			}
 		}
 		assert!(checked > 100_000);
+	}
+
+	#[test]
+	fn batched_step_hashes_equal_step_hash() {
+		for (len, n) in [(1usize, 1usize), (1, 7), (10, 2), (64, 5), (127, 9), (128, 4), (5000, 33)]
+		{
+			let buf: Vec<u8> = (0..len * n).map(|i| (i * 31 % 251) as u8).collect();
+			let shape = [len as u32];
+			let want: Vec<Hash> = buf.chunks_exact(len).map(|c| step_hash(9, &shape, c)).collect();
+			assert_eq!(step_hashes_many(9, &shape, &buf, len), want, "len {len} n {n}");
+		}
 	}
 
 	#[test]
