@@ -370,6 +370,7 @@ async fn serve(
 		config.backend,
 		config.device
 	);
+	let config = ServiceConfig { store: Some(store.clone()), ..config };
 	let service = Service::start(config, models);
 	let (addr, handle) =
 		rpc::serve(service, listen).await.with_context(|| format!("listening on {listen}"))?;

@@ -65,6 +65,9 @@ pub struct ServiceConfig {
 	pub default_wait: Duration,
 	/// Upper bound of any wait.
 	pub max_wait: Duration,
+	/// A model store to look in when a request names a model that is not loaded: a model
+	/// added to the store while the worker runs is loaded (verified) on first use.
+	pub store: Option<crate::store::ModelStore>,
 }
 
 impl Default for ServiceConfig {
@@ -78,6 +81,7 @@ impl Default for ServiceConfig {
 			cache_bytes: 256 << 20,
 			default_wait: Duration::from_secs(10),
 			max_wait: Duration::from_secs(60),
+			store: None,
 		}
 	}
 }
@@ -292,9 +296,32 @@ impl Service {
 		v
 	}
 
+	/// A served model; one that is not loaded yet is looked up in the store (if any), verified
+	/// against its id and loaded.
 	pub fn model(&self, id: &ModelId) -> Result<Arc<LoadedModel>, ServiceError> {
-		let models = self.inner.models.read().unwrap_or_else(|e| e.into_inner());
-		models.get(id).cloned().ok_or_else(|| ServiceError::UnknownModel(crate::hexfmt::hex0x(id)))
+		{
+			let models = self.inner.models.read().unwrap_or_else(|e| e.into_inner());
+			if let Some(m) = models.get(id) {
+				return Ok(m.clone());
+			}
+		}
+		let unknown = || ServiceError::UnknownModel(crate::hexfmt::hex0x(id));
+		let store = self.inner.config.store.as_ref().ok_or_else(unknown)?;
+		if !store.path_of(id).exists() {
+			return Err(unknown());
+		}
+		match store.load(id) {
+			Ok(m) => {
+				let m = Arc::new(m);
+				let mut models = self.inner.models.write().unwrap_or_else(|e| e.into_inner());
+				models.insert(*id, m.clone());
+				Ok(m)
+			},
+			Err(e) => {
+				eprintln!("verity-worker: refused: {e}");
+				Err(unknown())
+			},
+		}
 	}
 
 	fn wait_for(&self, requested: Option<Duration>) -> Duration {

@@ -295,6 +295,35 @@ async fn concurrent_requests_are_batched_and_exact() {
 	handle.stop().expect("stop");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_added_to_the_store_later_are_loaded_on_first_use() {
+	let dir = std::env::temp_dir().join(format!("verity-store-later-{}", std::process::id()));
+	let _ = std::fs::remove_dir_all(&dir);
+	let store = ModelStore::open(&dir).expect("open");
+	let config = ServiceConfig { store: Some(store.clone()), ..ServiceConfig::default() };
+	let (addr, _service, handle) = start(config, vec![]).await;
+	let case = golden::mlp();
+	let id = hx(&case.header.id());
+	let e = call(addr, "execute", json!([id, hx(&case.input)])).await;
+	assert_eq!(error_code(&e), codes::UNKNOWN_MODEL as i64);
+	// A tampered file under the model's name is refused (still unknown).
+	let mut bad = case.file().encode();
+	let last = bad.len() - 1;
+	bad[last] ^= 1;
+	std::fs::write(store.path_of(&case.header.id()), &bad).expect("write");
+	let e = call(addr, "execute", json!([id, hx(&case.input)])).await;
+	assert_eq!(error_code(&e), codes::UNKNOWN_MODEL as i64);
+	// The genuine file: loaded on first use.
+	std::fs::write(store.path_of(&case.header.id()), case.file().encode()).expect("write");
+	let r = call(addr, "execute", json!([id, hx(&case.input)])).await;
+	assert_eq!(r["result"]["status"], "done", "{r}");
+	let want = case.trace().expect("trace");
+	assert_eq!(r["result"]["output"], hx(want.output()));
+	assert_eq!(call(addr, "models", json!([])).await["result"][0]["id"], id);
+	handle.stop().expect("stop");
+	let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn store_verifies_on_add_and_load_and_refuses_a_flipped_weight_byte() {
 	let dir = std::env::temp_dir().join(format!("verity-store-test-{}", std::process::id()));
