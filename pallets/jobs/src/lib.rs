@@ -598,28 +598,40 @@ impl<T: Config> Pallet<T> {
 
 	/// The last attempt failed: refund and close.
 	fn expire(id: JobId, job: Job<T>, n: BlockNumberFor<T>) {
+		Self::close_refunded(id, job, n, Outcome::Expired);
+	}
+
+	/// Close a job without paying the operator: refund the whole `max_fee`, prune, keep a
+	/// receipt with `outcome` (expired or fraudulent), emit the matching event.
+	fn close_refunded(
+		id: JobId,
+		job: Job<T>,
+		n: BlockNumberFor<T>,
+		outcome: Outcome<T::AccountId>,
+	) {
 		currency::refund_fee::<T>(&job.requester, job.max_fee);
 		Jobs::<T>::remove(id);
 		StepHashes::<T>::remove(id);
 		pallet_verity_models::Pallet::<T>::job_closed(&job.model);
+		let (requester, refund) = (job.requester.clone(), job.max_fee);
+		let event = match outcome {
+			Outcome::Fraud { .. } => Event::Fraudulent { job: id, requester, refund },
+			_ => Event::Expired { job: id, requester, refund },
+		};
 		Receipts::<T>::insert(
 			id,
 			Receipt {
-				requester: job.requester.clone(),
+				requester: job.requester,
 				model: job.model,
 				operator: job.operator,
 				output: Default::default(),
 				trace_root: None,
 				fee: Zero::zero(),
 				closed_at: n,
-				outcome: Outcome::Expired,
+				outcome,
 			},
 		);
-		Self::deposit_event(Event::Expired {
-			job: id,
-			requester: job.requester,
-			refund: job.max_fee,
-		});
+		Self::deposit_event(event);
 	}
 
 	/// A job that can be disputed now, with its committed step hashes.
@@ -649,28 +661,7 @@ impl<T: Config> Pallet<T> {
 	pub fn conclude_fraud(id: JobId, job: Job<T>, prover: T::AccountId, step: u32) {
 		let n = frame_system::Pallet::<T>::block_number();
 		pallet_verity_operators::Pallet::<T>::release_collateral(&job.operator, job.collateral);
-		currency::refund_fee::<T>(&job.requester, job.max_fee);
-		Jobs::<T>::remove(id);
-		StepHashes::<T>::remove(id);
-		pallet_verity_models::Pallet::<T>::job_closed(&job.model);
-		Receipts::<T>::insert(
-			id,
-			Receipt {
-				requester: job.requester.clone(),
-				model: job.model,
-				operator: job.operator,
-				output: Default::default(),
-				trace_root: None,
-				fee: Zero::zero(),
-				closed_at: n,
-				outcome: Outcome::Fraud { prover, step },
-			},
-		);
-		Self::deposit_event(Event::Fraudulent {
-			job: id,
-			requester: job.requester,
-			refund: job.max_fee,
-		});
+		Self::close_refunded(id, job, n, Outcome::Fraud { prover, step });
 	}
 
 	/// Invariants: each requester's `Fee` hold equals the `max_fee` of its open jobs; each
