@@ -183,3 +183,60 @@ impl pallet_verity_disputes::Config for Runtime {
 	type ProverShare = ProverShare;
 	type WeightInfo = pallet_verity_disputes::weights::SubstrateWeight<Runtime>;
 }
+
+impl pallet_verity_agent::Config for Runtime {
+	type AuthorityId = pallet_verity_agent::crypto::AgentId;
+	/// At most 64 executions and 64 checks asked of the inference worker per block.
+	type MaxRequestsPerBlock = ConstU32<64>;
+}
+
+// Signed transactions from the off-chain worker (the agent's commits and fraud proofs).
+impl frame_system::offchain::SigningTypes for Runtime {
+	type Public = <Signature as Verify>::Signer;
+	type Signature = Signature;
+}
+
+impl<C> frame_system::offchain::CreateTransactionBase<C> for Runtime
+where
+	RuntimeCall: From<C>,
+{
+	type Extrinsic = UncheckedExtrinsic;
+	type RuntimeCall = RuntimeCall;
+}
+
+impl<C> frame_system::offchain::CreateSignedTransaction<C> for Runtime
+where
+	RuntimeCall: From<C>,
+{
+	/// A transaction signed by `public` (the agent's `vrty` key, which is `account`'s key),
+	/// mortal for 256 blocks, no tip; the same extensions as any other signed transaction.
+	fn create_signed_transaction<
+		A: frame_system::offchain::AppCrypto<Self::Public, Self::Signature>,
+	>(
+		call: RuntimeCall,
+		public: Self::Public,
+		account: AccountId,
+		nonce: Nonce,
+	) -> Option<UncheckedExtrinsic> {
+		use codec::Encode;
+		use sp_runtime::{generic::Era, SaturatedConversion};
+		let current: u64 = System::block_number().saturated_into::<u64>().saturating_sub(1);
+		let era = Era::mortal(256, current);
+		let extension: TxExtension = (
+			frame_system::AuthorizeCall::<Runtime>::new(),
+			frame_system::CheckNonZeroSender::<Runtime>::new(),
+			frame_system::CheckSpecVersion::<Runtime>::new(),
+			frame_system::CheckTxVersion::<Runtime>::new(),
+			frame_system::CheckGenesis::<Runtime>::new(),
+			frame_system::CheckEra::<Runtime>::from(era),
+			frame_system::CheckNonce::<Runtime>::from(nonce),
+			frame_system::CheckWeight::<Runtime>::new(),
+			pallet_transaction_payment::ChargeTransactionPayment::<Runtime>::from(0),
+			frame_system::WeightReclaim::<Runtime>::new(),
+		);
+		let payload = SignedPayload::new(call, extension).ok()?;
+		let signature = payload.using_encoded(|bytes| A::sign(bytes, public))?;
+		let (call, extension, _) = payload.deconstruct();
+		Some(UncheckedExtrinsic::new_signed(call, MultiAddress::Id(account), signature, extension))
+	}
+}

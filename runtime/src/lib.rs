@@ -31,6 +31,10 @@ use sp_version::RuntimeVersion;
 pub use frame_system::Call as SystemCall;
 pub use pallet_balances::Call as BalancesCall;
 pub use pallet_timestamp::Call as TimestampCall;
+/// The agent's key type (`vrty`), its settings and their off-chain storage key, for the node.
+pub use pallet_verity_agent::{
+	Settings as AgentSettings, KEY_TYPE as AGENT_KEY_TYPE, SETTINGS_KEY as AGENT_SETTINGS_KEY,
+};
 #[cfg(any(feature = "std", test))]
 pub use sp_runtime::BuildStorage;
 
@@ -195,6 +199,9 @@ mod runtime {
 
 	#[runtime::pallet_index(10)]
 	pub type Disputes = pallet_verity_disputes;
+
+	#[runtime::pallet_index(11)]
+	pub type Agent = pallet_verity_agent;
 }
 
 #[cfg(feature = "runtime-benchmarks")]

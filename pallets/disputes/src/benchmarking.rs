@@ -12,8 +12,9 @@ use pallet_verity_jobs::benchmarking::{requester, serving, submitted};
 use pallet_verity_models::benchmarking::{conv_model, fc_model, register_case};
 use verity_primitives::testing::TestCase;
 
-/// Register `case`, submit it, commit a trace whose output is wrong and return (job, proof).
-fn fraudulent<T: Config>(case: &TestCase) -> (JobId, Vec<u8>) {
+/// Register `case`, submit it, commit a trace whose hash of `step` is wrong (the output and
+/// h_n stay honest when `step` < n, so the commitment is accepted) and return (job, proof).
+fn fraudulent<T: Config>(case: &TestCase, step: u32) -> (JobId, Vec<u8>) {
 	let publisher: T::AccountId = account("publisher", 0, 0);
 	let model = register_case::<T>(&publisher, case);
 	let operator: T::AccountId = account("operator", 0, 0);
@@ -23,13 +24,18 @@ fn fraudulent<T: Config>(case: &TestCase) -> (JobId, Vec<u8>) {
 	let job = submitted::<T>(&who, model, case.input.clone());
 	let trace = case.trace().expect("benchmark model executes");
 	let mut output = trace.output().to_vec();
-	if let Some(b) = output.first_mut() {
-		*b = b.wrapping_add(1);
-	}
 	let mut hashes = trace.step_hashes(&case.header).unwrap_or_default();
 	let n = case.header.num_ops();
-	if let (Some(last), Some(h)) =
-		(hashes.last_mut(), verity_primitives::tensor_hash(&case.header, n, &output))
+	if step == n {
+		if let Some(b) = output.first_mut() {
+			*b = b.wrapping_add(1);
+		}
+	}
+	if let Some(h) = hashes.get_mut(step as usize) {
+		h[0] ^= 1;
+	}
+	if let (true, Some(last), Some(h)) =
+		(step == n, hashes.last_mut(), verity_primitives::tensor_hash(&case.header, n, &output))
 	{
 		*last = h;
 	}
@@ -40,7 +46,7 @@ fn fraudulent<T: Config>(case: &TestCase) -> (JobId, Vec<u8>) {
 		hashes
 	)
 	.is_ok());
-	let proof = verity_primitives::build_fraud_proof(&case.header, &trace, &case.weights, n)
+	let proof = verity_primitives::build_fraud_proof(&case.header, &trace, &case.weights, step)
 		.expect("proof");
 	(job, proof.encode())
 }
@@ -54,7 +60,8 @@ mod benchmarks {
 		b: Linear<2048, { <T as pallet_verity_models::Config>::MaxStepProofBytes::get() }>,
 	) {
 		let n = (b / 1024).saturating_sub(1).max(1);
-		let (job, proof) = fraudulent::<T>(&fc_model(1024, n, 0));
+		let case = fc_model(1024, n, 0);
+		let (job, proof) = fraudulent::<T>(&case, 1);
 		let caller: T::AccountId = whitelisted_caller();
 
 		#[extrinsic_call]
@@ -68,7 +75,8 @@ mod benchmarks {
 		m: Linear<36864, { <T as pallet_verity_models::Config>::MaxStepMacs::get() }>,
 	) {
 		let c = (m / 36864).max(1);
-		let (job, proof) = fraudulent::<T>(&conv_model(c, 0));
+		// The convolution (step 1) is the one proven wrong.
+		let (job, proof) = fraudulent::<T>(&conv_model(c, 0), 1);
 		let caller: T::AccountId = whitelisted_caller();
 
 		#[extrinsic_call]

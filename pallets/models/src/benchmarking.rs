@@ -57,8 +57,9 @@ pub fn header_of_size(bytes: u32, salt: u8) -> verity_primitives::testing::TestC
 	b.finish(vec![1])
 }
 
-/// One 3x3 convolution `[16, 16, 16] -> [c, 16, 16]`: 36,864 MACs per output channel with
-/// 4 KiB of input and 144 weight bytes per channel.
+/// A 3x3 convolution `[16, 16, 16] -> [c, 16, 16]` (step 1: 36,864 MACs per output channel,
+/// 4 KiB of input and 144 weight bytes per channel) followed by a global average pool
+/// `[c, 16, 16] -> [c]` (step 2), which keeps the model's output small.
 pub fn conv_model(c: u32, salt: u8) -> verity_primitives::testing::TestCase {
 	let mut b = ModelBuilder::new(TensorSpec::new(vec![16, 16, 16], salt as i8, 1.0));
 	let params = Conv2dParams {
@@ -82,6 +83,15 @@ pub fn conv_model(c: u32, salt: u8) -> verity_primitives::testing::TestCase {
 		vec![3; c as usize],
 		vec![RQ; c as usize],
 		(0..c * 144).map(|i| (i % 239) as u8).collect(),
+	);
+	b.push(
+		OpKind::GlobalAvgPool,
+		vec![1],
+		TensorSpec::new(vec![c], 0, 1.0),
+		(-128, 127),
+		vec![],
+		vec![],
+		vec![],
 	);
 	b.finish((0..4096u32).map(|i| (i % 241) as u8).collect())
 }

@@ -60,11 +60,11 @@ impl pallet_verity_models::Config for Test {
 	type RuntimeHoldReason = RuntimeHoldReason;
 	type MaxHeaderBytes = ConstU32<{ 1 << 16 }>;
 	type MaxOps = ConstU32<16>;
-	type MaxTensorElements = ConstU32<4096>;
+	type MaxTensorElements = ConstU32<{ 1 << 16 }>;
 	type MaxOpInputs = ConstU32<4>;
 	type MaxStepProofBytes = ConstU32<{ 1 << 16 }>;
 	type MaxStepMacs = ConstU32<{ 1 << 20 }>;
-	type MaxInputBytes = ConstU32<1024>;
+	type MaxInputBytes = ConstU32<4096>;
 	type MaxOutputBytes = ConstU32<512>;
 	type MaxNameLen = ConstU32<32>;
 	type MaxUriLen = ConstU32<128>;
@@ -110,6 +110,13 @@ pub const EVE: AccountId = 6;
 pub const NOBODY: AccountId = 99;
 
 pub fn new_test_ext() -> sp_io::TestExternalities {
+	let mut ext = sp_io::TestExternalities::new(genesis_storage());
+	ext.execute_with(|| System::set_block_number(1));
+	ext
+}
+
+/// The mock's genesis state: accounts 1..=10 endowed.
+pub fn genesis_storage() -> sp_runtime::Storage {
 	let mut t = frame_system::GenesisConfig::<Test>::default().build_storage().unwrap();
 	pallet_balances::GenesisConfig::<Test> {
 		balances: (1..=10).map(|a| (a, ENDOWMENT)).collect(),
@@ -117,9 +124,7 @@ pub fn new_test_ext() -> sp_io::TestExternalities {
 	}
 	.assimilate_storage(&mut t)
 	.unwrap();
-	let mut ext = sp_io::TestExternalities::new(t);
-	ext.execute_with(|| System::set_block_number(1));
-	ext
+	t
 }
 
 /// Every pallet's invariants plus the issuance rule.

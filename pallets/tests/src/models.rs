@@ -92,7 +92,7 @@ fn register_rejects_bad_headers() {
 			invalid_reason(e)
 		);
 		// Valid under generous limits, but input / output larger than the chain stores.
-		let wide_in = fc(2048, 4);
+		let wide_in = fc(8192, 4);
 		assert!(verity_primitives::validate(&wide_in.header, &Models::limits()).is_ok());
 		assert_noop!(
 			Models::register(origin(PUBLISHER), header_bytes(&wide_in), vec![], vec![]),

@@ -1,0 +1,131 @@
+//! # Agent pallet: the off-chain worker of operators and watchers
+//!
+//! This pallet has no calls and no storage. Its `offchain_worker` hook is the agent of the
+//! node it runs in: it acts for every `vrty` key (sr25519, [`KEY_TYPE`]) in the node's
+//! keystore.
+//!
+//! * **Operator role** (always on): for every open job assigned to one of those accounts and
+//!   still before its deadline, it asks the local inference worker to `execute` the job and,
+//!   once the result is there, submits the signed `Jobs::commit(job, output, step_hashes)`
+//!   from the operator's account.
+//! * **Watcher role** (node flag `--watcher`): for every committed job inside its challenge
+//!   window (all of them, or a sampled share), it asks the inference worker to `prove` the
+//!   committed step hashes; on a wrong step it submits the signed
+//!   `Disputes::prove_fraud(job, proof)` from its first key. Jobs of its own keys are skipped.
+//!
+//! It never blocks for long: one JSON-RPC batch request per block, with a deadline
+//! ([`WORKER_WAIT_MS`] for the worker, [`HTTP_TIMEOUT_MS`] for the request); a result that is not
+//! ready yet is picked up in a later block (the worker caches results by content, so asking
+//! again costs nothing). It never submits the same transaction twice: what it submitted is
+//! remembered in the node's off-chain storage (per job, with the attempt), and only re-sent when
+//! the job is still in the same state [`RESEND_AFTER`] blocks later (a transaction that was
+//! dropped); one run at a time (a storage lock). Nonces of transactions still in the pool are
+//! tracked for [`NONCE_TTL`] blocks so that submissions of consecutive blocks do not collide.
+//!
+//! Settings come from the node (flags `--inference-worker`, `--watcher`, `--watch-share`),
+//! written into the off-chain storage under [`SETTINGS_KEY`] as [`Settings`]. Everything it does
+//! is logged under the target `verity::agent`.
+//!
+//! Off-chain cost: each run reads the open jobs (`Jobs` iterates over all of them, off-chain)
+//! and handles at most `MaxRequestsPerBlock` of them per role.
+
+#![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
+
+mod agent;
+pub mod worker;
+
+pub use pallet::*;
+
+use codec::{Decode, Encode};
+use sp_core::crypto::KeyTypeId;
+
+/// The key type of the agent's keys: `vrty`.
+pub const KEY_TYPE: KeyTypeId = KeyTypeId(*b"vrty");
+
+/// The off-chain storage key (kind `PERSISTENT`) of the node's agent [`Settings`].
+pub const SETTINGS_KEY: &[u8] = b"verity/agent/settings";
+
+/// The inference worker's default address.
+pub const DEFAULT_WORKER_URL: &str = "http://127.0.0.1:9955";
+
+/// How long the inference worker may wait for a result within one request.
+pub const WORKER_WAIT_MS: u64 = 1_500;
+
+/// How long one HTTP request to the inference worker may take.
+pub const HTTP_TIMEOUT_MS: u64 = 3_000;
+
+/// Blocks after which a submitted transaction whose effect is not visible is sent again.
+pub const RESEND_AFTER: u32 = 5;
+
+/// Blocks for which the nonce of a submitted transaction is remembered.
+pub const NONCE_TTL: u32 = 8;
+
+/// The node's settings for its agent (SCALE-encoded under [`SETTINGS_KEY`]).
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode)]
+pub struct Settings {
+	/// The inference worker's JSON-RPC address (`http://host:port`).
+	pub worker_url: alloc::vec::Vec<u8>,
+	/// `Some(share)`: watch this share (parts per million) of the committed jobs.
+	pub watch_permill: Option<u32>,
+}
+
+impl Default for Settings {
+	fn default() -> Self {
+		Settings { worker_url: DEFAULT_WORKER_URL.as_bytes().to_vec(), watch_permill: None }
+	}
+}
+
+/// The agent's keys: sr25519 under [`KEY_TYPE`]. A key's account is the operator (or
+/// watcher) account it signs for.
+pub mod crypto {
+	use super::KEY_TYPE;
+	use sp_runtime::{
+		app_crypto::{app_crypto, sr25519},
+		MultiSignature, MultiSigner,
+	};
+	app_crypto!(sr25519, KEY_TYPE);
+
+	/// The agent's signing identity for `frame_system::offchain`.
+	pub struct AgentId;
+
+	impl frame_system::offchain::AppCrypto<MultiSigner, MultiSignature> for AgentId {
+		type RuntimeAppPublic = Public;
+		type GenericSignature = sp_core::sr25519::Signature;
+		type GenericPublic = sp_core::sr25519::Public;
+	}
+}
+
+#[frame_support::pallet]
+pub mod pallet {
+	use frame_support::pallet_prelude::*;
+	use frame_system::{
+		offchain::{AppCrypto, CreateSignedTransaction},
+		pallet_prelude::*,
+	};
+
+	#[pallet::pallet]
+	pub struct Pallet<T>(_);
+
+	#[pallet::config]
+	pub trait Config:
+		frame_system::Config
+		+ pallet_verity_disputes::Config
+		+ CreateSignedTransaction<pallet_verity_jobs::Call<Self>>
+		+ CreateSignedTransaction<pallet_verity_disputes::Call<Self>>
+	{
+		/// The agent's keys (`crypto::AgentId` in a runtime with `MultiSignature`).
+		type AuthorityId: AppCrypto<Self::Public, Self::Signature>;
+		/// Jobs handed to the inference worker per block and role (bounds one run's work).
+		#[pallet::constant]
+		type MaxRequestsPerBlock: Get<u32>;
+	}
+
+	#[pallet::hooks]
+	impl<T: Config> Hooks<BlockNumberFor<T>> for Pallet<T> {
+		fn offchain_worker(now: BlockNumberFor<T>) {
+			crate::agent::run::<T>(now);
+		}
+	}
+}
