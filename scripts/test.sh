@@ -16,6 +16,12 @@ cargo fmt --all --check
 step "build (release): node with its runtime wasm, and every workspace crate"
 cargo build --release --locked --workspace
 
+step "build (release): the faulty inference worker of the fraud tests (feature fault-injection, test builds only)"
+cargo build --release --locked -p verity-worker --features fault-injection --bin verity-worker-faulty
+
+step "inference worker fault injection: wrong from exactly the chosen step, proven by the honest worker"
+cargo test --release --locked -p verity-worker --features fault-injection --test fault_injection
+
 step "chain specs from the presets"
 bash chain-spec/generate.sh
 

@@ -12,9 +12,13 @@
 //! * [`rpc`]: the JSON-RPC API.
 //! * [`quantize`]: float model + calibration data → Verity model file.
 //! * [`float`]: a plain fp32 libtorch run of the same architecture (benchmark baseline).
+//! * `fault` (cargo feature `fault-injection`, test builds only): the faulty worker of the
+//!   end-to-end tests (`verity-worker-faulty`).
 
 pub mod backend;
 pub mod exact;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 pub mod float;
 pub mod hexfmt;
 pub mod model;

@@ -382,7 +382,9 @@ async fn serve(
 	Ok(())
 }
 
-fn main() -> ExitCode {
+/// The whole program (also the body of `verity-worker-faulty`, which includes this file as a
+/// module and turns fault injection on first).
+pub(crate) fn main() -> ExitCode {
 	let cli = Cli::parse();
 	match run(cli) {
 		Ok(code) => code,

@@ -55,7 +55,13 @@ impl LoadedModel {
 		})?;
 		let info = validate(&file.header, &worker_limits())
 			.map_err(|e| ModelError::Invalid { op: e.op, reason: format!("{:?}", e.reason) })?;
-		Ok(LoadedModel { id, header: file.header, weights: file.weights, info })
+		#[allow(unused_mut)]
+		let mut model = LoadedModel { id, header: file.header, weights: file.weights, info };
+		// Test builds only (`verity-worker-faulty`): the fault is injected after verification,
+		// so the model keeps its genuine id.
+		#[cfg(feature = "fault-injection")]
+		crate::fault::apply(&mut model);
+		Ok(model)
 	}
 
 	pub fn input_len(&self) -> usize {

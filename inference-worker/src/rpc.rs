@@ -167,6 +167,10 @@ pub struct Health {
 	pub max_batch: usize,
 	pub uptime_s: f64,
 	pub stats: Stats,
+	/// The injected fault (`verity-worker-faulty` only; absent from honest workers).
+	#[cfg(feature = "fault-injection")]
+	#[serde(skip_serializing_if = "Option::is_none")]
+	pub fault: Option<&'static str>,
 }
 
 #[rpc(server)]
@@ -293,6 +297,8 @@ impl WorkerApiServer for Rpc {
 			max_batch: c.max_batch,
 			uptime_s: self.service.uptime().as_secs_f64(),
 			stats: self.service.stats(),
+			#[cfg(feature = "fault-injection")]
+			fault: crate::fault::active().map(crate::fault::Fault::name),
 		})
 	}
 }
