@@ -15,8 +15,9 @@ build: setup
 chain-spec: build
 	bash chain-spec/generate.sh
 
+# The node and its inference worker (scripts/dev.sh): Ctrl-C stops both.
 dev: build
-	$(NODE) --dev $(ARGS)
+	VERITY_NODE_BIN=$(NODE) bash scripts/dev.sh $(ARGS)
 
 test:
 	bash scripts/test.sh
