@@ -30,6 +30,7 @@ die() {
 	exit 1
 }
 
+command -v curl >/dev/null || die "curl is needed (to ask the worker for its health)"
 [ -x "$worker_bin" ] || die "$worker_bin not found: run \`make build\` first"
 [ -x "$node_bin" ] || command -v "$node_bin" >/dev/null || die "$node_bin not found: run \`make build\` first"
 
@@ -54,7 +55,9 @@ stop() {
 
 cleanup() {
 	local status=$?
-	trap - EXIT INT TERM HUP
+	# Finish the clean-up even if another Ctrl-C comes (it is bounded: SIGKILL after 15 s).
+	trap '' INT TERM HUP
+	trap - EXIT
 	stop "$node_pid" verity-node
 	stop "$worker_pid" verity-worker
 	# A job started just before a signal arrived, whose pid was not recorded yet.
