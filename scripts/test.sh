@@ -25,8 +25,11 @@ cargo test --release --locked -p verity-worker --features fault-injection --test
 step "chain specs from the presets"
 bash chain-spec/generate.sh
 
-step "Rust tests (runtime presets, primitives)"
+step "Rust tests (primitives, pallets, agent, runtime presets, inference worker)"
 cargo test --release --locked --workspace
+
+step "pallet benchmarks: every benchmark of the four pallets, lowest and highest components, with verify"
+SKIP_WASM_BUILD=1 cargo test --release --locked -p verity-pallets-tests --features runtime-benchmarks benchmarks
 
 step "verity-primitives builds for wasm32v1-none without std"
 cargo build --release --locked -p verity-primitives --no-default-features --target wasm32v1-none

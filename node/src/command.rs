@@ -142,18 +142,29 @@ pub fn run() -> sc_cli::Result<()> {
 			runner.sync_run(|config| cmd.run::<Block>(&config))
 		},
 		None => {
+			let agent = service::AgentOptions {
+				settings: cli.agent.settings()?,
+				dev_key: cli.run.shared_params.dev,
+			};
+			let ocw_never = matches!(
+				cli.run.offchain_worker_params.enabled,
+				sc_cli::OffchainWorkerEnabled::Never
+			);
 			let runner = cli.create_runner(&cli.run)?;
-			runner.run_node_until_exit(|config| async move {
+			runner.run_node_until_exit(|mut config| async move {
+				// The agent needs the off-chain worker on operator and watcher nodes, which need
+				// not be validators: it runs unless `--offchain-worker never`.
+				config.offchain_worker.enabled = !ocw_never;
 				match config.network.network_backend {
 					sc_network::config::NetworkBackendType::Libp2p => service::new_full::<
 						sc_network::NetworkWorker<
 							Block,
 							<Block as sp_runtime::traits::Block>::Hash,
 						>,
-					>(config)
+					>(config, agent)
 					.map_err(sc_cli::Error::Service),
 					sc_network::config::NetworkBackendType::Litep2p => {
-						service::new_full::<sc_network::Litep2pNetworkBackend>(config)
+						service::new_full::<sc_network::Litep2pNetworkBackend>(config, agent)
 							.map_err(sc_cli::Error::Service)
 					},
 				}

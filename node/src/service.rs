@@ -9,6 +9,7 @@ use sc_service::{error::Error as ServiceError, Configuration, TaskManager, WarpS
 use sc_telemetry::{Telemetry, TelemetryWorker};
 use sc_transaction_pool_api::OffchainTransactionPoolFactory;
 use sp_consensus_aura::sr25519::{AuthorityId as AuraId, AuthorityPair as AuraPair};
+use sp_keystore::Keystore;
 use std::{sync::Arc, time::Duration};
 use verity_runtime::{apis::RuntimeApi, opaque::Block};
 
@@ -128,11 +129,20 @@ pub fn new_partial(config: &Configuration) -> Result<Service, ServiceError> {
 	})
 }
 
+/// What the node sets up for its agent (the off-chain worker).
+pub struct AgentOptions {
+	/// Written into the off-chain storage, where the agent reads them.
+	pub settings: verity_runtime::AgentSettings,
+	/// Put Alice's `vrty` key into the keystore (`--dev`), so the dev chain executes jobs.
+	pub dev_key: bool,
+}
+
 /// Build and start a full node.
 pub fn new_full<
 	N: sc_network::NetworkBackend<Block, <Block as sp_runtime::traits::Block>::Hash>,
 >(
 	config: Configuration,
+	agent: AgentOptions,
 ) -> Result<TaskManager, ServiceError> {
 	let sc_service::PartialComponents {
 		client,
@@ -144,6 +154,33 @@ pub fn new_full<
 		transaction_pool,
 		other: (block_import, grandpa_link, mut telemetry),
 	} = new_partial(&config)?;
+
+	if agent.dev_key {
+		keystore_container
+			.keystore()
+			.sr25519_generate_new(verity_runtime::AGENT_KEY_TYPE, Some("//Alice"))
+			.map_err(|e| ServiceError::Other(format!("cannot add Alice's vrty key: {e}")))?;
+	}
+	match backend.offchain_storage() {
+		Some(mut db) => {
+			use sp_core::offchain::OffchainStorage;
+			db.set(
+				sp_core::offchain::STORAGE_PREFIX,
+				verity_runtime::AGENT_SETTINGS_KEY,
+				&codec::Encode::encode(&agent.settings),
+			);
+			log::info!(
+				target: "verity::agent",
+				"inference worker {}, watcher: {}",
+				String::from_utf8_lossy(&agent.settings.worker_url),
+				agent.settings.watch_permill.map_or("off".into(), |p| format!(
+					"{}% of the jobs",
+					f64::from(p) / 10_000.0
+				)),
+			);
+		},
+		None => log::warn!(target: "verity::agent", "no off-chain storage: the agent cannot run"),
+	}
 
 	let mut net_config = sc_network::config::FullNetworkConfiguration::<
 		Block,

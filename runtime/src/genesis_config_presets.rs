@@ -4,9 +4,9 @@
 //! - `local_testnet` (`--chain local`): Alice and Bob are the authorities; Alice is sudo.
 //!
 //! In both, the well-known dev accounts (Alice, Bob, Charlie, Dave, Eve, Ferdie) are endowed
-//! with [`ENDOWMENT`] each, the example model ([`example_model_header`], the primitives' golden
-//! CNN) is registered by Ferdie, and Alice is an operator with [`OPERATOR_STAKE`] bonded, serving
-//! it at [`EXAMPLE_PRICE`] per job. Bob is meant to watch and Charlie to submit jobs; both are
+//! with [`ENDOWMENT`] each, the example models ([`EXAMPLE_MODELS`]: the inference worker's digits
+//! CNN and MLP) are registered by Ferdie, and Alice is an operator with [`OPERATOR_STAKE`] bonded,
+//! serving both at [`EXAMPLE_PRICE`] per job. Bob is meant to watch and Charlie to submit jobs; both are
 //! just funded.
 
 use crate::{AccountId, Balance, UNIT};
@@ -27,23 +27,44 @@ pub const OPERATOR_STAKE: Balance = 10_000 * UNIT;
 /// Alice's price per job of the example model.
 pub const EXAMPLE_PRICE: Balance = UNIT;
 
-/// The example model file registered at genesis (header + weights, `VRTYMODL` format).
-pub const EXAMPLE_MODEL_FILE: &[u8] = include_bytes!("../../primitives/testdata/cnn.vmodel");
+/// The example models registered at genesis: (name, model file, URI). The inference worker's
+/// examples, trained on the scikit-learn digits (8x8 images; `inference-worker/models/`).
+pub const EXAMPLE_MODELS: [(&str, &[u8], &str); 2] = [
+	(
+		"digits-cnn",
+		include_bytes!("../../inference-worker/models/digits_cnn.vmodel"),
+		"inference-worker/models/digits_cnn.vmodel",
+	),
+	(
+		"digits-mlp",
+		include_bytes!("../../inference-worker/models/digits_mlp.vmodel"),
+		"inference-worker/models/digits_mlp.vmodel",
+	),
+];
+
+/// The first example model file (the digits CNN; header + weights, `VRTYMODL` format).
+pub const EXAMPLE_MODEL_FILE: &[u8] = EXAMPLE_MODELS[0].1;
+
+fn header_of(file: &[u8]) -> Option<verity_primitives::ModelHeader> {
+	verity_primitives::ModelFile::decode(file).ok().map(|f| f.header)
+}
 
 /// The canonical header bytes of the example model.
 pub fn example_model_header() -> Vec<u8> {
-	match verity_primitives::ModelFile::decode(EXAMPLE_MODEL_FILE) {
-		Ok(file) => file.header.encode(),
-		Err(_) => Vec::new(),
-	}
+	header_of(EXAMPLE_MODEL_FILE).map(|h| h.encode()).unwrap_or_default()
 }
 
 /// The id of the example model.
 pub fn example_model_id() -> [u8; 32] {
-	match verity_primitives::ModelFile::decode(EXAMPLE_MODEL_FILE) {
-		Ok(file) => verity_primitives::model_id(&file.header),
-		Err(_) => [0; 32],
-	}
+	header_of(EXAMPLE_MODEL_FILE).map(|h| verity_primitives::model_id(&h)).unwrap_or([0; 32])
+}
+
+/// The ids of all example models, in [`EXAMPLE_MODELS`] order.
+pub fn example_model_ids() -> Vec<[u8; 32]> {
+	EXAMPLE_MODELS
+		.iter()
+		.filter_map(|(_, file, _)| header_of(file).map(|h| verity_primitives::model_id(&h)))
+		.collect()
 }
 
 /// The accounts endowed by both presets.
@@ -83,18 +104,21 @@ fn testnet_genesis(
 		},
 		"sudo": { "key": Some(root) },
 		"models": {
-			"models": vec![(
-				Sr25519Keyring::Ferdie.to_account_id(),
-				example_model_header(),
-				b"golden-cnn".to_vec(),
-				b"primitives/testdata/cnn.vmodel".to_vec(),
-			)],
+			"models": EXAMPLE_MODELS
+				.iter()
+				.filter_map(|(name, file, uri)| Some((
+					Sr25519Keyring::Ferdie.to_account_id(),
+					header_of(file)?.encode(),
+					name.as_bytes().to_vec(),
+					uri.as_bytes().to_vec(),
+				)))
+				.collect::<Vec<_>>(),
 		},
 		"operators": {
 			"operators": vec![(
 				Sr25519Keyring::Alice.to_account_id(),
 				OPERATOR_STAKE,
-				vec![(example_model_id(), EXAMPLE_PRICE)],
+				example_model_ids().into_iter().map(|id| (id, EXAMPLE_PRICE)).collect::<Vec<_>>(),
 			)],
 		},
 	})

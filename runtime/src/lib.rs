@@ -33,7 +33,8 @@ pub use pallet_balances::Call as BalancesCall;
 pub use pallet_timestamp::Call as TimestampCall;
 /// The agent's key type (`vrty`), its settings and their off-chain storage key, for the node.
 pub use pallet_verity_agent::{
-	Settings as AgentSettings, KEY_TYPE as AGENT_KEY_TYPE, SETTINGS_KEY as AGENT_SETTINGS_KEY,
+	Settings as AgentSettings, DEFAULT_WORKER_URL as AGENT_DEFAULT_WORKER_URL,
+	KEY_TYPE as AGENT_KEY_TYPE, SETTINGS_KEY as AGENT_SETTINGS_KEY,
 };
 #[cfg(any(feature = "std", test))]
 pub use sp_runtime::BuildStorage;

@@ -2,8 +2,8 @@
 
 use super::*;
 use crate::genesis_config_presets::{
-	endowed_accounts, example_model_id, get_preset, preset_names, ENDOWMENT, EXAMPLE_PRICE,
-	OPERATOR_STAKE,
+	endowed_accounts, example_model_id, example_model_ids, get_preset, preset_names, ENDOWMENT,
+	EXAMPLE_PRICE, OPERATOR_STAKE,
 };
 use frame_support::genesis_builder_helper::build_state;
 use serde_json::Value;
@@ -119,18 +119,27 @@ fn development_preset_has_model_operator_and_accepts_jobs() {
 	use frame_support::{assert_ok, traits::IntegrityTest};
 	ext_for("development").execute_with(|| {
 		<AllPalletsWithSystem as IntegrityTest>::integrity_test();
+		let ids = example_model_ids();
+		assert_eq!(ids.len(), 2, "both example models decode");
+		for id in &ids {
+			let model = pallet_verity_models::Models::<Runtime>::get(id).expect("example model");
+			assert_eq!(model.status, pallet_verity_models::ModelStatus::Active);
+		}
 		let id = example_model_id();
+		assert_eq!(id, ids[0]);
 		let model = pallet_verity_models::Models::<Runtime>::get(id).expect("example model");
 		assert_eq!(model.publisher, Sr25519Keyring::Ferdie.to_account_id());
 		let alice = Sr25519Keyring::Alice.to_account_id();
 		let op = pallet_verity_operators::Operators::<Runtime>::get(&alice).expect("operator");
 		assert_eq!(op.active, OPERATOR_STAKE);
-		assert_eq!(pallet_verity_operators::Servers::<Runtime>::get(id)[0].operator, alice);
+		for id in &ids {
+			assert_eq!(pallet_verity_operators::Servers::<Runtime>::get(id)[0].operator, alice);
+		}
 		pallet_verity_models::Pallet::<Runtime>::do_try_state().unwrap();
 		pallet_verity_operators::Pallet::<Runtime>::do_try_state().unwrap();
 
 		frame_system::Pallet::<Runtime>::set_block_number(1);
-		let input = include_bytes!("../../primitives/testdata/cnn.input").to_vec();
+		let input = include_bytes!("../../inference-worker/models/digits_cnn.input").to_vec();
 		assert_eq!(input.len() as u32, model.input_elements);
 		let charlie = Sr25519Keyring::Charlie.to_account_id();
 		assert_ok!(pallet_verity_jobs::Pallet::<Runtime>::submit(

@@ -1,0 +1,282 @@
+// Agent: operators' nodes execute assigned jobs and commit, watchers' nodes prove fraud, and a
+// requester with polkadot.js sees it all. Real verity-node and verity-worker processes on
+// loopback; the three scenarios run side by side, each on its own dev chain.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { ApiPromise, WsProvider } from '@polkadot/api';
+import { Keyring } from '@polkadot/keyring';
+import { u8aToHex } from '@polkadot/util';
+import { cryptoWaitReady } from '@polkadot/util-crypto';
+import { startNode, waitFor, rpc, freePort } from '../lib/node.js';
+import { startWorker, workerRun, EXAMPLES } from '../lib/worker.js';
+
+const UNIT = 1_000_000_000_000n;
+const PRICE = UNIT; // Alice's price for the example models (genesis preset)
+const COLLATERAL = 100n * UNIT; // JobCollateral
+const PENALTY = 10n * UNIT; // MissedDeadlinePenalty
+const PROVER_SHARE_PERCENT = 50n; // ProverShare
+const MAX_FEE = 2n * UNIT;
+const MODEL = EXAMPLES.digits_cnn;
+const INPUT = readFileSync(MODEL.input);
+// Block time 6 s: deadline 10 blocks, window 20 blocks. Every wait below is bounded.
+const BLOCKS = (n) => n * 6_000 + 30_000;
+
+async function connect(node) {
+  return ApiPromise.create({ provider: new WsProvider(`ws://127.0.0.1:${node.rpcPort}`), noInitWarn: true });
+}
+
+const keyring = () => new Keyring({ type: 'sr25519' });
+
+/** The example model's id, from the chain (registered in the genesis preset). */
+async function modelId(api) {
+  const expected = workerRun(MODEL.model, MODEL.input).model;
+  const entry = await api.query.models.models(expected);
+  assert.ok(entry.isSome, `example model ${expected} is registered`);
+  return expected;
+}
+
+/** Sign and send; resolve when in a block with { blockHash, blockNumber, events, fee }. */
+function send(api, tx, signer, what) {
+  return new Promise((ok, fail) => {
+    const timer = setTimeout(() => fail(new Error(`${what} not included within 60 s`)), 60_000);
+    tx.signAndSend(signer, async ({ status, events, dispatchError }) => {
+      if (dispatchError) {
+        clearTimeout(timer);
+        const msg = dispatchError.isModule ? JSON.stringify(api.registry.findMetaError(dispatchError.asModule)) : dispatchError.toString();
+        fail(new Error(`${what} failed: ${msg}`));
+        return;
+      }
+      if (status.isInBlock) {
+        clearTimeout(timer);
+        const header = await api.rpc.chain.getHeader(status.asInBlock);
+        const paid = events.find(({ event }) => api.events.transactionPayment.TransactionFeePaid.is(event));
+        ok({ blockHash: status.asInBlock, blockNumber: header.number.toNumber(), events, fee: paid ? paid.event.data[1].toBigInt() : 0n });
+      }
+    }).catch((e) => { clearTimeout(timer); fail(e); });
+  });
+}
+
+/** Charlie submits a job on the example model; returns { job, blockNumber, fee }. */
+async function submitJob(api, charlie, model) {
+  const r = await send(api, api.tx.jobs.submit(model, u8aToHex(INPUT), MAX_FEE), charlie, 'submit');
+  const submitted = r.events.find(({ event }) => api.events.jobs.Submitted.is(event));
+  assert.ok(submitted, 'Submitted emitted');
+  return { job: submitted.event.data[0].toNumber(), blockNumber: r.blockNumber, fee: r.fee };
+}
+
+/** Every event of blocks `from..=to` with its block number. */
+async function eventsBetween(api, from, to) {
+  const out = [];
+  for (let n = from; n <= to; n++) {
+    const hash = await api.rpc.chain.getBlockHash(n);
+    const at = await api.at(hash);
+    for (const record of await at.query.system.events()) out.push({ block: n, record });
+  }
+  return out;
+}
+
+/** The first event `ev` about `job` in blocks `from..=to`: { block, data }. */
+async function findJobEvent(api, from, to, ev, job) {
+  const all = await eventsBetween(api, from, to);
+  const hit = all.find(({ record }) => ev.is(record.event) && record.event.data[0].toNumber() === job);
+  return hit && { block: hit.block, data: hit.record.event.data };
+}
+
+/** Fees paid by `who` in blocks `from..=to`. */
+async function feesPaid(api, from, to, who) {
+  const all = await eventsBetween(api, from, to);
+  return all
+    .filter(({ record }) => api.events.transactionPayment.TransactionFeePaid.is(record.event) && record.event.data[0].toString() === who)
+    .reduce((s, { record }) => s + record.event.data[1].toBigInt(), 0n);
+}
+
+async function freeAt(api, who, blockNumber) {
+  const at = await api.at(await api.rpc.chain.getBlockHash(blockNumber));
+  return (await at.query.system.account(who)).data.free.toBigInt();
+}
+
+async function waitForStatus(api, job, pred, what, timeoutMs) {
+  return waitFor(what, async () => {
+    const j = await api.query.jobs.jobs(job);
+    return j.isSome && pred(j.unwrap().status) ? j.unwrap() : null;
+  }, { timeoutMs });
+}
+
+async function waitForReceipt(api, job, what, timeoutMs) {
+  const receipt = await waitFor(what, async () => {
+    const r = await api.query.jobs.receipts(job);
+    return r.isSome ? r.unwrap() : null;
+  }, { timeoutMs, everyMs: 1_000 });
+  const header = await api.rpc.chain.getHeader();
+  return { receipt, best: header.number.toNumber() };
+}
+
+async function stopAll(...procs) {
+  for (const p of procs) {
+    if (!p) continue;
+    try { await p.stop(); } catch (e) { console.error(`stopping ${p.name}: ${e.message}`); }
+  }
+}
+
+describe('agent', { concurrency: 3 }, () => {
+  test('honest: Alice\'s node executes and commits, the job is final, Alice is paid', { timeout: 420_000 }, async () => {
+    await cryptoWaitReady();
+    const worker = await startWorker('honest-worker');
+    const node = await startNode('honest-alice', ['--dev', '--tmp', '--inference-worker', worker.url]);
+    let api;
+    try {
+      api = await connect(node);
+      const k = keyring();
+      const alice = k.addFromUri('//Alice');
+      const charlie = k.addFromUri('//Charlie');
+      const model = await modelId(api);
+      const submitted = await submitJob(api, charlie, model);
+      const committed = await waitForStatus(api, submitted.job, (s) => s.isCommitted,
+        `job ${submitted.job} committed by Alice's agent (logs: ${node.logFile}, ${worker.logFile})`, BLOCKS(10));
+      const { best } = await waitForReceipt(api, submitted.job, `job ${submitted.job} final`, BLOCKS(24));
+      const commitEv = await findJobEvent(api, submitted.blockNumber, best, api.events.jobs.Committed, submitted.job);
+      const finalEv = await findJobEvent(api, submitted.blockNumber, best, api.events.jobs.Finalized, submitted.job);
+      assert.ok(commitEv && finalEv, 'Committed and Finalized emitted');
+      const receipt = (await api.query.jobs.receipts(submitted.job)).unwrap();
+      assert.ok(receipt.outcome.isFinal, `outcome ${receipt.outcome.toString()}`);
+      assert.equal(receipt.operator.toString(), alice.address);
+
+      // The output equals `verity-worker run` on the same model and input.
+      const local = workerRun(MODEL.model, MODEL.input);
+      assert.equal(receipt.output.toHex(), local.output, 'on-chain output = verity-worker run output');
+      assert.equal(committed.status.asCommitted.traceRoot.toHex(), local.trace_root, 'trace root matches');
+      assert.equal(receipt.traceRoot.unwrap().toHex(), local.trace_root);
+
+      // Alice got the fee: her free balance rose by the price minus her commit's fee.
+      assert.equal(finalEv.data[2].toBigInt(), PRICE, 'fee paid = price');
+      const before = await freeAt(api, alice.address, commitEv.block - 1);
+      const after = await freeAt(api, alice.address, finalEv.block);
+      const commitFee = await feesPaid(api, commitEv.block, commitEv.block, alice.address);
+      assert.ok(commitFee > 0n, 'Alice paid for her commit');
+      assert.equal(after - before, PRICE - commitFee, 'Alice: + price - commit fee');
+      console.log(`# honest: submit #${submitted.blockNumber}, commit #${commitEv.block} (+${commitEv.block - submitted.blockNumber} blocks), final #${finalEv.block} (+${finalEv.block - submitted.blockNumber} blocks from submit)`);
+    } finally {
+      if (api) await api.disconnect();
+      await stopAll(node, worker);
+    }
+  });
+
+  test('fraud: Bob\'s watcher node proves Alice\'s substituted weights wrong; slash, reward, refund, jail', { timeout: 420_000 }, async () => {
+    await cryptoWaitReady();
+    const faulty = await startWorker('fraud-faulty-worker', { faulty: true });
+    const honest = await startWorker('fraud-honest-worker');
+    const alice = await startNode('fraud-alice', ['--dev', '--tmp', '--inference-worker', faulty.url]);
+    let bob;
+    let api;
+    try {
+      const peer = await rpc(alice.rpcPort, 'system_localPeerId');
+      bob = await startNode('fraud-bob', ['--chain', 'dev', '--tmp', '--rpc-methods', 'unsafe',
+        '--bootnodes', `/ip4/127.0.0.1/tcp/${alice.p2pPort}/p2p/${peer}`,
+        '--watcher', '--inference-worker', honest.url]);
+      const k = keyring();
+      const a = k.addFromUri('//Alice');
+      const b = k.addFromUri('//Bob');
+      const charlie = k.addFromUri('//Charlie');
+      // Bob's watcher key goes in with author_insertKey (documented in the README).
+      await rpc(bob.rpcPort, 'author_insertKey', ['vrty', '//Bob', u8aToHex(b.publicKey)]);
+      await waitFor('Bob\'s node has a peer', async () => (await rpc(bob.rpcPort, 'system_health')).peers >= 1, { timeoutMs: 60_000 });
+
+      api = await connect(alice);
+      const model = await modelId(api);
+      const opBefore = (await api.query.operators.operators(a.address)).unwrap();
+      const submitted = await submitJob(api, charlie, model);
+      const charlieBefore = await freeAt(api, charlie.address, submitted.blockNumber - 1);
+      await waitForStatus(api, submitted.job, (s) => s.isCommitted,
+        `job ${submitted.job} committed by Alice's agent (log: ${alice.logFile})`, BLOCKS(10));
+      const { receipt, best } = await waitForReceipt(api, submitted.job,
+        `fraud proven by Bob's watcher (logs: ${bob.logFile}, ${honest.logFile})`, BLOCKS(20));
+      assert.ok(receipt.outcome.isFraud, `outcome ${receipt.outcome.toString()}`);
+      assert.equal(receipt.outcome.asFraud.prover.toString(), b.address, 'Bob is the prover');
+
+      const commitEv = await findJobEvent(api, submitted.blockNumber, best, api.events.jobs.Committed, submitted.job);
+      const fraudEv = await findJobEvent(api, submitted.blockNumber, best, api.events.disputes.FraudProven, submitted.job);
+      const refundEv = await findJobEvent(api, submitted.blockNumber, best, api.events.jobs.Fraudulent, submitted.job);
+      assert.ok(commitEv && fraudEv && refundEv, 'Committed, FraudProven and Fraudulent emitted');
+      const [, operator, prover, step, slashed, reward] = fraudEv.data;
+      assert.equal(operator.toString(), a.address);
+      assert.equal(prover.toString(), b.address);
+      assert.equal(slashed.toBigInt(), COLLATERAL, 'the job\'s collateral is slashed');
+      assert.equal(reward.toBigInt(), COLLATERAL * PROVER_SHARE_PERCENT / 100n, 'the configured share goes to Bob');
+
+      // Bob's free balance rose by exactly the share minus his fees.
+      const bobBefore = await freeAt(api, b.address, commitEv.block);
+      const bobAfter = await freeAt(api, b.address, fraudEv.block);
+      const bobFees = await feesPaid(api, commitEv.block + 1, fraudEv.block, b.address);
+      assert.ok(bobFees > 0n, 'Bob paid for his proof');
+      assert.equal(bobAfter - bobBefore, reward.toBigInt() - bobFees, 'Bob: + share - fees');
+
+      // Charlie is refunded: back to where he was before submitting, less the submit fee.
+      assert.equal(refundEv.data[2].toBigInt(), MAX_FEE, 'the whole max_fee is refunded');
+      const charlieAfter = await freeAt(api, charlie.address, fraudEv.block);
+      assert.equal(charlieAfter, charlieBefore - submitted.fee, 'Charlie: only the submit fee spent');
+
+      // Alice's stake lost the collateral and she is jailed.
+      const opAfter = (await api.query.operators.operators(a.address)).unwrap();
+      assert.equal(opBefore.active.toBigInt() - opAfter.active.toBigInt(), COLLATERAL, 'stake - collateral');
+      assert.ok(opAfter.jailedUntil.isSome, 'Alice is jailed');
+      console.log(`# fraud: submit #${submitted.blockNumber}, commit #${commitEv.block} (+${commitEv.block - submitted.blockNumber}), fraud proven #${fraudEv.block} (+${fraudEv.block - commitEv.block} after commit), wrong step ${step.toNumber()}`);
+    } finally {
+      if (api) await api.disconnect();
+      await stopAll(bob, alice, honest, faulty);
+    }
+  });
+
+  test('faults: worker down -> deadline missed -> refund; node restarted mid-window -> job still final', { timeout: 480_000 }, async () => {
+    await cryptoWaitReady();
+    const deadPort = await freePort(); // nothing listens there
+    let node = await startNode('faults-alice', ['--dev', '--inference-worker', `http://127.0.0.1:${deadPort}`]);
+    const base = node.basePath;
+    let worker;
+    let api;
+    const restart = async (name, args) => {
+      if (api) await api.disconnect();
+      api = null;
+      const { code } = await node.stop({ keepBase: true });
+      assert.equal(code, 0, `${node.name} stopped cleanly`);
+      node = await startNode(name, ['--dev', ...args], { basePath: base });
+      api = await connect(node);
+    };
+    try {
+      api = await connect(node);
+      const k = keyring();
+      const alice = k.addFromUri('//Alice');
+      const charlie = k.addFromUri('//Charlie');
+      const model = await modelId(api);
+
+      // 1. Alice's worker is down: she misses the deadline; no other operator serves the model,
+      //    so the job expires and Charlie gets max_fee back; Alice pays the penalty.
+      const j1 = await submitJob(api, charlie, model);
+      const { receipt: r1, best: b1 } = await waitForReceipt(api, j1.job, `job ${j1.job} expired (log: ${node.logFile})`, BLOCKS(14));
+      assert.ok(r1.outcome.isExpired, `outcome ${r1.outcome.toString()}`);
+      const missed = await findJobEvent(api, j1.blockNumber, b1, api.events.jobs.DeadlineMissed, j1.job);
+      const expired = await findJobEvent(api, j1.blockNumber, b1, api.events.jobs.Expired, j1.job);
+      assert.ok(missed && expired, 'DeadlineMissed and Expired emitted');
+      assert.equal(missed.data[1].toString(), alice.address);
+      assert.equal(missed.data[2].toBigInt(), PENALTY);
+      assert.equal(expired.data[2].toBigInt(), MAX_FEE, 'Charlie refunded');
+      assert.ok(node.recentOutput().includes('verity::agent') || readFileSync(node.logFile, 'utf8').includes('gave no answer'),
+        'the agent logged the unreachable worker');
+
+      // 2. With a worker, Alice commits; the node is stopped and restarted inside the window and
+      //    the job still finalizes.
+      worker = await startWorker('faults-worker');
+      await restart('faults-alice-2', ['--inference-worker', worker.url]);
+      const j2 = await submitJob(api, charlie, model);
+      await waitForStatus(api, j2.job, (s) => s.isCommitted, `job ${j2.job} committed (log: ${node.logFile})`, BLOCKS(10));
+      await restart('faults-alice-3', ['--inference-worker', worker.url]);
+      const { receipt: r2 } = await waitForReceipt(api, j2.job, `job ${j2.job} final after the restart`, BLOCKS(24));
+      assert.ok(r2.outcome.isFinal, `outcome ${r2.outcome.toString()}`);
+      assert.equal(r2.fee.toBigInt(), PRICE);
+      console.log(`# faults: job ${j1.job} expired at #${expired.block} (+${expired.block - j1.blockNumber} blocks); job ${j2.job} final after a restart`);
+    } finally {
+      if (api) await api.disconnect();
+      await stopAll(node, worker);
+    }
+  });
+});
