@@ -67,7 +67,12 @@ pub fn unhex(s: &str) -> Option<Vec<u8>> {
 		b'A'..=b'F' => Some(c - b'A' + 10),
 		_ => None,
 	};
-	s.chunks(2).map(|p| Some(digit(p[0])? << 4 | digit(p[1])?)).collect()
+	s.chunks_exact(2)
+		.map(|p| match p {
+			[hi, lo] => Some(digit(*hi)? << 4 | digit(*lo)?),
+			_ => None,
+		})
+		.collect()
 }
 
 fn hash_of(v: &Value) -> Option<Hash> {
