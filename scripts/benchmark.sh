@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Generate the Verity pallets' weights.rs by running their benchmarks in the runtime's wasm.
 #   bash scripts/benchmark.sh [pallet ...]     (default: all four; e.g. pallet_verity_jobs)
+#   bash scripts/benchmark.sh --interpreter-rate
+#       the reference interpreter's multiply-accumulates per second in the runtime's wasm vs
+#       natively, side by side: the same `prove_fraud_macs` benchmark at the same two MAC counts,
+#       in wasm (this CLI) and natively (pallets/tests, `interpreter_rate_native`).
 # Builds verity-node with `--features runtime-benchmarks` into the shared target directory
 # (the node binary is copied to target/release/verity-node-bench, then the normal node is
 # relinked by the next `make build`). STEPS / REPEAT override the sampling.
@@ -11,9 +15,36 @@ libtorch="$(bash scripts/install-libtorch.sh | tail -n1)"
 if [ -n "$libtorch" ]; then export LIBTORCH="$libtorch"; fi
 # frame-benchmarking-cli's storage benchmark runtime fails to build outside its workspace;
 # `benchmark pallet` does not need it.
-SKIP_FRAME_STORAGE_ACCESS_TEST_RUNTIME_WASM_BUILD=1 \
-	cargo build --release --locked -p verity-node --features runtime-benchmarks
-cp target/release/verity-node target/release/verity-node-bench
+# VERITY_BENCH_NODE=path: a node already built with `runtime-benchmarks` (skips the build).
+bench_node="${VERITY_BENCH_NODE:-target/release/verity-node-bench}"
+if [ -z "${VERITY_BENCH_NODE:-}" ]; then
+	SKIP_FRAME_STORAGE_ACCESS_TEST_RUNTIME_WASM_BUILD=1 \
+		cargo build --release --locked -p verity-node --features runtime-benchmarks
+	cp target/release/verity-node "$bench_node"
+fi
+if [ "${1:-}" = --interpreter-rate ]; then
+	low=36864 high=$((28 * 36864)) repeat="${REPEAT:-20}"  # the CLI adds runs until its time budget
+	json="$(mktemp -t verity-wasm-rate-XXXXXX.json)"
+	"$bench_node" benchmark pallet --chain dev --pallet pallet_verity_disputes \
+		--extrinsic prove_fraud_macs --steps 2 --low "$low" --high "$high" --repeat "$repeat" \
+		--wasm-execution compiled --heap-pages 4096 --json-file "$json" >/dev/null
+	python3 - "$json" "$low" "$high" <<'PY'
+import json, statistics, sys
+path, low, high = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+times = {}
+for r in json.load(open(path))[0]["time_results"]:
+    times.setdefault(r["components"][0][1], []).append(r["extrinsic_time"])
+for what, f in (("median", statistics.median), ("min", min)):
+    lo, hi = f(times[low]), f(times[high])
+    slope = (hi - lo) / (high - low)
+    print(f"wasm prove_fraud_macs {what}: m={low} {lo:.0f} ns, m={high} {hi:.0f} ns ({len(times[low])} runs);"
+          f" slope {slope:.4f} ns/MAC = {1 / slope:.3f} G MAC/s")
+PY
+	rm -f "$json"
+	SKIP_WASM_BUILD=1 cargo test --release --locked -q -p verity-pallets-tests \
+		--features runtime-benchmarks interpreter_rate_native -- --ignored --nocapture 2>&1 | grep '^native'
+	exit 0
+fi
 pallets=("$@")
 if [ ${#pallets[@]} -eq 0 ]; then
 	pallets=(pallet_verity_models pallet_verity_operators pallet_verity_jobs pallet_verity_disputes)
@@ -21,7 +52,7 @@ fi
 for p in "${pallets[@]}"; do
 	dir="pallets/${p#pallet_verity_}"
 	echo "=== $p -> $dir/src/weights.rs"
-	target/release/verity-node-bench benchmark pallet --chain dev --pallet "$p" --extrinsic '*' \
+	"$bench_node" benchmark pallet --chain dev --pallet "$p" --extrinsic '*' \
 		--steps "${STEPS:-20}" --repeat "${REPEAT:-10}" --wasm-execution compiled \
 		--heap-pages 4096 --output-analysis max --template scripts/benchmark/weights.hbs --output "$dir/src/weights.rs"
 done

@@ -54,3 +54,52 @@ fn jobs_benchmarks() {
 fn disputes_benchmarks() {
 	run_all::<pallet_verity_disputes::Pallet<Test>>();
 }
+
+/// The MAC counts at which `scripts/bench-interpreter.sh` times `prove_fraud_macs` natively and
+/// in the runtime's wasm (both within the mock's and the runtime's `MaxStepMacs`).
+const RATE_MACS: [u32; 2] = [36_864, 28 * 36_864];
+
+/// The reference interpreter's rate natively: `prove_fraud_macs` at the two MAC counts of
+/// [`RATE_MACS`], `VERITY_BENCH_REPEAT` times each (default 200), on the same benchmarking backend
+/// as the CLI. Prints the median and minimum extrinsic times and the slope (ns per MAC) of each.
+/// Run by
+/// `scripts/bench-interpreter.sh` beside the same benchmark in wasm; not part of the suite.
+#[test]
+#[ignore = "a measurement, run by scripts/bench-interpreter.sh"]
+fn interpreter_rate_native() {
+	let repeat: usize =
+		std::env::var("VERITY_BENCH_REPEAT").ok().and_then(|r| r.parse().ok()).unwrap_or(200);
+	let state = BenchmarkingState::<BlakeTwo256>::new(genesis_storage(), None, false, true)
+		.expect("benchmarking state");
+	let mut medians = Vec::new();
+	let mut minima = Vec::new();
+	for m in RATE_MACS {
+		let c = [(BenchmarkParameter::m, m)];
+		let mut times: Vec<u128> = (0..repeat)
+			.map(|_| {
+				let mut overlay = OverlayedChanges::default();
+				let mut ext = Ext::new(&mut overlay, &state, None);
+				let results = sp_externalities::set_and_run_with_externalities(&mut ext, || {
+					<pallet_verity_disputes::Pallet<Test> as Benchmarking>::run_benchmark(
+						b"prove_fraud_macs",
+						&c,
+						&[],
+						false,
+						1,
+					)
+				})
+				.expect("prove_fraud_macs runs");
+				results.first().expect("one result").extrinsic_time
+			})
+			.collect();
+		times.sort_unstable();
+		let (median, min) = (times[times.len() / 2], times[0]);
+		println!("native prove_fraud_macs m={m}: extrinsic time median {median} ns, min {min} ns ({repeat} runs)");
+		medians.push(median);
+		minima.push(min);
+	}
+	for (what, t) in [("median", &medians), ("min", &minima)] {
+		let slope = (t[1] as f64 - t[0] as f64) / f64::from(RATE_MACS[1] - RATE_MACS[0]);
+		println!("native slope ({what}): {slope:.4} ns/MAC = {:.3} G MAC/s", 1.0 / slope);
+	}
+}
