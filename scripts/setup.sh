@@ -2,7 +2,7 @@
 # One idempotent set-up for a fresh Debian machine with rustup: the Rust toolchain and targets,
 # Debian packages (protoc, docker-compose for the compose-file check, Node.js, python3 + pip),
 # libtorch for the inference worker (scripts/install-libtorch.sh), and the npm packages of the
-# end-to-end suite. Each step is skipped when what it installs is already there.
+# end-to-end suite and of examples/. Each step is skipped when what it installs is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,18 +48,25 @@ fi
 # (${VERITY_CACHE:-~/.cache/verity}/libtorch-2.13.0; the Makefile and test.sh export LIBTORCH).
 bash scripts/install-libtorch.sh >/dev/null
 
-# --- npm packages of the end-to-end suite (polkadot.js) ---------------------------------------
+# --- npm packages (polkadot.js) of the end-to-end suite and of the examples ---------------------
 if [ "$build_only" = 1 ]; then say "ok (build only)"; exit 0; fi
 node_major="$(node -p 'process.versions.node.split(".")[0]')"
 if [ "$node_major" -lt 20 ]; then
 	echo "setup: the e2e suite needs Node.js >= 20 (found $(node --version)); install a newer nodejs" >&2
 	exit 1
 fi
-stamp="e2e/node_modules/.verity-lock-sha256"
-want="$(sha256sum e2e/package-lock.json | cut -d' ' -f1)"
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-	say "installing e2e npm packages"
-	(cd e2e && npm ci --no-audit --no-fund --loglevel=error)
-	echo "$want" > "$stamp"
-fi
+# `npm ci` in a directory unless its node_modules were installed from the same package-lock.json
+# (a stamp holds the lock file's hash).
+npm_packages() {
+	local dir="$1" stamp want
+	stamp="$dir/node_modules/.verity-lock-sha256"
+	want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+	if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+		say "installing $dir npm packages"
+		(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+		echo "$want" > "$stamp"
+	fi
+}
+npm_packages e2e
+npm_packages examples
 say "ok"
