@@ -1,5 +1,5 @@
 # Verity: `make dev` starts a dev chain, `make test` runs every test. Both do all set-up first.
-.PHONY: setup build dev test chain-spec
+.PHONY: setup build dev testnet test chain-spec
 
 NODE := target/release/verity-node
 # libtorch for verity-worker, installed by scripts/setup.sh (scripts/install-libtorch.sh).
@@ -18,6 +18,11 @@ chain-spec: build
 # The node and its inference worker (scripts/dev.sh): Ctrl-C stops both.
 dev: build
 	VERITY_NODE_BIN=$(NODE) bash scripts/dev.sh $(ARGS)
+
+# Three validators, an operator and a watcher (each with its worker) on loopback from
+# chain-spec/testnet-raw.json (scripts/testnet.sh): Ctrl-C stops them all.
+testnet: chain-spec
+	VERITY_NODE_BIN=$(NODE) bash scripts/testnet.sh $(ARGS)
 
 test:
 	bash scripts/test.sh

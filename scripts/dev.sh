@@ -24,11 +24,9 @@ worker_bin="${VERITY_WORKER_BIN:-target/release/verity-worker}"
 node_bin="${VERITY_NODE_BIN:-target/release/verity-node}"
 worker_url="http://$listen"
 
-say() { echo "dev.sh: $*" >&2; }
-die() {
-	say "error: $*"
-	exit 1
-}
+script_name=dev.sh
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 command -v curl >/dev/null || die "curl is needed (to ask the worker for its health)"
 [ -x "$worker_bin" ] || die "$worker_bin not found: run \`make build\` first"
@@ -37,32 +35,16 @@ command -v curl >/dev/null || die "curl is needed (to ask the worker for its hea
 worker_pid=""
 node_pid=""
 
-# Stop a process: SIGTERM, a bounded wait, then SIGKILL. (SIGTERM, not SIGINT: a background
-# job of a script starts with SIGINT ignored; the node shuts down cleanly on SIGTERM, and the
-# worker holds nothing that needs a clean shutdown.)
-stop() {
-	local pid="$1" name="$2" i
-	[ -n "$pid" ] || return 0
-	kill -0 "$pid" 2>/dev/null || return 0
-	kill -TERM "$pid" 2>/dev/null || true
-	for i in $(seq 1 150); do
-		kill -0 "$pid" 2>/dev/null || return 0
-		sleep 0.1
-	done
-	say "$name (pid $pid) did not stop within 15 s of SIGTERM: killing it"
-	kill -KILL "$pid" 2>/dev/null || true
-}
-
 cleanup() {
 	local status=$?
 	# Finish the clean-up even if another Ctrl-C comes (it is bounded: SIGKILL after 15 s).
 	trap '' INT TERM HUP
 	trap - EXIT
-	stop "$node_pid" verity-node
-	stop "$worker_pid" verity-worker
+	stop_pid "$node_pid" verity-node
+	stop_pid "$worker_pid" verity-worker
 	# A job started just before a signal arrived, whose pid was not recorded yet.
 	local pid
-	for pid in $(jobs -p); do stop "$pid" "background job"; done
+	for pid in $(jobs -p); do stop_pid "$pid" "background job"; done
 	# Reap them (no zombies, exit statuses collected).
 	wait 2>/dev/null || true
 	[ -z "$worker_pid" ] || say "verity-worker stopped (log: $worker_log)"
@@ -73,47 +55,13 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
 
-# One JSON-RPC `health` call; true if the worker answers with a result.
-health() {
-	local body='{"jsonrpc":"2.0","id":1,"method":"health","params":[]}'
-	curl -fsS -m 2 -H 'Content-Type: application/json' -d "$body" "$worker_url" 2>/dev/null |
-		grep -q '"result"'
-}
-
-# The model store with the example models (`model add` verifies each file; adding a model that
-# is already there rewrites the same file, so this is idempotent).
-mkdir -p "$models_dir" "$(dirname "$worker_log")"
+# The model store with the example models, then the worker in the background (the node calls
+# it over HTTP).
 say "model store $models_dir"
-"$worker_bin" model add --models "$models_dir" \
-	inference-worker/models/digits_cnn.vmodel \
-	inference-worker/models/digits_mlp.vmodel \
-	primitives/testdata/cnn.vmodel \
-	primitives/testdata/mlp.vmodel >&2
-
-# The worker, in the background (the node calls it over HTTP).
-if health; then
-	die "something already answers health on $worker_url (a worker left running?); stop it or set VERITY_WORKER_LISTEN"
-fi
-"$worker_bin" serve --listen "$listen" --models "$models_dir" >"$worker_log" 2>&1 &
-worker_pid=$!
-say "verity-worker (pid $worker_pid) on $worker_url, log: $worker_log"
-
-deadline=$((SECONDS + wait_s))
-until health; do
-	if ! kill -0 "$worker_pid" 2>/dev/null; then
-		wait "$worker_pid" && code=0 || code=$?
-		worker_pid=""
-		say "verity-worker exited (status $code) before answering health; last lines of $worker_log:"
-		tail -n 20 "$worker_log" >&2 || true
-		die "the inference worker did not start (is $listen already in use?)"
-	fi
-	if [ "$SECONDS" -ge "$deadline" ]; then
-		say "last lines of $worker_log:"
-		tail -n 20 "$worker_log" >&2 || true
-		die "verity-worker did not answer health on $worker_url within ${wait_s} s"
-	fi
-	sleep 0.2
-done
+add_example_models "$worker_bin" "$models_dir"
+start_worker "$worker_bin" "$listen" "$models_dir" "$worker_log"
+worker_pid=$started_pid
+wait_worker "$worker_pid" "$worker_url" "$worker_log" "$wait_s"
 say "verity-worker is up"
 
 # The node. It runs as a background job so that the script can watch both processes, but its

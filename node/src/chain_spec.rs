@@ -52,3 +52,14 @@ pub fn local_chain_spec() -> Result<ChainSpec, String> {
 		sp_genesis_builder::LOCAL_TESTNET_RUNTIME_PRESET,
 	)
 }
+
+/// `--chain testnet`: Alice, Bob and Charlie are the validators, Dave the operator
+/// (`make testnet`, `scripts/testnet.sh`).
+pub fn testnet_chain_spec() -> Result<ChainSpec, String> {
+	from_preset(
+		"Verity Testnet",
+		"verity_testnet",
+		ChainType::Local,
+		verity_runtime::genesis_config_presets::TESTNET_PRESET,
+	)
+}

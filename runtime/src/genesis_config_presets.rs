@@ -2,12 +2,17 @@
 //!
 //! - `development` (`--dev`): Alice is the only Aura/GRANDPA authority and the sudo key.
 //! - `local_testnet` (`--chain local`): Alice and Bob are the authorities; Alice is sudo.
+//! - `testnet` (`--chain testnet`, the network of `make testnet`): Alice, Bob and Charlie are the
+//!   authorities (Alice is sudo); Dave, a node that does not validate, is the only operator and
+//!   Eve is meant to watch.
 //!
-//! In both, the well-known dev accounts (Alice, Bob, Charlie, Dave, Eve, Ferdie) are endowed
-//! with [`ENDOWMENT`] each, the example models ([`EXAMPLE_MODELS`]: the inference worker's digits
-//! CNN and MLP) are registered by Ferdie, and Alice is an operator with [`OPERATOR_STAKE`] bonded,
-//! serving both at [`EXAMPLE_PRICE`] per job. Bob is meant to watch and Charlie to submit jobs; both are
-//! just funded.
+//! In all of them, the well-known dev accounts (Alice, Bob, Charlie, Dave, Eve, Ferdie) are
+//! endowed with [`ENDOWMENT`] each and the example models ([`EXAMPLE_MODELS`]: the inference
+//! worker's digits CNN and MLP) are registered by Ferdie. In `development` and `local_testnet`
+//! Alice is an operator with [`OPERATOR_STAKE`] bonded, serving both at [`EXAMPLE_PRICE`] per job;
+//! Bob is meant to watch and Charlie to submit jobs; both are just funded. In `testnet` Dave is
+//! that operator instead (same stake, models and price), so that no job goes to a validator
+//! that runs no inference worker.
 
 use crate::{AccountId, Balance, UNIT};
 use alloc::{string::String, vec, vec::Vec};
@@ -21,10 +26,10 @@ use sp_keyring::{Ed25519Keyring, Sr25519Keyring};
 /// What every endowed dev account starts with: one million VRTY.
 pub const ENDOWMENT: Balance = 1_000_000 * UNIT;
 
-/// Alice's bonded stake in both presets.
+/// The operator's bonded stake (Alice, or Dave in `testnet`).
 pub const OPERATOR_STAKE: Balance = 10_000 * UNIT;
 
-/// Alice's price per job of the example model.
+/// The operator's price per job of each example model.
 pub const EXAMPLE_PRICE: Balance = UNIT;
 
 /// The example models registered at genesis: (name, model file, URI). The inference worker's
@@ -86,11 +91,13 @@ fn authority(sr: Sr25519Keyring, ed: Ed25519Keyring) -> (AuraId, GrandpaId) {
 	(sr.public().into(), ed.public().into())
 }
 
-/// The genesis patch shared by both presets.
+/// The genesis patch shared by the presets: `operator` is bonded with [`OPERATOR_STAKE`] and
+/// serves every example model at [`EXAMPLE_PRICE`].
 fn testnet_genesis(
 	authorities: Vec<(AuraId, GrandpaId)>,
 	endowed: Vec<AccountId>,
 	root: AccountId,
+	operator: AccountId,
 ) -> Value {
 	serde_json::json!({
 		"balances": {
@@ -116,7 +123,7 @@ fn testnet_genesis(
 		},
 		"operators": {
 			"operators": vec![(
-				Sr25519Keyring::Alice.to_account_id(),
+				operator,
 				OPERATOR_STAKE,
 				example_model_ids().into_iter().map(|id| (id, EXAMPLE_PRICE)).collect::<Vec<_>>(),
 			)],
@@ -130,6 +137,7 @@ pub fn development_config_genesis() -> Value {
 		vec![authority(Sr25519Keyring::Alice, Ed25519Keyring::Alice)],
 		endowed_accounts(),
 		Sr25519Keyring::Alice.to_account_id(),
+		Sr25519Keyring::Alice.to_account_id(),
 	)
 }
 
@@ -142,6 +150,24 @@ pub fn local_config_genesis() -> Value {
 		],
 		endowed_accounts(),
 		Sr25519Keyring::Alice.to_account_id(),
+		Sr25519Keyring::Alice.to_account_id(),
+	)
+}
+
+/// The id of the `testnet` preset (`make testnet`).
+pub const TESTNET_PRESET: &str = "testnet";
+
+/// `testnet`: Alice, Bob and Charlie author and finalize; Dave (no validator) is the operator.
+pub fn testnet_config_genesis() -> Value {
+	testnet_genesis(
+		vec![
+			authority(Sr25519Keyring::Alice, Ed25519Keyring::Alice),
+			authority(Sr25519Keyring::Bob, Ed25519Keyring::Bob),
+			authority(Sr25519Keyring::Charlie, Ed25519Keyring::Charlie),
+		],
+		endowed_accounts(),
+		Sr25519Keyring::Alice.to_account_id(),
+		Sr25519Keyring::Dave.to_account_id(),
 	)
 }
 
@@ -150,6 +176,7 @@ pub fn get_preset(id: &PresetId) -> Option<Vec<u8>> {
 	let patch = match id.as_ref() {
 		sp_genesis_builder::DEV_RUNTIME_PRESET => development_config_genesis(),
 		sp_genesis_builder::LOCAL_TESTNET_RUNTIME_PRESET => local_config_genesis(),
+		TESTNET_PRESET => testnet_config_genesis(),
 		_ => return None,
 	};
 	serde_json::to_string(&patch).ok().map(String::into_bytes)
@@ -160,5 +187,6 @@ pub fn preset_names() -> Vec<PresetId> {
 	vec![
 		PresetId::from(sp_genesis_builder::DEV_RUNTIME_PRESET),
 		PresetId::from(sp_genesis_builder::LOCAL_TESTNET_RUNTIME_PRESET),
+		PresetId::from(TESTNET_PRESET),
 	]
 }

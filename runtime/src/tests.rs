@@ -92,6 +92,7 @@ fn preset_names_are_listed_and_unknown_presets_refused() {
 	let names = preset_names();
 	assert!(names.contains(&PresetId::from("development")));
 	assert!(names.contains(&PresetId::from("local_testnet")));
+	assert!(names.contains(&PresetId::from("testnet")));
 	assert!(get_preset(&PresetId::from("no-such-preset")).is_none());
 }
 
@@ -150,5 +151,50 @@ fn development_preset_has_model_operator_and_accepts_jobs() {
 		));
 		assert_eq!(pallet_verity_jobs::Jobs::<Runtime>::get(0).expect("job").operator, alice);
 		pallet_verity_jobs::Pallet::<Runtime>::do_try_state().unwrap();
+	});
+}
+
+/// The `testnet` preset (`make testnet`): three validators; Dave, who validates nothing, is the
+/// only operator, so every job goes to the node that runs an inference worker.
+#[test]
+fn testnet_preset_has_three_validators_and_dave_as_only_operator() {
+	ext_for("testnet").execute_with(|| {
+		let aura = pallet_aura::Authorities::<Runtime>::get().into_inner();
+		assert_eq!(
+			aura,
+			vec![
+				Sr25519Keyring::Alice.public().into(),
+				Sr25519Keyring::Bob.public().into(),
+				Sr25519Keyring::Charlie.public().into()
+			]
+		);
+		let grandpa = pallet_grandpa::Pallet::<Runtime>::grandpa_authorities();
+		assert_eq!(
+			grandpa,
+			vec![
+				(Ed25519Keyring::Alice.public().into(), 1),
+				(Ed25519Keyring::Bob.public().into(), 1),
+				(Ed25519Keyring::Charlie.public().into(), 1)
+			]
+		);
+		assert_eq!(pallet_sudo::Key::<Runtime>::get(), Some(Sr25519Keyring::Alice.to_account_id()));
+		assert_endowed();
+		let dave = Sr25519Keyring::Dave.to_account_id();
+		let op = pallet_verity_operators::Operators::<Runtime>::get(&dave).expect("Dave bonded");
+		assert_eq!(op.active, OPERATOR_STAKE);
+		let alice = Sr25519Keyring::Alice.to_account_id();
+		assert!(pallet_verity_operators::Operators::<Runtime>::get(&alice).is_none());
+		for id in &example_model_ids() {
+			let servers = pallet_verity_operators::Servers::<Runtime>::get(id);
+			assert_eq!(servers.len(), 1);
+			assert_eq!(servers[0].operator, dave);
+			assert_eq!(servers[0].price, EXAMPLE_PRICE);
+		}
+		// Eve, the watcher, can pay for fraud proofs.
+		assert_eq!(
+			pallet_balances::Pallet::<Runtime>::free_balance(Sr25519Keyring::Eve.to_account_id()),
+			ENDOWMENT
+		);
+		pallet_verity_operators::Pallet::<Runtime>::do_try_state().unwrap();
 	});
 }
