@@ -50,7 +50,8 @@ run(async () => {
   if (!inputFile) throw new Error(`model ${model.name} has no sample input here; pass --input FILE`);
   const input = readFileSync(inputFile);
   console.log(`model ${model.name} ${model.id}: ${model.record.numOps.toNumber()} ops, input ${model.record.inputElements.toNumber()} bytes, output ${model.record.outputElements.toNumber()} bytes`);
-  console.log(`submitting as ${requester.address} (${opts.seed}): input ${relative(process.cwd(), inputFile) || inputFile} (${input.length} bytes), max fee ${vrty(maxFee)}`);
+  const shown = relative(process.cwd(), inputFile);
+  console.log(`submitting as ${requester.address} (${opts.seed}): input ${shown && !shown.startsWith('..') ? shown : inputFile} (${input.length} bytes), max fee ${vrty(maxFee)}`);
 
   // Submit and wait until the block that includes the submission is finalized.
   const included = await new Promise((ok, ko) => {

@@ -151,13 +151,19 @@ export function sampleInput(modelName) {
   return existsSync(file) ? file : null;
 }
 
-/** `pallet.Error (doc)` for a dispatch error. */
+/** `pallet.Error {fields} (doc)` for a dispatch error, e.g. `models.InvalidModel {"op":2,"reason":29} (...)`. */
 export function dispatchErrorText(api, err) {
-  if (err.isModule) {
-    const { section, name, docs } = api.registry.findMetaError(err.asModule);
-    return `${section}.${name}${docs.length ? ` (${docs.join(' ').trim()})` : ''}`;
+  if (!err.isModule) return err.toString();
+  const mod = err.asModule;
+  const { section, name, docs, args } = api.registry.findMetaError(mod);
+  let fields = '';
+  if (args.length > 0) {
+    // The error's fields, decoded with the pallet's error type from the metadata.
+    const pallet = api.registry.metadata.pallets.find((p) => p.index.eq(mod.index));
+    const type = api.registry.createLookupType(pallet.errors.unwrap().type);
+    fields = ` ${JSON.stringify(api.registry.createType(type, mod.error.toU8a()).value.toJSON())}`;
   }
-  return err.toString();
+  return `${section}.${name}${fields}${docs.length ? ` (${docs.join(' ').replace(/\s+/g, ' ').trim()})` : ''}`;
 }
 
 /** The events of block `n`, with its hash. */
