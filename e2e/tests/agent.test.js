@@ -4,12 +4,11 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { ApiPromise, WsProvider } from '@polkadot/api';
-import { Keyring } from '@polkadot/keyring';
 import { u8aToHex } from '@polkadot/util';
 import { cryptoWaitReady } from '@polkadot/util-crypto';
 import { startNode, waitFor, rpc, freePort } from '../lib/node.js';
 import { startWorker, workerRun, EXAMPLES } from '../lib/worker.js';
+import { BLOCKS, connect, keyring, submitJob as submitJobOf, waitForReceipt, stopAll } from '../lib/chain.js';
 
 const UNIT = 1_000_000_000_000n;
 const PRICE = UNIT; // Alice's price for the example models (genesis preset)
@@ -19,14 +18,7 @@ const PROVER_SHARE_PERCENT = 50n; // ProverShare
 const MAX_FEE = 2n * UNIT;
 const MODEL = EXAMPLES.digits_cnn;
 const INPUT = readFileSync(MODEL.input);
-// Block time 6 s: deadline 10 blocks, window 20 blocks. Every wait below is bounded.
-const BLOCKS = (n) => n * 6_000 + 30_000;
-
-async function connect(node) {
-  return ApiPromise.create({ provider: new WsProvider(`ws://127.0.0.1:${node.rpcPort}`), noInitWarn: true });
-}
-
-const keyring = () => new Keyring({ type: 'sr25519' });
+// Block time 6 s: deadline 10 blocks, window 20 blocks. Every wait below is bounded (BLOCKS).
 
 /** The example model's id, from the chain (registered in the genesis preset). */
 async function modelId(api) {
@@ -36,34 +28,8 @@ async function modelId(api) {
   return expected;
 }
 
-/** Sign and send; resolve when in a block with { blockHash, blockNumber, events, fee }. */
-function send(api, tx, signer, what) {
-  return new Promise((ok, fail) => {
-    const timer = setTimeout(() => fail(new Error(`${what} not included within 60 s`)), 60_000);
-    tx.signAndSend(signer, async ({ status, events, dispatchError }) => {
-      if (dispatchError) {
-        clearTimeout(timer);
-        const msg = dispatchError.isModule ? JSON.stringify(api.registry.findMetaError(dispatchError.asModule)) : dispatchError.toString();
-        fail(new Error(`${what} failed: ${msg}`));
-        return;
-      }
-      if (status.isInBlock) {
-        clearTimeout(timer);
-        const header = await api.rpc.chain.getHeader(status.asInBlock);
-        const paid = events.find(({ event }) => api.events.transactionPayment.TransactionFeePaid.is(event));
-        ok({ blockHash: status.asInBlock, blockNumber: header.number.toNumber(), events, fee: paid ? paid.event.data[1].toBigInt() : 0n });
-      }
-    }).catch((e) => { clearTimeout(timer); fail(e); });
-  });
-}
-
 /** Charlie submits a job on the example model; returns { job, blockNumber, fee }. */
-async function submitJob(api, charlie, model) {
-  const r = await send(api, api.tx.jobs.submit(model, u8aToHex(INPUT), MAX_FEE), charlie, 'submit');
-  const submitted = r.events.find(({ event }) => api.events.jobs.Submitted.is(event));
-  assert.ok(submitted, 'Submitted emitted');
-  return { job: submitted.event.data[0].toNumber(), blockNumber: r.blockNumber, fee: r.fee };
-}
+const submitJob = (api, charlie, model) => submitJobOf(api, charlie, model, INPUT, MAX_FEE);
 
 /** Every event of blocks `from..=to` with its block number. */
 async function eventsBetween(api, from, to) {
@@ -101,22 +67,6 @@ async function waitForStatus(api, job, pred, what, timeoutMs) {
     const j = await api.query.jobs.jobs(job);
     return j.isSome && pred(j.unwrap().status) ? j.unwrap() : null;
   }, { timeoutMs });
-}
-
-async function waitForReceipt(api, job, what, timeoutMs) {
-  const receipt = await waitFor(what, async () => {
-    const r = await api.query.jobs.receipts(job);
-    return r.isSome ? r.unwrap() : null;
-  }, { timeoutMs, everyMs: 1_000 });
-  const header = await api.rpc.chain.getHeader();
-  return { receipt, best: header.number.toNumber() };
-}
-
-async function stopAll(...procs) {
-  for (const p of procs) {
-    if (!p) continue;
-    try { await p.stop(); } catch (e) { console.error(`stopping ${p.name}: ${e.message}`); }
-  }
 }
 
 describe('agent', { concurrency: 3 }, () => {

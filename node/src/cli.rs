@@ -100,4 +100,9 @@ pub enum Subcommand {
 
 	/// Database meta columns information.
 	ChainInfo(sc_cli::ChainInfoCmd),
+
+	/// A closed job's receipt: fetch it from a node, verify it offline against a chain spec
+	/// (header chain, GRANDPA justification, storage proofs; optionally re-run the model).
+	#[command(subcommand)]
+	Receipt(crate::receipt::ReceiptCmd),
 }

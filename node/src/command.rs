@@ -138,6 +138,21 @@ pub fn run() -> sc_cli::Result<()> {
 			}
 			})
 		},
+		Some(Subcommand::Receipt(cmd)) => {
+			use crate::receipt::ReceiptCmd;
+			let outcome = match cmd {
+				ReceiptCmd::Fetch(fetch) => fetch.run(),
+				ReceiptCmd::Verify(verify) => {
+					cli.load_spec(&verify.chain).and_then(|spec| verify.run(&*spec))
+				},
+			};
+			// One readable line and a non-zero exit on any failure.
+			if let Err(e) = outcome {
+				eprintln!("error: {e}");
+				std::process::exit(1);
+			}
+			Ok(())
+		},
 		Some(Subcommand::ChainInfo(cmd)) => {
 			let runner = cli.create_runner(cmd)?;
 			runner.sync_run(|config| cmd.run::<Block>(&config))
