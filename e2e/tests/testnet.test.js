@@ -184,6 +184,21 @@ test('make testnet: 3 validators, operator and watcher peer, finalize, settle a 
     // Dave earned the price; his only other change is the commit's transaction fee (< price).
     assert.ok(daveAfter > daveBefore && daveAfter - daveBefore < PRICE, `Dave: ${daveBefore} -> ${daveAfter}`);
     assert.equal((await api.query.system.account(eve.address)).data.free.toBigInt(), 1_000_000n * UNIT, 'Eve sent nothing (no fraud proof)');
+
+    // Its receipt, fetched from Eve's (non-validator) node, verifies offline against the testnet
+    // chain-spec file: a GRANDPA justification signed by the three validators.
+    const closedAt = receipt.closedAt.toNumber();
+    await waitFor(`block #${closedAt} finalized on Eve's node`, async () => (await finalizedNumber(rpcPorts[4])) >= closedAt,
+      { timeoutMs: 90_000, everyMs: 1_000 });
+    const receiptFile = join(work, 'receipt.json');
+    execFileSync(NODE_BIN, ['receipt', 'fetch', '--rpc', `http://127.0.0.1:${rpcPorts[4]}`, '--job', String(job), '--out', receiptFile],
+      { stdio: 'pipe', timeout: 120_000 });
+    const verified = execFileSync(NODE_BIN, ['receipt', 'verify', receiptFile, '--chain', join(work, 'testnet-raw.json'), '--model', MODEL.model],
+      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 });
+    assert.match(verified, /outcome: +final/);
+    assert.match(verified, new RegExp(`output: +${local.output}`));
+    assert.match(verified, /GRANDPA justification, set 0, 3 voters/);
+    assert.match(verified, /same output and trace root/);
   } catch (e) {
     failure = e;
   } finally {
