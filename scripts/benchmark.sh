@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Generate the Verity pallets' weights.rs by running their benchmarks in the runtime's wasm.
-#   bash scripts/benchmark.sh [pallet ...]     (default: all four; e.g. pallet_verity_jobs)
+#   bash scripts/benchmark.sh [pallet ...]     (default: the four pallets and frame_system's
+#       transaction extensions; e.g. pallet_verity_jobs or frame_system_extensions)
 #   bash scripts/benchmark.sh --interpreter-rate
 #       the reference interpreter's multiply-accumulates per second in the runtime's wasm vs
 #       natively, side by side: the same `prove_fraud_macs` benchmark at the same two MAC counts,
@@ -47,12 +48,16 @@ PY
 fi
 pallets=("$@")
 if [ ${#pallets[@]} -eq 0 ]; then
-	pallets=(pallet_verity_models pallet_verity_operators pallet_verity_jobs pallet_verity_disputes)
+	pallets=(pallet_verity_models pallet_verity_operators pallet_verity_jobs pallet_verity_disputes frame_system_extensions)
 fi
 for p in "${pallets[@]}"; do
-	dir="pallets/${p#pallet_verity_}"
-	echo "=== $p -> $dir/src/weights.rs"
+	case "$p" in
+	pallet_verity_*) out="pallets/${p#pallet_verity_}/src/weights.rs" template=weights.hbs ;;
+	frame_system_extensions) out="runtime/src/weights/$p.rs" template=extensions.hbs ;;
+	*) echo "benchmark.sh: no weights file for $p" >&2; exit 1 ;;
+	esac
+	echo "=== $p -> $out"
 	"$bench_node" benchmark pallet --chain dev --pallet "$p" --extrinsic '*' \
 		--steps "${STEPS:-20}" --repeat "${REPEAT:-10}" --wasm-execution compiled \
-		--heap-pages 4096 --output-analysis max --template scripts/benchmark/weights.hbs --output "$dir/src/weights.rs"
+		--heap-pages 4096 --output-analysis max --template "scripts/benchmark/$template" --output "$out"
 done

@@ -47,6 +47,8 @@ impl frame_system::Config for Runtime {
 	type BlockHashCount = BlockHashCount;
 	/// The node runs ParityDB only.
 	type DbWeight = ParityDbWeight;
+	/// Measured here (`scripts/benchmark.sh frame_system_extensions`), priced with ParityDB.
+	type ExtensionsWeightInfo = crate::weights::frame_system_extensions::WeightInfo<Runtime>;
 	type Version = Version;
 	type AccountData = pallet_balances::AccountData<Balance>;
 	type SS58Prefix = SS58Prefix;

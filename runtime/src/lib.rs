@@ -18,6 +18,7 @@ extern crate alloc;
 
 pub mod apis;
 mod configs;
+pub mod weights;
 pub mod genesis_config_presets;
 
 use alloc::vec::Vec;
@@ -215,6 +216,7 @@ mod benches {
 	frame_benchmarking::define_benchmarks!(
 		[frame_benchmarking, BaselineBench::<Runtime>]
 		[frame_system, SystemBench::<Runtime>]
+		[frame_system_extensions, SystemExtensionsBench::<Runtime>]
 		[pallet_balances, Balances]
 		[pallet_timestamp, Timestamp]
 		[pallet_sudo, Sudo]
