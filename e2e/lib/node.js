@@ -25,6 +25,18 @@ export function freePort() {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** `promise`'s value, or null after `ms`. The timer is cleared either way: a pending timer would
+ * keep the test process alive for the rest of `ms` after the tests end. */
+export async function within(promise, ms) {
+  let timer;
+  const deadline = new Promise((ok) => { timer = setTimeout(() => ok(null), ms); });
+  try {
+    return await Promise.race([promise, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Poll `fn` until it returns a truthy value; fail with `what` after `timeoutMs`. */
 export async function waitFor(what, fn, { timeoutMs = 60_000, everyMs = 500 } = {}) {
   const deadline = Date.now() + timeoutMs;
@@ -104,7 +116,7 @@ export async function startNode(name, args, { basePath } = {}) {
     /** SIGINT, then wait (bounded) for a clean exit; returns the exit status. */
     async stop({ timeoutMs = 30_000, keepBase = false } = {}) {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGINT');
-      const res = await Promise.race([exited, sleep(timeoutMs).then(() => null)]);
+      const res = await within(exited, timeoutMs);
       if (res === null) {
         proc.kill('SIGKILL');
         throw new Error(`${name} did not stop within ${timeoutMs} ms after SIGINT (log: ${logFile})`);

@@ -7,7 +7,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, createWriteStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { REPO, LOG_DIR, freePort, rpc, sleep, waitFor } from './node.js';
+import { REPO, LOG_DIR, freePort, rpc, waitFor, within } from './node.js';
 
 export const WORKER_BIN = process.env.VERITY_WORKER ?? join(REPO, 'target', 'release', 'verity-worker');
 export const FAULTY_WORKER_BIN =
@@ -101,7 +101,7 @@ export async function startWorker(name, { faulty = false, models = DEFAULT_MODEL
     /** SIGINT, then wait (bounded) for the exit, then SIGKILL; returns the exit status. */
     async stop({ timeoutMs = 10_000 } = {}) {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGINT');
-      const res = await Promise.race([exited, sleep(timeoutMs).then(() => null)]);
+      const res = await within(exited, timeoutMs);
       if (res === null) {
         proc.kill('SIGKILL');
         await exited;
