@@ -130,6 +130,16 @@ enum Work<T: Config> {
 }
 
 /// One run of the agent in the off-chain worker of block `now`.
+/// The `max` most urgent of `candidates` (each with the block it is due by): earliest due block
+/// first, then the oldest job (job ids grow with submission).
+fn most_urgent<B: Ord + Copy, X>(
+	mut candidates: Vec<(B, JobId, X)>,
+	max: usize,
+) -> impl Iterator<Item = (JobId, X)> {
+	candidates.sort_unstable_by_key(|(due, id, _)| (*due, *id));
+	candidates.into_iter().take(max).map(|(_, id, x)| (id, x))
+}
+
 pub fn run<T: Config>(now: BlockNumberFor<T>) {
 	let accounts: Vec<Account<T>> = Signer::<T, T::AuthorityId>::keystore_accounts().collect();
 	if accounts.is_empty() {
@@ -151,10 +161,12 @@ pub fn run<T: Config>(now: BlockNumberFor<T>) {
 	let mut tracks: BTreeMap<JobId, Track> = load(TRACKS_KEY);
 	let salt = salt();
 
+	// Every job this node could work on, then the most urgent first (earliest deadline, then the
+	// oldest job): under a backlog larger than `MaxRequestsPerBlock` no job waits behind newer
+	// ones until it misses its deadline.
 	let mut open = Vec::new();
-	let mut work: Vec<Work<T>> = Vec::new();
-	let mut requests: Vec<Request> = Vec::new();
-	let (mut executing, mut checking) = (0usize, 0usize);
+	let mut to_execute = Vec::new();
+	let mut to_check = Vec::new();
 	for (id, job) in pallet_verity_jobs::Jobs::<T>::iter() {
 		open.push(id);
 		match job.status {
@@ -168,12 +180,7 @@ pub fn run<T: Config>(now: BlockNumberFor<T>) {
 						continue;
 					}
 				}
-				if executing >= max {
-					continue;
-				}
-				executing += 1;
-				work.push(Work::Execute { job: id, account: account.clone(), attempt });
-				requests.push(Request::Execute { model: job.model, input: job.input.into_inner() });
+				to_execute.push((deadline, id, (account.clone(), attempt, job)));
 			},
 			JobStatus::Committed { window_end, .. } if now < window_end => {
 				let Some(permill) = settings.watch_permill else { continue };
@@ -187,22 +194,27 @@ pub fn run<T: Config>(now: BlockNumberFor<T>) {
 					},
 					_ => {},
 				}
-				if checking >= max {
-					continue;
-				}
-				checking += 1;
-				let step_hashes = pallet_verity_jobs::StepHashes::<T>::get(id)
-					.map(|h| h.into_inner())
-					.unwrap_or_default();
-				work.push(Work::Check { job: id });
-				requests.push(Request::Prove {
-					model: job.model,
-					input: job.input.into_inner(),
-					step_hashes,
-				});
+				to_check.push((window_end, id, job));
 			},
 			_ => {},
 		}
+	}
+	let mut work: Vec<Work<T>> = Vec::new();
+	let mut requests: Vec<Request> = Vec::new();
+	for (id, (account, attempt, job)) in most_urgent(to_execute, max) {
+		work.push(Work::Execute { job: id, account, attempt });
+		requests.push(Request::Execute { model: job.model, input: job.input.into_inner() });
+	}
+	for (id, job) in most_urgent(to_check, max) {
+		let step_hashes = pallet_verity_jobs::StepHashes::<T>::get(id)
+			.map(|h| h.into_inner())
+			.unwrap_or_default();
+		work.push(Work::Check { job: id });
+		requests.push(Request::Prove {
+			model: job.model,
+			input: job.input.into_inner(),
+			step_hashes,
+		});
 	}
 	open.sort_unstable();
 	tracks.retain(|id, _| open.binary_search(id).is_ok());
@@ -274,6 +286,18 @@ pub fn run<T: Config>(now: BlockNumberFor<T>) {
 #[cfg(test)]
 mod tests {
 	use super::*;
+
+	#[test]
+	fn most_urgent_takes_the_earliest_due_then_the_oldest() {
+		// (due block, job id, payload): storage order is by hash, i.e. arbitrary.
+		let candidates =
+			vec![(30u32, 9, 'a'), (12, 7, 'b'), (30, 2, 'c'), (11, 8, 'd'), (12, 3, 'e')];
+		let picked: Vec<_> = most_urgent(candidates.clone(), 3).collect();
+		assert_eq!(picked, vec![(8, 'd'), (3, 'e'), (7, 'b')]);
+		let all: Vec<_> = most_urgent(candidates, 10).map(|(id, _)| id).collect();
+		assert_eq!(all, vec![8, 3, 7, 2, 9]);
+		assert_eq!(most_urgent(Vec::<(u32, JobId, ())>::new(), 3).count(), 0);
+	}
 
 	#[test]
 	fn sampling_takes_about_the_share_and_all_or_nothing_at_the_ends() {
