@@ -3,7 +3,8 @@
 import { ApiPromise, WsProvider } from '@polkadot/api';
 import { Keyring } from '@polkadot/keyring';
 import { u8aToHex } from '@polkadot/util';
-import { waitFor } from './node.js';
+import { startNode, rpc, waitFor } from './node.js';
+import { startWorker } from './worker.js';
 
 /** Block time 6 s: a bound for waiting `n` blocks (plus start-up slack). */
 export const BLOCKS = (n) => n * 6_000 + 30_000;
@@ -62,3 +63,33 @@ export async function stopAll(...procs) {
   }
 }
 
+
+/**
+ * A dev chain for fraud: Alice's node (the operator) with a faulty worker, Bob's node watching
+ * (`--watcher`) with an honest one, peered with Alice, Bob's `vrty` key inserted with
+ * `author_insertKey` (as the README documents). `stop()` stops all four processes.
+ */
+export async function startFraudNetwork(prefix) {
+  const started = [];
+  const stop = () => stopAll(...started.slice().reverse());
+  try {
+    const faulty = await startWorker(`${prefix}-faulty-worker`, { faulty: true });
+    started.push(faulty);
+    const honest = await startWorker(`${prefix}-honest-worker`);
+    started.push(honest);
+    const alice = await startNode(`${prefix}-alice`, ['--dev', '--tmp', '--inference-worker', faulty.url]);
+    started.push(alice);
+    const peer = await rpc(alice.rpcPort, 'system_localPeerId');
+    const bob = await startNode(`${prefix}-bob`, ['--chain', 'dev', '--tmp', '--rpc-methods', 'unsafe',
+      '--bootnodes', `/ip4/127.0.0.1/tcp/${alice.p2pPort}/p2p/${peer}`,
+      '--watcher', '--inference-worker', honest.url]);
+    started.push(bob);
+    const b = keyring().addFromUri('//Bob');
+    await rpc(bob.rpcPort, 'author_insertKey', ['vrty', '//Bob', u8aToHex(b.publicKey)]);
+    await waitFor('Bob\'s node has a peer', async () => (await rpc(bob.rpcPort, 'system_health')).peers >= 1, { timeoutMs: 60_000 });
+    return { faulty, honest, alice, bob, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}

@@ -4,11 +4,10 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { u8aToHex } from '@polkadot/util';
 import { cryptoWaitReady } from '@polkadot/util-crypto';
-import { startNode, waitFor, rpc, freePort } from '../lib/node.js';
+import { startNode, waitFor, freePort } from '../lib/node.js';
 import { startWorker, workerRun, EXAMPLES } from '../lib/worker.js';
-import { BLOCKS, connect, keyring, submitJob as submitJobOf, waitForReceipt, stopAll } from '../lib/chain.js';
+import { BLOCKS, connect, keyring, submitJob as submitJobOf, waitForReceipt, stopAll, startFraudNetwork } from '../lib/chain.js';
 
 const UNIT = 1_000_000_000_000n;
 const PRICE = UNIT; // Alice's price for the example models (genesis preset)
@@ -114,23 +113,14 @@ describe('agent', { concurrency: 3 }, () => {
 
   test('fraud: Bob\'s watcher node proves Alice\'s substituted weights wrong; slash, reward, refund, jail', { timeout: 420_000 }, async () => {
     await cryptoWaitReady();
-    const faulty = await startWorker('fraud-faulty-worker', { faulty: true });
-    const honest = await startWorker('fraud-honest-worker');
-    const alice = await startNode('fraud-alice', ['--dev', '--tmp', '--inference-worker', faulty.url]);
-    let bob;
+    const net = await startFraudNetwork('fraud');
+    const { alice, bob, honest } = net;
     let api;
     try {
-      const peer = await rpc(alice.rpcPort, 'system_localPeerId');
-      bob = await startNode('fraud-bob', ['--chain', 'dev', '--tmp', '--rpc-methods', 'unsafe',
-        '--bootnodes', `/ip4/127.0.0.1/tcp/${alice.p2pPort}/p2p/${peer}`,
-        '--watcher', '--inference-worker', honest.url]);
       const k = keyring();
       const a = k.addFromUri('//Alice');
       const b = k.addFromUri('//Bob');
       const charlie = k.addFromUri('//Charlie');
-      // Bob's watcher key goes in with author_insertKey (documented in the README).
-      await rpc(bob.rpcPort, 'author_insertKey', ['vrty', '//Bob', u8aToHex(b.publicKey)]);
-      await waitFor('Bob\'s node has a peer', async () => (await rpc(bob.rpcPort, 'system_health')).peers >= 1, { timeoutMs: 60_000 });
 
       api = await connect(alice);
       const model = await modelId(api);
@@ -173,7 +163,7 @@ describe('agent', { concurrency: 3 }, () => {
       console.log(`# fraud: submit #${submitted.blockNumber}, commit #${commitEv.block} (+${commitEv.block - submitted.blockNumber}), fraud proven #${fraudEv.block} (+${fraudEv.block - commitEv.block} after commit), wrong step ${step.toNumber()}`);
     } finally {
       if (api) await api.disconnect();
-      await stopAll(bob, alice, honest, faulty);
+      await net.stop();
     }
   });
 

@@ -12,6 +12,7 @@ import { u8aToHex } from '@polkadot/util';
 import { cryptoWaitReady } from '@polkadot/util-crypto';
 import { REPO, startNode, rpc, waitFor, freePort } from '../lib/node.js';
 import { startWorker, workerRun, EXAMPLES } from '../lib/worker.js';
+import { startFraudNetwork, stopAll } from '../lib/chain.js';
 
 const UNIT = 1_000_000_000_000n;
 const PRICE = UNIT; // Alice's price for the example models (genesis preset)
@@ -53,13 +54,6 @@ function parseStatus(stdout) {
     free: planck(free[1]), jobs: Number(sum[1]), earned: planck(sum[2]), frauds: Number(sum[5]),
     slashed: planck(sum[6]), fees: planck(sum[7]), net: sum[8].startsWith('-') ? -planck(sum[8].slice(1)) : planck(sum[8]),
   };
-}
-
-async function stopAll(...procs) {
-  for (const p of procs) {
-    if (!p) continue;
-    try { await p.stop(); } catch (e) { console.error(`stopping ${p.name}: ${e.message}`); }
-  }
 }
 
 describe('examples', { concurrency: 2 }, () => {
@@ -165,20 +159,13 @@ describe('examples', { concurrency: 2 }, () => {
 
   test('watch-fraud prints Bob\'s accepted proof and his reward; submit-job reports the fraud; operator-status the slash', { timeout: 420_000 }, async () => {
     await cryptoWaitReady();
-    const faulty = await startWorker('examples-faulty-worker', { faulty: true });
-    const honest = await startWorker('examples-honest-worker');
-    const alice = await startNode('examples-fraud-alice', ['--dev', '--tmp', '--inference-worker', faulty.url]);
-    let bob;
+    const net = await startFraudNetwork('examples-fraud');
+    const { alice } = net;
     let watch;
     try {
-      const peer = await rpc(alice.rpcPort, 'system_localPeerId');
-      bob = await startNode('examples-fraud-bob', ['--chain', 'dev', '--tmp', '--rpc-methods', 'unsafe',
-        '--bootnodes', `/ip4/127.0.0.1/tcp/${alice.p2pPort}/p2p/${peer}`, '--watcher', '--inference-worker', honest.url]);
       const k = new Keyring({ type: 'sr25519' });
       const a = k.addFromUri('//Alice').address;
       const b = k.addFromUri('//Bob');
-      await rpc(bob.rpcPort, 'author_insertKey', ['vrty', '//Bob', u8aToHex(b.publicKey)]);
-      await waitFor('Bob\'s node has a peer', async () => (await rpc(bob.rpcPort, 'system_health')).peers >= 1, { timeoutMs: 60_000 });
       const url = `ws://127.0.0.1:${alice.rpcPort}`;
 
       // The watcher's feed runs while the job is submitted.
@@ -220,7 +207,7 @@ describe('examples', { concurrency: 2 }, () => {
       assert.equal(s.jobs, 0);
     } finally {
       if (watch && watch.exitCode === null) watch.kill('SIGKILL');
-      await stopAll(bob, alice, honest, faulty);
+      await net.stop();
     }
   });
 });
