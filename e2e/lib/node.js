@@ -25,6 +25,21 @@ export function freePort() {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** Write a child's stdout and stderr to `logFile` and keep its last 30 lines in memory too, so a
+ * failure can say what the process said; returns a function giving those lines. */
+export function captureOutput(proc, logFile) {
+  const log = createWriteStream(logFile);
+  let recent = [];
+  const keep = (chunk) => {
+    log.write(chunk);
+    recent.push(...chunk.toString().split('\n').filter(Boolean));
+    if (recent.length > 30) recent = recent.slice(-30);
+  };
+  proc.stdout.on('data', keep);
+  proc.stderr.on('data', keep);
+  return () => recent.join('\n');
+}
+
 /** `promise`'s value, or null after `ms`. The timer is cleared either way: a pending timer would
  * keep the test process alive for the rest of `ms` after the tests end. */
 export async function within(promise, ms) {
@@ -89,7 +104,6 @@ export async function startNode(name, args, { basePath } = {}) {
   const tmp = args.includes('--tmp');
   const ownBase = tmp ? null : (basePath ?? mkdtempSync(join(tmpdir(), `verity-${name}-`)));
   const logFile = join(LOG_DIR, `${name}-${rpcPort}.log`);
-  const log = createWriteStream(logFile);
   const fullArgs = [
     ...args,
     ...(tmp ? [] : ['--base-path', ownBase]),
@@ -100,19 +114,11 @@ export async function startNode(name, args, { basePath } = {}) {
     '--no-mdns',
   ];
   const proc = spawn(NODE_BIN, fullArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
-  // Keep the last lines in memory too, so a failure can say what the node said.
-  let recent = [];
-  const keep = (chunk) => {
-    log.write(chunk);
-    recent.push(...chunk.toString().split('\n').filter(Boolean));
-    if (recent.length > 30) recent = recent.slice(-30);
-  };
-  proc.stdout.on('data', keep);
-  proc.stderr.on('data', keep);
+  const recentOutput = captureOutput(proc, logFile);
   const exited = new Promise((ok) => proc.on('exit', (code, signal) => ok({ code, signal })));
   const node = {
     name, rpcPort, p2pPort, proc, logFile, basePath: ownBase, exited,
-    recentOutput: () => recent.join('\n'),
+    recentOutput,
     /** SIGINT, then wait (bounded) for a clean exit; returns the exit status. */
     async stop({ timeoutMs = 30_000, keepBase = false } = {}) {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGINT');
@@ -127,7 +133,7 @@ export async function startNode(name, args, { basePath } = {}) {
   };
   await waitFor(`${name} RPC on port ${rpcPort} (log: ${logFile})`, async () => {
     if (proc.exitCode !== null) {
-      const e = new Error(`${name} exited with ${proc.exitCode}; its last output:\n${recent.join('\n')}`);
+      const e = new Error(`${name} exited with ${proc.exitCode}; its last output:\n${recentOutput()}`);
       e.fatal = true;
       throw e;
     }

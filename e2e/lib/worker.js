@@ -4,10 +4,10 @@
 // is executed with the weights of its last weighted op substituted, so its commitments are wrong
 // from that step on while the model id stays the genuine one).
 import { spawn, execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, createWriteStream } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { REPO, LOG_DIR, freePort, rpc, waitFor, within } from './node.js';
+import { REPO, LOG_DIR, captureOutput, freePort, rpc, waitFor, within } from './node.js';
 
 export const WORKER_BIN = process.env.VERITY_WORKER ?? join(REPO, 'target', 'release', 'verity-worker');
 export const FAULTY_WORKER_BIN =
@@ -74,20 +74,12 @@ export async function startWorker(name, { faulty = false, models = DEFAULT_MODEL
     }
   }
   const logFile = join(LOG_DIR, `${name}-${port}.log`);
-  const log = createWriteStream(logFile);
   const proc = spawn(bin, ['serve', '--listen', `127.0.0.1:${port}`, '--models', storeDir], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: workerEnv(faulty),
   });
   running.add(proc);
-  let recent = [];
-  const keep = (chunk) => {
-    log.write(chunk);
-    recent.push(...chunk.toString().split('\n').filter(Boolean));
-    if (recent.length > 30) recent = recent.slice(-30);
-  };
-  proc.stdout.on('data', keep);
-  proc.stderr.on('data', keep);
+  const recentOutput = captureOutput(proc, logFile);
   const exited = new Promise((ok) => proc.on('exit', (code, signal) => {
     running.delete(proc);
     ok({ code, signal });
@@ -95,7 +87,7 @@ export async function startWorker(name, { faulty = false, models = DEFAULT_MODEL
   const removeStore = () => rmSync(storeDir, { recursive: true, force: true });
   const worker = {
     name, port, url, proc, logFile, storeDir, modelIds, faulty, exited,
-    recentOutput: () => recent.join('\n'),
+    recentOutput,
     /** One JSON-RPC call (execute, job, prove, models, health). */
     rpc: (method, params = []) => rpc(port, method, params),
     /** SIGINT, then wait (bounded) for the exit, then SIGKILL; returns the exit status. */
@@ -115,7 +107,7 @@ export async function startWorker(name, { faulty = false, models = DEFAULT_MODEL
   try {
     const health = await waitFor(`${name} health on ${url} (log: ${logFile})`, async () => {
       if (proc.exitCode !== null || proc.signalCode !== null) {
-        const e = new Error(`${name} exited with ${proc.exitCode ?? proc.signalCode}; its last output:\n${recent.join('\n')}`);
+        const e = new Error(`${name} exited with ${proc.exitCode ?? proc.signalCode}; its last output:\n${recentOutput()}`);
         e.fatal = true;
         throw e;
       }
