@@ -1,6 +1,20 @@
 //! Fixed-point arithmetic of the interpreter: the gemmlowp / TFLite requantization rule and
 //! the rounding division of the average pools. Every function here is total (defined and
 //! non-panicking for every argument) and uses integers only.
+//!
+//! The requantization rule is written twice, on purpose, side by side:
+//!
+//! * the **gemmlowp form** ([`saturating_rounding_doubling_high_mul`], [`rounding_divide_by_pot`],
+//!   [`multiply_by_quantized_multiplier`]): nudge-and-truncate and mask-and-threshold, as in
+//!   gemmlowp's `fixedpoint.h` and TFLite. This is the definition the interpreter runs.
+//! * the **closed form** ([`srdhm_closed`], [`rdbpot_closed`],
+//!   [`multiply_by_quantized_multiplier_closed`]): the same function written with a floor and an
+//!   absolute value, the form that vectorizes and that integer tensor ops express. Fast paths
+//!   (the worker's tensor ops and SIMD loops) implement this form.
+//!
+//! A property test (`closed_forms_agree_with_gemmlowp`) checks that both forms are the same
+//! function over random and edge-value arguments; fast paths elsewhere are tested against
+//! [`requantize_to_i8`].
 
 use crate::model::Requant;
 
@@ -58,17 +72,66 @@ pub fn rounding_divide_by_pot(x: i32, exponent: u32) -> i32 {
 /// Valid models only use `multiplier >= 0` and `MIN_SHIFT <= shift <= MAX_SHIFT`, but the
 /// function is defined for every argument.
 pub fn multiply_by_quantized_multiplier(x: i32, multiplier: i32, shift: i8) -> i32 {
+	let (left, right) = split_shift(shift);
+	let high = saturating_rounding_doubling_high_mul(saturating_shift_left(x, left), multiplier);
+	rounding_divide_by_pot(high, right)
+}
+
+/// `shift` as `(left, right)` exponents: `(shift, 0)` if positive, else `(0, -shift)`.
+#[inline]
+pub fn split_shift(shift: i8) -> (u32, u32) {
+	let magnitude = u32::from(shift.unsigned_abs());
 	if shift > 0 {
-		// Exact saturating x * 2^shift for any shift (shift <= 127, and any |x| >= 1 times
-		// 2^32 already saturates, so capping the shift at 32 changes nothing).
-		let shifted = i64::from(x) << u32::from(shift.unsigned_abs()).min(32);
-		let shifted = shifted.clamp(i64::from(i32::MIN), i64::from(i32::MAX));
-		let shifted = i32::try_from(shifted).unwrap_or(0);
-		saturating_rounding_doubling_high_mul(shifted, multiplier)
+		(magnitude, 0)
 	} else {
-		let right = u32::from(shift.unsigned_abs());
-		rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, multiplier), right)
+		(0, magnitude)
 	}
+}
+
+/// `x * 2^exponent` saturated to the i32 range (exact for every exponent: any `|x| >= 1` times
+/// `2^32` already saturates, so the exponent is capped at 32).
+#[inline]
+pub fn saturating_shift_left(x: i32, exponent: u32) -> i32 {
+	let shifted = i64::from(x) << exponent.min(32);
+	let clamped = shifted.clamp(i64::from(i32::MIN), i64::from(i32::MAX));
+	i32::try_from(clamped).unwrap_or(0)
+}
+
+/// Closed form of [`saturating_rounding_doubling_high_mul`]:
+/// `floor((a * b + 2^30) / 2^31)`, i.e. `a * b / 2^31` rounded to nearest with ties toward
+/// `+inf`, saturated to `i32::MAX` (only `a == b == i32::MIN` reaches `2^31`).
+///
+/// Why it equals the nudge rule: for `ab >= 0` truncation is the floor; for `ab < 0`,
+/// `trunc((ab + 1 - 2^30) / 2^31) = ceil((ab + 1 - 2^30) / 2^31) = floor((ab + 2^30) / 2^31)`
+/// (`ceil(y / d) = floor((y + d - 1) / d)` for integers).
+#[inline]
+pub fn srdhm_closed(a: i32, b: i32) -> i32 {
+	// |a * b| <= 2^62, so the sum is exact; `>>` on i64 is the floor.
+	let q = (i64::from(a) * i64::from(b) + (1 << 30)) >> 31;
+	i32::try_from(q).unwrap_or(i32::MAX)
+}
+
+/// Closed form of [`rounding_divide_by_pot`]: `sign(x) * floor((|x| + 2^(e-1)) / 2^e)` for
+/// `e >= 1` (round half away from zero), `x` for `e == 0`; exponents above 62 as 62.
+#[inline]
+pub fn rdbpot_closed(x: i32, exponent: u32) -> i32 {
+	let e = exponent.min(62);
+	let half = if e > 0 { 1u64 << (e - 1) } else { 0 };
+	// |x| <= 2^31 and half <= 2^61: no overflow; the quotient is at most 2^31.
+	let magnitude = (u64::from(x.unsigned_abs()) + half) >> e;
+	let magnitude = i64::try_from(magnitude).unwrap_or(i64::MAX);
+	let q = if x < 0 { -magnitude } else { magnitude };
+	// Only x = i32::MIN with e = 0 gives -2^31, which fits.
+	i32::try_from(q).unwrap_or(if q > 0 { i32::MAX } else { i32::MIN })
+}
+
+/// Closed form of [`multiply_by_quantized_multiplier`]: the saturating left shift, then
+/// [`srdhm_closed`], then [`rdbpot_closed`] by `-shift` (the same composition, each stage in
+/// closed form). Equal to [`multiply_by_quantized_multiplier`] for every argument.
+#[inline]
+pub fn multiply_by_quantized_multiplier_closed(x: i32, multiplier: i32, shift: i8) -> i32 {
+	let (left, right) = split_shift(shift);
+	rdbpot_closed(srdhm_closed(saturating_shift_left(x, left), multiplier), right)
 }
 
 /// [`multiply_by_quantized_multiplier`] with a [`Requant`].
@@ -189,6 +252,107 @@ mod tests {
 		assert_eq!(multiply_by_quantized_multiplier(i32::MIN, i32::MAX, -31), -1);
 		assert_eq!(multiply_by_quantized_multiplier(i32::MIN, i32::MAX, i8::MIN), 0);
 		assert_eq!(multiply_by_quantized_multiplier(12345, 0, 5), 0);
+	}
+
+	/// Edge values of an i32 argument: the extremes and their neighbours, zero, ±1, and
+	/// powers of two with their neighbours (where exact rounding ties appear), both signs.
+	fn edge_i32s() -> alloc::vec::Vec<i32> {
+		let mut v = alloc::vec![0, 1, -1, i32::MAX, i32::MIN, i32::MAX - 1, i32::MIN + 1];
+		for k in 0..31 {
+			let p = 1i32 << k;
+			v.extend([
+				p,
+				-p,
+				p + 1,
+				-p - 1,
+				p - 1,
+				1 - p,
+				p.saturating_mul(3),
+				p.saturating_mul(-3),
+			]);
+		}
+		v
+	}
+
+	/// Both forms on the cross product of edge values, every shift of an `i8`, and every
+	/// exponent the rounding division distinguishes.
+	#[test]
+	fn closed_forms_agree_with_gemmlowp_on_edges() {
+		let edges = edge_i32s();
+		for &a in &edges {
+			for &b in &edges {
+				assert_eq!(
+					srdhm_closed(a, b),
+					saturating_rounding_doubling_high_mul(a, b),
+					"{a} {b}"
+				);
+			}
+			for e in 0..=70 {
+				assert_eq!(rdbpot_closed(a, e), rounding_divide_by_pot(a, e), "{a} {e}");
+			}
+			assert_eq!(rdbpot_closed(a, u32::MAX), rounding_divide_by_pot(a, u32::MAX), "{a}");
+		}
+		for &x in &edges {
+			for &m in &[0, 1, -1, 1 << 30, (1 << 30) + 1, i32::MAX, i32::MIN, 1_518_500_250] {
+				for shift in i8::MIN..=i8::MAX {
+					assert_eq!(
+						multiply_by_quantized_multiplier_closed(x, m, shift),
+						multiply_by_quantized_multiplier(x, m, shift),
+						"x {x} m {m} shift {shift}"
+					);
+				}
+			}
+		}
+	}
+
+	/// An i32 strategy that mixes uniform values with edge values (uniform values almost never
+	/// hit a tie or an extreme).
+	fn any_i32_with_edges() -> impl proptest::strategy::Strategy<Value = i32> {
+		use proptest::prelude::*;
+		prop_oneof![3 => any::<i32>(), 1 => proptest::sample::select(edge_i32s())]
+	}
+
+	proptest::proptest! {
+		#![proptest_config(proptest::prelude::ProptestConfig {
+			cases: 20_000,
+			failure_persistence: None,
+			..proptest::prelude::ProptestConfig::default()
+		})]
+
+		/// The closed form and the gemmlowp form are the same function (random arguments).
+		#[test]
+		fn closed_forms_agree_with_gemmlowp(
+			x in any_i32_with_edges(),
+			m in any_i32_with_edges(),
+			shift in proptest::prelude::any::<i8>(),
+			e in 0u32..80,
+		) {
+			proptest::prop_assert_eq!(srdhm_closed(x, m), saturating_rounding_doubling_high_mul(x, m));
+			proptest::prop_assert_eq!(rdbpot_closed(x, e), rounding_divide_by_pot(x, e));
+			proptest::prop_assert_eq!(
+				multiply_by_quantized_multiplier_closed(x, m, shift),
+				multiply_by_quantized_multiplier(x, m, shift)
+			);
+		}
+	}
+
+	#[test]
+	fn closed_form_ties_and_saturation() {
+		// Ties of the high multiply go toward +inf, ties of the division away from zero.
+		assert_eq!(srdhm_closed(1 << 15, 1 << 15), 1); // 0.5 -> 1
+		assert_eq!(srdhm_closed(-(1 << 15), 1 << 15), 0); // -0.5 -> 0
+		assert_eq!(srdhm_closed(-(3 << 15), 1 << 15), -1); // -1.5 -> -1
+		assert_eq!(srdhm_closed(i32::MIN, i32::MIN), i32::MAX);
+		assert_eq!(rdbpot_closed(-5, 1), -3); // -2.5 -> -3
+		assert_eq!(rdbpot_closed(5, 1), 3);
+		assert_eq!(rdbpot_closed(i32::MIN, 32), -1); // -0.5 -> -1
+		assert_eq!(rdbpot_closed(i32::MIN, 0), i32::MIN);
+		assert_eq!(saturating_shift_left(-4, 30), i32::MIN);
+		assert_eq!(saturating_shift_left(1, 200), i32::MAX);
+		assert_eq!(saturating_shift_left(0, 200), 0);
+		assert_eq!(split_shift(-31), (0, 31));
+		assert_eq!(split_shift(i8::MIN), (0, 128));
+		assert_eq!(split_shift(5), (5, 0));
 	}
 
 	#[test]

@@ -20,13 +20,28 @@ pub const MERKLE_NODE_PREFIX: u8 = 0x01;
 /// `h_i = blake2_256(b"verity/step/v1" || u32_le(step) || SCALE(shape as Vec<u32>) || data)`,
 /// where `SCALE(shape)` is the compact-encoded dimension count followed by each dimension as
 /// a little-endian `u32`. `h_0` hashes the model input (`step = 0`, the input shape).
+///
+/// The part before `data` is [`encode_step_prefix`]; batched implementations hash
+/// `prefix || data` with BLAKE2b-256 (unkeyed, 32-byte output) and must equal this function.
 pub fn step_hash(step: u32, shape: &[u32], data: &[u8]) -> Hash {
-	let mut buf = Vec::with_capacity(STEP_TAG.len() + 4 + 5 + 4 * shape.len() + data.len());
-	buf.extend_from_slice(STEP_TAG);
-	buf.extend_from_slice(&step.to_le_bytes());
-	shape.encode_to(&mut buf);
+	let mut buf = Vec::with_capacity(step_prefix_len(shape) + data.len());
+	encode_step_prefix(step, shape, &mut buf);
 	buf.extend_from_slice(data);
 	blake2_256(&buf)
+}
+
+/// Appends the framing that a step hash puts before the tensor bytes,
+/// `b"verity/step/v1" || u32_le(step) || SCALE(shape as Vec<u32>)`, to `out` (the one
+/// definition of that framing; see [`step_hash`]).
+pub fn encode_step_prefix(step: u32, shape: &[u32], out: &mut Vec<u8>) {
+	out.extend_from_slice(STEP_TAG);
+	out.extend_from_slice(&step.to_le_bytes());
+	shape.encode_to(out);
+}
+
+/// The length in bytes of [`encode_step_prefix`]'s output for a tensor of `shape`.
+pub fn step_prefix_len(shape: &[u32]) -> usize {
+	STEP_TAG.len().saturating_add(4).saturating_add(shape.encoded_size())
 }
 
 /// The step hash of tensor `index` of a model (0 = input) with the shape the header declares;
@@ -147,6 +162,26 @@ mod tests {
 		buf.extend_from_slice(&[8, 2, 0, 0, 0, 3, 0, 0, 0]); // compact(2), 2u32, 3u32
 		buf.extend_from_slice(&[1, 2, 3, 4, 5, 6]);
 		assert_eq!(step_hash(7, &[2, 3], &[1, 2, 3, 4, 5, 6]), blake2_256(&buf));
+	}
+
+	#[test]
+	fn step_prefix_is_the_framing_of_step_hash() {
+		for (step, shape, data) in [
+			(0u32, Vec::<u32>::new(), Vec::<u8>::new()),
+			(7, vec![2, 3], vec![1, 2, 3, 4, 5, 6]),
+			(u32::MAX, vec![64; 70], vec![9; 100]),
+		] {
+			let mut prefix = Vec::new();
+			encode_step_prefix(step, &shape, &mut prefix);
+			assert_eq!(prefix.len(), step_prefix_len(&shape));
+			let mut message = prefix.clone();
+			message.extend_from_slice(&data);
+			assert_eq!(step_hash(step, &shape, &data), blake2_256(&message));
+			// Appends: what was in the buffer stays.
+			let mut buf = vec![0xAA];
+			encode_step_prefix(step, &shape, &mut buf);
+			assert_eq!(buf.get(1..), Some(prefix.as_slice()));
+		}
 	}
 
 	#[test]
