@@ -140,12 +140,7 @@ pub(super) enum Input<'t> {
 }
 
 /// The device tensor `[n, shape]` of a host batch buffer (bytes reinterpreted as int8).
-pub(super) fn upload(
-	bytes: &[u8],
-	n: usize,
-	shape: &[i64],
-	device: Device,
-) -> Result<Tensor> {
+pub(super) fn upload(bytes: &[u8], n: usize, shape: &[i64], device: Device) -> Result<Tensor> {
 	let mut dims = vec![n as i64];
 	dims.extend(shape);
 	Ok(Tensor::f_from_slice(bytes)?
