@@ -24,6 +24,7 @@ const HEADER_BATCH: usize = 256;
 
 /// A blocking JSON-RPC client of one node; every error is one line that names the node or the
 /// method.
+#[derive(Debug)]
 pub struct Rpc {
 	client: HttpClient,
 	/// `host:port` as given, for messages.

@@ -276,7 +276,8 @@ fn each_claim_that_is_not_the_proven_record_is_refused() {
 	let mut flipped_output = proven.output.clone();
 	flip(&mut flipped_output, 0);
 	let other_model = hex(&[0x11; 32]);
-	let cases: Vec<(Box<dyn Fn(&mut super::file::Claims) + '_>, String)> =
+	type Tamper<'a> = Box<dyn Fn(&mut super::file::Claims) + 'a>;
+	let cases: Vec<(Tamper<'_>, String)> =
 		vec![
 		(
 			Box::new(|c| c.outcome = "expired".into()),
@@ -611,7 +612,7 @@ mod fetch {
 
 	#[test]
 	fn endpoints_other_than_http_are_refused() {
-		let e = |url: &str| Rpc::new(url).err().expect("refused");
+		let e = |url: &str| Rpc::new(url).expect_err("refused");
 		assert_eq!(
 			e("https://127.0.0.1:9944"),
 			"--rpc https://127.0.0.1:9944: only http:// (or ws://) endpoints are supported"
