@@ -104,5 +104,5 @@ pub enum Subcommand {
 	/// A closed job's receipt: fetch it from a node, verify it offline against a chain spec
 	/// (header chain, GRANDPA justification, storage proofs; optionally re-run the model).
 	#[command(subcommand)]
-	Receipt(crate::receipt::ReceiptCmd),
+	Receipt(verity_node::receipt::ReceiptCmd),
 }

@@ -139,7 +139,7 @@ pub fn run() -> sc_cli::Result<()> {
 			})
 		},
 		Some(Subcommand::Receipt(cmd)) => {
-			use crate::receipt::ReceiptCmd;
+			use verity_node::receipt::ReceiptCmd;
 			let outcome = match cmd {
 				ReceiptCmd::Fetch(fetch) => fetch.run(),
 				ReceiptCmd::Verify(verify) => {
