@@ -1,5 +1,5 @@
 # Verity: `make dev` starts a dev chain, `make test` runs every test. Both do all set-up first.
-.PHONY: setup build dev testnet test chain-spec
+.PHONY: setup build dev testnet test test-rust test-e2e lint chain-spec
 
 NODE := target/release/verity-node
 # libtorch for verity-worker, installed by scripts/setup.sh (scripts/install-libtorch.sh).
@@ -9,8 +9,9 @@ export LIBTORCH ?= $(VERITY_CACHE)/libtorch-2.13.0
 setup:
 	@bash scripts/setup.sh
 
+# `--workspace`, as `make test` builds: the same feature set, so neither rebuilds after the other.
 build: setup
-	cargo build --release --locked -p verity-node -p verity-worker
+	cargo build --release --locked --workspace
 
 chain-spec: build
 	bash chain-spec/generate.sh
@@ -24,5 +25,16 @@ dev: build
 testnet: chain-spec
 	VERITY_NODE_BIN=$(NODE) bash scripts/testnet.sh $(ARGS)
 
+# Every test (what CI runs); subsets: `make lint`, `make test-rust`, `make test-e2e`
+# (one file: `make test-e2e E2E=e2e/tests/receipt.test.js`). See docs/DEVELOPING.md.
 test:
 	bash scripts/test.sh
+
+lint:
+	bash scripts/test.sh lint
+
+test-rust:
+	bash scripts/test.sh rust
+
+test-e2e:
+	bash scripts/test.sh e2e $(E2E)

@@ -1,7 +1,25 @@
 #!/usr/bin/env bash
-# Every test of the project, after set-up and build (`make test`).
+# Every test of the project, after set-up and build (`make test`), or one subset of them:
+#
+#   bash scripts/test.sh          all of the below, in this order (what CI runs)
+#   bash scripts/test.sh lint     rustfmt check, clippy with warnings as errors (`make lint`)
+#   bash scripts/test.sh rust     build, then every Rust test, the pallet benchmarks, the no_std
+#                                 build and the independent Python implementation (`make test-rust`)
+#   bash scripts/test.sh e2e      build, then the end-to-end suite (`make test-e2e`); extra
+#                                 arguments are test files, e.g. `e2e/tests/receipt.test.js`
+#
+# Every cargo command builds the same feature set as `make build` (`--workspace`), so each crate
+# compiles once for all of them and `make dev` after `make test` (or the reverse) starts without
+# recompiling. The exceptions are documented where they happen (the faulty worker, the benchmarks).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+what="${1:-all}"
+[ $# -gt 0 ] && shift
+case "$what" in
+all | lint | rust | e2e) ;;
+*) echo "test.sh: unknown subset '$what' (all, lint, rust, e2e)" >&2; exit 2 ;;
+esac
+
 bash scripts/setup.sh
 # libtorch for verity-worker (installed by setup.sh; this prints its directory at once).
 libtorch="$(bash scripts/install-libtorch.sh | tail -n1)"
@@ -10,54 +28,77 @@ if [ -n "$libtorch" ]; then export LIBTORCH="$libtorch"; fi
 t0=$(date +%s)
 step() { echo; echo "=== [$(( $(date +%s) - t0 ))s] $*"; }
 
-step "formatting (rustfmt.toml)"
-cargo fmt --all --check
+lint() {
+	step "formatting (rustfmt.toml)"
+	cargo fmt --all --check
 
-step "build (release): node with its runtime wasm, and every workspace crate"
-cargo build --release --locked --workspace
+	step "clippy: every crate and target, warnings are errors"
+	cargo clippy --release --locked --workspace --all-targets -- -D warnings
+}
 
-step "build (release): the faulty inference worker of the fraud tests (feature fault-injection, test builds only)"
-cargo build --release --locked -p verity-worker --features fault-injection --bin verity-worker-faulty
+build() {
+	step "build (release): node with its runtime wasm, and every workspace crate (= make build)"
+	cargo build --release --locked --workspace
+}
 
-step "inference worker fault injection: wrong from exactly the chosen step, proven by the honest worker"
-cargo test --release --locked -p verity-worker --features fault-injection --test fault_injection
+rust_tests() {
+	step "build (release): the faulty inference worker of the fraud tests (feature fault-injection, test builds only)"
+	cargo build --release --locked -p verity-worker --features fault-injection --bin verity-worker-faulty
 
-step "chain specs from the presets"
-bash chain-spec/generate.sh
+	step "inference worker fault injection: wrong from exactly the chosen step, proven by the honest worker"
+	cargo test --release --locked -p verity-worker --features fault-injection --test fault_injection
 
-step "Rust tests (primitives, pallets, agent, runtime presets, inference worker)"
-cargo test --release --locked --workspace
+	step "chain specs from the presets"
+	bash chain-spec/generate.sh
 
-step "pallet benchmarks: every benchmark of the four pallets, lowest and highest components, with verify"
-SKIP_WASM_BUILD=1 cargo test --release --locked -p verity-pallets-tests --features runtime-benchmarks benchmarks
+	step "Rust tests (primitives, pallets, agent, runtime presets, inference worker)"
+	cargo test --release --locked --workspace
 
-step "verity-primitives builds for wasm32v1-none without std"
-cargo build --release --locked -p verity-primitives --no-default-features --target wasm32v1-none
+	# The one feature set that differs: FRAME with `runtime-benchmarks` (never in a node that
+	# runs a chain), for the pallets' mock runtime only.
+	step "pallet benchmarks: every benchmark of the four pallets, lowest and highest components, with verify"
+	SKIP_WASM_BUILD=1 cargo test --release --locked -p verity-pallets-tests --features runtime-benchmarks benchmarks
 
-step "an independent implementation (Python, written from docs/MODEL_FORMAT.md) agrees byte for byte"
-python3 primitives/tools/verity_ref.py primitives/testdata
-random_models="$(mktemp -d -t verity-random-models-XXXXXX)"
-cargo run --release --locked -q -p verity-primitives --features testing --example golden -- random "$random_models" 100
-python3 primitives/tools/verity_ref.py "$random_models"
-rm -rf "$random_models"
+	step "verity-primitives builds for wasm32v1-none without std"
+	cargo build --release --locked -p verity-primitives --no-default-features --target wasm32v1-none
 
-step "no RocksDB in the dependency tree"
-if cargo tree --locked -i librocksdb-sys >/dev/null 2>&1; then
-	echo "librocksdb-sys is in the dependency tree" >&2; exit 1
-fi
-echo "librocksdb-sys: absent"
+	step "an independent implementation (Python, written from docs/MODEL_FORMAT.md) agrees byte for byte"
+	python3 primitives/tools/verity_ref.py primitives/testdata
+	local random_models
+	random_models="$(mktemp -d -t verity-random-models-XXXXXX)"
+	cargo run --release --locked -q -p verity-primitives --features testing --example golden -- random "$random_models" 100
+	python3 primitives/tools/verity_ref.py "$random_models"
+	rm -rf "$random_models"
 
-step "docker-compose file is valid"
-docker-compose -f docker/docker-compose.yml config -q && echo "docker/docker-compose.yml: valid"
+	step "no RocksDB in the dependency tree"
+	if cargo tree --locked -i librocksdb-sys >/dev/null 2>&1; then
+		echo "librocksdb-sys is in the dependency tree" >&2; exit 1
+	fi
+	echo "librocksdb-sys: absent"
 
-step "end-to-end tests (real verity-node, polkadot.js)"
-export VERITY_E2E_LOGS="$(mktemp -d -t verity-e2e-logs-XXXXXX)"
-if ! (cd e2e && node --test --test-concurrency=1 tests/); then
-	for f in "$VERITY_E2E_LOGS"/*.log; do
-		[ -e "$f" ] || continue
-		echo "--- last lines of $f"; tail -n 40 "$f"
-	done
-	exit 1
-fi
+	step "docker-compose file is valid"
+	docker-compose -f docker/docker-compose.yml config -q && echo "docker/docker-compose.yml: valid"
+}
 
-step "all tests passed"
+e2e_tests() {
+	step "end-to-end tests (real verity-node, polkadot.js)"
+	export VERITY_E2E_LOGS="$(mktemp -d -t verity-e2e-logs-XXXXXX)"
+	local files=("$@")
+	[ ${#files[@]} -gt 0 ] || files=(tests/)
+	files=("${files[@]#e2e/}")
+	if ! (cd e2e && node --test --test-concurrency=1 "${files[@]}"); then
+		for f in "$VERITY_E2E_LOGS"/*.log; do
+			[ -e "$f" ] || continue
+			echo "--- last lines of $f"; tail -n 40 "$f"
+		done
+		exit 1
+	fi
+}
+
+case "$what" in
+lint) lint ;;
+rust) build; rust_tests ;;
+e2e) build; e2e_tests "$@" ;;
+all) lint; build; rust_tests; e2e_tests ;;
+esac
+step "all tests passed ($what)"

@@ -151,7 +151,7 @@ export function sampleInput(modelName) {
   return existsSync(file) ? file : null;
 }
 
-/** `pallet.Error {fields} (doc)` for a dispatch error, e.g. `models.InvalidModel {"op":2,"reason":29} (...)`. */
+/** `pallet.Error {fields} (doc)` for a dispatch error, e.g. `models.InvalidModel {"op":2,"reason":"TooManyMacs"} (...)`. */
 export function dispatchErrorText(api, err) {
   if (!err.isModule) return err.toString();
   const mod = err.asModule;

@@ -172,7 +172,7 @@ impl ModelFile {
 			return Err(FileError::WeightCount);
 		}
 		for (i, (op, w)) in self.header.ops.iter().zip(&self.weights).enumerate() {
-			let op_index = u32::try_from(i).unwrap_or(u32::MAX).saturating_add(1);
+			let op_index = crate::len_u32(i).saturating_add(1);
 			if w.len() as u64 != u64::from(op.weight_len) || weight_hash(w) != op.weight_hash {
 				return Err(FileError::WeightMismatch { op: op_index });
 			}

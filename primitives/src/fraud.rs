@@ -80,8 +80,8 @@ pub fn check_fraud_proof(
 	let expected = header.ops.len().saturating_add(1);
 	if committed_hashes.len() != expected {
 		return Err(ProofError::WrongHashCount {
-			expected: u32::try_from(expected).unwrap_or(u32::MAX),
-			got: u32::try_from(committed_hashes.len()).unwrap_or(u32::MAX),
+			expected: crate::len_u32(expected),
+			got: crate::len_u32(committed_hashes.len()),
 		});
 	}
 	let op = header.op(proof.step).ok_or(ProofError::StepOutOfRange)?;
@@ -89,7 +89,7 @@ pub fn check_fraud_proof(
 		return Err(ProofError::WrongInputCount);
 	}
 	for (j, (&r, tensor)) in op.inputs.iter().zip(&proof.input_tensors).enumerate() {
-		let index = u32::try_from(j).unwrap_or(u32::MAX);
+		let index = crate::len_u32(j);
 		let mismatch = ProofError::InputMismatch { index };
 		// r < step is checked by the structural check in execute_step; here r only needs to
 		// name an existing tensor (a forward reference would still be rejected below).

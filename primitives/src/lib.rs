@@ -94,6 +94,14 @@ pub use model::{
 	PoolParams, Requant, TensorSpec, EMPTY_WEIGHT_HASH, HEADER_VERSION,
 };
 pub use validate::{
-	step_info, step_macs, step_proof_bytes, validate, validate_step, InvalidReason, Limits,
+	step_info, step_macs, step_proof_bytes, validate, validate_step, InvalidReason, InvalidReasonCode,
+	Limits,
 	ModelInfo, StepInfo, ValidationError,
 };
+
+/// A length or count as `u32`, saturating at `u32::MAX`. Every length the chain sees is
+/// bounded far below `u32::MAX`, so saturation only makes an oversized input fail its bound
+/// check (or be charged the maximum weight) instead of wrapping.
+pub fn len_u32(n: usize) -> u32 {
+	u32::try_from(n).unwrap_or(u32::MAX)
+}

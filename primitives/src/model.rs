@@ -225,7 +225,7 @@ impl Op {
 			bias,
 			requant,
 			weight_hash: weight_hash(weights),
-			weight_len: u32::try_from(weights.len()).unwrap_or(u32::MAX),
+			weight_len: crate::len_u32(weights.len()),
 		}
 	}
 }
@@ -249,7 +249,7 @@ impl ModelHeader {
 
 	/// Number of ops `n`; a trace has `n + 1` tensors and step hashes.
 	pub fn num_ops(&self) -> u32 {
-		u32::try_from(self.ops.len()).unwrap_or(u32::MAX)
+		crate::len_u32(self.ops.len())
 	}
 
 	/// Op `step` (1-based).

@@ -6,7 +6,7 @@
 //! never fail, overflow or exceed the declared sizes on it.
 
 use alloc::vec::Vec;
-use codec::{Decode, Encode, MaxEncodedLen};
+use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
 use scale_info::TypeInfo;
 
 use crate::model::*;
@@ -57,9 +57,39 @@ impl Default for Limits {
 	}
 }
 
-/// Why a header is invalid.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Encode, Decode, TypeInfo, MaxEncodedLen)]
-pub enum InvalidReason {
+/// Defines [`InvalidReason`] and its one-byte [`InvalidReasonCode`] from one list, so that the
+/// two cannot drift apart: same variants, same order, hence the same SCALE variant index.
+macro_rules! invalid_reasons {
+	($($(#[$doc:meta])* $name:ident $({ $($field:ident: $ty:ty),* })?,)*) => {
+		/// Why a header is invalid.
+		#[derive(Clone, Copy, PartialEq, Eq, Debug, Encode, Decode, TypeInfo, MaxEncodedLen)]
+		pub enum InvalidReason {
+			$($(#[$doc])* $name $({ $($field: $ty),* })?,)*
+		}
+
+		/// [`InvalidReason`] without its details (`ForwardReference::input`): one byte with the
+		/// same SCALE variant index, for error types that must stay small (a FRAME pallet error
+		/// has at most 4 bytes).
+		#[derive(
+			Clone, Copy, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, TypeInfo,
+			MaxEncodedLen,
+		)]
+		pub enum InvalidReasonCode {
+			$($(#[$doc])* $name,)*
+		}
+
+		impl InvalidReason {
+			/// This reason without its details.
+			pub fn code(&self) -> InvalidReasonCode {
+				match self {
+					$(Self::$name { .. } => InvalidReasonCode::$name,)*
+				}
+			}
+		}
+	};
+}
+
+invalid_reasons! {
 	/// `version != HEADER_VERSION`.
 	UnsupportedVersion,
 	/// The encoded header is longer than `max_header_bytes`.

@@ -380,3 +380,24 @@ fn builder_and_empty_weight_hash() {
 	assert_eq!(b.header.input.scale(), 0.5);
 	validate(&b.header, &default()).unwrap();
 }
+
+/// `InvalidReasonCode` (the one byte a pallet error carries) has exactly the variants of
+/// `InvalidReason`, with the same SCALE index, and `code()` maps each reason to its own.
+#[test]
+fn reason_codes_match_reasons() {
+	use codec::{Decode, MaxEncodedLen};
+	assert_eq!(InvalidReasonCode::max_encoded_len(), 1);
+	let mut variants = 0;
+	for index in 0..=u8::MAX {
+		// The longest reason is one index byte and a u32.
+		let reason = InvalidReason::decode(&mut &[index, 7, 0, 0, 0][..]);
+		let code = InvalidReasonCode::decode(&mut &[index][..]);
+		assert_eq!(reason.is_ok(), code.is_ok(), "variant {index}");
+		if let (Ok(reason), Ok(code)) = (reason, code) {
+			assert_eq!(reason.code(), code, "variant {index}");
+			assert_eq!(reason.encode()[0], index);
+			variants += 1;
+		}
+	}
+	assert_eq!(variants, 31);
+}

@@ -198,3 +198,26 @@ fn testnet_preset_has_three_validators_and_dave_as_only_operator() {
 		pallet_verity_operators::Pallet::<Runtime>::do_try_state().unwrap();
 	});
 }
+
+/// Genesis writes each Verity pallet's declared `STORAGE_VERSION`, so the first migration
+/// starts from a known on-chain version.
+#[test]
+fn genesis_records_the_storage_versions() {
+	use frame_support::traits::{GetStorageVersion, StorageVersion};
+	for preset in preset_names() {
+		ext_for(&preset).execute_with(|| {
+			for (pallet, on_chain, in_code) in [
+				("models", Models::on_chain_storage_version(), Models::in_code_storage_version()),
+				(
+					"operators",
+					Operators::on_chain_storage_version(),
+					Operators::in_code_storage_version(),
+				),
+				("jobs", Jobs::on_chain_storage_version(), Jobs::in_code_storage_version()),
+			] {
+				assert_eq!(in_code, StorageVersion::new(0), "{pallet}");
+				assert_eq!(on_chain, in_code, "{pallet} in preset {preset}");
+			}
+		});
+	}
+}

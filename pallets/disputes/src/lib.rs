@@ -104,12 +104,20 @@ pub mod pallet {
 	impl<T: Config> Pallet<T> {
 		/// Prove that a committed job's step is wrong (see the pallet docs).
 		///
+		/// The dispatch origin must be _Signed_ (any account: the prover, paid `ProverShare` of the
+		/// slashed collateral).
+		///
+		/// Errors: `ProofTooLarge`, `UnknownJob`, `NotCommitted`, `WindowClosed`, `AlreadySlashed`,
+		/// `JobExpired`, `MalformedProof`, `StepOutOfRange`, `WrongInputCount`, `InputMismatch`,
+		/// `WeightsMismatch`, `ExecutionFailed`, and `NoFraud` when the step reproduces the commitment.
+		/// Emits `FraudProven`.
+		///
 		/// Complexity: `O(b + m)` in the proof's bytes and the disputed step's
 		/// multiply-accumulates. The declared weight assumes `MaxStepMacs`; the actual weight
 		/// is charged for the step's real MACs, also when the proof is rejected.
 		#[pallet::call_index(0)]
 		#[pallet::weight(Pallet::<T>::proof_weight(
-			u32::try_from(proof.len()).unwrap_or(u32::MAX),
+			verity_primitives::len_u32(proof.len()),
 			<T as pallet_verity_models::Config>::MaxStepMacs::get(),
 		))]
 		pub fn prove_fraud(
@@ -118,7 +126,7 @@ pub mod pallet {
 			proof: Vec<u8>,
 		) -> DispatchResultWithPostInfo {
 			let prover = ensure_signed(origin)?;
-			let bytes = u32::try_from(proof.len()).unwrap_or(u32::MAX);
+			let bytes = verity_primitives::len_u32(proof.len());
 			let fail = |weight: Weight, error: Error<T>| DispatchErrorWithPostInfo {
 				post_info: Some(weight).into(),
 				error: error.into(),

@@ -164,7 +164,12 @@ pub mod pallet {
 	use super::*;
 	use frame_system::pallet_prelude::*;
 
+	/// The layout version of this pallet's storage: a migration that changes the layout bumps it
+	/// (and checks it in `pre_upgrade`/`post_upgrade`).
+	const STORAGE_VERSION: StorageVersion = StorageVersion::new(0);
+
 	#[pallet::pallet]
+	#[pallet::storage_version(STORAGE_VERSION)]
 	pub struct Pallet<T>(_);
 
 	#[pallet::config]
@@ -332,11 +337,18 @@ pub mod pallet {
 		/// Submit a job: run `model` on `input` (int8 bytes, the model's input element count)
 		/// for at most `max_fee`, which is held until the job closes.
 		///
+		/// The dispatch origin must be _Signed_ (the requester).
+		///
+		/// Errors: `ModelNotActive` (unknown or retired), `InputSizeMismatch`, `NoOperatorAvailable`
+		/// (no unjailed server at a price `<= max_fee` with free stake for `JobCollateral`),
+		/// `InsufficientBalance` for `max_fee`, `QueueFull` if no block within `ScheduleSpread` of the
+		/// deadline has room. Emits `Submitted` and `Assigned`.
+		///
 		/// Complexity: `O(i + s)` in the input length and the model's servers (bounded by
 		/// `MaxServersPerModel`; the weight is refunded to the servers actually examined).
 		#[pallet::call_index(0)]
 		#[pallet::weight(<T as Config>::WeightInfo::submit(
-			u32::try_from(input.len()).unwrap_or(u32::MAX),
+			verity_primitives::len_u32(input.len()),
 			<T as pallet_verity_operators::Config>::MaxServersPerModel::get(),
 		))]
 		pub fn submit(
@@ -348,7 +360,7 @@ pub mod pallet {
 			let requester = ensure_signed(origin)?;
 			let record = pallet_verity_models::Pallet::<T>::active_model(&model)
 				.ok_or(Error::<T>::ModelNotActive)?;
-			let input_len = u32::try_from(input.len()).unwrap_or(u32::MAX);
+			let input_len = verity_primitives::len_u32(input.len());
 			ensure!(input_len == record.input_elements, Error::<T>::InputSizeMismatch);
 			let input: BoundedVec<_, _> =
 				input.try_into().map_err(|_| Error::<T>::InputSizeMismatch)?;
@@ -391,12 +403,18 @@ pub mod pallet {
 		/// Commit the result of an assigned job: the output tensor and the step hashes
 		/// `[h_0, ..., h_n]`. Opens the challenge window.
 		///
+		/// The dispatch origin must be _Signed_ by the job's assigned operator.
+		///
+		/// Errors: `UnknownJob`, `NotAssignedOperator`, `AlreadyCommitted`, `DeadlinePassed`,
+		/// `ModelNotActive`, `OutputSizeMismatch`, `WrongStepCount` (not `n + 1` hashes),
+		/// `InputHashMismatch` (`h_0`), `OutputHashMismatch` (`h_n`), `QueueFull`. Emits `Committed`.
+		///
 		/// Complexity: `O(o + h)` in the output length and the number of step hashes (the
 		/// trace root is computed on-chain).
 		#[pallet::call_index(1)]
 		#[pallet::weight(<T as Config>::WeightInfo::commit(
-			u32::try_from(output.len()).unwrap_or(u32::MAX),
-			u32::try_from(step_hashes.len()).unwrap_or(u32::MAX),
+			verity_primitives::len_u32(output.len()),
+			verity_primitives::len_u32(step_hashes.len()),
 		))]
 		pub fn commit(
 			origin: OriginFor<T>,
@@ -556,9 +574,9 @@ impl<T: Config> Pallet<T> {
 		});
 		// `missed` has room for MaxAttempts entries; a full list means the last attempt.
 		let attempts_left = job.missed.try_push(job.operator.clone()).is_ok()
-			&& u32::try_from(job.missed.len()).unwrap_or(u32::MAX) < T::MaxAttempts::get();
+			&& verity_primitives::len_u32(job.missed.len()) < T::MaxAttempts::get();
 		if attempts_left {
-			let attempt = u32::try_from(job.missed.len()).unwrap_or(u32::MAX);
+			let attempt = verity_primitives::len_u32(job.missed.len());
 			let (chosen, _) = pallet_verity_operators::Pallet::<T>::select(
 				&job.model,
 				job.max_fee,

@@ -38,7 +38,7 @@ use frame_support::{
 };
 use scale_info::TypeInfo;
 use sp_runtime::traits::Saturating;
-use verity_primitives::{model::MAX_RANK, Limits, ModelHeader, ModelId};
+use verity_primitives::{model::MAX_RANK, InvalidReasonCode, Limits, ModelHeader, ModelId};
 
 /// The balance type of the currency.
 pub type BalanceOf<T> =
@@ -46,6 +46,16 @@ pub type BalanceOf<T> =
 
 /// A tensor shape as stored on-chain (rank at most [`MAX_RANK`]).
 pub type Shape = BoundedVec<u32, ConstU32<{ MAX_RANK as u32 }>>;
+
+/// Why [`Error::InvalidModel`] refused a header: the variant of
+/// [`verity_primitives::InvalidReason`] without its details (one byte; see
+/// docs/MODEL_FORMAT.md for each reason).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, TypeInfo)]
+pub struct InvalidModelReason(pub InvalidReasonCode);
+
+impl frame_support::traits::PalletError for InvalidModelReason {
+	const MAX_ENCODED_SIZE: usize = 1;
+}
 
 /// Whether a model accepts new jobs.
 #[derive(
@@ -113,7 +123,12 @@ pub mod pallet {
 	use super::*;
 	use frame_system::pallet_prelude::*;
 
+	/// The layout version of this pallet's storage: a migration that changes the layout bumps it
+	/// (and checks it in `pre_upgrade`/`post_upgrade`).
+	const STORAGE_VERSION: StorageVersion = StorageVersion::new(0);
+
 	#[pallet::pallet]
+	#[pallet::storage_version(STORAGE_VERSION)]
 	pub struct Pallet<T>(_);
 
 	/// Configuration. The limits bound every registered model; the disputes pallet's weights
@@ -217,10 +232,8 @@ pub mod pallet {
 		/// The header bytes are not the canonical SCALE encoding of a model header.
 		MalformedHeader,
 		/// The header is invalid or exceeds the chain's limits: `op` is the 1-based op index
-		/// (0 = header or input), `reason` the SCALE variant index of
-		/// `verity_primitives::InvalidReason` (e.g. 28 = `StepProofTooLarge`, 29 =
-		/// `TooManyMacs`; see docs/MODEL_FORMAT.md).
-		InvalidModel { op: u16, reason: u8 },
+		/// (0 = header or input), `reason` why (e.g. `StepProofTooLarge`, `TooManyMacs`).
+		InvalidModel { op: u16, reason: InvalidModelReason },
 		/// The model input has more than `MaxInputBytes` elements.
 		InputTooLarge,
 		/// The model output has more than `MaxOutputBytes` elements.
@@ -300,12 +313,19 @@ pub mod pallet {
 		/// `blake2_256(header)`. A deposit of `DepositBase + DepositPerByte * (header + name +
 		/// uri bytes)` is held from the caller.
 		///
+		/// The dispatch origin must be _Signed_ (the publisher).
+		///
+		/// Errors: `HeaderTooLarge`, `NameTooLong`, `UriTooLong`, `MalformedHeader` (not the canonical
+		/// encoding), `InvalidModel { op, reason }` (validation against the chain's limits),
+		/// `InputTooLarge`, `OutputTooLarge`, `AlreadyRegistered`, `InsufficientBalance` for the deposit.
+		/// Emits `Registered`.
+		///
 		/// Complexity: `O(h)` in the header length (decoding, validation and hashing are linear
 		/// in the header; validation does a constant amount of work per op).
 		#[pallet::call_index(0)]
 		#[pallet::weight(T::WeightInfo::register(
-			u32::try_from(header.len()).unwrap_or(u32::MAX),
-			u32::try_from(name.len().saturating_add(uri.len())).unwrap_or(u32::MAX),
+			verity_primitives::len_u32(header.len()),
+			verity_primitives::len_u32(name.len().saturating_add(uri.len())),
 		))]
 		pub fn register(
 			origin: OriginFor<T>,
@@ -319,6 +339,11 @@ pub mod pallet {
 
 		/// Stop accepting jobs for a model (publisher only). Open jobs finish and remain
 		/// disputable; the header stays until [`Pallet::reap`].
+		///
+		/// The dispatch origin must be _Signed_ by the model's publisher.
+		///
+		/// Errors: `UnknownModel`, `NotPublisher`, `AlreadyRetired`.
+		/// Emits `Retired`.
 		///
 		/// Complexity: `O(1)`.
 		#[pallet::call_index(1)]
@@ -338,6 +363,11 @@ pub mod pallet {
 
 		/// Remove a retired model that has no open jobs and release its deposit to the
 		/// publisher. Anyone may call it.
+		///
+		/// The dispatch origin must be _Signed_ (any account).
+		///
+		/// Errors: `UnknownModel`, `NotRetired`, `JobsOpen` while jobs of the model are open.
+		/// Emits `Reaped`.
 		///
 		/// Complexity: `O(1)`.
 		#[pallet::call_index(2)]
@@ -401,7 +431,7 @@ impl<T: Config> Pallet<T> {
 		let info = verity_primitives::validate(&decoded, &Self::limits()).map_err(|e| {
 			Error::<T>::InvalidModel {
 				op: u16::try_from(e.op).unwrap_or(u16::MAX),
-				reason: e.reason.encode().first().copied().unwrap_or(u8::MAX),
+				reason: InvalidModelReason(e.reason.code()),
 			}
 		})?;
 		ensure!(info.input_elements <= T::MaxInputBytes::get(), Error::<T>::InputTooLarge);
@@ -449,7 +479,7 @@ impl<T: Config> Pallet<T> {
 
 	/// The deposit for `bytes` stored bytes.
 	pub fn deposit_for(bytes: usize) -> BalanceOf<T> {
-		let bytes: BalanceOf<T> = u32::try_from(bytes).unwrap_or(u32::MAX).into();
+		let bytes: BalanceOf<T> = verity_primitives::len_u32(bytes).into();
 		T::DepositBase::get().saturating_add(T::DepositPerByte::get().saturating_mul(bytes))
 	}
 

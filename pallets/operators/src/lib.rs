@@ -101,7 +101,12 @@ pub mod pallet {
 	use super::*;
 	use frame_system::pallet_prelude::{ensure_signed, OriginFor};
 
+	/// The layout version of this pallet's storage: a migration that changes the layout bumps it
+	/// (and checks it in `pre_upgrade`/`post_upgrade`).
+	const STORAGE_VERSION: StorageVersion = StorageVersion::new(0);
+
 	#[pallet::pallet]
+	#[pallet::storage_version(STORAGE_VERSION)]
 	pub struct Pallet<T>(_);
 
 	#[pallet::config]
@@ -259,6 +264,12 @@ pub mod pallet {
 	impl<T: Config> Pallet<T> {
 		/// Become an operator by bonding `amount` (at least `MinBond`), held from the caller.
 		///
+		/// The dispatch origin must be _Signed_ (the operator's account).
+		///
+		/// Errors: `AlreadyBonded` if the caller is an operator already, `BelowMinBond` if `amount <
+		/// MinBond`, a balance error if `amount` cannot be held.
+		/// Emits `Bonded`.
+		///
 		/// Complexity: `O(1)`.
 		#[pallet::call_index(0)]
 		#[pallet::weight(<T as Config>::WeightInfo::bond())]
@@ -287,6 +298,11 @@ pub mod pallet {
 
 		/// Add `amount` to an operator's active stake.
 		///
+		/// The dispatch origin must be _Signed_ by an operator.
+		///
+		/// Errors: `ZeroAmount`, `NotOperator`, a balance error if `amount` cannot be held.
+		/// Emits `Bonded`.
+		///
 		/// Complexity: `O(1)`.
 		#[pallet::call_index(1)]
 		#[pallet::weight(<T as Config>::WeightInfo::bond_extra())]
@@ -310,6 +326,13 @@ pub mod pallet {
 		/// `UnbondingPeriod` blocks from now. The remaining active stake must be at least
 		/// `MinBond` or exactly the locked collateral (an operator winding down; below `MinBond`
 		/// it gets no new jobs).
+		///
+		/// The dispatch origin must be _Signed_ by an operator.
+		///
+		/// Errors: `ZeroAmount`, `NotOperator`, `StakeLocked` if `amount` exceeds the free stake,
+		/// `BelowMinBond` if the rest would be neither `>= MinBond` nor the locked collateral,
+		/// `TooManyUnbondingChunks` if `MaxUnbonding` chunks are pending.
+		/// Emits `Unbonding`.
 		///
 		/// Complexity: `O(c)` in the number of unbonding chunks (bounded by `MaxUnbonding`).
 		#[pallet::call_index(2)]
@@ -349,6 +372,11 @@ pub mod pallet {
 		/// Release every matured unbonding chunk. An operator left with no stake, no open jobs
 		/// and no served models is removed.
 		///
+		/// The dispatch origin must be _Signed_ by an operator.
+		///
+		/// Errors: `NotOperator`, `NothingToWithdraw` if no chunk has matured.
+		/// Emits `Withdrawn`, and `Removed` when the operator record is deleted.
+		///
 		/// Complexity: `O(c)` in the number of unbonding chunks.
 		#[pallet::call_index(3)]
 		#[pallet::weight(<T as Config>::WeightInfo::withdraw_unbonded())]
@@ -386,6 +414,13 @@ pub mod pallet {
 		/// Serve `model` at `price` per job (or change the price). Requires an active model,
 		/// at least `MinBond` active stake and no jail.
 		///
+		/// The dispatch origin must be _Signed_ by an operator.
+		///
+		/// Errors: `NotOperator`, `Jailed`, `BelowMinBond`, `ModelNotActive` (unknown or retired),
+		/// `TooManyServers` if the model has `MaxServersPerModel` servers, `TooManyModels` if the
+		/// operator serves `MaxModelsPerOperator` models.
+		/// Emits `Serving`.
+		///
 		/// Complexity: `O(s + m)` in the model's servers and the operator's models (bounded).
 		#[pallet::call_index(4)]
 		#[pallet::weight(<T as Config>::WeightInfo::serve())]
@@ -420,6 +455,11 @@ pub mod pallet {
 
 		/// Stop serving `model` (jobs already assigned stay assigned).
 		///
+		/// The dispatch origin must be _Signed_ by an operator.
+		///
+		/// Errors: `NotOperator`, `NotServing` if the operator does not serve `model`.
+		/// Emits `Unserved`.
+		///
 		/// Complexity: `O(s + m)`.
 		#[pallet::call_index(5)]
 		#[pallet::weight(<T as Config>::WeightInfo::unserve())]
@@ -444,6 +484,11 @@ pub mod pallet {
 
 		/// Leave jail once the term is over; requires at least `MinBond` active stake (bond
 		/// extra first if a slash took the stake below it).
+		///
+		/// The dispatch origin must be _Signed_ by an operator.
+		///
+		/// Errors: `NotOperator`, `NotJailed`, `StillJailed` before the term ends, `BelowMinBond`.
+		/// Emits `Unjailed`.
 		///
 		/// Complexity: `O(1)`.
 		#[pallet::call_index(6)]
@@ -492,7 +537,7 @@ impl<T: Config> Pallet<T> {
 		exclude: &[T::AccountId],
 	) -> (Option<(T::AccountId, BalanceOf<T>)>, u32) {
 		let servers = Servers::<T>::get(model);
-		let examined = u32::try_from(servers.len()).unwrap_or(u32::MAX);
+		let examined = verity_primitives::len_u32(servers.len());
 		let mut candidates: alloc::vec::Vec<(T::AccountId, BalanceOf<T>, u128)> =
 			alloc::vec::Vec::with_capacity(servers.len());
 		let mut total: u128 = 0;

@@ -2,14 +2,14 @@
 
 use crate::mock::*;
 use frame_support::{assert_noop, assert_ok};
-use pallet_verity_models::{Error, Event, ModelStatus};
+use pallet_verity_models::{Error, Event, InvalidModelReason, ModelStatus};
 use verity_primitives::{
 	testing::{test_limits, ModelBuilder},
-	OpKind, Requant, TensorSpec,
+	InvalidReason, InvalidReasonCode, OpKind, Requant, TensorSpec,
 };
 
-fn invalid_reason(e: verity_primitives::ValidationError) -> Error<Test> {
-	Error::<Test>::InvalidModel { op: e.op as u16, reason: codec::Encode::encode(&e.reason)[0] }
+fn invalid(op: u16, reason: InvalidReasonCode) -> Error<Test> {
+	Error::<Test>::InvalidModel { op, reason: InvalidModelReason(reason) }
 }
 
 /// A one-op FC model `[k] -> [n]`.
@@ -78,18 +78,19 @@ fn register_rejects_bad_headers() {
 		let mut wrong_version = mlp();
 		wrong_version.header.version = 2;
 		let e = verity_primitives::validate(&wrong_version.header, &Models::limits()).unwrap_err();
-		assert_eq!(e.op, 0);
+		assert_eq!((e.op, e.reason), (0, InvalidReason::UnsupportedVersion));
 		assert_noop!(
 			Models::register(origin(PUBLISHER), header_bytes(&wrong_version), vec![], vec![]),
-			invalid_reason(e)
+			invalid(0, InvalidReasonCode::UnsupportedVersion)
 		);
 		// A step beyond the chain's MAC and proof limits: 4096 x 512 FC.
 		let huge = fc(4096, 512);
 		let e = verity_primitives::validate(&huge.header, &Models::limits()).unwrap_err();
 		assert_eq!(e.op, 1);
+		assert!(matches!(e.reason, InvalidReason::StepProofTooLarge | InvalidReason::TooManyMacs));
 		assert_noop!(
 			Models::register(origin(PUBLISHER), header_bytes(&huge), vec![], vec![]),
-			invalid_reason(e)
+			invalid(1, e.reason.code())
 		);
 		// Valid under generous limits, but input / output larger than the chain stores.
 		let wide_in = fc(8192, 4);
