@@ -92,11 +92,11 @@ pub(crate) fn apply(model: &mut LoadedModel) {
 		Some(Fault::SubstituteWeights) => match substitute_weights(model) {
 			Some(step) => eprintln!(
 				"verity-worker: FAULT INJECTION: model {} executes with substituted weights of op {step} (its results from step {step} on are WRONG)",
-				crate::hexfmt::hex0x(model.id)
+				verity_worker_api::hex::encode(model.id)
 			),
 			None => eprintln!(
 				"verity-worker: FAULT INJECTION: model {} has no weights; it executes honestly",
-				crate::hexfmt::hex0x(model.id)
+				verity_worker_api::hex::encode(model.id)
 			),
 		},
 	}

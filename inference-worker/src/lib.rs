@@ -20,7 +20,6 @@ pub mod exact;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
 pub mod float;
-pub mod hexfmt;
 pub mod model;
 pub mod quantize;
 pub mod rpc;

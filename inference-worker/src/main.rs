@@ -10,16 +10,15 @@ use std::{
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use codec::Encode;
 use verity_primitives::{trace_root, Hash};
 use verity_worker::{
 	backend::{parse_device, BackendKind, Executor},
-	hexfmt::{hex0x, parse_hash},
 	model::LoadedModel,
 	rpc::{self, DEFAULT_LISTEN},
-	service::{prove_against, JobResult, ProveResult, Service, ServiceConfig, Timings},
+	service::{prove_against, JobResult, Service, ServiceConfig, Timings},
 	store::ModelStore,
 };
+use verity_worker_api::{hex, ExecuteReply, ProveReply};
 
 #[derive(Parser)]
 #[command(
@@ -52,6 +51,24 @@ struct ExecArgs {
 	threads: Option<i32>,
 }
 
+/// One execution: the model, the input, how to run it, how to print it (`run` and `verify`).
+#[derive(Args, Clone)]
+struct RunArgs {
+	/// A model file, or the id (0x...) of a model in the store.
+	#[arg(long)]
+	model: String,
+	/// The input: a file of raw int8 bytes.
+	#[arg(long)]
+	input: PathBuf,
+	#[command(flatten)]
+	exec: ExecArgs,
+	#[command(flatten)]
+	store: StoreArgs,
+	/// Print JSON (the `execute` or `prove` answer of the API) instead of text.
+	#[arg(long)]
+	json: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
 	/// Serve the JSON-RPC API over HTTP.
@@ -77,29 +94,11 @@ enum Command {
 		default_wait_ms: u64,
 	},
 	/// Execute a model on one input; print the output, the step hashes and the trace root.
-	Run {
-		/// A model file, or the id (0x...) of a model in the store.
-		#[arg(long)]
-		model: String,
-		/// The input: a file of raw int8 bytes.
-		#[arg(long)]
-		input: PathBuf,
-		#[command(flatten)]
-		exec: ExecArgs,
-		#[command(flatten)]
-		store: StoreArgs,
-		/// Print JSON instead of text.
-		#[arg(long)]
-		json: bool,
-	},
+	Run(RunArgs),
 	/// Re-execute and compare with a commitment (exit status 0: consistent, 1: mismatch).
 	Verify {
-		/// A model file, or the id (0x...) of a model in the store.
-		#[arg(long)]
-		model: String,
-		/// The input: a file of raw int8 bytes.
-		#[arg(long)]
-		input: PathBuf,
+		#[command(flatten)]
+		run: RunArgs,
 		/// The commitment: a JSON file with `step_hashes` (and optionally `trace_root`,
 		/// `output`), as printed by `run --json`.
 		#[arg(long)]
@@ -107,12 +106,6 @@ enum Command {
 		/// Write the SCALE-encoded fraud proof (hex) of the first wrong step here.
 		#[arg(long)]
 		proof_out: Option<PathBuf>,
-		#[command(flatten)]
-		exec: ExecArgs,
-		#[command(flatten)]
-		store: StoreArgs,
-		#[arg(long)]
-		json: bool,
 	},
 	/// Manage the model store.
 	Model {
@@ -172,7 +165,7 @@ fn load_model(spec: &str, store: &StoreArgs) -> Result<LoadedModel> {
 		return LoadedModel::from_bytes(&bytes, None)
 			.map_err(|e| anyhow!("{}: {e}", path.display()));
 	}
-	match parse_hash(spec) {
+	match hex::decode_hash(spec) {
 		Ok(id) => Ok(open_store(store)?.load(&id)?),
 		Err(_) => bail!("{spec}: no such file, and not a model id"),
 	}
@@ -218,23 +211,12 @@ fn read_input(path: &Path) -> Result<Vec<u8>> {
 	std::fs::read(path).with_context(|| format!("reading input {}", path.display()))
 }
 
-fn result_json(r: &JobResult) -> serde_json::Value {
-	serde_json::json!({
-		"model": hex0x(r.model),
-		"backend": r.backend.to_string(),
-		"output": hex0x(r.output()),
-		"step_hashes": r.step_hashes.iter().map(hex0x).collect::<Vec<_>>(),
-		"trace_root": hex0x(r.trace_root),
-		"timings": r.timings,
-	})
-}
-
 fn print_result(r: &JobResult, model: &LoadedModel) {
 	let out = r.output();
 	let signed: Vec<i8> = out.iter().map(|&b| b as i8).collect();
-	println!("model       {}", hex0x(r.model));
+	println!("model       {}", hex::encode(r.model));
 	println!("backend     {}", r.backend);
-	println!("output      {}  {:?}", hex0x(out), model.header.output_spec().shape);
+	println!("output      {}  {:?}", hex::encode(out), model.header.output_spec().shape);
 	if signed.len() <= 64 {
 		println!("            {signed:?}");
 		if let Some((arg, _)) =
@@ -244,9 +226,9 @@ fn print_result(r: &JobResult, model: &LoadedModel) {
 		}
 	}
 	for (i, h) in r.step_hashes.iter().enumerate() {
-		println!("h_{i:<9} {}", hex0x(h));
+		println!("h_{i:<9} {}", hex::encode(h));
 	}
-	println!("trace root  {}", hex0x(r.trace_root));
+	println!("trace root  {}", hex::encode(r.trace_root));
 	println!(
 		"time        {:.3} ms execute, {:.3} ms hashing",
 		r.timings.exec_ms, r.timings.hash_ms
@@ -277,10 +259,11 @@ fn read_commitment(path: &Path) -> Result<(Vec<Hash>, Option<Hash>)> {
 		.map(|(i, h)| {
 			h.as_str()
 				.ok_or_else(|| anyhow!("step hash {i} is not a string"))
-				.and_then(|s| parse_hash(s).map_err(|e| anyhow!("step hash {i}: {e}")))
+				.and_then(|s| hex::decode_hash(s).map_err(|e| anyhow!("step hash {i}: {e}")))
 		})
 		.collect::<Result<Vec<_>>>()?;
-	let root = root.map(|r| parse_hash(&r).map_err(|e| anyhow!("trace_root: {e}"))).transpose()?;
+	let root =
+		root.map(|r| hex::decode_hash(&r).map_err(|e| anyhow!("trace_root: {e}"))).transpose()?;
 	Ok((hashes, root))
 }
 
@@ -306,7 +289,7 @@ fn inspect(model: &LoadedModel, json: bool) {
 			})
 			.collect();
 		let v = serde_json::json!({
-			"id": hex0x(model.id),
+			"id": hex::encode(model.id),
 			"input_shape": model.header.input.shape,
 			"input_zero_point": model.header.input.zero_point,
 			"input_scale": model.header.input.scale(),
@@ -321,7 +304,7 @@ fn inspect(model: &LoadedModel, json: bool) {
 		println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
 		return;
 	}
-	println!("id            {}", hex0x(model.id));
+	println!("id            {}", hex::encode(model.id));
 	println!(
 		"input         {:?} zero point {} scale {}",
 		model.header.input.shape,
@@ -414,18 +397,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
 			rt.block_on(serve(listen, &store, &exec, config))?;
 			Ok(ExitCode::SUCCESS)
 		},
-		Command::Run { model, input, exec, store, json } => {
+		Command::Run(RunArgs { model, input, exec, store, json }) => {
 			let model = load_model(&model, &store)?;
 			let input = read_input(&input)?;
 			let r = run_once(&model, &input, &exec)?;
 			if json {
-				println!("{}", serde_json::to_string_pretty(&result_json(&r))?);
+				let reply = ExecuteReply::Done(rpc::executed(&r));
+				println!("{}", serde_json::to_string_pretty(&reply)?);
 			} else {
 				print_result(&r, &model);
 			}
 			Ok(ExitCode::SUCCESS)
 		},
-		Command::Verify { model, input, commitment, proof_out, exec, store, json } => {
+		Command::Verify {
+			run: RunArgs { model, input, exec, store, json },
+			commitment,
+			proof_out,
+		} => {
 			let model = load_model(&model, &store)?;
 			let input = read_input(&input)?;
 			let (committed, root) = read_commitment(&commitment)?;
@@ -442,47 +430,42 @@ fn run(cli: Cli) -> Result<ExitCode> {
 				}
 			}
 			let r = run_once(&model, &input, &exec)?;
-			match prove_against(&model, &r, &committed).map_err(|e| anyhow!("{e}"))? {
-				ProveResult::Consistent { trace_root } => {
-					if json {
+			let reply =
+				rpc::proved(prove_against(&model, &r, &committed).map_err(|e| anyhow!("{e}"))?);
+			if let (ProveReply::Fraud { proof, .. }, Some(p)) = (&reply, &proof_out) {
+				std::fs::write(p, format!("{}\n", hex::encode(proof)))
+					.with_context(|| format!("writing {}", p.display()))?;
+			}
+			if json {
+				println!("{}", serde_json::to_string(&reply)?);
+			} else {
+				match &reply {
+					ProveReply::Consistent { trace_root } => println!(
+						"consistent: all {} step hashes match (trace root {})",
+						committed.len(),
+						hex::encode(trace_root)
+					),
+					ProveReply::Fraud { step, proof, verdict } => {
+						let at = |hashes: &[Hash]| {
+							hashes.get(*step as usize).map(hex::encode).unwrap_or_default()
+						};
 						println!(
-							"{}",
-							serde_json::json!({"status": "consistent", "trace_root": hex0x(trace_root)})
-						);
-					} else {
-						println!(
-							"consistent: all {} step hashes match (trace root {})",
-							committed.len(),
-							hex0x(trace_root)
-						);
-					}
-					Ok(ExitCode::SUCCESS)
-				},
-				ProveResult::Fraud { step, proof, verdict } => {
-					let proof_hex = hex0x(proof.encode());
-					if let Some(p) = &proof_out {
-						std::fs::write(p, format!("{proof_hex}\n"))
-							.with_context(|| format!("writing {}", p.display()))?;
-					}
-					if json {
-						println!(
-							"{}",
-							serde_json::json!({"status": "fraud", "step": step, "verdict": format!("{verdict:?}"), "proof": proof_hex})
-						);
-					} else {
-						println!(
-							"MISMATCH: first wrong step {step} (committed {}, honest {}); fraud proof of {} bytes, check_fraud_proof: {verdict:?}",
-							committed.get(step as usize).map(hex0x).unwrap_or_default(),
-							r.step_hashes.get(step as usize).map(hex0x).unwrap_or_default(),
-							proof.encode().len()
+							"MISMATCH: first wrong step {step} (committed {}, honest {}); fraud proof of {} bytes, check_fraud_proof: {verdict}",
+							at(&committed),
+							at(&r.step_hashes),
+							proof.len()
 						);
 						if let Some(p) = &proof_out {
 							println!("proof written to {}", p.display());
 						}
-					}
-					Ok(ExitCode::from(1))
-				},
+					},
+					ProveReply::Pending { .. } => {},
+				}
 			}
+			Ok(match reply {
+				ProveReply::Consistent { .. } => ExitCode::SUCCESS,
+				_ => ExitCode::from(1),
+			})
 		},
 		Command::Model { command } => match command {
 			ModelCommand::Add { files, store } => {
@@ -492,7 +475,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
 				let store = open_store(&store)?;
 				for f in files {
 					let m = store.add_file(&f)?;
-					println!("{}  {}", hex0x(m.id), f.display());
+					println!("{}  {}", hex::encode(m.id), f.display());
 				}
 				Ok(ExitCode::SUCCESS)
 			},
@@ -506,7 +489,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
 					for m in &models {
 						println!(
 							"{}  {} ops  input {:?}  output {:?}  {} MACs",
-							hex0x(m.id),
+							hex::encode(m.id),
 							m.num_ops(),
 							m.header.input.shape,
 							m.header.output_spec().shape,

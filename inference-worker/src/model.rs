@@ -7,7 +7,7 @@ use verity_primitives::{validate, FileError, Limits, ModelFile, ModelHeader, Mod
 pub enum ModelError {
 	#[error("not a Verity model file: {0:?}")]
 	Decode(FileError),
-	#[error("model file does not match its id {}: {reason}", crate::hexfmt::hex0x(.id))]
+	#[error("model file does not match its id {}: {reason}", verity_worker_api::hex::encode(.id))]
 	Verify { id: ModelId, reason: String },
 	#[error("invalid model: op {op}: {reason}")]
 	Invalid { op: u32, reason: String },

@@ -11,37 +11,16 @@ use jsonrpsee::{
 	server::{Server, ServerHandle},
 	types::{ErrorObject, ErrorObjectOwned},
 };
-use serde::Serialize;
-
-use crate::{
-	hexfmt::{hex0x, parse_hash, parse_hex},
-	service::{Outcome, ProveResult, Service, ServiceError, Stats, Timings},
+pub use verity_worker_api::codes;
+use verity_worker_api::{
+	hex::{self, HexError},
+	ExecuteReply, Executed, Health, HealthStatus, ModelEntry, ProveReply,
 };
+
+use crate::service::{JobResult, Outcome, ProveResult, Service, ServiceError};
 
 /// Default listen address of `verity-worker serve`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9955";
-
-/// JSON-RPC error codes of the worker (server-defined range `-32000..-32099`).
-pub mod codes {
-	/// No model with this id is served.
-	pub const UNKNOWN_MODEL: i32 = -32001;
-	/// The input does not have the model's input size.
-	pub const WRONG_INPUT_SIZE: i32 = -32002;
-	/// The job queue is full: retry later.
-	pub const QUEUE_FULL: i32 = -32003;
-	/// `prove`: the committed list does not have `n + 1` hashes.
-	pub const WRONG_HASH_COUNT: i32 = -32004;
-	/// `prove`: the committed `h_0` is not the hash of the input.
-	pub const INPUT_MISMATCH: i32 = -32005;
-	/// `job`: no such job (never submitted, failed, or evicted from the cache).
-	pub const UNKNOWN_JOB: i32 = -32006;
-	/// Execution failed (internal error).
-	pub const EXECUTION_FAILED: i32 = -32010;
-	/// The worker is shutting down.
-	pub const SHUTTING_DOWN: i32 = -32011;
-	/// Malformed parameter (bad hex, wrong hash length): the standard code.
-	pub const INVALID_PARAMS: i32 = -32602;
-}
 
 /// The JSON-RPC error of a service error.
 pub fn rpc_error(e: &ServiceError) -> ErrorObjectOwned {
@@ -68,111 +47,42 @@ pub fn rpc_error(e: &ServiceError) -> ErrorObjectOwned {
 	ErrorObject::owned(code, e.to_string(), data)
 }
 
-fn invalid(what: &str, e: String) -> ErrorObjectOwned {
+fn invalid(what: &str, e: HexError) -> ErrorObjectOwned {
 	ErrorObject::owned(codes::INVALID_PARAMS, format!("invalid {what}: {e}"), None::<()>)
 }
 
-/// `execute` and `job` answer.
-#[derive(Serialize, Debug, Clone)]
-pub struct ExecuteResponse {
-	/// `"done"` or `"pending"`.
-	pub status: &'static str,
-	/// The job key (`blake2_256("verity/job/v1" ‖ model ‖ input)`); pass it to `job` or repeat
-	/// the call to get the result.
-	pub job: String,
-	#[serde(skip_serializing_if = "Option::is_none")]
-	pub model: Option<String>,
-	#[serde(skip_serializing_if = "Option::is_none")]
-	pub output: Option<String>,
-	#[serde(skip_serializing_if = "Option::is_none")]
-	pub step_hashes: Option<Vec<String>>,
-	#[serde(skip_serializing_if = "Option::is_none")]
-	pub trace_root: Option<String>,
-	#[serde(skip_serializing_if = "Option::is_none")]
-	pub timings: Option<Timings>,
-	#[serde(skip_serializing_if = "Option::is_none")]
-	pub backend: Option<String>,
+/// The `execute` answer of a finished job (also what `run --json` prints).
+pub fn executed(r: &JobResult) -> Executed {
+	Executed {
+		job: r.key,
+		model: r.model,
+		output: r.output().to_vec(),
+		step_hashes: r.step_hashes.clone(),
+		trace_root: r.trace_root,
+		timings: r.timings,
+		backend: r.backend.to_string(),
+	}
 }
 
-fn exec_response(o: Outcome<std::sync::Arc<crate::service::JobResult>>) -> ExecuteResponse {
-	match o {
-		Outcome::Pending(key) => ExecuteResponse {
-			status: "pending",
-			job: hex0x(key),
-			model: None,
-			output: None,
-			step_hashes: None,
-			trace_root: None,
-			timings: None,
-			backend: None,
-		},
-		Outcome::Done(r) => ExecuteResponse {
-			status: "done",
-			job: hex0x(r.key),
-			model: Some(hex0x(r.model)),
-			output: Some(hex0x(r.output())),
-			step_hashes: Some(r.step_hashes.iter().map(hex0x).collect()),
-			trace_root: Some(hex0x(r.trace_root)),
-			timings: Some(r.timings),
-			backend: Some(r.backend.to_string()),
+/// The `prove` answer of a finished comparison (also what `verify --json` prints).
+pub fn proved(r: ProveResult) -> ProveReply {
+	match r {
+		ProveResult::Consistent { trace_root } => ProveReply::Consistent { trace_root },
+		ProveResult::Fraud { step, proof, verdict } => {
+			ProveReply::Fraud { step, proof: proof.encode(), verdict: format!("{verdict:?}") }
 		},
 	}
 }
 
-/// `prove` answer.
-#[derive(Serialize, Debug, Clone)]
-pub struct ProveResponse {
-	/// `"consistent"`, `"fraud"` or `"pending"`.
-	pub status: &'static str,
-	#[serde(skip_serializing_if = "Option::is_none")]
-	pub job: Option<String>,
-	/// `consistent`: the trace root of the (correct) commitment.
-	#[serde(skip_serializing_if = "Option::is_none")]
-	pub trace_root: Option<String>,
-	/// `fraud`: the first wrong step (1-based op index).
-	#[serde(skip_serializing_if = "Option::is_none")]
-	pub step: Option<u32>,
-	/// `fraud`: the SCALE-encoded `FraudProof { step, input_tensors, weights }`.
-	#[serde(skip_serializing_if = "Option::is_none")]
-	pub proof: Option<String>,
-	/// `fraud`: the verdict of `check_fraud_proof` on this proof (`"Fraud"`).
-	#[serde(skip_serializing_if = "Option::is_none")]
-	pub verdict: Option<String>,
+fn exec_reply(o: Outcome<std::sync::Arc<JobResult>>) -> ExecuteReply {
+	match o {
+		Outcome::Pending(job) => ExecuteReply::Pending { job },
+		Outcome::Done(r) => ExecuteReply::Done(executed(&r)),
+	}
 }
 
-/// One served model, as listed by `models`.
-#[derive(Serialize, Debug, Clone)]
-pub struct ModelEntry {
-	pub id: String,
-	pub num_ops: u32,
-	pub input_shape: Vec<u32>,
-	pub input_zero_point: i8,
-	pub input_len: usize,
-	pub output_shape: Vec<u32>,
-	pub output_len: usize,
-	pub total_macs: u64,
-	pub weight_bytes: u64,
-}
-
-/// `health` answer.
-#[derive(Serialize, Debug, Clone)]
-pub struct Health {
-	pub status: &'static str,
-	pub version: &'static str,
-	pub backend: String,
-	pub device: String,
-	pub models: usize,
-	pub queue_len: usize,
-	pub queue_capacity: usize,
-	pub max_batch: usize,
-	pub uptime_s: f64,
-	pub stats: Stats,
-	/// The injected fault (`verity-worker-faulty` only; absent from honest workers).
-	#[cfg(feature = "fault-injection")]
-	#[serde(skip_serializing_if = "Option::is_none")]
-	pub fault: Option<&'static str>,
-}
-
+// The method names are `verity_worker_api::method`'s (the macro takes literals only;
+// `tests/api.rs` checks that they agree).
 #[rpc(server)]
 pub trait WorkerApi {
 	/// Execute `input` (hex) on model `model` (hex id); waits at most `deadline_ms`.
@@ -182,11 +92,11 @@ pub trait WorkerApi {
 		model: String,
 		input: String,
 		deadline_ms: Option<u64>,
-	) -> RpcResult<ExecuteResponse>;
+	) -> RpcResult<ExecuteReply>;
 
 	/// The result of a job by key; waits at most `deadline_ms` if it is still pending.
 	#[method(name = "job")]
-	async fn job(&self, job: String, deadline_ms: Option<u64>) -> RpcResult<ExecuteResponse>;
+	async fn job(&self, job: String, deadline_ms: Option<u64>) -> RpcResult<ExecuteReply>;
 
 	/// Compare committed step hashes with an honest run; the first wrong step and its fraud
 	/// proof, or "consistent".
@@ -197,7 +107,7 @@ pub trait WorkerApi {
 		input: String,
 		step_hashes: Vec<String>,
 		deadline_ms: Option<u64>,
-	) -> RpcResult<ProveResponse>;
+	) -> RpcResult<ProveReply>;
 
 	/// The served models.
 	#[method(name = "models")]
@@ -224,18 +134,18 @@ impl WorkerApiServer for Rpc {
 		model: String,
 		input: String,
 		deadline_ms: Option<u64>,
-	) -> RpcResult<ExecuteResponse> {
-		let id = parse_hash(&model).map_err(|e| invalid("model id", e))?;
-		let input = parse_hex(&input).map_err(|e| invalid("input", e))?;
+	) -> RpcResult<ExecuteReply> {
+		let id = hex::decode_hash(&model).map_err(|e| invalid("model id", e))?;
+		let input = hex::decode(&input).map_err(|e| invalid("input", e))?;
 		let o =
 			self.service.execute(&id, input, wait(deadline_ms)).await.map_err(|e| rpc_error(&e))?;
-		Ok(exec_response(o))
+		Ok(exec_reply(o))
 	}
 
-	async fn job(&self, job: String, deadline_ms: Option<u64>) -> RpcResult<ExecuteResponse> {
-		let key = parse_hash(&job).map_err(|e| invalid("job key", e))?;
+	async fn job(&self, job: String, deadline_ms: Option<u64>) -> RpcResult<ExecuteReply> {
+		let key = hex::decode_hash(&job).map_err(|e| invalid("job key", e))?;
 		let o = self.service.job(&key, wait(deadline_ms)).await.map_err(|e| rpc_error(&e))?;
-		Ok(exec_response(o))
+		Ok(exec_reply(o))
 	}
 
 	async fn prove(
@@ -244,12 +154,12 @@ impl WorkerApiServer for Rpc {
 		input: String,
 		step_hashes: Vec<String>,
 		deadline_ms: Option<u64>,
-	) -> RpcResult<ProveResponse> {
-		let id = parse_hash(&model).map_err(|e| invalid("model id", e))?;
-		let input = parse_hex(&input).map_err(|e| invalid("input", e))?;
+	) -> RpcResult<ProveReply> {
+		let id = hex::decode_hash(&model).map_err(|e| invalid("model id", e))?;
+		let input = hex::decode(&input).map_err(|e| invalid("input", e))?;
 		let committed = step_hashes
 			.iter()
-			.map(|h| parse_hash(h))
+			.map(|h| hex::decode_hash(h))
 			.collect::<Result<Vec<_>, _>>()
 			.map_err(|e| invalid("step hash", e))?;
 		let o = self
@@ -257,26 +167,9 @@ impl WorkerApiServer for Rpc {
 			.prove(&id, input, committed, wait(deadline_ms))
 			.await
 			.map_err(|e| rpc_error(&e))?;
-		let empty = ProveResponse {
-			status: "pending",
-			job: None,
-			trace_root: None,
-			step: None,
-			proof: None,
-			verdict: None,
-		};
 		Ok(match o {
-			Outcome::Pending(key) => ProveResponse { job: Some(hex0x(key)), ..empty },
-			Outcome::Done(ProveResult::Consistent { trace_root }) => {
-				ProveResponse { status: "consistent", trace_root: Some(hex0x(trace_root)), ..empty }
-			},
-			Outcome::Done(ProveResult::Fraud { step, proof, verdict }) => ProveResponse {
-				status: "fraud",
-				step: Some(step),
-				proof: Some(hex0x(proof.encode())),
-				verdict: Some(format!("{verdict:?}")),
-				..empty
-			},
+			Outcome::Pending(job) => ProveReply::Pending { job },
+			Outcome::Done(r) => proved(r),
 		})
 	}
 
@@ -287,8 +180,8 @@ impl WorkerApiServer for Rpc {
 	async fn health(&self) -> RpcResult<Health> {
 		let c = self.service.config();
 		Ok(Health {
-			status: "ok",
-			version: env!("CARGO_PKG_VERSION"),
+			status: HealthStatus::Ok,
+			version: env!("CARGO_PKG_VERSION").to_string(),
 			backend: c.backend.to_string(),
 			device: format!("{:?}", c.device),
 			models: self.service.models().len(),
@@ -298,7 +191,9 @@ impl WorkerApiServer for Rpc {
 			uptime_s: self.service.uptime().as_secs_f64(),
 			stats: self.service.stats(),
 			#[cfg(feature = "fault-injection")]
-			fault: crate::fault::active().map(crate::fault::Fault::name),
+			fault: crate::fault::active().map(|f| f.name().to_string()),
+			#[cfg(not(feature = "fault-injection"))]
+			fault: None,
 		})
 	}
 }
@@ -306,7 +201,7 @@ impl WorkerApiServer for Rpc {
 /// The `models` entry of a model.
 pub fn model_entry(m: &crate::model::LoadedModel) -> ModelEntry {
 	ModelEntry {
-		id: hex0x(m.id),
+		id: m.id,
 		num_ops: m.num_ops(),
 		input_shape: m.header.input.shape.clone(),
 		input_zero_point: m.header.input.zero_point,

@@ -86,18 +86,8 @@ impl Default for ServiceConfig {
 	}
 }
 
-/// Time spent on a job, in milliseconds.
-#[derive(Clone, Copy, Debug, Default, serde::Serialize, PartialEq)]
-pub struct Timings {
-	/// Waiting in the queue.
-	pub queue_ms: f64,
-	/// Executing the batch that contained the job (tensor ops, copies; without hashing).
-	pub exec_ms: f64,
-	/// Hashing the batch's traces.
-	pub hash_ms: f64,
-	/// Number of jobs in that batch.
-	pub batch_size: usize,
-}
+/// Time spent on a job, in milliseconds (the `timings` of an `execute` answer).
+pub use verity_worker_api::Timings;
 
 /// The result of a job.
 #[derive(Debug)]
@@ -206,13 +196,7 @@ impl Gate {
 }
 
 /// Counters for `health`.
-#[derive(Default, Debug, Clone, Copy, serde::Serialize)]
-pub struct Stats {
-	pub jobs_executed: u64,
-	pub batches: u64,
-	pub cache_hits: u64,
-	pub rejected_queue_full: u64,
-}
+pub use verity_worker_api::Stats;
 
 struct Inner {
 	config: ServiceConfig,
@@ -305,7 +289,7 @@ impl Service {
 				return Ok(m.clone());
 			}
 		}
-		let unknown = || ServiceError::UnknownModel(crate::hexfmt::hex0x(id));
+		let unknown = || ServiceError::UnknownModel(verity_worker_api::hex::encode(id));
 		let store = self.inner.config.store.as_ref().ok_or_else(unknown)?;
 		if !store.path_of(id).exists() {
 			return Err(unknown());
@@ -405,7 +389,7 @@ impl Service {
 			match cache.entries.get(key) {
 				Some(Entry::Done(r)) => return Ok(Outcome::Done(r.clone())),
 				Some(Entry::Pending(rx)) => rx.clone(),
-				None => return Err(ServiceError::UnknownJob(crate::hexfmt::hex0x(key))),
+				None => return Err(ServiceError::UnknownJob(verity_worker_api::hex::encode(key))),
 			}
 		};
 		self.await_job(*key, rx, self.wait_for(wait)).await

@@ -77,7 +77,7 @@ impl ModelStore {
 		let bytes = match fs::read(&path) {
 			Ok(b) => b,
 			Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-				return Err(StoreError::NotFound(crate::hexfmt::hex0x(id)))
+				return Err(StoreError::NotFound(verity_worker_api::hex::encode(id)))
 			},
 			Err(e) => return Err(StoreError::Io { path, source: e }),
 		};
@@ -93,7 +93,7 @@ impl ModelStore {
 			let name = entry.file_name();
 			let Some(name) = name.to_str() else { continue };
 			let Some(stem) = name.strip_suffix(&format!(".{MODEL_EXT}")) else { continue };
-			if let Ok(id) = crate::hexfmt::parse_hash(stem) {
+			if let Ok(id) = verity_worker_api::hex::decode_hash(stem) {
 				if stem.len() == 64 {
 					ids.push(id);
 				}

@@ -18,7 +18,7 @@ use verity_primitives::{
 };
 use verity_worker::{
 	model::LoadedModel,
-	rpc::{codes, serve},
+	rpc::{codes, serve, Rpc, WorkerApiServer},
 	service::{Service, ServiceConfig},
 	store::{ModelStore, StoreError},
 };
@@ -26,6 +26,11 @@ use verity_worker::{
 /// One JSON-RPC call over a fresh HTTP/1.1 connection; returns the whole response object.
 async fn call(addr: SocketAddr, method: &str, params: Value) -> Value {
 	let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+	serde_json::from_str(&post(addr, &body).await).expect("json body")
+}
+
+/// POST `body` over a fresh HTTP/1.1 connection; returns the response body.
+async fn post(addr: SocketAddr, body: &str) -> String {
 	let mut s = TcpStream::connect(addr).await.expect("connect");
 	let req = format!(
 		"POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -37,7 +42,7 @@ async fn call(addr: SocketAddr, method: &str, params: Value) -> Value {
 	let text = String::from_utf8(resp).expect("utf8");
 	let (head, body) = text.split_once("\r\n\r\n").expect("http response");
 	assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-	serde_json::from_str(body).expect("json body")
+	body.to_string()
 }
 
 fn error_code(v: &Value) -> i64 {
@@ -45,7 +50,7 @@ fn error_code(v: &Value) -> i64 {
 }
 
 fn hx(b: &[u8]) -> String {
-	format!("0x{}", hex::encode(b))
+	verity_worker_api::hex::encode(b)
 }
 
 async fn start(
@@ -180,6 +185,86 @@ async fn prove_finds_the_first_wrong_step() {
 		assert_eq!(check_fraud_proof(&case.header, &committed, &proof), Ok(Verdict::Fraud));
 		// The same proof against the honest commitment is judged NoFraud.
 		assert_eq!(check_fraud_proof(&case.header, &honest, &proof), Ok(Verdict::NoFraud));
+	}
+	handle.stop().expect("stop");
+}
+
+/// The agent's side of the contract against the real server: a batch written by
+/// `verity_worker_api::batch::body` is answered with results that `batch::parse` reads, typed
+/// replies that serialize back to exactly the JSON the server sent; the server serves exactly
+/// the API's methods.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_crate_speaks_the_servers_protocol() {
+	use verity_worker_api::{
+		batch, method, Execute, ExecuteReply, HealthStatus, Job, Prove, ProveReply, Reply, Request,
+	};
+	let case = golden::cnn();
+	let model = cnn();
+	let (addr, service, handle) = start(ServiceConfig::default(), vec![model.clone()]).await;
+	let mut served: Vec<String> =
+		Rpc { service }.into_rpc().method_names().map(String::from).collect();
+	served.sort();
+	let mut api: Vec<String> = method::ALL.iter().map(|m| m.to_string()).collect();
+	api.sort();
+	assert_eq!(served, api);
+
+	let honest = case.step_hashes().expect("hashes");
+	let mut lying = honest.clone();
+	lying[3][0] ^= 1;
+	let prove = |step_hashes| {
+		Request::Prove(Prove {
+			model: model.id,
+			input: case.input.clone(),
+			step_hashes,
+			deadline_ms: Some(10_000),
+		})
+	};
+	let requests = [
+		Request::Execute(Execute {
+			model: model.id,
+			input: case.input.clone(),
+			deadline_ms: Some(10_000),
+		}),
+		prove(honest.clone()),
+		prove(lying),
+		Request::Job(Job { job: [1; 32], deadline_ms: None }),
+		Request::Models,
+		Request::Health,
+	];
+	let body = post(addr, std::str::from_utf8(&batch::body(&requests)).expect("utf8")).await;
+	let replies = batch::parse(&requests, body.as_bytes()).expect("batch answer");
+	let trace = case.trace().expect("trace");
+	let root = verity_primitives::trace_root(&honest);
+	match &replies[0] {
+		Ok(Reply::Execute(ExecuteReply::Done(e))) => {
+			assert_eq!(e.output, trace.output());
+			assert_eq!(e.step_hashes, honest);
+			assert_eq!((e.model, e.trace_root, e.backend.as_str()), (model.id, root, "tch"));
+		},
+		other => panic!("{other:?}"),
+	}
+	assert_eq!(replies[1], Ok(Reply::Prove(ProveReply::Consistent { trace_root: root })));
+	assert!(
+		matches!(&replies[2], Ok(Reply::Prove(ProveReply::Fraud { step: 3, verdict, .. })) if verdict == "Fraud")
+	);
+	assert!(matches!(&replies[3], Err(e) if e.code == codes::UNKNOWN_JOB));
+	assert!(matches!(&replies[4], Ok(Reply::Models(m)) if m.len() == 1 && m[0].id == model.id));
+	assert!(
+		matches!(&replies[5], Ok(Reply::Health(h)) if h.status == HealthStatus::Ok && h.models == 1)
+	);
+	// The typed replies hold every field the server sent, and nothing else.
+	let answers: Vec<Value> = serde_json::from_str(&body).expect("json");
+	for answer in answers {
+		let i = answer["id"].as_u64().expect("id") as usize;
+		let sent = if answer["error"].is_null() { &answer["result"] } else { &answer["error"] };
+		let typed = match &replies[i] {
+			Ok(Reply::Execute(r)) => serde_json::to_value(r),
+			Ok(Reply::Prove(r)) => serde_json::to_value(r),
+			Ok(Reply::Models(r)) => serde_json::to_value(r),
+			Ok(Reply::Health(r)) => serde_json::to_value(r),
+			Err(e) => serde_json::to_value(e),
+		};
+		assert_eq!(&typed.expect("serialize"), sent, "answer {i}");
 	}
 	handle.stop().expect("stop");
 }

@@ -1,9 +1,6 @@
 //! One run of the agent (the `offchain_worker` hook); see the crate docs for what it does.
 
-use crate::{
-	worker::{self, Reply, Request},
-	Config, Settings, NONCE_TTL, RESEND_AFTER, SETTINGS_KEY,
-};
+use crate::{worker, Config, Settings, NONCE_TTL, RESEND_AFTER, SETTINGS_KEY};
 use alloc::{collections::BTreeMap, string::String, vec::Vec};
 use codec::{Decode, Encode};
 use frame_support::traits::Get;
@@ -21,6 +18,7 @@ use sp_runtime::{
 	traits::UniqueSaturatedInto,
 	SaturatedConversion,
 };
+use verity_worker_api::{Execute, ExecuteReply, Executed, Prove, ProveReply, Reply, Request};
 
 const TARGET: &str = "verity::agent";
 const LOCK_KEY: &[u8] = b"verity/agent/lock";
@@ -203,18 +201,23 @@ pub fn run<T: Config>(now: BlockNumberFor<T>) {
 	let mut requests: Vec<Request> = Vec::new();
 	for (id, (account, attempt, job)) in most_urgent(to_execute, max) {
 		work.push(Work::Execute { job: id, account, attempt });
-		requests.push(Request::Execute { model: job.model, input: job.input.into_inner() });
+		requests.push(Request::Execute(Execute {
+			model: job.model,
+			input: job.input.into_inner(),
+			deadline_ms: Some(crate::WORKER_WAIT_MS),
+		}));
 	}
 	for (id, job) in most_urgent(to_check, max) {
 		let step_hashes = pallet_verity_jobs::StepHashes::<T>::get(id)
 			.map(|h| h.into_inner())
 			.unwrap_or_default();
 		work.push(Work::Check { job: id });
-		requests.push(Request::Prove {
+		requests.push(Request::Prove(Prove {
 			model: job.model,
 			input: job.input.into_inner(),
 			step_hashes,
-		});
+			deadline_ms: Some(crate::WORKER_WAIT_MS),
+		}));
 	}
 	open.sort_unstable();
 	tracks.retain(|id, _| open.binary_search(id).is_ok());
@@ -241,7 +244,10 @@ pub fn run<T: Config>(now: BlockNumberFor<T>) {
 	let mut nonces = Nonces::<T>::load(now_n);
 	for (w, reply) in work.into_iter().zip(replies) {
 		match (w, reply) {
-			(Work::Execute { job, account, attempt }, Reply::Executed { output, step_hashes }) => {
+			(
+				Work::Execute { job, account, attempt },
+				Ok(Reply::Execute(ExecuteReply::Done(Executed { output, step_hashes, .. }))),
+			) => {
 				let call = pallet_verity_jobs::Call::<T>::commit { job, output, step_hashes };
 				if submit::<T, _>(&account, call, &mut nonces) {
 					log::info!(target: TARGET, "job {job}: commit submitted by {:?}", account.id);
@@ -250,11 +256,11 @@ pub fn run<T: Config>(now: BlockNumberFor<T>) {
 					log::warn!(target: TARGET, "job {job}: the pool refused the commit; retrying");
 				}
 			},
-			(Work::Check { job }, Reply::Consistent) => {
+			(Work::Check { job }, Ok(Reply::Prove(ProveReply::Consistent { .. }))) => {
 				log::info!(target: TARGET, "job {job}: re-executed, commitment consistent");
 				tracks.insert(job, Track::Consistent);
 			},
-			(Work::Check { job }, Reply::Fraud { step, proof }) => {
+			(Work::Check { job }, Ok(Reply::Prove(ProveReply::Fraud { step, proof, .. }))) => {
 				let Some(watcher) = accounts.first() else { continue };
 				log::info!(
 					target: TARGET,
@@ -268,11 +274,22 @@ pub fn run<T: Config>(now: BlockNumberFor<T>) {
 					log::warn!(target: TARGET, "job {job}: the pool refused the fraud proof; retrying");
 				}
 			},
-			(Work::Execute { job, .. } | Work::Check { job }, Reply::Pending) => {
+			(
+				Work::Execute { job, .. } | Work::Check { job },
+				Ok(
+					Reply::Execute(ExecuteReply::Pending { .. })
+					| Reply::Prove(ProveReply::Pending { .. }),
+				),
+			) => {
 				log::debug!(target: TARGET, "job {job}: the worker is still running it");
 			},
-			(Work::Execute { job, .. } | Work::Check { job }, Reply::Refused { code, message }) => {
-				log::warn!(target: TARGET, "job {job}: the worker refused it ({code}): {message}");
+			(Work::Execute { job, .. } | Work::Check { job }, Err(refused)) => {
+				log::warn!(
+					target: TARGET,
+					"job {job}: the worker refused it ({}): {}",
+					refused.code,
+					refused.message
+				);
 			},
 			(Work::Execute { job, .. } | Work::Check { job }, other) => {
 				log::warn!(target: TARGET, "job {job}: unexpected worker answer {other:?}");

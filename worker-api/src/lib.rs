@@ -1,0 +1,72 @@
+//! # verity-worker-api
+//!
+//! The inference worker's JSON-RPC 2.0 protocol, defined once for both ends: the worker's server
+//! (`verity-worker`'s `rpc.rs`) and CLI, and the agent's client (`pallet-verity-agent`, in the
+//! runtime's wasm, hence `no_std` + `alloc`). `inference-worker/README.md` is the reference of
+//! every method.
+//!
+//! * [`method`]: the method names; [`codes`]: the error codes.
+//! * [`Request`]: a call's parameters, sent by position (`params` is a JSON array); the server
+//!   also takes them by name.
+//! * [`ExecuteReply`], [`ProveReply`] (tagged by their `status` field), [`ModelEntry`],
+//!   [`Health`]: the results; [`ErrorReply`]: the JSON-RPC error object.
+//! * [`batch`]: a JSON-RPC batch of calls (ids = positions) and its answer, as the agent uses it.
+//! * [`hex`]: byte strings and hashes are `0x`-prefixed lowercase hex everywhere.
+
+#![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
+
+pub mod batch;
+pub mod hex;
+mod reply;
+mod request;
+
+pub use reply::{
+	ErrorReply, ExecuteReply, Executed, Health, HealthStatus, ModelEntry, ProveReply, Reply, Stats,
+	Timings,
+};
+pub use request::{Execute, Job, Prove, Request};
+
+/// A 32-byte hash: model id, step hash, trace root, job key.
+pub type Hash = [u8; 32];
+
+/// The method names.
+pub mod method {
+	/// Execute an input on a model: [`crate::Execute`] → [`crate::ExecuteReply`].
+	pub const EXECUTE: &str = "execute";
+	/// A job's result by key: [`crate::Job`] → [`crate::ExecuteReply`].
+	pub const JOB: &str = "job";
+	/// Compare committed step hashes with an honest run: [`crate::Prove`] →
+	/// [`crate::ProveReply`].
+	pub const PROVE: &str = "prove";
+	/// The served models: no parameters → a list of [`crate::ModelEntry`].
+	pub const MODELS: &str = "models";
+	/// Liveness and queue state: no parameters → [`crate::Health`].
+	pub const HEALTH: &str = "health";
+	/// Every method.
+	pub const ALL: [&str; 5] = [EXECUTE, JOB, PROVE, MODELS, HEALTH];
+}
+
+/// The JSON-RPC error codes of the worker (server-defined range `-32000..-32099`, and the
+/// standard invalid-params code).
+pub mod codes {
+	/// No model with this id is served.
+	pub const UNKNOWN_MODEL: i32 = -32001;
+	/// The input does not have the model's input size.
+	pub const WRONG_INPUT_SIZE: i32 = -32002;
+	/// The job queue is full: retry later.
+	pub const QUEUE_FULL: i32 = -32003;
+	/// `prove`: the committed list does not have `n + 1` hashes.
+	pub const WRONG_HASH_COUNT: i32 = -32004;
+	/// `prove`: the committed `h_0` is not the hash of the input.
+	pub const INPUT_MISMATCH: i32 = -32005;
+	/// `job`: no such job (never submitted, failed, or evicted from the cache).
+	pub const UNKNOWN_JOB: i32 = -32006;
+	/// Execution failed (internal error).
+	pub const EXECUTION_FAILED: i32 = -32010;
+	/// The worker is shutting down.
+	pub const SHUTTING_DOWN: i32 = -32011;
+	/// Malformed parameter (bad hex, wrong hash length): the standard code.
+	pub const INVALID_PARAMS: i32 = -32602;
+}

@@ -1,0 +1,109 @@
+//! The parameters of each method. A client sends them by position ([`Request::params`]); they
+//! deserialize from a JSON array (by position) or object (by name, snake or lower camel case),
+//! as the server takes them. `deadline_ms` may be left out: the worker's default wait.
+
+use crate::{hex, method, Hash};
+use alloc::{vec, vec::Vec};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// `execute`: run `input` on `model`; wait at most `deadline_ms` for the result.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct Execute {
+	#[serde(with = "hex::hash")]
+	pub model: Hash,
+	#[serde(with = "hex::bytes")]
+	pub input: Vec<u8>,
+	#[serde(default, alias = "deadlineMs")]
+	pub deadline_ms: Option<u64>,
+}
+
+/// `job`: the result of job `job` (its key); wait at most `deadline_ms` while it is pending.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct Job {
+	#[serde(with = "hex::hash")]
+	pub job: Hash,
+	#[serde(default, alias = "deadlineMs")]
+	pub deadline_ms: Option<u64>,
+}
+
+/// `prove`: compare the committed `step_hashes` with an honest execution of `input` on `model`;
+/// wait at most `deadline_ms`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct Prove {
+	#[serde(with = "hex::hash")]
+	pub model: Hash,
+	#[serde(with = "hex::bytes")]
+	pub input: Vec<u8>,
+	#[serde(with = "hex::hashes", alias = "stepHashes")]
+	pub step_hashes: Vec<Hash>,
+	#[serde(default, alias = "deadlineMs")]
+	pub deadline_ms: Option<u64>,
+}
+
+/// One call of the API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+	Execute(Execute),
+	Job(Job),
+	Prove(Prove),
+	Models,
+	Health,
+}
+
+fn hex_value(bytes: &[u8]) -> Value {
+	Value::String(hex::encode(bytes))
+}
+
+/// `params` followed by `deadline_ms` when there is one.
+fn with_deadline(mut params: Vec<Value>, deadline_ms: Option<u64>) -> Value {
+	params.extend(deadline_ms.map(Value::from));
+	Value::Array(params)
+}
+
+impl Request {
+	/// The method name.
+	pub fn method(&self) -> &'static str {
+		match self {
+			Request::Execute(_) => method::EXECUTE,
+			Request::Job(_) => method::JOB,
+			Request::Prove(_) => method::PROVE,
+			Request::Models => method::MODELS,
+			Request::Health => method::HEALTH,
+		}
+	}
+
+	/// The parameters by position (a JSON array).
+	pub fn params(&self) -> Value {
+		match self {
+			Request::Execute(Execute { model, input, deadline_ms }) => {
+				with_deadline(vec![hex_value(model), hex_value(input)], *deadline_ms)
+			},
+			Request::Job(Job { job, deadline_ms }) => {
+				with_deadline(vec![hex_value(job)], *deadline_ms)
+			},
+			Request::Prove(Prove { model, input, step_hashes, deadline_ms }) => {
+				let hashes = step_hashes.iter().map(|h| hex_value(h)).collect();
+				with_deadline(
+					vec![hex_value(model), hex_value(input), Value::Array(hashes)],
+					*deadline_ms,
+				)
+			},
+			Request::Models | Request::Health => Value::Array(Vec::new()),
+		}
+	}
+
+	/// The call of `method` with `params` (by position or by name); `None` for an unknown
+	/// method.
+	pub fn from_params(method: &str, params: Value) -> Option<Result<Self, serde_json::Error>> {
+		let parsed = match method {
+			method::EXECUTE => serde_json::from_value(params).map(Request::Execute),
+			method::JOB => serde_json::from_value(params).map(Request::Job),
+			method::PROVE => serde_json::from_value(params).map(Request::Prove),
+			method::MODELS => Ok(Request::Models),
+			method::HEALTH => Ok(Request::Health),
+			_ => return None,
+		};
+		Some(parsed)
+	}
+}
