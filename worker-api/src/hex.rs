@@ -1,6 +1,8 @@
 //! `0x`-prefixed lowercase hex, the format of every byte string and hash of the API, and the
 //! serde helpers that write fields in it (`#[serde(with = "verity_worker_api::hex::bytes")]`).
 
+pub use ::hex::FromHexError;
+
 use crate::Hash;
 use alloc::{string::String, vec::Vec};
 use core::fmt;

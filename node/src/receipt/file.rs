@@ -117,13 +117,16 @@ fn outcome(o: &Outcome<AccountId>) -> String {
 
 /// `0x` and lowercase hex digits.
 pub fn hex(bytes: &[u8]) -> String {
-	format!("0x{}", ::hex::encode(bytes))
+	verity_worker_api::hex::encode(bytes)
 }
 
 /// The bytes of a hex string (`0x` optional); errors name `what`.
 pub fn unhex(what: &str, s: &str) -> Result<Vec<u8>> {
-	::hex::decode(s.strip_prefix("0x").unwrap_or(s)).map_err(|e| match e {
-		::hex::FromHexError::OddLength => format!("{what}: odd number of hex digits"),
+	use verity_worker_api::hex::{decode, FromHexError, HexError};
+	decode(s).map_err(|e| match e {
+		HexError::Invalid(FromHexError::OddLength) => {
+			format!("{what}: odd number of hex digits")
+		},
 		_ => format!("{what}: not hex"),
 	})
 }
