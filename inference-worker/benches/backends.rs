@@ -153,8 +153,8 @@ fn main() {
 /// (about 96 M MACs per image).
 fn synthetic_cnn32() -> (LoadedModel, Vec<u8>) {
 	use verity_primitives::{
-		testing::{pool_params, same3x3, ModelBuilder, Rng},
-		OpKind, Requant, TensorSpec,
+		testing::{pool_params, same3x3, Kernel, ModelBuilder, Rng},
+		Requant, TensorSpec,
 	};
 	let mut rng = Rng::new(32);
 	let spec = |shape: Vec<u32>, zp: i8| TensorSpec::new(shape, zp, 0.05);
@@ -163,56 +163,41 @@ fn synthetic_cnn32() -> (LoadedModel, Vec<u8>) {
 	let conv = |b: &mut ModelBuilder, t: u32, cin: u32, cout: u32, hw: u32, rng: &mut Rng| {
 		let w: Vec<u8> = (0..cout * cin * 9).map(|_| (rng.range(-40, 40) as i8) as u8).collect();
 		let rq = vec![Requant { multiplier: 1_300_000_000, shift: -10 }; cout as usize];
-		b.push(
-			OpKind::Conv2d(same3x3(1)),
-			vec![t],
+		b.conv2d(
+			t,
+			same3x3(1),
 			spec(vec![cout, hw, hw], -128),
 			(-128, 127),
-			vec![100; cout as usize],
-			rq,
-			w,
+			Kernel { bias: vec![100; cout as usize], requant: rq, weights: w },
 		)
 	};
 	t = conv(&mut b, t, 3, 64, 32, &mut rng);
 	t = conv(&mut b, t, 64, 64, 32, &mut rng);
-	t = b.push(
-		OpKind::MaxPool(pool_params((2, 2), (2, 2), [0; 4])),
-		vec![t],
+	t = b.max_pool(
+		t,
+		pool_params((2, 2), (2, 2), [0; 4]),
 		spec(vec![64, 16, 16], -128),
 		(-128, 127),
-		vec![],
-		vec![],
-		vec![],
 	);
 	t = conv(&mut b, t, 64, 128, 16, &mut rng);
 	t = conv(&mut b, t, 128, 128, 16, &mut rng);
-	t = b.push(
-		OpKind::MaxPool(pool_params((2, 2), (2, 2), [0; 4])),
-		vec![t],
+	t = b.max_pool(
+		t,
+		pool_params((2, 2), (2, 2), [0; 4]),
 		spec(vec![128, 8, 8], -128),
 		(-128, 127),
-		vec![],
-		vec![],
-		vec![],
 	);
-	t = b.push(
-		OpKind::GlobalAvgPool,
-		vec![t],
-		spec(vec![128], -128),
-		(-128, 127),
-		vec![],
-		vec![],
-		vec![],
-	);
+	t = b.global_avg_pool(t, spec(vec![128], -128), (-128, 127));
 	let w: Vec<u8> = (0..10 * 128).map(|_| rng.byte()).collect();
-	b.push(
-		OpKind::FullyConnected,
-		vec![t],
+	b.fully_connected(
+		t,
 		spec(vec![10], 0),
 		(-128, 127),
-		vec![0; 10],
-		vec![Requant { multiplier: 1 << 30, shift: -8 }; 10],
-		w,
+		Kernel {
+			bias: vec![0; 10],
+			requant: vec![Requant { multiplier: 1 << 30, shift: -8 }; 10],
+			weights: w,
+		},
 	);
 	let input = rng.bytes(3 * 32 * 32);
 	let case = b.finish(input.clone());

@@ -7,8 +7,10 @@ use std::path::PathBuf;
 use tch::Device;
 use verity_primitives::{
 	execute,
-	testing::{conv_params, pool_params, random_case, test_limits, ModelBuilder, Rng, TestCase},
-	trace_root, ModelFile, OpKind, Requant, TensorSpec,
+	testing::{
+		conv_params, pool_params, random_case, test_limits, Kernel, ModelBuilder, Rng, TestCase,
+	},
+	trace_root, ModelFile, Requant, TensorSpec,
 };
 use verity_worker::{
 	exact::{TchModel, TchOptions},
@@ -234,14 +236,11 @@ fn fully_connected_with_chunked_accumulation() {
 			})
 			.collect();
 		let bias: Vec<i32> = (0..n as i32).map(|i| (i - 3) * 1_000_000).collect();
-		b.push(
-			OpKind::FullyConnected,
-			vec![0],
+		b.fully_connected(
+			0,
 			spec(vec![n], -5),
 			(-128, 127),
-			bias,
-			rq(1_518_500_250, shift, n as usize),
-			weights,
+			Kernel { bias, requant: rq(1_518_500_250, shift, n as usize), weights },
 		);
 		let case = b.finish(vec![0; k as usize]);
 		verity_primitives::validate(&case.header, &verity_primitives::Limits::UNLIMITED)
@@ -263,14 +262,16 @@ fn conv_with_chunked_channels_and_fp64_fallback() {
 		let wl = (cout * (cin / groups) * 9) as usize;
 		let weights: Vec<u8> =
 			(0..wl).map(|i| if i % 7 == 0 { rng.byte() } else { 0x80 }).collect();
-		b.push(
-			OpKind::Conv2d(p),
-			vec![0],
+		b.conv2d(
+			0,
+			p,
 			spec(vec![cout, oh, ow], 3),
 			(-100, 120),
-			vec![12345; cout as usize],
-			rq(1_900_000_000, -12, cout as usize),
-			weights,
+			Kernel {
+				bias: vec![12345; cout as usize],
+				requant: rq(1_900_000_000, -12, cout as usize),
+				weights,
+			},
 		);
 		let case = b.finish(vec![0; (cin * h * w) as usize]);
 		verity_primitives::validate(&case.header, &verity_primitives::Limits::UNLIMITED)
@@ -284,14 +285,12 @@ fn conv_with_chunked_channels_and_fp64_fallback() {
 	// One channel with a 25x25 kernel of -128: one channel exceeds 2^24, fp64 path; dilation.
 	let p = conv_params((25, 25), (1, 1), (1, 1), [3, 0, 0, 3], 1);
 	let mut b = ModelBuilder::new(spec(vec![1, 30, 28], -128));
-	b.push(
-		OpKind::Conv2d(p),
-		vec![0],
+	b.conv2d(
+		0,
+		p,
 		spec(vec![2, 9, 7], 0),
 		(-128, 127),
-		vec![-7, 7],
-		rq(1 << 30, -14, 2),
-		vec![0x80; 2 * 625],
+		Kernel { bias: vec![-7, 7], requant: rq(1 << 30, -14, 2), weights: vec![0x80; 2 * 625] },
 	);
 	let case = b.finish(vec![0; 30 * 28]);
 	verity_primitives::validate(&case.header, &verity_primitives::Limits::UNLIMITED)
@@ -305,77 +304,32 @@ fn pools_add_lookup_concat_at_extremes() {
 	let (c, h, w) = (3u32, 9u32, 7u32);
 	let mut b = ModelBuilder::new(spec(vec![c, h, w], -128));
 	// Max pool with asymmetric padding larger than kernel/2 (explicit padding path).
-	let mp = b.push(
-		OpKind::MaxPool(pool_params((3, 3), (2, 2), [2, 0, 1, 2])),
-		vec![0],
+	let mp = b.max_pool(
+		0,
+		pool_params((3, 3), (2, 2), [2, 0, 1, 2]),
 		spec(vec![c, 5, 4], -128),
 		(-128, 127),
-		vec![],
-		vec![],
-		vec![],
 	);
 	// Average pool whose windows have different real counts, ties at .5.
-	let ap = b.push(
-		OpKind::AvgPool(pool_params((2, 4), (1, 3), [1, 3, 1, 1])),
-		vec![0],
+	let ap = b.avg_pool(
+		0,
+		pool_params((2, 4), (1, 3), [1, 3, 1, 1]),
 		spec(vec![c, 10, 3], -128),
 		(-120, 100),
-		vec![],
-		vec![],
-		vec![],
 	);
-	let _gap = b.push(
-		OpKind::GlobalAvgPool,
-		vec![ap],
-		spec(vec![c], -128),
-		(-128, 127),
-		vec![],
-		vec![],
-		vec![],
-	);
-	let flat_mp = b.push(
-		OpKind::Reshape,
-		vec![mp],
-		spec(vec![c * 20], -128),
-		(-50, 60),
-		vec![],
-		vec![],
-		vec![],
-	);
+	let _gap = b.global_avg_pool(ap, spec(vec![c], -128), (-128, 127));
+	let flat_mp = b.reshape(mp, spec(vec![c * 20], -128), (-50, 60));
 	let table: Vec<u8> = (0..256u32).map(|i| (i * 37 % 256) as u8).collect();
-	let lk = b.push(
-		OpKind::Lookup,
-		vec![flat_mp],
-		spec(vec![c * 20], 9),
-		(-70, 90),
-		vec![],
-		vec![],
-		table,
-	);
+	let lk = b.lookup(flat_mp, spec(vec![c * 20], 9), (-70, 90), table);
 	// Add with the largest left shift and a positive (saturating) output shift.
 	let add = verity_primitives::AddParams {
 		left_shift: 20,
 		lhs: Requant { multiplier: i32::MAX, shift: 0 },
 		rhs: Requant { multiplier: 1 << 30, shift: -3 },
 	};
-	let ad = b.push(
-		OpKind::Add(add),
-		vec![flat_mp, lk],
-		spec(vec![c * 20], -128),
-		(-128, 127),
-		vec![],
-		rq(1_073_741_824, 5, 1),
-		vec![],
-	);
-	b.push(
-		OpKind::Concat { axis: 0 },
-		vec![ad, flat_mp, ad],
-		spec(vec![c * 60], -128),
-		(-128, 127),
-		vec![],
-		vec![],
-		vec![],
-	);
+	let out_rq = Requant { multiplier: 1_073_741_824, shift: 5 };
+	let ad = b.add([flat_mp, lk], add, spec(vec![c * 20], -128), (-128, 127), out_rq);
+	b.concat(vec![ad, flat_mp, ad], 0, spec(vec![c * 60], -128), (-128, 127));
 	let case = b.finish(vec![0; (c * h * w) as usize]);
 	verity_primitives::validate(&case.header, &verity_primitives::Limits::UNLIMITED)
 		.expect("valid");
@@ -384,14 +338,11 @@ fn pools_add_lookup_concat_at_extremes() {
 	check(&case, &inputs, "pools/add/lookup/concat");
 	// A huge average window (sums beyond 2^24 use fp64).
 	let mut b = ModelBuilder::new(spec(vec![1, 400, 400], 0));
-	b.push(
-		OpKind::AvgPool(pool_params((400, 400), (1, 1), [0, 0, 0, 0])),
-		vec![0],
+	b.avg_pool(
+		0,
+		pool_params((400, 400), (1, 1), [0, 0, 0, 0]),
 		spec(vec![1, 1, 1], 0),
 		(-128, 127),
-		vec![],
-		vec![],
-		vec![],
 	);
 	let case = b.finish(vec![0; 160_000]);
 	verity_primitives::validate(&case.header, &verity_primitives::Limits::UNLIMITED)

@@ -10,7 +10,10 @@ use std::{
 	hint::black_box,
 	time::{Duration, Instant},
 };
-use verity_primitives::{testing::ModelBuilder, testing::Rng, *};
+use verity_primitives::{
+	testing::{Kernel, ModelBuilder, Rng},
+	*,
+};
 
 /// Median seconds per call of `f` over 10 samples of at least 0.5 s each.
 fn time_per_call(mut f: impl FnMut()) -> f64 {
@@ -57,14 +60,15 @@ fn bench() {
 	// Fully connected 1024 -> 1024.
 	let (k, n) = (1024u32, 1024u32);
 	let mut b = ModelBuilder::new(spec(&[k]));
-	b.push(
-		OpKind::FullyConnected,
-		vec![0],
+	b.fully_connected(
+		0,
 		spec(&[n]),
 		(-128, 127),
-		vec![100; n as usize],
-		vec![Requant { multiplier: 1 << 30, shift: -12 }; n as usize],
-		rng.bytes((k * n) as usize),
+		Kernel {
+			bias: vec![100; n as usize],
+			requant: vec![Requant { multiplier: 1 << 30, shift: -12 }; n as usize],
+			weights: rng.bytes((k * n) as usize),
+		},
 	);
 	let case = b.finish(rng.bytes(k as usize));
 	let macs = step_macs(&case.header, 1).unwrap();
@@ -76,14 +80,16 @@ fn bench() {
 	// Conv2d 64 -> 64, 3x3, stride 1, padding 1, on 32x32.
 	let p = testing::same3x3(1);
 	let mut b = ModelBuilder::new(spec(&[64, 32, 32]));
-	b.push(
-		OpKind::Conv2d(p),
-		vec![0],
+	b.conv2d(
+		0,
+		p,
 		spec(&[64, 32, 32]),
 		(-128, 127),
-		vec![100; 64],
-		vec![Requant { multiplier: 1 << 30, shift: -10 }; 64],
-		rng.bytes(64 * 64 * 9),
+		Kernel {
+			bias: vec![100; 64],
+			requant: vec![Requant { multiplier: 1 << 30, shift: -10 }; 64],
+			weights: rng.bytes(64 * 64 * 9),
+		},
 	);
 	let case = b.finish(rng.bytes(64 * 32 * 32));
 	validate(&case.header, &Limits::default()).unwrap();

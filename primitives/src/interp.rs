@@ -119,7 +119,7 @@ pub fn execute<W: AsRef<[u8]>>(
 					None => {
 						// A forward reference: let the structural check name it.
 						step_info(header, step).map_err(ExecError::InvalidModel)?;
-						let index = u32::try_from(j).unwrap_or(u32::MAX);
+						let index = crate::len_u32(j);
 						return Err(ExecError::InputLength { step, index });
 					},
 				}
@@ -146,7 +146,7 @@ pub fn execute_step<T: AsRef<[u8]>>(
 	}
 	let mut specs = Vec::with_capacity(op.inputs.len());
 	for (j, (&r, t)) in op.inputs.iter().zip(inputs).enumerate() {
-		let index = u32::try_from(j).unwrap_or(u32::MAX);
+		let index = crate::len_u32(j);
 		let spec = header.tensor_spec(r).ok_or(ExecError::InputLength { step, index })?;
 		let expected = spec.num_elements().and_then(|n| usize::try_from(n).ok());
 		if expected != Some(t.as_ref().len()) {
@@ -161,37 +161,21 @@ pub fn execute_step<T: AsRef<[u8]>>(
 	let x_spec = *specs.first().ok_or(ExecError::WrongInputCount { step })?;
 	let out = &op.output;
 	let clamp = (op.act_min, op.act_max);
+	let stage = ops::OutputStage {
+		requant: &op.requant,
+		zero_point: out.zero_point,
+		act_min: op.act_min,
+		act_max: op.act_max,
+	};
 	let result = match &op.kind {
-		OpKind::FullyConnected => ops::fully_connected(
-			x,
-			x_spec.zero_point,
-			weights,
-			&op.bias,
-			&op.requant,
-			out.zero_point,
-			clamp,
-		),
-		OpKind::Conv2d(p) => ops::conv2d(
-			x,
-			&x_spec.shape,
-			x_spec.zero_point,
-			weights,
-			p,
-			&out.shape,
-			&op.bias,
-			&op.requant,
-			out.zero_point,
-			clamp,
-		),
+		OpKind::FullyConnected => {
+			ops::fully_connected(x, x_spec.zero_point, weights, &op.bias, &stage)
+		},
+		OpKind::Conv2d(p) => ops::conv2d(x, x_spec, weights, &op.bias, p, &out.shape, &stage),
 		OpKind::Add(p) => {
 			let y = inputs.get(1).map(|t| t.as_ref()).ok_or(ExecError::WrongInputCount { step })?;
 			let y_spec = specs.get(1).ok_or(ExecError::WrongInputCount { step })?;
-			let out_rq = op
-				.requant
-				.first()
-				.copied()
-				.ok_or(ExecError::Op { step, error: OpError::Malformed })?;
-			ops::add(x, x_spec.zero_point, y, y_spec.zero_point, p, out_rq, out.zero_point, clamp)
+			ops::add(x, x_spec.zero_point, y, y_spec.zero_point, p, &stage)
 		},
 		OpKind::MaxPool(p) => ops::max_pool(x, &x_spec.shape, p, &out.shape, clamp),
 		OpKind::AvgPool(p) => ops::avg_pool(x, &x_spec.shape, p, &out.shape, clamp),
@@ -208,7 +192,8 @@ pub fn execute_step<T: AsRef<[u8]>>(
 }
 
 /// One function per op kind. Each takes the raw int8 tensor bytes and the op's parameters and
-/// returns the output bytes; the last stage of every op is the clamp `(act_min, act_max)`.
+/// returns the output bytes; the last stage of every op is the clamp `(act_min, act_max)`,
+/// which the requantizing ops (FullyConnected, Conv2d, Add) take in their [`OutputStage`].
 pub mod ops {
 	use alloc::vec::Vec;
 
@@ -218,8 +203,33 @@ pub mod ops {
 			as_i8, clamp_to_i8, div_round_half_away, multiply_by_quantized_multiplier,
 			requantize_to_i8,
 		},
-		model::{AddParams, Conv2dParams, PoolParams, Requant},
+		model::{AddParams, Conv2dParams, PoolParams, Requant, TensorSpec},
 	};
+
+	/// The output stage of the requantizing ops, as TFLite's `*Params` carry it
+	/// (`output_multiplier`, `output_shift`, `output_offset`,
+	/// `quantized_activation_min/max`): the accumulator `acc` of output channel `c` becomes
+	/// `clamp(MBQM(acc, requant[c]) + zero_point, act_min, act_max)`
+	/// ([`requantize_to_i8`]).
+	#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+	pub struct OutputStage<'a> {
+		/// One requantization per output channel (FullyConnected, Conv2d); Add has exactly
+		/// one, for every element.
+		pub requant: &'a [Requant],
+		/// The output zero point.
+		pub zero_point: i8,
+		/// Lower clamp.
+		pub act_min: i8,
+		/// Upper clamp.
+		pub act_max: i8,
+	}
+
+	impl OutputStage<'_> {
+		/// The output byte of accumulator `acc` requantized by `rq`.
+		fn apply(&self, acc: i32, rq: Requant) -> u8 {
+			requantize_to_i8(acc, rq, self.zero_point, self.act_min, self.act_max)
+		}
+	}
 
 	/// Number of products summed exactly in i32 before being added to the i64 total: each
 	/// product is at most 255 * 128 = 32640 in magnitude, and 65536 * 32640 < 2^31.
@@ -250,56 +260,51 @@ pub mod ops {
 	}
 
 	/// Fully connected: input flattened to `K = x.len()` elements, weights `[N][K]` row-major,
-	/// `N = bias.len() = requant.len()`:
+	/// `N = bias.len() = stage.requant.len()`:
 	///
 	/// `acc[n] = bias[n] + sum_k (x[k] - x_zero_point) * w[n][k]` (exact, must fit i32),
-	/// `y[n] = clamp(MBQM(acc[n], requant[n]) + out_zero_point, act_min, act_max)`.
+	/// `y[n] = clamp(MBQM(acc[n], requant[n]) + zero_point, act_min, act_max)` (the
+	/// [`OutputStage`] `stage`).
 	pub fn fully_connected(
 		x: &[u8],
 		x_zero_point: i8,
 		weights: &[u8],
 		bias: &[i32],
-		requant: &[Requant],
-		out_zero_point: i8,
-		(act_min, act_max): (i8, i8),
+		stage: &OutputStage,
 	) -> Result<Vec<u8>, OpError> {
 		let k = x.len();
 		let n = bias.len();
-		if k == 0 || requant.len() != n || k.checked_mul(n) != Some(weights.len()) {
+		if k == 0 || stage.requant.len() != n || k.checked_mul(n) != Some(weights.len()) {
 			return Err(OpError::Malformed);
 		}
 		let mut out = Vec::with_capacity(n);
-		for ((row, &b), &rq) in weights.chunks_exact(k).zip(bias).zip(requant) {
+		for ((row, &b), &rq) in weights.chunks_exact(k).zip(bias).zip(stage.requant) {
 			let acc = i64::from(b) + dot(x, x_zero_point, row);
 			let acc = i32::try_from(acc).map_err(|_| OpError::Overflow)?;
-			out.push(requantize_to_i8(acc, rq, out_zero_point, act_min, act_max));
+			out.push(stage.apply(acc, rq));
 		}
 		Ok(out)
 	}
 
-	/// 2-D convolution, input `[C_in, H, W]`, output `[C_out, OH, OW]`, weights
+	/// 2-D convolution, input `[C_in, H, W]` (`x_spec`), output `[C_out, OH, OW]`, weights
 	/// `[C_out][C_in / groups][kernel_h][kernel_w]`. Output channel `co` belongs to group
 	/// `g = co / (C_out / groups)` and reads input channels `g * (C_in / groups) ..`.
 	///
-	/// `acc[co][oy][ox] = bias[co] + sum_{ci, ky, kx} (x[ci][iy][ix] - x_zero_point) *
+	/// `acc[co][oy][ox] = bias[co] + sum_{ci, ky, kx} (x[ci][iy][ix] - x_spec.zero_point) *
 	/// w[co][ci][ky][kx]` with `iy = oy * stride_h + ky * dilation_h - pad_top`,
 	/// `ix = ox * stride_w + kx * dilation_w - pad_left`; positions outside the input
 	/// (padding) are skipped, i.e. contribute as if they held the input zero point. Then the
-	/// same output stage as [`fully_connected`] with `requant[co]`.
-	#[allow(clippy::too_many_arguments)]
+	/// [`OutputStage`] `stage` with `stage.requant[co]`.
 	pub fn conv2d(
 		x: &[u8],
-		x_shape: &[u32],
-		x_zero_point: i8,
+		x_spec: &TensorSpec,
 		weights: &[u8],
+		bias: &[i32],
 		p: &Conv2dParams,
 		out_shape: &[u32],
-		bias: &[i32],
-		requant: &[Requant],
-		out_zero_point: i8,
-		(act_min, act_max): (i8, i8),
+		stage: &OutputStage,
 	) -> Result<Vec<u8>, OpError> {
-		let g = crate::validate::conv_geometry(p, x_shape, out_shape)
+		let g = crate::validate::conv_geometry(p, &x_spec.shape, out_shape)
 			.map_err(|_| OpError::Malformed)?;
 		let (h, w) = (i64::from(g.in_h), i64::from(g.in_w));
 		let (kh, kw) = (to_usize(p.kernel_h)?, to_usize(p.kernel_w)?);
@@ -313,7 +318,7 @@ pub mod ops {
 		if per_out == 0
 			|| cout_g == 0
 			|| bias.len() != cout
-			|| requant.len() != cout
+			|| stage.requant.len() != cout
 			|| per_out.checked_mul(cout) != Some(weights.len())
 		{
 			return Err(OpError::Malformed);
@@ -328,13 +333,13 @@ pub mod ops {
 		let (sh, sw) = (i64::from(p.stride_h), i64::from(p.stride_w));
 		let (dh, dw) = (i64::from(p.dilation_h), i64::from(p.dilation_w));
 		let (pt, pl) = (i64::from(p.pad_top), i64::from(p.pad_left));
-		let z = i64::from(x_zero_point);
+		let z = i64::from(x_spec.zero_point);
 		let w_us = to_usize(g.in_w)?;
 		let plane = to_usize(g.in_h)?.checked_mul(w_us).ok_or(OpError::Malformed)?;
 
 		let mut out = Vec::with_capacity(n_out);
 		for ((co, w_co), (&b, &rq)) in
-			weights.chunks_exact(per_out).enumerate().zip(bias.iter().zip(requant))
+			weights.chunks_exact(per_out).enumerate().zip(bias.iter().zip(stage.requant))
 		{
 			let first_ci = (co / cout_g) * cin_g;
 			for oy in 0..oh as i64 {
@@ -359,7 +364,7 @@ pub mod ops {
 						}
 					}
 					let acc = i32::try_from(acc).map_err(|_| OpError::Overflow)?;
-					out.push(requantize_to_i8(acc, rq, out_zero_point, act_min, act_max));
+					out.push(stage.apply(acc, rq));
 				}
 			}
 		}
@@ -370,18 +375,19 @@ pub mod ops {
 	///
 	/// `a = (x - zx) * 2^left_shift`, `b = (y - zy) * 2^left_shift` (exact),
 	/// `s = MBQM(a, lhs) + MBQM(b, rhs)` (validation keeps `|s| < 2^29`),
-	/// `out = clamp(MBQM(s, out_requant) + out_zero_point, act_min, act_max)`.
-	#[allow(clippy::too_many_arguments)]
+	/// `out = clamp(MBQM(s, rq) + zero_point, act_min, act_max)`: the [`OutputStage`] `stage`,
+	/// whose `requant` must be the single `[rq]`.
 	pub fn add(
 		x: &[u8],
 		x_zero_point: i8,
 		y: &[u8],
 		y_zero_point: i8,
 		p: &AddParams,
-		out_requant: Requant,
-		out_zero_point: i8,
-		(act_min, act_max): (i8, i8),
+		stage: &OutputStage,
 	) -> Result<Vec<u8>, OpError> {
+		let &[out_requant] = stage.requant else {
+			return Err(OpError::Malformed);
+		};
 		if x.len() != y.len() || p.left_shift > crate::model::MAX_ADD_LEFT_SHIFT {
 			return Err(OpError::Malformed);
 		}
@@ -395,20 +401,21 @@ pub mod ops {
 			let sa = multiply_by_quantized_multiplier(a, p.lhs.multiplier, p.lhs.shift);
 			let sb = multiply_by_quantized_multiplier(b, p.rhs.multiplier, p.rhs.shift);
 			let sum = sa.checked_add(sb).ok_or(OpError::Overflow)?;
-			out.push(requantize_to_i8(sum, out_requant, out_zero_point, act_min, act_max));
+			out.push(stage.apply(sum, out_requant));
 		}
 		Ok(out)
 	}
 
-	/// Calls `f(c, oy, ox, values)` for every output position of a pool over `[C, H, W]`,
-	/// `values` being the real (non-padded) input values of the window.
+	/// A pool over `[C, H, W]`: for every output position, `f(values)` clamped to
+	/// `(act_min, act_max)`, `values` being the real (non-padded) input values of the window.
 	fn pool_windows<F: FnMut(&[i32]) -> Result<i32, OpError>>(
 		x: &[u8],
 		x_shape: &[u32],
 		p: &PoolParams,
 		out_shape: &[u32],
+		(act_min, act_max): (i8, i8),
 		mut f: F,
-	) -> Result<Vec<i32>, OpError> {
+	) -> Result<Vec<u8>, OpError> {
 		let (oh, ow) = crate::validate::pool_geometry(p, x_shape, out_shape)
 			.map_err(|_| OpError::Malformed)?;
 		let c = to_usize(*x_shape.first().ok_or(OpError::Malformed)?)?;
@@ -440,7 +447,7 @@ pub mod ops {
 							window.push(get(x, ch * plane + (iy * w + ix) as usize)?);
 						}
 					}
-					out.push(f(&window)?);
+					out.push(clamp_to_i8(i64::from(f(&window)?), act_min, act_max) as u8);
 				}
 			}
 		}
@@ -454,12 +461,11 @@ pub mod ops {
 		x_shape: &[u32],
 		p: &PoolParams,
 		out_shape: &[u32],
-		(act_min, act_max): (i8, i8),
+		clamp: (i8, i8),
 	) -> Result<Vec<u8>, OpError> {
-		let values = pool_windows(x, x_shape, p, out_shape, |win| {
+		pool_windows(x, x_shape, p, out_shape, clamp, |win| {
 			win.iter().copied().max().ok_or(OpError::Malformed)
-		})?;
-		Ok(values.into_iter().map(|v| clamp_to_i8(i64::from(v), act_min, act_max) as u8).collect())
+		})
 	}
 
 	/// Average pool over `[C, H, W]`: the sum of the real stored values `x` of each window (not
@@ -471,14 +477,13 @@ pub mod ops {
 		x_shape: &[u32],
 		p: &PoolParams,
 		out_shape: &[u32],
-		(act_min, act_max): (i8, i8),
+		clamp: (i8, i8),
 	) -> Result<Vec<u8>, OpError> {
-		let values = pool_windows(x, x_shape, p, out_shape, |win| {
+		pool_windows(x, x_shape, p, out_shape, clamp, |win| {
 			let sum: i64 = win.iter().map(|&v| i64::from(v)).sum();
 			let avg = div_round_half_away(sum, win.len() as i64).ok_or(OpError::Malformed)?;
 			i32::try_from(avg).map_err(|_| OpError::Overflow)
-		})?;
-		Ok(values.into_iter().map(|v| clamp_to_i8(i64::from(v), act_min, act_max) as u8).collect())
+		})
 	}
 
 	/// Global average pool `[C, H, W] -> [C]`: per channel, the sum of the `H * W` stored values

@@ -94,9 +94,8 @@ pub use model::{
 	PoolParams, Requant, TensorSpec, EMPTY_WEIGHT_HASH, HEADER_VERSION,
 };
 pub use validate::{
-	step_info, step_macs, step_proof_bytes, validate, validate_step, InvalidReason, InvalidReasonCode,
-	Limits,
-	ModelInfo, StepInfo, ValidationError,
+	step_info, step_macs, step_proof_bytes, validate, validate_step, InvalidReason,
+	InvalidReasonCode, Limits, ModelInfo, StepInfo, ValidationError,
 };
 
 /// A length or count as `u32`, saturating at `u32::MAX`. Every length the chain sees is

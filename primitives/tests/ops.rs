@@ -2,11 +2,9 @@
 //! the structural checks run too).
 
 use verity_primitives::{
-	testing::{conv_params, pool_params, ModelBuilder},
+	testing::{conv_params, pool_params, Kernel, ModelBuilder, FULL},
 	*,
 };
-
-const FULL: (i8, i8) = (-128, 127);
 
 fn spec(shape: &[u32], zp: i8) -> TensorSpec {
 	TensorSpec::new(shape.to_vec(), zp, 1.0)
@@ -43,14 +41,15 @@ fn fully_connected_hand_computed() {
 	// row 0 = [1, 2, 3]:      acc = 10 + 2 - 2 + 12 = 22 -> *0.5 = 11 -> +3 = 14
 	// row 1 = [-128, 127, 0]: acc = -5 - 256 - 127 = -388 -> *0.5 = -194 -> /4 = -48.5 -> -49 -> +3 = -46
 	let mut b = ModelBuilder::new(spec(&[3], -1));
-	b.push(
-		OpKind::FullyConnected,
-		vec![0],
+	b.fully_connected(
+		0,
 		spec(&[2], 3),
 		FULL,
-		vec![10, -5],
-		vec![rq(1 << 30, 0), rq(1 << 30, -2)],
-		bytes(&[1, 2, 3, -128, 127, 0]),
+		Kernel {
+			bias: vec![10, -5],
+			requant: vec![rq(1 << 30, 0), rq(1 << 30, -2)],
+			weights: bytes(&[1, 2, 3, -128, 127, 0]),
+		},
 	);
 	assert_eq!(run1(b, &[1, -2, 3]), vec![14, -46]);
 }
@@ -59,14 +58,15 @@ fn fully_connected_hand_computed() {
 fn fully_connected_flattens_and_clamps() {
 	// input [2, 2] flattened to K = 4; ReLU at zero point -10 and ReLU6-like upper bound 20
 	let mut b = ModelBuilder::new(spec(&[2, 2], 0));
-	b.push(
-		OpKind::FullyConnected,
-		vec![0],
+	b.fully_connected(
+		0,
 		spec(&[3], -10),
 		(-10, 20),
-		vec![0, 0, 0],
-		vec![id(), id(), id()],
-		bytes(&[1, 1, 1, 1, -1, -1, -1, -1, 1, 0, 0, 0]),
+		Kernel {
+			bias: vec![0, 0, 0],
+			requant: vec![id(), id(), id()],
+			weights: bytes(&[1, 1, 1, 1, -1, -1, -1, -1, 1, 0, 0, 0]),
+		},
 	);
 	// sums: 10 -> 0 ; -10 -> -20 -> clamp -10 ; 1 -> -9 ... with x = [1, 2, 3, 4]
 	// row0: 10 - 10 = 0; row1: -10 - 10 = -20 -> -10; row2: 1 - 10 = -9
@@ -78,14 +78,15 @@ fn fully_connected_saturating_positive_shift() {
 	// acc = 100 * 127 = 12700; shift 30: 12700 * 2^30 saturates to i32::MAX, * (2^30 / 2^31)
 	// = 2^30 -> + 0, clamp -> 127. Negative side: -128 * 100 = -12800 -> -2^30 -> -128.
 	let mut b = ModelBuilder::new(spec(&[1], 0));
-	b.push(
-		OpKind::FullyConnected,
-		vec![0],
+	b.fully_connected(
+		0,
 		spec(&[2], 0),
 		FULL,
-		vec![0, 0],
-		vec![rq(1 << 30, 30), rq(1 << 30, 30)],
-		bytes(&[127, -128]),
+		Kernel {
+			bias: vec![0, 0],
+			requant: vec![rq(1 << 30, 30), rq(1 << 30, 30)],
+			weights: bytes(&[127, -128]),
+		},
 	);
 	assert_eq!(run1(b, &[100]), vec![127, -128]);
 }
@@ -100,14 +101,11 @@ fn requant_ties_in_a_layer() {
 		[(1, 0, 1), (-1, 0, 0), (3, 0, 2), (-3, 0, -1), (2, -1, 1), (-2, -1, -1)];
 	for (x, shift, expected) in cases {
 		let mut b = ModelBuilder::new(spec(&[1], 0));
-		b.push(
-			OpKind::FullyConnected,
-			vec![0],
+		b.fully_connected(
+			0,
 			spec(&[1], 0),
 			FULL,
-			vec![0],
-			vec![rq(1 << 30, shift)],
-			vec![1],
+			Kernel { bias: vec![0], requant: vec![rq(1 << 30, shift)], weights: vec![1] },
 		);
 		assert_eq!(run1(b, &[x]), vec![expected], "x={x} shift={shift}");
 	}
@@ -124,14 +122,12 @@ fn conv1(input_zp: i8, p: Conv2dParams, out_shape: &[u32], w: &[i8], input: &[i8
 		(input.len() / b.header.input.shape[0] as usize / 3) as u32,
 		3,
 	];
-	b.push(
-		OpKind::Conv2d(p),
-		vec![0],
+	b.conv2d(
+		0,
+		p,
 		spec(out_shape, 0),
 		FULL,
-		vec![0; cout],
-		vec![id(); cout],
-		bytes(w),
+		Kernel { bias: vec![0; cout], requant: vec![id(); cout], weights: bytes(w) },
 	);
 	run1(b, input)
 }
@@ -165,38 +161,32 @@ fn conv_plain_and_padding_edges() {
 fn conv_groups_and_depthwise() {
 	// input [2, 1, 1] = [3, 5]; groups 2, 1x1 kernel, weights [2, -1] -> [6, -5]
 	let mut b = ModelBuilder::new(spec(&[2, 1, 1], 0));
-	b.push(
-		OpKind::Conv2d(conv_params((1, 1), (1, 1), (1, 1), [0; 4], 2)),
-		vec![0],
+	b.conv2d(
+		0,
+		conv_params((1, 1), (1, 1), (1, 1), [0; 4], 2),
 		spec(&[2, 1, 1], 0),
 		FULL,
-		vec![0, 0],
-		vec![id(); 2],
-		bytes(&[2, -1]),
+		Kernel { bias: vec![0, 0], requant: vec![id(); 2], weights: bytes(&[2, -1]) },
 	);
 	assert_eq!(run1(b, &[3, 5]), vec![6, -5]);
 	// depthwise with channel multiplier 2: out channels 0,1 read channel 0; 2,3 read channel 1
 	let mut b = ModelBuilder::new(spec(&[2, 1, 1], 0));
-	b.push(
-		OpKind::Conv2d(conv_params((1, 1), (1, 1), (1, 1), [0; 4], 2)),
-		vec![0],
+	b.conv2d(
+		0,
+		conv_params((1, 1), (1, 1), (1, 1), [0; 4], 2),
 		spec(&[4, 1, 1], 0),
 		FULL,
-		vec![0, 0, 0, 1],
-		vec![id(); 4],
-		bytes(&[1, 2, 3, 4]),
+		Kernel { bias: vec![0, 0, 0, 1], requant: vec![id(); 4], weights: bytes(&[1, 2, 3, 4]) },
 	);
 	assert_eq!(run1(b, &[3, 5]), vec![3, 6, 15, 21]);
 	// 3x3 depthwise, "same" padding, on a 1x1 image: only the centre tap is real
 	let mut b = ModelBuilder::new(spec(&[1, 1, 1], -1));
-	b.push(
-		OpKind::Conv2d(conv_params((3, 3), (1, 1), (1, 1), [1; 4], 1)),
-		vec![0],
+	b.conv2d(
+		0,
+		conv_params((3, 3), (1, 1), (1, 1), [1; 4], 1),
 		spec(&[1, 1, 1], 0),
 		FULL,
-		vec![0],
-		vec![id()],
-		bytes(&[9, 9, 9, 9, 2, 9, 9, 9, 9]),
+		Kernel { bias: vec![0], requant: vec![id()], weights: bytes(&[9, 9, 9, 9, 2, 9, 9, 9, 9]) },
 	);
 	assert_eq!(run1(b, &[4]), vec![10]); // (4 - (-1)) * 2
 }
@@ -209,7 +199,7 @@ fn add_tflite_rule_with_ties() {
 	let p = AddParams { left_shift: 20, lhs: rq(1 << 30, -1), rhs: rq(1 << 30, -1) };
 	let mk = || {
 		let mut b = ModelBuilder::new(spec(&[2], 2));
-		let t1 = b.push(OpKind::Reshape, vec![0], spec(&[2], 2), FULL, vec![], vec![], vec![]);
+		let t1 = b.reshape(0, spec(&[2], 2), FULL);
 		let _ = t1;
 		b
 	};
@@ -220,16 +210,8 @@ fn add_tflite_rule_with_ties() {
 	table[(-6i32 + 128) as usize] = 0; // y for x = -6
 	b.header.ops.clear();
 	b.weights.clear();
-	let t1 = b.push(OpKind::Lookup, vec![0], spec(&[2], -2), FULL, vec![], vec![], table);
-	b.push(
-		OpKind::Add(p),
-		vec![0, t1],
-		spec(&[2], 1),
-		FULL,
-		vec![],
-		vec![rq(1 << 30, -19)],
-		vec![],
-	);
+	let t1 = b.lookup(0, spec(&[2], -2), FULL, table);
+	b.add([0, t1], p, spec(&[2], 1), FULL, rq(1 << 30, -19));
 	// element 0: x = 10 (x - 2 = 8), y = -4 (y + 2 = -2) -> 3
 	// element 1: x = -6 (x - 2 = -8), y = 0 (y + 2 = 2) -> sum = -1.5 * 2^20 -> -1.5 -> -2, + 1 = -1
 	assert_eq!(run1(b, &[10, -6]), vec![3, -1]);
@@ -239,7 +221,7 @@ fn add_tflite_rule_with_ties() {
 fn add_saturates_in_output_stage() {
 	let p = AddParams { left_shift: 0, lhs: rq(i32::MAX, 0), rhs: rq(i32::MAX, 0) };
 	let mut b = ModelBuilder::new(spec(&[2], -128));
-	b.push(OpKind::Add(p), vec![0, 0], spec(&[2], 0), FULL, vec![], vec![rq(i32::MAX, 30)], vec![]);
+	b.add([0, 0], p, spec(&[2], 0), FULL, rq(i32::MAX, 30));
 	// x - z = 255 and 0: huge positive -> 127; zero -> 0
 	assert_eq!(run1(b, &[127, -128]), vec![127, 0]);
 }
@@ -248,15 +230,7 @@ fn add_saturates_in_output_stage() {
 fn max_pool_ignores_padding() {
 	// zero point 5 would win every padded window if padding were read as the zero point
 	let mut b = ModelBuilder::new(spec(&[1, 3, 3], 5));
-	b.push(
-		OpKind::MaxPool(pool_params((2, 2), (2, 2), [1, 1, 0, 0])),
-		vec![0],
-		spec(&[1, 2, 2], 5),
-		FULL,
-		vec![],
-		vec![],
-		vec![],
-	);
+	b.max_pool(0, pool_params((2, 2), (2, 2), [1, 1, 0, 0]), spec(&[1, 2, 2], 5), FULL);
 	assert_eq!(run1(b.clone(), &[-5, -3, -9, -1, -7, -2, -8, -6, -4]), vec![-5, -3, -1, -2]);
 	b.header.ops[0].act_min = -4;
 	assert_eq!(run1(b, &[-5, -3, -9, -1, -7, -2, -8, -6, -4]), vec![-4, -3, -1, -2]);
@@ -266,15 +240,7 @@ fn max_pool_ignores_padding() {
 fn avg_pool_rounding_and_count_excludes_padding() {
 	let mk = || {
 		let mut b = ModelBuilder::new(spec(&[1, 2, 2], -7));
-		b.push(
-			OpKind::AvgPool(pool_params((2, 2), (1, 1), [1, 1, 0, 0])),
-			vec![0],
-			spec(&[1, 2, 2], -7),
-			FULL,
-			vec![],
-			vec![],
-			vec![],
-		);
+		b.avg_pool(0, pool_params((2, 2), (1, 1), [1, 1, 0, 0]), spec(&[1, 2, 2], -7), FULL);
 		b
 	};
 	// windows {1} {1,2} {1,3} {1,2,3,5}: 1, 1.5 -> 2, 2, 2.75 -> 3
@@ -288,11 +254,11 @@ fn avg_pool_rounding_and_count_excludes_padding() {
 #[test]
 fn global_avg_pool_rounding() {
 	let mut b = ModelBuilder::new(spec(&[3, 1, 2], 0));
-	b.push(OpKind::GlobalAvgPool, vec![0], spec(&[3], 0), FULL, vec![], vec![], vec![]);
+	b.global_avg_pool(0, spec(&[3], 0), FULL);
 	// [1, 2] -> 1.5 -> 2; [-1, -2] -> -1.5 -> -2; [127, -128] -> -0.5 -> -1
 	assert_eq!(run1(b, &[1, 2, -1, -2, 127, -128]), vec![2, -2, -1]);
 	let mut b = ModelBuilder::new(spec(&[1, 1, 3], 0));
-	b.push(OpKind::GlobalAvgPool, vec![0], spec(&[1], 0), (-128, -3), vec![], vec![], vec![]);
+	b.global_avg_pool(0, spec(&[1], 0), (-128, -3));
 	assert_eq!(run1(b, &[-1, -1, 1]), vec![-3]); // -1/3 -> 0, clamped to -3
 }
 
@@ -300,25 +266,9 @@ fn global_avg_pool_rounding() {
 fn concat_axes() {
 	// [2,1] ++ [2,2] along axis 1 = [[1,3,4],[2,5,6]]
 	let mut b = ModelBuilder::new(spec(&[6], 0));
-	let a = b.push(OpKind::Reshape, vec![0], spec(&[3, 2], 0), FULL, vec![], vec![], vec![]);
-	let c = b.push(
-		OpKind::Concat { axis: 1 },
-		vec![a, a],
-		spec(&[3, 4], 0),
-		FULL,
-		vec![],
-		vec![],
-		vec![],
-	);
-	b.push(
-		OpKind::Concat { axis: 0 },
-		vec![c, a, c],
-		spec(&[9, 4], 0),
-		FULL,
-		vec![],
-		vec![],
-		vec![],
-	);
+	let a = b.reshape(0, spec(&[3, 2], 0), FULL);
+	let c = b.concat(vec![a, a], 1, spec(&[3, 4], 0), FULL);
+	b.concat(vec![c, a, c], 0, spec(&[9, 4], 0), FULL);
 	let case = b.finish(bytes(&[1, 2, 3, 4, 5, 6]));
 	// steps 1 and 2 are valid: [3,2] ++ [3,2] along axis 1 = rows [1,2,1,2] [3,4,3,4] [5,6,5,6]
 	let t1 = execute_step(&case.header, 1, &[&case.input], &[]).unwrap();
@@ -334,28 +284,12 @@ fn concat_axes() {
 		Err(ExecError::InvalidModel(ValidationError { op: 3, .. }))
 	));
 	let mut b = ModelBuilder::new(spec(&[2, 2], -1));
-	let a = b.push(OpKind::Reshape, vec![0], spec(&[2, 1, 2], -1), FULL, vec![], vec![], vec![]);
-	b.push(
-		OpKind::Concat { axis: 1 },
-		vec![a, 0],
-		spec(&[2, 3, 2], -1),
-		FULL,
-		vec![],
-		vec![],
-		vec![],
-	);
+	let a = b.reshape(0, spec(&[2, 1, 2], -1), FULL);
+	b.concat(vec![a, 0], 1, spec(&[2, 3, 2], -1), FULL);
 	// invalid: input 0 has rank 2
 	assert!(validate(&b.header, &Limits::default()).is_err());
 	let mut b = ModelBuilder::new(spec(&[2, 1, 2], -1));
-	b.push(
-		OpKind::Concat { axis: 1 },
-		vec![0, 0, 0],
-		spec(&[2, 3, 2], -1),
-		(-1, 127),
-		vec![],
-		vec![],
-		vec![],
-	);
+	b.concat(vec![0, 0, 0], 1, spec(&[2, 3, 2], -1), (-1, 127));
 	// [[a b],[c d]] per outer index repeated 3 times; clamp at -1
 	assert_eq!(run1(b, &[1, -2, 3, -4]), vec![1, -1, 1, -1, 1, -1, 3, -1, 3, -1, 3, -1]);
 }
@@ -363,8 +297,8 @@ fn concat_axes() {
 #[test]
 fn concat_requires_equal_zero_points() {
 	let mut b = ModelBuilder::new(spec(&[2], 0));
-	let t1 = b.push(OpKind::Lookup, vec![0], spec(&[2], 1), FULL, vec![], vec![], vec![0; 256]);
-	b.push(OpKind::Concat { axis: 0 }, vec![0, t1], spec(&[4], 0), FULL, vec![], vec![], vec![]);
+	let t1 = b.lookup(0, spec(&[2], 1), FULL, vec![0; 256]);
+	b.concat(vec![0, t1], 0, spec(&[4], 0), FULL);
 	assert_eq!(
 		validate(&b.header, &Limits::default()).unwrap_err(),
 		ValidationError { op: 2, reason: InvalidReason::ZeroPointMismatch }
@@ -374,10 +308,10 @@ fn concat_requires_equal_zero_points() {
 #[test]
 fn reshape_keeps_bytes() {
 	let mut b = ModelBuilder::new(spec(&[2, 3], 4));
-	b.push(OpKind::Reshape, vec![0], spec(&[3, 1, 2], 4), FULL, vec![], vec![], vec![]);
+	b.reshape(0, spec(&[3, 1, 2], 4), FULL);
 	assert_eq!(run1(b, &[-128, 127, 0, 1, -1, 5]), vec![-128, 127, 0, 1, -1, 5]);
 	let mut b = ModelBuilder::new(spec(&[2, 3], 4));
-	b.push(OpKind::Reshape, vec![0], spec(&[6], 4), (4, 100), vec![], vec![], vec![]);
+	b.reshape(0, spec(&[6], 4), (4, 100));
 	assert_eq!(run1(b, &[-128, 127, 0, 1, -1, 5]), vec![4, 100, 4, 4, 4, 5]);
 }
 
@@ -385,7 +319,7 @@ fn reshape_keeps_bytes() {
 fn lookup_indexing() {
 	// table[i] = byte i: x = -128 reads entry 0, 127 reads 255, 0 reads 128, -1 reads 127
 	let mut b = ModelBuilder::new(spec(&[4], 0));
-	b.push(OpKind::Lookup, vec![0], spec(&[4], 0), FULL, vec![], vec![], (0..=255u8).collect());
+	b.lookup(0, spec(&[4], 0), FULL, (0..=255u8).collect());
 	assert_eq!(run1(b, &[-128, 127, 0, -1]), vec![0, -1, -128, 127]);
 }
 
@@ -394,14 +328,15 @@ fn accumulator_bound_is_exact() {
 	// K = 2: 2 * 255 * 128 = 65280; bias i32::MAX - 65280 is the largest valid bias.
 	let mk = |bias: i32| {
 		let mut b = ModelBuilder::new(spec(&[2], 127));
-		b.push(
-			OpKind::FullyConnected,
-			vec![0],
+		b.fully_connected(
+			0,
 			spec(&[1], 0),
 			FULL,
-			vec![bias],
-			vec![rq(1 << 30, -31)],
-			bytes(&[-128, -128]),
+			Kernel {
+				bias: vec![bias],
+				requant: vec![rq(1 << 30, -31)],
+				weights: bytes(&[-128, -128]),
+			},
 		);
 		b
 	};
@@ -416,4 +351,24 @@ fn accumulator_bound_is_exact() {
 			ValidationError { op: 1, reason: InvalidReason::AccumulatorOverflow }
 		);
 	}
+}
+
+#[test]
+fn output_stage_requant_count_is_checked() {
+	use verity_primitives::interp::ops::{self, OutputStage};
+	fn stage(requant: &[Requant]) -> OutputStage<'_> {
+		OutputStage { requant, zero_point: 0, act_min: -128, act_max: 127 }
+	}
+	// Add takes exactly one requantization: each side 1 * 0.5 rounds up to 1, and their sum 2
+	// passes id() unchanged.
+	let p = AddParams { left_shift: 0, lhs: rq(1 << 30, 0), rhs: rq(1 << 30, 0) };
+	assert_eq!(ops::add(&[1], 0, &[1], 0, &p, &stage(&[id()])), Ok(vec![2]));
+	assert_eq!(ops::add(&[1], 0, &[1], 0, &p, &stage(&[])), Err(OpError::Malformed));
+	assert_eq!(ops::add(&[1], 0, &[1], 0, &p, &stage(&[id(), id()])), Err(OpError::Malformed));
+	// FullyConnected and Conv2d take one per output channel.
+	assert_eq!(ops::fully_connected(&[3], 0, &[2], &[0], &stage(&[id()])), Ok(vec![6]));
+	assert_eq!(
+		ops::fully_connected(&[3], 0, &[2], &[0], &stage(&[id(), id()])),
+		Err(OpError::Malformed)
+	);
 }

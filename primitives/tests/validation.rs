@@ -367,15 +367,7 @@ fn execution_checks_lengths() {
 fn builder_and_empty_weight_hash() {
 	assert_eq!(weight_hash(&[]), EMPTY_WEIGHT_HASH);
 	let mut b = ModelBuilder::new(TensorSpec::new(vec![4], 0, 0.5));
-	b.push(
-		OpKind::Reshape,
-		vec![0],
-		TensorSpec::new(vec![2, 2], 0, 0.5),
-		(-128, 127),
-		vec![],
-		vec![],
-		vec![],
-	);
+	b.reshape(0, TensorSpec::new(vec![2, 2], 0, 0.5), (-128, 127));
 	assert_eq!(b.header.ops[0].weight_hash, EMPTY_WEIGHT_HASH);
 	assert_eq!(b.header.input.scale(), 0.5);
 	validate(&b.header, &default()).unwrap();

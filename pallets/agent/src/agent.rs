@@ -172,7 +172,7 @@ pub fn run<T: Config>(now: BlockNumberFor<T>) {
 				let Some(account) = accounts.iter().find(|a| a.id == job.operator) else {
 					continue;
 				};
-				let attempt = u32::try_from(job.missed.len()).unwrap_or(u32::MAX);
+				let attempt = verity_primitives::len_u32(job.missed.len());
 				if let Some(Track::Committed { attempt: a, at }) = tracks.get(&id) {
 					if *a == attempt && now_n.saturating_sub(*at) < RESEND_AFTER {
 						continue;

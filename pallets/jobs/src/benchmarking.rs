@@ -9,7 +9,7 @@ use frame_support::traits::Hooks;
 use frame_system::RawOrigin;
 use pallet_verity_models::benchmarking::{fc_model, fund, register_case};
 use pallet_verity_operators::benchmarking::bonded;
-use verity_primitives::{testing::ModelBuilder, OpKind, TensorSpec};
+use verity_primitives::{testing::ModelBuilder, TensorSpec};
 
 /// An operator that can take `jobs` jobs, serving `model` at price 1.
 pub fn serving<T: Config>(who: &T::AccountId, model: ModelId, jobs: u32) {
@@ -47,15 +47,7 @@ pub fn submitted<T: Config>(who: &T::AccountId, model: ModelId, input: Vec<u8>) 
 fn reshapes(o: u32, h: u32) -> verity_primitives::testing::TestCase {
 	let mut b = ModelBuilder::new(TensorSpec::new(vec![o], 0, 1.0));
 	for i in 1..h {
-		b.push(
-			OpKind::Reshape,
-			vec![i - 1],
-			TensorSpec::new(vec![o], 0, 1.0),
-			(-128, 127),
-			vec![],
-			vec![],
-			vec![],
-		);
+		b.reshape(i - 1, TensorSpec::new(vec![o], 0, 1.0), (-128, 127));
 	}
 	b.finish((0..o).map(|i| i as u8).collect())
 }

@@ -713,7 +713,7 @@ impl<T: Config> Pallet<T> {
 			ensure!(Queue::<T>::get(due).contains(&id), "open job not queued at its due block");
 		}
 		ensure!(
-			StepHashes::<T>::iter_keys().all(|id| Jobs::<T>::contains_key(id)),
+			StepHashes::<T>::iter_keys().all(Jobs::<T>::contains_key),
 			"step hashes of a closed job"
 		);
 		for (who, total) in fees {

@@ -6,7 +6,10 @@ use alloc::vec;
 use frame_benchmarking::v2::*;
 use frame_support::traits::fungible::Mutate;
 use frame_system::RawOrigin;
-use verity_primitives::{model::Conv2dParams, testing::ModelBuilder, OpKind, Requant, TensorSpec};
+use verity_primitives::{
+	testing::{same3x3, Kernel, ModelBuilder},
+	Requant, TensorSpec,
+};
 
 const RQ: Requant = Requant { multiplier: 1 << 30, shift: -8 };
 
@@ -19,14 +22,15 @@ pub fn fund<T: Config>(who: &T::AccountId, amount: BalanceOf<T>) {
 /// A model with one FC op `[k] -> [n]` (`salt` varies the id).
 pub fn fc_model(k: u32, n: u32, salt: u8) -> verity_primitives::testing::TestCase {
 	let mut b = ModelBuilder::new(TensorSpec::new(vec![k], salt as i8, 1.0));
-	b.push(
-		OpKind::FullyConnected,
-		vec![0],
+	b.fully_connected(
+		0,
 		TensorSpec::new(vec![n], 0, 1.0),
 		(-128, 127),
-		vec![7; n as usize],
-		vec![RQ; n as usize],
-		(0..k.saturating_mul(n)).map(|i| (i % 251) as u8).collect(),
+		Kernel {
+			bias: vec![7; n as usize],
+			requant: vec![RQ; n as usize],
+			weights: (0..k.saturating_mul(n)).map(|i| (i % 251) as u8).collect(),
+		},
 	);
 	b.finish((0..k).map(|i| (i % 253) as u8).collect())
 }
@@ -36,23 +40,21 @@ pub fn fc_model(k: u32, n: u32, salt: u8) -> verity_primitives::testing::TestCas
 pub fn header_of_size(bytes: u32, salt: u8) -> verity_primitives::testing::TestCase {
 	let n = (bytes.saturating_sub(200) / 9).max(1);
 	let mut b = ModelBuilder::new(TensorSpec::new(vec![1], salt as i8, 1.0));
-	b.push(
-		OpKind::FullyConnected,
-		vec![0],
+	b.fully_connected(
+		0,
 		TensorSpec::new(vec![n], 0, 1.0),
 		(-128, 127),
-		vec![1; n as usize],
-		vec![RQ; n as usize],
-		vec![1; n as usize],
+		Kernel {
+			bias: vec![1; n as usize],
+			requant: vec![RQ; n as usize],
+			weights: vec![1; n as usize],
+		},
 	);
-	b.push(
-		OpKind::FullyConnected,
-		vec![1],
+	b.fully_connected(
+		1,
 		TensorSpec::new(vec![1], 0, 1.0),
 		(-128, 127),
-		vec![1],
-		vec![RQ],
-		vec![1; n as usize],
+		Kernel { bias: vec![1], requant: vec![RQ], weights: vec![1; n as usize] },
 	);
 	b.finish(vec![1])
 }
@@ -62,37 +64,18 @@ pub fn header_of_size(bytes: u32, salt: u8) -> verity_primitives::testing::TestC
 /// `[c, 16, 16] -> [c]` (step 2), which keeps the model's output small.
 pub fn conv_model(c: u32, salt: u8) -> verity_primitives::testing::TestCase {
 	let mut b = ModelBuilder::new(TensorSpec::new(vec![16, 16, 16], salt as i8, 1.0));
-	let params = Conv2dParams {
-		kernel_h: 3,
-		kernel_w: 3,
-		stride_h: 1,
-		stride_w: 1,
-		dilation_h: 1,
-		dilation_w: 1,
-		pad_top: 1,
-		pad_left: 1,
-		pad_bottom: 1,
-		pad_right: 1,
-		groups: 1,
-	};
-	b.push(
-		OpKind::Conv2d(params),
-		vec![0],
+	b.conv2d(
+		0,
+		same3x3(1),
 		TensorSpec::new(vec![c, 16, 16], 0, 1.0),
 		(-128, 127),
-		vec![3; c as usize],
-		vec![RQ; c as usize],
-		(0..c * 144).map(|i| (i % 239) as u8).collect(),
+		Kernel {
+			bias: vec![3; c as usize],
+			requant: vec![RQ; c as usize],
+			weights: (0..c * 144).map(|i| (i % 239) as u8).collect(),
+		},
 	);
-	b.push(
-		OpKind::GlobalAvgPool,
-		vec![1],
-		TensorSpec::new(vec![c], 0, 1.0),
-		(-128, 127),
-		vec![],
-		vec![],
-		vec![],
-	);
+	b.global_avg_pool(1, TensorSpec::new(vec![c], 0, 1.0), (-128, 127));
 	b.finish((0..4096u32).map(|i| (i % 241) as u8).collect())
 }
 

@@ -47,6 +47,9 @@ pub type BalanceOf<T> =
 /// A tensor shape as stored on-chain (rank at most [`MAX_RANK`]).
 pub type Shape = BoundedVec<u32, ConstU32<{ MAX_RANK as u32 }>>;
 
+/// A model registered at genesis: (publisher, canonical header bytes, name, uri).
+pub type GenesisModel<AccountId> = (AccountId, Vec<u8>, Vec<u8>, Vec<u8>);
+
 /// Why [`Error::InvalidModel`] refused a header: the variant of
 /// [`verity_primitives::InvalidReason`] without its details (one byte; see
 /// docs/MODEL_FORMAT.md for each reason).
@@ -263,7 +266,7 @@ pub mod pallet {
 	#[pallet::genesis_config]
 	#[derive(frame_support::DefaultNoBound)]
 	pub struct GenesisConfig<T: Config> {
-		pub models: Vec<(T::AccountId, Vec<u8>, Vec<u8>, Vec<u8>)>,
+		pub models: Vec<GenesisModel<T::AccountId>>,
 	}
 
 	#[pallet::genesis_build]
@@ -530,10 +533,7 @@ impl<T: Config> Pallet<T> {
 			let entry = deposits.entry(record.publisher).or_default();
 			*entry = entry.saturating_add(record.deposit);
 		}
-		ensure!(
-			Headers::<T>::iter_keys().all(|id| Models::<T>::contains_key(id)),
-			"header without model"
-		);
+		ensure!(Headers::<T>::iter_keys().all(Models::<T>::contains_key), "header without model");
 		for (who, total) in deposits {
 			ensure!(
 				T::Currency::balance_on_hold(&HoldReason::ModelDeposit.into(), &who) == total,

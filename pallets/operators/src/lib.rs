@@ -54,6 +54,9 @@ pub struct UnbondChunk<Balance, BlockNumber> {
 	pub until: BlockNumber,
 }
 
+/// An operator chosen for a job, and its price.
+pub type Selected<T> = (<T as frame_system::Config>::AccountId, BalanceOf<T>);
+
 /// An operator's stake and obligations.
 #[derive(
 	CloneNoBound, PartialEqNoBound, EqNoBound, DebugNoBound, Encode, Decode, TypeInfo, MaxEncodedLen,
@@ -535,7 +538,7 @@ impl<T: Config> Pallet<T> {
 		collateral: BalanceOf<T>,
 		seed: &[u8; 32],
 		exclude: &[T::AccountId],
-	) -> (Option<(T::AccountId, BalanceOf<T>)>, u32) {
+	) -> (Option<Selected<T>>, u32) {
 		let servers = Servers::<T>::get(model);
 		let examined = verity_primitives::len_u32(servers.len());
 		let mut candidates: alloc::vec::Vec<(T::AccountId, BalanceOf<T>, u128)> =

@@ -4,8 +4,8 @@ use crate::mock::*;
 use frame_support::{assert_noop, assert_ok};
 use pallet_verity_models::{Error, Event, InvalidModelReason, ModelStatus};
 use verity_primitives::{
-	testing::{test_limits, ModelBuilder},
-	InvalidReason, InvalidReasonCode, OpKind, Requant, TensorSpec,
+	testing::{test_limits, Kernel, ModelBuilder},
+	InvalidReason, InvalidReasonCode, Requant, TensorSpec,
 };
 
 fn invalid(op: u16, reason: InvalidReasonCode) -> Error<Test> {
@@ -15,14 +15,15 @@ fn invalid(op: u16, reason: InvalidReasonCode) -> Error<Test> {
 /// A one-op FC model `[k] -> [n]`.
 fn fc(k: u32, n: u32) -> verity_primitives::testing::TestCase {
 	let mut b = ModelBuilder::new(TensorSpec::new(vec![k], 0, 1.0));
-	b.push(
-		OpKind::FullyConnected,
-		vec![0],
+	b.fully_connected(
+		0,
 		TensorSpec::new(vec![n], 0, 1.0),
 		(-128, 127),
-		vec![0; n as usize],
-		vec![Requant { multiplier: 1 << 30, shift: -8 }; n as usize],
-		vec![1; (k * n) as usize],
+		Kernel {
+			bias: vec![0; n as usize],
+			requant: vec![Requant { multiplier: 1 << 30, shift: -8 }; n as usize],
+			weights: vec![1; (k * n) as usize],
+		},
 	);
 	b.finish(vec![0; k as usize])
 }
