@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One idempotent set-up for a fresh Debian machine with rustup: the Rust toolchain and targets,
-# Debian packages (protoc, docker-compose for the compose-file check, Node.js, python3 + pip),
+# Debian packages (protoc, libssl-dev, docker-compose for the compose-file check, Node.js, python3 + pip),
 # libtorch for the inference worker (scripts/install-libtorch.sh), and the npm packages of the
 # end-to-end suite and of examples/. Each step is skipped when what it installs is already there.
 set -euo pipefail
@@ -33,6 +33,9 @@ if [ "$build_only" != 1 ]; then
 	command -v npm >/dev/null || need+=(npm)
 fi
 command -v cc >/dev/null || need+=(build-essential)
+# The node links Debian's OpenSSL rather than building one (.cargo/config.toml).
+command -v pkg-config >/dev/null || need+=(pkg-config)
+dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
 command -v git >/dev/null || need+=(git)
 command -v python3 >/dev/null || need+=(python3)
 # pip downloads the libtorch wheels (scripts/install-libtorch.sh).

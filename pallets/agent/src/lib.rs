@@ -34,6 +34,8 @@
 extern crate alloc;
 
 mod agent;
+mod apply;
+mod plan;
 pub mod worker;
 
 pub use pallet::*;

@@ -1,9 +1,12 @@
 //! Tests of the Verity pallets against a mock runtime: every call's happy path and errors
 //! (with state unchanged on error), whole job lifecycles, a property test over random call
-//! sequences, and (with `--features runtime-benchmarks`) every benchmark.
+//! sequences, the agent's off-chain worker against a mocked inference worker and pool, and
+//! (with `--features runtime-benchmarks`) every benchmark.
 
 pub mod mock;
 
+#[cfg(test)]
+mod agent;
 #[cfg(all(test, feature = "runtime-benchmarks"))]
 mod benchmarks;
 #[cfg(test)]

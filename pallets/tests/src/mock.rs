@@ -1,11 +1,17 @@
-//! A mock runtime with balances and the four Verity pallets, and helpers shared by the tests.
+//! A mock runtime with balances, the four Verity pallets and the agent, and helpers shared by
+//! the tests.
 
 use frame_support::{
 	assert_ok, derive_impl, parameter_types,
 	traits::{fungible::InspectHold, ConstU32, ConstU64, OnInitialize, VariantCountOf},
 };
+use frame_system::offchain::AppCrypto;
 use sp_core::H256;
-use sp_runtime::{BuildStorage, Perbill};
+use sp_runtime::{
+	generic::SignedPayload,
+	testing::{TestSignature, UintAuthorityId},
+	BuildStorage, Perbill,
+};
 use verity_primitives::{testing::TestCase, FraudProof, Hash, ModelId};
 
 pub use pallet_verity_jobs::JobId;
@@ -22,6 +28,7 @@ frame_support::construct_runtime!(
 		Operators: pallet_verity_operators,
 		Jobs: pallet_verity_jobs,
 		Disputes: pallet_verity_disputes,
+		Agent: pallet_verity_agent,
 	}
 );
 
@@ -98,6 +105,62 @@ impl pallet_verity_jobs::Config for Test {
 impl pallet_verity_disputes::Config for Test {
 	type ProverShare = ProverShare;
 	type WeightInfo = ();
+}
+
+/// The transactions the agent pools: signed by a `UintAuthorityId` key over the call and the
+/// nonce (the one extension the agent chooses).
+pub type Extrinsic = sp_runtime::generic::UncheckedExtrinsic<
+	AccountId,
+	RuntimeCall,
+	TestSignature,
+	frame_system::CheckNonce<Test>,
+>;
+
+impl frame_system::offchain::SigningTypes for Test {
+	type Public = UintAuthorityId;
+	type Signature = TestSignature;
+}
+
+impl<C> frame_system::offchain::CreateTransactionBase<C> for Test
+where
+	RuntimeCall: From<C>,
+{
+	type Extrinsic = Extrinsic;
+	type RuntimeCall = RuntimeCall;
+}
+
+impl<C> frame_system::offchain::CreateSignedTransaction<C> for Test
+where
+	RuntimeCall: From<C>,
+{
+	fn create_signed_transaction<A: AppCrypto<UintAuthorityId, TestSignature>>(
+		call: RuntimeCall,
+		public: UintAuthorityId,
+		account: AccountId,
+		nonce: u32,
+	) -> Option<Extrinsic> {
+		use codec::Encode;
+		let payload =
+			SignedPayload::new(call, frame_system::CheckNonce::<Test>::from(nonce)).ok()?;
+		let signature = payload.using_encoded(|bytes| A::sign(bytes, public))?;
+		let (call, extension, _) = payload.deconstruct();
+		Some(Extrinsic::new_signed(call, account, signature, extension))
+	}
+}
+
+/// The agent's keys in the mock: `UintAuthorityId(n)` is account `n`'s key
+/// (`UintAuthorityId::set_all_keys` puts keys in the node's keystore).
+pub struct AgentKey;
+
+impl AppCrypto<UintAuthorityId, TestSignature> for AgentKey {
+	type RuntimeAppPublic = UintAuthorityId;
+	type GenericPublic = UintAuthorityId;
+	type GenericSignature = TestSignature;
+}
+
+impl pallet_verity_agent::Config for Test {
+	type AuthorityId = AgentKey;
+	type MaxRequestsPerBlock = ConstU32<2>;
 }
 
 pub const PUBLISHER: AccountId = 1;

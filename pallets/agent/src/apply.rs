@@ -1,0 +1,138 @@
+//! Applying the worker's replies: the signed transactions a run submits, and what it remembers.
+
+use crate::{
+	agent::{load, save, TARGET},
+	plan::{Track, Work},
+	Config, NONCE_TTL,
+};
+use alloc::{collections::BTreeMap, vec::Vec};
+use codec::Encode;
+use frame_system::offchain::{Account, CreateSignedTransaction, SubmitTransaction};
+use pallet_verity_jobs::JobId;
+use sp_runtime::{traits::UniqueSaturatedInto, SaturatedConversion};
+use verity_worker_api::{ErrorReply, ExecuteReply, Executed, ProveReply, Reply};
+
+const NONCES_KEY: &[u8] = b"verity/agent/nonces";
+
+/// Nonces of transactions this node submitted that may still be in the pool:
+/// account (encoded) → (next nonce, block).
+pub struct Nonces<T: Config> {
+	book: BTreeMap<Vec<u8>, (u64, u32)>,
+	now: u32,
+	_t: core::marker::PhantomData<T>,
+}
+
+impl<T: Config> Nonces<T> {
+	/// The book in block `now`, without entries older than [`NONCE_TTL`] blocks.
+	pub fn load(now: u32) -> Self {
+		let mut book: BTreeMap<Vec<u8>, (u64, u32)> = load(NONCES_KEY);
+		book.retain(|_, (_, at)| now.saturating_sub(*at) <= NONCE_TTL);
+		Nonces { book, now, _t: Default::default() }
+	}
+
+	/// The nonce for `who`'s next transaction: the on-chain one, or past the ones sent lately.
+	fn next(&self, who: &T::AccountId) -> u64 {
+		let on_chain: u64 = frame_system::Account::<T>::get(who).nonce.unique_saturated_into();
+		let sent = self.book.get(&who.encode()).map(|(n, _)| *n).unwrap_or(0);
+		on_chain.max(sent)
+	}
+
+	fn used(&mut self, who: &T::AccountId, nonce: u64) {
+		self.book.insert(who.encode(), (nonce.saturating_add(1), self.now));
+	}
+
+	pub fn save(&self) {
+		save(NONCES_KEY, &self.book);
+	}
+}
+
+/// Sign `call` with `account`'s key and submit it to the pool; whether it was accepted.
+fn submit<T, C>(account: &Account<T>, call: C, nonces: &mut Nonces<T>) -> bool
+where
+	T: Config + CreateSignedTransaction<C>,
+{
+	let nonce = nonces.next(&account.id);
+	let Some(xt) = <T as CreateSignedTransaction<C>>::create_signed_transaction::<T::AuthorityId>(
+		call.into(),
+		account.public.clone(),
+		account.id.clone(),
+		nonce.saturated_into(),
+	) else {
+		log::warn!(target: TARGET, "cannot sign a transaction for {:?}", account.id);
+		return false;
+	};
+	let ok = SubmitTransaction::<T, C>::submit_transaction(xt).is_ok();
+	if ok {
+		nonces.used(&account.id, nonce);
+	}
+	ok
+}
+
+/// Act on the worker's `replies` (in the order of `work`) in block `now`: commit a finished
+/// execution from the operator's account; submit a fraud proof from `watcher` (the node's first
+/// key) for a wrong commitment; remember both in `tracks`, and a consistent commitment. A pending
+/// job, a refusal or an unexpected answer changes nothing (it is asked again next block).
+pub fn apply<T: Config>(
+	now: u32,
+	work: Vec<Work<T>>,
+	replies: Vec<Result<Reply, ErrorReply>>,
+	watcher: Option<&Account<T>>,
+	tracks: &mut BTreeMap<JobId, Track>,
+	nonces: &mut Nonces<T>,
+) {
+	for (w, reply) in work.into_iter().zip(replies) {
+		let job = w.job();
+		match (w, reply) {
+			(
+				Work::Execute { account, attempt, .. },
+				Ok(Reply::Execute(ExecuteReply::Done(Executed { output, step_hashes, .. }))),
+			) => {
+				let call = pallet_verity_jobs::Call::<T>::commit { job, output, step_hashes };
+				if submit::<T, _>(&account, call, nonces) {
+					log::info!(target: TARGET, "job {job}: commit submitted by {:?}", account.id);
+					tracks.insert(job, Track::Committed { attempt, at: now });
+				} else {
+					log::warn!(target: TARGET, "job {job}: the pool refused the commit; retrying");
+				}
+			},
+			(Work::Check { .. }, Ok(Reply::Prove(ProveReply::Consistent { .. }))) => {
+				log::info!(target: TARGET, "job {job}: re-executed, commitment consistent");
+				tracks.insert(job, Track::Consistent);
+			},
+			(Work::Check { .. }, Ok(Reply::Prove(ProveReply::Fraud { step, proof, .. }))) => {
+				let Some(watcher) = watcher else { continue };
+				log::info!(
+					target: TARGET,
+					"job {job}: step {step} is wrong; submitting a fraud proof of {} bytes",
+					proof.len()
+				);
+				let call = pallet_verity_disputes::Call::<T>::prove_fraud { job, proof };
+				if submit::<T, _>(watcher, call, nonces) {
+					tracks.insert(job, Track::Proved { at: now });
+				} else {
+					log::warn!(target: TARGET, "job {job}: the pool refused the fraud proof; retrying");
+				}
+			},
+			(
+				_,
+				Ok(
+					Reply::Execute(ExecuteReply::Pending { .. })
+					| Reply::Prove(ProveReply::Pending { .. }),
+				),
+			) => {
+				log::debug!(target: TARGET, "job {job}: the worker is still running it");
+			},
+			(_, Err(refused)) => {
+				log::warn!(
+					target: TARGET,
+					"job {job}: the worker refused it ({}): {}",
+					refused.code,
+					refused.message
+				);
+			},
+			(_, other) => {
+				log::warn!(target: TARGET, "job {job}: unexpected worker answer {other:?}");
+			},
+		}
+	}
+}

@@ -1,0 +1,347 @@
+//! The agent (`pallet-verity-agent`'s off-chain worker) in the mock runtime: for a given chain
+//! state and inference-worker answer, the exact request it sends and the exact signed
+//! extrinsic it pools, as `frame/examples/offchain-worker` tests its pallet.
+//!
+//! The worker is `TestOffchainExt`'s HTTP mock (the request body is compared byte for byte);
+//! the pool is `TestTransactionPoolExt`; keys are `UintAuthorityId`s (the key of account `n` is
+//! `n`, its signature is `(n, payload)`).
+
+use crate::mock::*;
+use codec::{Decode, Encode};
+use frame_support::{
+	assert_ok,
+	traits::{Get, Hooks, UnfilteredDispatchable},
+};
+use pallet_verity_agent::{Settings, DEFAULT_WORKER_URL, RESEND_AFTER, SETTINGS_KEY};
+use sp_core::offchain::{
+	testing::{OffchainState, PendingRequest, PoolState, TestOffchainExt, TestTransactionPoolExt},
+	OffchainDbExt, OffchainWorkerExt, StorageKind, TransactionPoolExt,
+};
+use sp_runtime::{
+	generic::{Preamble, SignedPayload},
+	testing::{TestSignature, UintAuthorityId},
+	traits::Verify,
+};
+use std::sync::Arc;
+use verity_primitives::{testing::TestCase, Hash};
+use verity_worker_api::{
+	batch, Execute, ExecuteReply, Executed, Prove, ProveReply, Request, Timings,
+};
+
+type Shared<S> = Arc<parking_lot::RwLock<S>>;
+
+/// A node of the mock chain: its externalities with the agent's keys (`keys`), its worker's
+/// HTTP mock and its transaction pool.
+struct Node {
+	ext: sp_io::TestExternalities,
+	http: Shared<OffchainState>,
+	pool: Shared<PoolState>,
+}
+
+impl Node {
+	fn new(keys: &[AccountId], watch_permill: Option<u32>) -> Node {
+		UintAuthorityId::set_all_keys(keys.iter().copied());
+		let mut ext = new_test_ext();
+		let (offchain, http) = TestOffchainExt::new();
+		let (pool, pool_state) = TestTransactionPoolExt::new();
+		ext.register_extension(OffchainDbExt::new(offchain.clone()));
+		ext.register_extension(OffchainWorkerExt::new(offchain));
+		ext.register_extension(TransactionPoolExt::new(pool));
+		ext.execute_with(|| {
+			let settings = Settings { watch_permill, ..Settings::default() };
+			sp_io::offchain::local_storage_set(
+				StorageKind::PERSISTENT,
+				SETTINGS_KEY,
+				&settings.encode(),
+			);
+		});
+		Node { ext, http, pool: pool_state }
+	}
+
+	/// The worker answers the batch `requests` (compared byte for byte) with `results`.
+	fn worker_answers(&self, requests: &[Request], results: Vec<serde_json::Value>) {
+		let answer: Vec<serde_json::Value> = results
+			.into_iter()
+			.enumerate()
+			.map(|(id, result)| serde_json::json!({"jsonrpc": "2.0", "id": id, "result": result}))
+			.collect();
+		self.http.write().expect_request(PendingRequest {
+			method: "POST".into(),
+			uri: DEFAULT_WORKER_URL.into(),
+			headers: vec![("Content-Type".into(), "application/json".into())],
+			body: batch::body(requests),
+			response: Some(serde_json::to_vec(&answer).unwrap()),
+			sent: true,
+			..Default::default()
+		});
+	}
+
+	/// Run the agent in the off-chain worker of the current block.
+	fn run_agent(&mut self) {
+		self.ext.execute_with(|| Agent::offchain_worker(now()));
+	}
+
+	/// The worker runs `n` jobs of `case` honestly: it is asked `n` `execute` requests for
+	/// `case`, and answers each with the honest result.
+	fn worker_executes(&self, case: &TestCase, n: usize) {
+		let (output, hashes) = honest(case);
+		self.worker_answers(&vec![execute_request(case); n], vec![done(case, &output, &hashes); n]);
+	}
+
+	/// The one transaction pooled since the last call.
+	fn pooled_one(&self) -> Extrinsic {
+		let mut pooled = self.pooled();
+		assert_eq!(pooled.len(), 1, "one transaction pooled: {pooled:?}");
+		pooled.remove(0)
+	}
+
+	/// The transactions pooled since the last call, decoded.
+	fn pooled(&self) -> Vec<Extrinsic> {
+		std::mem::take(&mut self.pool.write().transactions)
+			.into_iter()
+			.map(|tx| Extrinsic::decode(&mut &tx[..]).expect("a mock extrinsic"))
+			.collect()
+	}
+}
+
+/// `xt` is signed by `who`'s key over its call and extensions, with nonce `nonce`, and its call
+/// is `call`.
+fn assert_signed(xt: &Extrinsic, who: AccountId, nonce: u32, call: RuntimeCall) {
+	let Preamble::Signed(signer, signature, extension) = &xt.preamble else {
+		panic!("not a signed transaction: {xt:?}");
+	};
+	assert_eq!(*signer, who);
+	assert_eq!(extension.encode(), frame_system::CheckNonce::<Test>::from(nonce).encode());
+	assert_eq!(xt.function, call);
+	let payload = SignedPayload::new(xt.function.clone(), extension.clone()).unwrap();
+	assert!(
+		payload.using_encoded(|p| <TestSignature as Verify>::verify(signature, p, &who)),
+		"the signature is {who}'s over the call and extensions"
+	);
+}
+
+/// The worker's `execute` request for `case` (what the agent must send).
+fn execute_request(case: &TestCase) -> Request {
+	Request::Execute(Execute {
+		model: case.header.id(),
+		input: case.input.clone(),
+		deadline_ms: Some(pallet_verity_agent::WORKER_WAIT_MS),
+	})
+}
+
+/// The worker's `done` answer with this output and these step hashes.
+fn done(case: &TestCase, output: &[u8], step_hashes: &[Hash]) -> serde_json::Value {
+	serde_json::to_value(ExecuteReply::Done(Executed {
+		job: [7; 32],
+		model: case.header.id(),
+		output: output.to_vec(),
+		step_hashes: step_hashes.to_vec(),
+		trace_root: verity_primitives::trace_root(step_hashes),
+		timings: Timings::default(),
+		backend: "reference".into(),
+	}))
+	.unwrap()
+}
+
+/// The commit of `case`'s honest result for `job`.
+fn honest_commit(job: JobId, case: &TestCase) -> RuntimeCall {
+	let (output, step_hashes) = honest(case);
+	RuntimeCall::Jobs(pallet_verity_jobs::Call::commit { job, output, step_hashes })
+}
+
+/// A model served by ALICE and a job of CHARLIE's for it, assigned to ALICE.
+fn assigned_job(node: &mut Node, case: &TestCase) -> JobId {
+	node.ext.execute_with(|| {
+		let model = register(case);
+		operator(ALICE, 4 * MIN_BOND, model, 30);
+		let id = submit(CHARLIE, model, case, 100);
+		assert_eq!(assignee(id), ALICE);
+		id
+	})
+}
+
+#[test]
+fn operator_commits_the_workers_result_once() {
+	let case = mlp();
+	let mut node = Node::new(&[ALICE], None);
+	let id = assigned_job(&mut node, &case);
+	// The worker is asked `execute` for the job's model and input (compared byte for byte).
+	node.worker_executes(&case, 1);
+	node.run_agent();
+	assert_signed(&node.pooled_one(), ALICE, 0, honest_commit(id, &case));
+
+	// The next blocks up to the deadline: the commit is remembered, the worker is not asked
+	// again (a commit still unseen RESEND_AFTER blocks later is sent again; the mock's deadline
+	// comes first).
+	assert!(RESEND_AFTER as u64 >= DEADLINE);
+	node.ext.execute_with(|| run_to_block(now() + DEADLINE - 1));
+	node.run_agent();
+	assert!(node.pooled().is_empty());
+}
+
+#[test]
+fn a_node_without_the_operators_key_does_nothing() {
+	let case = mlp();
+	let mut node = Node::new(&[BOB], None);
+	assigned_job(&mut node, &case);
+	// No request is expected (an unexpected one panics), nothing is pooled.
+	node.run_agent();
+	assert!(node.pooled().is_empty());
+	let mut keyless = Node::new(&[], Some(1_000_000));
+	assigned_job(&mut keyless, &case);
+	keyless.run_agent();
+	assert!(keyless.pooled().is_empty());
+}
+
+#[test]
+fn pending_or_refused_work_pools_nothing_and_is_asked_again() {
+	let case = mlp();
+	let mut node = Node::new(&[ALICE], None);
+	let id = assigned_job(&mut node, &case);
+	node.worker_answers(
+		&[execute_request(&case)],
+		vec![serde_json::json!({"status": "pending", "job": format!("0x{}", "07".repeat(32))})],
+	);
+	node.run_agent();
+	assert!(node.pooled().is_empty());
+
+	// A refusal (a JSON-RPC error) in the next block: nothing pooled either.
+	node.ext.execute_with(|| run_to_block(now() + 1));
+	node.http.write().expect_request(PendingRequest {
+		method: "POST".into(),
+		uri: DEFAULT_WORKER_URL.into(),
+		headers: vec![("Content-Type".into(), "application/json".into())],
+		body: batch::body(&[execute_request(&case)]),
+		response: Some(
+			br#"[{"jsonrpc":"2.0","id":0,"error":{"code":-32004,"message":"unknown model"}}]"#
+				.to_vec(),
+		),
+		sent: true,
+		..Default::default()
+	});
+	node.run_agent();
+	assert!(node.pooled().is_empty());
+
+	// Then the result: committed at once.
+	node.ext.execute_with(|| run_to_block(now() + 1));
+	node.worker_executes(&case, 1);
+	node.run_agent();
+	assert_signed(&node.pooled_one(), ALICE, 0, honest_commit(id, &case));
+}
+
+#[test]
+fn watcher_proves_a_wrong_commitment_and_remembers_a_consistent_one() {
+	let case = cnn();
+	let bad_step = 2;
+	let mut node = Node::new(&[EVE], Some(1_000_000));
+	let (bad, good) = node.ext.execute_with(|| {
+		let model = register(&case);
+		operator(ALICE, 4 * MIN_BOND, model, 30);
+		let bad = submit(CHARLIE, model, &case, 100);
+		let good = submit(CHARLIE, model, &case, 100);
+		let (out, hashes) = corrupted(&case, bad_step);
+		assert_ok!(Jobs::commit(origin(ALICE), bad, out, hashes));
+		let (out, hashes) = honest(&case);
+		assert_ok!(Jobs::commit(origin(ALICE), good, out, hashes));
+		(bad, good)
+	});
+	let requests: Vec<Request> = node.ext.execute_with(|| {
+		[bad, good]
+			.into_iter()
+			.map(|job| {
+				Request::Prove(Prove {
+					model: case.header.id(),
+					input: case.input.clone(),
+					step_hashes: Jobs::step_hashes(job),
+					deadline_ms: Some(pallet_verity_agent::WORKER_WAIT_MS),
+				})
+			})
+			.collect()
+	});
+	let fraud = serde_json::to_value(ProveReply::Fraud {
+		step: bad_step,
+		proof: proof(&case, bad_step),
+		verdict: "Fraud".into(),
+	})
+	.unwrap();
+	let consistent = serde_json::to_value(ProveReply::Consistent { trace_root: [1; 32] }).unwrap();
+	node.worker_answers(&requests, vec![fraud, consistent]);
+	node.run_agent();
+	let pooled = node.pooled_one();
+	assert_signed(
+		&pooled,
+		EVE,
+		0,
+		RuntimeCall::Disputes(pallet_verity_disputes::Call::prove_fraud {
+			job: bad,
+			proof: proof(&case, bad_step),
+		}),
+	);
+	// The pooled proof is one the chain accepts: EVE is paid.
+	node.ext.execute_with(|| {
+		let before = free(EVE);
+		assert_ok!(pooled.function.clone().dispatch_bypass_filter(origin(EVE)));
+		assert!(free(EVE) > before);
+	});
+
+	// Next block: the consistent job is remembered, the proven one was closed by the proof;
+	// the worker is not asked again.
+	node.ext.execute_with(|| run_to_block(now() + 1));
+	node.run_agent();
+	assert!(node.pooled().is_empty());
+}
+
+#[test]
+fn watcher_skips_its_own_jobs_and_operators_never_check() {
+	let case = mlp();
+	// ALICE both operates and watches: her own commitment is not checked.
+	let mut node = Node::new(&[ALICE], Some(1_000_000));
+	let id = assigned_job(&mut node, &case);
+	node.ext.execute_with(|| {
+		let (out, hashes) = corrupted(&case, 1);
+		assert_ok!(Jobs::commit(origin(ALICE), id, out, hashes));
+	});
+	node.run_agent();
+	assert!(node.pooled().is_empty());
+	// A node that does not watch never checks another operator's commitment.
+	let mut operator_only = Node::new(&[EVE], None);
+	let id = assigned_job(&mut operator_only, &case);
+	operator_only.ext.execute_with(|| {
+		let (out, hashes) = corrupted(&case, 1);
+		assert_ok!(Jobs::commit(origin(ALICE), id, out, hashes));
+	});
+	operator_only.run_agent();
+	assert!(operator_only.pooled().is_empty());
+}
+
+#[test]
+fn at_most_max_requests_per_block_the_oldest_first() {
+	let case = mlp();
+	let mut node = Node::new(&[ALICE], None);
+	let first = assigned_job(&mut node, &case);
+	let (second, third) = node.ext.execute_with(|| {
+		(
+			submit(CHARLIE, case.header.id(), &case, 100),
+			submit(CHARLIE, case.header.id(), &case, 100),
+		)
+	});
+	assert_eq!((second, third), (first + 1, first + 2));
+	let max: u32 = <Test as pallet_verity_agent::Config>::MaxRequestsPerBlock::get();
+	assert_eq!(max, 2);
+	node.worker_executes(&case, 2);
+	node.run_agent();
+	let committed: Vec<JobId> = node
+		.pooled()
+		.iter()
+		.map(|xt| match &xt.function {
+			RuntimeCall::Jobs(pallet_verity_jobs::Call::commit { job, .. }) => *job,
+			other => panic!("not a commit: {other:?}"),
+		})
+		.collect();
+	assert_eq!(committed, vec![first, second]);
+	// The third in the next block, with the nonce after the two still in the pool.
+	node.ext.execute_with(|| run_to_block(now() + 1));
+	node.worker_executes(&case, 1);
+	node.run_agent();
+	assert_signed(&node.pooled_one(), ALICE, 2, honest_commit(third, &case));
+}
