@@ -11,6 +11,7 @@
 # Every cargo command builds the same feature set as `make build` (`--workspace`), so each crate
 # compiles once for all of them and `make dev` after `make test` (or the reverse) starts without
 # recompiling. The exceptions are documented where they happen (the faulty worker, the benchmarks).
+# Lint and build write where their time went to target/cargo-timings/ (`--timings`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-all}"
@@ -33,12 +34,12 @@ lint() {
 	cargo fmt --all --check
 
 	step "clippy: every crate and target, warnings are errors"
-	cargo clippy --release --locked --workspace --all-targets -- -D warnings
+	cargo clippy --release --locked --workspace --all-targets --timings -- -D warnings
 }
 
 build() {
 	step "build (release): node with its runtime wasm, and every workspace crate (= make build)"
-	cargo build --release --locked --workspace
+	cargo build --release --locked --workspace --timings
 }
 
 rust_tests() {
