@@ -65,7 +65,7 @@ run(async () => {
   } else {
     const o = op.unwrap();
     const free = o.active.toBigInt() - o.locked.toBigInt();
-    const jail = o.jailedUntil.isSome ? `jailed until #${o.jailedUntil.unwrap()} (then operators.unjail)` : 'not jailed';
+    const jail = o.jailedUntil.isSome ? `jailed until #${o.jailedUntil.unwrap()} (then operators.unjail and serve again)` : 'not jailed';
     console.log(`stake: active ${vrty(o.active)}, locked ${vrty(o.locked)} as collateral of ${o.openJobs} open jobs, free ${vrty(free)}; ${jail}`);
     for (const c of o.unbonding) console.log(`unbonding: ${vrty(c.amount)} withdrawable from #${c.until}`);
     const named = Object.fromEntries((await models(api)).map((m) => [m.id, m.name]));

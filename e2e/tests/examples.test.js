@@ -200,7 +200,7 @@ describe('examples', { concurrency: 2 }, () => {
 
       const status = await example('operator-status.js', ['--url', url, '--from', '0']);
       assert.equal(status.code, 0, status.stderr);
-      assert.match(status.stdout, /^stake: active 9900 VRTY, .*; jailed until #\d+ \(then operators\.unjail\)$/m);
+      assert.match(status.stdout, /^stake: active 9900 VRTY, .*; jailed until #\d+ \(then operators\.unjail and serve again\)$/m);
       const s = parseStatus(status.stdout);
       assert.equal(s.frauds, 1);
       assert.equal(s.slashed, COLLATERAL);

@@ -72,8 +72,9 @@ describe('receipts', () => {
   });
 
   test('verify accepts it offline against the dev chain spec and re-runs the model', async () => {
-    const r = receiptCmd(['verify', file, '--chain', 'dev', '--model', MODEL.model]);
+    const r = receiptCmd(['verify', file, '--chain', 'dev', '--allow-dev-keys', '--model', MODEL.model]);
     assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /^warning: chain "verity_dev" is finalized by public development keys \(\/\/Alice\) \(--allow-dev-keys\)$/m);
     // The genesis it computed from the chain spec is the node's.
     const genesis = await rpc(node.rpcPort, 'chain_getBlockHash', [0]);
     assert.match(r.stdout, new RegExp(`receipt verified against chain "verity_dev" \\(genesis ${genesis}\\)`));
@@ -106,18 +107,28 @@ describe('receipts', () => {
       tamper(json);
       const bad = join(dir, 'tampered.json');
       writeFileSync(bad, JSON.stringify(json));
-      const r = receiptCmd(['verify', bad, '--chain', 'dev']);
+      const r = receiptCmd(['verify', bad, '--chain', 'dev', '--allow-dev-keys']);
       assert.equal(r.code, 1, `accepted: ${r.stdout}`);
-      assert.match(r.stderr, reason);
-      assert.equal(r.stderr.trim().split('\n').length, 1, 'one line');
+      const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('warning: '));
+      assert.equal(lines.length, 1, `one line: ${r.stderr}`);
+      assert.match(lines[0], reason);
     });
   }
 
+  test('no chain is trusted by default, nor one finalized by public development keys', () => {
+    let r = receiptCmd(['verify', file]);
+    assert.notEqual(r.code, 0, `accepted: ${r.stdout}`);
+    assert.match(r.stderr, /--chain/);
+    r = receiptCmd(['verify', file, '--chain', 'dev']);
+    assert.equal(r.code, 1, `accepted: ${r.stdout}`);
+    assert.match(r.stderr, /^error: chain "verity_dev" is finalized by public development keys \(\/\/Alice\): anyone can sign its blocks, so a receipt proves nothing; --allow-dev-keys to check one of a local dev or test chain anyway$/);
+  });
+
   test('a receipt is refused against another chain\'s spec, and with another model file', () => {
-    let r = receiptCmd(['verify', file, '--chain', 'local']);
+    let r = receiptCmd(['verify', file, '--chain', 'local', '--allow-dev-keys']);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /header #1 does not extend the genesis of the chain specification/);
-    r = receiptCmd(['verify', file, '--chain', 'dev', '--model', EXAMPLES.digits_mlp.model]);
+    r = receiptCmd(['verify', file, '--chain', 'dev', '--allow-dev-keys', '--model', EXAMPLES.digits_mlp.model]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /the model file is model 0x[0-9a-f]+, the job ran model 0x[0-9a-f]+/);
   });

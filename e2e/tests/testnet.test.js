@@ -193,7 +193,7 @@ test('make testnet: 3 validators, operator and watcher peer, finalize, settle a 
     const receiptFile = join(work, 'receipt.json');
     execFileSync(NODE_BIN, ['receipt', 'fetch', '--rpc', `http://127.0.0.1:${rpcPorts[4]}`, '--job', String(job), '--out', receiptFile],
       { stdio: 'pipe', timeout: 120_000 });
-    const verified = execFileSync(NODE_BIN, ['receipt', 'verify', receiptFile, '--chain', join(work, 'testnet-raw.json'), '--model', MODEL.model],
+    const verified = execFileSync(NODE_BIN, ['receipt', 'verify', receiptFile, '--chain', join(work, 'testnet-raw.json'), '--allow-dev-keys', '--model', MODEL.model],
       { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 });
     assert.match(verified, /outcome: +final/);
     assert.match(verified, new RegExp(`output: +${local.output}`));

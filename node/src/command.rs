@@ -1,12 +1,12 @@
 //! Parsing and dispatch of the command line.
 
 use crate::{
-	chain_spec,
 	cli::{Cli, Subcommand},
 	service,
 };
 use sc_cli::SubstrateCli;
 use sc_service::PartialComponents;
+use verity_node::chain_spec;
 use verity_runtime::opaque::Block;
 
 impl SubstrateCli for Cli {

@@ -5,7 +5,6 @@
 // service builder return them, so the node's functions and closures must too.
 #![allow(clippy::result_large_err)]
 
-mod chain_spec;
 mod cli;
 mod command;
 mod rpc;

@@ -170,6 +170,9 @@ impl pallet_verity_jobs::Config for Runtime {
 	type ChallengeWindow = ConstU32<20>;
 	type MaxAttempts = ConstU32<3>;
 	type JobCollateral = ConstU128<{ 100 * UNIT }>;
+	/// Collateral at least 50 × max_fee: a job worth more than 2 VRTY locks more than 100 VRTY
+	/// (docs/PROTOCOL.md, "Attacks and what they cost").
+	type CollateralRatio = ConstU32<50>;
 	type MissedDeadlinePenalty = ConstU128<{ 10 * UNIT }>;
 	type MaxJobsPerBlock = ConstU32<2048>;
 	type ScheduleSpread = ConstU32<16>;

@@ -10,8 +10,10 @@
 //! - the claims a reader sees (outcome, model, operator, output, trace root, ...), which must equal
 //!   what the proofs show.
 //!
-//! `verify` trusts only the chain specification it is given (`--chain`): it builds the genesis
-//! state from it, hence the genesis hash and the GRANDPA authority set. Then it checks that the
+//! `verify` trusts only the chain specification it is given (`--chain`, required): it builds the
+//! genesis state from it, hence the genesis hash and the GRANDPA authority set. A set that
+//! contains public development keys (`//Alice`, ...) is refused unless `--allow-dev-keys`: anyone
+//! can mint receipts for such a chain. Then it checks that the
 //! headers form one chain from that genesis, that none of them changes the GRANDPA authority set
 //! (the Verity runtime never does; a receipt that spans a change is refused rather than trusted),
 //! that the justification is signed by more than two thirds of the set and finalizes the last
@@ -38,7 +40,7 @@ mod tests;
 pub mod verify;
 
 pub use file::{ReceiptFile, FORMAT};
-pub use verify::{rerun, trust_root, verify, TrustRoot, Verified};
+pub use verify::{development_keys, rerun, trust_root, verify, TrustRoot, Verified};
 
 /// Every failure is one readable line.
 pub type Result<T> = std::result::Result<T, String>;
@@ -72,9 +74,15 @@ pub struct FetchCmd {
 pub struct VerifyCmd {
 	/// The receipt file.
 	pub file: PathBuf,
-	/// The chain specification to trust: `dev`, `local` or a chain-spec file.
-	#[arg(long, default_value = "dev")]
+	/// The chain specification to trust: a chain-spec file, or `dev`, `local`, `testnet`.
+	/// Required: there is no default chain to trust.
+	#[arg(long)]
 	pub chain: String,
+	/// Trust a chain whose GRANDPA authorities include public development keys (`//Alice`,
+	/// `//Bob`, ...): anyone can sign its blocks, so its receipts prove nothing to a third
+	/// party. For local dev and test chains only.
+	#[arg(long)]
+	pub allow_dev_keys: bool,
 	/// The model file: re-run the model on the proven input and compare output and trace root.
 	#[arg(long)]
 	pub model: Option<PathBuf>,
@@ -101,6 +109,23 @@ impl VerifyCmd {
 		let file: ReceiptFile = serde_json::from_str(&text)
 			.map_err(|e| format!("{} is not a receipt file: {e}", self.file.display()))?;
 		let root = trust_root(spec)?;
+		let dev = development_keys(&root.authorities);
+		if !dev.is_empty() {
+			let keys = dev.join(", ");
+			if !self.allow_dev_keys {
+				return Err(format!(
+					"chain {:?} is finalized by public development keys ({keys}): anyone can \
+					 sign its blocks, so a receipt proves nothing; --allow-dev-keys to check one \
+					 of a local dev or test chain anyway",
+					spec.id()
+				));
+			}
+			eprintln!(
+				"warning: chain {:?} is finalized by public development keys ({keys}) \
+				 (--allow-dev-keys)",
+				spec.id()
+			);
+		}
 		let v = verify(&file, &root)?;
 		let rerun = match &self.model {
 			Some(path) => {

@@ -605,6 +605,58 @@ fn verify_prints_what_was_proven() {
 	);
 }
 
+/// Attack 6: anyone can mint a receipt for the dev chain (its only authority is the public
+/// `//Alice` key), and `receipt verify` used to trust `--chain dev` by default. Here a receipt of
+/// a made-up job, signed with `//Alice` on top of the real dev genesis: the signatures check out
+/// (`verify` alone accepts it), so the defence is the trust policy of the command: no default
+/// chain, and a chain finalized by development keys refused unless `--allow-dev-keys`.
+#[test]
+fn attack_06_receipts_minted_with_development_keys_are_refused() {
+	use clap::Parser;
+	let spec = crate::chain_spec::development_chain_spec().expect("the dev chain spec");
+	let root = super::trust_root(&spec).expect("the dev genesis");
+	assert_eq!(super::development_keys(&root.authorities), vec!["//Alice".to_string()]);
+	let mut chain = Chain::honest();
+	chain.genesis = root.genesis_hash;
+	assert!(verify(&chain.file(), &root).is_ok(), "the forgery is cryptographically valid");
+	// VERITY_MINTED_GENESIS=0x..: only write the receipt minted on that genesis (another
+	// build's dev chain) to VERITY_MINTED_RECEIPT, to show what that build's verifier says.
+	let other = std::env::var("VERITY_MINTED_GENESIS").ok();
+	if let Some(genesis) = &other {
+		chain.genesis = genesis.parse().expect("a 0x-prefixed 32-byte hash");
+	}
+	let file = chain.file();
+	// VERITY_MINTED_RECEIPT=FILE keeps the minted receipt there (to show what an older
+	// `verity-node receipt verify FILE` said of it); by default it is a temporary file.
+	let keep = std::env::var_os("VERITY_MINTED_RECEIPT").map(std::path::PathBuf::from);
+	let path = keep.clone().unwrap_or_else(|| {
+		std::env::temp_dir().join(format!("verity-minted-{}.json", std::process::id()))
+	});
+	std::fs::write(&path, serde_json::to_string(&file).expect("serializes")).expect("written");
+	if other.is_some() {
+		return;
+	}
+	let path = path.to_str().expect("utf-8 path");
+
+	let no_chain = super::VerifyCmd::try_parse_from(["verify", path]);
+	assert!(no_chain.is_err(), "there is no default chain to trust");
+	let cmd = super::VerifyCmd::try_parse_from(["verify", path, "--chain", "dev"]).unwrap();
+	let refused = cmd.run(&spec).expect_err("a chain of development keys is not trusted");
+	assert!(refused.contains("public development keys (//Alice)"), "{refused}");
+	assert!(refused.contains("--allow-dev-keys"), "{refused}");
+	let allowed =
+		super::VerifyCmd::try_parse_from(["verify", path, "--chain", "dev", "--allow-dev-keys"])
+			.unwrap();
+	assert_eq!(allowed.run(&spec), Ok(()), "explicitly allowed: a local dev chain");
+	if keep.is_none() {
+		let _ = std::fs::remove_file(path);
+	}
+	// A chain whose authorities are not development keys is trusted as before.
+	let mut other = chain.root();
+	other.authorities = vec![(sp_core::ed25519::Public::from_raw([9; 32]).into(), 1)];
+	assert!(super::development_keys(&other.authorities).is_empty());
+}
+
 mod fetch {
 	use super::*;
 	use crate::receipt::fetch::{fetch, Rpc};

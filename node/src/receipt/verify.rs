@@ -45,6 +45,19 @@ pub fn trust_root(spec: &dyn sc_service::ChainSpec) -> Result<TrustRoot> {
 	Ok(TrustRoot { genesis_hash: genesis.header.hash(), authorities })
 }
 
+/// The GRANDPA authorities that are public development keys (`//Alice`, `//Bob`, ... of the
+/// well-known development phrase), by name: whoever holds the phrase (everyone) can finalize
+/// blocks of such a chain.
+pub fn development_keys(authorities: &AuthorityList) -> Vec<String> {
+	sp_keyring::Ed25519Keyring::iter()
+		.filter(|k| {
+			let key = sp_consensus_grandpa::AuthorityId::from(k.public());
+			authorities.iter().any(|(id, _)| *id == key)
+		})
+		.map(|k| k.to_seed())
+		.collect()
+}
+
 /// What a verified receipt shows.
 #[derive(Debug)]
 pub struct Verified {

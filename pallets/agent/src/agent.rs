@@ -1,8 +1,9 @@
 //! One run of the agent (the `offchain_worker` hook); see the crate docs for what it does.
 //!
 //! A run is three parts, each testable alone: [`plan`](crate::plan::plan) (which jobs, what to
-//! ask; pure), [`worker::call`] (one JSON-RPC batch to the inference worker) and
-//! [`apply`](crate::apply::apply) (the signed transactions, what to remember).
+//! ask; pure but for the random seed it is given), [`worker::call`] (one JSON-RPC batch to the
+//! inference worker) and [`apply`](crate::apply::apply) (the signed transactions, what to
+//! remember).
 
 use crate::{
 	apply::{apply, Nonces},
@@ -70,8 +71,17 @@ pub fn run<T: Config>(now: BlockNumberFor<T>) {
 	let now_n: u32 = now.unique_saturated_into();
 	let mut tracks: BTreeMap<JobId, Track> = load(TRACKS_KEY);
 
-	let plan = plan::<T>(now, &accounts, &settings, &tracks, &salt());
+	let seed = sp_io::offchain::random_seed();
+	let plan = plan::<T>(now, &accounts, &settings, &tracks, &salt(), &seed);
 	tracks.retain(|id, _| plan.open.binary_search(id).is_ok());
+	for job in &plan.rejected {
+		log::warn!(
+			target: TARGET,
+			"job {job}: the fraud proof was included but the job is still open (rejected); \
+			 not sending it again"
+		);
+		tracks.insert(*job, Track::Abandoned);
+	}
 	if plan.work.is_empty() {
 		save(TRACKS_KEY, &tracks);
 		return;

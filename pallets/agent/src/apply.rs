@@ -46,8 +46,9 @@ impl<T: Config> Nonces<T> {
 	}
 }
 
-/// Sign `call` with `account`'s key and submit it to the pool; whether it was accepted.
-fn submit<T, C>(account: &Account<T>, call: C, nonces: &mut Nonces<T>) -> bool
+/// Sign `call` with `account`'s key and submit it to the pool; the nonce it was sent with, if
+/// the pool accepted it.
+fn submit<T, C>(account: &Account<T>, call: C, nonces: &mut Nonces<T>) -> Option<u64>
 where
 	T: Config + CreateSignedTransaction<C>,
 {
@@ -59,18 +60,17 @@ where
 		nonce.saturated_into(),
 	) else {
 		log::warn!(target: TARGET, "cannot sign a transaction for {:?}", account.id);
-		return false;
+		return None;
 	};
-	let ok = SubmitTransaction::<T, C>::submit_transaction(xt).is_ok();
-	if ok {
-		nonces.used(&account.id, nonce);
-	}
-	ok
+	SubmitTransaction::<T, C>::submit_transaction(xt).ok()?;
+	nonces.used(&account.id, nonce);
+	Some(nonce)
 }
 
 /// Act on the worker's `replies` (in the order of `work`) in block `now`: commit a finished
 /// execution from the operator's account; submit a fraud proof from `watcher` (the node's first
-/// key) for a wrong commitment; remember both in `tracks`, and a consistent commitment. A pending
+/// key) for a wrong commitment, only when the worker's own check says `Fraud` and
+/// `Disputes::judge` (the chain's rule, run here) accepts it; remember all of it in `tracks`. A pending
 /// job, a refusal or an unexpected answer changes nothing (it is asked again next block).
 pub fn apply<T: Config>(
 	now: u32,
@@ -88,7 +88,7 @@ pub fn apply<T: Config>(
 				Ok(Reply::Execute(ExecuteReply::Done(Executed { output, step_hashes, .. }))),
 			) => {
 				let call = pallet_verity_jobs::Call::<T>::commit { job, output, step_hashes };
-				if submit::<T, _>(&account, call, nonces) {
+				if submit::<T, _>(&account, call, nonces).is_some() {
 					log::info!(target: TARGET, "job {job}: commit submitted by {:?}", account.id);
 					tracks.insert(job, Track::Committed { attempt, at: now });
 				} else {
@@ -99,7 +99,27 @@ pub fn apply<T: Config>(
 				log::info!(target: TARGET, "job {job}: re-executed, commitment consistent");
 				tracks.insert(job, Track::Consistent);
 			},
-			(Work::Check { .. }, Ok(Reply::Prove(ProveReply::Fraud { step, proof, .. }))) => {
+			(Work::Check { .. }, Ok(Reply::Prove(ProveReply::Fraud { step, proof, verdict }))) => {
+				// Only what both the worker's own check and the chain's rule call fraud is worth
+				// a fee; anything else is never sent.
+				if verdict != "Fraud" {
+					log::warn!(
+						target: TARGET,
+						"job {job}: the worker's check of its proof of step {step} says {verdict}; \
+						 not submitting it"
+					);
+					tracks.insert(job, Track::Abandoned);
+					continue;
+				}
+				if let Err((_, error)) = pallet_verity_disputes::Pallet::<T>::judge(job, &proof) {
+					log::warn!(
+						target: TARGET,
+						"job {job}: the chain would reject the proof of step {step} ({error:?}); \
+						 not submitting it"
+					);
+					tracks.insert(job, Track::Abandoned);
+					continue;
+				}
 				let Some(watcher) = watcher else { continue };
 				log::info!(
 					target: TARGET,
@@ -107,8 +127,8 @@ pub fn apply<T: Config>(
 					proof.len()
 				);
 				let call = pallet_verity_disputes::Call::<T>::prove_fraud { job, proof };
-				if submit::<T, _>(watcher, call, nonces) {
-					tracks.insert(job, Track::Proved { at: now });
+				if let Some(nonce) = submit::<T, _>(watcher, call, nonces) {
+					tracks.insert(job, Track::Proved { at: now, nonce });
 				} else {
 					log::warn!(target: TARGET, "job {job}: the pool refused the fraud proof; retrying");
 				}

@@ -11,7 +11,10 @@
 //! * **Watcher role** (node flag `--watcher`): for every committed job inside its challenge
 //!   window (all of them, or a sampled share), it asks the inference worker to `prove` the
 //!   committed step hashes; on a wrong step it submits the signed
-//!   `Disputes::prove_fraud(job, proof)` from its first key. Jobs of its own keys are skipped.
+//!   `Disputes::prove_fraud(job, proof)` from its first key, but only a proof that the worker's
+//!   own check and the chain's rule (`Disputes::judge`, run here) both call fraud; a proof that
+//!   was included and left the job open (rejected) is never sent again. Jobs of its own keys are
+//!   skipped.
 //!
 //! It never blocks for long: one JSON-RPC batch request per block, with a deadline
 //! ([`WORKER_WAIT_MS`] for the worker, [`HTTP_TIMEOUT_MS`] for the request); a result that is not
@@ -28,6 +31,14 @@
 //!
 //! Off-chain cost: each run reads the open jobs (`Jobs` iterates over all of them, off-chain)
 //! and handles at most `MaxRequestsPerBlock` of them per role.
+//!
+//! Watching budget: each job needs one check, and a watcher makes at most `MaxRequestsPerBlock`
+//! (64 on the presets) per block, chosen at random among the checkable jobs (those whose window
+//! leaves [`plan::PROOF_MARGIN`] blocks for a proof), with a fresh seed each block. Against `D`
+//! commitments per block a watcher checks `min(64, D)` of them per block, so a given job is
+//! checked with probability `min(1, 64 / D)` whatever its position, and by at least one of `k`
+//! independent watchers with `1 − (1 − 64/D)^k`: an attacker can dilute the checks with decoys
+//! it pays for (`D − 64` jobs' fees every block), but cannot choose which job escapes.
 
 #![cfg_attr(not(feature = "std"), no_std)]
 
@@ -35,7 +46,7 @@ extern crate alloc;
 
 mod agent;
 mod apply;
-mod plan;
+pub mod plan;
 pub mod worker;
 
 pub use pallet::*;

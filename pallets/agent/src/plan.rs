@@ -7,7 +7,7 @@ use codec::{Decode, Encode};
 use frame_support::traits::Get;
 use frame_system::{offchain::Account, pallet_prelude::BlockNumberFor};
 use pallet_verity_jobs::{JobId, JobStatus};
-use sp_runtime::traits::UniqueSaturatedInto;
+use sp_runtime::{traits::UniqueSaturatedInto, Saturating};
 use verity_worker_api::{Execute, Prove, Request};
 
 /// What the agent remembers of a job (off-chain storage, pruned to the open jobs).
@@ -17,8 +17,12 @@ pub enum Track {
 	Committed { attempt: u32, at: u32 },
 	/// `prove` found the commitment consistent.
 	Consistent,
-	/// `prove_fraud` submitted in block `at`.
-	Proved { at: u32 },
+	/// `prove_fraud` submitted in block `at` with the watcher's nonce `nonce`.
+	Proved { at: u32, nonce: u64 },
+	/// Not to be proven by this node: the worker's own check of its proof, or the chain's
+	/// (`Disputes::judge`), found no fraud, or a proof was included and the job is still open
+	/// (rejected). Never sent (again).
+	Abandoned,
 }
 
 /// A job handed to the worker in this run, and what to do with the answer.
@@ -43,6 +47,8 @@ pub struct Plan<T: Config> {
 	pub requests: Vec<Request>,
 	/// Every job still in the jobs pallet (the agent forgets the others).
 	pub open: Vec<JobId>,
+	/// Jobs whose fraud proof was included and rejected (the job is still open): abandoned.
+	pub rejected: Vec<JobId>,
 }
 
 /// The plan for block `now` of a node holding `accounts`, with these settings, memory and
@@ -51,21 +57,32 @@ pub struct Plan<T: Config> {
 /// * Operator: every job assigned to one of `accounts` and before its deadline, unless a commit
 ///   for the same attempt was submitted less than [`RESEND_AFTER`] blocks ago.
 /// * Watcher (`settings.watch_permill` set): every sampled committed job of another operator
-///   inside its window, unless found consistent, or a fraud proof was submitted less than
-///   [`RESEND_AFTER`] blocks ago.
+///   inside its window, unless found consistent or abandoned, or a fraud proof was submitted
+///   less than [`RESEND_AFTER`] blocks ago, or a proof was included (the watcher's nonce moved
+///   past it) and the job is still open: the chain rejected it, so it is not sent again.
 ///
-/// Per role, the `MaxRequestsPerBlock` most urgent (earliest deadline or window end, then the
-/// oldest job): under a backlog no job waits behind newer ones until it misses its deadline.
+/// At most `MaxRequestsPerBlock` per role. Executions: the most urgent (earliest deadline,
+/// then the oldest job), so that under a backlog no job waits behind newer ones until it misses
+/// its deadline. Checks: jobs whose window leaves at least [`PROOF_MARGIN`] blocks to get a
+/// proof in, chosen **at random** (by `seed`, fresh each block) when there are more: with a
+/// fixed order, an attacker could hide a cheating job behind enough decoys that come first.
 pub fn plan<T: Config>(
 	now: BlockNumberFor<T>,
 	accounts: &[Account<T>],
 	settings: &Settings,
 	tracks: &BTreeMap<JobId, Track>,
 	salt: &[u8; 32],
+	seed: &[u8; 32],
 ) -> Plan<T> {
 	let now_n: u32 = now.unique_saturated_into();
 	let max = usize::try_from(T::MaxRequestsPerBlock::get()).unwrap_or(usize::MAX);
 	let mut open = Vec::new();
+	let mut rejected = Vec::new();
+	// The watcher signs with the node's first key; its on-chain nonce tells whether a proof it
+	// sent was included.
+	let watcher_nonce: Option<u64> = accounts
+		.first()
+		.map(|a| frame_system::Account::<T>::get(&a.id).nonce.unique_saturated_into());
 	let mut to_execute = Vec::new();
 	let mut to_check = Vec::new();
 	for (id, job) in pallet_verity_jobs::Jobs::<T>::iter() {
@@ -83,19 +100,25 @@ pub fn plan<T: Config>(
 				}
 				to_execute.push((deadline, id, (account.clone(), attempt, job)));
 			},
-			JobStatus::Committed { window_end, .. } if now < window_end => {
+			JobStatus::Committed { window_end, .. }
+				if now.saturating_add(PROOF_MARGIN.into()) < window_end =>
+			{
 				let Some(permill) = settings.watch_permill else { continue };
 				if accounts.iter().any(|a| a.id == job.operator) || !sampled(salt, id, permill) {
 					continue;
 				}
 				match tracks.get(&id) {
-					Some(Track::Consistent) => continue,
-					Some(Track::Proved { at }) if now_n.saturating_sub(*at) < RESEND_AFTER => {
+					Some(Track::Consistent | Track::Abandoned) => continue,
+					Some(Track::Proved { nonce, .. }) if watcher_nonce > Some(*nonce) => {
+						rejected.push(id);
+						continue;
+					},
+					Some(Track::Proved { at, .. }) if now_n.saturating_sub(*at) < RESEND_AFTER => {
 						continue
 					},
 					_ => {},
 				}
-				to_check.push((window_end, id, job));
+				to_check.push((random_rank(seed, id), id, job));
 			},
 			_ => {},
 		}
@@ -110,7 +133,10 @@ pub fn plan<T: Config>(
 			deadline_ms: Some(crate::WORKER_WAIT_MS),
 		}));
 	}
-	for (id, job) in most_urgent(to_check, max) {
+	// A random subset, asked in job order.
+	let mut checks: Vec<_> = most_urgent(to_check, max).collect();
+	checks.sort_unstable_by_key(|(id, _)| *id);
+	for (id, job) in checks {
 		let step_hashes = pallet_verity_jobs::StepHashes::<T>::get(id)
 			.map(|h| h.into_inner())
 			.unwrap_or_default();
@@ -123,7 +149,16 @@ pub fn plan<T: Config>(
 		}));
 	}
 	open.sort_unstable();
-	Plan { work, requests, open }
+	Plan { work, requests, open, rejected }
+}
+
+/// Blocks a check needs before the window ends: the worker's answer (this block, or the next
+/// if it is still running) and one block for the proof to be included while the window is open.
+pub const PROOF_MARGIN: u32 = 2;
+
+/// A uniformly random rank of `job` under `seed` (sorting by it picks a random subset).
+fn random_rank(seed: &[u8; 32], job: JobId) -> [u8; 32] {
+	sp_io::hashing::blake2_256(&(b"verity/check", seed, job).encode())
 }
 
 /// Whether this node watches `job` when it watches `permill` parts per million of the jobs.
@@ -135,8 +170,8 @@ pub fn sampled(salt: &[u8; 32], job: JobId, permill: u32) -> bool {
 	u32::from_le_bytes([h[0], h[1], h[2], h[3]]) % 1_000_000 < permill
 }
 
-/// The `max` most urgent of `candidates` (each with the block it is due by): earliest due block
-/// first, then the oldest job (job ids grow with submission).
+/// The first `max` of `candidates` by key (for executions the block each is due by: earliest
+/// first, then the oldest job, as job ids grow with submission; for checks a random rank).
 fn most_urgent<B: Ord + Copy, X>(
 	mut candidates: Vec<(B, JobId, X)>,
 	max: usize,

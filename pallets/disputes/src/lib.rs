@@ -119,41 +119,21 @@ pub mod pallet {
 		#[pallet::weight(Pallet::<T>::proof_weight(
 			verity_primitives::len_u32(proof.len()),
 			<T as pallet_verity_models::Config>::MaxStepMacs::get(),
-		))]
+		).saturating_add(pallet_verity_operators::Pallet::<T>::stop_serving_weight()))]
 		pub fn prove_fraud(
 			origin: OriginFor<T>,
 			job: JobId,
 			proof: Vec<u8>,
 		) -> DispatchResultWithPostInfo {
 			let prover = ensure_signed(origin)?;
-			let bytes = verity_primitives::len_u32(proof.len());
-			let fail = |weight: Weight, error: Error<T>| DispatchErrorWithPostInfo {
-				post_info: Some(weight).into(),
-				error: error.into(),
-			};
-			let checked = Self::proof_weight(bytes, 0);
-			ensure!(bytes <= Self::max_proof_len(), fail(checked, Error::<T>::ProofTooLarge));
-			let (record, hashes) = pallet_verity_jobs::Pallet::<T>::challengeable(job)
-				.map_err(|e| fail(checked, Self::challenge_error(e)))?;
-			let proof: FraudProof = verity_primitives::decode_canonical(&proof, bytes)
-				.map_err(|_| fail(checked, Error::<T>::MalformedProof))?;
-			let header = pallet_verity_models::Pallet::<T>::header(&record.model)
-				.ok_or(fail(checked, Error::<T>::UnknownJob))?;
-			let macs = verity_primitives::step_macs(&header, proof.step)
-				.map_err(|_| fail(checked, Error::<T>::StepOutOfRange))?;
-			let actual = Self::proof_weight(bytes, u32::try_from(macs).unwrap_or(u32::MAX));
-			let verdict = verity_primitives::check_fraud_proof(&header, &hashes, &proof)
-				.map_err(|e| fail(actual, Self::proof_error(e)))?;
-			ensure!(verdict == Verdict::Fraud, fail(actual, Error::<T>::NoFraud));
-
+			let Judged { record, step, weight } =
+				Self::judge(job, &proof).map_err(|(weight, error)| DispatchErrorWithPostInfo {
+					post_info: Some(weight).into(),
+					error: error.into(),
+				})?;
 			let operator = record.operator.clone();
 			let collateral = record.collateral;
-			pallet_verity_jobs::Pallet::<T>::conclude_fraud(
-				job,
-				record,
-				prover.clone(),
-				proof.step,
-			);
+			pallet_verity_jobs::Pallet::<T>::conclude_fraud(job, record, prover.clone(), step);
 			let credit = pallet_verity_operators::Pallet::<T>::slash(&operator, collateral);
 			let (slashed, reward) = currency::reward_and_dispose::<T>(&prover, credit);
 			pallet_verity_operators::Pallet::<T>::jail(&operator);
@@ -161,16 +141,50 @@ pub mod pallet {
 				job,
 				operator,
 				prover,
-				step: proof.step,
+				step,
 				slashed,
 				reward,
 			});
-			Ok(Some(actual).into())
+			// Jailing ended the operator's serving declarations.
+			let jailed = pallet_verity_operators::Pallet::<T>::stop_serving_weight();
+			Ok(Some(weight.saturating_add(jailed)).into())
 		}
 	}
 }
 
+/// A proof that [`Pallet::judge`] found to show fraud.
+pub struct Judged<T: Config> {
+	/// The job's commitment record.
+	pub record: pallet_verity_jobs::Job<T>,
+	/// The wrong step.
+	pub step: u32,
+	/// The weight of judging it.
+	pub weight: Weight,
+}
+
 impl<T: Config> Pallet<T> {
+	/// Judge `proof` (SCALE-encoded [`FraudProof`]) against `job`'s commitment as `prove_fraud`
+	/// does, changing nothing: `Ok` iff it proves fraud now. The error comes with the weight of
+	/// what was checked. The agent calls it before it spends a fee on a proof.
+	pub fn judge(job: JobId, proof: &[u8]) -> Result<Judged<T>, (Weight, Error<T>)> {
+		let bytes = verity_primitives::len_u32(proof.len());
+		let checked = Self::proof_weight(bytes, 0);
+		ensure!(bytes <= Self::max_proof_len(), (checked, Error::<T>::ProofTooLarge));
+		let (record, hashes) = pallet_verity_jobs::Pallet::<T>::challengeable(job)
+			.map_err(|e| (checked, Self::challenge_error(e)))?;
+		let proof: FraudProof = verity_primitives::decode_canonical(proof, bytes)
+			.map_err(|_| (checked, Error::<T>::MalformedProof))?;
+		let header = pallet_verity_models::Pallet::<T>::header(&record.model)
+			.ok_or((checked, Error::<T>::UnknownJob))?;
+		let macs = verity_primitives::step_macs(&header, proof.step)
+			.map_err(|_| (checked, Error::<T>::StepOutOfRange))?;
+		let weight = Self::proof_weight(bytes, u32::try_from(macs).unwrap_or(u32::MAX));
+		let verdict = verity_primitives::check_fraud_proof(&header, &hashes, &proof)
+			.map_err(|e| (weight, Self::proof_error(e)))?;
+		ensure!(verdict == Verdict::Fraud, (weight, Error::<T>::NoFraud));
+		Ok(Judged { record, step: proof.step, weight })
+	}
+
 	/// Weight of judging a proof of `bytes` bytes whose step costs `macs` MACs: the two
 	/// benchmarks each include the fixed part, so their sum is an upper bound.
 	pub fn proof_weight(bytes: u32, macs: u32) -> Weight {

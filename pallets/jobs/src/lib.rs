@@ -2,8 +2,9 @@
 //!
 //! 1. `submit(model, input, max_fee)`: the input is checked against the model's input spec,
 //!    `max_fee` is held from the requester ([`HoldReason::Fee`]) and an operator serving the
-//!    model at a price `<= max_fee` is assigned (stake-weighted, see *Assignment* below); its
-//!    `JobCollateral` is locked from its free stake and an execution deadline is scheduled.
+//!    model at a price `<= max_fee` is assigned (stake-weighted, see *Assignment* below); the
+//!    job's collateral, `max(JobCollateral, CollateralRatio × max_fee)`, is locked from its free
+//!    stake and an execution deadline is scheduled.
 //! 2. `commit(job, output, step_hashes)` by the assigned operator before the deadline: the
 //!    chain checks the number of step hashes (`n + 1`), `h_0` against the stored input and
 //!    `h_n` against the output, computes the trace root, stores the hashes and schedules the
@@ -187,9 +188,15 @@ pub mod pallet {
 		/// Operators tried per job before the fee is refunded.
 		#[pallet::constant]
 		type MaxAttempts: Get<u32>;
-		/// Collateral locked from the operator's stake per job (slashed on proven fraud).
+		/// The least collateral locked from the operator's stake per job (slashed on proven
+		/// fraud); see [`Pallet::collateral_for`].
 		#[pallet::constant]
 		type JobCollateral: Get<BalanceOf<Self>>;
+		/// A job's collateral is at least `CollateralRatio × max_fee`, so that it grows with
+		/// what the job is worth (the fee an operator can gain is at most `max_fee`); see
+		/// "Attacks and what they cost" in `docs/PROTOCOL.md` for the deterrence inequality.
+		#[pallet::constant]
+		type CollateralRatio: Get<u32>;
 		/// Slashed from an operator that misses a deadline (at most `JobCollateral`).
 		#[pallet::constant]
 		type MissedDeadlinePenalty: Get<BalanceOf<Self>>;
@@ -311,6 +318,7 @@ pub mod pallet {
 			assert!(deadline >= 2u32.into(), "ExecutionDeadline must leave a block to commit");
 			assert!(!window.is_zero(), "ChallengeWindow must be positive");
 			assert!(T::MaxAttempts::get() >= 1 && T::MaxJobsPerBlock::get() >= 1);
+			assert!(T::CollateralRatio::get() >= 1, "collateral must exceed the fee at stake");
 			assert!(
 				<T as pallet_verity_operators::Config>::UnbondingPeriod::get()
 					> deadline.saturating_add(window).saturating_add(spread).saturating_add(spread),
@@ -340,7 +348,8 @@ pub mod pallet {
 		/// The dispatch origin must be _Signed_ (the requester).
 		///
 		/// Errors: `ModelNotActive` (unknown or retired), `InputSizeMismatch`, `NoOperatorAvailable`
-		/// (no unjailed server at a price `<= max_fee` with free stake for `JobCollateral`),
+		/// (no unjailed server at a price `<= max_fee` with free stake for the job's collateral,
+		/// [`Pallet::collateral_for`]`(max_fee)`),
 		/// `InsufficientBalance` for `max_fee`, `QueueFull` if no block within `ScheduleSpread` of the
 		/// deadline has room. Emits `Submitted` and `Assigned`.
 		///
@@ -366,7 +375,7 @@ pub mod pallet {
 				input.try_into().map_err(|_| Error::<T>::InputSizeMismatch)?;
 			let id = NextJobId::<T>::get();
 			let now = frame_system::Pallet::<T>::block_number();
-			let collateral = T::JobCollateral::get();
+			let collateral = Self::collateral_for(max_fee);
 			let (chosen, examined) = pallet_verity_operators::Pallet::<T>::select(
 				&model,
 				max_fee,
@@ -516,8 +525,14 @@ impl<T: Config> Pallet<T> {
 				Due::Stale => stale.saturating_inc(),
 			}
 		}
+		// A missed deadline's penalty may take the operator below `MinBond`, which ends its
+		// serving declarations (bounded by `stop_serving_weight`).
 		<T as Config>::WeightInfo::on_initialize(finalized, missed)
 			.saturating_add(T::DbWeight::get().reads(stale))
+			.saturating_add(
+				pallet_verity_operators::Pallet::<T>::stop_serving_weight()
+					.saturating_mul(missed.into()),
+			)
 	}
 
 	fn handle_due(id: JobId, n: BlockNumberFor<T>) -> Due {
@@ -533,6 +548,12 @@ impl<T: Config> Pallet<T> {
 			},
 			_ => Due::Stale,
 		}
+	}
+
+	/// The collateral of a job with this `max_fee`: `max(JobCollateral, CollateralRatio ×
+	/// max_fee)` (saturating). An operator whose free stake does not cover it is not eligible.
+	pub fn collateral_for(max_fee: BalanceOf<T>) -> BalanceOf<T> {
+		T::JobCollateral::get().max(max_fee.saturating_mul(T::CollateralRatio::get().into()))
 	}
 
 	/// The window passed: pay the operator, refund the rest, unlock, prune, keep a receipt.

@@ -1,5 +1,6 @@
 //! Benchmarks of the operators pallet (frame-benchmarking v2), worst cases: full unbonding
-//! lists, full server lists, full served-model lists.
+//! lists, full server lists, full served-model lists (`unbond` below `MinBond` leaves all of
+//! them).
 
 use super::*;
 use alloc::vec::Vec;
@@ -23,12 +24,17 @@ fn models<T: Config>(count: u32) -> Vec<ModelId> {
 	(0..count).map(|i| register_case::<T>(&publisher, &header_of_size(300 + i, i as u8))).collect()
 }
 
-/// Fill `model`'s server list up to one free slot.
-fn other_servers<T: Config>(model: ModelId) {
+/// Fill the server list of each of `models` up to one free slot (other operators, each serving
+/// all of them).
+fn other_servers<T: Config>(models: &[ModelId]) {
 	for i in 1..T::MaxServersPerModel::get() {
 		let who: T::AccountId = account("server", i, 0);
 		bonded::<T>(&who, 1);
-		assert!(Pallet::<T>::serve(RawOrigin::Signed(who).into(), model, 1u32.into()).is_ok());
+		for m in models {
+			assert!(
+				Pallet::<T>::serve(RawOrigin::Signed(who.clone()).into(), *m, 1u32.into()).is_ok()
+			);
+		}
 	}
 }
 
@@ -61,9 +67,17 @@ mod benchmarks {
 
 	#[benchmark]
 	fn unbond() {
+		// Worst case: the last free unbonding chunk, and the rest falls below `MinBond`, so the
+		// caller stops serving its `MaxModelsPerOperator` models, each with a full server list.
 		let caller: T::AccountId = whitelisted_caller();
 		let chunks = T::MaxUnbonding::get();
-		bonded::<T>(&caller, chunks + 1);
+		bonded::<T>(&caller, 2);
+		let ids = models::<T>(T::MaxModelsPerOperator::get());
+		for m in &ids {
+			assert!(Pallet::<T>::serve(RawOrigin::Signed(caller.clone()).into(), *m, 1u32.into())
+				.is_ok());
+		}
+		other_servers::<T>(&ids);
 		for b in 1..chunks {
 			frame_system::Pallet::<T>::set_block_number(b.into());
 			assert!(
@@ -71,11 +85,15 @@ mod benchmarks {
 			);
 		}
 		frame_system::Pallet::<T>::set_block_number(chunks.into());
+		let rest = Operators::<T>::get(&caller).map(|o| o.active).unwrap_or_default();
 
 		#[extrinsic_call]
-		_(RawOrigin::Signed(caller.clone()), 1u32.into());
+		_(RawOrigin::Signed(caller.clone()), rest);
 
-		assert_eq!(Operators::<T>::get(&caller).map(|o| o.unbonding.len() as u32), Some(chunks));
+		let op = Operators::<T>::get(&caller).expect("still an operator (unbonding)");
+		assert_eq!(op.unbonding.len() as u32, chunks);
+		assert!(op.models.is_empty());
+		assert!(ids.iter().all(|m| Servers::<T>::get(m).iter().all(|s| s.operator != caller)));
 	}
 
 	#[benchmark]
@@ -108,7 +126,7 @@ mod benchmarks {
 			assert!(Pallet::<T>::serve(RawOrigin::Signed(caller.clone()).into(), *m, 1u32.into())
 				.is_ok());
 		}
-		other_servers::<T>(*last);
+		other_servers::<T>(&[*last]);
 
 		#[extrinsic_call]
 		_(RawOrigin::Signed(caller.clone()), *last, 1u32.into());
@@ -126,7 +144,7 @@ mod benchmarks {
 				.is_ok());
 		}
 		let last = *ids.last().expect("at least one model");
-		other_servers::<T>(last);
+		other_servers::<T>(&[last]);
 
 		#[extrinsic_call]
 		_(RawOrigin::Signed(caller.clone()), last);

@@ -12,6 +12,11 @@
 //! and jobs pallets) and jails the operator: no new jobs until `unjail` after `JailDuration`
 //! blocks, which requires the operator to have at least `MinBond` again.
 //!
+//! Only an eligible operator (not jailed, at least `MinBond` active stake) holds one of a model's
+//! `MaxServersPerModel` server slots: jailing, a slash or an `unbond` that leaves less than
+//! `MinBond` ends every serving declaration (`Unserved`), so slots cannot be squatted at zero
+//! stake (`try_state` checks it). After `unjail` or `bond_extra`, `serve` again.
+//!
 //! Assignment ([`Pallet::select`]) is stake-weighted among the eligible operators serving the
 //! model at a price within the requester's `max_fee`; see the jobs pallet for the seed.
 
@@ -327,19 +332,22 @@ pub mod pallet {
 
 		/// Start unbonding `amount` of free (not locked) active stake; it can be withdrawn
 		/// `UnbondingPeriod` blocks from now. The remaining active stake must be at least
-		/// `MinBond` or exactly the locked collateral (an operator winding down; below `MinBond`
-		/// it gets no new jobs).
+		/// `MinBond` or exactly the locked collateral (an operator winding down: below `MinBond`
+		/// it gets no new jobs and stops serving every model, freeing their server slots).
 		///
 		/// The dispatch origin must be _Signed_ by an operator.
 		///
 		/// Errors: `ZeroAmount`, `NotOperator`, `StakeLocked` if `amount` exceeds the free stake,
 		/// `BelowMinBond` if the rest would be neither `>= MinBond` nor the locked collateral,
 		/// `TooManyUnbondingChunks` if `MaxUnbonding` chunks are pending.
-		/// Emits `Unbonding`.
+		/// Emits `Unbonding`, and `Unserved` per model when the rest is below `MinBond`.
 		///
-		/// Complexity: `O(c)` in the number of unbonding chunks (bounded by `MaxUnbonding`).
+		/// Complexity: `O(c + m × s)` in the unbonding chunks, served models and their servers
+		/// (bounded by `MaxUnbonding`, `MaxModelsPerOperator`, `MaxServersPerModel`).
 		#[pallet::call_index(2)]
-		#[pallet::weight(<T as Config>::WeightInfo::unbond())]
+		#[pallet::weight(
+			<T as Config>::WeightInfo::unbond().saturating_add(Pallet::<T>::stop_serving_weight())
+		)]
 		pub fn unbond(
 			origin: OriginFor<T>,
 			#[pallet::compact] amount: BalanceOf<T>,
@@ -366,6 +374,10 @@ pub mod pallet {
 						.map_err(|_| Error::<T>::TooManyUnbondingChunks)?;
 				}
 				op.active = remaining;
+				// Winding down: no longer eligible, so no longer holding a server slot.
+				if op.active < T::MinBond::get() {
+					Self::stop_serving(&who, op);
+				}
 				Ok::<_, Error<T>>(())
 			})?;
 			Self::deposit_event(Event::Unbonding { operator: who, amount, until });
@@ -472,14 +484,7 @@ pub mod pallet {
 			let before = op.models.len();
 			op.models.retain(|m| *m != model);
 			ensure!(op.models.len() != before, Error::<T>::NotServing);
-			Servers::<T>::mutate_exists(model, |servers| {
-				if let Some(list) = servers {
-					list.retain(|s| s.operator != who);
-					if list.is_empty() {
-						*servers = None;
-					}
-				}
-			});
+			Self::remove_server(&model, &who);
 			Operators::<T>::insert(&who, op);
 			Self::deposit_event(Event::Unserved { operator: who, model });
 			Ok(())
@@ -608,6 +613,9 @@ impl<T: Config> Pallet<T> {
 		let taken = credit.peek();
 		op.active = op.active.saturating_sub(taken);
 		op.locked = op.locked.min(op.active);
+		if op.active < T::MinBond::get() {
+			Self::stop_serving(who, &mut op);
+		}
 		Operators::<T>::insert(who, op);
 		if !taken.is_zero() {
 			Self::deposit_event(Event::Slashed { operator: who.clone(), amount: taken });
@@ -620,20 +628,55 @@ impl<T: Config> Pallet<T> {
 		T::Slash::on_unbalanced(credit);
 	}
 
-	/// Jail `who` for `JailDuration` blocks (no new jobs until `unjail`).
+	/// Jail `who` for `JailDuration` blocks: no new jobs, and it stops serving every model (after
+	/// `unjail` it serves again with `serve`).
 	pub fn jail(who: &T::AccountId) {
 		let until =
 			frame_system::Pallet::<T>::block_number().saturating_add(T::JailDuration::get());
 		Operators::<T>::mutate(who, |op| {
 			if let Some(op) = op {
 				op.jailed_until = Some(until);
+				Self::stop_serving(who, op);
 			}
 		});
 		Self::deposit_event(Event::Jailed { operator: who.clone(), until });
 	}
 
+	/// An upper bound of the weight of [`Pallet::stop_serving`] (run by `unbond` below
+	/// `MinBond`, by a slash below it and by jailing): the `unserve` benchmark (one model with a
+	/// full server list) times the models an operator can serve.
+	pub fn stop_serving_weight() -> Weight {
+		<T as Config>::WeightInfo::unserve().saturating_mul(T::MaxModelsPerOperator::get().into())
+	}
+
+	/// Remove `who` from `model`'s servers.
+	fn remove_server(model: &ModelId, who: &T::AccountId) {
+		Servers::<T>::mutate_exists(model, |servers| {
+			if let Some(list) = servers {
+				list.retain(|s| s.operator != *who);
+				if list.is_empty() {
+					*servers = None;
+				}
+			}
+		});
+	}
+
+	/// `who` (record `op`, written back by the caller) stops serving every model: it became
+	/// ineligible (jailed, or active stake below `MinBond`), and an ineligible operator must not
+	/// hold one of a model's `MaxServersPerModel` slots (squatting them at no stake would make
+	/// the model unusable). Jobs already assigned stay assigned. Emits `Unserved` per model.
+	///
+	/// Complexity: `O(m × s)`, bounded by `MaxModelsPerOperator × MaxServersPerModel`.
+	fn stop_serving(who: &T::AccountId, op: &mut Operator<T>) {
+		for model in core::mem::take(&mut op.models) {
+			Self::remove_server(&model, who);
+			Self::deposit_event(Event::Unserved { operator: who.clone(), model });
+		}
+	}
+
 	/// Invariants: each operator's `Stake` hold equals active + unbonding stake, `locked <=
-	/// active`, and the served-model lists agree with `Servers`.
+	/// active`, the served-model lists agree with `Servers`, and every server is eligible (not
+	/// jailed, at least `MinBond` active stake).
 	#[cfg(any(feature = "std", feature = "try-runtime"))]
 	pub fn do_try_state() -> Result<(), sp_runtime::TryRuntimeError> {
 		use frame_support::traits::fungible::InspectHold;
@@ -657,6 +700,8 @@ impl<T: Config> Pallet<T> {
 			for s in servers {
 				let op = Operators::<T>::get(&s.operator).ok_or("server is not an operator")?;
 				ensure!(op.models.contains(&model), "Servers entry missing from operator");
+				ensure!(op.jailed_until.is_none(), "a jailed operator holds a server slot");
+				ensure!(op.active >= T::MinBond::get(), "a server slot held below MinBond");
 			}
 		}
 		Ok(())

@@ -88,6 +88,30 @@ impl Node {
 		self.worker_answers(&vec![execute_request(case); n], vec![done(case, &output, &hashes); n]);
 	}
 
+	/// Run the agent against a worker that never answers (the HTTP mock panics when the agent
+	/// waits for the answer; the run is cut there): the batch it asked, decoded, or nothing.
+	fn requests_of_a_run(&mut self) -> Vec<Request> {
+		let before = self.http.read().requests.len();
+		let ext = &mut self.ext;
+		let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+			ext.execute_with(|| Agent::offchain_worker(now()))
+		}));
+		let state = self.http.read();
+		if state.requests.len() == before {
+			return Vec::new();
+		}
+		let body = &state.requests.values().last().expect("a request").body;
+		let calls: Vec<serde_json::Value> = serde_json::from_slice(body).expect("a JSON batch");
+		calls
+			.into_iter()
+			.map(|c| {
+				Request::from_params(c["method"].as_str().expect("a method"), c["params"].clone())
+					.expect("a known method")
+					.expect("valid params")
+			})
+			.collect()
+	}
+
 	/// The one transaction pooled since the last call.
 	fn pooled_one(&self) -> Extrinsic {
 		let mut pooled = self.pooled();
@@ -344,4 +368,162 @@ fn at_most_max_requests_per_block_the_oldest_first() {
 	node.worker_executes(&case, 1);
 	node.run_agent();
 	assert_signed(&node.pooled_one(), ALICE, 2, honest_commit(third, &case));
+}
+
+/// A watcher node (EVE, watching every job) and a job of ALICE's committed with step `bad_step`
+/// wrong; returns the job and the `prove` request the watcher must send for it.
+fn wrong_commitment(node: &mut Node, case: &TestCase, bad_step: u32) -> (JobId, Request) {
+	node.ext.execute_with(|| {
+		let model = register(case);
+		operator(ALICE, 4 * MIN_BOND, model, 30);
+		let job = submit(CHARLIE, model, case, 100);
+		let (out, hashes) = corrupted(case, bad_step);
+		assert_ok!(Jobs::commit(origin(ALICE), job, out, hashes.clone()));
+		let request = Request::Prove(Prove {
+			model,
+			input: case.input.clone(),
+			step_hashes: hashes,
+			deadline_ms: Some(pallet_verity_agent::WORKER_WAIT_MS),
+		});
+		(job, request)
+	})
+}
+
+/// The worker's `fraud` answer.
+fn fraud(step: u32, proof: Vec<u8>, verdict: &str) -> serde_json::Value {
+	serde_json::to_value(ProveReply::Fraud { step, proof, verdict: verdict.into() }).unwrap()
+}
+
+/// Attack 9: the agent spent fees on proofs its own worker had judged `NoFraud` (and on proofs
+/// the chain rejects). Now it submits only what the worker's check and the chain's rule
+/// (`Disputes::judge`) both call fraud, and never asks about that job again.
+#[test]
+fn attack_09_agent_submits_only_proofs_that_show_fraud() {
+	let case = cnn();
+	let bad_step = 2;
+	// The worker itself says its proof shows no fraud.
+	let mut node = Node::new(&[EVE], Some(1_000_000));
+	let (_, request) = wrong_commitment(&mut node, &case, bad_step);
+	node.worker_answers(
+		std::slice::from_ref(&request),
+		vec![fraud(bad_step, proof(&case, bad_step), "NoFraud")],
+	);
+	node.run_agent();
+	assert!(node.pooled().is_empty(), "no fee spent on a proof the worker calls NoFraud");
+	node.ext.execute_with(|| run_to_block(now() + 1));
+	node.run_agent();
+	assert!(node.pooled().is_empty(), "and the job is not asked about again");
+
+	// The worker says Fraud, but the proof is of a step the operator got right: the chain's rule
+	// says NoFraud, so it is not sent either.
+	let mut node = Node::new(&[EVE], Some(1_000_000));
+	let (_, request) = wrong_commitment(&mut node, &case, bad_step);
+	node.worker_answers(&[request], vec![fraud(1, proof(&case, 1), "Fraud")]);
+	node.run_agent();
+	assert!(node.pooled().is_empty(), "no fee spent on a proof the chain would reject");
+}
+
+/// Attack 9: a proof that the chain included and rejected (the watcher's nonce moved past it and
+/// the job is still open) was re-sent every `RESEND_AFTER` blocks until the window closed. Now it
+/// is never sent again; a proof that was dropped (nonce unmoved) still is.
+#[test]
+fn attack_09_a_rejected_proof_is_not_sent_again() {
+	let case = cnn();
+	let bad_step = 2;
+	let mut node = Node::new(&[EVE], Some(1_000_000));
+	let (job, request) = wrong_commitment(&mut node, &case, bad_step);
+	let prove_fraud = RuntimeCall::Disputes(pallet_verity_disputes::Call::prove_fraud {
+		job,
+		proof: proof(&case, bad_step),
+	});
+	node.worker_answers(
+		std::slice::from_ref(&request),
+		vec![fraud(bad_step, proof(&case, bad_step), "Fraud")],
+	);
+	node.run_agent();
+	assert_signed(&node.pooled_one(), EVE, 0, prove_fraud.clone());
+
+	// Included and rejected (the nonce moved, the job is still committed): RESEND_AFTER blocks
+	// later, still inside the window, it is not sent again.
+	node.ext.execute_with(|| {
+		frame_system::Pallet::<Test>::inc_account_nonce(EVE);
+		run_to_block(now() + RESEND_AFTER as u64);
+		assert!(now() < WINDOW);
+		assert!(matches!(job_status(job), pallet_verity_jobs::JobStatus::Committed { .. }));
+	});
+	node.run_agent();
+	assert!(node.pooled().is_empty());
+
+	// Dropped (the nonce did not move): sent again RESEND_AFTER blocks later.
+	let mut node = Node::new(&[EVE], Some(1_000_000));
+	let (again, request) = wrong_commitment(&mut node, &case, bad_step);
+	assert_eq!(again, job, "the same job id in a fresh chain");
+	let answer = || vec![fraud(bad_step, proof(&case, bad_step), "Fraud")];
+	node.worker_answers(std::slice::from_ref(&request), answer());
+	node.run_agent();
+	assert_eq!(node.pooled_one().function, prove_fraud);
+	node.ext.execute_with(|| run_to_block(now() + RESEND_AFTER as u64));
+	node.worker_answers(&[request], answer());
+	node.run_agent();
+	assert_eq!(node.pooled_one().function, prove_fraud);
+}
+
+fn job_status(id: JobId) -> pallet_verity_jobs::JobStatus<Test> {
+	crate::mock::job(id).status
+}
+
+/// A watcher node (EVE) and, committed by ALICE in one block, `decoys` honest jobs and then one
+/// wrong one (the newest, last in every fixed order); returns the wrong commitment's hashes.
+fn decoys_then_a_cheat(node: &mut Node, case: &TestCase, decoys: usize) -> Vec<Hash> {
+	node.ext.execute_with(|| {
+		let model = register(case);
+		operator(ALICE, 8 * MIN_BOND, model, 30);
+		for _ in 0..decoys {
+			let job = submit(CHARLIE, model, case, 100);
+			let (out, hashes) = honest(case);
+			assert_ok!(Jobs::commit(origin(ALICE), job, out, hashes));
+		}
+		let cheat = submit(CHARLIE, model, case, 100);
+		let (out, hashes) = corrupted(case, 1);
+		assert_ok!(Jobs::commit(origin(ALICE), cheat, out, hashes.clone()));
+		hashes
+	})
+}
+
+/// Attack 8: the agent checked the `MaxRequestsPerBlock` jobs whose windows end first, oldest
+/// first, so enough older decoys hid a cheating job from every watcher. Now the checks are a
+/// random choice (fresh seed per block) among the checkable jobs: over 24 seeds, the newest job
+/// among 6 is checked in about a third of them (2 checks per block in the mock), never in none.
+#[test]
+fn attack_08_decoys_cannot_choose_which_job_escapes_the_check() {
+	let case = mlp();
+	let seeds = 24u8;
+	let mut cheat_checked = 0;
+	for s in 0..seeds {
+		let mut node = Node::new(&[EVE], Some(1_000_000));
+		let cheat = decoys_then_a_cheat(&mut node, &case, 5);
+		node.http.write().seed = [s; 32];
+		let asked = node.requests_of_a_run();
+		assert_eq!(asked.len(), 2, "MaxRequestsPerBlock checks");
+		if asked.iter().any(|r| matches!(r, Request::Prove(p) if p.step_hashes == cheat)) {
+			cheat_checked += 1;
+		}
+	}
+	assert!((4..=14).contains(&cheat_checked), "checked under {cheat_checked} of {seeds} seeds");
+}
+
+/// Attack 8, the other half: a job whose window ends too soon for a proof to land is not worth
+/// a check (it would only take the place of one that can still be proven).
+#[test]
+fn attack_08_jobs_that_cannot_be_proven_in_time_are_not_checked() {
+	let case = mlp();
+	let mut node = Node::new(&[EVE], Some(1_000_000));
+	decoys_then_a_cheat(&mut node, &case, 0);
+	let margin = pallet_verity_agent::plan::PROOF_MARGIN as u64;
+	node.ext.execute_with(|| run_to_block(1 + WINDOW - margin - 1));
+	assert_eq!(node.requests_of_a_run().len(), 1, "still provable: checked");
+	let mut node = Node::new(&[EVE], Some(1_000_000));
+	decoys_then_a_cheat(&mut node, &case, 0);
+	node.ext.execute_with(|| run_to_block(1 + WINDOW - margin));
+	assert!(node.requests_of_a_run().is_empty(), "too late to prove: not checked");
 }

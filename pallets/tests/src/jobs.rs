@@ -187,3 +187,14 @@ fn full_queue_moves_window_end_later() {
 		}
 	});
 }
+
+#[test]
+fn collateral_is_the_floor_or_the_ratio_times_max_fee() {
+	new_test_ext().execute_with(|| {
+		let floor_fee = COLLATERAL / COLLATERAL_RATIO as u64;
+		assert_eq!(Jobs::collateral_for(0), COLLATERAL);
+		assert_eq!(Jobs::collateral_for(floor_fee), COLLATERAL);
+		assert_eq!(Jobs::collateral_for(floor_fee + 1), COLLATERAL + COLLATERAL_RATIO as u64);
+		assert_eq!(Jobs::collateral_for(u64::MAX), u64::MAX, "saturates");
+	});
+}

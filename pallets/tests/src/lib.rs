@@ -7,6 +7,8 @@ pub mod mock;
 
 #[cfg(test)]
 mod agent;
+#[cfg(test)]
+mod attacks;
 #[cfg(all(test, feature = "runtime-benchmarks"))]
 mod benchmarks;
 #[cfg(test)]

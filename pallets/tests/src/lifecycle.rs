@@ -227,9 +227,11 @@ fn jailed_operator_gets_no_jobs() {
 			assert_ne!(assignee(j), liar);
 			run_to_block(now() + 1);
 		}
-		// After the term and a top-up, the operator is back.
+		// Jailing ended its serving declaration; after the term it unjails and serves again.
+		assert!(Operators::operator(liar).unwrap().models.is_empty());
 		run_to_block(1 + JAIL);
 		assert_ok!(Operators::unjail(origin(liar)));
+		assert_ok!(Operators::serve(origin(liar), model, 10));
 		let mut got = false;
 		for _ in 0..20 {
 			let j = submit(CHARLIE, model, &case, 100);

@@ -48,6 +48,8 @@ impl pallet_balances::Config for Test {
 pub const DEPOSIT_BASE: Balance = 100;
 pub const MIN_BOND: Balance = 1_000;
 pub const COLLATERAL: Balance = 500;
+/// A job's collateral is at least this many times its `max_fee` (500 at `max_fee` 100).
+pub const COLLATERAL_RATIO: u32 = 5;
 pub const PENALTY: Balance = 50;
 pub const DEADLINE: u64 = 5;
 pub const WINDOW: u64 = 10;
@@ -96,6 +98,7 @@ impl pallet_verity_jobs::Config for Test {
 	type ChallengeWindow = ConstU64<WINDOW>;
 	type MaxAttempts = ConstU32<MAX_ATTEMPTS>;
 	type JobCollateral = ConstU64<COLLATERAL>;
+	type CollateralRatio = ConstU32<COLLATERAL_RATIO>;
 	type MissedDeadlinePenalty = ConstU64<PENALTY>;
 	type MaxJobsPerBlock = ConstU32<JOBS_PER_BLOCK>;
 	type ScheduleSpread = ConstU32<SPREAD>;
