@@ -82,6 +82,7 @@ pub fn plan<T: Config>(
 	// sent was included.
 	let watcher_nonce: Option<u64> = accounts
 		.first()
+		.filter(|_| settings.watch_permill.is_some())
 		.map(|a| frame_system::Account::<T>::get(&a.id).nonce.unique_saturated_into());
 	let mut to_execute = Vec::new();
 	let mut to_check = Vec::new();

@@ -65,12 +65,17 @@ impl Node {
 			.enumerate()
 			.map(|(id, result)| serde_json::json!({"jsonrpc": "2.0", "id": id, "result": result}))
 			.collect();
+		self.worker_answers_raw(requests, serde_json::to_vec(&answer).unwrap());
+	}
+
+	/// The worker answers the batch `requests` (compared byte for byte) with the body `answer`.
+	fn worker_answers_raw(&self, requests: &[Request], answer: Vec<u8>) {
 		self.http.write().expect_request(PendingRequest {
 			method: "POST".into(),
 			uri: DEFAULT_WORKER_URL.into(),
 			headers: vec![("Content-Type".into(), "application/json".into())],
 			body: batch::body(requests),
-			response: Some(serde_json::to_vec(&answer).unwrap()),
+			response: Some(answer),
 			sent: true,
 			..Default::default()
 		});
@@ -231,18 +236,10 @@ fn pending_or_refused_work_pools_nothing_and_is_asked_again() {
 
 	// A refusal (a JSON-RPC error) in the next block: nothing pooled either.
 	node.ext.execute_with(|| run_to_block(now() + 1));
-	node.http.write().expect_request(PendingRequest {
-		method: "POST".into(),
-		uri: DEFAULT_WORKER_URL.into(),
-		headers: vec![("Content-Type".into(), "application/json".into())],
-		body: batch::body(&[execute_request(&case)]),
-		response: Some(
-			br#"[{"jsonrpc":"2.0","id":0,"error":{"code":-32004,"message":"unknown model"}}]"#
-				.to_vec(),
-		),
-		sent: true,
-		..Default::default()
-	});
+	node.worker_answers_raw(
+		&[execute_request(&case)],
+		br#"[{"jsonrpc":"2.0","id":0,"error":{"code":-32004,"message":"unknown model"}}]"#.to_vec(),
+	);
 	node.run_agent();
 	assert!(node.pooled().is_empty());
 
