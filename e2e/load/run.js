@@ -160,8 +160,10 @@ async function main() {
   const price = servers[0].price.toBigInt();
   const maxFee = 2n * price;
   const collateral = api.consts.jobs.jobCollateral.toBigInt();
-  const deadline = api.consts.jobs.executionDeadline.toNumber();
-  const windowBlocks = api.consts.jobs.challengeWindow.toNumber();
+  // The chain's timing: genesis's (every preset but --dev), else the runtime's constants.
+  const timing = await api.query.jobs.chainTiming();
+  const deadline = timing.isSome ? timing.unwrap().executionDeadline.toNumber() : api.consts.jobs.executionDeadline.toNumber();
+  const windowBlocks = timing.isSome ? timing.unwrap().challengeWindow.toNumber() : api.consts.jobs.challengeWindow.toNumber();
   log(`chain ${(await api.rpc.system.chain()).toString()} at ${ws}; model ${MODEL_NAME} ${modelId}; operator ${operatorAddr} at ${fmt(price)}; ${servers.length} server(s)`);
 
   // ---- set-up: fund the requesters, bond the operator's extra stake ---------------------------

@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, existsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApiPromise, WsProvider } from '@polkadot/api';
@@ -68,6 +68,14 @@ test('make testnet: 3 validators, operator and watcher peer, finalize, settle a 
   const eve = k.addFromUri('//Eve');
   const charlie = k.addFromUri('//Charlie');
   assert.equal(patch.operators.operators[0][0], dave.address, 'testnet: Dave is the operator');
+  // The preset's hour-long challenge window (docs/PROTOCOL.md, attack 1) would keep the job open
+  // for an hour: this network gets the --dev times, patched into the spec as an operator of a
+  // short-lived demo network would (then the raw spec is generated from it).
+  assert.deepEqual(patch.jobs.timing, { executionDeadline: 30, challengeWindow: 600 }, 'testnet: network timing');
+  patch.jobs.timing = { executionDeadline: 10, challengeWindow: 20 };
+  writeFileSync(join(work, 'testnet-short.json'), JSON.stringify(plain));
+  writeFileSync(join(work, 'testnet-raw.json'), execFileSync(NODE_BIN,
+    ['export-chain-spec', '--chain', join(work, 'testnet-short.json'), '--raw'], { maxBuffer: 64 << 20 }));
 
   const rpcPorts = [];
   const p2pPorts = [];

@@ -8,12 +8,15 @@ use frame_support::{
 	traits::{ConstBool, ConstU128, ConstU32, ConstU64, ConstU8, VariantCountOf},
 	weights::{
 		constants::{ParityDbWeight, WEIGHT_REF_TIME_PER_SECOND},
-		IdentityFee, Weight,
+		ConstantMultiplier, IdentityFee, Weight,
 	},
 };
-use pallet_transaction_payment::{ConstFeeMultiplier, FungibleAdapter, Multiplier};
+use pallet_transaction_payment::{FungibleAdapter, Multiplier, TargetedFeeAdjustment};
 use sp_consensus_aura::sr25519::AuthorityId as AuraId;
-use sp_runtime::{traits::One, Perbill};
+use sp_runtime::{
+	traits::{Bounded, One},
+	FixedPointNumber, Perbill, Perquintill,
+};
 
 /// 75% of a block is for normal transactions, the rest for operational ones.
 const NORMAL_DISPATCH_RATIO: Perbill = Perbill::from_percent(75);
@@ -98,17 +101,38 @@ impl pallet_balances::Config for Runtime {
 	type DoneSlashHandler = ();
 }
 
+/// The length fee: 0.1 µVRTY per byte of a transaction (5 MiB of block cost 0.52 VRTY at the
+/// minimum multiplier; a 16 KiB job input 0.0016 VRTY).
+pub const LENGTH_FEE_PER_BYTE: Balance = MICRO_UNIT / 10;
+
 parameter_types! {
-	pub FeeMultiplier: Multiplier = Multiplier::one();
+	/// Fees rise when blocks are fuller than this (of the Normal share), fall back when emptier.
+	pub const TargetBlockFullness: Perquintill = Perquintill::from_percent(25);
+	/// How fast: sustained full blocks multiply fees by about e^(0.75 · 0.0003 · 600) ≈ 1.14 per
+	/// hour and about 25 per day (`TargetedFeeAdjustment`, Polkadot's rule with a faster `v`).
+	pub AdjustmentVariable: Multiplier = Multiplier::saturating_from_rational(3, 10_000);
+	/// Never below the base fee: the honest path costs what it costs on an idle chain.
+	pub MinimumMultiplier: Multiplier = Multiplier::one();
+	pub MaximumMultiplier: Multiplier = Bounded::max_value();
 }
 
+/// Fees: weight at 1 planck per picosecond of reference time, length at
+/// [`LENGTH_FEE_PER_BYTE`], both times a multiplier that rises with congestion; Operational
+/// transactions (commits and fraud proofs) rank in the pool as if they tipped 5× their fee.
+/// Fees and tips are burnt. Why: docs/PROTOCOL.md, "Attacks and what they cost", row 1.
 impl pallet_transaction_payment::Config for Runtime {
 	type RuntimeEvent = RuntimeEvent;
 	type OnChargeTransaction = FungibleAdapter<Balances, ()>;
 	type OperationalFeeMultiplier = ConstU8<5>;
 	type WeightToFee = IdentityFee<Balance>;
-	type LengthToFee = IdentityFee<Balance>;
-	type FeeMultiplierUpdate = ConstFeeMultiplier<FeeMultiplier>;
+	type LengthToFee = ConstantMultiplier<Balance, ConstU128<LENGTH_FEE_PER_BYTE>>;
+	type FeeMultiplierUpdate = TargetedFeeAdjustment<
+		Self,
+		TargetBlockFullness,
+		AdjustmentVariable,
+		MinimumMultiplier,
+		MaximumMultiplier,
+	>;
 	type WeightInfo = pallet_transaction_payment::weights::SubstrateWeight<Runtime>;
 }
 
@@ -223,25 +247,52 @@ where
 		account: AccountId,
 		nonce: Nonce,
 	) -> Option<UncheckedExtrinsic> {
+		<Runtime as pallet_verity_agent::CreateTippedTransaction<C>>::create_tipped_transaction::<A>(
+			call, public, account, nonce, 0,
+		)
+	}
+}
+
+impl<C> pallet_verity_agent::CreateTippedTransaction<C> for Runtime
+where
+	RuntimeCall: From<C>,
+{
+	/// [`create_signed_transaction`](frame_system::offchain::CreateSignedTransaction) with `tip`
+	/// (the agent raises it while a commit or fraud proof waits in the pool).
+	fn create_tipped_transaction<
+		A: frame_system::offchain::AppCrypto<Self::Public, Self::Signature>,
+	>(
+		call: RuntimeCall,
+		public: Self::Public,
+		account: AccountId,
+		nonce: Nonce,
+		tip: Balance,
+	) -> Option<UncheckedExtrinsic> {
 		use codec::Encode;
 		use sp_runtime::{generic::Era, SaturatedConversion};
 		let current: u64 = System::block_number().saturated_into::<u64>().saturating_sub(1);
-		let era = Era::mortal(256, current);
-		let extension: TxExtension = (
-			frame_system::AuthorizeCall::<Runtime>::new(),
-			frame_system::CheckNonZeroSender::<Runtime>::new(),
-			frame_system::CheckSpecVersion::<Runtime>::new(),
-			frame_system::CheckTxVersion::<Runtime>::new(),
-			frame_system::CheckGenesis::<Runtime>::new(),
-			frame_system::CheckEra::<Runtime>::from(era),
-			frame_system::CheckNonce::<Runtime>::from(nonce),
-			frame_system::CheckWeight::<Runtime>::new(),
-			pallet_transaction_payment::ChargeTransactionPayment::<Runtime>::from(0),
-			frame_system::WeightReclaim::<Runtime>::new(),
-		);
+		let extension = tx_extension(Era::mortal(256, current), nonce, tip);
 		let payload = SignedPayload::new(call, extension).ok()?;
 		let signature = payload.using_encoded(|bytes| A::sign(bytes, public))?;
 		let (call, extension, _) = payload.deconstruct();
 		Some(UncheckedExtrinsic::new_signed(call, MultiAddress::Id(account), signature, extension))
 	}
+}
+
+/// The transaction extensions of a signed transaction with this era, nonce and tip (in the
+/// order of [`TxExtension`]): the one place that lists them for transactions made in the
+/// runtime (the agent's) and in its tests.
+pub fn tx_extension(era: sp_runtime::generic::Era, nonce: Nonce, tip: Balance) -> TxExtension {
+	(
+		frame_system::AuthorizeCall::<Runtime>::new(),
+		frame_system::CheckNonZeroSender::<Runtime>::new(),
+		frame_system::CheckSpecVersion::<Runtime>::new(),
+		frame_system::CheckTxVersion::<Runtime>::new(),
+		frame_system::CheckGenesis::<Runtime>::new(),
+		frame_system::CheckEra::<Runtime>::from(era),
+		frame_system::CheckNonce::<Runtime>::from(nonce),
+		frame_system::CheckWeight::<Runtime>::new(),
+		pallet_transaction_payment::ChargeTransactionPayment::<Runtime>::from(tip),
+		frame_system::WeightReclaim::<Runtime>::new(),
+	)
 }

@@ -13,8 +13,14 @@
 //! Bob is meant to watch and Charlie to submit jobs; both are just funded. In `testnet` Dave is
 //! that operator instead (same stake, models and price), so that no job goes to a validator
 //! that runs no inference worker.
+//!
+//! Timing: `development` keeps the runtime's short execution deadline (10 blocks) and challenge
+//! window (20 blocks, two minutes) so that a job is final while you watch; `local_testnet` and
+//! `testnet` set [`NETWORK_TIMING`] (a 3-minute deadline, a 1-hour window): a window must be long
+//! enough that keeping a fraud proof out of every block of it costs more than a cheat can gain
+//! (docs/PROTOCOL.md, "Attacks and what they cost", row 1).
 
-use crate::{AccountId, Balance, UNIT};
+use crate::{AccountId, Balance, BlockNumber, HOURS, MINUTES, UNIT};
 use alloc::{string::String, vec, vec::Vec};
 use codec::Encode;
 use serde_json::Value;
@@ -28,6 +34,18 @@ pub const ENDOWMENT: Balance = 1_000_000 * UNIT;
 
 /// The operator's bonded stake (Alice, or Dave in `testnet`).
 pub const OPERATOR_STAKE: Balance = 10_000 * UNIT;
+
+/// The execution deadline and challenge window of every preset but `development`.
+pub const NETWORK_TIMING: pallet_verity_jobs::Timing<BlockNumber> =
+	pallet_verity_jobs::Timing { execution_deadline: 3 * MINUTES, challenge_window: HOURS };
+
+/// `preset` with [`NETWORK_TIMING`].
+fn with_network_timing(mut preset: Value) -> Value {
+	if let Some(patch) = preset.as_object_mut() {
+		patch.insert("jobs".into(), serde_json::json!({ "timing": NETWORK_TIMING }));
+	}
+	preset
+}
 
 /// The operator's price per job of each example model.
 pub const EXAMPLE_PRICE: Balance = UNIT;
@@ -143,7 +161,7 @@ pub fn development_config_genesis() -> Value {
 
 /// `local_testnet`: Alice and Bob author and finalize together.
 pub fn local_config_genesis() -> Value {
-	testnet_genesis(
+	with_network_timing(testnet_genesis(
 		vec![
 			authority(Sr25519Keyring::Alice, Ed25519Keyring::Alice),
 			authority(Sr25519Keyring::Bob, Ed25519Keyring::Bob),
@@ -151,7 +169,7 @@ pub fn local_config_genesis() -> Value {
 		endowed_accounts(),
 		Sr25519Keyring::Alice.to_account_id(),
 		Sr25519Keyring::Alice.to_account_id(),
-	)
+	))
 }
 
 /// The id of the `testnet` preset (`make testnet`).
@@ -159,7 +177,7 @@ pub const TESTNET_PRESET: &str = "testnet";
 
 /// `testnet`: Alice, Bob and Charlie author and finalize; Dave (no validator) is the operator.
 pub fn testnet_config_genesis() -> Value {
-	testnet_genesis(
+	with_network_timing(testnet_genesis(
 		vec![
 			authority(Sr25519Keyring::Alice, Ed25519Keyring::Alice),
 			authority(Sr25519Keyring::Bob, Ed25519Keyring::Bob),
@@ -168,7 +186,7 @@ pub fn testnet_config_genesis() -> Value {
 		endowed_accounts(),
 		Sr25519Keyring::Alice.to_account_id(),
 		Sr25519Keyring::Dave.to_account_id(),
-	)
+	))
 }
 
 /// The preset with the given id, serialized as JSON.

@@ -228,4 +228,6 @@ mod benches {
 }
 
 #[cfg(test)]
+mod attacks;
+#[cfg(test)]
 mod tests;

@@ -23,7 +23,7 @@ fn merge(base: &mut Value, patch: Value) {
 }
 
 /// Genesis storage of a preset, built through the runtime's own `build_state`.
-fn ext_for(preset: &str) -> sp_io::TestExternalities {
+pub(crate) fn ext_for(preset: &str) -> sp_io::TestExternalities {
 	let patch: Value =
 		serde_json::from_slice(&get_preset(&PresetId::from(preset)).expect("preset exists"))
 			.expect("preset is JSON");
@@ -218,6 +218,26 @@ fn genesis_records_the_storage_versions() {
 				assert_eq!(in_code, StorageVersion::new(0), "{pallet}");
 				assert_eq!(on_chain, in_code, "{pallet} in preset {preset}");
 			}
+		});
+	}
+}
+
+/// Attack 1 (block stuffing) is priced per block of the challenge window: `--dev` keeps the
+/// short times (a job is final in two minutes), every other preset sets hours-long windows.
+#[test]
+fn only_the_development_preset_has_short_windows() {
+	use crate::genesis_config_presets::NETWORK_TIMING;
+	type Jobs = pallet_verity_jobs::Pallet<Runtime>;
+	ext_for("development").execute_with(|| {
+		assert_eq!(pallet_verity_jobs::ChainTiming::<Runtime>::get(), None);
+		assert_eq!(Jobs::challenge_window(), 20);
+		assert_eq!(Jobs::execution_deadline(), 10);
+	});
+	for preset in ["local_testnet", "testnet"] {
+		ext_for(preset).execute_with(|| {
+			assert_eq!(Jobs::challenge_window(), HOURS, "{preset}");
+			assert_eq!(Jobs::execution_deadline(), 3 * MINUTES, "{preset}");
+			assert_eq!(pallet_verity_jobs::ChainTiming::<Runtime>::get(), Some(NETWORK_TIMING));
 		});
 	}
 }

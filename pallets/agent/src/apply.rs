@@ -2,12 +2,12 @@
 
 use crate::{
 	agent::{load, save, TARGET},
-	plan::{Track, Work},
-	Config, NONCE_TTL,
+	plan::{Sent, Submission, Track, Work},
+	Config, CreateTippedTransaction, NONCE_TTL,
 };
 use alloc::{collections::BTreeMap, vec::Vec};
 use codec::Encode;
-use frame_system::offchain::{Account, CreateSignedTransaction, SubmitTransaction};
+use frame_system::offchain::{Account, SubmitTransaction};
 use pallet_verity_jobs::JobId;
 use sp_runtime::{traits::UniqueSaturatedInto, SaturatedConversion};
 use verity_worker_api::{ErrorReply, ExecuteReply, Executed, ProveReply, Reply};
@@ -38,7 +38,8 @@ impl<T: Config> Nonces<T> {
 	}
 
 	fn used(&mut self, who: &T::AccountId, nonce: u64) {
-		self.book.insert(who.encode(), (nonce.saturating_add(1), self.now));
+		let next = self.book.get(&who.encode()).map(|(n, _)| *n).unwrap_or(0);
+		self.book.insert(who.encode(), (next.max(nonce.saturating_add(1)), self.now));
 	}
 
 	pub fn save(&self) {
@@ -46,25 +47,41 @@ impl<T: Config> Nonces<T> {
 	}
 }
 
-/// Sign `call` with `account`'s key and submit it to the pool; the nonce it was sent with, if
-/// the pool accepted it.
-fn submit<T, C>(account: &Account<T>, call: C, nonces: &mut Nonces<T>) -> Option<u64>
+/// Sign `call` with `account`'s key as `send` says (the nonce it replaces or the next one, the
+/// tip) and submit it to the pool; what was sent, if the pool accepted it.
+fn submit<T, C>(
+	now: u32,
+	account: &Account<T>,
+	call: C,
+	send: Submission,
+	nonces: &mut Nonces<T>,
+) -> Option<Sent>
 where
-	T: Config + CreateSignedTransaction<C>,
+	T: Config + CreateTippedTransaction<C>,
 {
-	let nonce = nonces.next(&account.id);
-	let Some(xt) = <T as CreateSignedTransaction<C>>::create_signed_transaction::<T::AuthorityId>(
+	let nonce = send.replace.unwrap_or_else(|| nonces.next(&account.id));
+	let Some(xt) = <T as CreateTippedTransaction<C>>::create_tipped_transaction::<T::AuthorityId>(
 		call.into(),
 		account.public.clone(),
 		account.id.clone(),
 		nonce.saturated_into(),
+		send.tip.saturated_into(),
 	) else {
 		log::warn!(target: TARGET, "cannot sign a transaction for {:?}", account.id);
 		return None;
 	};
 	SubmitTransaction::<T, C>::submit_transaction(xt).ok()?;
 	nonces.used(&account.id, nonce);
-	Some(nonce)
+	Some(Sent { first: send.first, at: now, nonce, tip: send.tip })
+}
+
+/// What a log line says of how a transaction was sent.
+fn how(send: &Submission) -> &'static str {
+	if send.replace.is_some() {
+		"re-signed with a higher tip"
+	} else {
+		"submitted"
+	}
 }
 
 /// Act on the worker's `replies` (in the order of `work`) in block `now`: commit a finished
@@ -84,13 +101,20 @@ pub fn apply<T: Config>(
 		let job = w.job();
 		match (w, reply) {
 			(
-				Work::Execute { account, attempt, .. },
+				Work::Execute { account, attempt, send, .. },
 				Ok(Reply::Execute(ExecuteReply::Done(Executed { output, step_hashes, .. }))),
 			) => {
 				let call = pallet_verity_jobs::Call::<T>::commit { job, output, step_hashes };
-				if submit::<T, _>(&account, call, nonces).is_some() {
-					log::info!(target: TARGET, "job {job}: commit submitted by {:?}", account.id);
-					tracks.insert(job, Track::Committed { attempt, at: now });
+				if let Some(sent) = submit::<T, _>(now, &account, call, send, nonces) {
+					log::info!(
+						target: TARGET,
+						"job {job}: commit {} by {:?} (nonce {}, tip {})",
+						how(&send),
+						account.id,
+						sent.nonce,
+						sent.tip
+					);
+					tracks.insert(job, Track::Committed { attempt, sent });
 				} else {
 					log::warn!(target: TARGET, "job {job}: the pool refused the commit; retrying");
 				}
@@ -99,7 +123,10 @@ pub fn apply<T: Config>(
 				log::info!(target: TARGET, "job {job}: re-executed, commitment consistent");
 				tracks.insert(job, Track::Consistent);
 			},
-			(Work::Check { .. }, Ok(Reply::Prove(ProveReply::Fraud { step, proof, verdict }))) => {
+			(
+				Work::Check { send, .. },
+				Ok(Reply::Prove(ProveReply::Fraud { step, proof, verdict })),
+			) => {
 				// Only what both the worker's own check and the chain's rule call fraud is worth
 				// a fee; anything else is never sent.
 				if verdict != "Fraud" {
@@ -121,14 +148,18 @@ pub fn apply<T: Config>(
 					continue;
 				}
 				let Some(watcher) = watcher else { continue };
-				log::info!(
-					target: TARGET,
-					"job {job}: step {step} is wrong; submitting a fraud proof of {} bytes",
-					proof.len()
-				);
+				let bytes = proof.len();
 				let call = pallet_verity_disputes::Call::<T>::prove_fraud { job, proof };
-				if let Some(nonce) = submit::<T, _>(watcher, call, nonces) {
-					tracks.insert(job, Track::Proved { at: now, nonce });
+				if let Some(sent) = submit::<T, _>(now, watcher, call, send, nonces) {
+					log::info!(
+						target: TARGET,
+						"job {job}: step {step} is wrong; fraud proof of {bytes} bytes {} \
+						 (nonce {}, tip {})",
+						how(&send),
+						sent.nonce,
+						sent.tip
+					);
+					tracks.insert(job, Track::Proved { sent });
 				} else {
 					log::warn!(target: TARGET, "job {job}: the pool refused the fraud proof; retrying");
 				}

@@ -16,13 +16,28 @@
 //!   was included and left the job open (rejected) is never sent again. Jobs of its own keys are
 //!   skipped.
 //!
+//! **Tips.** Commits and fraud proofs are Operational transactions (the block's reserve, ranked
+//! by their fee). Each is first sent with no tip; while it waits in the pool (its sender's
+//! nonce has not moved past it) the agent re-signs it every block with the same nonce and a
+//! tip that rises linearly from 0 to half of what is at stake at the deadline or window end
+//! ([`plan::tip_for`]: for a commit the missed-deadline penalty plus the price, for a proof the
+//! prover's reward), so that whoever keeps it out of the chain must outbid a rising price in
+//! every block (docs/PROTOCOL.md, "Attacks and what they cost", row 1).
+//!
+//! **Nonce gaps.** When a transaction leaves the pool unincluded (evicted) and its job no longer
+//! needs it, the later transactions of the same account wait behind its nonce for ever. The
+//! agent notices when none of the transactions it waits for has the account's on-chain nonce
+//! while later ones wait, and re-signs the lowest of them with that nonce ([`plan::GAP_AFTER`]
+//! blocks after it was first sent).
+//!
 //! It never blocks for long: one JSON-RPC batch request per block, with a deadline
 //! ([`WORKER_WAIT_MS`] for the worker, [`HTTP_TIMEOUT_MS`] for the request); a result that is not
 //! ready yet is picked up in a later block (the worker caches results by content, so asking
-//! again costs nothing). It never submits the same transaction twice: what it submitted is
-//! remembered in the node's off-chain storage (per job, with the attempt), and only re-sent when
-//! the job is still in the same state [`RESEND_AFTER`] blocks later (a transaction that was
-//! dropped); one run at a time (a storage lock). Nonces of transactions still in the pool are
+//! again costs nothing). What it submitted is remembered in the node's off-chain storage (per
+//! job, with the attempt, nonce and tip): a waiting transaction is only ever replaced (same
+//! nonce, higher tip, or moved into a nonce gap), and sent anew with a fresh nonce only when its
+//! nonce was used while the job still waits for it, [`RESEND_AFTER`] blocks later (it failed or
+//! was dropped); one run at a time (a storage lock). Nonces of transactions still in the pool are
 //! tracked for [`NONCE_TTL`] blocks so that submissions of consecutive blocks do not collide.
 //!
 //! Settings come from the node (flags `--inference-worker`, `--watcher`, `--watch-share`),
@@ -90,6 +105,25 @@ impl Default for Settings {
 	}
 }
 
+/// Signed transactions with a tip the agent chooses: the runtime's `CreateSignedTransaction`
+/// (same extensions, same era) with `tip` in its payment extension. The agent raises the tip of
+/// a commit or fraud proof that is still in the pool as its deadline or window end approaches
+/// ([`plan::tip_for`]), re-signing it with the same nonce so that it replaces itself.
+pub trait CreateTippedTransaction<C>:
+	frame_system::offchain::CreateSignedTransaction<C> + pallet_verity_models::Config
+{
+	/// `call` signed by `public` for `account` with `nonce` and `tip`.
+	fn create_tipped_transaction<
+		A: frame_system::offchain::AppCrypto<Self::Public, Self::Signature>,
+	>(
+		call: <Self as frame_system::offchain::CreateTransactionBase<C>>::RuntimeCall,
+		public: Self::Public,
+		account: Self::AccountId,
+		nonce: Self::Nonce,
+		tip: pallet_verity_models::BalanceOf<Self>,
+	) -> Option<<Self as frame_system::offchain::CreateTransactionBase<C>>::Extrinsic>;
+}
+
 /// The agent's keys: sr25519 under [`KEY_TYPE`]. A key's account is the operator (or
 /// watcher) account it signs for.
 pub mod crypto {
@@ -113,10 +147,7 @@ pub mod crypto {
 #[frame_support::pallet]
 pub mod pallet {
 	use frame_support::pallet_prelude::*;
-	use frame_system::{
-		offchain::{AppCrypto, CreateSignedTransaction},
-		pallet_prelude::*,
-	};
+	use frame_system::{offchain::AppCrypto, pallet_prelude::*};
 
 	#[pallet::pallet]
 	pub struct Pallet<T>(_);
@@ -125,8 +156,8 @@ pub mod pallet {
 	pub trait Config:
 		frame_system::Config
 		+ pallet_verity_disputes::Config
-		+ CreateSignedTransaction<pallet_verity_jobs::Call<Self>>
-		+ CreateSignedTransaction<pallet_verity_disputes::Call<Self>>
+		+ crate::CreateTippedTransaction<pallet_verity_jobs::Call<Self>>
+		+ crate::CreateTippedTransaction<pallet_verity_disputes::Call<Self>>
 	{
 		/// The agent's keys (`crypto::AgentId` in a runtime with `MultiSignature`).
 		type AuthorityId: AppCrypto<Self::Public, Self::Signature>;

@@ -10,15 +10,35 @@ use pallet_verity_jobs::{JobId, JobStatus};
 use sp_runtime::{traits::UniqueSaturatedInto, Saturating};
 use verity_worker_api::{Execute, Prove, Request};
 
+/// A transaction the agent sent: first in block `first`, last (re-signed) in block `at`, with
+/// its sender's nonce `nonce` and, the last time, tip `tip`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Encode, Decode)]
+pub struct Sent {
+	pub first: u32,
+	pub at: u32,
+	pub nonce: u64,
+	pub tip: u128,
+}
+
+/// How to send a transaction in this run: replacing the pending one with `nonce` (the same
+/// nonce, a higher tip) or, `None`, with the sender's next nonce; with `tip`; `first`: the block
+/// it was first sent in.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Submission {
+	pub replace: Option<u64>,
+	pub tip: u128,
+	pub first: u32,
+}
+
 /// What the agent remembers of a job (off-chain storage, pruned to the open jobs).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Encode, Decode)]
 pub enum Track {
-	/// `commit` submitted for attempt `attempt` in block `at`.
-	Committed { attempt: u32, at: u32 },
+	/// `commit` submitted for attempt `attempt`.
+	Committed { attempt: u32, sent: Sent },
 	/// `prove` found the commitment consistent.
 	Consistent,
-	/// `prove_fraud` submitted in block `at` with the watcher's nonce `nonce`.
-	Proved { at: u32, nonce: u64 },
+	/// `prove_fraud` submitted from the watcher's account.
+	Proved { sent: Sent },
 	/// Not to be proven by this node: the worker's own check of its proof, or the chain's
 	/// (`Disputes::judge`), found no fraud, or a proof was included and the job is still open
 	/// (rejected). Never sent (again).
@@ -28,17 +48,57 @@ pub enum Track {
 /// A job handed to the worker in this run, and what to do with the answer.
 pub enum Work<T: Config> {
 	/// Execute for `account` (the assigned operator), attempt `attempt`; commit the result.
-	Execute { job: JobId, account: Account<T>, attempt: u32 },
+	Execute { job: JobId, account: Account<T>, attempt: u32, send: Submission },
 	/// Check the commitment; prove fraud if it is wrong.
-	Check { job: JobId },
+	Check { job: JobId, send: Submission },
 }
 
 impl<T: Config> Work<T> {
 	pub fn job(&self) -> JobId {
 		match self {
-			Work::Execute { job, .. } | Work::Check { job } => *job,
+			Work::Execute { job, .. } | Work::Check { job, .. } => *job,
 		}
 	}
+}
+
+/// The tip of a transaction first sent in block `first` that must be included before block
+/// `end`, in block `now`, when its inclusion is worth `stake` to its sender: rising linearly from
+/// 0 at `first` to `stake / 2` at the last block before `end` (never above it: the sender keeps
+/// at least half of what it would lose). One rule for commits and fraud proofs.
+pub fn tip_for(now: u32, first: u32, end: u32, stake: u128) -> u128 {
+	let span = end.saturating_sub(1).saturating_sub(first);
+	if span == 0 {
+		return stake / 2;
+	}
+	let elapsed = now.saturating_sub(first).min(span);
+	(stake / 2).saturating_mul(u128::from(elapsed)) / u128::from(span)
+}
+
+/// How to send a job's transaction now, given what was sent before (`sent`, if it is for the
+/// same attempt) and the sender's on-chain nonce: `None` when nothing is to be sent this block.
+///
+/// * Nothing sent: send it, no tip.
+/// * Still pending (the nonce has not moved past it): replace it with a higher tip when
+///   [`tip_for`] has risen, else leave it.
+/// * The nonce moved past it but the job still waits for it (it was dropped, or failed): send
+///   it again with a fresh nonce once [`RESEND_AFTER`] blocks have passed.
+fn next_send(
+	now: u32,
+	end: u32,
+	stake: u128,
+	sent: Option<&Sent>,
+	nonce: u64,
+) -> Option<Submission> {
+	let Some(sent) = sent else { return Some(Submission { replace: None, tip: 0, first: now }) };
+	if nonce > sent.nonce {
+		return (now.saturating_sub(sent.at) >= RESEND_AFTER).then_some(Submission {
+			replace: None,
+			tip: 0,
+			first: now,
+		});
+	}
+	let tip = tip_for(now, sent.first, end, stake);
+	(tip > sent.tip).then_some(Submission { replace: Some(sent.nonce), tip, first: sent.first })
 }
 
 /// One run's plan: `work[i]` is answered by the worker's reply to `requests[i]`.
@@ -55,17 +115,19 @@ pub struct Plan<T: Config> {
 /// sampling salt.
 ///
 /// * Operator: every job assigned to one of `accounts` and before its deadline, unless a commit
-///   for the same attempt was submitted less than [`RESEND_AFTER`] blocks ago.
+///   for the same attempt is pending and its tip need not rise yet ([`next_send`]).
 /// * Watcher (`settings.watch_permill` set): every sampled committed job of another operator
-///   inside its window, unless found consistent or abandoned, or a fraud proof was submitted
-///   less than [`RESEND_AFTER`] blocks ago, or a proof was included (the watcher's nonce moved
-///   past it) and the job is still open: the chain rejected it, so it is not sent again.
+///   inside its window, unless found consistent or abandoned, or a fraud proof is pending and
+///   its tip need not rise yet, or a proof was included (the watcher's nonce moved past it) and
+///   the job is still open: the chain rejected it, so it is not sent again.
 ///
-/// At most `MaxRequestsPerBlock` per role. Executions: the most urgent (earliest deadline,
-/// then the oldest job), so that under a backlog no job waits behind newer ones until it misses
-/// its deadline. Checks: jobs whose window leaves at least [`PROOF_MARGIN`] blocks to get a
-/// proof in, chosen **at random** (by `seed`, fresh each block) when there are more: with a
-/// fixed order, an attacker could hide a cheating job behind enough decoys that come first.
+/// At most `MaxRequestsPerBlock` per role. Executions: commits not yet sent first, then
+/// re-signings of pending ones, each the most urgent first (earliest deadline, then the oldest
+/// job), so that under a backlog no job waits behind newer ones until it misses its deadline.
+/// Checks: re-signings of pending fraud proofs first, then jobs whose window leaves at least
+/// [`PROOF_MARGIN`] blocks to get a proof in, chosen **at random** (by `seed`, fresh each block)
+/// when there are more: with a fixed order, an attacker could hide a cheating job behind enough
+/// decoys that come first.
 pub fn plan<T: Config>(
 	now: BlockNumberFor<T>,
 	accounts: &[Account<T>],
@@ -84,6 +146,7 @@ pub fn plan<T: Config>(
 		.first()
 		.filter(|_| settings.watch_permill.is_some())
 		.map(|a| frame_system::Account::<T>::get(&a.id).nonce.unique_saturated_into());
+	let gaps = gaps::<T>(now_n, accounts, settings, tracks);
 	let mut to_execute = Vec::new();
 	let mut to_check = Vec::new();
 	for (id, job) in pallet_verity_jobs::Jobs::<T>::iter() {
@@ -94,12 +157,27 @@ pub fn plan<T: Config>(
 					continue;
 				};
 				let attempt = verity_primitives::len_u32(job.missed.len());
-				if let Some(Track::Committed { attempt: a, at }) = tracks.get(&id) {
-					if *a == attempt && now_n.saturating_sub(*at) < RESEND_AFTER {
-						continue;
-					}
-				}
-				to_execute.push((deadline, id, (account.clone(), attempt, job)));
+				let sent = match tracks.get(&id) {
+					Some(Track::Committed { attempt: a, sent }) if *a == attempt => Some(sent),
+					_ => None,
+				};
+				// What the operator loses if the commit misses the deadline.
+				let stake = T::MissedDeadlinePenalty::get()
+					.saturating_add(job.price)
+					.unique_saturated_into();
+				let nonce =
+					frame_system::Account::<T>::get(&account.id).nonce.unique_saturated_into();
+				let end: u32 = deadline.unique_saturated_into();
+				let send = fill_gap(now_n, end, stake, sent, gaps.get(&id));
+				let Some(send) = send.or_else(|| next_send(now_n, end, stake, sent, nonce)) else {
+					continue;
+				};
+				// Commits never sent come before re-signings of pending ones (already pooled).
+				to_execute.push((
+					(send.replace.is_some(), deadline),
+					id,
+					(account.clone(), attempt, send, job),
+				));
 			},
 			JobStatus::Committed { window_end, .. }
 				if now.saturating_add(PROOF_MARGIN.into()) < window_end =>
@@ -108,26 +186,43 @@ pub fn plan<T: Config>(
 				if accounts.iter().any(|a| a.id == job.operator) || !sampled(salt, id, permill) {
 					continue;
 				}
-				match tracks.get(&id) {
+				let sent = match tracks.get(&id) {
 					Some(Track::Consistent | Track::Abandoned) => continue,
-					Some(Track::Proved { nonce, .. }) if watcher_nonce > Some(*nonce) => {
+					Some(Track::Proved { sent }) if watcher_nonce > Some(sent.nonce) => {
 						rejected.push(id);
 						continue;
 					},
-					Some(Track::Proved { at, .. }) if now_n.saturating_sub(*at) < RESEND_AFTER => {
-						continue
+					Some(Track::Proved { sent }) => Some(sent),
+					_ => None,
+				};
+				// What the prover is paid if the proof lands.
+				let stake = (<T as pallet_verity_disputes::Config>::ProverShare::get()
+					* job.collateral)
+					.unique_saturated_into();
+				let end: u32 = window_end.unique_saturated_into();
+				let send = match (sent, watcher_nonce) {
+					(None, _) => Submission { replace: None, tip: 0, first: now_n },
+					(Some(sent), Some(nonce)) => {
+						let send = fill_gap(now_n, end, stake, Some(sent), gaps.get(&id));
+						let Some(send) =
+							send.or_else(|| next_send(now_n, end, stake, Some(sent), nonce))
+						else {
+							continue;
+						};
+						send
 					},
-					_ => {},
-				}
-				to_check.push((random_rank(seed, id), id, job));
+					(Some(_), None) => continue,
+				};
+				// Re-signings of pending fraud proofs first (each is a fraud found), then at random.
+				to_check.push(((send.replace.is_none(), random_rank(seed, id)), id, (send, job)));
 			},
 			_ => {},
 		}
 	}
 	let mut work: Vec<Work<T>> = Vec::new();
 	let mut requests: Vec<Request> = Vec::new();
-	for (id, (account, attempt, job)) in most_urgent(to_execute, max) {
-		work.push(Work::Execute { job: id, account, attempt });
+	for (id, (account, attempt, send, job)) in most_urgent(to_execute, max) {
+		work.push(Work::Execute { job: id, account, attempt, send });
 		requests.push(Request::Execute(Execute {
 			model: job.model,
 			input: job.input.into_inner(),
@@ -137,11 +232,11 @@ pub fn plan<T: Config>(
 	// A random subset, asked in job order.
 	let mut checks: Vec<_> = most_urgent(to_check, max).collect();
 	checks.sort_unstable_by_key(|(id, _)| *id);
-	for (id, job) in checks {
+	for (id, (send, job)) in checks {
 		let step_hashes = pallet_verity_jobs::StepHashes::<T>::get(id)
 			.map(|h| h.into_inner())
 			.unwrap_or_default();
-		work.push(Work::Check { job: id });
+		work.push(Work::Check { job: id, send });
 		requests.push(Request::Prove(Prove {
 			model: job.model,
 			input: job.input.into_inner(),
@@ -151,6 +246,75 @@ pub fn plan<T: Config>(
 	}
 	open.sort_unstable();
 	Plan { work, requests, open, rejected }
+}
+
+/// Blocks after which a nonce below every transaction the agent waits for counts as a gap.
+pub const GAP_AFTER: u32 = 2;
+
+/// Nonce gaps (attack 13): for each account of this node whose on-chain nonce `n` is below the
+/// nonces of all the transactions the agent still waits for (none of them has `n`: the one
+/// that had it left the pool, e.g. evicted, and the later ones can never be included), the job
+/// whose waiting transaction has the lowest nonce, first sent at least [`GAP_AFTER`] blocks
+/// ago, and `n`: that transaction is re-signed with nonce `n`, which unblocks the others (its
+/// old copy, if still pooled, fails harmlessly once the job is done).
+fn gaps<T: Config>(
+	now: u32,
+	accounts: &[Account<T>],
+	settings: &Settings,
+	tracks: &BTreeMap<JobId, Track>,
+) -> BTreeMap<JobId, u64> {
+	// account (encoded) → (its on-chain nonce, [(nonce, first sent, job)] still waited for)
+	type Waiting = BTreeMap<Vec<u8>, (u64, Vec<(u64, u32, JobId)>)>;
+	let mut waiting: Waiting = BTreeMap::new();
+	let watcher = accounts.first().filter(|_| settings.watch_permill.is_some());
+	for (id, track) in tracks {
+		let Some(job) = pallet_verity_jobs::Jobs::<T>::get(id) else { continue };
+		let (who, sent) = match (track, &job.status) {
+			(Track::Committed { attempt, sent }, JobStatus::Assigned { .. })
+				if *attempt == verity_primitives::len_u32(job.missed.len()) =>
+			{
+				(job.operator.clone(), sent)
+			},
+			(Track::Proved { sent }, JobStatus::Committed { .. }) => match watcher {
+				Some(w) => (w.id.clone(), sent),
+				None => continue,
+			},
+			_ => continue,
+		};
+		if !accounts.iter().any(|a| a.id == who) {
+			continue;
+		}
+		let entry = waiting.entry(who.encode()).or_insert_with(|| {
+			(frame_system::Account::<T>::get(&who).nonce.unique_saturated_into(), Vec::new())
+		});
+		if sent.nonce >= entry.0 {
+			entry.1.push((sent.nonce, sent.first, *id));
+		}
+	}
+	let mut moves = BTreeMap::new();
+	for (on_chain, mut pending) in waiting.into_values() {
+		pending.sort_unstable();
+		if let Some((lowest, first, job)) = pending.first() {
+			if *lowest > on_chain && now.saturating_sub(*first) >= GAP_AFTER {
+				moves.insert(*job, on_chain);
+			}
+		}
+	}
+	moves
+}
+
+/// The re-signing of a waiting transaction into a nonce gap ([`gaps`]): nonce `gap`, the tip it
+/// has by now (at least its last one).
+fn fill_gap(
+	now: u32,
+	end: u32,
+	stake: u128,
+	sent: Option<&Sent>,
+	gap: Option<&u64>,
+) -> Option<Submission> {
+	let (sent, gap) = (sent?, gap?);
+	let tip = tip_for(now, sent.first, end, stake).max(sent.tip);
+	Some(Submission { replace: Some(*gap), tip, first: sent.first })
 }
 
 /// Blocks a check needs before the window ends: the worker's answer (this block, or the next

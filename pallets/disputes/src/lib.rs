@@ -112,14 +112,20 @@ pub mod pallet {
 		/// `WeightsMismatch`, `ExecutionFailed`, and `NoFraud` when the step reproduces the commitment.
 		/// Emits `FraudProven`.
 		///
+		/// Class: _Operational_, so that a fraud proof always finds room in the block's reserve
+		/// (25 % of its weight and length) that Normal transactions cannot fill, and ranks in the
+		/// pool by its fee too (`OperationalFeeMultiplier`): junk cannot crowd it out cheaply
+		/// (docs/PROTOCOL.md, "Attacks and what they cost", row 1).
+		///
 		/// Complexity: `O(b + m)` in the proof's bytes and the disputed step's
 		/// multiply-accumulates. The declared weight assumes `MaxStepMacs`; the actual weight
 		/// is charged for the step's real MACs, also when the proof is rejected.
 		#[pallet::call_index(0)]
-		#[pallet::weight(Pallet::<T>::proof_weight(
+		#[pallet::weight((Pallet::<T>::proof_weight(
 			verity_primitives::len_u32(proof.len()),
 			<T as pallet_verity_models::Config>::MaxStepMacs::get(),
-		).saturating_add(pallet_verity_operators::Pallet::<T>::stop_serving_weight()))]
+		).saturating_add(pallet_verity_operators::Pallet::<T>::stop_serving_weight()),
+			DispatchClass::Operational))]
 		pub fn prove_fraud(
 			origin: OriginFor<T>,
 			job: JobId,

@@ -51,7 +51,7 @@ pub mod weights;
 pub use weights::WeightInfo;
 
 use alloc::vec::Vec;
-use codec::{Decode, Encode, MaxEncodedLen};
+use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
 use core::marker::PhantomData;
 use frame_support::pallet_prelude::*;
 use frame_system::pallet_prelude::BlockNumberFor;
@@ -69,6 +69,29 @@ impl<T: pallet_verity_models::Config> Get<u32> for MaxStepHashes<T> {
 	fn get() -> u32 {
 		<T as pallet_verity_models::Config>::MaxOps::get().saturating_add(1)
 	}
+}
+
+/// A chain's execution deadline and challenge window, in blocks (genesis [`ChainTiming`]).
+#[derive(
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Debug,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	TypeInfo,
+	MaxEncodedLen,
+	serde::Serialize,
+	serde::Deserialize,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct Timing<B> {
+	/// Blocks the assigned operator has to commit.
+	pub execution_deadline: B,
+	/// Blocks during which a commitment can be disputed.
+	pub challenge_window: B,
 }
 
 /// Where a job is in its lifecycle.
@@ -179,10 +202,12 @@ pub mod pallet {
 		+ pallet_verity_operators::Config
 		+ pallet_verity_models::Config<RuntimeHoldReason: From<HoldReason>>
 	{
-		/// Blocks the assigned operator has to commit.
+		/// Blocks the assigned operator has to commit, unless genesis chose [`ChainTiming`]
+		/// (see [`Pallet::execution_deadline`]).
 		#[pallet::constant]
 		type ExecutionDeadline: Get<BlockNumberFor<Self>>;
-		/// Blocks during which a commitment can be disputed.
+		/// Blocks during which a commitment can be disputed, unless genesis chose
+		/// [`ChainTiming`] (see [`Pallet::challenge_window`]).
 		#[pallet::constant]
 		type ChallengeWindow: Get<BlockNumberFor<Self>>;
 		/// Operators tried per job before the fee is refunded.
@@ -245,6 +270,33 @@ pub mod pallet {
 	/// Receipts of closed jobs.
 	#[pallet::storage]
 	pub type Receipts<T: Config> = StorageMap<_, Twox64Concat, JobId, Receipt<T>, OptionQuery>;
+
+	/// This chain's execution deadline and challenge window, chosen at genesis; absent: the
+	/// `ExecutionDeadline` and `ChallengeWindow` constants. A window long enough that keeping a
+	/// valid fraud proof out of every block of it costs more than cheating can gain is what
+	/// makes censorship unprofitable (docs/PROTOCOL.md, "Attacks and what they cost"): the
+	/// presets keep the constants' short times for `--dev` only.
+	#[pallet::storage]
+	pub type ChainTiming<T: Config> = StorageValue<_, Timing<BlockNumberFor<T>>, OptionQuery>;
+
+	/// Genesis: the chain's [`Timing`] (`None`: the constants).
+	#[pallet::genesis_config]
+	#[derive(frame_support::DefaultNoBound)]
+	pub struct GenesisConfig<T: Config> {
+		pub timing: Option<Timing<BlockNumberFor<T>>>,
+	}
+
+	#[pallet::genesis_build]
+	impl<T: Config> BuildGenesisConfig for GenesisConfig<T> {
+		fn build(&self) {
+			if let Some(timing) = &self.timing {
+				if let Err(e) = Pallet::<T>::check_timing(timing) {
+					panic!("genesis timing {timing:?}: {e}");
+				}
+				ChainTiming::<T>::put(timing);
+			}
+		}
+	}
 
 	#[pallet::event]
 	#[pallet::generate_deposit(pub(super) fn deposit_event)]
@@ -312,18 +364,15 @@ pub mod pallet {
 		}
 
 		fn integrity_test() {
-			let deadline = T::ExecutionDeadline::get();
-			let window = T::ChallengeWindow::get();
-			let spread: BlockNumberFor<T> = T::ScheduleSpread::get().into();
-			assert!(deadline >= 2u32.into(), "ExecutionDeadline must leave a block to commit");
-			assert!(!window.is_zero(), "ChallengeWindow must be positive");
+			let constants = Timing {
+				execution_deadline: T::ExecutionDeadline::get(),
+				challenge_window: T::ChallengeWindow::get(),
+			};
+			if let Err(e) = Pallet::<T>::check_timing(&constants) {
+				panic!("ExecutionDeadline and ChallengeWindow: {e}");
+			}
 			assert!(T::MaxAttempts::get() >= 1 && T::MaxJobsPerBlock::get() >= 1);
 			assert!(T::CollateralRatio::get() >= 1, "collateral must exceed the fee at stake");
-			assert!(
-				<T as pallet_verity_operators::Config>::UnbondingPeriod::get()
-					> deadline.saturating_add(window).saturating_add(spread).saturating_add(spread),
-				"UnbondingPeriod must exceed ExecutionDeadline + ChallengeWindow (+ spread)"
-			);
 			assert!(
 				T::MissedDeadlinePenalty::get() <= T::JobCollateral::get(),
 				"the missed-deadline penalty must be covered by the job's collateral"
@@ -386,7 +435,7 @@ pub mod pallet {
 			let (operator, price) = chosen.ok_or(Error::<T>::NoOperatorAvailable)?;
 			currency::hold_fee::<T>(&requester, max_fee)?;
 			pallet_verity_operators::Pallet::<T>::lock_collateral(&operator, collateral)?;
-			let deadline = Self::schedule(now.saturating_add(T::ExecutionDeadline::get()), id)?;
+			let deadline = Self::schedule(now.saturating_add(Self::execution_deadline()), id)?;
 			Jobs::<T>::insert(
 				id,
 				Job {
@@ -418,13 +467,16 @@ pub mod pallet {
 		/// `ModelNotActive`, `OutputSizeMismatch`, `WrongStepCount` (not `n + 1` hashes),
 		/// `InputHashMismatch` (`h_0`), `OutputHashMismatch` (`h_n`), `QueueFull`. Emits `Committed`.
 		///
+		/// Class: _Operational_ (the block's reserve): junk transactions cannot keep a commit out
+		/// until its deadline passes (docs/PROTOCOL.md, "Attacks and what they cost", row 1).
+		///
 		/// Complexity: `O(o + h)` in the output length and the number of step hashes (the
 		/// trace root is computed on-chain).
 		#[pallet::call_index(1)]
-		#[pallet::weight(<T as Config>::WeightInfo::commit(
+		#[pallet::weight((<T as Config>::WeightInfo::commit(
 			verity_primitives::len_u32(output.len()),
 			verity_primitives::len_u32(step_hashes.len()),
-		))]
+		), DispatchClass::Operational))]
 		pub fn commit(
 			origin: OriginFor<T>,
 			job: JobId,
@@ -458,7 +510,7 @@ pub mod pallet {
 				step_hashes.try_into().map_err(|_| Error::<T>::WrongStepCount)?;
 			let output: BoundedVec<_, _> =
 				output.try_into().map_err(|_| Error::<T>::OutputSizeMismatch)?;
-			let window_end = Self::schedule(now.saturating_add(T::ChallengeWindow::get()), job)?;
+			let window_end = Self::schedule(now.saturating_add(Self::challenge_window()), job)?;
 			StepHashes::<T>::insert(job, hashes);
 			record.status =
 				JobStatus::Committed { output, trace_root, committed_at: now, window_end };
@@ -550,6 +602,38 @@ impl<T: Config> Pallet<T> {
 		}
 	}
 
+	/// Blocks an assigned operator has to commit: [`ChainTiming`]'s, else `ExecutionDeadline`.
+	pub fn execution_deadline() -> BlockNumberFor<T> {
+		ChainTiming::<T>::get().map_or_else(T::ExecutionDeadline::get, |t| t.execution_deadline)
+	}
+
+	/// Blocks a commitment can be disputed: [`ChainTiming`]'s, else `ChallengeWindow`.
+	pub fn challenge_window() -> BlockNumberFor<T> {
+		ChainTiming::<T>::get().map_or_else(T::ChallengeWindow::get, |t| t.challenge_window)
+	}
+
+	/// Whether `timing` is usable: a deadline that leaves a block to commit, a window, and both
+	/// (with the schedule's spread twice) shorter than the unbonding period, so that collateral
+	/// cannot leave before its job closes.
+	pub fn check_timing(timing: &Timing<BlockNumberFor<T>>) -> Result<(), &'static str> {
+		let spread: BlockNumberFor<T> = T::ScheduleSpread::get().into();
+		if timing.execution_deadline < 2u32.into() {
+			return Err("the execution deadline must leave a block to commit (at least 2)");
+		}
+		if timing.challenge_window.is_zero() {
+			return Err("the challenge window must be positive");
+		}
+		let span = timing
+			.execution_deadline
+			.saturating_add(timing.challenge_window)
+			.saturating_add(spread)
+			.saturating_add(spread);
+		if <T as pallet_verity_operators::Config>::UnbondingPeriod::get() <= span {
+			return Err("the unbonding period must exceed deadline + window + 2 x spread");
+		}
+		Ok(())
+	}
+
 	/// The collateral of a job with this `max_fee`: `max(JobCollateral, CollateralRatio ×
 	/// max_fee)` (saturating). An operator whose free stake does not cover it is not eligible.
 	pub fn collateral_for(max_fee: BalanceOf<T>) -> BalanceOf<T> {
@@ -606,7 +690,7 @@ impl<T: Config> Pallet<T> {
 				&job.missed,
 			);
 			if let Some((operator, price)) = chosen {
-				let deadline = n.saturating_add(T::ExecutionDeadline::get());
+				let deadline = n.saturating_add(Self::execution_deadline());
 				if pallet_verity_operators::Pallet::<T>::lock_collateral(&operator, job.collateral)
 					.is_ok()
 				{

@@ -133,14 +133,26 @@ impl Node {
 	}
 }
 
-/// `xt` is signed by `who`'s key over its call and extensions, with nonce `nonce`, and its call
-/// is `call`.
+/// `xt` is signed by `who`'s key over its call and extensions, with nonce `nonce` and no tip,
+/// and its call is `call`.
 fn assert_signed(xt: &Extrinsic, who: AccountId, nonce: u32, call: RuntimeCall) {
+	assert_signed_tipped(xt, who, nonce, 0, call)
+}
+
+/// [`assert_signed`] with tip `tip`.
+fn assert_signed_tipped(
+	xt: &Extrinsic,
+	who: AccountId,
+	nonce: u32,
+	tip: Balance,
+	call: RuntimeCall,
+) {
 	let Preamble::Signed(signer, signature, extension) = &xt.preamble else {
 		panic!("not a signed transaction: {xt:?}");
 	};
 	assert_eq!(*signer, who);
-	assert_eq!(extension.encode(), frame_system::CheckNonce::<Test>::from(nonce).encode());
+	assert_eq!(extension.0.encode(), frame_system::CheckNonce::<Test>::from(nonce).encode());
+	assert_eq!(extension.1.tip(), tip, "the tip");
 	assert_eq!(xt.function, call);
 	let payload = SignedPayload::new(xt.function.clone(), extension.clone()).unwrap();
 	assert!(
@@ -198,14 +210,77 @@ fn operator_commits_the_workers_result_once() {
 	node.worker_executes(&case, 1);
 	node.run_agent();
 	assert_signed(&node.pooled_one(), ALICE, 0, honest_commit(id, &case));
+	let first = node.ext.execute_with(now) as u32;
+	let deadline = first + DEADLINE as u32;
 
-	// The next blocks up to the deadline: the commit is remembered, the worker is not asked
-	// again (a commit still unseen RESEND_AFTER blocks later is sent again; the mock's deadline
-	// comes first).
-	assert!(RESEND_AFTER as u64 >= DEADLINE);
-	node.ext.execute_with(|| run_to_block(now() + DEADLINE - 1));
+	// While it waits in the pool (ALICE's nonce unmoved), each block re-signs it with the same
+	// nonce and a tip rising toward half of what missing the deadline costs (penalty + price).
+	let stake = u128::from(PENALTY + 30);
+	let mut last = 0;
+	for _ in 1..DEADLINE {
+		node.ext.execute_with(|| run_to_block(now() + 1));
+		let block = node.ext.execute_with(now) as u32;
+		let tip = pallet_verity_agent::plan::tip_for(block, first, deadline, stake);
+		assert!(tip > last && tip <= stake / 2, "tip {tip} after {last}");
+		last = tip;
+		node.worker_executes(&case, 1);
+		node.run_agent();
+		assert_signed_tipped(
+			&node.pooled_one(),
+			ALICE,
+			0,
+			tip as Balance,
+			honest_commit(id, &case),
+		);
+	}
+	assert_eq!(last, stake / 2, "half the stake in the last block before the deadline");
+
+	// Once it is in a block (the job is committed), nothing more is sent.
+	node.ext.execute_with(|| {
+		frame_system::Pallet::<Test>::inc_account_nonce(ALICE);
+		let (output, step_hashes) = honest(&case);
+		assert_ok!(Jobs::commit(origin(ALICE), id, output, step_hashes));
+		run_to_block(now() + 1);
+	});
 	node.run_agent();
 	assert!(node.pooled().is_empty());
+}
+
+/// Attack 1 (block stuffing), the agent's side: a fraud proof kept out of the blocks is
+/// re-signed every block with the same nonce and a tip that rises toward half the prover's
+/// reward at the window's end, so that whoever keeps it out must outbid a rising price in every
+/// block. On the old code the agent sent it once with no tip (and again, with no tip, every
+/// RESEND_AFTER blocks).
+#[test]
+fn attack_01_a_pending_proof_is_re_signed_with_a_rising_tip() {
+	let case = cnn();
+	let bad_step = 2;
+	let mut node = Node::new(&[EVE], Some(1_000_000));
+	let (job, request) = wrong_commitment(&mut node, &case, bad_step);
+	let prove_fraud = prove_fraud_call(job, &case, bad_step);
+	let answer = || vec![fraud(bad_step, proof(&case, bad_step), "Fraud")];
+	node.worker_answers(std::slice::from_ref(&request), answer());
+	node.run_agent();
+	assert_signed(&node.pooled_one(), EVE, 0, prove_fraud.clone());
+	let (first, window_end, reward) = node.ext.execute_with(|| {
+		let pallet_verity_jobs::JobStatus::Committed { window_end, .. } = job_status(job) else {
+			panic!("committed")
+		};
+		let reward = ProverShare::get() * crate::mock::job(job).collateral;
+		(now() as u32, window_end as u32, u128::from(reward))
+	});
+	let mut last = 0;
+	let margin = pallet_verity_agent::plan::PROOF_MARGIN;
+	for block in first + 1..window_end - margin {
+		node.ext.execute_with(|| run_to_block(u64::from(block)));
+		let tip = pallet_verity_agent::plan::tip_for(block, first, window_end, reward);
+		assert!(tip > last && tip <= reward / 2, "tip {tip} after {last}");
+		last = tip;
+		node.worker_answers(std::slice::from_ref(&request), answer());
+		node.run_agent();
+		assert_signed_tipped(&node.pooled_one(), EVE, 0, tip as Balance, prove_fraud.clone());
+	}
+	assert!(last > reward / 4, "more than a quarter of the reward near the end: {last}");
 }
 
 #[test]
@@ -360,11 +435,15 @@ fn at_most_max_requests_per_block_the_oldest_first() {
 		})
 		.collect();
 	assert_eq!(committed, vec![first, second]);
-	// The third in the next block, with the nonce after the two still in the pool.
+	// The third in the next block, with the nonce after the two still in the pool, before the
+	// first two are re-signed with a tip (the budget's second request).
 	node.ext.execute_with(|| run_to_block(now() + 1));
-	node.worker_executes(&case, 1);
+	node.worker_executes(&case, 2);
 	node.run_agent();
-	assert_signed(&node.pooled_one(), ALICE, 2, honest_commit(third, &case));
+	let pooled = node.pooled();
+	assert_eq!(pooled.len(), 2);
+	assert_signed(&pooled[0], ALICE, 2, honest_commit(third, &case));
+	assert_eq!(pooled[1].function, honest_commit(first, &case), "then the most urgent re-signing");
 }
 
 /// A watcher node (EVE, watching every job) and a job of ALICE's committed with step `bad_step`
@@ -383,6 +462,14 @@ fn wrong_commitment(node: &mut Node, case: &TestCase, bad_step: u32) -> (JobId, 
 			deadline_ms: Some(pallet_verity_agent::WORKER_WAIT_MS),
 		});
 		(job, request)
+	})
+}
+
+/// The `prove_fraud` call of `case`'s proof of step `bad_step` against `job`.
+fn prove_fraud_call(job: JobId, case: &TestCase, bad_step: u32) -> RuntimeCall {
+	RuntimeCall::Disputes(pallet_verity_disputes::Call::prove_fraud {
+		job,
+		proof: proof(case, bad_step),
 	})
 }
 
@@ -429,10 +516,7 @@ fn attack_09_a_rejected_proof_is_not_sent_again() {
 	let bad_step = 2;
 	let mut node = Node::new(&[EVE], Some(1_000_000));
 	let (job, request) = wrong_commitment(&mut node, &case, bad_step);
-	let prove_fraud = RuntimeCall::Disputes(pallet_verity_disputes::Call::prove_fraud {
-		job,
-		proof: proof(&case, bad_step),
-	});
+	let prove_fraud = prove_fraud_call(job, &case, bad_step);
 	node.worker_answers(
 		std::slice::from_ref(&request),
 		vec![fraud(bad_step, proof(&case, bad_step), "Fraud")],
@@ -451,7 +535,7 @@ fn attack_09_a_rejected_proof_is_not_sent_again() {
 	node.run_agent();
 	assert!(node.pooled().is_empty());
 
-	// Dropped (the nonce did not move): sent again RESEND_AFTER blocks later.
+	// Dropped or still waiting (the nonce did not move): sent again, same nonce, with a tip.
 	let mut node = Node::new(&[EVE], Some(1_000_000));
 	let (again, request) = wrong_commitment(&mut node, &case, bad_step);
 	assert_eq!(again, job, "the same job id in a fresh chain");
@@ -462,7 +546,10 @@ fn attack_09_a_rejected_proof_is_not_sent_again() {
 	node.ext.execute_with(|| run_to_block(now() + RESEND_AFTER as u64));
 	node.worker_answers(&[request], answer());
 	node.run_agent();
-	assert_eq!(node.pooled_one().function, prove_fraud);
+	let resent = node.pooled_one();
+	assert_eq!(resent.function, prove_fraud);
+	let Preamble::Signed(_, _, extension) = &resent.preamble else { panic!("signed") };
+	assert!(extension.1.tip() > 0, "with a tip");
 }
 
 fn job_status(id: JobId) -> pallet_verity_jobs::JobStatus<Test> {
@@ -523,4 +610,58 @@ fn attack_08_jobs_that_cannot_be_proven_in_time_are_not_checked() {
 	decoys_then_a_cheat(&mut node, &case, 0);
 	node.ext.execute_with(|| run_to_block(1 + WINDOW - margin));
 	assert!(node.requests_of_a_run().is_empty(), "too late to prove: not checked");
+}
+
+/// Attack 13, nonce gaps: the operator's commit of job A (nonce 0) leaves the pool and A closes
+/// without it (its deadline passes); the commit of job B, sent later with nonce 1, can then
+/// never be included: the on-chain nonce is stuck at 0. On the old code B's commit waited there
+/// until B's deadline (a missed deadline, a penalty). Now the agent sees that nothing it waits
+/// for has the on-chain nonce and, `GAP_AFTER` blocks after B's commit was first sent, re-signs
+/// B's commit with nonce 0.
+#[test]
+fn attack_13_a_nonce_gap_is_filled_before_the_deadline() {
+	use pallet_verity_agent::plan::GAP_AFTER;
+	let case = mlp();
+	let mut node = Node::new(&[ALICE], None);
+	let a = assigned_job(&mut node, &case);
+	node.worker_executes(&case, 1);
+	node.run_agent();
+	assert_signed(&node.pooled_one(), ALICE, 0, honest_commit(a, &case));
+	// A's commit is never included (evicted): ALICE's nonce stays 0. B comes two blocks later.
+	let mut b = None;
+	let deadline_a = 1 + DEADLINE;
+	for block in 2..deadline_a {
+		node.ext.execute_with(|| {
+			run_to_block(block);
+			if block == 3 {
+				b = Some(submit(CHARLIE, job(a).model, &case, 100));
+			}
+		});
+		let waiting = if block < 3 { 1 } else { 2 };
+		node.worker_executes(&case, waiting);
+		node.run_agent();
+		let pooled = node.pooled();
+		assert_eq!(pooled.len(), waiting, "A re-signed (rising tip), B sent once it exists");
+	}
+	let b = b.expect("B submitted");
+	let deadline_b = 3 + DEADLINE;
+	// A's deadline passes (A closes: nobody else serves the model); B waits with nonce 1.
+	node.ext.execute_with(|| {
+		run_to_block(deadline_a);
+		assert!(pallet_verity_jobs::Jobs::<Test>::get(a).is_none(), "A closed");
+		assert_eq!(frame_system::Pallet::<Test>::account_nonce(ALICE), 0);
+	});
+	assert!(deadline_a - 3 >= u64::from(GAP_AFTER), "B's commit waited long enough");
+	assert!(deadline_a < deadline_b);
+	node.worker_executes(&case, 1);
+	node.run_agent();
+	let moved = node.pooled_one();
+	assert_eq!(moved.function, honest_commit(b, &case), "B's commit");
+	let Preamble::Signed(_, _, extension) = &moved.preamble else { panic!("signed") };
+	assert_eq!(extension.0.encode(), frame_system::CheckNonce::<Test>::from(0).encode(), "nonce 0");
+	// Included, it commits B before its deadline.
+	node.ext.execute_with(|| {
+		assert_ok!(moved.function.clone().dispatch_bypass_filter(origin(ALICE)));
+		assert!(matches!(job_status(b), pallet_verity_jobs::JobStatus::Committed { .. }));
+	});
 }

@@ -198,3 +198,51 @@ fn collateral_is_the_floor_or_the_ratio_times_max_fee() {
 		assert_eq!(Jobs::collateral_for(u64::MAX), u64::MAX, "saturates");
 	});
 }
+
+/// A chain's timing comes from genesis when it sets one (every preset but `--dev`), and
+/// applies to deadlines and window ends; genesis refuses timings that cannot work.
+#[test]
+fn genesis_timing_replaces_the_constants_and_bad_timings_are_refused() {
+	use frame_support::traits::Get;
+	use pallet_verity_jobs::{ChainTiming, GenesisConfig, Timing};
+	use sp_runtime::BuildStorage;
+	let timing = Timing { execution_deadline: 7, challenge_window: 20 };
+	let mut storage = genesis_storage();
+	GenesisConfig::<Test> { timing: Some(timing) }.assimilate_storage(&mut storage).unwrap();
+	let mut ext = sp_io::TestExternalities::new(storage);
+	ext.execute_with(|| {
+		System::set_block_number(1);
+		assert_eq!(ChainTiming::<Test>::get(), Some(timing));
+		assert_eq!((Jobs::execution_deadline(), Jobs::challenge_window()), (7, 20));
+		let (case, model) = setup();
+		let job = submit(CHARLIE, model, &case, 100);
+		assert_eq!(
+			pallet_verity_jobs::Jobs::<Test>::get(job).unwrap().status,
+			JobStatus::Assigned { deadline: 1 + 7 }
+		);
+		let (out, hashes) = honest(&case);
+		assert_ok!(Jobs::commit(origin(ALICE), job, out, hashes));
+		let JobStatus::Committed { window_end, .. } =
+			pallet_verity_jobs::Jobs::<Test>::get(job).unwrap().status
+		else {
+			panic!("committed")
+		};
+		assert_eq!(window_end, 1 + 20);
+		check_invariants();
+	});
+	new_test_ext().execute_with(|| {
+		assert_eq!(ChainTiming::<Test>::get(), None);
+		assert_eq!((Jobs::execution_deadline(), Jobs::challenge_window()), (DEADLINE, WINDOW));
+		let unbonding: u64 = <Test as pallet_verity_operators::Config>::UnbondingPeriod::get();
+		for (deadline, window) in [(1, 50), (7, 0), (7, unbonding), (unbonding, 1)] {
+			let bad = Timing { execution_deadline: deadline, challenge_window: window };
+			assert!(Jobs::check_timing(&bad).is_err(), "{bad:?}");
+			let built = std::panic::catch_unwind(|| {
+				let mut s = sp_runtime::Storage::default();
+				GenesisConfig::<Test> { timing: Some(bad) }.assimilate_storage(&mut s)
+			});
+			assert!(built.is_err(), "genesis refuses {bad:?}");
+		}
+		assert_eq!(Jobs::check_timing(&timing), Ok(()));
+	});
+}

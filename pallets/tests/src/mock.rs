@@ -29,6 +29,7 @@ frame_support::construct_runtime!(
 		Jobs: pallet_verity_jobs,
 		Disputes: pallet_verity_disputes,
 		Agent: pallet_verity_agent,
+		TransactionPayment: pallet_transaction_payment,
 	}
 );
 
@@ -112,12 +113,21 @@ impl pallet_verity_disputes::Config for Test {
 
 /// The transactions the agent pools: signed by a `UintAuthorityId` key over the call and the
 /// nonce (the one extension the agent chooses).
-pub type Extrinsic = sp_runtime::generic::UncheckedExtrinsic<
-	AccountId,
-	RuntimeCall,
-	TestSignature,
-	frame_system::CheckNonce<Test>,
->;
+/// Fees as in the runtime's shape (no multiplier): the agent's tips travel in
+/// `ChargeTransactionPayment`.
+#[derive_impl(pallet_transaction_payment::config_preludes::TestDefaultConfig)]
+impl pallet_transaction_payment::Config for Test {
+	type OnChargeTransaction = pallet_transaction_payment::FungibleAdapter<Balances, ()>;
+	type WeightToFee = frame_support::weights::IdentityFee<Balance>;
+	type LengthToFee = frame_support::weights::IdentityFee<Balance>;
+}
+
+/// The signed extensions of the mock's transactions: the nonce, and the tip.
+pub type TxExtension =
+	(frame_system::CheckNonce<Test>, pallet_transaction_payment::ChargeTransactionPayment<Test>);
+
+pub type Extrinsic =
+	sp_runtime::generic::UncheckedExtrinsic<AccountId, RuntimeCall, TestSignature, TxExtension>;
 
 impl frame_system::offchain::SigningTypes for Test {
 	type Public = UintAuthorityId;
@@ -142,9 +152,29 @@ where
 		account: AccountId,
 		nonce: u32,
 	) -> Option<Extrinsic> {
+		<Test as pallet_verity_agent::CreateTippedTransaction<C>>::create_tipped_transaction::<A>(
+			call, public, account, nonce, 0,
+		)
+	}
+}
+
+impl<C> pallet_verity_agent::CreateTippedTransaction<C> for Test
+where
+	RuntimeCall: From<C>,
+{
+	fn create_tipped_transaction<A: AppCrypto<UintAuthorityId, TestSignature>>(
+		call: RuntimeCall,
+		public: UintAuthorityId,
+		account: AccountId,
+		nonce: u32,
+		tip: Balance,
+	) -> Option<Extrinsic> {
 		use codec::Encode;
-		let payload =
-			SignedPayload::new(call, frame_system::CheckNonce::<Test>::from(nonce)).ok()?;
+		let extension = (
+			frame_system::CheckNonce::<Test>::from(nonce),
+			pallet_transaction_payment::ChargeTransactionPayment::<Test>::from(tip),
+		);
+		let payload = SignedPayload::new(call, extension).ok()?;
 		let signature = payload.using_encoded(|bytes| A::sign(bytes, public))?;
 		let (call, extension, _) = payload.deconstruct();
 		Some(Extrinsic::new_signed(call, account, signature, extension))

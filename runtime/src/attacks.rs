@@ -1,0 +1,230 @@
+//! Attacks on the runtime's configuration (issue "Adversarial hardening"; docs/PROTOCOL.md,
+//! "Attacks and what they cost"), each run through the real `Executive` with signed
+//! extrinsics, the way a block author applies a pool's transactions in priority order.
+
+use super::*;
+use crate::tests::ext_for;
+use codec::Encode;
+use frame_support::dispatch::DispatchClass;
+use sp_keyring::Sr25519Keyring;
+use sp_runtime::{
+	generic::Era,
+	traits::Header as _,
+	transaction_validity::{InvalidTransaction, TransactionValidityError},
+	ApplyExtrinsicResult,
+};
+
+/// `call` signed by `who` with `nonce` and `tip`, immortal, as a wallet would send it.
+fn signed(
+	who: Sr25519Keyring,
+	nonce: Nonce,
+	tip: Balance,
+	call: RuntimeCall,
+) -> UncheckedExtrinsic {
+	let extension = crate::configs::tx_extension(Era::Immortal, nonce, tip);
+	let payload = SignedPayload::new(call, extension).expect("payload");
+	let signature = payload.using_encoded(|bytes| who.sign(bytes));
+	let (call, extension, _) = payload.deconstruct();
+	UncheckedExtrinsic::new_signed(
+		call,
+		MultiAddress::Id(who.to_account_id()),
+		signature.into(),
+		extension,
+	)
+}
+
+/// Start block `n` on top of the preset's genesis.
+fn start_block(n: BlockNumber) {
+	let header = Header::new(
+		n,
+		Default::default(),
+		Default::default(),
+		Default::default(),
+		Default::default(),
+	);
+	let _ = Executive::initialize_block(&header);
+}
+
+fn apply(xt: &UncheckedExtrinsic) -> ApplyExtrinsicResult {
+	Executive::apply_extrinsic(xt.clone())
+}
+
+/// The largest junk a Normal-class transaction can be: a `jobs.submit` whose input fills the
+/// Normal share of the block length (it fails, `InputSizeMismatch`, and pays its fee).
+fn normal_junk(nonce: Nonce, tip: Balance) -> UncheckedExtrinsic {
+	let normal_max =
+		*crate::configs::RuntimeBlockLength::get().max.get(DispatchClass::Normal) as usize;
+	let call = |len: usize| {
+		RuntimeCall::Jobs(pallet_verity_jobs::Call::submit {
+			model: Default::default(),
+			input: vec![0u8; len],
+			max_fee: UNIT,
+		})
+	};
+	// The block's header so far, the call's encoding around the input, then the input sized to
+	// fill the share (less a few bytes for the length prefixes that grow with the input).
+	let used = frame_system::Pallet::<Runtime>::block_size() as usize;
+	let overhead = signed(Sr25519Keyring::Ferdie, nonce, tip, call(0)).encoded_size();
+	signed(Sr25519Keyring::Ferdie, nonce, tip, call(normal_max - used - overhead - 8))
+}
+
+/// Attack 1, censorship by block stuffing: one maximal Normal-class junk transaction (ranked
+/// first by its tip) fills the block's length, and a fraud proof or a commit applied after it
+/// no longer fits (`ExhaustsResources`): repeated for every block of the window, the proof
+/// never lands. Defence: both calls are Operational, which the 25 % reserve always admits.
+#[test]
+fn attack_01_junk_normal_transactions_cannot_crowd_out_proofs_or_commits() {
+	ext_for("development").execute_with(|| {
+		start_block(1);
+		let junk = normal_junk(0, 10 * MILLI_UNIT);
+		let junk_len = junk.encoded_size() as u32;
+		let outcome = apply(&junk).expect("the junk is included");
+		assert!(outcome.is_err(), "and fails: {outcome:?}");
+		assert!(
+			frame_system::Pallet::<Runtime>::block_size() >= junk_len,
+			"the junk fills the Normal length"
+		);
+		// A second junk transaction no longer fits: the Normal share is full.
+		let more = signed(
+			Sr25519Keyring::Ferdie,
+			1,
+			0,
+			RuntimeCall::Jobs(pallet_verity_jobs::Call::submit {
+				model: Default::default(),
+				input: vec![0u8; 4096],
+				max_fee: UNIT,
+			}),
+		);
+		assert_eq!(
+			apply(&more),
+			Err(TransactionValidityError::Invalid(InvalidTransaction::ExhaustsResources))
+		);
+
+		// A fraud proof of 8 KiB (here against no job: only whether it is included matters).
+		let proof = signed(
+			Sr25519Keyring::Bob,
+			0,
+			0,
+			RuntimeCall::Disputes(pallet_verity_disputes::Call::prove_fraud {
+				job: 0,
+				proof: vec![1u8; 8192],
+			}),
+		);
+		let included = apply(&proof);
+		assert!(included.is_ok(), "the proof is included despite the junk: {included:?}");
+
+		// A commit by the operator (here of no job) is included too.
+		let commit = signed(
+			Sr25519Keyring::Alice,
+			0,
+			0,
+			RuntimeCall::Jobs(pallet_verity_jobs::Call::commit {
+				job: 0,
+				output: vec![0u8; 10],
+				step_hashes: vec![[0u8; 32]; 8],
+			}),
+		);
+		let included = apply(&commit);
+		assert!(included.is_ok(), "the commit is included despite the junk: {included:?}");
+	});
+}
+
+/// Attack 1, what censoring costs: the inequality of docs/PROTOCOL.md (section 8, row 1)
+/// evaluated with the runtime's own fee and priority functions. Normal transactions cannot
+/// touch the Operational reserve (the test above), so a censor must fill the reserve (25 % of
+/// the block) in every block of the window with Operational transactions that each rank above
+/// the proof. A transaction that takes a share `1/n` of the block ranks at
+/// `n·(tip + 1 + 5·fee)`, so filling a share `ρ` above the proof's priority `P` costs at least
+/// `ρ·P/5` in tips and fees per block, whatever transactions are used.
+#[test]
+fn attack_01_censoring_a_window_costs_more_than_the_collateral_it_saves() {
+	use frame_support::dispatch::GetDispatchInfo;
+	use pallet_transaction_payment::ChargeTransactionPayment;
+	ext_for("development").execute_with(|| {
+		// An honest proof of 8 KiB from Bob (what the agent sends; its length barely matters).
+		let call = RuntimeCall::Disputes(pallet_verity_disputes::Call::prove_fraud {
+			job: 0,
+			proof: vec![1u8; 8192],
+		});
+		let len = signed(Sr25519Keyring::Bob, 0, 0, call.clone()).encoded_size();
+		let info = call.get_dispatch_info();
+		assert_eq!(info.class, DispatchClass::Operational);
+		let priority = |tip: Balance| {
+			let fee =
+				pallet_transaction_payment::Pallet::<Runtime>::compute_fee(len as u32, &info, tip);
+			ChargeTransactionPayment::<Runtime>::get_priority(&info, len, tip, fee) as u128
+		};
+		let fee = pallet_transaction_payment::Pallet::<Runtime>::compute_fee(len as u32, &info, 0);
+		let weights = crate::configs::RuntimeBlockWeights::get();
+		let share = info.total_weight().ref_time() as u128 * 1_000_000
+			/ weights.max_block.ref_time() as u128;
+		// The reserve left once the proof is in, in millionths of the block.
+		let rho = 250_000 - share;
+		// Per block, at tip 0 and at tip t: ρ·P/5.
+		let spend = |tip: Balance| rho * priority(tip) / 5 / 1_000_000;
+		let at_zero = spend(0);
+		println!(
+			"prove_fraud: fee {fee} planck, {share} ppm of the block, priority {} at tip 0; \
+			 censoring spends >= {at_zero} planck per block",
+			priority(0)
+		);
+		assert!(at_zero > 400 * MILLI_UNIT, "at least 0.4 VRTY per block: {at_zero}");
+
+		// Over the --dev window with the agent's rising tip (up to half the prover's reward):
+		// the censor's bill exceeds the collateral plus fee that censoring saves the cheater.
+		let collateral = pallet_verity_jobs::Pallet::<Runtime>::collateral_for(2 * UNIT);
+		let reward = crate::configs::ProverShare::get() * collateral;
+		let window = pallet_verity_jobs::Pallet::<Runtime>::challenge_window();
+		let bill: Balance = (0..window)
+			.map(|b| spend(pallet_verity_agent::plan::tip_for(b, 0, window, reward)))
+			.sum();
+		println!("a {window}-block window: >= {bill} planck against {collateral} + fee saved");
+		assert!(bill > collateral + 2 * UNIT, "{bill} <= {collateral}");
+		// The same at a hundred times the price: the collateral, the reward and the tip scale.
+		let collateral = pallet_verity_jobs::Pallet::<Runtime>::collateral_for(200 * UNIT);
+		let reward = crate::configs::ProverShare::get() * collateral;
+		let bill: Balance = (0..window)
+			.map(|b| spend(pallet_verity_agent::plan::tip_for(b, 0, window, reward)))
+			.sum();
+		assert!(bill > collateral + 200 * UNIT, "{bill} <= {collateral}");
+	});
+}
+
+/// The honest path's price (issue acceptance: "the honest path stays as cheap as it is"): the
+/// fee of submitting a digits-CNN job and of its commit, with this runtime's fees, next to what
+/// the same transactions cost with the old length fee of 1 planck per byte (weights unchanged;
+/// the multiplier is 1 on an idle chain, as it was). Printed for docs/PROTOCOL.md; asserts
+/// that the length fee adds less than half to either.
+#[test]
+fn honest_path_fees_before_and_after() {
+	use frame_support::dispatch::GetDispatchInfo;
+	use sp_runtime::traits::Zero;
+	ext_for("development").execute_with(|| {
+		let model = crate::genesis_config_presets::example_model_id();
+		let record = pallet_verity_models::Models::<Runtime>::get(model).expect("example model");
+		let input = include_bytes!("../../inference-worker/models/digits_cnn.input").to_vec();
+		let submit =
+			RuntimeCall::Jobs(pallet_verity_jobs::Call::submit { model, input, max_fee: 2 * UNIT });
+		let commit = RuntimeCall::Jobs(pallet_verity_jobs::Call::commit {
+			job: 0,
+			output: vec![0u8; record.output_elements as usize],
+			step_hashes: vec![[0u8; 32]; record.num_ops as usize + 1],
+		});
+		for (name, call) in [("submit", submit), ("commit", commit)] {
+			let len = signed(Sr25519Keyring::Charlie, 0, 0, call.clone()).encoded_size() as u32;
+			let info = call.get_dispatch_info();
+			let fee = pallet_transaction_payment::Pallet::<Runtime>::compute_fee(len, &info, 0);
+			let length_fee = Balance::from(len) * crate::configs::LENGTH_FEE_PER_BYTE;
+			let before = fee - length_fee + Balance::from(len);
+			assert!(!before.is_zero());
+			println!(
+				"{name}: {len} bytes, weight {} ps, class {:?}: fee {fee} planck now, {before} \
+				 with 1 planck/byte (+{:.1} %)",
+				info.total_weight().ref_time(),
+				info.class,
+				(fee - before) as f64 * 100.0 / before as f64
+			);
+			assert!(fee < before + before / 2, "{name}: {fee} vs {before}");
+		}
+	});
+}
