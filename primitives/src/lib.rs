@@ -76,6 +76,7 @@ pub mod commit;
 pub mod file;
 pub mod fraud;
 pub mod interp;
+pub mod lm;
 pub mod model;
 pub mod validate;
 
