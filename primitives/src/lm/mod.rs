@@ -9,8 +9,14 @@
 //! * [`quant`]: GGUF block layouts (Q8_0, Q4_0, Q4_1) and the exact block matmul.
 //! * [`ops`]: RMSNorm, RoPE, attention, SiLU-gated product (activations are Q16 `i32`).
 //! * [`sample`]: greedy and seeded sampling.
+//! * [`header`]: the transformer header and its weight chunks.
+//! * [`graph`]: the ops of a position, what each reads and which weights it uses.
+//! * [`validate`]: structural rules, accumulator bounds, per-step costs and limits.
 
 pub mod fixed;
+pub mod graph;
+pub mod header;
 pub mod ops;
 pub mod quant;
 pub mod sample;
+pub mod validate;
