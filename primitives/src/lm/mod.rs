@@ -12,11 +12,15 @@
 //! * [`header`]: the transformer header and its weight chunks.
 //! * [`graph`]: the ops of a position, what each reads and which weights it uses.
 //! * [`validate`]: structural rules, accumulator bounds, per-step costs and limits.
+//! * [`interp`]: the reference interpreter (`generate`, one step from its inputs).
+//! * [`trace`]: step hashes, position and job roots, step proofs and their check.
 
 pub mod fixed;
 pub mod graph;
 pub mod header;
+pub mod interp;
 pub mod ops;
 pub mod quant;
 pub mod sample;
+pub mod trace;
 pub mod validate;
