@@ -3,10 +3,11 @@
 //! it, tampered proofs are rejected, and validation's costs bound the real proofs.
 
 use codec::Encode;
+use verity_primitives::decode_canonical;
 use verity_primitives::{
 	lm::{
 		graph::{op_at, op_inputs, ops_at, samples_at, LmOp},
-		interp::{execute_op, gather_inputs, generate, step_chunk_indices, LmJob, LmTrace},
+		interp::{execute_op, gather_inputs, generate, step_chunks, LmJob, LmTrace},
 		trace::{
 			build_step_proof, check_step_proof, find_lm_fraud, job_root, lm_step_hash,
 			LmProofError, LmStepProof, ProverTrees,
@@ -277,10 +278,10 @@ fn malformed_step_inputs_are_errors() {
 	let (trace, _, _) = honest(&case);
 	for (t, i) in all_steps(&case, trace.outputs.len()) {
 		let inputs = gather_inputs(h, &case.job, &trace, t, i).unwrap();
-		let chunks: Vec<Vec<u8>> = step_chunk_indices(h, &case.job, t, i, &inputs)
+		let chunks: Vec<Vec<u8>> = step_chunks(h, &case.job, t, i, &inputs)
 			.unwrap()
 			.into_iter()
-			.map(|c| case.chunks[c as usize].clone())
+			.map(|(_, c)| case.chunks[c as usize].clone())
 			.collect();
 		let refs: Vec<&[u8]> = chunks.iter().map(|c| c.as_slice()).collect();
 		assert!(execute_op(h, &case.job, t, i, &inputs, &refs).is_ok());
@@ -340,5 +341,67 @@ fn smollm2_step_costs() {
 		}
 		let tight = Limits { max_step_proof_bytes: info.max_step_proof_bytes, ..Limits::UNLIMITED };
 		assert!(validate_lm(&h, &tight).is_ok());
+	}
+}
+
+/// Any bytes a watcher could send as a step proof against an honest commitment (honest proofs
+/// with random byte flips, truncations and insertions): decoding never panics, and nothing
+/// that decodes is ever judged `Fraud`.
+#[test]
+fn mutated_proof_bytes_never_show_fraud_on_an_honest_trace() {
+	for seed in 0..4 {
+		let case = random_lm_case(seed);
+		let (trace, leaves, roots) = honest(&case);
+		let trees = ProverTrees::new(&case.chunks, &leaves);
+		let steps = all_steps(&case, trace.outputs.len());
+		let mut rng = Rng::new(seed ^ 0xf00d);
+		for _ in 0..8 {
+			let (t, i) = steps[rng.below(steps.len() as u64) as usize];
+			let bytes = proof(&case, &trees, &trace, &leaves, t, i).encode();
+			for _ in 0..60 {
+				let mut b = bytes.clone();
+				match rng.below(3) {
+					0 => {
+						let at = rng.below(b.len() as u64) as usize;
+						b[at] ^= 1 << rng.below(8);
+					},
+					1 => b.truncate(rng.below(b.len() as u64) as usize),
+					_ => {
+						let at = rng.below(b.len() as u64 + 1) as usize;
+						b.insert(at, rng.byte());
+					},
+				}
+				let Ok(p) = decode_canonical::<LmStepProof>(&b, 1 << 24) else { continue };
+				let verdict = check_step_proof(&case.header, &case.job, &roots, &p);
+				assert_ne!(verdict, Ok(Verdict::Fraud), "seed {seed} ({t}, {i})");
+			}
+		}
+	}
+}
+
+/// Regression pins: the model id, the generated tokens and the job root of two random tiny
+/// transformers, one sampled (seed 1, temperature 2.2) and one greedy (seed 3). A change of
+/// any op's semantics (or of the generator) changes them.
+#[test]
+fn pinned_generations() {
+	let pins: [(u64, &str, Vec<u32>, &str); 2] = [
+		(
+			1,
+			"6b55ca8eeb992da5b4693444496cbbc3a7d70ea75f5de168d45047e504aae81e",
+			vec![1, 1, 3],
+			"0569b87710cb7097b38c972e6af062f1eaafe74c1b6687dceddaeee1281c7d15",
+		),
+		(
+			3,
+			"33b87e6bce479953ee4486080544345a2f5882652be1dd6a942a36beb12e11bd",
+			vec![57, 57],
+			"ea2fa8fcd71e119634d004b9ed3e8f9c4719ca2b5710c07852c6830eceb17fd5",
+		),
+	];
+	for (seed, id, tokens, root) in pins {
+		let case = random_lm_case(seed);
+		let (trace, _, roots) = honest(&case);
+		let got = (hex::encode(case.header.id()), trace.tokens, hex::encode(job_root(&roots)));
+		assert_eq!(got, (id.to_string(), tokens, root.to_string()), "seed {seed}");
 	}
 }

@@ -8,7 +8,7 @@ use scale_info::TypeInfo;
 
 use super::{
 	graph::{op_at, op_inputs, op_weights, ops_at, samples_at, LmOp},
-	header::LmHeader,
+	header::{LmHeader, WeightChunk},
 	ops::{attention, bytes_to_i32s, i32s_to_bytes, rms_norm, rope, swiglu_vec},
 	quant::{dequantize_row, matmul_rows},
 	sample::{select_token, SamplingParams},
@@ -133,7 +133,8 @@ pub fn execute_op(
 			let row_bytes = h.embedding.row_bytes(d).ok_or(malformed)?;
 			let row = (token % h.vocab_chunk_rows) as usize;
 			let start = row.checked_mul(row_bytes).ok_or(malformed)?;
-			let bytes = weight(0)?.get(start..start + row_bytes).ok_or(malformed)?;
+			let end = start.checked_add(row_bytes).ok_or(malformed)?;
+			let bytes = weight(0)?.get(start..end).ok_or(malformed)?;
 			dequantize_row(h.embedding, bytes, d)
 		},
 		LmOp::AttnNorm(_) | LmOp::FfnNorm(_) | LmOp::FinalNorm => {
@@ -162,7 +163,8 @@ pub fn execute_op(
 			// Layer 0 reads the whole embedding output and uses rows c * chunk_rows ...
 			let rows = if l == 0 {
 				let start = (c as usize).checked_mul(cr).ok_or(malformed)?;
-				residual.get(start..start + cr).ok_or(malformed)?.to_vec()
+				let end = start.checked_add(cr).ok_or(malformed)?;
+				residual.get(start..end).ok_or(malformed)?.to_vec()
 			} else {
 				residual
 			};
@@ -267,15 +269,15 @@ pub fn gather_inputs(
 	Ok(out)
 }
 
-/// The weight chunk indices (leaves of `weights_root`) a step uses, given its input groups
-/// (an `Embed` step's chunk depends on its token).
-pub fn step_chunk_indices(
+/// The weight chunks a step uses with their leaf indices in `weights_root`, given its input
+/// groups (an `Embed` step's chunk depends on its token).
+pub fn step_chunks(
 	h: &LmHeader,
 	job: &LmJob,
 	position: u32,
 	op: u32,
 	inputs: &[Vec<u8>],
-) -> Result<Vec<u64>, LmExecError> {
+) -> Result<Vec<(WeightChunk, u64)>, LmExecError> {
 	let kind = op_at(h, op, samples_at(job.prompt_len(), position))
 		.ok_or(LmExecError::NoSuchStep { position, op })?;
 	let token = match kind {
@@ -291,7 +293,7 @@ pub fn step_chunk_indices(
 	};
 	op_weights(h, kind, token)
 		.into_iter()
-		.map(|c| h.chunk_index(c).ok_or(LmExecError::Malformed { position, op }))
+		.map(|c| Ok((c, h.chunk_index(c).ok_or(LmExecError::Malformed { position, op })?)))
 		.collect()
 }
 
@@ -305,7 +307,7 @@ fn run_step<W: AsRef<[u8]>>(
 ) -> Result<Vec<u8>, LmExecError> {
 	let inputs = gather_inputs(h, job, trace, position, op)?;
 	let mut chunks: Vec<&[u8]> = Vec::new();
-	for i in step_chunk_indices(h, job, position, op, &inputs)? {
+	for (_, i) in step_chunks(h, job, position, op, &inputs)? {
 		let w = usize::try_from(i).ok().and_then(|i| weights.get(i));
 		chunks.push(w.ok_or(LmExecError::WrongWeightCount)?.as_ref());
 	}

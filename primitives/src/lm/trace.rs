@@ -19,9 +19,7 @@ use sp_crypto_hashing::blake2_256;
 use super::{
 	graph::{op_at, op_inputs, ops_at, output_elements, samples_at},
 	header::{LmHeader, ELEMENT_BYTES},
-	interp::{
-		execute_op, gather_inputs, generate, step_chunk_indices, LmExecError, LmJob, LmTrace,
-	},
+	interp::{execute_op, gather_inputs, generate, step_chunks, LmExecError, LmJob, LmTrace},
 };
 use crate::{
 	commit::{merkle_levels, merkle_proof_from_levels, trace_root, verify_inclusion, MerkleProof},
@@ -226,16 +224,13 @@ pub fn check_step_proof(
 		}
 		groups.push(bytes);
 	}
-	let chunks =
-		step_chunk_indices(h, job, position, op, &groups).map_err(LmProofError::Execution)?;
+	let chunks = step_chunks(h, job, position, op, &groups).map_err(LmProofError::Execution)?;
 	if chunks.len() != proof.weights.len() {
 		return Err(LmProofError::WrongWeightCount);
 	}
-	let all_chunks = h.weight_chunks();
-	for (i, (&c, w)) in chunks.iter().zip(&proof.weights).enumerate() {
+	for (i, (&(chunk, c), w)) in chunks.iter().zip(&proof.weights).enumerate() {
 		let mismatch = LmProofError::WeightMismatch { index: crate::len_u32(i) };
-		let chunk = usize::try_from(c).ok().and_then(|c| all_chunks.get(c)).ok_or(mismatch)?;
-		let ok = w.data.len() as u64 == h.chunk_bytes(*chunk)
+		let ok = w.data.len() as u64 == h.chunk_bytes(chunk)
 			&& in_tree(&h.weights_root, &blake2_256(&w.data), &w.proof, c, h.num_weight_chunks());
 		if !ok {
 			return Err(mismatch);
@@ -308,7 +303,7 @@ pub fn build_step_proof<W: AsRef<[u8]>>(
 	}
 	let groups = gather_inputs(h, job, trace, position, op).ok()?;
 	let mut proven_chunks = Vec::new();
-	for c in step_chunk_indices(h, job, position, op, &groups).ok()? {
+	for (_, c) in step_chunks(h, job, position, op, &groups).ok()? {
 		let index = u32::try_from(c).ok()?;
 		let data = weights.get(usize::try_from(c).ok()?)?.as_ref().to_vec();
 		let proof = merkle_proof_from_levels(&trees.weights, index)?;
