@@ -59,6 +59,7 @@ pub struct StepRef {
 
 /// Ops of one layer.
 pub fn ops_per_layer(h: &LmHeader) -> u64 {
+	// Each term is below 2^33: no overflow.
 	2 + 2 * u64::from(h.n_heads)
 		+ 2 * u64::from(h.n_kv_heads)
 		+ 2 * u64::from(h.dim_chunks())
@@ -67,9 +68,10 @@ pub fn ops_per_layer(h: &LmHeader) -> u64 {
 
 /// Number of ops at a position (`samples`: the position selects the next token).
 pub fn ops_at(h: &LmHeader, samples: bool) -> u64 {
-	let body = 1 + u64::from(h.n_layers) * ops_per_layer(h);
+	// Saturating: an absurd header gives u64::MAX, which every limit rejects.
+	let body = u64::from(h.n_layers).saturating_mul(ops_per_layer(h)).saturating_add(1);
 	if samples {
-		body + 2 + u64::from(h.vocab_chunks())
+		body.saturating_add(2 + u64::from(h.vocab_chunks()))
 	} else {
 		body
 	}
@@ -84,8 +86,9 @@ pub fn samples_at(prompt_len: u32, position: u32) -> bool {
 pub fn op_index(h: &LmHeader, op: LmOp) -> Option<u32> {
 	let (hh, g) = (u64::from(h.n_heads), u64::from(h.n_kv_heads));
 	let (dc, fc) = (u64::from(h.dim_chunks()), u64::from(h.ffn_chunks()));
-	let after_layers = 1 + u64::from(h.n_layers) * ops_per_layer(h);
+	let after_layers = u64::from(h.n_layers).checked_mul(ops_per_layer(h))?.checked_add(1)?;
 	let layer = |l: u32, offset: u64, i: u32, count: u64| -> Option<u64> {
+		// l < n_layers, so this is below after_layers (which did not overflow).
 		(l < h.n_layers && u64::from(i) < count)
 			.then(|| 1 + u64::from(l) * ops_per_layer(h) + offset + u64::from(i))
 	};
@@ -102,7 +105,7 @@ pub fn op_index(h: &LmHeader, op: LmOp) -> Option<u32> {
 		LmOp::Down(l, i) => layer(l, 2 + 2 * hh + 2 * g + dc + fc, i, dc),
 		LmOp::FinalNorm => Some(after_layers),
 		LmOp::Head(c) => (c < h.vocab_chunks()).then(|| after_layers + 1 + u64::from(c)),
-		LmOp::Select => Some(after_layers + 1 + u64::from(h.vocab_chunks())),
+		LmOp::Select => after_layers.checked_add(1 + u64::from(h.vocab_chunks())),
 	}?;
 	u32::try_from(index).ok()
 }
@@ -117,7 +120,8 @@ pub fn op_at(h: &LmHeader, index: u32, samples: bool) -> Option<LmOp> {
 		return Some(LmOp::Embed);
 	}
 	let per = ops_per_layer(h);
-	let after_layers = 1 + u64::from(h.n_layers) * per;
+	// index < ops_at(h, samples), which did not saturate, so neither does this.
+	let after_layers = u64::from(h.n_layers).saturating_mul(per).saturating_add(1);
 	if index >= after_layers {
 		let rest = index - after_layers;
 		return Some(if rest == 0 {

@@ -186,8 +186,10 @@ impl LmHeader {
 			if l >= self.n_layers || u64::from(i) >= count {
 				return None;
 			}
-			let base = u64::from(self.vocab_chunks()) + u64::from(l) * self.chunks_per_layer();
-			Some(base + offset + u64::from(i))
+			let base = u64::from(l)
+				.checked_mul(self.chunks_per_layer())?
+				.checked_add(u64::from(self.vocab_chunks()))?;
+			base.checked_add(offset)?.checked_add(u64::from(i))
 		};
 		match chunk {
 			WeightChunk::Embedding(c) => (c < self.vocab_chunks()).then_some(u64::from(c)),
@@ -200,11 +202,39 @@ impl LmHeader {
 			WeightChunk::Gate(l, i) => layer(l, 2 + h + 2 * g + dc, i, fc),
 			WeightChunk::Up(l, i) => layer(l, 2 + h + 2 * g + dc + fc, i, fc),
 			WeightChunk::Down(l, i) => layer(l, 2 + h + 2 * g + dc + 2 * fc, i, dc),
-			WeightChunk::OutputNorm => Some(self.num_weight_chunks() - 1),
+			WeightChunk::OutputNorm => self.num_weight_chunks().checked_sub(1),
 		}
 	}
 
-	/// Every weight chunk in leaf order.
+	/// The total bytes of all weight chunks (saturating), computed without listing them.
+	pub fn total_weight_bytes(&self) -> u64 {
+		use WeightChunk as W;
+		let times = |n: u32, c: WeightChunk| u64::from(n).saturating_mul(self.chunk_bytes(c));
+		let (h, g, dc, fc) = (self.n_heads, self.n_kv_heads, self.dim_chunks(), self.ffn_chunks());
+		// Formats may differ per layer: sum each layer with its own formats.
+		let mut total = times(self.vocab_chunks(), W::Embedding(0))
+			.saturating_add(self.chunk_bytes(W::OutputNorm));
+		for l in 0..u32::try_from(self.layers.len()).unwrap_or(u32::MAX) {
+			let per_layer: u64 = [
+				self.chunk_bytes(W::AttnNorm(l)),
+				times(h, W::Wq(l, 0)),
+				times(g, W::Wk(l, 0)),
+				times(g, W::Wv(l, 0)),
+				times(dc, W::Wo(l, 0)),
+				self.chunk_bytes(W::FfnNorm(l)),
+				times(fc, W::Gate(l, 0)),
+				times(fc, W::Up(l, 0)),
+				times(dc, W::Down(l, 0)),
+			]
+			.iter()
+			.fold(0u64, |a, &b| a.saturating_add(b));
+			total = total.saturating_add(per_layer);
+		}
+		total
+	}
+
+	/// Every weight chunk in leaf order (call only on a header whose chunk count is bounded,
+	/// e.g. after validation or against the bytes of a file).
 	pub fn weight_chunks(&self) -> Vec<WeightChunk> {
 		let mut out = Vec::new();
 		out.extend((0..self.vocab_chunks()).map(WeightChunk::Embedding));
@@ -340,5 +370,15 @@ pub(crate) mod tests {
 		assert_eq!(h.chunk_bytes(WeightChunk::Down(1, 1)), 32 * 3 * 20);
 		assert_eq!(h.chunk_bytes(WeightChunk::Wo(0, 0)), 32 * 2 * 20);
 		assert_eq!(h.chunk_bytes(WeightChunk::FfnNorm(0)), 256);
+		let listed: u64 = chunks.iter().map(|&c| h.chunk_bytes(c)).sum();
+		assert_eq!(h.total_weight_bytes(), listed);
+		// Absurd dimensions saturate instead of overflowing.
+		let mut huge = h.clone();
+		huge.n_layers = u32::MAX;
+		huge.vocab = u32::MAX;
+		huge.vocab_chunk_rows = 1;
+		assert!(huge.chunk_index(WeightChunk::Down(u32::MAX - 1, 0)).is_some());
+		let _ = huge.total_weight_bytes();
+		let _ = huge.num_weight_chunks();
 	}
 }

@@ -323,7 +323,7 @@ pub fn validate_lm(h: &LmHeader, limits: &Limits) -> Result<LmInfo, LmInvalid> {
 	};
 	let (max_step_proof_bytes, max_proof_op) = largest(|c| c.proof_bytes);
 	let (max_step_macs, max_macs_op) = largest(|c| c.macs);
-	let total_weight_bytes = h.weight_chunks().iter().map(|&c| h.chunk_bytes(c)).sum();
+	let total_weight_bytes = h.total_weight_bytes();
 	Ok(LmInfo {
 		id: h.id(),
 		header_bytes,
