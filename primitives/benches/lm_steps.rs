@@ -1,5 +1,5 @@
-//! Native time of the largest transformer steps at SmolLM2-135M dimensions (re-execution plus
-//! the hashing a step-proof check does). Run with
+//! Native time of the largest transformer steps at SmolLM2-135M dimensions with attention in
+//! blocks of 256 positions (re-execution plus the hashing a step-proof check does). Run with
 //! `cargo bench -p verity-primitives --bench lm_steps --features testing`.
 //! (In-wasm times on the runtime's executor are the chain issue's benchmark.)
 
@@ -8,7 +8,7 @@ use verity_primitives::{
 	lm::{
 		graph::{op_index, LmOp},
 		interp::{execute_op, LmJob},
-		ops::i32s_to_bytes,
+		ops::{i32s_to_bytes, AttnPart},
 		sample::SamplingParams,
 		validate::step_cost,
 	},
@@ -39,7 +39,7 @@ fn q16_vector(rng: &mut Rng, n: usize) -> Vec<i32> {
 fn main() {
 	let mut rng = Rng::new(7);
 	for ctx in [512u32, 1024, 2048] {
-		let h = smollm2_135m_header(ctx);
+		let h = smollm2_135m_header(ctx, 256);
 		let t = ctx - 1;
 		let job = LmJob {
 			prompt: vec![1],
@@ -52,15 +52,31 @@ fn main() {
 			max_new_tokens: ctx,
 		};
 		let hd = h.head_dim as usize;
-		let n = ctx as usize;
+		let n = 256usize; // one full block of positions
 		let cases: Vec<Case> = vec![
 			(
-				LmOp::Attn(0, 0),
+				LmOp::AttnPart(0, 0, (ctx - 1) / 256),
 				vec![
 					i32s_to_bytes(&q16_vector(&mut rng, hd)),
 					i32s_to_bytes(&q16_vector(&mut rng, n * hd)),
 					i32s_to_bytes(&q16_vector(&mut rng, n * hd)),
 				],
+				vec![],
+			),
+			(
+				LmOp::Attn(0, 0),
+				vec![(0..h.attn_parts())
+					.flat_map(|_| {
+						let num: Vec<i128> =
+							(0..hd).map(|_| i128::from(rng.range(-(1 << 50), 1 << 50))).collect();
+						let part = AttnPart {
+							max: rng.range(-(8 << 16), 8 << 16) as i32,
+							sum: 256 << 32,
+							num,
+						};
+						part.encode()
+					})
+					.collect()],
 				vec![],
 			),
 			(LmOp::Select, vec![i32s_to_bytes(&q16_vector(&mut rng, h.vocab as usize))], vec![]),

@@ -143,8 +143,9 @@ fn a_wrong_step_hash_is_provable_at_that_step() {
 	}
 }
 
-/// The operator commits honest K/V entries but reads a corrupted one at a later step: the
-/// first step that read it wrongly is provable with the honest (committed) entry.
+/// The operator commits honest K/V entries but reads a corrupted one at a later step (the
+/// attention part of the block holding that position, at the same or a later position): the
+/// step that read it wrongly is provable with the honest (committed) entry.
 #[test]
 fn a_corrupted_kv_read_is_provable_where_it_is_read() {
 	let (mut proven, mut skipped) = (0, Vec::new());
@@ -162,20 +163,24 @@ fn a_corrupted_kv_read_is_provable_where_it_is_read() {
 			let t = p + rng.below(u64::from(positions - p)) as u32;
 			let l = rng.below(u64::from(h.n_layers)) as u32;
 			let head = rng.below(u64::from(h.n_heads)) as u32;
-			let attn = verity_primitives::lm::graph::op_index(h, LmOp::Attn(l, head)).unwrap();
-			// The key (group 1) or value (group 2) of position p as read by Attn@t: the high
-			// byte of one element, a change of 2^29 (8192.0 in Q16).
+			// The part that reads position p's entry, and p's place in its groups.
+			let block = p / h.attn_block;
+			let attn =
+				verity_primitives::lm::graph::op_index(h, LmOp::AttnPart(l, head, block)).unwrap();
+			let entry = (p - block * h.attn_block) as usize;
+			// The key (group 1) or value (group 2) of position p as read by the part at t: the
+			// high byte of one element, a change of 2^29 (8192.0 in Q16).
 			let mut inputs = gather_inputs(h, &case.job, &trace, t, attn).unwrap();
 			let group = 1 + rng.below(2) as usize;
 			let element = rng.below(u64::from(h.head_dim)) as usize;
-			inputs[group][(p as usize * h.head_dim as usize + element) * 4 + 3] ^= 0x20;
+			inputs[group][(entry * h.head_dim as usize + element) * 4 + 3] ^= 0x20;
 			let wrong = execute_op(h, &case.job, t, attn, &inputs, &[]).unwrap();
 			if lm_step_hash(t, attn, &wrong) != leaves[t as usize][attn as usize] {
-				found = Some((p, t, attn, group, wrong));
+				found = Some((p, t, attn, group, entry, wrong));
 				break;
 			}
 		}
-		let Some((p, t, attn, group, wrong)) = found else {
+		let Some((p, t, attn, group, entry, wrong)) = found else {
 			skipped.push(seed);
 			continue;
 		};
@@ -186,7 +191,7 @@ fn a_corrupted_kv_read_is_provable_where_it_is_read() {
 		let proof = find_lm_fraud(h, &case.chunks, &case.job, &bad).unwrap().unwrap();
 		assert_eq!((proof.position, proof.op), (t, attn));
 		// The proof carries the committed (honest) entry of position p.
-		assert_eq!(proof.inputs[group][p as usize].position, p);
+		assert_eq!(proof.inputs[group][entry].position, p);
 		assert_eq!(check_step_proof(h, &case.job, &roots, &proof), Ok(Verdict::Fraud));
 		proven += 1;
 	}
@@ -215,8 +220,10 @@ fn tampered_proofs_are_rejected_never_judged() {
 			let mut p = good.clone();
 			p.committed_proof.leaf_index ^= 1;
 			tampered.push(p);
-			if !good.inputs.is_empty() {
-				let g = rng.below(good.inputs.len() as u64) as usize;
+			let non_empty: Vec<usize> =
+				(0..good.inputs.len()).filter(|&g| !good.inputs[g].is_empty()).collect();
+			if !non_empty.is_empty() {
+				let g = non_empty[rng.below(non_empty.len() as u64) as usize];
 				let k = rng.below(good.inputs[g].len() as u64) as usize;
 				let mut p = good.clone();
 				let n = p.inputs[g][k].data.len();
@@ -303,16 +310,19 @@ fn malformed_step_inputs_are_errors() {
 	assert!(generate(h, &case.chunks, &bad).is_err());
 }
 
-/// The largest steps of SmolLM2-135M (printed with `--nocapture`), and validation against
-/// limits in between.
+/// The largest steps of SmolLM2-135M (printed with `--nocapture`), with attention in one part
+/// and in blocks of 256 positions, and validation against limits in between.
 #[test]
 fn smollm2_step_costs() {
-	for ctx in [512u32, 1024, 2048] {
-		let h = smollm2_135m_header(ctx);
+	for (ctx, block) in
+		[(512u32, 512), (1024, 1024), (2048, 2048), (512, 256), (1024, 256), (2048, 256)]
+	{
+		let h = smollm2_135m_header(ctx, block);
 		let info = validate_lm(&h, &Limits::UNLIMITED).unwrap();
 		println!(
-			"SmolLM2-135M ctx {ctx}: header {} B, {} ops/position ({} sampling), {} weight \
-			 chunks, {} weight bytes; largest proof {} B ({:?}), largest MACs {} ({:?})",
+			"SmolLM2-135M ctx {ctx} attn_block {block}: header {} B, {} ops/position ({} \
+			 sampling), {} weight chunks, {} weight bytes; largest proof {} B ({:?}), largest \
+			 MACs {} ({:?})",
 			info.header_bytes,
 			info.ops_per_position,
 			info.ops_per_sampling_position,
@@ -326,6 +336,7 @@ fn smollm2_step_costs() {
 		for op in [
 			LmOp::Embed,
 			LmOp::Q(0, 0),
+			LmOp::AttnPart(0, 0, 0),
 			LmOp::Attn(0, 0),
 			LmOp::OProj(1, 0),
 			LmOp::GateUp(0, 0),
@@ -341,6 +352,10 @@ fn smollm2_step_costs() {
 		}
 		let tight = Limits { max_step_proof_bytes: info.max_step_proof_bytes, ..Limits::UNLIMITED };
 		assert!(validate_lm(&h, &tight).is_ok());
+		if block == 256 {
+			// Blocked attention: the largest proof no longer grows with the context.
+			assert!(info.max_step_proof_bytes < 400_000, "{}", info.max_step_proof_bytes);
+		}
 	}
 }
 

@@ -93,6 +93,9 @@ pub struct LmHeader {
 	pub chunk_rows: u32,
 	/// Rows per chunk (and per LM-head step) of the embedding matrix; divides `V`.
 	pub vocab_chunk_rows: u32,
+	/// Positions per attention block: one `AttnPart` step reads the keys and values of at most
+	/// this many positions (`>= 1`; `>= max_context` makes attention one part).
+	pub attn_block: u32,
 	/// Tokens that end a generation (each `< V`, at most [`MAX_EOS_TOKENS`]).
 	pub eos_tokens: Vec<u32>,
 	/// `blake2_256` of the tokenizer file bytes (e.g. `tokenizer.json`).
@@ -154,6 +157,11 @@ impl LmHeader {
 	/// Chunks of `F` rows (`gate`, `up`).
 	pub fn ffn_chunks(&self) -> u32 {
 		self.ffn_dim / self.chunk_rows.max(1)
+	}
+
+	/// Attention parts per query head: `ceil(max_context / attn_block)`.
+	pub fn attn_parts(&self) -> u32 {
+		self.max_context.div_ceil(self.attn_block.max(1))
 	}
 
 	/// Chunks of the embedding / LM head.
@@ -318,6 +326,7 @@ pub(crate) mod tests {
 			layers: alloc::vec![LayerFormats::uniform(BlockFormat::Q4_1); 2],
 			chunk_rows: 32,
 			vocab_chunk_rows: 8,
+			attn_block: 6,
 			eos_tokens: alloc::vec![1],
 			tokenizer_hash: [1; 32],
 			chat_template_hash: [2; 32],
@@ -337,7 +346,7 @@ pub(crate) mod tests {
 		assert_eq!(decode_lm_header(&bytes, 10), Err(DecodeError::TooLarge));
 		// An unknown block format index.
 		let mut bad = bytes.clone();
-		let at = 4 * 11 + 1 + 8 * 8; // the embedding format byte
+		let at = 4 * 11 + 1 + 8 * 8; // the embedding format byte (after 11 u32 and the table)
 		assert_eq!(bad[at], 0);
 		bad[at] = 3;
 		assert_eq!(decode_lm_header(&bad, 1 << 20), Err(DecodeError::Malformed));

@@ -9,7 +9,10 @@ use scale_info::TypeInfo;
 use super::{
 	graph::{op_at, op_inputs, op_weights, ops_at, samples_at, LmOp},
 	header::{LmHeader, WeightChunk},
-	ops::{attention, bytes_to_i32s, i32s_to_bytes, rms_norm, rope, swiglu_vec},
+	ops::{
+		attention_merge, attention_part, attn_part_bytes, bytes_to_i32s, i32s_to_bytes, rms_norm,
+		rope, swiglu_vec, AttnPart,
+	},
 	quant::{dequantize_row, matmul_rows},
 	sample::{select_token, SamplingParams},
 	validate::{check_structure, LmInvalid},
@@ -148,15 +151,29 @@ pub fn execute_op(
 				.and_then(|v| rope(&v, position, &h.rope_inv_freq))
 		},
 		LmOp::V(l, _) => matmul_rows(layer(l)?.wv, weight(0)?, hd, &input(0)?, None),
-		LmOp::Attn(..) => {
+		LmOp::AttnPart(..) => {
 			let (q, keys, values) = (input(0)?, input(1)?, input(2)?);
-			let n = position as usize + 1;
-			if keys.len() != n * hd || values.len() != n * hd {
+			if q.len() != hd || keys.len() != values.len() || keys.len() % hd != 0 {
 				return Err(malformed);
 			}
-			let keys: Vec<&[i32]> = keys.chunks(hd).collect();
-			let values: Vec<&[i32]> = values.chunks(hd).collect();
-			attention(&q, &keys, &values, h.attn_scale_q16)
+			let part = if keys.is_empty() {
+				AttnPart::empty(hd)
+			} else {
+				let keys: Vec<&[i32]> = keys.chunks(hd).collect();
+				let values: Vec<&[i32]> = values.chunks(hd).collect();
+				attention_part(&q, &keys, &values, h.attn_scale_q16).ok_or(malformed)?
+			};
+			return Ok(part.encode());
+		},
+		LmOp::Attn(..) => {
+			let bytes = inputs.first().ok_or(malformed)?;
+			let parts: Option<Vec<AttnPart>> =
+				bytes.chunks(attn_part_bytes(hd)).map(|p| AttnPart::decode(p, hd)).collect();
+			let parts = parts.ok_or(malformed)?;
+			if parts.len() != h.attn_parts() as usize {
+				return Err(malformed);
+			}
+			Some(attention_merge(&parts))
 		},
 		LmOp::OProj(l, c) => {
 			let residual = input(1)?;

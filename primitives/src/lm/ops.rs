@@ -87,20 +87,67 @@ pub fn softmax_weights(z: &[i32]) -> Vec<u64> {
 		.collect()
 }
 
-/// Causal attention of one query head over the keys and values of positions `0..=t`
-/// (`keys[s]`, `values[s]`, all Q16 vectors of the head dimension).
-///
-/// Rule: scores `z_s = attention_score(q, k_s, scale)`, weights `e_s = softmax_weights(z)_s`,
-/// output `o_i = sat_i32(div_round(sum_s e_s v_(s,i), sum_s e_s))`: the normalization is one
-/// exact division, so probabilities are never rounded separately (`e_s <= 2^32`,
-/// `|v| <= 2^31`: the numerator stays below `2^95` for up to `2^32` positions).
-/// `None` if there is no key or the lengths disagree.
-pub fn attention(
+/// A partial attention result over one block of keys (the output of an `AttnPart` step):
+/// `max` = the block's largest score `m_b` (Q16), `sum = S_b = sum_s e_s`,
+/// `num[i] = N_(b,i) = sum_s e_s v_(s,i)` with `e_s = exp_neg_q32((m_b - z_s) * 2^16)`.
+/// The empty part (a block after the query's position) is `(i32::MIN, 0, [0; hd])`.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct AttnPart {
+	pub max: i32,
+	pub sum: u64,
+	pub num: Vec<i128>,
+}
+
+/// Bytes of an encoded [`AttnPart`] of head dimension `hd`: `4 + 8 + 16 hd`.
+pub fn attn_part_bytes(hd: usize) -> usize {
+	12 + 16 * hd
+}
+
+impl AttnPart {
+	/// The empty part of head dimension `hd`.
+	pub fn empty(hd: usize) -> AttnPart {
+		AttnPart { max: i32::MIN, sum: 0, num: alloc::vec![0; hd] }
+	}
+
+	/// `i32_le(max) || u64_le(sum) || i128_le(num[0]) || ...`.
+	pub fn encode(&self) -> Vec<u8> {
+		let mut out = Vec::with_capacity(attn_part_bytes(self.num.len()));
+		out.extend_from_slice(&self.max.to_le_bytes());
+		out.extend_from_slice(&self.sum.to_le_bytes());
+		for n in &self.num {
+			out.extend_from_slice(&n.to_le_bytes());
+		}
+		out
+	}
+
+	/// The inverse of [`AttnPart::encode`] for head dimension `hd` (any bytes of the right
+	/// length decode).
+	pub fn decode(bytes: &[u8], hd: usize) -> Option<AttnPart> {
+		if bytes.len() != attn_part_bytes(hd) {
+			return None;
+		}
+		let (max, rest) = bytes.split_first_chunk::<4>()?;
+		let (sum, rest) = rest.split_first_chunk::<8>()?;
+		let num = rest.chunks_exact(16).map(|c| c.try_into().ok().map(i128::from_le_bytes));
+		Some(AttnPart {
+			max: i32::from_le_bytes(*max),
+			sum: u64::from_le_bytes(*sum),
+			num: num.collect::<Option<Vec<i128>>>()?,
+		})
+	}
+}
+
+/// Partial attention of query `q` over one non-empty block of keys and values (Q16 vectors of
+/// the head dimension): `z_s = attention_score(q, k_s, scale)`, `m = max z_s`,
+/// `e_s = exp_neg_q32((m - z_s) * 2^16)` (the maximum gets exactly `2^32`),
+/// `sum = sum_s e_s`, `num_i = sum_s e_s v_(s,i)` (exact: `e_s <= 2^32`, `|v| <= 2^31`, at most
+/// `2^24` keys, so `|num| < 2^87`). `None` if there is no key or the lengths disagree.
+pub fn attention_part(
 	q: &[i32],
 	keys: &[&[i32]],
 	values: &[&[i32]],
 	scale_q16: u32,
-) -> Option<Vec<i32>> {
+) -> Option<AttnPart> {
 	if keys.is_empty() || keys.len() != values.len() {
 		return None;
 	}
@@ -109,17 +156,52 @@ pub fn attention(
 	}
 	let z: Vec<i32> = keys.iter().map(|k| attention_score(q, k, scale_q16)).collect();
 	let e = softmax_weights(&z);
-	let total: i128 = e.iter().map(|&w| i128::from(w)).sum();
-	let mut out = Vec::with_capacity(q.len());
-	for i in 0..q.len() {
-		let num: i128 = e
-			.iter()
-			.zip(values)
-			.map(|(&w, v)| i128::from(w) * i128::from(v.get(i).copied().unwrap_or(0)))
-			.sum();
-		out.push(sat_i32(div_round(num, total)));
+	let mut num = alloc::vec![0i128; q.len()];
+	for (&w, v) in e.iter().zip(values) {
+		for (n, &x) in num.iter_mut().zip(v.iter()) {
+			*n += i128::from(w) * i128::from(x);
+		}
 	}
-	Some(out)
+	Some(AttnPart { max: z.iter().copied().max()?, sum: e.iter().sum(), num })
+}
+
+/// Merge the parts of one query head (output `[hd]`, Q16): over the parts with `sum > 0`,
+/// `m = max m_b`, `f_b = exp_neg_q32((m - m_b) * 2^16)` (the largest part gets exactly
+/// `2^32`), `S = sum_b div_round(sum_b * f_b, 2^32)`,
+/// `N_i = sum_b div_round(num_(b,i) * f_b, 2^32)`, and `o_i = sat_i32(div_round(N_i, S))`
+/// (`0` if no part is non-empty). Products and sums saturate in `i128`, which honest parts
+/// never reach (`|num| < 2^87`), so the merge is total on any bytes. With a single part the
+/// factors are exact and the result is `div_round(num_i, sum)`.
+pub fn attention_merge(parts: &[AttnPart]) -> Vec<i32> {
+	let hd = parts.first().map(|p| p.num.len()).unwrap_or(0);
+	let live = || parts.iter().filter(|p| p.sum > 0);
+	let Some(m) = live().map(|p| p.max).max() else {
+		return alloc::vec![0; hd];
+	};
+	let mut total: i128 = 0;
+	let mut num = alloc::vec![0i128; hd];
+	for p in live() {
+		let diff = u64::try_from(i64::from(m) - i64::from(p.max)).unwrap_or(0); // < 2^32
+		let f = i128::from(exp_neg_q32(diff << ACT_FRAC_BITS));
+		total = total.saturating_add(div_round(i128::from(p.sum) * f, 1 << 32));
+		for (n, &x) in num.iter_mut().zip(&p.num) {
+			*n = n.saturating_add(div_round(x.saturating_mul(f), 1 << 32));
+		}
+	}
+	num.iter().map(|&n| sat_i32(div_round(n, total))).collect()
+}
+
+/// Causal attention of one query head over all its keys and values at once: the merge of the
+/// single part [`attention_part`], i.e. `o_i = sat_i32(div_round(sum_s e_s v_(s,i),
+/// sum_s e_s))`. A model splits the keys into blocks of `attn_block` positions (one
+/// `AttnPart` step each) and merges them; with one block the two agree exactly.
+pub fn attention(
+	q: &[i32],
+	keys: &[&[i32]],
+	values: &[&[i32]],
+	scale_q16: u32,
+) -> Option<Vec<i32>> {
+	Some(attention_merge(&[attention_part(q, keys, values, scale_q16)?]))
 }
 
 /// The SiLU-gated product `h = silu(g) * u = g * sigmoid(g) * u` of two Q16 values.
@@ -253,6 +335,44 @@ mod tests {
 		assert_eq!(attention_score(&[i32::MIN; 4], &[i32::MIN; 4], u32::MAX), i32::MAX);
 		assert!(attention(&q, &[], &[], 1).is_none());
 		assert!(attention(&q, &[&k], &[&v0[..1]], 1).is_none());
+	}
+
+	#[test]
+	fn attention_parts_merge_exactly() {
+		let q = [ONE, 0];
+		let k = [ONE, 0];
+		let (v0, v1, v2) = ([ONE, 3], [0, -4], [2 * ONE, 1]);
+		let keys = [&k[..], &k, &k];
+		let values = [&v0[..], &v1, &v2];
+		// Equal scores: every part's factor is exactly 1, so blocks of any size give the
+		// exact mean: (1 + 0 + 2) / 3 = 1.0 and (3 - 4 + 1) / 3 = 0.
+		let whole = attention(&q, &keys, &values, 1 << 16).unwrap();
+		assert_eq!(whole, vec![ONE, 0]);
+		let a = attention_part(&q, &keys[..2], &values[..2], 1 << 16).unwrap();
+		let b = attention_part(&q, &keys[2..], &values[2..], 1 << 16).unwrap();
+		assert_eq!((a.max, a.sum, b.sum), (1 << 16, 2 << 32, 1 << 32));
+		assert_eq!(attention_merge(&[a.clone(), b.clone(), AttnPart::empty(2)]), whole);
+		// Empty parts are ignored wherever they are; no part at all gives zeros.
+		assert_eq!(attention_merge(&[AttnPart::empty(2), b.clone(), a.clone()]), whole);
+		assert_eq!(attention_merge(&[AttnPart::empty(2)]), vec![0, 0]);
+		// Different maxima: the lower part is scaled by exp(-(m - m_b)).
+		let k2 = [2 * ONE, 0];
+		let hi = attention_part(&q, &[&k2], &[&v2], 1 << 16).unwrap(); // score 2.0
+		let lo = attention_part(&q, &[&k], &[&v0], 1 << 16).unwrap(); // score 1.0
+		let f = exp_neg_q32(1 << 32); // e^-1 in Q32
+		let s = (1i128 << 32) + div_round((1i128 << 32) * i128::from(f), 1 << 32);
+		let n0 = ((2i128 * i128::from(ONE)) << 32)
+			+ div_round((i128::from(ONE) << 32) * i128::from(f), 1 << 32);
+		assert_eq!(attention_merge(&[lo.clone(), hi.clone()])[0], div_round(n0, s) as i32);
+		// The same as one part over both keys up to the rounding of the scaled part.
+		let both = attention(&q, &[&k, &k2], &[&v0, &v2], 1 << 16).unwrap();
+		assert!((both[0] - attention_merge(&[lo, hi])[0]).abs() <= 1);
+		// Encoding round trip; garbage parts merge without panicking.
+		assert_eq!(AttnPart::decode(&a.encode(), 2), Some(a.clone()));
+		assert_eq!(a.encode().len(), attn_part_bytes(2));
+		let junk = AttnPart { max: i32::MIN, sum: u64::MAX, num: vec![i128::MAX, i128::MIN] };
+		let _ = attention_merge(&[junk.clone(), a, junk]);
+		assert!(AttnPart::decode(&[0; 43], 2).is_none());
 	}
 
 	#[test]

@@ -11,7 +11,7 @@ use scale_info::TypeInfo;
 
 use super::{
 	fixed::EXP_TERMS,
-	graph::{op_at, ops_at, output_elements, LmOp},
+	graph::{block_positions, op_at, ops_at, output_elements, LmOp},
 	header::{
 		LmHeader, WeightChunk, ELEMENT_BYTES, LM_HEADER_VERSION, MAX_CONTEXT, MAX_EOS_TOKENS,
 		MAX_INV_FREQ,
@@ -37,7 +37,7 @@ pub const CHUNK_OVERHEAD_BYTES: u64 = 14;
 pub enum LmInvalid {
 	/// `version != LM_HEADER_VERSION`.
 	UnsupportedVersion,
-	/// A dimension, count, chunk size or the maximum context is 0.
+	/// A dimension, count, chunk size, the attention block or the maximum context is 0.
 	ZeroDimension,
 	/// `head_dim` is odd (RoPE rotates pairs).
 	OddHeadDim,
@@ -100,10 +100,11 @@ pub struct LmStepCost {
 	pub output_bytes: u64,
 	/// Upper bound of the SCALE-encoded step proof: payload, inclusion proofs and framing.
 	pub proof_bytes: u64,
-	/// Re-execution cost: multiply-accumulates (matmul: rows * K; attention: `2 * (t + 1) *
-	/// head_dim`; norms and embedding: `D`), plus the series terms of `exp` (`EXP_TERMS` per
-	/// softmax or SiLU element, `16` per RoPE element, `EXP_TERMS + 32` per vocabulary entry
-	/// of Select, which also sorts).
+	/// Re-execution cost: multiply-accumulates (matmul: rows * K; attention part: `2 * keys *
+	/// head_dim`, at least `head_dim`; merge: `parts * head_dim + head_dim`; norms and
+	/// embedding: `D`), plus the series terms of `exp` (`EXP_TERMS` per softmax, merge factor
+	/// or SiLU element, `16` per RoPE element, `EXP_TERMS + 32` per vocabulary entry of
+	/// Select, which also sorts).
 	pub macs: u64,
 }
 
@@ -148,7 +149,6 @@ pub fn step_cost(h: &LmHeader, position: u32, op: LmOp) -> Result<LmStepCost, Lm
 	let (d, hd, f) = (u64::from(h.dim), u64::from(h.head_dim), u64::from(h.ffn_dim));
 	let (cr, vcr) = (u64::from(h.chunk_rows), u64::from(h.vocab_chunk_rows));
 	let (hh, ad) = (u64::from(h.n_heads), u64::from(h.attn_dim()));
-	let ctx = u64::from(position) + 1;
 	let e = ELEMENT_BYTES;
 	// (input refs, input elements, macs)
 	let (refs, elements, macs) = match op {
@@ -160,8 +160,14 @@ pub fn step_cost(h: &LmHeader, position: u32, op: LmOp) -> Result<LmStepCost, Lm
 		LmOp::FinalNorm => (d / cr, d, d),
 		LmOp::Q(..) | LmOp::K(..) => (1, d, hd * d + 16 * hd),
 		LmOp::V(..) => (1, d, hd * d),
+		LmOp::AttnPart(_, _, b) => {
+			let keys = u64::from(block_positions(h, position, b).len() as u32);
+			let macs = ovf((2 * hd + EXP_TERMS).checked_mul(keys))?.max(hd);
+			(1 + 2 * keys, hd + 2 * keys * hd, macs)
+		},
 		LmOp::Attn(..) => {
-			(1 + 2 * ctx, hd + 2 * ctx * hd, ovf((2 * hd + EXP_TERMS).checked_mul(ctx))?)
+			let parts = u64::from(h.attn_parts());
+			(parts, parts * (3 + 4 * hd), parts * (hd + EXP_TERMS) + hd)
 		},
 		LmOp::OProj(l, _) => (hh + 1, ad + if l == 0 { d } else { cr }, cr * ad),
 		LmOp::GateUp(..) => (1, d, 2 * cr * d + EXP_TERMS * cr),
@@ -213,6 +219,7 @@ pub fn check_structure(h: &LmHeader) -> Result<(), LmInvalid> {
 		h.max_context,
 		h.chunk_rows,
 		h.vocab_chunk_rows,
+		h.attn_block,
 	];
 	if dims.contains(&0) {
 		return Err(LmInvalid::ZeroDimension);
@@ -356,7 +363,7 @@ mod tests {
 	fn tiny_header_validates() {
 		let h = tiny();
 		let info = validate_lm(&h, &Limits::default()).unwrap();
-		assert_eq!(info.ops_per_sampling_position, 50);
+		assert_eq!(info.ops_per_sampling_position, 74);
 		assert_eq!(info.weight_chunks, 46);
 	}
 
@@ -396,7 +403,7 @@ mod tests {
 		);
 		let limits = Limits { max_step_macs: info.max_step_macs - 1, ..Limits::default() };
 		assert_eq!(validate_lm(&h, &limits), Err(LmInvalid::TooManyMacs { op: info.max_macs_op }));
-		let limits = Limits { max_ops: 49, ..Limits::default() };
+		let limits = Limits { max_ops: 73, ..Limits::default() };
 		assert_eq!(validate_lm(&h, &limits), Err(LmInvalid::TooManyOps));
 		let limits = Limits { max_header_bytes: 10, ..Limits::default() };
 		assert_eq!(validate_lm(&h, &limits), Err(LmInvalid::HeaderTooLarge));

@@ -100,6 +100,8 @@ pub fn random_lm_case(seed: u64) -> LmCase {
 	let vocab = vocab_chunk_rows * rng.range(2, 6) as u32;
 	let n_layers = rng.range(1, 3) as u32;
 	let max_context = rng.range(3, 10) as u32;
+	// One to several attention parts (a single part for attn_block >= max_context).
+	let attn_block = rng.pick(&[1u32, 2, 3, 4, max_context, 64]).unwrap_or(2);
 	let rope_inv_freq = (0..head_dim / 2)
 		.map(|i| if rng.chance(80) { (1u64 << 32) >> (2 * i) } else { rng.below((1 << 32) + 1) })
 		.collect();
@@ -133,6 +135,7 @@ pub fn random_lm_case(seed: u64) -> LmCase {
 		layers,
 		chunk_rows,
 		vocab_chunk_rows,
+		attn_block,
 		eos_tokens,
 		tokenizer_hash: [0x70; 32],
 		chat_template_hash: [0x63; 32],
@@ -171,8 +174,9 @@ pub fn random_lm_case(seed: u64) -> LmCase {
 
 /// The dimensions of SmolLM2-135M at a given maximum context (weights root zero), for cost
 /// reports: 30 layers, dim 576, 9 query / 3 kv heads of 64, FFN 1536, vocabulary 49152,
-/// Q4_1 matrices and a Q8_0 embedding, `chunk_rows` 64, `vocab_chunk_rows` 256.
-pub fn smollm2_135m_header(max_context: u32) -> LmHeader {
+/// Q4_1 matrices and a Q8_0 embedding, `chunk_rows` 64, `vocab_chunk_rows` 256, and
+/// `attn_block` positions per attention part.
+pub fn smollm2_135m_header(max_context: u32, attn_block: u32) -> LmHeader {
 	LmHeader {
 		version: LM_HEADER_VERSION,
 		dim: 576,
@@ -190,6 +194,7 @@ pub fn smollm2_135m_header(max_context: u32) -> LmHeader {
 		layers: vec![LayerFormats::uniform(BlockFormat::Q4_1); 30],
 		chunk_rows: 64,
 		vocab_chunk_rows: 256,
+		attn_block,
 		eos_tokens: vec![2],
 		tokenizer_hash: [0; 32],
 		chat_template_hash: [0; 32],
