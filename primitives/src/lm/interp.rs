@@ -330,3 +330,68 @@ fn run_step<W: AsRef<[u8]>>(
 	}
 	execute_op(h, job, position, op, &inputs, &chunks)
 }
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+	use crate::lm::{header::tests::tiny, trace::weights_root};
+	use alloc::vec;
+
+	/// A model whose weights are all zero (scale 0): every logit is 0, so greedy decoding
+	/// selects token 0 (lowest index among ties) at every position.
+	fn zero_model(eos: u32, max_context: u32) -> (LmHeader, Vec<Vec<u8>>) {
+		let mut h = tiny();
+		h.eos_tokens = vec![eos];
+		h.max_context = max_context;
+		let chunks: Vec<Vec<u8>> =
+			h.weight_chunks().iter().map(|&c| vec![0u8; h.chunk_bytes(c) as usize]).collect();
+		h.weights_root = weights_root(&chunks);
+		(h, chunks)
+	}
+
+	fn job(prompt: Vec<u32>, max_new_tokens: u32) -> LmJob {
+		LmJob { prompt, params: SamplingParams::GREEDY, max_new_tokens }
+	}
+
+	#[test]
+	fn stops_at_eos_max_new_tokens_and_context() {
+		// EOS = 0 is selected first: one token, P - 1 + 1 positions.
+		let (h, w) = zero_model(0, 16);
+		let trace = generate(&h, &w, &job(vec![5, 6, 7], 10)).unwrap();
+		assert_eq!((trace.tokens.clone(), trace.outputs.len()), (vec![0], 3));
+		// EOS never selected: max_new_tokens tokens.
+		let (h, w) = zero_model(1, 16);
+		let trace = generate(&h, &w, &job(vec![5, 6, 7], 4)).unwrap();
+		assert_eq!((trace.tokens.clone(), trace.outputs.len()), (vec![0; 4], 6));
+		// The context fills first: positions 0..6, tokens selected at 2..=5.
+		let (h, w) = zero_model(1, 6);
+		let trace = generate(&h, &w, &job(vec![5, 6, 7], 100)).unwrap();
+		assert_eq!((trace.tokens.clone(), trace.outputs.len()), (vec![0; 4], 6));
+		// A prompt filling the context selects exactly one token.
+		let trace = generate(&h, &w, &job(vec![5; 6], 100)).unwrap();
+		assert_eq!((trace.tokens.clone(), trace.outputs.len()), (vec![0], 6));
+		// Positions before the last prompt token do not select (no head ops).
+		let sizes: Vec<usize> = trace.outputs.iter().map(|p| p.len()).collect();
+		assert!(sizes[..5].iter().all(|&n| n as u64 == ops_at(&h, false)));
+		assert_eq!(sizes[5] as u64, ops_at(&h, true));
+	}
+
+	#[test]
+	fn bad_jobs_and_weights_are_errors() {
+		let (h, w) = zero_model(0, 6);
+		assert_eq!(generate(&h, &w, &job(vec![], 1)), Err(LmExecError::BadJob));
+		assert_eq!(generate(&h, &w, &job(vec![5; 7], 1)), Err(LmExecError::BadJob));
+		assert_eq!(generate(&h, &w, &job(vec![40], 1)), Err(LmExecError::BadJob));
+		assert_eq!(generate(&h, &w, &job(vec![1], 0)), Err(LmExecError::BadJob));
+		assert_eq!(generate(&h, &w[1..], &job(vec![1], 1)), Err(LmExecError::WrongWeightCount));
+		let mut short = w.clone();
+		short[3].pop();
+		assert_eq!(
+			generate(&h, &short, &job(vec![1], 1)),
+			Err(LmExecError::WeightLength { chunk: 3 })
+		);
+		// A proven token out of range is an error of the Embed step, not a panic.
+		let embed = execute_op(&h, &job(vec![1], 3), 1, 0, &[40u32.to_le_bytes().to_vec()], &[]);
+		assert_eq!(embed, Err(LmExecError::TokenOutOfRange { position: 1 }));
+	}
+}

@@ -13,7 +13,7 @@
 //! * [`graph`]: the ops of a position, what each reads and which weights it uses.
 //! * [`validate`]: structural rules, accumulator bounds, per-step costs and limits.
 //! * [`interp`]: the reference interpreter (`generate`, one step from its inputs).
-//! * [`file`]: the transformer model file (header and weight chunks).
+//! * [`file`](mod@file): the transformer model file (header and weight chunks).
 //! * [`trace`]: step hashes, position and job roots, step proofs and their check.
 
 pub mod file;

@@ -12,7 +12,7 @@
 //! | Q4_1 | 20 | `d: fp16`, `m: fp16`, `qs: [u8; 16]` | `d * (qs[j] & 15) + m`, `d * (qs[j-16] >> 4) + m` |
 //!
 //! fp16 values are little-endian and decoded **exactly** with
-//! [`fp16_to_q24`](super::fixed::fp16_to_q24) (an integer number of `2^-24`), so shipped weights
+//! [`super::fixed::fp16_to_q24`] (an integer number of `2^-24`), so shipped weights
 //! are used without any re-quantization loss. Only the activations are quantized, per block of
 //! 32, to int8 with an exact rational scale (see [`quantize_block`]).
 
