@@ -60,7 +60,7 @@ impl FloatModel<'_> {
 	/// Logits after each position of `tokens` (teacher forcing).
 	fn logits(&self, tokens: &[u32]) -> Vec<Vec<f64>> {
 		let h = self.h;
-		let (hd, vcr) = (h.head_dim as usize, h.vocab_chunk_rows);
+		let vcr = h.vocab_chunk_rows;
 		let mut keys = vec![vec![vec![]; h.n_kv_heads as usize]; h.n_layers as usize];
 		let mut values = keys.clone();
 		let mut out = Vec::new();
@@ -81,20 +81,7 @@ impl FloatModel<'_> {
 					let mut q = matvec(&self.matrix(WeightChunk::Wq(l, head)), &xn);
 					self.rope(&mut q, t as u32);
 					let g = (head / h.group_size()) as usize;
-					let scale = f64::from(h.attn_scale_q16) / Q16;
-					let z: Vec<f64> = keys[li][g]
-						.iter()
-						.map(|k| q.iter().zip(k).map(|(a, b)| a * b).sum::<f64>() * scale)
-						.collect();
-					let m = z.iter().cloned().fold(f64::MIN, f64::max);
-					let e: Vec<f64> = z.iter().map(|s| (s - m).exp()).collect();
-					let total: f64 = e.iter().sum();
-					for i in 0..hd {
-						attn.push(
-							e.iter().zip(&values[li][g]).map(|(w, v)| w * v[i]).sum::<f64>()
-								/ total,
-						);
-					}
+					attn.extend(attention(h, &q, &keys[li][g], &values[li][g]));
 				}
 				for c in 0..h.dim_chunks() {
 					let y = matvec(&self.matrix(WeightChunk::Wo(l, c)), &attn);
@@ -136,6 +123,17 @@ fn dequant(format: BlockFormat, row: &[u8]) -> Vec<f64> {
 	}
 	assert_eq!(out.len() % BLOCK_LEN, 0);
 	out
+}
+
+/// Softmax attention of one query over keys and values, with the header's score scale.
+fn attention(h: &LmHeader, q: &[f64], keys: &[Vec<f64>], values: &[Vec<f64>]) -> Vec<f64> {
+	let scale = f64::from(h.attn_scale_q16) / Q16;
+	let z: Vec<f64> =
+		keys.iter().map(|k| q.iter().zip(k).map(|(a, b)| a * b).sum::<f64>() * scale).collect();
+	let m = z.iter().cloned().fold(f64::MIN, f64::max);
+	let e: Vec<f64> = z.iter().map(|s| (s - m).exp()).collect();
+	let total: f64 = e.iter().sum();
+	(0..q.len()).map(|i| e.iter().zip(values).map(|(w, v)| w * v[i]).sum::<f64>() / total).collect()
 }
 
 fn matvec(w: &[Vec<f64>], x: &[f64]) -> Vec<f64> {
@@ -238,7 +236,7 @@ fn each_integer_op_tracks_its_float_op() {
 				(0..h.dim_chunks()).flat_map(|c| out(t, LmOp::Down(l - 1, c))).collect()
 			}
 		};
-		let (hd, cr) = (h.head_dim as usize, h.chunk_rows as usize);
+		let cr = h.chunk_rows as usize;
 		for t in 0..trace.outputs.len() {
 			for i in 0..trace.outputs[t].len() as u32 {
 				let op = op_at(h, i, samples_at(p, t as u32)).unwrap();
@@ -264,22 +262,10 @@ fn each_integer_op_tracks_its_float_op() {
 					LmOp::Attn(l, q) => {
 						let g = q / h.group_size();
 						let query = out(t, LmOp::Q(l, q));
-						let scale = f64::from(h.attn_scale_q16) / Q16;
 						let keys: Vec<Vec<f64>> = (0..=t).map(|s| out(s, LmOp::K(l, g))).collect();
 						let values: Vec<Vec<f64>> =
 							(0..=t).map(|s| out(s, LmOp::V(l, g))).collect();
-						let z: Vec<f64> = keys
-							.iter()
-							.map(|k| query.iter().zip(k).map(|(a, b)| a * b).sum::<f64>() * scale)
-							.collect();
-						let m = z.iter().cloned().fold(f64::MIN, f64::max);
-						let e: Vec<f64> = z.iter().map(|s| (s - m).exp()).collect();
-						let total: f64 = e.iter().sum();
-						let o = (0..hd)
-							.map(|j| {
-								e.iter().zip(&values).map(|(w, v)| w * v[j]).sum::<f64>() / total
-							})
-							.collect();
+						let o = attention(h, &query, &keys, &values);
 						("attention", o)
 					},
 					LmOp::OProj(l, c) => {
