@@ -100,7 +100,7 @@ pub struct AttnPart {
 
 /// Bytes of an encoded [`AttnPart`] of head dimension `hd`: `4 + 8 + 16 hd`.
 pub fn attn_part_bytes(hd: usize) -> usize {
-	12 + 16 * hd
+	hd.saturating_mul(16).saturating_add(12)
 }
 
 impl AttnPart {

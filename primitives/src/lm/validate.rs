@@ -142,16 +142,23 @@ fn ovf<T>(v: Option<T>) -> Result<T, LmInvalid> {
 	v.ok_or(LmInvalid::SizeOverflow)
 }
 
+/// `v` as a `u64`, saturated (a saturated size or cost exceeds every limit).
+fn sat64(v: u128) -> u64 {
+	u64::try_from(v).unwrap_or(u64::MAX)
+}
+
 /// The cost of `op` at `position` of a generation in which that position and the previous
 /// one select tokens (the worst case: the `Embed` step then reads a proven token and every
-/// position tree is as deep as possible).
+/// position tree is as deep as possible). Computed in `u128` (every product has at most three
+/// factors below `2^35`) and saturated to `u64`, so that no header can wrap a cost below a
+/// limit.
 pub fn step_cost(h: &LmHeader, position: u32, op: LmOp) -> Result<LmStepCost, LmInvalid> {
-	let (d, hd, f) = (u64::from(h.dim), u64::from(h.head_dim), u64::from(h.ffn_dim));
-	let (cr, vcr) = (u64::from(h.chunk_rows), u64::from(h.vocab_chunk_rows));
-	let (hh, ad) = (u64::from(h.n_heads), u64::from(h.attn_dim()));
-	let e = ELEMENT_BYTES;
+	let (d, hd, f) = (u128::from(h.dim), u128::from(h.head_dim), u128::from(h.ffn_dim));
+	let (cr, vcr) = (u128::from(h.chunk_rows.max(1)), u128::from(h.vocab_chunk_rows.max(1)));
+	let (hh, ad) = (u128::from(h.n_heads), u128::from(h.n_heads) * u128::from(h.head_dim));
+	let exp = u128::from(EXP_TERMS);
 	// (input refs, input elements, macs)
-	let (refs, elements, macs) = match op {
+	let (refs, elements, macs): (u128, u128, u128) = match op {
 		LmOp::Embed => (1, 1, d),
 		LmOp::AttnNorm(l) | LmOp::FfnNorm(l) => {
 			let refs = if matches!(op, LmOp::AttnNorm(_)) && l == 0 { 1 } else { d / cr };
@@ -161,45 +168,44 @@ pub fn step_cost(h: &LmHeader, position: u32, op: LmOp) -> Result<LmStepCost, Lm
 		LmOp::Q(..) | LmOp::K(..) => (1, d, hd * d + 16 * hd),
 		LmOp::V(..) => (1, d, hd * d),
 		LmOp::AttnPart(_, _, b) => {
-			let keys = u64::from(block_positions(h, position, b).len() as u32);
-			let macs = ovf((2 * hd + EXP_TERMS).checked_mul(keys))?.max(hd);
-			(1 + 2 * keys, hd + 2 * keys * hd, macs)
+			let keys = u128::from(block_positions(h, position, b).len() as u32);
+			(1 + 2 * keys, hd + 2 * keys * hd, ((2 * hd + exp) * keys).max(hd))
 		},
 		LmOp::Attn(..) => {
-			let parts = u64::from(h.attn_parts());
-			(parts, parts * (3 + 4 * hd), parts * (hd + EXP_TERMS) + hd)
+			let parts = u128::from(h.attn_parts());
+			(parts, parts * (3 + 4 * hd), parts * (hd + exp) + hd)
 		},
 		LmOp::OProj(l, _) => (hh + 1, ad + if l == 0 { d } else { cr }, cr * ad),
-		LmOp::GateUp(..) => (1, d, 2 * cr * d + EXP_TERMS * cr),
+		LmOp::GateUp(..) => (1, d, 2 * cr * d + exp * cr),
 		LmOp::Down(..) => (f / cr + 1, f + cr, cr * f),
 		LmOp::Head(_) => (1, d, vcr * d),
 		LmOp::Select => {
-			let v = u64::from(h.vocab);
-			(v / vcr, v, v * (EXP_TERMS + 32))
+			let v = u128::from(h.vocab);
+			(v / vcr, v, v * (exp + 32))
 		},
 	};
 	let chunks = super::graph::op_weights(h, op, 0);
-	let weight_bytes: u64 = chunks.iter().map(|&c| h.chunk_bytes(c)).sum();
-	let depth_p = merkle_depth(ops_at(h, true));
-	let depth_w = merkle_depth(h.num_weight_chunks());
-	let input_bytes = ovf(elements.checked_mul(e))?;
-	let n_chunks = chunks.len() as u64;
-	let proof_bytes = PROOF_FIXED_BYTES
+	let weight_bytes: u128 = chunks.iter().map(|&c| u128::from(h.chunk_bytes(c))).sum();
+	let depth_p = u128::from(merkle_depth(ops_at(h, true)));
+	let depth_w = u128::from(merkle_depth(h.num_weight_chunks()));
+	let input_bytes = elements * u128::from(ELEMENT_BYTES);
+	let n_chunks = chunks.len() as u128;
+	let proof_bytes = u128::from(PROOF_FIXED_BYTES)
 		+ 32 * depth_p
 		+ input_bytes
-		+ ovf(refs.checked_mul(REF_OVERHEAD_BYTES + 32 * depth_p))?
+		+ refs * (u128::from(REF_OVERHEAD_BYTES) + 32 * depth_p)
 		+ weight_bytes
-		+ n_chunks * (CHUNK_OVERHEAD_BYTES + 32 * depth_w);
+		+ n_chunks * (u128::from(CHUNK_OVERHEAD_BYTES) + 32 * depth_w);
 	Ok(LmStepCost {
 		op,
 		position,
-		input_refs: refs,
-		input_bytes,
-		weight_chunks: n_chunks,
-		weight_bytes,
-		output_bytes: e * u64::from(output_elements(h, op)),
-		proof_bytes,
-		macs,
+		input_refs: sat64(refs),
+		input_bytes: sat64(input_bytes),
+		weight_chunks: sat64(n_chunks),
+		weight_bytes: sat64(weight_bytes),
+		output_bytes: ELEMENT_BYTES.saturating_mul(u64::from(output_elements(h, op))),
+		proof_bytes: sat64(proof_bytes),
+		macs: sat64(macs),
 	})
 }
 
@@ -431,6 +437,30 @@ mod tests {
 			assert_eq!(cost.input_bytes, bytes, "{op:?}");
 			assert_eq!(cost.weight_bytes, weight_bytes_of(&h, &op_weights(&h, op, 0)));
 		}
+	}
+
+	/// Costs of absurd dimensions saturate (and are then refused by any limit) instead of
+	/// wrapping below a limit.
+	#[test]
+	fn huge_costs_saturate() {
+		let mut h = tiny();
+		h.dim = 0xFFFF_FFE0;
+		h.chunk_rows = 0xFFFF_FFE0;
+		h.ffn_dim = 0xFFFF_FFE0;
+		let cost = step_cost(&h, 0, LmOp::GateUp(0, 0)).unwrap();
+		assert_eq!(cost.macs, u64::MAX);
+		assert_eq!(cost.proof_bytes, u64::MAX);
+		assert_eq!(step_cost(&h, 0, LmOp::Down(0, 0)).unwrap().macs, 0xFFFF_FFE0u64.pow(2));
+		// Even limits just below "unlimited" refuse the saturated step.
+		let limits = Limits {
+			max_step_proof_bytes: u64::MAX - 1,
+			max_step_macs: u64::MAX - 1,
+			..Limits::UNLIMITED
+		};
+		assert_eq!(
+			validate_lm(&h, &limits),
+			Err(LmInvalid::StepProofTooLarge { op: LmOp::GateUp(0, 0) })
+		);
 	}
 
 	#[test]
