@@ -108,7 +108,8 @@ pub fn embed_token(job: &LmJob, position: u32, inputs: &[Vec<u8>]) -> Option<u32
 
 /// Execute op `op` (index in the position's op list) at `position` on its input groups (each
 /// the concatenated outputs of [`op_inputs`]) and weight chunks ([`op_weights`]). Returns the
-/// output bytes (`i32` little-endian Q16 values, or the selected `u32` token).
+/// output bytes (`i32` little-endian Q16 values, an attention part, or the selected `u32`
+/// token). Total: any header, job, inputs and weights give an output or an error.
 pub fn execute_op(
 	h: &LmHeader,
 	job: &LmJob,
@@ -117,6 +118,8 @@ pub fn execute_op(
 	inputs: &[Vec<u8>],
 	weights: &[&[u8]],
 ) -> Result<Vec<u8>, LmExecError> {
+	// Every division and chunk size below relies on the structural rules (dimensions >= 1).
+	check_structure(h).map_err(LmExecError::InvalidModel)?;
 	let malformed = LmExecError::Malformed { position, op };
 	let kind = op_at(h, op, samples_at(job.prompt_len(), position))
 		.ok_or(LmExecError::NoSuchStep { position, op })?;
@@ -134,7 +137,7 @@ pub fn execute_op(
 				return Err(LmExecError::TokenOutOfRange { position });
 			}
 			let row_bytes = h.embedding.row_bytes(d).ok_or(malformed)?;
-			let row = (token % h.vocab_chunk_rows) as usize;
+			let row = (token % h.vocab_chunk_rows.max(1)) as usize;
 			let start = row.checked_mul(row_bytes).ok_or(malformed)?;
 			let end = start.checked_add(row_bytes).ok_or(malformed)?;
 			let bytes = weight(0)?.get(start..end).ok_or(malformed)?;
@@ -153,7 +156,7 @@ pub fn execute_op(
 		LmOp::V(l, _) => matmul_rows(layer(l)?.wv, weight(0)?, hd, &input(0)?, None),
 		LmOp::AttnPart(..) => {
 			let (q, keys, values) = (input(0)?, input(1)?, input(2)?);
-			if q.len() != hd || keys.len() != values.len() || keys.len() % hd != 0 {
+			if hd == 0 || q.len() != hd || keys.len() != values.len() || keys.len() % hd != 0 {
 				return Err(malformed);
 			}
 			let part = if keys.is_empty() {
@@ -393,5 +396,12 @@ mod tests {
 		// A proven token out of range is an error of the Embed step, not a panic.
 		let embed = execute_op(&h, &job(vec![1], 3), 1, 0, &[40u32.to_le_bytes().to_vec()], &[]);
 		assert_eq!(embed, Err(LmExecError::TokenOutOfRange { position: 1 }));
+		// An invalid header is refused by every step (no division by a zero dimension).
+		let mut bad = h.clone();
+		bad.head_dim = 0;
+		let attn = crate::lm::graph::op_index(&h, crate::lm::graph::LmOp::AttnPart(0, 0, 0));
+		let step =
+			execute_op(&bad, &job(vec![1], 3), 0, attn.unwrap(), &[vec![], vec![], vec![]], &[]);
+		assert!(matches!(step, Err(LmExecError::InvalidModel(_))));
 	}
 }
