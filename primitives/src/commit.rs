@@ -102,24 +102,43 @@ pub struct MerkleProof {
 	pub siblings: Vec<Hash>,
 }
 
-/// The inclusion proof of `hashes[index]`; `None` if `index` is out of range.
-pub fn merkle_proof(hashes: &[Hash], index: u32) -> Option<MerkleProof> {
-	let leaf_count = u32::try_from(hashes.len()).ok()?;
+/// Every level of the tree over `hashes`, from the leaves ([`merkle_leaf`] of each hash) up
+/// to the root (the last level, of one node; no level at all for no hash). Building it once
+/// lets a prover take many inclusion proofs with [`merkle_proof_from_levels`].
+pub fn merkle_levels(hashes: &[Hash]) -> Vec<Vec<Hash>> {
+	let mut levels = Vec::new();
+	let mut level: Vec<Hash> = hashes.iter().map(merkle_leaf).collect();
+	while level.len() > 1 {
+		let next = next_level(&level);
+		levels.push(level);
+		level = next;
+	}
+	if !level.is_empty() {
+		levels.push(level);
+	}
+	levels
+}
+
+/// The inclusion proof of leaf `index` from [`merkle_levels`]; `None` if out of range.
+pub fn merkle_proof_from_levels(levels: &[Vec<Hash>], index: u32) -> Option<MerkleProof> {
+	let leaf_count = u32::try_from(levels.first()?.len()).ok()?;
 	if index >= leaf_count {
 		return None;
 	}
-	let mut level: Vec<Hash> = hashes.iter().map(merkle_leaf).collect();
 	let mut i = usize::try_from(index).ok()?;
 	let mut siblings = Vec::new();
-	while level.len() > 1 {
-		let sibling = i ^ 1;
-		if let Some(s) = level.get(sibling) {
+	for level in levels.iter().take(levels.len().saturating_sub(1)) {
+		if let Some(s) = level.get(i ^ 1) {
 			siblings.push(*s);
 		}
-		level = next_level(&level);
 		i /= 2;
 	}
 	Some(MerkleProof { leaf_index: index, leaf_count, siblings })
+}
+
+/// The inclusion proof of `hashes[index]`; `None` if `index` is out of range.
+pub fn merkle_proof(hashes: &[Hash], index: u32) -> Option<MerkleProof> {
+	merkle_proof_from_levels(&merkle_levels(hashes), index)
 }
 
 /// Checks that `leaf` (a step hash `h_i`, not yet leaf-hashed) is at `proof.leaf_index` of a
@@ -215,6 +234,8 @@ mod tests {
 				assert!(!verify_inclusion(&root, &l[i as usize], &p));
 			}
 			assert!(merkle_proof(&l, n).is_none());
+			let levels = merkle_levels(&l);
+			assert_eq!(levels.last().map(|top| top.as_slice()), Some(&[root][..]));
 		}
 		let p = MerkleProof { leaf_index: 0, leaf_count: 0, siblings: vec![] };
 		assert!(!verify_inclusion(&[0u8; 32], &[0u8; 32], &p));

@@ -189,7 +189,8 @@ impl ModelFile {
 	}
 }
 
-fn take_u32(bytes: &[u8]) -> Result<(u32, &[u8]), FileError> {
+/// A little-endian `u32` from the front of `bytes` and the rest (shared by the file formats).
+pub(crate) fn take_u32(bytes: &[u8]) -> Result<(u32, &[u8]), FileError> {
 	let (head, rest) = bytes.split_first_chunk::<4>().ok_or(FileError::Truncated)?;
 	Ok((u32::from_le_bytes(*head), rest))
 }

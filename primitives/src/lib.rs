@@ -55,10 +55,20 @@
 //! [`Verdict::Fraud`] iff the recomputed hash differs from the committed `h_step`.
 //! [`find_fraud`] finds the first wrong step of a commitment and builds its proof.
 //!
+//! ## Language models (see [`lm`])
+//!
+//! Decoder-only transformers of the Llama family as exact integer programs: GGUF block
+//! weights (Q8_0, Q4_0, Q4_1) used without re-quantization, Q16 activations, integer RMSNorm,
+//! RoPE, blocked attention, SiLU-gated FFN and seeded sampling; a header whose id commits to
+//! the tokenizer and chat template; a generation trace of `(position, op)` steps with a root
+//! per position; and one-step proofs whose inputs (KV entries of earlier positions included)
+//! and weight chunks carry inclusion proofs. `docs/MODEL_FORMAT.md` section 12.
+//!
 //! ## Test support
 //!
 //! The `testing` feature adds [`testing`]: a deterministic PRNG, a generator of random valid
-//! models (every op kind and parameter edge) and the golden models of `testdata/`.
+//! models (every op kind and parameter edge), random tiny transformers ([`testing::lm`]) and the
+//! golden models of `testdata/`.
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -76,6 +86,7 @@ pub mod commit;
 pub mod file;
 pub mod fraud;
 pub mod interp;
+pub mod lm;
 pub mod model;
 pub mod validate;
 

@@ -23,6 +23,7 @@ use crate::{
 
 mod builder;
 pub mod golden;
+pub mod lm;
 mod random;
 mod rng;
 

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 use verity_primitives::{
-	testing::{golden, TestCase},
+	lm::{file::LmFile, interp, trace::job_root},
+	testing::{golden, lm::random_lm_case, TestCase},
 	trace_root,
 };
 
@@ -15,7 +16,53 @@ pub fn testdata_dir() -> PathBuf {
 /// Every golden file, `(file name, bytes)`, as the current code generates them.
 pub fn generate() -> Vec<(String, Vec<u8>)> {
 	let cases = golden::cases().into_iter().map(|(n, c)| (n.to_string(), c)).collect();
-	generate_from(cases)
+	let mut files = generate_from(cases);
+	files.extend(generate_lm());
+	files
+}
+
+/// The transformer golden vectors: two random tiny transformers (`testing::lm`), one sampled
+/// and one greedy, as model files (`docs/MODEL_FORMAT.md` section 12) and `lm_golden.json`.
+pub fn generate_lm() -> Vec<(String, Vec<u8>)> {
+	let mut files = Vec::new();
+	let mut entries = Vec::new();
+	for (name, seed) in [("lm_sampled", 1u64), ("lm_greedy", 3)] {
+		let case = random_lm_case(seed);
+		let trace =
+			interp::generate(&case.header, &case.chunks, &case.job).expect("golden generation");
+		let step_hashes = trace.step_hashes();
+		let roots = trace.position_roots();
+		let model_file = format!("{name}.vlm");
+		let file = LmFile { header: case.header.clone(), chunks: case.chunks.clone() };
+		files.push((model_file.clone(), file.encode()));
+		let p = case.job.params;
+		entries.push(json!({
+			"name": name,
+			"model_file": model_file,
+			"model_id": hex::encode(case.header.id()),
+			"prompt": case.job.prompt,
+			"temperature_q16": p.temperature_q16,
+			"top_k": p.top_k,
+			"top_p_q16": p.top_p_q16,
+			"seed": hex::encode(p.seed),
+			"max_new_tokens": case.job.max_new_tokens,
+			"tokens": trace.tokens,
+			"step_hashes": step_hashes
+				.iter()
+				.map(|hs| hs.iter().map(hex::encode).collect::<Vec<_>>())
+				.collect::<Vec<_>>(),
+			"position_roots": roots.iter().map(hex::encode).collect::<Vec<_>>(),
+			"job_root": hex::encode(job_root(&roots)),
+		}));
+	}
+	let doc = json!({
+		"about": "Verity transformer golden vectors: model files (docs/MODEL_FORMAT.md section 12), and for each a job (prompt, sampling parameters, max_new_tokens) with the generated tokens, every step hash [position][op], the position roots and the job root. Regenerate with `cargo run -p verity-primitives --example golden --features testing -- write`.",
+		"cases": entries,
+	});
+	let mut json = serde_json::to_string_pretty(&doc).expect("json");
+	json.push('\n');
+	files.push(("lm_golden.json".to_string(), json.into_bytes()));
+	files
 }
 
 /// Files in the golden format for any list of named cases.
@@ -54,7 +101,11 @@ pub fn generate_from(cases: Vec<(String, TestCase)>) -> Vec<(String, Vec<u8>)> {
 
 #[allow(dead_code)]
 pub fn read_json() -> Value {
-	let text =
-		std::fs::read_to_string(testdata_dir().join("golden.json")).expect("testdata/golden.json");
+	read_named_json("golden.json")
+}
+
+#[allow(dead_code)]
+pub fn read_named_json(name: &str) -> Value {
+	let text = std::fs::read_to_string(testdata_dir().join(name)).expect("testdata json");
 	serde_json::from_str(&text).expect("valid json")
 }
