@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // A watcher's feed: every fraud proof the chain accepts (disputes.FraudProven: the slashed
-// collateral and the prover's reward, net of the proof's transaction fee) and every proof it
-// rejects (disputes.prove_fraud failing with a disputes error: what the sender paid for it), from
-// finalized blocks.
+// collateral and the prover's reward, net of the proof's transaction fees: its commitment's,
+// disputes.commit_proof, when this feed saw it, and its reveal's), the rewards taken over by an
+// earlier commitment and paid after the grace period, and every proof transaction the chain
+// rejects (a disputes error: what the sender paid for it), from finalized blocks.
 //
 // Run (against `make dev` or any node; `npm ci` in examples/ once, or `bash scripts/setup.sh`):
 //
@@ -41,6 +42,7 @@ run(async () => {
   const E = api.events;
   let seen = 0;
   let totals = { reward: 0n, fees: 0n };
+  const commitFees = new Map(); // `${job}/${prover}` -> the commitment's fee
   await new Promise((ok, ko) => {
     followFinalized(api, from, (n, events) => {
       // The transaction fee paid by each extrinsic of the block, by its index.
@@ -52,10 +54,20 @@ run(async () => {
       }
       for (const { phase, event } of events) {
         const paid = phase.isApplyExtrinsic ? fees.get(phase.asApplyExtrinsic.toNumber()) : undefined;
-        if (E.disputes.FraudProven.is(event)) {
+        if (E.disputes.ProofCommitted.is(event)) {
+          commitFees.set(`${event.data.job}/${event.data.prover}`, paid?.fee ?? 0n);
+        } else if (E.disputes.RewardTakenOver.is(event)) {
+          const d = event.data;
+          if (prover && ![d.from.toString(), d.to.toString()].includes(prover)) continue;
+          console.log(`#${n} job ${d.job}: ${d.to} revealed the same proof with an earlier commitment: the reward of ${vrty(d.amount)} moved from ${d.from}`);
+        } else if (E.disputes.RewardPaid.is(event)) {
           const d = event.data;
           if (prover && d.prover.toString() !== prover) continue;
-          const fee = paid?.fee ?? 0n;
+          console.log(`#${n} job ${d.job}: reward of ${vrty(d.amount)} paid to ${d.prover} (grace period over)`);
+        } else if (E.disputes.FraudProven.is(event)) {
+          const d = event.data;
+          if (prover && d.prover.toString() !== prover) continue;
+          const fee = (paid?.fee ?? 0n) + (commitFees.get(`${d.job}/${d.prover}`) ?? 0n);
           console.log(`#${n} job ${d.job}: ${d.prover} proved step ${d.step} of ${d.operator}'s commitment wrong: ` +
             `slashed ${vrty(d.slashed)}, reward ${vrty(d.reward)}, proof's transaction fee ${vrty(fee)}, net ${vrty(d.reward.toBigInt() - fee)}`);
           totals = { reward: totals.reward + d.reward.toBigInt(), fees: totals.fees + fee };

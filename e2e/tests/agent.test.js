@@ -57,8 +57,14 @@ async function feesPaid(api, from, to, who) {
 }
 
 async function freeAt(api, who, blockNumber) {
+  return (await balancesAt(api, who, blockNumber)).free;
+}
+
+/** `who`'s free and held (reserved) balance at a block. */
+async function balancesAt(api, who, blockNumber) {
   const at = await api.at(await api.rpc.chain.getBlockHash(blockNumber));
-  return (await at.query.system.account(who)).data.free.toBigInt();
+  const { data } = await at.query.system.account(who);
+  return { free: data.free.toBigInt(), held: data.reserved.toBigInt() };
 }
 
 async function waitForStatus(api, job, pred, what, timeoutMs) {
@@ -144,12 +150,28 @@ describe('agent', { concurrency: 3 }, () => {
       assert.equal(slashed.toBigInt(), COLLATERAL, 'the job\'s collateral is slashed');
       assert.equal(reward.toBigInt(), COLLATERAL * PROVER_SHARE_PERCENT / 100n, 'the configured share goes to Bob');
 
-      // Bob's free balance rose by exactly the share minus his fees.
-      const bobBefore = await freeAt(api, b.address, commitEv.block);
-      const bobAfter = await freeAt(api, b.address, fraudEv.block);
+      // Bob committed to his proof in an earlier block than he revealed it (attack 2).
+      const committedEv = await findJobEvent(api, commitEv.block, best, api.events.disputes.ProofCommitted, submitted.job);
+      assert.ok(committedEv && committedEv.data[1].toString() === b.address, 'Bob committed to his proof');
+      assert.ok(committedEv.block < fraudEv.block, `committed #${committedEv.block} before revealed #${fraudEv.block}`);
+      // Bob's share is held for the grace period; his free balance paid the fees of the
+      // commitment and the proof (the commitment's deposit came back with the reveal).
+      const bobBefore = await balancesAt(api, b.address, commitEv.block);
+      const bobAfter = await balancesAt(api, b.address, fraudEv.block);
       const bobFees = await feesPaid(api, commitEv.block + 1, fraudEv.block, b.address);
       assert.ok(bobFees > 0n, 'Bob paid for his proof');
-      assert.equal(bobAfter - bobBefore, reward.toBigInt() - bobFees, 'Bob: + share - fees');
+      assert.equal(bobAfter.free - bobBefore.free, -bobFees, 'Bob: - fees');
+      assert.equal(bobAfter.held - bobBefore.held, reward.toBigInt(), 'Bob: + share, held');
+      // After the grace period Bob's agent claims it: the share becomes free.
+      const until = fraudEv.data[6].toNumber();
+      const paid = await waitFor(`Bob's reward paid after #${until} (log: ${bob.logFile})`, async () => {
+        const head = (await api.rpc.chain.getHeader()).number.toNumber();
+        return head > until ? findJobEvent(api, until, head, api.events.disputes.RewardPaid, submitted.job) : null;
+      }, { timeoutMs: BLOCKS(until - fraudEv.block + 15), everyMs: 3_000 });
+      assert.equal(paid.data[1].toString(), b.address);
+      assert.equal(paid.data[2].toBigInt(), reward.toBigInt());
+      const bobPaid = await balancesAt(api, b.address, paid.block);
+      assert.equal(bobPaid.held - bobBefore.held, 0n, 'nothing of Bob\'s stays held');
 
       // Charlie is refunded: back to where he was before submitting, less the submit fee.
       assert.equal(refundEv.data[2].toBigInt(), MAX_FEE, 'the whole max_fee is refunded');

@@ -112,6 +112,18 @@ fn attack_01_junk_normal_transactions_cannot_crowd_out_proofs_or_commits() {
 		);
 		let included = apply(&proof);
 		assert!(included.is_ok(), "the proof is included despite the junk: {included:?}");
+		// So is the commitment that precedes a proof (attack 2).
+		let commitment = signed(
+			Sr25519Keyring::Bob,
+			1,
+			0,
+			RuntimeCall::Disputes(pallet_verity_disputes::Call::commit_proof {
+				job: 0,
+				commitment: [7u8; 32],
+			}),
+		);
+		let included = apply(&commitment);
+		assert!(included.is_ok(), "the commitment is included despite the junk: {included:?}");
 
 		// A commit by the operator (here of no job) is included too.
 		let commit = signed(

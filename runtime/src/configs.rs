@@ -200,6 +200,9 @@ impl pallet_verity_jobs::Config for Runtime {
 	type MissedDeadlinePenalty = ConstU128<{ 10 * UNIT }>;
 	type MaxJobsPerBlock = ConstU32<2048>;
 	type ScheduleSpread = ConstU32<16>;
+	/// A week to fetch a closed job's receipt file; then only its 32-byte digest stays
+	/// (docs/RECEIPTS.md, "Retention").
+	type ReceiptRetention = ConstU32<{ 7 * DAYS }>;
 	type WeightInfo = pallet_verity_jobs::weights::SubstrateWeight<Runtime>;
 }
 
@@ -210,6 +213,9 @@ parameter_types! {
 
 impl pallet_verity_disputes::Config for Runtime {
 	type ProverShare = ProverShare;
+	/// Held while a fraud-proof commitment is stored (about 100 bytes): refunded when it is
+	/// revealed or withdrawn.
+	type ProofCommitmentDeposit = ConstU128<UNIT>;
 	type WeightInfo = pallet_verity_disputes::weights::SubstrateWeight<Runtime>;
 }
 

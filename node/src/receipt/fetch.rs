@@ -15,7 +15,10 @@ use sp_core::H256;
 use verity_runtime::{opaque::Block, BlockNumber, Header};
 
 use super::{
-	file::{claims_of, hex, job_key, receipt_key, unhex, BlockRef, JobsReceipt, StorageProofAt},
+	file::{
+		claims_of, digest_key, hex, job_key, receipt_key, unhex, BlockRef, JobsReceipt,
+		StorageProofAt,
+	},
 	ReceiptFile, Result, FORMAT,
 };
 
@@ -140,11 +143,23 @@ pub fn fetch(rpc: &Rpc, job: JobId) -> Result<ReceiptFile> {
 		rpc.call("state_getStorage", params([hex(&receipt_key(job)).into(), at.clone()]))?;
 	let record = match stored {
 		Value::Null => {
-			let open = rpc.call("state_getStorage", params([hex(&job_key(job)).into(), at]))?;
-			return Err(if open.is_null() {
+			let open =
+				rpc.call("state_getStorage", params([hex(&job_key(job)).into(), at.clone()]))?;
+			if !open.is_null() {
+				return Err(format!(
+					"job {job} is still open at the finalized block (no receipt yet)"
+				));
+			}
+			let pruned =
+				rpc.call("state_getStorage", params([hex(&digest_key(job)).into(), at]))?;
+			return Err(if pruned.is_null() {
 				format!("job {job} is unknown at the finalized block {head:?}")
 			} else {
-				format!("job {job} is still open at the finalized block (no receipt yet)")
+				format!(
+					"job {job}'s receipt was pruned (receipts are kept for Jobs.ReceiptRetention \
+					 blocks after closing; only its digest {} is left)",
+					pruned.as_str().unwrap_or("?")
+				)
 			});
 		},
 		v => JobsReceipt::decode(&mut &as_hex_bytes("receipt", &v)?[..])

@@ -80,6 +80,11 @@ pub fn receipt_key(job: JobId) -> Vec<u8> {
 	pallet_verity_jobs::Receipts::<Runtime>::hashed_key_for(job)
 }
 
+/// The storage key of `Jobs.ReceiptDigests(job)` (what stays of a pruned receipt).
+pub fn digest_key(job: JobId) -> Vec<u8> {
+	pallet_verity_jobs::ReceiptDigests::<Runtime>::hashed_key_for(job)
+}
+
 /// The storage key of `Jobs.Jobs(job)`.
 pub fn job_key(job: JobId) -> Vec<u8> {
 	pallet_verity_jobs::Jobs::<Runtime>::hashed_key_for(job)

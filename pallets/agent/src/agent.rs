@@ -6,7 +6,7 @@
 //! remember).
 
 use crate::{
-	apply::{apply, Nonces},
+	apply::{apply, apply_direct, Nonces},
 	plan::{plan, Track},
 	worker, Config, Settings, RESEND_AFTER, SETTINGS_KEY,
 };
@@ -81,6 +81,14 @@ pub fn run<T: Config>(now: BlockNumberFor<T>) {
 			 not sending it again"
 		);
 		tracks.insert(*job, Track::Abandoned);
+	}
+	crate::apply::forget_proofs(&plan.open);
+	if !plan.direct.is_empty() {
+		if let Some(watcher) = accounts.first() {
+			let mut nonces = Nonces::<T>::load(now_n);
+			apply_direct(now_n, plan.direct, watcher, &mut tracks, &mut nonces);
+			nonces.save();
+		}
 	}
 	if plan.work.is_empty() {
 		save(TRACKS_KEY, &tracks);

@@ -2,7 +2,7 @@
 
 use crate::{
 	agent::{load, save, TARGET},
-	plan::{Sent, Submission, Track, Work},
+	plan::{Direct, Sent, Submission, Track, Work},
 	Config, CreateTippedTransaction, NONCE_TTL,
 };
 use alloc::{collections::BTreeMap, vec::Vec};
@@ -13,6 +13,49 @@ use sp_runtime::{traits::UniqueSaturatedInto, SaturatedConversion};
 use verity_worker_api::{ErrorReply, ExecuteReply, Executed, ProveReply, Reply};
 
 const NONCES_KEY: &[u8] = b"verity/agent/nonces";
+/// The jobs whose revealed proofs this node keeps (each under [`proof_key`]).
+const PROOFS_KEY: &[u8] = b"verity/agent/proofs";
+
+fn proof_key(job: JobId) -> Vec<u8> {
+	(b"verity/agent/proof/", job).encode()
+}
+
+/// Keep the proof this node reveals for `job`: after the job closes (a later commitment to the
+/// same proof was revealed first) it can be revealed again to take the reward over, and the
+/// worker can no longer rebuild it (the step hashes are pruned).
+fn cache_proof(job: JobId, proof: &[u8]) {
+	let mut jobs: Vec<JobId> = load(PROOFS_KEY);
+	if !jobs.contains(&job) {
+		jobs.push(job);
+		save(PROOFS_KEY, &jobs);
+	}
+	save(&proof_key(job), &proof.to_vec());
+}
+
+/// The proof this node revealed for `job`, if it kept it.
+fn cached_proof(job: JobId) -> Option<Vec<u8>> {
+	let proof: Vec<u8> = load(&proof_key(job));
+	(!proof.is_empty()).then_some(proof)
+}
+
+/// Whether this node kept a proof for `job`.
+pub fn has_cached_proof(job: JobId) -> bool {
+	load::<Vec<JobId>>(PROOFS_KEY).contains(&job)
+}
+
+/// Forget the kept proofs of jobs not in `keep` (sorted).
+pub fn forget_proofs(keep: &[JobId]) {
+	let jobs: Vec<JobId> = load(PROOFS_KEY);
+	let (kept, gone): (Vec<JobId>, Vec<JobId>) =
+		jobs.into_iter().partition(|j| keep.binary_search(j).is_ok());
+	if gone.is_empty() {
+		return;
+	}
+	for job in gone {
+		sp_runtime::offchain::storage::StorageValueRef::persistent(&proof_key(job)).clear();
+	}
+	save(PROOFS_KEY, &kept);
+}
 
 /// Nonces of transactions this node submitted that may still be in the pool:
 /// account (encoded) → (next nonce, block).
@@ -149,19 +192,40 @@ pub fn apply<T: Config>(
 				}
 				let Some(watcher) = watcher else { continue };
 				let bytes = proof.len();
-				let call = pallet_verity_disputes::Call::<T>::prove_fraud { job, proof };
+				// First a commitment to the proof; once it is on chain, the proof (attack 2).
+				let (call, what, track): (_, _, fn(Sent) -> Track) =
+					if pallet_verity_disputes::ProofCommitments::<T>::contains_key(&watcher.id, job)
+					{
+						cache_proof(job, &proof);
+						(
+							pallet_verity_disputes::Call::<T>::prove_fraud { job, proof },
+							"fraud proof",
+							|sent| Track::Proved { sent },
+						)
+					} else {
+						let commitment = pallet_verity_disputes::Pallet::<T>::commitment(
+							job,
+							&watcher.id,
+							&proof,
+						);
+						(
+							pallet_verity_disputes::Call::<T>::commit_proof { job, commitment },
+							"commitment to a fraud proof",
+							|sent| Track::ProofCommitted { sent },
+						)
+					};
 				if let Some(sent) = submit::<T, _>(now, watcher, call, send, nonces) {
 					log::info!(
 						target: TARGET,
-						"job {job}: step {step} is wrong; fraud proof of {bytes} bytes {} \
-						 (nonce {}, tip {})",
+						"job {job}: step {step} is wrong; {what} of {bytes} bytes {} (nonce {}, \
+						 tip {})",
 						how(&send),
 						sent.nonce,
 						sent.tip
 					);
-					tracks.insert(job, Track::Proved { sent });
+					tracks.insert(job, track(sent));
 				} else {
-					log::warn!(target: TARGET, "job {job}: the pool refused the fraud proof; retrying");
+					log::warn!(target: TARGET, "job {job}: the pool refused the {what}; retrying");
 				}
 			},
 			(
@@ -183,6 +247,58 @@ pub fn apply<T: Config>(
 			},
 			(_, other) => {
 				log::warn!(target: TARGET, "job {job}: unexpected worker answer {other:?}");
+			},
+		}
+	}
+}
+
+/// Send the watcher's transactions for closed jobs ([`Direct`]) from `watcher`.
+pub fn apply_direct<T: Config>(
+	now: u32,
+	direct: Vec<Direct>,
+	watcher: &Account<T>,
+	tracks: &mut BTreeMap<JobId, Track>,
+	nonces: &mut Nonces<T>,
+) {
+	let fresh = Submission { replace: None, tip: 0, first: now };
+	for d in direct {
+		match d {
+			Direct::Reveal { job, send } => {
+				let Some(proof) = cached_proof(job) else { continue };
+				let call = pallet_verity_disputes::Call::<T>::prove_fraud { job, proof };
+				if let Some(sent) = submit::<T, _>(now, watcher, call, send, nonces) {
+					log::info!(
+						target: TARGET,
+						"job {job}: a later commitment proved the fraud first; our earlier one \
+						 takes the reward over, proof {} (nonce {}, tip {})",
+						how(&send),
+						sent.nonce,
+						sent.tip
+					);
+					tracks.insert(job, Track::Proved { sent });
+				}
+			},
+			Direct::Withdraw { job } => {
+				let call = pallet_verity_disputes::Call::<T>::withdraw_commitment { job };
+				if let Some(sent) = submit::<T, _>(now, watcher, call, fresh, nonces) {
+					log::info!(
+						target: TARGET,
+						"job {job}: withdrawing our unused proof commitment (nonce {})",
+						sent.nonce
+					);
+					tracks.insert(job, Track::Settling { at: now });
+				}
+			},
+			Direct::Claim { job } => {
+				let call = pallet_verity_disputes::Call::<T>::claim_reward { job };
+				if let Some(sent) = submit::<T, _>(now, watcher, call, fresh, nonces) {
+					log::info!(
+						target: TARGET,
+						"job {job}: claiming the prover's reward (nonce {})",
+						sent.nonce
+					);
+					tracks.insert(job, Track::Settling { at: now });
+				}
 			},
 		}
 	}

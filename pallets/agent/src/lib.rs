@@ -10,11 +10,16 @@
 //!   from the operator's account.
 //! * **Watcher role** (node flag `--watcher`): for every committed job inside its challenge
 //!   window (all of them, or a sampled share), it asks the inference worker to `prove` the
-//!   committed step hashes; on a wrong step it submits the signed
-//!   `Disputes::prove_fraud(job, proof)` from its first key, but only a proof that the worker's
-//!   own check and the chain's rule (`Disputes::judge`, run here) both call fraud; a proof that
-//!   was included and left the job open (rejected) is never sent again. Jobs of its own keys are
-//!   skipped.
+//!   committed step hashes; on a wrong step it proves it from its first key in two signed
+//!   transactions, `Disputes::commit_proof(job, commitment)` and, once that is on chain,
+//!   `Disputes::prove_fraud(job, proof)` (the reveal), but only for a proof that the worker's own
+//!   check and the chain's rule (`Disputes::judge`, run here) both call fraud; a commitment or
+//!   proof that was included and left the job open (rejected) is never sent again. Jobs of its
+//!   own keys are skipped. For jobs that closed while it still has business there (attack 2,
+//!   [`plan::Direct`]): if a copy of its proof committed later was revealed first, it re-reveals
+//!   its proof (kept in its off-chain storage) during the grace period to take the reward over;
+//!   after the grace period it claims its rewards (`Disputes::claim_reward`) and withdraws
+//!   commitments that lost (`Disputes::withdraw_commitment`).
 //!
 //! **Tips.** Commits and fraud proofs are Operational transactions (the block's reserve, ranked
 //! by their fee). Each is first sent with no tip; while it waits in the pool (its sender's

@@ -37,12 +37,33 @@ pub enum Track {
 	Committed { attempt: u32, sent: Sent },
 	/// `prove` found the commitment consistent.
 	Consistent,
-	/// `prove_fraud` submitted from the watcher's account.
+	/// `commit_proof` submitted from the watcher's account (the proof is revealed once the
+	/// commitment is on chain).
+	ProofCommitted { sent: Sent },
+	/// `prove_fraud` submitted from the watcher's account (the reveal).
 	Proved { sent: Sent },
 	/// Not to be proven by this node: the worker's own check of its proof, or the chain's
 	/// (`Disputes::judge`), found no fraud, or a proof was included and the job is still open
 	/// (rejected). Never sent (again).
 	Abandoned,
+	/// A closed job the watcher still has business with: `withdraw_commitment` or
+	/// `claim_reward` was sent in block `at` (sent again [`RESEND_AFTER`] blocks later if it is
+	/// still needed).
+	Settling { at: u32 },
+}
+
+/// What the watcher does without asking the worker, for a job that closed while it still has a
+/// commitment or a reward there (docs/PROTOCOL.md section 8, attack 2).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Direct {
+	/// Reveal the proof this node sent before (kept in its off-chain storage): the fraud was
+	/// proven by a later commitment to the same proof, and the grace period is still on, so the
+	/// reward is taken over.
+	Reveal { job: JobId, send: Submission },
+	/// Withdraw a commitment that can no longer be revealed usefully (its deposit comes back).
+	Withdraw { job: JobId },
+	/// Claim a reward whose grace period has passed.
+	Claim { job: JobId },
 }
 
 /// A job handed to the worker in this run, and what to do with the answer.
@@ -105,8 +126,11 @@ fn next_send(
 pub struct Plan<T: Config> {
 	pub work: Vec<Work<T>>,
 	pub requests: Vec<Request>,
-	/// Every job still in the jobs pallet (the agent forgets the others).
+	/// Every job still in the jobs pallet, and the closed ones with a commitment or a reward
+	/// of the watcher (the agent forgets the others), sorted.
 	pub open: Vec<JobId>,
+	/// Transactions for closed jobs that need no worker.
+	pub direct: Vec<Direct>,
 	/// Jobs whose fraud proof was included and rejected (the job is still open): abandoned.
 	pub rejected: Vec<JobId>,
 }
@@ -147,6 +171,12 @@ pub fn plan<T: Config>(
 		.filter(|_| settings.watch_permill.is_some())
 		.map(|a| frame_system::Account::<T>::get(&a.id).nonce.unique_saturated_into());
 	let gaps = gaps::<T>(now_n, accounts, settings, tracks);
+	let watcher = accounts.first().filter(|_| settings.watch_permill.is_some());
+	let commitment_on_chain = |job: JobId| {
+		watcher.is_some_and(|w| {
+			pallet_verity_disputes::ProofCommitments::<T>::contains_key(&w.id, job)
+		})
+	};
 	let mut to_execute = Vec::new();
 	let mut to_check = Vec::new();
 	for (id, job) in pallet_verity_jobs::Jobs::<T>::iter() {
@@ -188,11 +218,15 @@ pub fn plan<T: Config>(
 				}
 				let sent = match tracks.get(&id) {
 					Some(Track::Consistent | Track::Abandoned) => continue,
-					Some(Track::Proved { sent }) if watcher_nonce > Some(sent.nonce) => {
+					// The commitment is on chain: reveal (the worker gives the proof again).
+					Some(Track::ProofCommitted { .. }) if commitment_on_chain(id) => None,
+					Some(Track::ProofCommitted { sent } | Track::Proved { sent })
+						if watcher_nonce > Some(sent.nonce) =>
+					{
 						rejected.push(id);
 						continue;
 					},
-					Some(Track::Proved { sent }) => Some(sent),
+					Some(Track::ProofCommitted { sent } | Track::Proved { sent }) => Some(sent),
 					_ => None,
 				};
 				// What the prover is paid if the proof lands.
@@ -244,8 +278,76 @@ pub fn plan<T: Config>(
 			deadline_ms: Some(crate::WORKER_WAIT_MS),
 		}));
 	}
+	let mut direct = Vec::new();
+	if let (Some(w), Some(nonce)) = (watcher, watcher_nonce) {
+		settle::<T>(now, &w.id, nonce, tracks, &mut open, &mut direct);
+	}
 	open.sort_unstable();
-	Plan { work, requests, open, rejected }
+	open.dedup();
+	Plan { work, requests, open, direct, rejected }
+}
+
+/// The watcher's business with closed jobs (attack 2): reveal again to take a reward over
+/// while the grace period lasts and its commitment is earlier than the reward holder's (only
+/// with a proof it sent before, [`crate::apply::cached_proof`]); withdraw commitments that can
+/// no longer be used; claim its rewards whose grace period has passed. Each such job is added
+/// to `keep` (remembered).
+fn settle<T: Config>(
+	now: BlockNumberFor<T>,
+	watcher: &T::AccountId,
+	nonce: u64,
+	tracks: &BTreeMap<JobId, Track>,
+	keep: &mut Vec<JobId>,
+	direct: &mut Vec<Direct>,
+) {
+	let now_n: u32 = now.unique_saturated_into();
+	let settling_due = |job: &JobId| match tracks.get(job) {
+		Some(Track::Settling { at }) => now_n.saturating_sub(*at) >= RESEND_AFTER,
+		_ => true,
+	};
+	for (job, commitment) in pallet_verity_disputes::ProofCommitments::<T>::iter_prefix(watcher) {
+		if pallet_verity_jobs::Jobs::<T>::contains_key(job) {
+			continue;
+		}
+		keep.push(job);
+		let reward = pallet_verity_disputes::Rewards::<T>::get(job);
+		match reward {
+			Some(r)
+				if now < r.until
+					&& commitment.at < r.committed_at
+					&& !matches!(tracks.get(&job), Some(Track::Abandoned))
+					&& crate::apply::has_cached_proof(job) =>
+			{
+				let sent = match tracks.get(&job) {
+					Some(Track::Proved { sent }) => Some(sent),
+					_ => None,
+				};
+				// A reveal that was included and left the commitment (it failed): not again; the
+				// commitment is withdrawn after the grace period.
+				if sent.is_some_and(|s| nonce > s.nonce) {
+					continue;
+				}
+				let end: u32 = r.until.unique_saturated_into();
+				if let Some(send) =
+					next_send(now_n, end, r.amount.unique_saturated_into(), sent, nonce)
+				{
+					direct.push(Direct::Reveal { job, send });
+				}
+			},
+			_ if !pallet_verity_disputes::Pallet::<T>::in_use(job) && settling_due(&job) => {
+				direct.push(Direct::Withdraw { job });
+			},
+			_ => {},
+		}
+	}
+	for (job, r) in pallet_verity_disputes::Rewards::<T>::iter() {
+		if &r.prover == watcher && now >= r.until {
+			keep.push(job);
+			if settling_due(&job) {
+				direct.push(Direct::Claim { job });
+			}
+		}
+	}
 }
 
 /// Blocks after which a nonce below every transaction the agent waits for counts as a gap.
@@ -275,7 +377,10 @@ fn gaps<T: Config>(
 			{
 				(job.operator.clone(), sent)
 			},
-			(Track::Proved { sent }, JobStatus::Committed { .. }) => match watcher {
+			(
+				Track::ProofCommitted { sent } | Track::Proved { sent },
+				JobStatus::Committed { .. },
+			) => match watcher {
 				Some(w) => (w.id.clone(), sent),
 				None => continue,
 			},

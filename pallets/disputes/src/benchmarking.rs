@@ -1,7 +1,8 @@
-//! Benchmarks of `prove_fraud` (frame-benchmarking v2), each on the successful (slashing) path:
-//! `prove_fraud_bytes` over the proof size (an FC step, whose weights make up the bytes) and
-//! `prove_fraud_macs` over the step's multiply-accumulates (a 3x3 convolution with a small
-//! proof). The call is charged the sum of both.
+//! Benchmarks of the disputes pallet (frame-benchmarking v2). `prove_fraud` on the successful
+//! (slashing) path, revealing a commitment from the block before: `prove_fraud_bytes` over the
+//! proof size (an FC step, whose weights make up the bytes) and `prove_fraud_macs` over the
+//! step's multiply-accumulates (a 3x3 convolution with a small proof); the call is charged the
+//! sum of both. `commit_proof`, `claim_reward` and `withdraw_commitment` are constant-time.
 
 use super::*;
 use alloc::vec::Vec;
@@ -9,7 +10,7 @@ use codec::Encode;
 use frame_benchmarking::v2::*;
 use frame_system::RawOrigin;
 use pallet_verity_jobs::benchmarking::{requester, serving, submitted};
-use pallet_verity_models::benchmarking::{conv_model, fc_model, register_case};
+use pallet_verity_models::benchmarking::{conv_model, fc_model, fund, register_case};
 use verity_primitives::testing::TestCase;
 
 /// Register `case`, submit it, commit a trace whose hash of `step` is wrong (the output and
@@ -51,6 +52,15 @@ fn fraudulent<T: Config>(case: &TestCase, step: u32) -> (JobId, Vec<u8>) {
 	(job, proof.encode())
 }
 
+/// `who` (funded) commits to `proof` for `job`, and the chain moves to the next block.
+fn committed<T: Config>(who: &T::AccountId, job: JobId, proof: &[u8]) {
+	fund::<T>(who, T::ProofCommitmentDeposit::get().saturating_mul(2u32.into()));
+	let c = Pallet::<T>::commitment(job, who, proof);
+	assert!(Pallet::<T>::commit_proof(RawOrigin::Signed(who.clone()).into(), job, c).is_ok());
+	let next = frame_system::Pallet::<T>::block_number().saturating_add(1u32.into());
+	frame_system::Pallet::<T>::set_block_number(next);
+}
+
 #[benchmarks]
 mod benchmarks {
 	use super::*;
@@ -63,6 +73,7 @@ mod benchmarks {
 		let case = fc_model(1024, n, 0);
 		let (job, proof) = fraudulent::<T>(&case, 1);
 		let caller: T::AccountId = whitelisted_caller();
+		committed::<T>(&caller, job, &proof);
 
 		#[extrinsic_call]
 		prove_fraud(RawOrigin::Signed(caller), job, proof);
@@ -78,10 +89,57 @@ mod benchmarks {
 		// The convolution (step 1) is the one proven wrong.
 		let (job, proof) = fraudulent::<T>(&conv_model(c, 0), 1);
 		let caller: T::AccountId = whitelisted_caller();
+		committed::<T>(&caller, job, &proof);
 
 		#[extrinsic_call]
 		prove_fraud(RawOrigin::Signed(caller), job, proof);
 
 		assert!(pallet_verity_jobs::Jobs::<T>::get(job).is_none());
+	}
+
+	#[benchmark]
+	fn commit_proof() {
+		let (job, proof) = fraudulent::<T>(&fc_model(16, 4, 0), 1);
+		let caller: T::AccountId = whitelisted_caller();
+		fund::<T>(&caller, T::ProofCommitmentDeposit::get().saturating_mul(2u32.into()));
+		let c = Pallet::<T>::commitment(job, &caller, &proof);
+
+		#[extrinsic_call]
+		commit_proof(RawOrigin::Signed(caller.clone()), job, c);
+
+		assert!(ProofCommitments::<T>::contains_key(&caller, job));
+	}
+
+	#[benchmark]
+	fn claim_reward() {
+		let (job, proof) = fraudulent::<T>(&fc_model(16, 4, 0), 1);
+		let prover: T::AccountId = account("prover", 0, 0);
+		committed::<T>(&prover, job, &proof);
+		assert!(Pallet::<T>::prove_fraud(RawOrigin::Signed(prover).into(), job, proof).is_ok());
+		let until = Rewards::<T>::get(job).map(|r| r.until).unwrap_or_default();
+		frame_system::Pallet::<T>::set_block_number(until);
+		let caller: T::AccountId = whitelisted_caller();
+
+		#[extrinsic_call]
+		claim_reward(RawOrigin::Signed(caller), job);
+
+		assert!(Rewards::<T>::get(job).is_none());
+	}
+
+	#[benchmark]
+	fn withdraw_commitment() {
+		let (job, proof) = fraudulent::<T>(&fc_model(16, 4, 0), 1);
+		let prover: T::AccountId = account("prover", 0, 0);
+		committed::<T>(&prover, job, &proof);
+		let caller: T::AccountId = whitelisted_caller();
+		committed::<T>(&caller, job, &proof);
+		assert!(Pallet::<T>::prove_fraud(RawOrigin::Signed(prover).into(), job, proof).is_ok());
+		let until = Rewards::<T>::get(job).map(|r| r.until).unwrap_or_default();
+		frame_system::Pallet::<T>::set_block_number(until);
+
+		#[extrinsic_call]
+		withdraw_commitment(RawOrigin::Signed(caller.clone()), job);
+
+		assert!(!ProofCommitments::<T>::contains_key(&caller, job));
 	}
 }

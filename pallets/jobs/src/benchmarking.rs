@@ -1,6 +1,7 @@
 //! Benchmarks of the jobs pallet (frame-benchmarking v2): `submit` over input size and server
 //! count, `commit` over output size and step count, `on_initialize` over finalizations and
-//! missed deadlines (with re-assignment, the expensive path).
+//! missed deadlines (with re-assignment, the expensive path), `prune_receipts` over the receipts
+//! pruned (each with the largest output).
 
 use super::*;
 use alloc::vec;
@@ -149,5 +150,40 @@ mod benchmarks {
 		}
 
 		assert_eq!(Receipts::<T>::iter().count() as u32, f);
+	}
+
+	#[benchmark]
+	fn prune_receipts(p: Linear<0, { T::MaxJobsPerBlock::get() }>) {
+		let who: T::AccountId = account("requester", 0, 0);
+		let closed: BlockNumberFor<T> = 1u32.into();
+		let output =
+			vec![0x5a; <T as pallet_verity_models::Config>::MaxOutputBytes::get() as usize];
+		// p + 1 receipts: the hook prunes p and reads the next one, whose time has not come.
+		for job in 0..=u64::from(p) {
+			let closed_at =
+				if job < u64::from(p) { closed } else { closed.saturating_add(1u32.into()) };
+			Pallet::<T>::keep_receipt(
+				job,
+				Receipt {
+					requester: who.clone(),
+					model: [7; 32],
+					operator: who.clone(),
+					output: BoundedVec::truncate_from(output.clone()),
+					trace_root: Some([9; 32]),
+					fee: 10u32.into(),
+					closed_at,
+					outcome: Outcome::Fraud { prover: who.clone(), step: u32::MAX },
+				},
+			);
+		}
+		let now = closed.saturating_add(T::ReceiptRetention::get());
+
+		#[block]
+		{
+			Pallet::<T>::prune_receipts(now);
+		}
+
+		assert_eq!(ReceiptDigests::<T>::iter().count() as u32, p);
+		assert_eq!(Receipts::<T>::iter().count(), 1);
 	}
 }

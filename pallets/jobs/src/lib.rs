@@ -12,7 +12,8 @@
 //! 3. At the end of the window (no fraud proven) the job is final: the operator's price is paid
 //!    from the held fee, the rest is released to the requester, the collateral is unlocked, the
 //!    step hashes and the input are pruned and a [`Receipt`] (output, model id, operator, trace
-//!    root, final block) is kept.
+//!    root, final block) is kept for `ReceiptRetention` blocks, then only its 32-byte digest
+//!    ([`ReceiptDigests`]; see *Receipt retention* below).
 //! 4. A missed deadline costs the operator `MissedDeadlinePenalty` (slashed from its stake,
 //!    handed to the operators pallet's `Slash`, burnt by default) and the job is re-assigned to
 //!    another operator; after `MaxAttempts` attempts (or when no other operator is eligible) the
@@ -26,6 +27,16 @@
 //! ([`Queue`]) of at most `MaxJobsPerBlock` job ids; an item that does not fit into its block
 //! goes to the next one with room, up to `ScheduleSpread` blocks later (so windows and deadlines
 //! may only get longer, never shorter). The hook never iterates over all jobs.
+//!
+//! ## Receipt retention
+//! A receipt is stored in full for `ReceiptRetention` blocks after its job closes (long enough
+//! to fetch it as a receipt file, `verity-node receipt fetch`, which then verifies offline for
+//! ever); then `on_initialize` replaces it by `blake2_256` of its SCALE encoding in
+//! [`ReceiptDigests`]. Closed jobs wait in a first-in first-out queue ([`Closed`]) in closing
+//! order, so the hook prunes from its head, at most `MaxJobsPerBlock` per block. What a job
+//! leaves on chain for ever is therefore 32 bytes of digest (plus its key), whatever the size of
+//! its output: the storage the submitter's transaction fee pays for, instead of a receipt of up
+//! to `MaxOutputBytes` kept for free.
 //!
 //! ## Assignment and its randomness
 //! The seed is `blake2_256("verity/assign" ‖ parent hash ‖ job id ‖ attempt)`. The requester
@@ -181,6 +192,8 @@ pub enum NotChallengeable {
 	AlreadySlashed,
 	/// The job expired without a commitment.
 	Expired,
+	/// The job closed so long ago that only its receipt's digest is left.
+	Pruned,
 }
 
 #[frame_support::pallet]
@@ -225,9 +238,14 @@ pub mod pallet {
 		/// Slashed from an operator that misses a deadline (at most `JobCollateral`).
 		#[pallet::constant]
 		type MissedDeadlinePenalty: Get<BalanceOf<Self>>;
-		/// Deadlines plus window ends handled per block (bounds `on_initialize`).
+		/// Deadlines plus window ends handled per block, and receipts pruned per block (bounds
+		/// `on_initialize`).
 		#[pallet::constant]
 		type MaxJobsPerBlock: Get<u32>;
+		/// Blocks a closed job's full [`Receipt`] is kept; then only its digest
+		/// ([`ReceiptDigests`]).
+		#[pallet::constant]
+		type ReceiptRetention: Get<BlockNumberFor<Self>>;
 		/// How many blocks later a deadline or window end may be moved when its block's queue
 		/// is full.
 		#[pallet::constant]
@@ -267,9 +285,22 @@ pub mod pallet {
 		ValueQuery,
 	>;
 
-	/// Receipts of closed jobs.
+	/// Receipts of jobs closed less than `ReceiptRetention` blocks ago.
 	#[pallet::storage]
 	pub type Receipts<T: Config> = StorageMap<_, Twox64Concat, JobId, Receipt<T>, OptionQuery>;
+
+	/// `blake2_256` of the SCALE encoding of each pruned receipt (what stays for ever).
+	#[pallet::storage]
+	pub type ReceiptDigests<T: Config> = StorageMap<_, Twox64Concat, JobId, Hash, OptionQuery>;
+
+	/// Jobs whose receipts are still stored, in closing order: position → job (a queue whose
+	/// bounds are [`ClosedBounds`]).
+	#[pallet::storage]
+	pub type Closed<T: Config> = StorageMap<_, Twox64Concat, u64, JobId, OptionQuery>;
+
+	/// `(head, tail)` of [`Closed`]: its entries are at positions `head..tail`.
+	#[pallet::storage]
+	pub type ClosedBounds<T: Config> = StorageValue<_, (u64, u64), ValueQuery>;
 
 	/// This chain's execution deadline and challenge window, chosen at genesis; absent: the
 	/// `ExecutionDeadline` and `ChallengeWindow` constants. A window long enough that keeping a
@@ -360,7 +391,9 @@ pub mod pallet {
 	#[pallet::hooks]
 	impl<T: Config> Hooks<BlockNumberFor<T>> for Pallet<T> {
 		fn on_initialize(n: BlockNumberFor<T>) -> Weight {
-			Self::process_queue(n)
+			let due = Self::process_queue(n);
+			let pruned = Self::prune_receipts(n);
+			due.saturating_add(<T as Config>::WeightInfo::prune_receipts(pruned))
 		}
 
 		fn integrity_test() {
@@ -372,6 +405,10 @@ pub mod pallet {
 				panic!("ExecutionDeadline and ChallengeWindow: {e}");
 			}
 			assert!(T::MaxAttempts::get() >= 1 && T::MaxJobsPerBlock::get() >= 1);
+			assert!(
+				T::ReceiptRetention::get() >= 1u32.into(),
+				"a receipt must be kept long enough to be fetched"
+			);
 			assert!(T::CollateralRatio::get() >= 1, "collateral must exceed the fee at stake");
 			assert!(
 				T::MissedDeadlinePenalty::get() <= T::JobCollateral::get(),
@@ -527,9 +564,17 @@ pub mod pallet {
 			Jobs::<T>::get(job)
 		}
 
-		/// A closed job's receipt.
+		/// A closed job's receipt (`None` once pruned, see [`ReceiptDigests`]).
 		pub fn receipt(job: JobId) -> Option<Receipt<T>> {
 			Receipts::<T>::get(job)
+		}
+
+		/// The digest of a closed job's receipt, stored or pruned:
+		/// `blake2_256(SCALE(receipt))`.
+		pub fn receipt_digest(job: JobId) -> Option<Hash> {
+			Receipts::<T>::get(job)
+				.map(|r| Pallet::<T>::digest(&r))
+				.or_else(|| ReceiptDigests::<T>::get(job))
 		}
 
 		/// The committed step hashes of a job inside its challenge window (empty otherwise).
@@ -649,7 +694,7 @@ impl<T: Config> Pallet<T> {
 		StepHashes::<T>::remove(id);
 		Jobs::<T>::remove(id);
 		pallet_verity_models::Pallet::<T>::job_closed(&job.model);
-		Receipts::<T>::insert(
+		Self::keep_receipt(
 			id,
 			Receipt {
 				requester: job.requester,
@@ -741,7 +786,7 @@ impl<T: Config> Pallet<T> {
 			Outcome::Fraud { .. } => Event::Fraudulent { job: id, requester, refund },
 			_ => Event::Expired { job: id, requester, refund },
 		};
-		Receipts::<T>::insert(
+		Self::keep_receipt(
 			id,
 			Receipt {
 				requester: job.requester,
@@ -757,6 +802,46 @@ impl<T: Config> Pallet<T> {
 		Self::deposit_event(event);
 	}
 
+	/// Store a closed job's receipt and queue it for pruning.
+	fn keep_receipt(id: JobId, receipt: Receipt<T>) {
+		Receipts::<T>::insert(id, receipt);
+		ClosedBounds::<T>::mutate(|(_, tail)| {
+			Closed::<T>::insert(*tail, id);
+			*tail = tail.saturating_add(1);
+		});
+	}
+
+	/// `blake2_256` of a receipt's SCALE encoding.
+	pub fn digest(receipt: &Receipt<T>) -> Hash {
+		sp_runtime::traits::BlakeTwo256::hash_of(receipt).into()
+	}
+
+	/// Replace the receipts whose retention ended by block `n` with their digests, oldest first,
+	/// at most `MaxJobsPerBlock`. Returns the number of queue entries handled.
+	pub(crate) fn prune_receipts(n: BlockNumberFor<T>) -> u32 {
+		let (mut head, tail) = ClosedBounds::<T>::get();
+		let retention = T::ReceiptRetention::get();
+		let mut handled = 0u32;
+		while head < tail && handled < T::MaxJobsPerBlock::get() {
+			if let Some(id) = Closed::<T>::get(head) {
+				if let Some(receipt) = Receipts::<T>::get(id) {
+					if receipt.closed_at.saturating_add(retention) > n {
+						break;
+					}
+					ReceiptDigests::<T>::insert(id, Self::digest(&receipt));
+					Receipts::<T>::remove(id);
+				}
+				Closed::<T>::remove(head);
+			}
+			head = head.saturating_add(1);
+			handled.saturating_inc();
+		}
+		if handled > 0 {
+			ClosedBounds::<T>::put((head, tail));
+		}
+		handled
+	}
+
 	/// A job that can be disputed now, with its committed step hashes.
 	pub fn challengeable(id: JobId) -> Result<(Job<T>, Vec<Hash>), NotChallengeable> {
 		let Some(job) = Jobs::<T>::get(id) else {
@@ -764,6 +849,7 @@ impl<T: Config> Pallet<T> {
 				Some(Outcome::Final) => NotChallengeable::WindowClosed,
 				Some(Outcome::Fraud { .. }) => NotChallengeable::AlreadySlashed,
 				Some(Outcome::Expired) => NotChallengeable::Expired,
+				None if ReceiptDigests::<T>::contains_key(id) => NotChallengeable::Pruned,
 				None => NotChallengeable::Unknown,
 			});
 		};
@@ -787,10 +873,21 @@ impl<T: Config> Pallet<T> {
 		Self::close_refunded(id, job, n, Outcome::Fraud { prover, step });
 	}
 
+	/// A fraud's reward was taken over by `prover` (an earlier commitment to the same proof,
+	/// see the disputes pallet): the receipt names it.
+	pub fn set_fraud_prover(id: JobId, prover: T::AccountId) {
+		Receipts::<T>::mutate(id, |r| {
+			if let Some(Receipt { outcome: Outcome::Fraud { prover: p, .. }, .. }) = r {
+				*p = prover;
+			}
+		});
+	}
+
 	/// Invariants: each requester's `Fee` hold equals the `max_fee` of its open jobs; each
 	/// operator's locked stake and open-job count equal the collateral and number of the jobs
 	/// assigned to it; each model's open-job count is right; every open job is queued at its
-	/// deadline or window end; step hashes exist exactly for committed jobs.
+	/// deadline or window end; step hashes exist exactly for committed jobs; every stored receipt
+	/// is queued for pruning in closing order, and pruned ones left only their digest.
 	#[cfg(any(feature = "std", feature = "try-runtime"))]
 	pub fn do_try_state() -> Result<(), sp_runtime::TryRuntimeError> {
 		use alloc::collections::btree_map::BTreeMap;
@@ -820,6 +917,32 @@ impl<T: Config> Pallet<T> {
 		ensure!(
 			StepHashes::<T>::iter_keys().all(Jobs::<T>::contains_key),
 			"step hashes of a closed job"
+		);
+		// Every stored receipt is queued for pruning exactly once, oldest first; pruned ones
+		// left only a digest; no job is open and closed.
+		let (head, tail) = ClosedBounds::<T>::get();
+		let mut queued = 0u64;
+		let mut last_closed = None;
+		for position in head..tail {
+			let id = Closed::<T>::get(position).ok_or("hole in the closed-jobs queue")?;
+			let receipt = Receipts::<T>::get(id).ok_or("queued job without a receipt")?;
+			ensure!(last_closed <= Some(receipt.closed_at), "closed-jobs queue out of order");
+			last_closed = Some(receipt.closed_at);
+			queued.saturating_inc();
+		}
+		ensure!(
+			Closed::<T>::iter_keys().all(|p| (head..tail).contains(&p)),
+			"closed-jobs entry outside its bounds"
+		);
+		ensure!(Receipts::<T>::iter_keys().count() as u64 == queued, "receipt not queued");
+		ensure!(
+			ReceiptDigests::<T>::iter_keys()
+				.all(|id| !Receipts::<T>::contains_key(id) && !Jobs::<T>::contains_key(id)),
+			"a pruned receipt is also stored or open"
+		);
+		ensure!(
+			Receipts::<T>::iter_keys().all(|id| !Jobs::<T>::contains_key(id)),
+			"a job is both open and closed"
 		);
 		for (who, total) in fees {
 			ensure!(

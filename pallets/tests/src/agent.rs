@@ -117,6 +117,14 @@ impl Node {
 			.collect()
 	}
 
+	/// `xt`, signed by `who`, is included: dispatched, and `who`'s nonce moves past it.
+	fn include(&mut self, xt: &Extrinsic, who: AccountId) {
+		self.ext.execute_with(|| {
+			assert_ok!(xt.function.clone().dispatch_bypass_filter(origin(who)));
+			frame_system::Pallet::<Test>::inc_account_nonce(who);
+		});
+	}
+
 	/// The one transaction pooled since the last call.
 	fn pooled_one(&self) -> Extrinsic {
 		let mut pooled = self.pooled();
@@ -257,7 +265,8 @@ fn attack_01_a_pending_proof_is_re_signed_with_a_rising_tip() {
 	let bad_step = 2;
 	let mut node = Node::new(&[EVE], Some(1_000_000));
 	let (job, request) = wrong_commitment(&mut node, &case, bad_step);
-	let prove_fraud = prove_fraud_call(job, &case, bad_step);
+	// The first transaction of a proof is the commitment to it (attack 2).
+	let prove_fraud = commit_proof_call(job, &case, bad_step, EVE);
 	let answer = || vec![fraud(bad_step, proof(&case, bad_step), "Fraud")];
 	node.worker_answers(std::slice::from_ref(&request), answer());
 	node.run_agent();
@@ -361,24 +370,23 @@ fn watcher_proves_a_wrong_commitment_and_remembers_a_consistent_one() {
 	})
 	.unwrap();
 	let consistent = serde_json::to_value(ProveReply::Consistent { trace_root: [1; 32] }).unwrap();
-	node.worker_answers(&requests, vec![fraud, consistent]);
+	node.worker_answers(&requests, vec![fraud.clone(), consistent]);
+	node.run_agent();
+	// First the commitment to the proof (attack 2); it is included.
+	let pooled = node.pooled_one();
+	assert_signed(&pooled, EVE, 0, commit_proof_call(bad, &case, bad_step, EVE));
+	node.include(&pooled, EVE);
+	node.ext.execute_with(|| run_to_block(now() + 1));
+	// Next block: the commitment is on chain, the proof is revealed (the worker is asked for
+	// it again; it answers from its cache).
+	node.worker_answers(&requests[..1], vec![fraud]);
 	node.run_agent();
 	let pooled = node.pooled_one();
-	assert_signed(
-		&pooled,
-		EVE,
-		0,
-		RuntimeCall::Disputes(pallet_verity_disputes::Call::prove_fraud {
-			job: bad,
-			proof: proof(&case, bad_step),
-		}),
-	);
-	// The pooled proof is one the chain accepts: EVE is paid.
-	node.ext.execute_with(|| {
-		let before = free(EVE);
-		assert_ok!(pooled.function.clone().dispatch_bypass_filter(origin(EVE)));
-		assert!(free(EVE) > before);
-	});
+	assert_signed(&pooled, EVE, 1, prove_fraud_call(bad, &case, bad_step));
+	// The pooled proof is one the chain accepts: EVE's reward is held for the grace period.
+	let before = node.ext.execute_with(|| held(EVE));
+	node.include(&pooled, EVE);
+	assert!(node.ext.execute_with(|| held(EVE)) > before);
 
 	// Next block: the consistent job is remembered, the proven one was closed by the proof;
 	// the worker is not asked again.
@@ -465,6 +473,14 @@ fn wrong_commitment(node: &mut Node, case: &TestCase, bad_step: u32) -> (JobId, 
 	})
 }
 
+/// The `commit_proof` call of `who` for `case`'s proof of step `bad_step` against `job`.
+fn commit_proof_call(job: JobId, case: &TestCase, bad_step: u32, who: AccountId) -> RuntimeCall {
+	RuntimeCall::Disputes(pallet_verity_disputes::Call::commit_proof {
+		job,
+		commitment: Disputes::commitment(job, &who, &proof(case, bad_step)),
+	})
+}
+
 /// The `prove_fraud` call of `case`'s proof of step `bad_step` against `job`.
 fn prove_fraud_call(job: JobId, case: &TestCase, bad_step: u32) -> RuntimeCall {
 	RuntimeCall::Disputes(pallet_verity_disputes::Call::prove_fraud {
@@ -516,7 +532,7 @@ fn attack_09_a_rejected_proof_is_not_sent_again() {
 	let bad_step = 2;
 	let mut node = Node::new(&[EVE], Some(1_000_000));
 	let (job, request) = wrong_commitment(&mut node, &case, bad_step);
-	let prove_fraud = prove_fraud_call(job, &case, bad_step);
+	let prove_fraud = commit_proof_call(job, &case, bad_step, EVE);
 	node.worker_answers(
 		std::slice::from_ref(&request),
 		vec![fraud(bad_step, proof(&case, bad_step), "Fraud")],
@@ -664,4 +680,113 @@ fn attack_13_a_nonce_gap_is_filled_before_the_deadline() {
 		assert_ok!(moved.function.clone().dispatch_bypass_filter(origin(ALICE)));
 		assert!(matches!(job_status(b), pallet_verity_jobs::JobStatus::Committed { .. }));
 	});
+}
+
+/// Attack 2, the agent's side: the watcher commits to its proof, reveals it once the
+/// commitment is on chain, and when a copy committed later lands first (its own reveal kept out
+/// of the block), it keeps re-signing its reveal with a rising tip during the grace period,
+/// from the proof it kept (the worker cannot rebuild it: the job is closed), which takes the
+/// reward over; after the grace period it claims the reward. On the old code the first
+/// `prove_fraud` in a block was paid, whoever signed it.
+#[test]
+fn attack_02_the_watcher_takes_its_reward_back_from_a_copier_and_claims_it() {
+	let case = cnn();
+	let bad_step = 2;
+	let mut node = Node::new(&[EVE], Some(1_000_000));
+	let (job, request) = wrong_commitment(&mut node, &case, bad_step);
+	let answer = || vec![fraud(bad_step, proof(&case, bad_step), "Fraud")];
+	node.worker_answers(std::slice::from_ref(&request), answer());
+	node.run_agent();
+	let commit = node.pooled_one();
+	assert_signed(&commit, EVE, 0, commit_proof_call(job, &case, bad_step, EVE));
+	node.include(&commit, EVE);
+	node.ext.execute_with(|| run_to_block(now() + 1));
+	node.worker_answers(std::slice::from_ref(&request), answer());
+	node.run_agent();
+	let reveal_call = prove_fraud_call(job, &case, bad_step);
+	assert_signed(&node.pooled_one(), EVE, 1, reveal_call.clone());
+
+	// EVE's reveal waits in the pool; DAVE saw it, commits to a copy and gets it in first.
+	node.ext.execute_with(|| {
+		let p = proof(&case, bad_step);
+		assert_ok!(Disputes::commit_proof(origin(DAVE), job, Disputes::commitment(job, &DAVE, &p)));
+		run_to_block(now() + 1);
+		assert_ok!(Disputes::prove_fraud(origin(DAVE), job, p));
+		run_to_block(now() + 1);
+	});
+	// The job is closed; no worker request (an unexpected one would panic): EVE's reveal is
+	// re-signed from the kept proof, same nonce, with a tip.
+	node.run_agent();
+	let resigned = node.pooled_one();
+	assert_eq!(resigned.function, reveal_call);
+	let Preamble::Signed(_, _, extension) = &resigned.preamble else { panic!("signed") };
+	assert_eq!(extension.0.encode(), frame_system::CheckNonce::<Test>::from(1).encode());
+	assert!(extension.1.tip() > 0, "with a tip");
+	node.include(&resigned, EVE);
+	let reward = node.ext.execute_with(|| {
+		let r = pallet_verity_disputes::Rewards::<Test>::get(job).expect("pending");
+		assert_eq!(r.prover, EVE, "taken over");
+		run_to_block(now() + 1);
+		r
+	});
+	// Nothing more during the grace period; after it, the claim.
+	node.run_agent();
+	assert!(node.pooled().is_empty());
+	node.ext.execute_with(|| run_to_block(reward.until));
+	node.run_agent();
+	let claim = node.pooled_one();
+	assert_signed(
+		&claim,
+		EVE,
+		2,
+		RuntimeCall::Disputes(pallet_verity_disputes::Call::claim_reward { job }),
+	);
+	let before = node.ext.execute_with(|| free(EVE));
+	node.include(&claim, EVE);
+	assert_eq!(node.ext.execute_with(|| free(EVE)), before + reward.amount);
+}
+
+/// Attack 2, the watcher that lost the race: its commitment (later than the proven one) is
+/// withdrawn once the grace period is over, so its deposit comes back.
+#[test]
+fn attack_02_a_losing_commitment_is_withdrawn_after_the_grace_period() {
+	let case = cnn();
+	let bad_step = 2;
+	let mut node = Node::new(&[EVE], Some(1_000_000));
+	let (job, request) = wrong_commitment(&mut node, &case, bad_step);
+	let until = node.ext.execute_with(|| {
+		// BOB proves it first (committed a block before EVE could).
+		let p = proof(&case, bad_step);
+		assert_ok!(Disputes::commit_proof(origin(BOB), job, Disputes::commitment(job, &BOB, &p)));
+		run_to_block(now() + 1);
+		now()
+	});
+	node.worker_answers(
+		std::slice::from_ref(&request),
+		vec![fraud(bad_step, proof(&case, bad_step), "Fraud")],
+	);
+	node.run_agent();
+	let commit = node.pooled_one();
+	node.include(&commit, EVE);
+	let until = node.ext.execute_with(|| {
+		assert_ok!(Disputes::prove_fraud(origin(BOB), job, proof(&case, bad_step)));
+		run_to_block(now() + 1);
+		let r = pallet_verity_disputes::Rewards::<Test>::get(job).expect("pending");
+		assert!(r.until > until);
+		r.until
+	});
+	// EVE's commitment is later than BOB's: no reveal; nothing until the grace period ends.
+	node.run_agent();
+	assert!(node.pooled().is_empty());
+	node.ext.execute_with(|| run_to_block(until));
+	node.run_agent();
+	let withdraw = node.pooled_one();
+	assert_signed(
+		&withdraw,
+		EVE,
+		1,
+		RuntimeCall::Disputes(pallet_verity_disputes::Call::withdraw_commitment { job }),
+	);
+	node.include(&withdraw, EVE);
+	assert_eq!(node.ext.execute_with(|| held(EVE)), 0, "the deposit came back");
 }

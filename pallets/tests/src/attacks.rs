@@ -31,7 +31,7 @@ fn attack_03_collateral_grows_with_what_the_job_pays() {
 		let step = 2;
 		let (out, hashes) = corrupted(&case, step);
 		assert_ok!(Jobs::commit(origin(ALICE), id, out, hashes));
-		assert_ok!(Disputes::prove_fraud(origin(EVE), id, proof(&case, step)));
+		assert_ok!(reveal(EVE, id, proof(&case, step)));
 		assert_eq!(Operators::operator(ALICE).unwrap().active, 0);
 		check_invariants();
 	});
@@ -91,5 +91,192 @@ fn attack_04_jailed_or_slashed_operators_free_their_slots() {
 		assert_ok!(Operators::unjail(origin(BOB)));
 		assert_ok!(Operators::serve(origin(BOB), model, 1));
 		assert_eq!(Servers::<Test>::get(model).len(), 1);
+	});
+}
+
+/// A model whose output is the mock's largest (`MaxOutputBytes`): one reshape of its input.
+fn largest_output() -> verity_primitives::testing::TestCase {
+	use verity_primitives::{testing::ModelBuilder, TensorSpec};
+	let out = <Test as pallet_verity_models::Config>::MaxOutputBytes::get();
+	let mut b = ModelBuilder::new(TensorSpec::new(vec![out], 0, 1.0));
+	b.reshape(0, TensorSpec::new(vec![out], 0, 1.0), (-128, 127));
+	b.finish((0..out).map(|i| i as u8).collect())
+}
+
+/// Attack 7: a receipt stored for ever for one transaction fee. Before: every closed job left
+/// its receipt (up to `MaxOutputBytes` of output) in state for ever, paid only by the submit's
+/// fee (about 0.0002 VRTY for 4 KiB). Now the full receipt stays `ReceiptRetention` blocks
+/// (to be fetched as a receipt file, which verifies offline for ever), then only its 32-byte
+/// digest stays; a proof for the pruned job gets a specific error.
+#[test]
+fn attack_07_a_receipt_is_not_stored_for_ever_for_free() {
+	use codec::Encode;
+	use pallet_verity_jobs::{Closed, ReceiptDigests, Receipts};
+	new_test_ext().execute_with(|| {
+		let case = largest_output();
+		let model = register(&case);
+		operator(ALICE, MIN_BOND, model, 10);
+		let id = submit(CHARLIE, model, &case, 10);
+		let (output, hashes) = honest(&case);
+		assert_ok!(Jobs::commit(origin(ALICE), id, output, hashes));
+		run_to_block(now() + WINDOW + u64::from(SPREAD));
+		let kept = receipt(id);
+		assert_eq!(kept.outcome, pallet_verity_jobs::Outcome::Final);
+		let max: u32 = <Test as pallet_verity_models::Config>::MaxOutputBytes::get();
+		assert_eq!(kept.output.len() as u32, max);
+		let digest = sp_io::hashing::blake2_256(&kept.encode());
+		assert_eq!(Jobs::receipt_digest(id), Some(digest));
+
+		run_to_block(kept.closed_at + RECEIPT_RETENTION - 1);
+		assert!(Receipts::<Test>::contains_key(id), "kept for the whole retention period");
+		run_to_block(kept.closed_at + RECEIPT_RETENTION);
+		assert!(!Receipts::<Test>::contains_key(id), "pruned when the retention ends");
+		assert_eq!(Closed::<Test>::iter().count(), 0);
+		assert_eq!(ReceiptDigests::<Test>::get(id), Some(digest));
+		assert_eq!(Jobs::receipt_digest(id), Some(digest), "the digest stays the same");
+		refused(EVE, id, proof(&case, 1), pallet_verity_disputes::Error::<Test>::JobPruned);
+	});
+}
+
+/// Attack 7, the bound: receipts closed in one block beyond `MaxJobsPerBlock` (fraud proofs
+/// close jobs outside the queue) are pruned over the next blocks, oldest first, never more than
+/// `MaxJobsPerBlock` per block.
+#[test]
+fn attack_07_pruning_is_bounded_per_block() {
+	use pallet_verity_jobs::{ReceiptDigests, Receipts};
+	new_test_ext().execute_with(|| {
+		let case = mlp();
+		let model = register(&case);
+		let jobs = JOBS_PER_BLOCK + 2;
+		operator(ALICE, u64::from(jobs) * COLLATERAL + MIN_BOND, model, 10);
+		let (out, hashes) = corrupted(&case, 2);
+		let ids: Vec<JobId> = (0..jobs)
+			.map(|_| {
+				let id = submit(CHARLIE, model, &case, 10);
+				assert_ok!(Jobs::commit(origin(ALICE), id, out.clone(), hashes.clone()));
+				id
+			})
+			.collect();
+		run_to_block(now() + 1);
+		let closed = now();
+		for &id in &ids {
+			assert_ok!(reveal(EVE, id, proof(&case, 2)));
+		}
+		assert_eq!(Receipts::<Test>::iter().count() as u32, jobs);
+		run_to_block(closed + RECEIPT_RETENTION);
+		assert_eq!(ReceiptDigests::<Test>::iter().count() as u32, JOBS_PER_BLOCK);
+		let first: Vec<JobId> = ids[..JOBS_PER_BLOCK as usize].to_vec();
+		assert!(first.iter().all(|id| ReceiptDigests::<Test>::contains_key(id)), "oldest first");
+		run_to_block(closed + RECEIPT_RETENTION + 1);
+		assert_eq!(ReceiptDigests::<Test>::iter().count() as u32, jobs);
+		assert_eq!(Receipts::<Test>::iter().count(), 0);
+	});
+}
+
+/// A CNN job of CHARLIE's committed by ALICE with step `step` wrong.
+fn cheated(step: u32) -> (verity_primitives::testing::TestCase, JobId) {
+	let case = cnn();
+	let model = register(&case);
+	operator(ALICE, 4 * MIN_BOND, model, 10);
+	let id = submit(CHARLIE, model, &case, 100);
+	let (out, hashes) = corrupted(&case, step);
+	assert_ok!(Jobs::commit(origin(ALICE), id, out, hashes));
+	(case, id)
+}
+
+/// Attack 2: front-running a fraud proof. Before: the reward went to whoever's `prove_fraud`
+/// was included first, so a proof seen in the pool could be re-signed by a copier (or by the
+/// cheating operator from a second account) and the honest watcher was not paid. Now a proof
+/// is revealed against a commitment `H(job ‖ prover ‖ H(proof))` from an earlier block; a copier
+/// can only commit after it saw the proof, so when its copy lands first, the original prover's
+/// reveal (its commitment is earlier) takes the held reward over during the grace period. The
+/// copier ends with nothing; the receipt names the original prover.
+#[test]
+fn attack_02_a_copied_proof_earns_the_copier_nothing() {
+	use pallet_verity_disputes::{Event, Rewards};
+	new_test_ext().execute_with(|| {
+		let step = 2;
+		let (case, job) = cheated(step);
+		let p = proof(&case, step);
+		let (eve, dave) = (free(EVE), free(DAVE));
+		// EVE, the watcher, commits in block 1 and reveals in block 2 ...
+		assert_ok!(Disputes::commit_proof(origin(EVE), job, Disputes::commitment(job, &EVE, &p)));
+		run_to_block(now() + 1);
+		// ... DAVE sees the proof in the pool, commits to a copy, and gets it in first.
+		assert_ok!(Disputes::commit_proof(origin(DAVE), job, Disputes::commitment(job, &DAVE, &p)));
+		run_to_block(now() + 1);
+		assert_ok!(Disputes::prove_fraud(origin(DAVE), job, p.clone()));
+		let reward = ProverShare::get() * COLLATERAL;
+		assert_eq!(Rewards::<Test>::get(job).map(|r| (r.prover, r.amount)), Some((DAVE, reward)));
+		// EVE's reveal, included later in the grace period, takes the reward over.
+		run_to_block(now() + WINDOW - 1);
+		assert_ok!(Disputes::prove_fraud(origin(EVE), job, p.clone()));
+		assert!(has_event(
+			Event::RewardTakenOver { job, from: DAVE, to: EVE, amount: reward }.into()
+		));
+		assert_eq!(
+			receipt(job).outcome,
+			pallet_verity_jobs::Outcome::Fraud { prover: EVE, step },
+			"the receipt names the original prover"
+		);
+		run_to_block(now() + 1);
+		assert_ok!(Disputes::claim_reward(origin(NOBODY), job));
+		assert_eq!(free(EVE), eve + reward, "the watcher is paid");
+		assert_eq!((free(DAVE), held(DAVE)), (dave, 0), "the copier earns nothing");
+	});
+}
+
+/// Attack 2, the rules of the reveal: a commitment first, from an earlier block, that the proof
+/// opens; a commitment binds the prover (another account cannot reveal it).
+#[test]
+fn attack_02_a_proof_is_revealed_against_an_earlier_commitment_of_its_prover() {
+	use pallet_verity_disputes::Error;
+	new_test_ext().execute_with(|| {
+		let step = 1;
+		let (case, job) = cheated(step);
+		let p = proof(&case, step);
+		assert_noop!(
+			Disputes::prove_fraud(origin(EVE), job, p.clone()).map_err(|e| e.error),
+			Error::<Test>::NoCommitment
+		);
+		assert_ok!(Disputes::commit_proof(origin(EVE), job, Disputes::commitment(job, &EVE, &p)));
+		assert_eq!(held(EVE), PROOF_DEPOSIT);
+		assert_noop!(
+			Disputes::commit_proof(origin(EVE), job, [0; 32]),
+			Error::<Test>::AlreadyCommitted
+		);
+		assert_noop!(
+			Disputes::prove_fraud(origin(EVE), job, p.clone()).map_err(|e| e.error),
+			Error::<Test>::CommitmentTooRecent
+		);
+		// DAVE committed to EVE's commitment value: it does not open for DAVE.
+		assert_ok!(Disputes::commit_proof(origin(DAVE), job, Disputes::commitment(job, &EVE, &p)));
+		run_to_block(now() + 1);
+		assert_noop!(
+			Disputes::prove_fraud(origin(DAVE), job, p.clone()).map_err(|e| e.error),
+			Error::<Test>::CommitmentMismatch
+		);
+		assert_noop!(
+			Disputes::prove_fraud(origin(EVE), job, proof(&case, 2)).map_err(|e| e.error),
+			Error::<Test>::CommitmentMismatch
+		);
+		assert_noop!(
+			Disputes::withdraw_commitment(origin(DAVE), job),
+			Error::<Test>::CommitmentInUse
+		);
+		assert_ok!(Disputes::prove_fraud(origin(EVE), job, p));
+		assert_eq!(held(EVE), ProverShare::get() * COLLATERAL, "the deposit came back");
+		// DAVE's useless commitment: withdrawn once the grace period is over.
+		assert_noop!(
+			Disputes::withdraw_commitment(origin(DAVE), job),
+			Error::<Test>::CommitmentInUse
+		);
+		run_to_block(now() + WINDOW);
+		assert_ok!(Disputes::withdraw_commitment(origin(DAVE), job));
+		assert_eq!(held(DAVE), 0);
+		assert_noop!(
+			Disputes::commit_proof(origin(DAVE), job, [0; 32]),
+			Error::<Test>::AlreadySlashed
+		);
 	});
 }

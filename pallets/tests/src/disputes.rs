@@ -24,10 +24,6 @@ fn committed(bad_step: Option<u32>) -> (Case, JobId) {
 	(case, job)
 }
 
-fn prove(who: AccountId, job: JobId, proof: Vec<u8>) -> Result<(), sp_runtime::DispatchError> {
-	Disputes::prove_fraud(origin(who), job, proof).map(|_| ()).map_err(|e| e.error)
-}
-
 #[test]
 fn fraud_slashes_rewards_refunds_and_jails() {
 	new_test_ext().execute_with(|| {
@@ -36,10 +32,12 @@ fn fraud_slashes_rewards_refunds_and_jails() {
 		let bob = free(BOB);
 		let stake = stake_of(ALICE);
 		let charlie = free(CHARLIE);
-		let info = Disputes::prove_fraud(origin(BOB), job, proof(&case, 2)).unwrap();
+		let info = reveal(BOB, job, proof(&case, 2)).unwrap();
 		assert_eq!(info.pays_fee, Pays::Yes);
 		let reward = COLLATERAL / 2;
-		assert_eq!(free(BOB), bob + reward);
+		// The reward is BOB's, held until the grace period (the challenge window) has passed.
+		assert_eq!(free(BOB), bob);
+		assert_eq!(held(BOB), reward);
 		assert_eq!(stake_of(ALICE), stake - COLLATERAL);
 		assert_eq!(free(CHARLIE), charlie + 100);
 		assert_eq!(fee_held(CHARLIE), 0);
@@ -53,7 +51,8 @@ fn fraud_slashes_rewards_refunds_and_jails() {
 				prover: BOB,
 				step: 2,
 				slashed: COLLATERAL,
-				reward
+				reward,
+				until: now() + WINDOW,
 			}
 			.into()
 		);
@@ -63,8 +62,19 @@ fn fraud_slashes_rewards_refunds_and_jails() {
 			.jailed_until
 			.is_some());
 		assert!(Jobs::step_hashes(job).is_empty());
-		// A second proof: already slashed.
-		assert_noop!(prove(DAVE, job, proof(&case, 2)), Error::<Test>::AlreadySlashed);
+		// The same proof again, committed no earlier: BOB keeps the reward; another proof
+		// cannot take it over.
+		refused(DAVE, job, proof(&case, 2), Error::<Test>::NotEarlier);
+		refused(DAVE, job, proof(&case, 1), Error::<Test>::NotTheProvenProof);
+		assert_noop!(Disputes::claim_reward(origin(NOBODY), job), Error::<Test>::RewardPending);
+		run_to_block(now() + WINDOW);
+		refused(EVE, job, proof(&case, 2), Error::<Test>::AlreadySlashed);
+		assert_ok!(Disputes::claim_reward(origin(NOBODY), job));
+		assert_eq!((free(BOB), held(BOB)), (bob + reward, 0));
+		assert_noop!(Disputes::claim_reward(origin(NOBODY), job), Error::<Test>::NoReward);
+		for who in [DAVE, EVE] {
+			assert_ok!(Disputes::withdraw_commitment(origin(who), job));
+		}
 		check_invariants();
 	});
 }
@@ -75,29 +85,29 @@ fn proofs_against_honest_or_mismatched_commitments_are_rejected() {
 		let (case, job) = committed(None);
 		// Honest trace: every step reproduces.
 		for step in 1..=case.header.num_ops() {
-			assert_noop!(prove(BOB, job, proof(&case, step)), Error::<Test>::NoFraud);
+			refused(BOB, job, proof(&case, step), Error::<Test>::NoFraud);
 		}
 		let good: FraudProof = codec::Decode::decode(&mut &proof(&case, 1)[..]).unwrap();
 		let enc = |p: &FraudProof| codec::Encode::encode(p);
 		let mut p = good.clone();
 		p.step = case.header.num_ops() + 1;
-		assert_noop!(prove(BOB, job, enc(&p)), Error::<Test>::StepOutOfRange);
+		refused(BOB, job, enc(&p), Error::<Test>::StepOutOfRange);
 		let mut p = good.clone();
 		p.input_tensors.push(vec![]);
-		assert_noop!(prove(BOB, job, enc(&p)), Error::<Test>::WrongInputCount);
+		refused(BOB, job, enc(&p), Error::<Test>::WrongInputCount);
 		let mut p = good.clone();
 		p.input_tensors[0][0] ^= 1;
-		assert_noop!(prove(BOB, job, enc(&p)), Error::<Test>::InputMismatch);
+		refused(BOB, job, enc(&p), Error::<Test>::InputMismatch);
 		let mut p = good.clone();
 		p.weights[0] ^= 1;
-		assert_noop!(prove(BOB, job, enc(&p)), Error::<Test>::WeightsMismatch);
-		assert_noop!(prove(BOB, job, vec![1, 2, 3]), Error::<Test>::MalformedProof);
+		refused(BOB, job, enc(&p), Error::<Test>::WeightsMismatch);
+		refused(BOB, job, vec![1, 2, 3], Error::<Test>::MalformedProof);
 		let mut trailing = enc(&good);
 		trailing.push(0);
-		assert_noop!(prove(BOB, job, trailing), Error::<Test>::MalformedProof);
+		refused(BOB, job, trailing, Error::<Test>::MalformedProof);
 		let too_long = vec![0u8; Disputes::max_proof_len() as usize + 1];
-		assert_noop!(prove(BOB, job, too_long), Error::<Test>::ProofTooLarge);
-		assert_noop!(prove(BOB, 99, enc(&good)), Error::<Test>::UnknownJob);
+		refused(BOB, job, too_long, Error::<Test>::ProofTooLarge);
+		refused(BOB, 99, enc(&good), Error::<Test>::UnknownJob);
 	});
 }
 
@@ -105,7 +115,7 @@ fn proofs_against_honest_or_mismatched_commitments_are_rejected() {
 fn rejected_proof_pays_for_what_was_checked() {
 	new_test_ext().execute_with(|| {
 		let (case, job) = committed(None);
-		let err = Disputes::prove_fraud(origin(BOB), job, proof(&case, 1)).unwrap_err();
+		let err = reveal(BOB, job, proof(&case, 1)).unwrap_err();
 		let macs = verity_primitives::step_macs(&case.header, 1).unwrap() as u32;
 		let len = proof(&case, 1).len() as u32;
 		assert_eq!(err.post_info.actual_weight, Some(Disputes::proof_weight(len, macs)));
@@ -120,12 +130,12 @@ fn window_and_state_errors() {
 		let model = register(&case);
 		operator(ALICE, 4 * MIN_BOND, model, 10);
 		let job = submit(CHARLIE, model, &case, 100);
-		assert_noop!(prove(BOB, job, proof(&case, 1)), Error::<Test>::NotCommitted);
+		refused(BOB, job, proof(&case, 1), Error::<Test>::NotCommitted);
 		let (out, hashes) = corrupted(&case, 1);
 		assert_ok!(Jobs::commit(origin(ALICE), job, out, hashes));
 		run_to_block(1 + WINDOW);
 		assert_eq!(receipt(job).outcome, Outcome::Final);
-		assert_noop!(prove(BOB, job, proof(&case, 1)), Error::<Test>::WindowClosed);
+		refused(BOB, job, proof(&case, 1), Error::<Test>::WindowClosed);
 
 		// A job that expired.
 		let other = submit(CHARLIE, model, &case, 100);
@@ -133,6 +143,6 @@ fn window_and_state_errors() {
 			run_to_block(now() + DEADLINE + SPREAD as u64);
 		}
 		assert_eq!(receipt(other).outcome, Outcome::Expired);
-		assert_noop!(prove(BOB, other, proof(&case, 1)), Error::<Test>::JobExpired);
+		refused(BOB, other, proof(&case, 1), Error::<Test>::JobExpired);
 	});
 }

@@ -63,9 +63,9 @@ fn fraud_at(step_of: impl Fn(&Case) -> u32) {
 		let issuance = total_issuance();
 		// Proving an honest step of this trace fails; the corrupted one succeeds.
 		if step > 1 {
-			assert!(Disputes::prove_fraud(origin(BOB), job, proof(&case, step - 1)).is_err());
+			assert!(reveal(BOB, job, proof(&case, step - 1)).is_err());
 		}
-		assert_ok!(Disputes::prove_fraud(origin(BOB), job, proof(&case, step)));
+		assert_ok!(reveal(BOB, job, proof(&case, step)));
 		assert_eq!(receipt(job).outcome, Outcome::Fraud { prover: BOB, step });
 		assert_eq!(free(CHARLIE), charlie + 100);
 		assert_eq!(total_issuance(), issuance - COLLATERAL / 2);
@@ -100,15 +100,9 @@ fn invalid_proof_and_late_proof_are_rejected() {
 		let mut bad = proof(&case, 1);
 		let last = bad.len() - 1;
 		bad[last] ^= 1; // a weight byte of the conv
-		assert_noop!(
-			Disputes::prove_fraud(origin(BOB), job, bad).map_err(|e| e.error),
-			pallet_verity_disputes::Error::<Test>::WeightsMismatch
-		);
+		refused(BOB, job, bad, pallet_verity_disputes::Error::<Test>::WeightsMismatch);
 		run_to_block(1 + WINDOW);
-		assert_noop!(
-			Disputes::prove_fraud(origin(BOB), job, proof(&case, 1)).map_err(|e| e.error),
-			pallet_verity_disputes::Error::<Test>::WindowClosed
-		);
+		refused(BOB, job, proof(&case, 1), pallet_verity_disputes::Error::<Test>::WindowClosed);
 		// The fraudulent operator got away with it: that is what watchers are for.
 		assert_eq!(receipt(job).outcome, Outcome::Final);
 	});
@@ -202,7 +196,7 @@ fn unbond_while_jobs_are_open() {
 		let (out, hashes) = corrupted(&case, 1);
 		assert_ok!(Jobs::commit(origin(ALICE), job, out, hashes));
 		// Fraud is still slashable: the collateral never left the hold.
-		assert_ok!(Disputes::prove_fraud(origin(BOB), job, proof(&case, 1)));
+		assert_ok!(reveal(BOB, job, proof(&case, 1)));
 		assert_eq!(stake_of(ALICE), MIN_BOND);
 		run_to_block(1 + UNBONDING);
 		assert_ok!(Operators::withdraw_unbonded(origin(ALICE)));
@@ -221,7 +215,7 @@ fn jailed_operator_gets_no_jobs() {
 		let liar = assignee(job);
 		let (out, hashes) = corrupted(&case, 1);
 		assert_ok!(Jobs::commit(origin(liar), job, out, hashes));
-		assert_ok!(Disputes::prove_fraud(origin(DAVE), job, proof(&case, 1)));
+		assert_ok!(reveal(DAVE, job, proof(&case, 1)));
 		for _ in 0..10 {
 			let j = submit(CHARLIE, model, &case, 100);
 			assert_ne!(assignee(j), liar);

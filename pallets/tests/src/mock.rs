@@ -59,6 +59,8 @@ pub const JAIL: u64 = 20;
 pub const MAX_ATTEMPTS: u32 = 3;
 pub const JOBS_PER_BLOCK: u32 = 4;
 pub const SPREAD: u32 = 3;
+pub const RECEIPT_RETENTION: u64 = 100;
+pub const PROOF_DEPOSIT: Balance = 7;
 pub const ENDOWMENT: Balance = 1_000_000;
 
 parameter_types! {
@@ -103,11 +105,13 @@ impl pallet_verity_jobs::Config for Test {
 	type MissedDeadlinePenalty = ConstU64<PENALTY>;
 	type MaxJobsPerBlock = ConstU32<JOBS_PER_BLOCK>;
 	type ScheduleSpread = ConstU32<SPREAD>;
+	type ReceiptRetention = ConstU64<RECEIPT_RETENTION>;
 	type WeightInfo = ();
 }
 
 impl pallet_verity_disputes::Config for Test {
 	type ProverShare = ProverShare;
+	type ProofCommitmentDeposit = ConstU64<PROOF_DEPOSIT>;
 	type WeightInfo = ();
 }
 
@@ -228,6 +232,7 @@ pub fn check_invariants() {
 	pallet_verity_models::Pallet::<Test>::do_try_state().expect("models invariants");
 	pallet_verity_operators::Pallet::<Test>::do_try_state().expect("operators invariants");
 	pallet_verity_jobs::Pallet::<Test>::do_try_state().expect("jobs invariants");
+	pallet_verity_disputes::Pallet::<Test>::do_try_state().expect("disputes invariants");
 }
 
 /// Advance to block `n`, running `on_initialize` of every pallet and the invariant checks
@@ -366,4 +371,59 @@ pub fn last_event() -> RuntimeEvent {
 /// Whether `event` was deposited.
 pub fn has_event(event: RuntimeEvent) -> bool {
 	System::events().iter().any(|r| r.event == event)
+}
+
+/// `who` commits to `proof` for `job` as if in the block before (a reveal needs an earlier
+/// commitment: the two-transaction flow itself is tested in `attacks.rs`, attack 2). For a job
+/// that cannot be proven now, the commitment is stored directly (its deposit held) so that
+/// `prove_fraud` reaches its own checks.
+pub fn commit_earlier(who: AccountId, job: JobId, proof: &[u8]) {
+	use frame_support::traits::fungible::MutateHold;
+	use pallet_verity_disputes::{Commitment, ProofCommitments};
+	let hash = Disputes::commitment(job, &who, proof);
+	if !ProofCommitments::<Test>::contains_key(who, job)
+		&& Disputes::commit_proof(origin(who), job, hash).is_err()
+	{
+		Balances::hold(
+			&pallet_verity_disputes::HoldReason::ProofCommitment.into(),
+			&who,
+			PROOF_DEPOSIT,
+		)
+		.expect("deposit");
+		ProofCommitments::<Test>::insert(
+			who,
+			job,
+			Commitment { hash, at: now(), deposit: PROOF_DEPOSIT },
+		);
+	}
+	ProofCommitments::<Test>::mutate(who, job, |c| {
+		let c = c.as_mut().expect("committed");
+		c.hash = hash;
+		c.at = now().saturating_sub(1);
+	});
+}
+
+/// `commit_earlier`, then `Disputes::prove_fraud`.
+pub fn reveal(
+	who: AccountId,
+	job: JobId,
+	proof: Vec<u8>,
+) -> frame_support::dispatch::DispatchResultWithPostInfo {
+	commit_earlier(who, job, &proof);
+	Disputes::prove_fraud(origin(who), job, proof)
+}
+
+/// `who`'s `proof` for `job`, committed a block earlier, fails with `err` and changes nothing.
+pub fn refused(
+	who: AccountId,
+	job: JobId,
+	proof: Vec<u8>,
+	err: impl Into<sp_runtime::DispatchError>,
+) {
+	commit_earlier(who, job, &proof);
+	let err: sp_runtime::DispatchError = err.into();
+	frame_support::assert_noop!(
+		Disputes::prove_fraud(origin(who), job, proof).map_err(|e| e.error),
+		err
+	);
 }

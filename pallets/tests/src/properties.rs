@@ -3,13 +3,18 @@
 //! burns (slashes not paid to a prover).
 
 use crate::mock::*;
+use frame_support::assert_ok;
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
 enum Action {
 	Submit { requester: u8, max_fee: u8 },
 	Commit { job: u8, corrupt: Option<u8> },
+	CommitProof { job: u8, step: u8, prover: u8 },
 	Prove { job: u8, step: u8, prover: u8 },
+	CommitAndProve { job: u8, step: u8, prover: u8 },
+	ClaimReward { job: u8 },
+	WithdrawCommitment { job: u8, prover: u8 },
 	Advance { blocks: u8 },
 	BondExtra { who: u8, amount: u16 },
 	Unbond { who: u8, amount: u16 },
@@ -23,7 +28,11 @@ fn action() -> impl Strategy<Value = Action> {
 	prop_oneof![
 		4 => (0u8..3, any::<u8>()).prop_map(|(requester, max_fee)| Action::Submit { requester, max_fee }),
 		4 => (any::<u8>(), proptest::option::of(any::<u8>())).prop_map(|(job, corrupt)| Action::Commit { job, corrupt }),
+		2 => (any::<u8>(), any::<u8>(), 0u8..3).prop_map(|(job, step, prover)| Action::CommitProof { job, step, prover }),
 		2 => (any::<u8>(), any::<u8>(), 0u8..3).prop_map(|(job, step, prover)| Action::Prove { job, step, prover }),
+		1 => (any::<u8>(), any::<u8>(), 0u8..3).prop_map(|(job, step, prover)| Action::CommitAndProve { job, step, prover }),
+		1 => any::<u8>().prop_map(|job| Action::ClaimReward { job }),
+		1 => (any::<u8>(), 0u8..3).prop_map(|(job, prover)| Action::WithdrawCommitment { job, prover }),
 		3 => (1u8..8).prop_map(|blocks| Action::Advance { blocks }),
 		1 => (0u8..3, any::<u16>()).prop_map(|(who, amount)| Action::BondExtra { who, amount }),
 		1 => (0u8..3, any::<u16>()).prop_map(|(who, amount)| Action::Unbond { who, amount }),
@@ -81,12 +90,32 @@ fn run(actions: Vec<Action>) {
 						let _ = Jobs::commit(origin(j.operator), job, out, hashes);
 					}
 				},
+				Action::CommitProof { job, step, prover } => {
+					let (job, who) = (job as u64 % next_id, PROVERS[prover as usize]);
+					let c = Disputes::commitment(job, &who, &proof(&case, 1 + step as u32 % n));
+					let _ = Disputes::commit_proof(origin(who), job, c);
+				},
 				Action::Prove { job, step, prover } => {
-					let job = job as u64 % next_id;
 					let _ = Disputes::prove_fraud(
 						origin(PROVERS[prover as usize]),
-						job,
+						job as u64 % next_id,
 						proof(&case, 1 + step as u32 % n),
+					);
+				},
+				Action::CommitAndProve { job, step, prover } => {
+					let _ = reveal(
+						PROVERS[prover as usize],
+						job as u64 % next_id,
+						proof(&case, 1 + step as u32 % n),
+					);
+				},
+				Action::ClaimReward { job } => {
+					let _ = Disputes::claim_reward(origin(NOBODY), job as u64 % next_id);
+				},
+				Action::WithdrawCommitment { job, prover } => {
+					let _ = Disputes::withdraw_commitment(
+						origin(PROVERS[prover as usize]),
+						job as u64 % next_id,
 					);
 				},
 				Action::Advance { blocks } => run_to_block(now() + blocks as u64),
@@ -112,14 +141,31 @@ fn run(actions: Vec<Action>) {
 			check_invariants();
 			assert_eq!(total_issuance(), initial - burnt(), "issuance changed other than by burns");
 		}
-		// Drain: every open job closes within the bounded horizon.
+		// Drain: every open job closes within the bounded horizon, and every grace period ends.
 		run_to_block(
-			now() + (DEADLINE + SPREAD as u64) * MAX_ATTEMPTS as u64 + WINDOW + SPREAD as u64 + 1,
+			now()
+				+ (DEADLINE + SPREAD as u64) * MAX_ATTEMPTS as u64
+				+ 2 * WINDOW + SPREAD as u64
+				+ 1,
 		);
 		assert_eq!(pallet_verity_jobs::Jobs::<Test>::iter().count(), 0, "a job never closed");
 		for who in REQUESTERS {
 			assert_eq!(fee_held(who), 0);
 		}
+		// Every reward can be claimed and every commitment withdrawn: nothing stays held.
+		let rewards: Vec<JobId> = pallet_verity_disputes::Rewards::<Test>::iter_keys().collect();
+		for job in rewards {
+			assert_ok!(Disputes::claim_reward(origin(NOBODY), job));
+		}
+		let commitments: Vec<(AccountId, JobId)> =
+			pallet_verity_disputes::ProofCommitments::<Test>::iter_keys().collect();
+		for (who, job) in commitments {
+			assert_ok!(Disputes::withdraw_commitment(origin(who), job));
+		}
+		for who in PROVERS {
+			assert_eq!(held(who) - stake_of(who), 0, "a prover's deposit or reward stayed held");
+		}
+		check_invariants();
 		assert_eq!(total_issuance(), initial - burnt());
 	});
 }
