@@ -241,4 +241,67 @@ describe('agent', { concurrency: 3 }, () => {
       await stopAll(node, worker);
     }
   });
+
+  // Attack 13 with the node's real transaction pool: Alice's commit of job A is removed from the
+  // pool (`author_removeExtrinsic`) every time the agent pools it, until A's deadline passes
+  // and A closes without it; Alice's commit of job B, pooled meanwhile with the next nonce, then
+  // waits behind a nonce nobody will use. The agent must re-sign B's commit into the gap so
+  // that B is committed before its deadline.
+  test('attack 13: a commit evicted from the real pool leaves a nonce gap; the agent fills it before the next deadline', { timeout: 420_000 }, async () => {
+    await cryptoWaitReady();
+    const worker = await startWorker('gap-worker');
+    const node = await startNode('gap-alice', ['--dev', '--tmp', '--rpc-methods', 'unsafe', '--inference-worker', worker.url]);
+    let api;
+    let evicting = true;
+    try {
+      api = await connect(node);
+      const k = keyring();
+      const alice = k.addFromUri('//Alice');
+      const charlie = k.addFromUri('//Charlie');
+      const model = await modelId(api);
+      const nonce0 = (await api.rpc.system.accountNextIndex(alice.address)).toNumber();
+      /** Alice's pooled commits: [{ hex, job, nonce }]. */
+      const pooledCommits = async () => (await api.rpc.author.pendingExtrinsics())
+        .filter((xt) => xt.signer.toString() === alice.address && xt.method.section === 'jobs' && xt.method.method === 'commit')
+        .map((xt) => ({ hex: xt.toHex(), job: xt.method.args[0].toNumber(), nonce: xt.nonce.toNumber() }));
+      const a = await submitJob(api, charlie, model);
+      let evicted = 0;
+      const evictor = (async () => {
+        while (evicting) {
+          for (const c of await pooledCommits()) {
+            if (c.job === a.job) {
+              await api.rpc.author.removeExtrinsic([{ Extrinsic: c.hex }]);
+              evicted++;
+            }
+          }
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      })();
+      // B comes 3 blocks later: its commit is pooled with the nonce after A's.
+      await waitFor('3 blocks after A', async () => (await api.rpc.chain.getHeader()).number.toNumber() >= a.blockNumber + 3, { timeoutMs: BLOCKS(4) });
+      const b = await submitJob(api, charlie, model);
+      const waitingB = await waitFor(`B's commit pooled behind A's nonce (log: ${node.logFile})`, async () =>
+        (await pooledCommits()).find((c) => c.job === b.job && c.nonce === nonce0 + 1), { timeoutMs: BLOCKS(3), everyMs: 200 });
+      assert.equal(waitingB.nonce, nonce0 + 1);
+      // A closes without a commit at its deadline; eviction stops there.
+      const { receipt: ra } = await waitForReceipt(api, a.job, `job ${a.job} expired (log: ${node.logFile})`, BLOCKS(14));
+      evicting = false;
+      await evictor;
+      assert.ok(ra.outcome.isExpired, `A: ${ra.outcome.toString()}`);
+      assert.ok(evicted >= 1, 'A\'s commit was evicted from the pool');
+      assert.equal((await api.query.system.account(alice.address)).nonce.toNumber(), nonce0, 'the gap: Alice\'s nonce did not move');
+      // B is committed before its deadline, by a commit re-signed with the gap's nonce.
+      const jb = await waitForStatus(api, b.job, (s) => s.isCommitted, `job ${b.job} committed into the gap (log: ${node.logFile})`, BLOCKS(8));
+      const deadlineB = (await findJobEvent(api, b.blockNumber, b.blockNumber, api.events.jobs.Assigned, b.job)).data[3].toNumber();
+      const commitEv = await findJobEvent(api, b.blockNumber, deadlineB, api.events.jobs.Committed, b.job);
+      assert.ok(commitEv && commitEv.block < deadlineB, `B committed at #${commitEv?.block}, deadline #${deadlineB}`);
+      assert.ok(jb.status.isCommitted);
+      assert.equal((await api.query.system.account(alice.address)).nonce.toNumber(), nonce0 + 1, 'B\'s commit used the gap\'s nonce');
+      console.log(`# gap: A's commit evicted ${evicted} times, A expired; B committed at #${commitEv.block} (deadline #${deadlineB}) with nonce ${nonce0}`);
+    } finally {
+      evicting = false;
+      if (api) await api.disconnect();
+      await stopAll(node, worker);
+    }
+  });
 });

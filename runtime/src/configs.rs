@@ -170,6 +170,9 @@ impl pallet_verity_models::Config for Runtime {
 	type DepositBase = ConstU128<{ UNIT }>;
 	/// 0.1 VRTY per byte: 64 KiB of header cost 6.5 kVRTY.
 	type DepositPerByte = ConstU128<{ 100 * MILLI_UNIT }>;
+	/// A registration announced earlier takes a copied header's registration over within an
+	/// hour (docs/PROTOCOL.md, "Attacks and what they cost", row 5).
+	type RegistrationGrace = ConstU32<HOURS>;
 	type WeightInfo = pallet_verity_models::weights::SubstrateWeight<Runtime>;
 }
 

@@ -37,15 +37,15 @@ pub enum Track {
 	Committed { attempt: u32, sent: Sent },
 	/// `prove` found the commitment consistent.
 	Consistent,
-	/// `commit_proof` submitted from the watcher's account (the proof is revealed once the
-	/// commitment is on chain).
-	ProofCommitted { sent: Sent },
 	/// `prove_fraud` submitted from the watcher's account (the reveal).
 	Proved { sent: Sent },
 	/// Not to be proven by this node: the worker's own check of its proof, or the chain's
 	/// (`Disputes::judge`), found no fraud, or a proof was included and the job is still open
 	/// (rejected). Never sent (again).
 	Abandoned,
+	/// `commit_proof` submitted from the watcher's account (the proof is revealed once the
+	/// commitment is on chain).
+	ProofCommitted { sent: Sent },
 	/// A closed job the watcher still has business with: `withdraw_commitment` or
 	/// `claim_reward` was sent in block `at` (sent again [`RESEND_AFTER`] blocks later if it is
 	/// still needed).

@@ -86,10 +86,18 @@ pub fn register_case<T: Config>(
 ) -> ModelId {
 	let header = case.header.encode();
 	fund::<T>(publisher, Pallet::<T>::deposit_for(header.len()));
-	match Pallet::<T>::do_register(publisher.clone(), header, vec![], vec![]) {
+	match Pallet::<T>::do_register(publisher.clone(), header, vec![], vec![], Zero::zero()) {
 		Ok(id) => id,
 		Err(e) => panic!("benchmark model does not register: {e:?}"),
 	}
+}
+
+/// `who` announces the registration of `model`, and the chain moves to the next block.
+fn announced<T: Config>(who: &T::AccountId, model: &ModelId) {
+	let a = Pallet::<T>::announcement(who, model);
+	assert!(Pallet::<T>::announce(RawOrigin::Signed(who.clone()).into(), a).is_ok());
+	let next = frame_system::Pallet::<T>::block_number().saturating_add(1u32.into());
+	frame_system::Pallet::<T>::set_block_number(next);
 }
 
 #[benchmarks]
@@ -107,7 +115,9 @@ mod benchmarks {
 		let name_len = m.min(T::MaxNameLen::get());
 		let name = vec![b'n'; name_len as usize];
 		let uri = vec![b'u'; (m - name_len) as usize];
-		fund::<T>(&caller, Pallet::<T>::deposit_for(header.len() + m as usize));
+		let deposit = Pallet::<T>::deposit_for(header.len() + m as usize);
+		fund::<T>(&caller, deposit.saturating_add(T::DepositBase::get()));
+		announced::<T>(&caller, &case.header.id());
 
 		#[extrinsic_call]
 		_(RawOrigin::Signed(caller.clone()), header, name, uri);
@@ -136,5 +146,30 @@ mod benchmarks {
 		_(RawOrigin::Signed(caller), id);
 
 		assert!(!Models::<T>::contains_key(id));
+	}
+
+	#[benchmark]
+	fn announce() {
+		let caller: T::AccountId = whitelisted_caller();
+		fund::<T>(&caller, T::DepositBase::get());
+		let a = Pallet::<T>::announcement(&caller, &[1; 32]);
+
+		#[extrinsic_call]
+		_(RawOrigin::Signed(caller.clone()), a);
+
+		assert!(Announcements::<T>::contains_key(&caller, a));
+	}
+
+	#[benchmark]
+	fn withdraw_announcement() {
+		let caller: T::AccountId = whitelisted_caller();
+		fund::<T>(&caller, T::DepositBase::get());
+		let a = Pallet::<T>::announcement(&caller, &[1; 32]);
+		announced::<T>(&caller, &[1; 32]);
+
+		#[extrinsic_call]
+		_(RawOrigin::Signed(caller.clone()), a);
+
+		assert!(!Announcements::<T>::contains_key(&caller, a));
 	}
 }

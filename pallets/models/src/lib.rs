@@ -11,6 +11,16 @@
 //! * computes the model id on-chain (`blake2_256` of the header bytes);
 //! * holds a storage deposit from the publisher (`DepositBase + DepositPerByte * bytes`).
 //!
+//! **Announce, then register** (docs/PROTOCOL.md section 8, attack 5). A publisher first sends
+//! `announce(H(("verity/model", publisher, model id)))` ([`Pallet::announcement`]; `DepositBase`
+//! held until it is used or withdrawn), then, in a later block, `register(header, name, uri)`.
+//! A header seen in the pool can be copied, but the copier can only announce it after it saw
+//! it: if the copy is registered first, the real publisher's `register` (its announcement is
+//! earlier) takes the registration over during `RegistrationGrace` blocks after it — publisher,
+//! deposit, name and URI, and `Active` again if the copier retired it. So a copied header
+//! cannot be taken, retired or given someone else's metadata. What this cannot protect: a
+//! header published elsewhere **before** its publisher announced it (announce first).
+//!
 //! `retire` stops new jobs for a model (jobs already submitted finish and stay disputable);
 //! `reap` removes a retired model without open jobs and releases the deposit.
 //!
@@ -36,8 +46,9 @@ use frame_support::{
 	pallet_prelude::*,
 	traits::fungible::{self, Inspect},
 };
+use frame_system::pallet_prelude::BlockNumberFor;
 use scale_info::TypeInfo;
-use sp_runtime::traits::Saturating;
+use sp_runtime::traits::{Hash as _, Saturating, Zero};
 use verity_primitives::{model::MAX_RANK, InvalidReasonCode, Limits, ModelHeader, ModelId};
 
 /// The balance type of the currency.
@@ -85,6 +96,9 @@ pub enum ModelStatus {
 pub struct ModelRecord<AccountId, Balance, BlockNumber> {
 	/// Who registered the model (and pays its deposit).
 	pub publisher: AccountId,
+	/// The block of the publisher's announcement (0 at genesis): a registration announced
+	/// earlier takes this one over during `RegistrationGrace` blocks after `registered_at`.
+	pub announced_at: BlockNumber,
 	/// The deposit held from the publisher.
 	pub deposit: Balance,
 	pub status: ModelStatus,
@@ -184,6 +198,10 @@ pub mod pallet {
 		/// Deposit per stored byte (header + name + URI).
 		#[pallet::constant]
 		type DepositPerByte: Get<BalanceOf<Self>>;
+		/// Blocks after a registration during which a registration of the same header announced
+		/// earlier takes it over.
+		#[pallet::constant]
+		type RegistrationGrace: Get<BlockNumberFor<Self>>;
 
 		/// Weights of this pallet's calls.
 		type WeightInfo: WeightInfo;
@@ -195,7 +213,23 @@ pub mod pallet {
 		/// The storage deposit of a registered model.
 		#[codec(index = 0)]
 		ModelDeposit,
+		/// The deposit of a stored announcement (`DepositBase`).
+		#[codec(index = 1)]
+		Announcement,
 	}
+
+	/// Announcements of registrations to come: publisher → [`Pallet::announcement`] → the
+	/// block it was made in and its deposit.
+	#[pallet::storage]
+	pub type Announcements<T: Config> = StorageDoubleMap<
+		_,
+		Blake2_128Concat,
+		T::AccountId,
+		Identity,
+		[u8; 32],
+		(BlockNumberFor<T>, BalanceOf<T>),
+		OptionQuery,
+	>;
 
 	/// Registered models by id.
 	#[pallet::storage]
@@ -222,6 +256,12 @@ pub mod pallet {
 	pub enum Event<T: Config> {
 		/// A model was registered.
 		Registered { model: ModelId, publisher: T::AccountId, deposit: BalanceOf<T> },
+		/// `publisher` announced a registration.
+		Announced { publisher: T::AccountId, announcement: [u8; 32] },
+		/// A registration announced earlier took the model over from `from` (attack 5).
+		PublisherReplaced { model: ModelId, from: T::AccountId, to: T::AccountId },
+		/// `publisher` withdrew an unused announcement; its deposit was released.
+		AnnouncementWithdrawn { publisher: T::AccountId, announcement: [u8; 32] },
 		/// A model accepts no new jobs.
 		Retired { model: ModelId },
 		/// A retired model without open jobs was removed and its deposit released.
@@ -259,6 +299,14 @@ pub mod pallet {
 		NotRetired,
 		/// The model still has open jobs.
 		JobsOpen,
+		/// No announcement of this registration by the sender (`announce` first).
+		NotAnnounced,
+		/// The announcement was made in this block; register in a later one.
+		AnnouncedTooRecently,
+		/// The sender already made this announcement.
+		AlreadyAnnounced,
+		/// No such announcement by the sender.
+		UnknownAnnouncement,
 	}
 
 	/// Models registered at genesis: (publisher, canonical header bytes, name, uri). Each is
@@ -278,6 +326,7 @@ pub mod pallet {
 					header.clone(),
 					name.clone(),
 					uri.clone(),
+					Zero::zero(),
 				) {
 					panic!("genesis model cannot be registered: {e:?}");
 				}
@@ -310,18 +359,24 @@ pub mod pallet {
 
 	#[pallet::call]
 	impl<T: Config> Pallet<T> {
-		/// Register a model from its canonical SCALE-encoded header.
+		/// Register a model from its canonical SCALE-encoded header, announced by the sender in
+		/// an earlier block ([`Pallet::announce`]).
 		///
 		/// The header is validated against the chain's limits; the model id is
 		/// `blake2_256(header)`. A deposit of `DepositBase + DepositPerByte * (header + name +
-		/// uri bytes)` is held from the caller.
+		/// uri bytes)` is held from the caller; the announcement's deposit is released. If the
+		/// model is registered already, less than `RegistrationGrace` blocks ago, from a later
+		/// announcement, the sender takes the registration over (publisher, deposit, name, URI;
+		/// `Active` again).
 		///
 		/// The dispatch origin must be _Signed_ (the publisher).
 		///
-		/// Errors: `HeaderTooLarge`, `NameTooLong`, `UriTooLong`, `MalformedHeader` (not the canonical
-		/// encoding), `InvalidModel { op, reason }` (validation against the chain's limits),
-		/// `InputTooLarge`, `OutputTooLarge`, `AlreadyRegistered`, `InsufficientBalance` for the deposit.
-		/// Emits `Registered`.
+		/// Errors: `HeaderTooLarge`, `NotAnnounced`, `AnnouncedTooRecently`, `NameTooLong`,
+		/// `UriTooLong`, `MalformedHeader` (not the canonical encoding), `InvalidModel { op,
+		/// reason }` (validation against the chain's limits), `InputTooLarge`, `OutputTooLarge`,
+		/// `AlreadyRegistered` (also: registered from an earlier announcement, or longer than
+		/// `RegistrationGrace` ago), `InsufficientBalance` for the deposit.
+		/// Emits `Registered` or `PublisherReplaced`.
 		///
 		/// Complexity: `O(h)` in the header length (decoding, validation and hashing are linear
 		/// in the header; validation does a constant amount of work per op).
@@ -337,7 +392,72 @@ pub mod pallet {
 			uri: Vec<u8>,
 		) -> DispatchResult {
 			let publisher = ensure_signed(origin)?;
-			Self::do_register(publisher, header, name, uri).map(|_| ())
+			ensure!(header.len() <= T::MaxHeaderBytes::get() as usize, Error::<T>::HeaderTooLarge);
+			let id: ModelId = sp_runtime::traits::BlakeTwo256::hash(&header).into();
+			let announcement = Self::announcement(&publisher, &id);
+			let (announced_at, deposit) = Announcements::<T>::get(&publisher, announcement)
+				.ok_or(Error::<T>::NotAnnounced)?;
+			ensure!(
+				announced_at < frame_system::Pallet::<T>::block_number(),
+				Error::<T>::AnnouncedTooRecently
+			);
+			match Models::<T>::get(id) {
+				Some(record) => {
+					Self::take_over(id, record, publisher.clone(), announced_at, name, uri)?
+				},
+				None => {
+					Self::do_register(publisher.clone(), header, name, uri, announced_at)?;
+				},
+			}
+			Announcements::<T>::remove(&publisher, announcement);
+			currency::release_announcement::<T>(&publisher, deposit);
+			Ok(())
+		}
+
+		/// Announce a registration to come: `announcement` = [`Pallet::announcement`]`(sender,
+		/// model id)`. Holds `DepositBase` until the registration uses it or
+		/// [`Pallet::withdraw_announcement`].
+		///
+		/// The dispatch origin must be _Signed_ (the publisher).
+		///
+		/// Errors: `AlreadyAnnounced`, `InsufficientBalance`. Emits `Announced`.
+		///
+		/// Complexity: `O(1)`.
+		#[pallet::call_index(3)]
+		#[pallet::weight(T::WeightInfo::announce())]
+		pub fn announce(origin: OriginFor<T>, announcement: [u8; 32]) -> DispatchResult {
+			let publisher = ensure_signed(origin)?;
+			ensure!(
+				!Announcements::<T>::contains_key(&publisher, announcement),
+				Error::<T>::AlreadyAnnounced
+			);
+			let deposit = T::DepositBase::get();
+			currency::hold_announcement::<T>(&publisher, deposit)?;
+			let now = frame_system::Pallet::<T>::block_number();
+			Announcements::<T>::insert(&publisher, announcement, (now, deposit));
+			Self::deposit_event(Event::Announced { publisher, announcement });
+			Ok(())
+		}
+
+		/// Withdraw an unused announcement and release its deposit.
+		///
+		/// The dispatch origin must be _Signed_ (the announcement's publisher).
+		///
+		/// Errors: `UnknownAnnouncement`. Emits `AnnouncementWithdrawn`.
+		///
+		/// Complexity: `O(1)`.
+		#[pallet::call_index(4)]
+		#[pallet::weight(T::WeightInfo::withdraw_announcement())]
+		pub fn withdraw_announcement(
+			origin: OriginFor<T>,
+			announcement: [u8; 32],
+		) -> DispatchResult {
+			let publisher = ensure_signed(origin)?;
+			let (_, deposit) = Announcements::<T>::take(&publisher, announcement)
+				.ok_or(Error::<T>::UnknownAnnouncement)?;
+			currency::release_announcement::<T>(&publisher, deposit);
+			Self::deposit_event(Event::AnnouncementWithdrawn { publisher, announcement });
+			Ok(())
 		}
 
 		/// Stop accepting jobs for a model (publisher only). Open jobs finish and remain
@@ -421,6 +541,7 @@ impl<T: Config> Pallet<T> {
 		header: Vec<u8>,
 		name: Vec<u8>,
 		uri: Vec<u8>,
+		announced_at: BlockNumberFor<T>,
 	) -> Result<ModelId, DispatchError> {
 		let max = T::MaxHeaderBytes::get();
 		let stored: BoundedVec<u8, T::MaxHeaderBytes> =
@@ -448,6 +569,7 @@ impl<T: Config> Pallet<T> {
 
 		let record = ModelRecord {
 			publisher: publisher.clone(),
+			announced_at,
 			deposit,
 			status: ModelStatus::Active,
 			registered_at: frame_system::Pallet::<T>::block_number(),
@@ -478,6 +600,47 @@ impl<T: Config> Pallet<T> {
 			max_step_proof_bytes: u64::from(T::MaxStepProofBytes::get()),
 			max_step_macs: u64::from(T::MaxStepMacs::get()),
 		}
+	}
+
+	/// The announcement of `model`'s registration by `publisher`:
+	/// `blake2_256(SCALE(("verity/model", publisher, model)))`.
+	pub fn announcement(publisher: &T::AccountId, model: &ModelId) -> [u8; 32] {
+		sp_runtime::traits::BlakeTwo256::hash_of(&(b"verity/model", publisher, model)).into()
+	}
+
+	/// A registration of the same header announced earlier (at `announced_at`, by `publisher`)
+	/// takes `record` over, within `RegistrationGrace` blocks of its registration.
+	fn take_over(
+		id: ModelId,
+		mut record: ModelRecord<T::AccountId, BalanceOf<T>, BlockNumberFor<T>>,
+		publisher: T::AccountId,
+		announced_at: BlockNumberFor<T>,
+		name: Vec<u8>,
+		uri: Vec<u8>,
+	) -> DispatchResult {
+		let now = frame_system::Pallet::<T>::block_number();
+		ensure!(
+			now < record.registered_at.saturating_add(T::RegistrationGrace::get())
+				&& announced_at < record.announced_at,
+			Error::<T>::AlreadyRegistered
+		);
+		let name: BoundedVec<u8, T::MaxNameLen> =
+			name.try_into().map_err(|_| Error::<T>::NameTooLong)?;
+		let uri: BoundedVec<u8, T::MaxUriLen> =
+			uri.try_into().map_err(|_| Error::<T>::UriTooLong)?;
+		let header_len = Headers::<T>::decode_len(id).unwrap_or_default();
+		let deposit =
+			Self::deposit_for(header_len.saturating_add(name.len()).saturating_add(uri.len()));
+		currency::hold_deposit::<T>(&publisher, deposit)?;
+		currency::release_deposit::<T>(&record.publisher, record.deposit)?;
+		let from = core::mem::replace(&mut record.publisher, publisher.clone());
+		record.deposit = deposit;
+		record.announced_at = announced_at;
+		record.status = ModelStatus::Active;
+		Models::<T>::insert(id, record);
+		Metadata::<T>::insert(id, ModelMetadata { name, uri });
+		Self::deposit_event(Event::PublisherReplaced { model: id, from, to: publisher });
+		Ok(())
 	}
 
 	/// The deposit for `bytes` stored bytes.
@@ -534,6 +697,17 @@ impl<T: Config> Pallet<T> {
 			*entry = entry.saturating_add(record.deposit);
 		}
 		ensure!(Headers::<T>::iter_keys().all(Models::<T>::contains_key), "header without model");
+		let mut announced: BTreeMap<T::AccountId, BalanceOf<T>> = BTreeMap::new();
+		for (who, _, (_, deposit)) in Announcements::<T>::iter() {
+			let entry = announced.entry(who).or_default();
+			*entry = entry.saturating_add(deposit);
+		}
+		for (who, total) in announced {
+			ensure!(
+				T::Currency::balance_on_hold(&HoldReason::Announcement.into(), &who) == total,
+				"announcement hold differs from the stored announcements"
+			);
+		}
 		for (who, total) in deposits {
 			ensure!(
 				T::Currency::balance_on_hold(&HoldReason::ModelDeposit.into(), &who) == total,

@@ -166,7 +166,7 @@ fn attack_07_pruning_is_bounded_per_block() {
 		run_to_block(closed + RECEIPT_RETENTION);
 		assert_eq!(ReceiptDigests::<Test>::iter().count() as u32, JOBS_PER_BLOCK);
 		let first: Vec<JobId> = ids[..JOBS_PER_BLOCK as usize].to_vec();
-		assert!(first.iter().all(|id| ReceiptDigests::<Test>::contains_key(id)), "oldest first");
+		assert!(first.iter().all(ReceiptDigests::<Test>::contains_key), "oldest first");
 		run_to_block(closed + RECEIPT_RETENTION + 1);
 		assert_eq!(ReceiptDigests::<Test>::iter().count() as u32, jobs);
 		assert_eq!(Receipts::<Test>::iter().count(), 0);
@@ -278,5 +278,104 @@ fn attack_02_a_proof_is_revealed_against_an_earlier_commitment_of_its_prover() {
 			Disputes::commit_proof(origin(DAVE), job, [0; 32]),
 			Error::<Test>::AlreadySlashed
 		);
+	});
+}
+
+/// Attack 5: model registration squatting. Before: the first `register` of a header made its
+/// sender the publisher, with the power to retire it (and to choose its name and URI), so a
+/// header copied from the pool was registered first and retired: the model was unusable for
+/// its real publisher. Now a registration reveals an announcement `H(publisher ‖ model id)` from
+/// an earlier block; the copier can only announce after it saw the header, so the real
+/// publisher's registration, included later within `RegistrationGrace`, takes the model over:
+/// publisher, deposit, name and URI, and `Active` again.
+#[test]
+fn attack_05_a_copied_header_cannot_be_taken() {
+	use pallet_verity_models::{Event, Metadata, ModelStatus, Models as Records};
+	new_test_ext().execute_with(|| {
+		let case = mlp();
+		let bytes = header_bytes(&case);
+		let id = case.header.id();
+		let (publisher, squatter) = (free(PUBLISHER), free(DAVE));
+		// The publisher announces in block 1 and sends its registration in block 2 ...
+		assert_ok!(Models::announce(origin(PUBLISHER), Models::announcement(&PUBLISHER, &id)));
+		run_to_block(now() + 1);
+		// ... DAVE copies the header from the pool, announces, gets his copy in first, retires it.
+		assert_ok!(Models::announce(origin(DAVE), Models::announcement(&DAVE, &id)));
+		run_to_block(now() + 1);
+		assert_ok!(Models::register(
+			origin(DAVE),
+			bytes.clone(),
+			b"mine".to_vec(),
+			b"evil".to_vec()
+		));
+		assert_ok!(Models::retire(origin(DAVE), id));
+		assert_eq!(Records::<Test>::get(id).unwrap().publisher, DAVE);
+		// The publisher's registration lands later in the grace period: the model is its own.
+		run_to_block(now() + REGISTRATION_GRACE - 1);
+		assert_ok!(Models::register(
+			origin(PUBLISHER),
+			bytes,
+			b"mlp".to_vec(),
+			b"ipfs://mlp".to_vec()
+		));
+		assert!(has_event(
+			Event::PublisherReplaced { model: id, from: DAVE, to: PUBLISHER }.into()
+		));
+		let record = Records::<Test>::get(id).unwrap();
+		assert_eq!((record.publisher, record.status), (PUBLISHER, ModelStatus::Active));
+		let meta = Metadata::<Test>::get(id).unwrap();
+		assert_eq!(
+			(meta.name.to_vec(), meta.uri.to_vec()),
+			(b"mlp".to_vec(), b"ipfs://mlp".to_vec())
+		);
+		assert_eq!(free(DAVE), squatter, "the squatter's deposits came back; it gained nothing");
+		assert_eq!(free(PUBLISHER), publisher - record.deposit);
+		assert_noop!(
+			Models::retire(origin(DAVE), id),
+			pallet_verity_models::Error::<Test>::NotPublisher
+		);
+		// Usable: a job runs on it.
+		operator(ALICE, MIN_BOND, id, 10);
+		submit(CHARLIE, id, &case, 10);
+		check_invariants();
+	});
+}
+
+/// Attack 5, the rules: a registration needs the sender's announcement from an earlier block;
+/// a later announcement cannot take a registration over, nor an earlier one after the grace
+/// period.
+#[test]
+fn attack_05_registration_reveals_an_earlier_announcement() {
+	use pallet_verity_models::Error;
+	new_test_ext().execute_with(|| {
+		let bytes = header_bytes(&mlp());
+		let id = mlp().header.id();
+		let register = |who| Models::register(origin(who), bytes.clone(), vec![], vec![]);
+		assert_noop!(register(PUBLISHER), Error::<Test>::NotAnnounced);
+		// EVE announces first, but registers only after the grace period (below).
+		assert_ok!(Models::announce(origin(EVE), Models::announcement(&EVE, &id)));
+		run_to_block(now() + 1);
+		let a = Models::announcement(&PUBLISHER, &id);
+		assert_ok!(Models::announce(origin(PUBLISHER), a));
+		assert_eq!(held(PUBLISHER), DEPOSIT_BASE);
+		assert_noop!(Models::announce(origin(PUBLISHER), a), Error::<Test>::AlreadyAnnounced);
+		assert_noop!(register(PUBLISHER), Error::<Test>::AnnouncedTooRecently);
+		// DAVE's announcement of PUBLISHER's value does not open for DAVE.
+		assert_ok!(Models::announce(origin(DAVE), a));
+		run_to_block(now() + 1);
+		assert_noop!(register(DAVE), Error::<Test>::NotAnnounced);
+		assert_ok!(Models::withdraw_announcement(origin(DAVE), a));
+		assert_eq!(held(DAVE), 0);
+		assert_noop!(
+			Models::withdraw_announcement(origin(DAVE), a),
+			Error::<Test>::UnknownAnnouncement
+		);
+		assert_ok!(register(PUBLISHER));
+		// A later announcement does not take it over, within the grace period or after it.
+		assert_ok!(Models::announce(origin(DAVE), Models::announcement(&DAVE, &id)));
+		run_to_block(now() + 1);
+		assert_noop!(register(DAVE), Error::<Test>::AlreadyRegistered);
+		run_to_block(now() + REGISTRATION_GRACE);
+		assert_noop!(register(EVE), Error::<Test>::AlreadyRegistered);
 	});
 }

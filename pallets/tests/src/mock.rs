@@ -61,6 +61,7 @@ pub const JOBS_PER_BLOCK: u32 = 4;
 pub const SPREAD: u32 = 3;
 pub const RECEIPT_RETENTION: u64 = 100;
 pub const PROOF_DEPOSIT: Balance = 7;
+pub const REGISTRATION_GRACE: u64 = 10;
 pub const ENDOWMENT: Balance = 1_000_000;
 
 parameter_types! {
@@ -82,6 +83,7 @@ impl pallet_verity_models::Config for Test {
 	type MaxUriLen = ConstU32<128>;
 	type DepositBase = ConstU64<DEPOSIT_BASE>;
 	type DepositPerByte = ConstU64<1>;
+	type RegistrationGrace = ConstU64<REGISTRATION_GRACE>;
 	type WeightInfo = ();
 }
 
@@ -282,6 +284,7 @@ pub fn header_bytes(case: &TestCase) -> Vec<u8> {
 
 /// Register `case` as `PUBLISHER`; returns its id.
 pub fn register(case: &TestCase) -> ModelId {
+	announce_earlier(PUBLISHER, &header_bytes(case));
 	assert_ok!(Models::register(
 		origin(PUBLISHER),
 		header_bytes(case),
@@ -426,4 +429,35 @@ pub fn refused(
 		Disputes::prove_fraud(origin(who), job, proof).map_err(|e| e.error),
 		err
 	);
+}
+
+/// `who` announces the registration of `header` as if in the block before (registration needs
+/// an earlier announcement; the two-block flow itself is tested in `attacks.rs`, attack 5). An
+/// account that cannot pay the announcement's deposit gets it stored without one, so that
+/// `register` reaches its own checks.
+pub fn announce_earlier(who: AccountId, header: &[u8]) {
+	use pallet_verity_models::Announcements;
+	let id: ModelId = sp_io::hashing::blake2_256(header);
+	let a = Models::announcement(&who, &id);
+	if !Announcements::<Test>::contains_key(who, a) && Models::announce(origin(who), a).is_err() {
+		Announcements::<Test>::insert(who, a, (now(), 0));
+	}
+	Announcements::<Test>::mutate(who, a, |e| {
+		if let Some((at, _)) = e {
+			*at = now().saturating_sub(1);
+		}
+	});
+}
+
+/// `who`'s registration of `header`, announced a block earlier, fails with `err` and changes
+/// nothing.
+pub fn refused_registration(
+	who: AccountId,
+	header: Vec<u8>,
+	name: Vec<u8>,
+	uri: Vec<u8>,
+	err: impl Into<sp_runtime::DispatchError>,
+) {
+	announce_earlier(who, &header);
+	frame_support::assert_noop!(Models::register(origin(who), header, name, uri), err.into());
 }

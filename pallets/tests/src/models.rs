@@ -33,6 +33,7 @@ fn register_holds_deposit_and_stores_the_model() {
 	new_test_ext().execute_with(|| {
 		let case = mlp();
 		let bytes = header_bytes(&case);
+		announce_earlier(PUBLISHER, &bytes);
 		assert_ok!(Models::register(
 			origin(PUBLISHER),
 			bytes.clone(),
@@ -48,10 +49,7 @@ fn register_holds_deposit_and_stores_the_model() {
 		assert_eq!(r.input_elements, 16);
 		assert_eq!(r.status, ModelStatus::Active);
 		assert_eq!(pallet_verity_models::Headers::<Test>::get(id).unwrap().to_vec(), bytes);
-		assert_eq!(
-			last_event(),
-			Event::Registered { model: id, publisher: PUBLISHER, deposit }.into()
-		);
+		assert!(has_event(Event::Registered { model: id, publisher: PUBLISHER, deposit }.into()));
 		assert_eq!(Models::header(&id), Some(case.header.clone()));
 		check_invariants();
 	});
@@ -61,50 +59,59 @@ fn register_holds_deposit_and_stores_the_model() {
 fn register_rejects_bad_headers() {
 	new_test_ext().execute_with(|| {
 		let too_big = vec![0u8; (1 << 16) + 1];
-		assert_noop!(
-			Models::register(origin(PUBLISHER), too_big, vec![], vec![]),
-			Error::<Test>::HeaderTooLarge
-		);
-		assert_noop!(
-			Models::register(origin(PUBLISHER), vec![1, 2, 3], vec![], vec![]),
-			Error::<Test>::MalformedHeader
+		refused_registration(PUBLISHER, too_big, vec![], vec![], Error::<Test>::HeaderTooLarge);
+		refused_registration(
+			PUBLISHER,
+			vec![1, 2, 3],
+			vec![],
+			vec![],
+			Error::<Test>::MalformedHeader,
 		);
 		let mut trailing = header_bytes(&mlp());
 		trailing.push(0);
-		assert_noop!(
-			Models::register(origin(PUBLISHER), trailing, vec![], vec![]),
-			Error::<Test>::MalformedHeader
-		);
+		refused_registration(PUBLISHER, trailing, vec![], vec![], Error::<Test>::MalformedHeader);
 
 		let mut wrong_version = mlp();
 		wrong_version.header.version = 2;
 		let e = verity_primitives::validate(&wrong_version.header, &Models::limits()).unwrap_err();
 		assert_eq!((e.op, e.reason), (0, InvalidReason::UnsupportedVersion));
-		assert_noop!(
-			Models::register(origin(PUBLISHER), header_bytes(&wrong_version), vec![], vec![]),
-			invalid(0, InvalidReasonCode::UnsupportedVersion)
+		refused_registration(
+			PUBLISHER,
+			header_bytes(&wrong_version),
+			vec![],
+			vec![],
+			invalid(0, InvalidReasonCode::UnsupportedVersion),
 		);
 		// A step beyond the chain's MAC and proof limits: 4096 x 512 FC.
 		let huge = fc(4096, 512);
 		let e = verity_primitives::validate(&huge.header, &Models::limits()).unwrap_err();
 		assert_eq!(e.op, 1);
 		assert!(matches!(e.reason, InvalidReason::StepProofTooLarge | InvalidReason::TooManyMacs));
-		assert_noop!(
-			Models::register(origin(PUBLISHER), header_bytes(&huge), vec![], vec![]),
-			invalid(1, e.reason.code())
+		refused_registration(
+			PUBLISHER,
+			header_bytes(&huge),
+			vec![],
+			vec![],
+			invalid(1, e.reason.code()),
 		);
 		// Valid under generous limits, but input / output larger than the chain stores.
 		let wide_in = fc(8192, 4);
 		assert!(verity_primitives::validate(&wide_in.header, &Models::limits()).is_ok());
-		assert_noop!(
-			Models::register(origin(PUBLISHER), header_bytes(&wide_in), vec![], vec![]),
-			Error::<Test>::InputTooLarge
+		refused_registration(
+			PUBLISHER,
+			header_bytes(&wide_in),
+			vec![],
+			vec![],
+			Error::<Test>::InputTooLarge,
 		);
 		let wide_out = fc(4, 1024);
 		assert!(verity_primitives::validate(&wide_out.header, &Models::limits()).is_ok());
-		assert_noop!(
-			Models::register(origin(PUBLISHER), header_bytes(&wide_out), vec![], vec![]),
-			Error::<Test>::OutputTooLarge
+		refused_registration(
+			PUBLISHER,
+			header_bytes(&wide_out),
+			vec![],
+			vec![],
+			Error::<Test>::OutputTooLarge,
 		);
 		let _ = test_limits();
 	});
@@ -114,23 +121,30 @@ fn register_rejects_bad_headers() {
 fn register_rejects_duplicates_long_metadata_and_the_poor() {
 	new_test_ext().execute_with(|| {
 		let bytes = header_bytes(&mlp());
-		assert_noop!(
-			Models::register(origin(PUBLISHER), bytes.clone(), vec![0; 33], vec![]),
-			Error::<Test>::NameTooLong
+		refused_registration(
+			PUBLISHER,
+			bytes.clone(),
+			vec![0; 33],
+			vec![],
+			Error::<Test>::NameTooLong,
 		);
-		assert_noop!(
-			Models::register(origin(PUBLISHER), bytes.clone(), vec![], vec![0; 129]),
-			Error::<Test>::UriTooLong
+		refused_registration(
+			PUBLISHER,
+			bytes.clone(),
+			vec![],
+			vec![0; 129],
+			Error::<Test>::UriTooLong,
 		);
-		assert_noop!(
-			Models::register(origin(NOBODY), bytes.clone(), vec![], vec![]),
-			Error::<Test>::InsufficientBalance
+		refused_registration(
+			NOBODY,
+			bytes.clone(),
+			vec![],
+			vec![],
+			Error::<Test>::InsufficientBalance,
 		);
+		announce_earlier(PUBLISHER, &bytes);
 		assert_ok!(Models::register(origin(PUBLISHER), bytes.clone(), vec![], vec![]));
-		assert_noop!(
-			Models::register(origin(ALICE), bytes, vec![], vec![]),
-			Error::<Test>::AlreadyRegistered
-		);
+		refused_registration(ALICE, bytes, vec![], vec![], Error::<Test>::AlreadyRegistered);
 	});
 }
 

@@ -15,6 +15,9 @@ enum Action {
 	CommitAndProve { job: u8, step: u8, prover: u8 },
 	ClaimReward { job: u8 },
 	WithdrawCommitment { job: u8, prover: u8 },
+	Announce { who: u8 },
+	Register { who: u8 },
+	WithdrawAnnouncement { who: u8 },
 	Advance { blocks: u8 },
 	BondExtra { who: u8, amount: u16 },
 	Unbond { who: u8, amount: u16 },
@@ -33,6 +36,9 @@ fn action() -> impl Strategy<Value = Action> {
 		1 => (any::<u8>(), any::<u8>(), 0u8..3).prop_map(|(job, step, prover)| Action::CommitAndProve { job, step, prover }),
 		1 => any::<u8>().prop_map(|job| Action::ClaimReward { job }),
 		1 => (any::<u8>(), 0u8..3).prop_map(|(job, prover)| Action::WithdrawCommitment { job, prover }),
+		1 => (0u8..3).prop_map(|who| Action::Announce { who }),
+		1 => (0u8..3).prop_map(|who| Action::Register { who }),
+		1 => (0u8..3).prop_map(|who| Action::WithdrawAnnouncement { who }),
 		3 => (1u8..8).prop_map(|blocks| Action::Advance { blocks }),
 		1 => (0u8..3, any::<u16>()).prop_map(|(who, amount)| Action::BondExtra { who, amount }),
 		1 => (0u8..3, any::<u16>()).prop_map(|(who, amount)| Action::Unbond { who, amount }),
@@ -112,6 +118,19 @@ fn run(actions: Vec<Action>) {
 				Action::ClaimReward { job } => {
 					let _ = Disputes::claim_reward(origin(NOBODY), job as u64 % next_id);
 				},
+				Action::Announce { who } => {
+					let who = PROVERS[who as usize];
+					let _ = Models::announce(origin(who), Models::announcement(&who, &model));
+				},
+				Action::Register { who } => {
+					let bytes = header_bytes(&case);
+					let _ = Models::register(origin(PROVERS[who as usize]), bytes, vec![], vec![]);
+				},
+				Action::WithdrawAnnouncement { who } => {
+					let who = PROVERS[who as usize];
+					let a = Models::announcement(&who, &model);
+					let _ = Models::withdraw_announcement(origin(who), a);
+				},
 				Action::WithdrawCommitment { job, prover } => {
 					let _ = Disputes::withdraw_commitment(
 						origin(PROVERS[prover as usize]),
@@ -162,8 +181,23 @@ fn run(actions: Vec<Action>) {
 		for (who, job) in commitments {
 			assert_ok!(Disputes::withdraw_commitment(origin(who), job));
 		}
+		let announcements: Vec<(AccountId, [u8; 32])> =
+			pallet_verity_models::Announcements::<Test>::iter_keys().collect();
+		for (who, a) in announcements {
+			assert_ok!(Models::withdraw_announcement(origin(who), a));
+		}
+		let publisher = pallet_verity_models::Models::<Test>::get(model).expect("model").publisher;
 		for who in PROVERS {
-			assert_eq!(held(who) - stake_of(who), 0, "a prover's deposit or reward stayed held");
+			let deposit = if who == publisher {
+				pallet_verity_models::Models::<Test>::get(model).expect("model").deposit
+			} else {
+				0
+			};
+			assert_eq!(
+				held(who) - stake_of(who) - deposit,
+				0,
+				"a prover's deposit, announcement or reward stayed held"
+			);
 		}
 		check_invariants();
 		assert_eq!(total_issuance(), initial - burnt());
