@@ -173,7 +173,22 @@ impl pallet_verity_models::Config for Runtime {
 	/// A registration announced earlier takes a copied header's registration over within an
 	/// hour (docs/PROTOCOL.md, "Attacks and what they cost", row 5).
 	type RegistrationGrace = ConstU32<HOURS>;
+	/// An availability challenge bonds 1 VRTY + 1 µVRTY per weight byte (ten times the length
+	/// fee of posting them): at most 1.52 VRTY for the largest op (512 KiB).
+	type AvailabilityBondBase = ConstU128<UNIT>;
+	type AvailabilityBondPerByte = ConstU128<MICRO_UNIT>;
+	type AvailabilityPeriod = HalfChallengeWindow;
 	type WeightInfo = pallet_verity_models::weights::SubstrateWeight<Runtime>;
+}
+
+/// Half of this chain's challenge window (`Jobs::challenge_window`, chosen at genesis): the
+/// time to post challenged weights, so that weights posted at the last moment leave half a
+/// window for a fraud proof (docs/PROTOCOL.md, "Attacks and what they cost", row 12).
+pub struct HalfChallengeWindow;
+impl frame_support::traits::Get<BlockNumber> for HalfChallengeWindow {
+	fn get() -> BlockNumber {
+		crate::Jobs::challenge_window() / 2
+	}
 }
 
 impl pallet_verity_operators::Config for Runtime {

@@ -7,7 +7,7 @@
 
 use crate::{
 	apply::{apply, apply_direct, Nonces},
-	plan::{plan, Track},
+	plan::{plan, Track, Watchlist},
 	worker, Config, Settings, RESEND_AFTER, SETTINGS_KEY,
 };
 use alloc::{collections::BTreeMap, string::String, vec::Vec};
@@ -30,6 +30,7 @@ pub(crate) const TARGET: &str = "verity::agent";
 const LOCK_KEY: &[u8] = b"verity/agent/lock";
 const TRACKS_KEY: &[u8] = b"verity/agent/tracks";
 const SALT_KEY: &[u8] = b"verity/agent/salt";
+const WATCH_KEY: &[u8] = b"verity/agent/watch";
 
 /// Off-chain storage value `key`, decoded (default when absent or undecodable).
 pub(crate) fn load<V: Decode + Default>(key: &[u8]) -> V {
@@ -72,7 +73,9 @@ pub fn run<T: Config>(now: BlockNumberFor<T>) {
 	let mut tracks: BTreeMap<JobId, Track> = load(TRACKS_KEY);
 
 	let seed = sp_io::offchain::random_seed();
-	let plan = plan::<T>(now, &accounts, &settings, &tracks, &salt(), &seed);
+	let mut watch: Watchlist = load(WATCH_KEY);
+	let plan = plan::<T>(now, &accounts, &settings, &tracks, &mut watch, &salt(), &seed);
+	save(WATCH_KEY, &watch);
 	tracks.retain(|id, _| plan.open.binary_search(id).is_ok());
 	for job in &plan.rejected {
 		log::warn!(

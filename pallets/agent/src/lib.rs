@@ -49,8 +49,14 @@
 //! written into the off-chain storage under [`SETTINGS_KEY`] as [`Settings`]. Everything it does
 //! is logged under the target `verity::agent`.
 //!
-//! Off-chain cost: each run reads the open jobs (`Jobs` iterates over all of them, off-chain)
-//! and handles at most `MaxRequestsPerBlock` of them per role.
+//! Off-chain cost (attack 11): a run reads only what concerns the node, never every open job:
+//! the jobs assigned to its keys (the jobs pallet's `Assignments` index, with their deadlines),
+//! and for the watcher the jobs committed in the blocks it has not read yet (`CommittedIn`, at
+//! most [`plan::SCAN_BLOCKS`] blocks per run; each sampled job is read once, when found, and
+//! kept on the node's watchlist with its window end), then the at most `MaxRequestsPerBlock`
+//! jobs it hands to the worker per role, and its own pending transactions, commitments and
+//! rewards. Per block that is `O(own assignments + commits of one block + MaxRequestsPerBlock)`
+//! storage reads, whatever the number of open jobs.
 //!
 //! Watching budget: each job needs one check, and a watcher makes at most `MaxRequestsPerBlock`
 //! (64 on the presets) per block, chosen at random among the checkable jobs (those whose window

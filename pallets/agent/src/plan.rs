@@ -66,6 +66,19 @@ pub enum Direct {
 	Claim { job: JobId },
 }
 
+/// What the watcher found committed (off-chain memory, attack 11): the last block whose
+/// commits it read ([`pallet_verity_jobs::CommittedIn`]), and the jobs it sampled there that are
+/// still inside their windows: job → (window end, whether to check it: not one of this node's
+/// own jobs).
+#[derive(Clone, PartialEq, Eq, Debug, Default, Encode, Decode)]
+pub struct Watchlist {
+	pub scanned: u32,
+	pub jobs: BTreeMap<JobId, (u32, bool)>,
+}
+
+/// Blocks of commits the watcher reads per run at most (it catches up over later runs).
+pub const SCAN_BLOCKS: u32 = 16;
+
 /// A job handed to the worker in this run, and what to do with the answer.
 pub enum Work<T: Config> {
 	/// Execute for `account` (the assigned operator), attempt `attempt`; commit the result.
@@ -126,8 +139,9 @@ fn next_send(
 pub struct Plan<T: Config> {
 	pub work: Vec<Work<T>>,
 	pub requests: Vec<Request>,
-	/// Every job still in the jobs pallet, and the closed ones with a commitment or a reward
-	/// of the watcher (the agent forgets the others), sorted.
+	/// The jobs the agent still has business with, sorted: assigned to its keys, on its
+	/// watchlist, or closed with a commitment or a reward of the watcher (the agent forgets the
+	/// others).
 	pub open: Vec<JobId>,
 	/// Transactions for closed jobs that need no worker.
 	pub direct: Vec<Direct>,
@@ -136,7 +150,11 @@ pub struct Plan<T: Config> {
 }
 
 /// The plan for block `now` of a node holding `accounts`, with these settings, memory and
-/// sampling salt.
+/// sampling salt. It reads only what concerns the node (attack 11): the assignments of its own
+/// keys ([`pallet_verity_jobs::Assignments`]), the commits of the blocks it has not read yet
+/// ([`pallet_verity_jobs::CommittedIn`], at most [`SCAN_BLOCKS`] blocks per run, each job once,
+/// into `watch`), the jobs it checks or has transactions for, and its own commitments and
+/// rewards; never every open job.
 ///
 /// * Operator: every job assigned to one of `accounts` and before its deadline, unless a commit
 ///   for the same attempt is pending and its tip need not rise yet ([`next_send`]).
@@ -157,6 +175,7 @@ pub fn plan<T: Config>(
 	accounts: &[Account<T>],
 	settings: &Settings,
 	tracks: &BTreeMap<JobId, Track>,
+	watch: &mut Watchlist,
 	salt: &[u8; 32],
 	seed: &[u8; 32],
 ) -> Plan<T> {
@@ -178,79 +197,81 @@ pub fn plan<T: Config>(
 		})
 	};
 	let mut to_execute = Vec::new();
+	for account in accounts {
+		for (id, deadline) in pallet_verity_jobs::Assignments::<T>::iter_prefix(&account.id) {
+			open.push(id);
+			if now >= deadline {
+				continue;
+			}
+			let Some(job) = pallet_verity_jobs::Jobs::<T>::get(id) else { continue };
+			let attempt = verity_primitives::len_u32(job.missed.len());
+			let sent = match tracks.get(&id) {
+				Some(Track::Committed { attempt: a, sent }) if *a == attempt => Some(sent),
+				_ => None,
+			};
+			// What the operator loses if the commit misses the deadline.
+			let stake =
+				T::MissedDeadlinePenalty::get().saturating_add(job.price).unique_saturated_into();
+			let nonce = frame_system::Account::<T>::get(&account.id).nonce.unique_saturated_into();
+			let end: u32 = deadline.unique_saturated_into();
+			let send = fill_gap(now_n, end, stake, sent, gaps.get(&id));
+			let Some(send) = send.or_else(|| next_send(now_n, end, stake, sent, nonce)) else {
+				continue;
+			};
+			// Commits never sent come before re-signings of pending ones (already pooled).
+			to_execute.push((
+				(send.replace.is_some(), deadline),
+				id,
+				(account.clone(), attempt, send, job),
+			));
+		}
+	}
 	let mut to_check = Vec::new();
-	for (id, job) in pallet_verity_jobs::Jobs::<T>::iter() {
-		open.push(id);
-		match job.status {
-			JobStatus::Assigned { deadline } if now < deadline => {
-				let Some(account) = accounts.iter().find(|a| a.id == job.operator) else {
-					continue;
-				};
-				let attempt = verity_primitives::len_u32(job.missed.len());
-				let sent = match tracks.get(&id) {
-					Some(Track::Committed { attempt: a, sent }) if *a == attempt => Some(sent),
-					_ => None,
-				};
-				// What the operator loses if the commit misses the deadline.
-				let stake = T::MissedDeadlinePenalty::get()
-					.saturating_add(job.price)
-					.unique_saturated_into();
-				let nonce =
-					frame_system::Account::<T>::get(&account.id).nonce.unique_saturated_into();
-				let end: u32 = deadline.unique_saturated_into();
-				let send = fill_gap(now_n, end, stake, sent, gaps.get(&id));
-				let Some(send) = send.or_else(|| next_send(now_n, end, stake, sent, nonce)) else {
-					continue;
-				};
-				// Commits never sent come before re-signings of pending ones (already pooled).
-				to_execute.push((
-					(send.replace.is_some(), deadline),
-					id,
-					(account.clone(), attempt, send, job),
-				));
-			},
-			JobStatus::Committed { window_end, .. }
-				if now.saturating_add(PROOF_MARGIN.into()) < window_end =>
-			{
-				let Some(permill) = settings.watch_permill else { continue };
-				if accounts.iter().any(|a| a.id == job.operator) || !sampled(salt, id, permill) {
-					continue;
-				}
-				let sent = match tracks.get(&id) {
-					Some(Track::Consistent | Track::Abandoned) => continue,
-					// The commitment is on chain: reveal (the worker gives the proof again).
-					Some(Track::ProofCommitted { .. }) if commitment_on_chain(id) => None,
-					Some(Track::ProofCommitted { sent } | Track::Proved { sent })
-						if watcher_nonce > Some(sent.nonce) =>
-					{
+	if let Some(permill) = settings.watch_permill {
+		scan::<T>(now_n, accounts, salt, permill, watch);
+		for (&id, &(end, check)) in &watch.jobs {
+			open.push(id);
+			if !check || now_n.saturating_add(PROOF_MARGIN) >= end {
+				continue;
+			}
+			let sent = match tracks.get(&id) {
+				Some(Track::Consistent | Track::Abandoned) => continue,
+				// The commitment is on chain: reveal (the worker gives the proof again).
+				Some(Track::ProofCommitted { .. }) if commitment_on_chain(id) => None,
+				// Included and the job still open: the chain rejected it (if the job closed,
+				// the proof was accepted, or someone else's was; the watcher settles it).
+				Some(Track::ProofCommitted { sent } | Track::Proved { sent })
+					if watcher_nonce > Some(sent.nonce) =>
+				{
+					if pallet_verity_jobs::Jobs::<T>::contains_key(id) {
 						rejected.push(id);
+					}
+					continue;
+				},
+				Some(Track::ProofCommitted { sent } | Track::Proved { sent }) => Some(sent),
+				_ => None,
+			};
+			let (send, job) = match (sent, watcher_nonce) {
+				(None, _) => (Submission { replace: None, tip: 0, first: now_n }, None),
+				(Some(sent), Some(nonce)) => {
+					// A pending proof of this node's: its job is read for the reward at stake.
+					let Some(job) = committed::<T>(id) else { continue };
+					// What the prover is paid if the proof lands.
+					let stake = (<T as pallet_verity_disputes::Config>::ProverShare::get()
+						* job.collateral)
+						.unique_saturated_into();
+					let send = fill_gap(now_n, end, stake, Some(sent), gaps.get(&id));
+					let Some(send) =
+						send.or_else(|| next_send(now_n, end, stake, Some(sent), nonce))
+					else {
 						continue;
-					},
-					Some(Track::ProofCommitted { sent } | Track::Proved { sent }) => Some(sent),
-					_ => None,
-				};
-				// What the prover is paid if the proof lands.
-				let stake = (<T as pallet_verity_disputes::Config>::ProverShare::get()
-					* job.collateral)
-					.unique_saturated_into();
-				let end: u32 = window_end.unique_saturated_into();
-				let send = match (sent, watcher_nonce) {
-					(None, _) => Submission { replace: None, tip: 0, first: now_n },
-					(Some(sent), Some(nonce)) => {
-						let send = fill_gap(now_n, end, stake, Some(sent), gaps.get(&id));
-						let Some(send) =
-							send.or_else(|| next_send(now_n, end, stake, Some(sent), nonce))
-						else {
-							continue;
-						};
-						send
-					},
-					(Some(_), None) => continue,
-				};
-				// Re-signings of pending fraud proofs first (each is a fraud found), then at random.
-				to_check.push(((send.replace.is_none(), random_rank(seed, id)), id, (send, job)));
-			},
-			_ => {},
+					};
+					(send, Some(job))
+				},
+				(Some(_), None) => continue,
+			};
+			// Re-signings of pending fraud proofs first (each is a fraud found), then at random.
+			to_check.push(((send.replace.is_none(), random_rank(seed, id)), id, (send, job)));
 		}
 	}
 	let mut work: Vec<Work<T>> = Vec::new();
@@ -267,6 +288,8 @@ pub fn plan<T: Config>(
 	let mut checks: Vec<_> = most_urgent(to_check, max).collect();
 	checks.sort_unstable_by_key(|(id, _)| *id);
 	for (id, (send, job)) in checks {
+		// Only the chosen jobs are read (a job proven by someone else meanwhile is gone).
+		let Some(job) = job.or_else(|| committed::<T>(id)) else { continue };
 		let step_hashes = pallet_verity_jobs::StepHashes::<T>::get(id)
 			.map(|h| h.into_inner())
 			.unwrap_or_default();
@@ -287,11 +310,49 @@ pub fn plan<T: Config>(
 	Plan { work, requests, open, direct, rejected }
 }
 
+/// `id`, if it is open and committed.
+fn committed<T: Config>(id: JobId) -> Option<pallet_verity_jobs::Job<T>> {
+	pallet_verity_jobs::Jobs::<T>::get(id)
+		.filter(|job| matches!(job.status, JobStatus::Committed { .. }))
+}
+
+/// Read the commits of the blocks from `watch.scanned` (again: a run may have read it before
+/// the block's last commit in tests) to `now`, at most [`SCAN_BLOCKS`] blocks and none whose
+/// jobs' windows have all ended; add the sampled ones not yet on the watchlist (each job is read
+/// once, when found); forget the jobs whose windows have ended.
+fn scan<T: Config>(
+	now: u32,
+	accounts: &[Account<T>],
+	salt: &[u8; 32],
+	permill: u32,
+	watch: &mut Watchlist,
+) {
+	let window: u32 = pallet_verity_jobs::Pallet::<T>::challenge_window().unique_saturated_into();
+	let oldest = now.saturating_sub(
+		window.saturating_add(<T as pallet_verity_jobs::Config>::ScheduleSpread::get()),
+	);
+	let from = watch.scanned.max(oldest);
+	let to = now.min(from.saturating_add(SCAN_BLOCKS.saturating_sub(1)));
+	for block in from..=to {
+		for id in pallet_verity_jobs::CommittedIn::<T>::get(BlockNumberFor::<T>::from(block)) {
+			if watch.jobs.contains_key(&id) || !sampled(salt, id, permill) {
+				continue;
+			}
+			let Some(job) = committed::<T>(id) else { continue };
+			let JobStatus::Committed { window_end, .. } = job.status else { continue };
+			let own = accounts.iter().any(|a| a.id == job.operator);
+			watch.jobs.insert(id, (window_end.unique_saturated_into(), !own));
+		}
+	}
+	watch.scanned = to;
+	watch.jobs.retain(|_, (end, _)| *end > now);
+}
+
 /// The watcher's business with closed jobs (attack 2): reveal again to take a reward over
 /// while the grace period lasts and its commitment is earlier than the reward holder's (only
 /// with a proof it sent before, [`crate::apply::cached_proof`]); withdraw commitments that can
-/// no longer be used; claim its rewards whose grace period has passed. Each such job is added
-/// to `keep` (remembered).
+/// no longer be used; claim its rewards whose grace period has passed. Each such job, and each
+/// job of a reward it holds, is added to `keep` (remembered).
 fn settle<T: Config>(
 	now: BlockNumberFor<T>,
 	watcher: &T::AccountId,
@@ -340,10 +401,15 @@ fn settle<T: Config>(
 			_ => {},
 		}
 	}
-	for (job, r) in pallet_verity_disputes::Rewards::<T>::iter() {
-		if &r.prover == watcher && now >= r.until {
+	// Its rewards: of the proofs it revealed (the jobs it remembers), not every reward.
+	for (&job, track) in tracks {
+		if !matches!(track, Track::Proved { .. } | Track::Settling { .. }) {
+			continue;
+		}
+		let Some(r) = pallet_verity_disputes::Rewards::<T>::get(job) else { continue };
+		if &r.prover == watcher {
 			keep.push(job);
-			if settling_due(&job) {
+			if now >= r.until && settling_due(&job) {
 				direct.push(Direct::Claim { job });
 			}
 		}
@@ -370,6 +436,13 @@ fn gaps<T: Config>(
 	let mut waiting: Waiting = BTreeMap::new();
 	let watcher = accounts.first().filter(|_| settings.watch_permill.is_some());
 	for (id, track) in tracks {
+		// Only the jobs with a transaction waiting are read.
+		if !matches!(
+			track,
+			Track::Committed { .. } | Track::ProofCommitted { .. } | Track::Proved { .. }
+		) {
+			continue;
+		}
 		let Some(job) = pallet_verity_jobs::Jobs::<T>::get(id) else { continue };
 		let (who, sent) = match (track, &job.status) {
 			(Track::Committed { attempt, sent }, JobStatus::Assigned { .. })

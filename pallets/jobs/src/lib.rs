@@ -82,6 +82,15 @@ impl<T: pallet_verity_models::Config> Get<u32> for MaxStepHashes<T> {
 	}
 }
 
+/// `MaxJobsPerBlock × (ScheduleSpread + 1)`: the most commits one block can hold (each needs a
+/// place in one of the `ScheduleSpread + 1` queues its window may end in).
+pub struct MaxCommitsPerBlock<T>(PhantomData<T>);
+impl<T: Config> Get<u32> for MaxCommitsPerBlock<T> {
+	fn get() -> u32 {
+		T::MaxJobsPerBlock::get().saturating_mul(T::ScheduleSpread::get().saturating_add(1))
+	}
+}
+
 /// A chain's execution deadline and challenge window, in blocks (genesis [`ChainTiming`]).
 #[derive(
 	Clone,
@@ -275,6 +284,31 @@ pub mod pallet {
 	pub type StepHashes<T: Config> =
 		StorageMap<_, Twox64Concat, JobId, BoundedVec<Hash, MaxStepHashes<T>>, OptionQuery>;
 
+	/// The jobs assigned to each operator and not yet committed, with their deadlines: what an
+	/// operator's agent reads instead of every open job (attack 11).
+	#[pallet::storage]
+	pub type Assignments<T: Config> = StorageDoubleMap<
+		_,
+		Blake2_128Concat,
+		T::AccountId,
+		Twox64Concat,
+		JobId,
+		BlockNumberFor<T>,
+		OptionQuery,
+	>;
+
+	/// The jobs committed in each block, kept until all their windows have ended
+	/// (`challenge_window + ScheduleSpread` blocks): what a watcher's agent reads, one block at a
+	/// time, instead of every open job (attack 11).
+	#[pallet::storage]
+	pub type CommittedIn<T: Config> = StorageMap<
+		_,
+		Twox64Concat,
+		BlockNumberFor<T>,
+		BoundedVec<JobId, MaxCommitsPerBlock<T>>,
+		ValueQuery,
+	>;
+
 	/// Jobs with a deadline or window end at a block.
 	#[pallet::storage]
 	pub type Queue<T: Config> = StorageMap<
@@ -393,7 +427,9 @@ pub mod pallet {
 		fn on_initialize(n: BlockNumberFor<T>) -> Weight {
 			let due = Self::process_queue(n);
 			let pruned = Self::prune_receipts(n);
+			Self::prune_commit_log(n);
 			due.saturating_add(<T as Config>::WeightInfo::prune_receipts(pruned))
+				.saturating_add(T::DbWeight::get().reads_writes(1, 1))
 		}
 
 		fn integrity_test() {
@@ -488,6 +524,7 @@ pub mod pallet {
 					status: JobStatus::Assigned { deadline },
 				},
 			);
+			Assignments::<T>::insert(&operator, id, deadline);
 			NextJobId::<T>::put(id.saturating_add(1));
 			pallet_verity_models::Pallet::<T>::job_opened(&model);
 			Self::deposit_event(Event::Submitted { job: id, requester, model, max_fee });
@@ -548,6 +585,9 @@ pub mod pallet {
 			let output: BoundedVec<_, _> =
 				output.try_into().map_err(|_| Error::<T>::OutputSizeMismatch)?;
 			let window_end = Self::schedule(now.saturating_add(Self::challenge_window()), job)?;
+			// Room is guaranteed by `MaxCommitsPerBlock` (a commit found a place in a queue).
+			CommittedIn::<T>::try_append(now, job).map_err(|_| Error::<T>::QueueFull)?;
+			Assignments::<T>::remove(&who, job);
 			StepHashes::<T>::insert(job, hashes);
 			record.status =
 				JobStatus::Committed { output, trace_root, committed_at: now, window_end };
@@ -609,6 +649,16 @@ impl<T: Config> Pallet<T> {
 			block = block.saturating_add(1u32.into());
 		}
 		Err(Error::<T>::QueueFull)
+	}
+
+	/// Forget the commits of the block whose jobs' windows have all ended by block `n`
+	/// (committed in block `n − challenge_window − ScheduleSpread − 1`).
+	fn prune_commit_log(n: BlockNumberFor<T>) {
+		let spread: BlockNumberFor<T> = T::ScheduleSpread::get().into();
+		let age = Self::challenge_window().saturating_add(spread).saturating_add(1u32.into());
+		if n > age {
+			CommittedIn::<T>::remove(n.saturating_sub(age));
+		}
 	}
 
 	/// Handle the deadlines and window ends due at block `n`.
@@ -712,6 +762,7 @@ impl<T: Config> Pallet<T> {
 
 	/// The deadline passed without a commitment: penalise, then re-assign or expire.
 	fn miss(id: JobId, mut job: Job<T>, n: BlockNumberFor<T>) {
+		Assignments::<T>::remove(&job.operator, id);
 		pallet_verity_operators::Pallet::<T>::release_collateral(&job.operator, job.collateral);
 		let penalty = T::MissedDeadlinePenalty::get().min(job.collateral);
 		let credit = pallet_verity_operators::Pallet::<T>::slash(&job.operator, penalty);
@@ -741,6 +792,7 @@ impl<T: Config> Pallet<T> {
 				{
 					match Self::schedule(deadline, id) {
 						Ok(deadline) => {
+							Assignments::<T>::insert(&operator, id, deadline);
 							job.operator = operator.clone();
 							job.price = price;
 							job.status = JobStatus::Assigned { deadline };
@@ -886,7 +938,9 @@ impl<T: Config> Pallet<T> {
 	/// Invariants: each requester's `Fee` hold equals the `max_fee` of its open jobs; each
 	/// operator's locked stake and open-job count equal the collateral and number of the jobs
 	/// assigned to it; each model's open-job count is right; every open job is queued at its
-	/// deadline or window end; step hashes exist exactly for committed jobs; every stored receipt
+	/// deadline or window end; the operators' assignments are exactly the assigned jobs and
+	/// every committed job is in the commit log of its block; step hashes exist exactly for
+	/// committed jobs; every stored receipt
 	/// is queued for pruning in closing order, and pruned ones left only their digest.
 	#[cfg(any(feature = "std", feature = "try-runtime"))]
 	pub fn do_try_state() -> Result<(), sp_runtime::TryRuntimeError> {
@@ -895,6 +949,7 @@ impl<T: Config> Pallet<T> {
 		let mut fees: BTreeMap<T::AccountId, BalanceOf<T>> = BTreeMap::new();
 		let mut locked: BTreeMap<T::AccountId, (BalanceOf<T>, u32)> = BTreeMap::new();
 		let mut per_model: BTreeMap<ModelId, u32> = BTreeMap::new();
+		let mut assigned = 0usize;
 		for (id, job) in Jobs::<T>::iter() {
 			let fee = fees.entry(job.requester.clone()).or_default();
 			*fee = fee.saturating_add(job.max_fee);
@@ -905,10 +960,19 @@ impl<T: Config> Pallet<T> {
 			let due = match &job.status {
 				JobStatus::Assigned { deadline } => {
 					ensure!(!StepHashes::<T>::contains_key(id), "assigned job with step hashes");
+					ensure!(
+						Assignments::<T>::get(&job.operator, id) == Some(*deadline),
+						"assigned job missing from its operator's assignments"
+					);
+					assigned.saturating_inc();
 					*deadline
 				},
-				JobStatus::Committed { window_end, .. } => {
+				JobStatus::Committed { window_end, committed_at, .. } => {
 					ensure!(StepHashes::<T>::contains_key(id), "committed job without hashes");
+					ensure!(
+						CommittedIn::<T>::get(committed_at).contains(&id),
+						"committed job missing from the commit log"
+					);
 					*window_end
 				},
 			};
@@ -918,6 +982,7 @@ impl<T: Config> Pallet<T> {
 			StepHashes::<T>::iter_keys().all(Jobs::<T>::contains_key),
 			"step hashes of a closed job"
 		);
+		ensure!(Assignments::<T>::iter_keys().count() == assigned, "stale assignment");
 		// Every stored receipt is queued for pruning exactly once, oldest first; pruned ones
 		// left only a digest; no job is open and closed.
 		let (head, tail) = ClosedBounds::<T>::get();

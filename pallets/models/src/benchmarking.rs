@@ -172,4 +172,58 @@ mod benchmarks {
 
 		assert!(!Announcements::<T>::contains_key(&caller, a));
 	}
+
+	/// Worst case: the largest header is decoded to find the op.
+	#[benchmark]
+	fn challenge_weights(h: Linear<300, { T::MaxHeaderBytes::get() }>) {
+		let publisher: T::AccountId = account("publisher", 0, 0);
+		let caller: T::AccountId = whitelisted_caller();
+		let case = header_of_size(h, 0);
+		let id = register_case::<T>(&publisher, &case);
+		let weight_len = case.header.ops[1].weight_len;
+		fund::<T>(&caller, Pallet::<T>::availability_bond(weight_len));
+
+		#[extrinsic_call]
+		_(RawOrigin::Signed(caller), id, 2);
+
+		assert!(WeightChallenges::<T>::contains_key(id, 2));
+	}
+
+	/// `w` weight bytes are posted and hashed (an FC op `[w / 64] -> [64]`).
+	#[benchmark]
+	fn post_weights(w: Linear<64, { T::MaxStepProofBytes::get() / 65 * 64 }>) {
+		let publisher: T::AccountId = account("publisher", 0, 0);
+		let challenger: T::AccountId = account("challenger", 0, 0);
+		let caller: T::AccountId = whitelisted_caller();
+		let case = fc_model(w / 64, 64, 0);
+		let id = register_case::<T>(&publisher, &case);
+		fund::<T>(&challenger, Pallet::<T>::availability_bond(case.header.ops[0].weight_len));
+		assert!(Pallet::<T>::challenge_weights(RawOrigin::Signed(challenger).into(), id, 1).is_ok());
+		let weights = case.weights[0].clone();
+
+		#[extrinsic_call]
+		_(RawOrigin::Signed(caller), id, 1, weights);
+
+		assert!(!WeightChallenges::<T>::contains_key(id, 1));
+	}
+
+	#[benchmark]
+	fn claim_withheld() {
+		let publisher: T::AccountId = account("publisher", 0, 0);
+		let challenger: T::AccountId = account("challenger", 0, 0);
+		let caller: T::AccountId = whitelisted_caller();
+		let case = header_of_size(1000, 0);
+		let id = register_case::<T>(&publisher, &case);
+		fund::<T>(&challenger, Pallet::<T>::availability_bond(case.header.ops[1].weight_len));
+		assert!(Pallet::<T>::challenge_weights(RawOrigin::Signed(challenger).into(), id, 2).is_ok());
+		let after = frame_system::Pallet::<T>::block_number()
+			.saturating_add(T::AvailabilityPeriod::get())
+			.saturating_add(1u32.into());
+		frame_system::Pallet::<T>::set_block_number(after);
+
+		#[extrinsic_call]
+		_(RawOrigin::Signed(caller), id, 2);
+
+		assert_eq!(Models::<T>::get(id).map(|r| r.status), Some(ModelStatus::Withheld { op: 2 }));
+	}
 }

@@ -26,6 +26,18 @@
 //!
 //! The weights stay off-chain; fraud proofs carry the weights of the disputed op, checked against
 //! the header's hash.
+//!
+//! **Weights must be obtainable** (docs/PROTOCOL.md section 8, attack 12). A publisher that
+//! withholds its weights makes every job of its model unprovable, so `Final` would mean nothing.
+//! Anyone who cannot get op `i`'s weights may `challenge_weights(model, i)`, bonding
+//! [`Pallet::availability_bond`] (`AvailabilityBondBase + AvailabilityBondPerByte × weight
+//! bytes`). Anyone may answer with `post_weights(model, i, bytes)` (an Operational transaction)
+//! within `AvailabilityPeriod` blocks (the runtime: half a challenge window): the chain checks
+//! the bytes against the header's length and hash, emits `WeightsPosted`, and the bytes stay in
+//! that block's body for every watcher to read; the bond pays the publisher for its trouble.
+//! If nobody does, anyone may `claim_withheld(model, i)`: the model is `Withheld` (no new jobs,
+//! for ever unless an earlier announcement takes it over) and the publisher's whole deposit pays
+//! the challenger, whose bond is released.
 
 #![cfg_attr(not(feature = "std"), no_std)]
 
@@ -89,6 +101,23 @@ pub enum ModelStatus {
 	Active,
 	/// No new jobs; jobs already submitted finish and remain disputable.
 	Retired,
+	/// The weights of op `op` were challenged and not posted in time (attack 12): no new jobs,
+	/// and the publisher's deposit went to the challenger.
+	Withheld { op: u32 },
+}
+
+/// An open availability challenge for one op's weights.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, TypeInfo, MaxEncodedLen)]
+pub struct WeightChallenge<AccountId, Balance, BlockNumber> {
+	/// Who asked (and bonded).
+	pub challenger: AccountId,
+	/// The challenger's bond, held: it pays the publisher if the weights are posted in time.
+	pub bond: Balance,
+	/// The last block in which the weights may be posted.
+	pub deadline: BlockNumber,
+	/// The op's weight length and blake2-256 hash, from the header.
+	pub weight_len: u32,
+	pub weight_hash: verity_primitives::Hash,
 }
 
 /// Everything the other pallets need to know about a model without decoding its header.
@@ -202,6 +231,17 @@ pub mod pallet {
 		/// earlier takes it over.
 		#[pallet::constant]
 		type RegistrationGrace: Get<BlockNumberFor<Self>>;
+		/// The fixed part of an availability challenge's bond.
+		#[pallet::constant]
+		type AvailabilityBondBase: Get<BalanceOf<Self>>;
+		/// The part of an availability challenge's bond per weight byte of the challenged op (at
+		/// least what posting a byte costs in fees, so that the bond pays for the answer).
+		#[pallet::constant]
+		type AvailabilityBondPerByte: Get<BalanceOf<Self>>;
+		/// Blocks in which challenged weights must be posted (the runtime: half the challenge
+		/// window, so that weights posted at the last moment still leave half a window for a
+		/// fraud proof).
+		type AvailabilityPeriod: Get<BlockNumberFor<Self>>;
 
 		/// Weights of this pallet's calls.
 		type WeightInfo: WeightInfo;
@@ -216,6 +256,9 @@ pub mod pallet {
 		/// The deposit of a stored announcement (`DepositBase`).
 		#[codec(index = 1)]
 		Announcement,
+		/// The bond of an availability challenge.
+		#[codec(index = 2)]
+		AvailabilityBond,
 	}
 
 	/// Announcements of registrations to come: publisher → [`Pallet::announcement`] → the
@@ -246,6 +289,18 @@ pub mod pallet {
 	pub type Headers<T: Config> =
 		StorageMap<_, Identity, ModelId, BoundedVec<u8, T::MaxHeaderBytes>, OptionQuery>;
 
+	/// Open availability challenges: model → op (1-based) → challenge.
+	#[pallet::storage]
+	pub type WeightChallenges<T: Config> = StorageDoubleMap<
+		_,
+		Identity,
+		ModelId,
+		Twox64Concat,
+		u32,
+		WeightChallenge<T::AccountId, BalanceOf<T>, BlockNumberFor<T>>,
+		OptionQuery,
+	>;
+
 	/// Name and URI of each registered model.
 	#[pallet::storage]
 	pub type Metadata<T: Config> =
@@ -266,6 +321,20 @@ pub mod pallet {
 		Retired { model: ModelId },
 		/// A retired model without open jobs was removed and its deposit released.
 		Reaped { model: ModelId, publisher: T::AccountId, deposit: BalanceOf<T> },
+		/// `challenger` asks for op `op`'s weights, to be posted by block `deadline`.
+		WeightsChallenged {
+			model: ModelId,
+			op: u32,
+			challenger: T::AccountId,
+			bond: BalanceOf<T>,
+			deadline: BlockNumberFor<T>,
+		},
+		/// `by` posted op `op`'s weights (they are in this block's body, in that call); the
+		/// challenger's bond went to the publisher.
+		WeightsPosted { model: ModelId, op: u32, by: T::AccountId, bond: BalanceOf<T> },
+		/// Op `op`'s weights were not posted in time: the model is `Withheld` and `paid` of the
+		/// publisher's deposit went to the challenger.
+		WeightsWithheld { model: ModelId, op: u32, challenger: T::AccountId, paid: BalanceOf<T> },
 	}
 
 	#[pallet::error]
@@ -307,6 +376,24 @@ pub mod pallet {
 		AlreadyAnnounced,
 		/// No such announcement by the sender.
 		UnknownAnnouncement,
+		/// The model has no op with this index (ops are numbered from 1).
+		NoSuchOp,
+		/// The op has no weights to ask for.
+		NoWeights,
+		/// The model's weights were already found withheld.
+		ModelWithheld,
+		/// The op's weights are already challenged.
+		AlreadyChallenged,
+		/// No open challenge for the op's weights.
+		NotChallenged,
+		/// The challenge's deadline has passed: `claim_withheld`.
+		ChallengeExpired,
+		/// The challenge's deadline has not passed yet.
+		ChallengeOpen,
+		/// The posted bytes do not have the op's weight length and hash.
+		WeightsMismatch,
+		/// The model's weights are challenged; it cannot be reaped before the challenges end.
+		ChallengesOpen,
 	}
 
 	/// Models registered at genesis: (publisher, canonical header bytes, name, uri). Each is
@@ -484,12 +571,13 @@ pub mod pallet {
 			Ok(())
 		}
 
-		/// Remove a retired model that has no open jobs and release its deposit to the
-		/// publisher. Anyone may call it.
+		/// Remove a retired (or withheld) model that has no open jobs and no open availability
+		/// challenge, and release its deposit to the publisher. Anyone may call it.
 		///
 		/// The dispatch origin must be _Signed_ (any account).
 		///
-		/// Errors: `UnknownModel`, `NotRetired`, `JobsOpen` while jobs of the model are open.
+		/// Errors: `UnknownModel`, `NotRetired` (still `Active`), `JobsOpen` while jobs of the
+		/// model are open, `ChallengesOpen` while its weights are challenged.
 		/// Emits `Reaped`.
 		///
 		/// Complexity: `O(1)`.
@@ -498,8 +586,12 @@ pub mod pallet {
 		pub fn reap(origin: OriginFor<T>, model: ModelId) -> DispatchResult {
 			ensure_signed(origin)?;
 			let record = Models::<T>::get(model).ok_or(Error::<T>::UnknownModel)?;
-			ensure!(record.status == ModelStatus::Retired, Error::<T>::NotRetired);
+			ensure!(record.status != ModelStatus::Active, Error::<T>::NotRetired);
 			ensure!(record.open_jobs == 0, Error::<T>::JobsOpen);
+			ensure!(
+				WeightChallenges::<T>::iter_prefix(model).next().is_none(),
+				Error::<T>::ChallengesOpen
+			);
 			currency::release_deposit::<T>(&record.publisher, record.deposit)?;
 			Models::<T>::remove(model);
 			Headers::<T>::remove(model);
@@ -508,6 +600,137 @@ pub mod pallet {
 				model,
 				publisher: record.publisher,
 				deposit: record.deposit,
+			});
+			Ok(())
+		}
+
+		/// Ask for the weights of op `op` (1-based) of `model`: unless they are posted within
+		/// `AvailabilityPeriod` blocks ([`Pallet::post_weights`]), the model is withheld and the
+		/// publisher's deposit pays the sender ([`Pallet::claim_withheld`]). Holds
+		/// [`Pallet::availability_bond`] of the op from the sender; it pays the publisher if the
+		/// weights are posted in time.
+		///
+		/// The dispatch origin must be _Signed_ (any account; typically a watcher that cannot
+		/// get the weights from the model's URI).
+		///
+		/// Errors: `UnknownModel`, `ModelWithheld`, `NoSuchOp`, `NoWeights` (the op has none),
+		/// `AlreadyChallenged`, `InsufficientBalance` for the bond. Emits `WeightsChallenged`.
+		///
+		/// Complexity: `O(h)` in the header length (the header is decoded to find the op).
+		#[pallet::call_index(5)]
+		#[pallet::weight(T::WeightInfo::challenge_weights(T::MaxHeaderBytes::get()))]
+		pub fn challenge_weights(origin: OriginFor<T>, model: ModelId, op: u32) -> DispatchResult {
+			let challenger = ensure_signed(origin)?;
+			let record = Models::<T>::get(model).ok_or(Error::<T>::UnknownModel)?;
+			ensure!(
+				!matches!(record.status, ModelStatus::Withheld { .. }),
+				Error::<T>::ModelWithheld
+			);
+			let (weight_len, weight_hash) = Self::weights_of(&model, op)?;
+			ensure!(weight_len > 0, Error::<T>::NoWeights);
+			ensure!(!WeightChallenges::<T>::contains_key(model, op), Error::<T>::AlreadyChallenged);
+			let bond = Self::availability_bond(weight_len);
+			currency::hold_bond::<T>(&challenger, bond)?;
+			let deadline = frame_system::Pallet::<T>::block_number()
+				.saturating_add(T::AvailabilityPeriod::get());
+			WeightChallenges::<T>::insert(
+				model,
+				op,
+				WeightChallenge {
+					challenger: challenger.clone(),
+					bond,
+					deadline,
+					weight_len,
+					weight_hash,
+				},
+			);
+			Self::deposit_event(Event::WeightsChallenged { model, op, challenger, bond, deadline });
+			Ok(())
+		}
+
+		/// Answer an availability challenge with op `op`'s weight bytes, by its deadline. The
+		/// bytes must have the length and blake2-256 hash the header declares; they stay in this
+		/// block's body (the `WeightsPosted` event says where). The challenger's bond goes to the
+		/// model's publisher, whoever posts (so a copy of the publisher's post gains nothing).
+		///
+		/// The dispatch origin must be _Signed_ (any account). Operational, like fraud proofs:
+		/// keeping it out of the chain costs what keeping a proof out does.
+		///
+		/// Errors: `UnknownModel`, `NotChallenged`, `ChallengeExpired`, `WeightsMismatch`.
+		/// Emits `WeightsPosted`.
+		///
+		/// Complexity: `O(w)`: the `w` posted bytes are hashed (the challenge keeps the op's
+		/// length and hash).
+		#[pallet::call_index(6)]
+		#[pallet::weight((
+			T::WeightInfo::post_weights(verity_primitives::len_u32(weights.len())),
+			DispatchClass::Operational
+		))]
+		pub fn post_weights(
+			origin: OriginFor<T>,
+			model: ModelId,
+			op: u32,
+			weights: Vec<u8>,
+		) -> DispatchResult {
+			let by = ensure_signed(origin)?;
+			let record = Models::<T>::get(model).ok_or(Error::<T>::UnknownModel)?;
+			let challenge =
+				WeightChallenges::<T>::get(model, op).ok_or(Error::<T>::NotChallenged)?;
+			ensure!(
+				frame_system::Pallet::<T>::block_number() <= challenge.deadline,
+				Error::<T>::ChallengeExpired
+			);
+			ensure!(
+				u64::try_from(weights.len()).ok() == Some(u64::from(challenge.weight_len))
+					&& verity_primitives::weight_hash(&weights) == challenge.weight_hash,
+				Error::<T>::WeightsMismatch
+			);
+			WeightChallenges::<T>::remove(model, op);
+			let bond =
+				currency::pay_bond::<T>(&challenge.challenger, &record.publisher, challenge.bond);
+			Self::deposit_event(Event::WeightsPosted { model, op, by, bond });
+			Ok(())
+		}
+
+		/// After an availability challenge's deadline passed without the weights: the model is
+		/// `Withheld` (no new jobs) and the publisher's deposit goes to the challenger, whose
+		/// bond is released. Anyone may call it. (On a model already withheld by another
+		/// challenge, only the bond is released.)
+		///
+		/// The dispatch origin must be _Signed_ (any account).
+		///
+		/// Errors: `NotChallenged`, `ChallengeOpen` (the deadline has not passed),
+		/// `UnknownModel`. Emits `WeightsWithheld`.
+		///
+		/// Complexity: `O(1)`.
+		#[pallet::call_index(7)]
+		#[pallet::weight(T::WeightInfo::claim_withheld())]
+		pub fn claim_withheld(origin: OriginFor<T>, model: ModelId, op: u32) -> DispatchResult {
+			ensure_signed(origin)?;
+			let challenge =
+				WeightChallenges::<T>::get(model, op).ok_or(Error::<T>::NotChallenged)?;
+			ensure!(
+				frame_system::Pallet::<T>::block_number() > challenge.deadline,
+				Error::<T>::ChallengeOpen
+			);
+			let mut record = Models::<T>::get(model).ok_or(Error::<T>::UnknownModel)?;
+			WeightChallenges::<T>::remove(model, op);
+			currency::release_bond::<T>(&challenge.challenger, challenge.bond);
+			let paid = currency::pay_deposit::<T>(
+				&record.publisher,
+				&challenge.challenger,
+				record.deposit,
+			);
+			record.deposit = record.deposit.saturating_sub(paid);
+			if !matches!(record.status, ModelStatus::Withheld { .. }) {
+				record.status = ModelStatus::Withheld { op };
+			}
+			Models::<T>::insert(model, record);
+			Self::deposit_event(Event::WeightsWithheld {
+				model,
+				op,
+				challenger: challenge.challenger,
+				paid,
 			});
 			Ok(())
 		}
@@ -643,6 +866,22 @@ impl<T: Config> Pallet<T> {
 		Ok(())
 	}
 
+	/// The bond of an availability challenge for an op with `weight_len` weight bytes:
+	/// `AvailabilityBondBase + AvailabilityBondPerByte × weight_len`.
+	pub fn availability_bond(weight_len: u32) -> BalanceOf<T> {
+		T::AvailabilityBondBase::get()
+			.saturating_add(T::AvailabilityBondPerByte::get().saturating_mul(weight_len.into()))
+	}
+
+	/// Op `op`'s (1-based) weight length and hash, from the model's header.
+	fn weights_of(model: &ModelId, op: u32) -> Result<(u32, verity_primitives::Hash), Error<T>> {
+		let header = Self::header(model).ok_or(Error::<T>::UnknownModel)?;
+		let index = usize::try_from(op.checked_sub(1).ok_or(Error::<T>::NoSuchOp)?)
+			.map_err(|_| Error::<T>::NoSuchOp)?;
+		let op = header.ops.get(index).ok_or(Error::<T>::NoSuchOp)?;
+		Ok((op.weight_len, op.weight_hash))
+	}
+
 	/// The deposit for `bytes` stored bytes.
 	pub fn deposit_for(bytes: usize) -> BalanceOf<T> {
 		let bytes: BalanceOf<T> = verity_primitives::len_u32(bytes).into();
@@ -683,8 +922,9 @@ impl<T: Config> Pallet<T> {
 		});
 	}
 
-	/// Invariants: every model has its header and metadata, and each publisher's
-	/// `ModelDeposit` hold equals the sum of the deposits of its models.
+	/// Invariants: every model has its header and metadata, each publisher's `ModelDeposit`
+	/// hold equals the sum of the deposits of its models, and the announcement and
+	/// availability-bond holds equal what the stored announcements and challenges say.
 	#[cfg(any(feature = "std", feature = "try-runtime"))]
 	pub fn do_try_state() -> Result<(), sp_runtime::TryRuntimeError> {
 		use alloc::collections::btree_map::BTreeMap;
@@ -706,6 +946,18 @@ impl<T: Config> Pallet<T> {
 			ensure!(
 				T::Currency::balance_on_hold(&HoldReason::Announcement.into(), &who) == total,
 				"announcement hold differs from the stored announcements"
+			);
+		}
+		let mut bonds: BTreeMap<T::AccountId, BalanceOf<T>> = BTreeMap::new();
+		for (model, _, challenge) in WeightChallenges::<T>::iter() {
+			ensure!(Models::<T>::contains_key(model), "challenge of an unknown model");
+			let entry = bonds.entry(challenge.challenger).or_default();
+			*entry = entry.saturating_add(challenge.bond);
+		}
+		for (who, total) in bonds {
+			ensure!(
+				T::Currency::balance_on_hold(&HoldReason::AvailabilityBond.into(), &who) == total,
+				"availability bond hold differs from the stored challenges"
 			);
 		}
 		for (who, total) in deposits {

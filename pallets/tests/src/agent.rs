@@ -790,3 +790,128 @@ fn attack_02_a_losing_commitment_is_withdrawn_after_the_grace_period() {
 	node.include(&withdraw, EVE);
 	assert_eq!(node.ext.execute_with(|| held(EVE)), 0, "the deposit came back");
 }
+
+/// `case` with the first 16 bytes of its input replaced by `marker` (so that a job's input can
+/// be recognised in a storage proof).
+fn marked(case: &TestCase, marker: &[u8; 16]) -> TestCase {
+	let mut input = case.input.clone();
+	input[..16].copy_from_slice(marker);
+	TestCase { input, ..case.clone() }
+}
+
+fn marker(kind: &[u8; 4], i: usize) -> [u8; 16] {
+	let mut m = [0u8; 16];
+	m[..4].copy_from_slice(kind);
+	m[4..].copy_from_slice(format!("-{i:011}").as_bytes());
+	m
+}
+
+/// Run the agent and return the storage it read (the proof of every trie node it touched).
+fn agent_reads(node: &mut Node) -> Vec<u8> {
+	node.ext.commit_all().expect("committed");
+	let block = node.ext.execute_with(now);
+	let ((), proof) = node.ext.execute_and_prove(|| Agent::offchain_worker(block));
+	proof.into_iter_nodes().flatten().collect()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+	haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A job of `case` submitted by CHARLIE (the model's only server gets it).
+fn submit_case(case: &TestCase) -> JobId {
+	let id = pallet_verity_jobs::NextJobId::<Test>::get();
+	assert_ok!(Jobs::submit(origin(CHARLIE), case.header.id(), case.input.clone(), 100));
+	id
+}
+
+/// The watcher's `prove` request for committed `job` of `case`.
+fn prove_request(job: JobId, case: &TestCase) -> Request {
+	Request::Prove(Prove {
+		model: case.header.id(),
+		input: case.input.clone(),
+		step_hashes: Jobs::step_hashes(job),
+		deadline_ms: Some(pallet_verity_agent::WORKER_WAIT_MS),
+	})
+}
+
+/// Attack 11: the agent read every open job, inputs included (`Jobs::iter`), on every block, so
+/// its off-chain work grew with everybody's jobs. Now an operator reads the jobs assigned to
+/// its keys (an index) and a watcher the commits of each block once: measured by the storage
+/// proof of one run, which holds the input of every job the run read. On the old code every
+/// foreign job's input was in it.
+#[test]
+fn attack_11_the_agent_reads_only_what_concerns_it() {
+	let (mlp, cnn) = (mlp(), cnn());
+	// The operator: ALICE serves the MLP, BOB the CNN; ALICE's node holds only her key.
+	let mut node = Node::new(&[ALICE], None);
+	let mine = marked(&mlp, &marker(b"MINE", 0));
+	let foreign: Vec<TestCase> = (0..12).map(|i| marked(&cnn, &marker(b"BOBS", i))).collect();
+	node.ext.execute_with(|| {
+		register(&mlp);
+		register(&cnn);
+		operator(ALICE, 4 * MIN_BOND, mlp.header.id(), 30);
+		operator(BOB, 40 * MIN_BOND, cnn.header.id(), 30);
+		assert_eq!(assignee(submit_case(&mine)), ALICE);
+		for (i, case) in foreign.iter().enumerate() {
+			let id = submit_case(case);
+			assert_eq!(assignee(id), BOB);
+			if i % 2 == 0 {
+				let (out, hashes) = honest(case);
+				assert_ok!(Jobs::commit(origin(BOB), id, out, hashes));
+			}
+		}
+	});
+	node.worker_executes(&mine, 1);
+	let read = agent_reads(&mut node);
+	assert_eq!(node.pooled().len(), 1, "ALICE's job is committed");
+	assert!(contains(&read, &marker(b"MINE", 0)), "the proof shows what the run read");
+	for i in 0..foreign.len() {
+		assert!(!contains(&read, &marker(b"BOBS", i)), "the operator read BOB's job {i}");
+	}
+
+	// The watcher (EVE, every job): reads each block's new commits once. Block 1 of watching:
+	// two commits, checked and found consistent.
+	let mut node = Node::new(&[EVE], Some(1_000_000));
+	let old: Vec<TestCase> = (0..2).map(|i| marked(&cnn, &marker(b"OLDC", i))).collect();
+	let waiting: Vec<TestCase> = (0..8).map(|i| marked(&cnn, &marker(b"WAIT", i))).collect();
+	let fresh = marked(&cnn, &marker(b"NEWC", 0));
+	let old_ids = node.ext.execute_with(|| {
+		register(&cnn);
+		operator(BOB, 40 * MIN_BOND, cnn.header.id(), 30);
+		let ids: Vec<JobId> = old.iter().map(submit_case).collect();
+		for (id, case) in ids.iter().zip(&old) {
+			let (out, hashes) = honest(case);
+			assert_ok!(Jobs::commit(origin(BOB), *id, out, hashes));
+		}
+		ids
+	});
+	let consistent = serde_json::to_value(ProveReply::Consistent { trace_root: [1; 32] }).unwrap();
+	let requests: Vec<Request> = node.ext.execute_with(|| {
+		old_ids.iter().zip(&old).map(|(id, case)| prove_request(*id, case)).collect()
+	});
+	node.worker_answers(&requests, vec![consistent.clone(); 2]);
+	let read = agent_reads(&mut node);
+	assert!((0..2).all(|i| contains(&read, &marker(b"OLDC", i))), "new commits are read");
+	// Next block: one new commit, and jobs assigned to BOB but not committed.
+	let fresh_id = node.ext.execute_with(|| {
+		run_to_block(now() + 1);
+		waiting.iter().for_each(|case| {
+			submit_case(case);
+		});
+		let id = submit_case(&fresh);
+		let (out, hashes) = honest(&fresh);
+		assert_ok!(Jobs::commit(origin(BOB), id, out, hashes));
+		id
+	});
+	let request = node.ext.execute_with(|| prove_request(fresh_id, &fresh));
+	node.worker_answers(&[request], vec![consistent]);
+	let read = agent_reads(&mut node);
+	assert!(contains(&read, &marker(b"NEWC", 0)), "the new commit is read");
+	for i in 0..old.len() {
+		assert!(!contains(&read, &marker(b"OLDC", i)), "checked job {i} read again");
+	}
+	for i in 0..waiting.len() {
+		assert!(!contains(&read, &marker(b"WAIT", i)), "uncommitted job {i} read");
+	}
+}

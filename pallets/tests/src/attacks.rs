@@ -379,3 +379,120 @@ fn attack_05_registration_reveals_an_earlier_announcement() {
 		assert_noop!(register(EVE), Error::<Test>::AlreadyRegistered);
 	});
 }
+
+/// Attack 12: a publisher that is also the only operator withheld its weights; nothing made
+/// them available, so no proof could be built and its jobs became `Final` whatever they said.
+/// Now a watcher that cannot get them challenges for one op's weights: unless they are posted
+/// within `AvailabilityPeriod`, the model takes no new jobs and the publisher's deposit pays the
+/// challenger.
+#[test]
+fn attack_12_withheld_weights_cost_the_publisher_its_deposit() {
+	use pallet_verity_models::{Error, Event, ModelStatus, Models as Records, WeightChallenges};
+	new_test_ext().execute_with(|| {
+		let case = mlp();
+		let model = register(&case);
+		operator(PUBLISHER, MIN_BOND, model, 10);
+		let deposit = Records::<Test>::get(model).unwrap().deposit;
+		let (publisher_free, publisher_held) = (free(PUBLISHER), held(PUBLISHER));
+		let eve = free(EVE);
+		// EVE cannot get op 1's weights from the model's URI: she asks the chain for them.
+		let bond = Models::availability_bond(case.header.ops[0].weight_len);
+		assert_eq!(bond, AVAILABILITY_BOND_BASE + case.weights[0].len() as Balance);
+		assert_ok!(Models::challenge_weights(origin(EVE), model, 1));
+		assert_eq!((free(EVE), held(EVE)), (eve - bond, bond));
+		let deadline = now() + AVAILABILITY_PERIOD;
+		assert!(has_event(
+			Event::WeightsChallenged { model, op: 1, challenger: EVE, bond, deadline }.into()
+		));
+		// Not before the deadline ...
+		run_to_block(deadline);
+		assert_noop!(
+			Models::claim_withheld(origin(CHARLIE), model, 1),
+			Error::<Test>::ChallengeOpen
+		);
+		// ... and after it, nobody can post them any more: the model is withheld.
+		run_to_block(deadline + 1);
+		assert_noop!(
+			Models::post_weights(origin(PUBLISHER), model, 1, case.weights[0].clone()),
+			Error::<Test>::ChallengeExpired
+		);
+		assert_ok!(Models::claim_withheld(origin(CHARLIE), model, 1));
+		assert!(has_event(
+			Event::WeightsWithheld { model, op: 1, challenger: EVE, paid: deposit }.into()
+		));
+		let record = Records::<Test>::get(model).unwrap();
+		assert_eq!((record.status, record.deposit), (ModelStatus::Withheld { op: 1 }, 0));
+		assert!(!WeightChallenges::<Test>::contains_key(model, 1));
+		assert_eq!((free(EVE), held(EVE)), (eve + deposit, 0), "EVE is paid the deposit");
+		assert_eq!(free(PUBLISHER), publisher_free);
+		assert_eq!(held(PUBLISHER), publisher_held - deposit);
+		// The model takes no new jobs, and cannot be challenged again.
+		assert_noop!(
+			Jobs::submit(origin(CHARLIE), model, case.input.clone(), 10),
+			pallet_verity_jobs::Error::<Test>::ModelNotActive
+		);
+		assert_noop!(
+			Models::challenge_weights(origin(DAVE), model, 2),
+			Error::<Test>::ModelWithheld
+		);
+		assert_noop!(Models::retire(origin(PUBLISHER), model), Error::<Test>::AlreadyRetired);
+		// Without open jobs it can be reaped (nothing is left of the deposit).
+		assert_ok!(Models::reap(origin(CHARLIE), model));
+		check_invariants();
+	});
+}
+
+/// Attack 12, the answer: anyone may post the challenged weights by the deadline; the bytes
+/// must match the header; the challenger's bond pays the publisher (also when someone else
+/// posts, so copying the publisher's post gains nothing); the model stays active.
+#[test]
+fn attack_12_posted_weights_answer_the_challenge() {
+	use pallet_verity_models::{Error, Event, ModelStatus, Models as Records, WeightChallenges};
+	new_test_ext().execute_with(|| {
+		let case = cnn();
+		let model = register(&case);
+		let n = case.header.ops.len() as u32;
+		let no_weights = case.header.ops.iter().position(|o| o.weight_len == 0).unwrap() as u32 + 1;
+		let challenge = |who, op| Models::challenge_weights(origin(who), model, op);
+		assert_noop!(challenge(EVE, 0), Error::<Test>::NoSuchOp);
+		assert_noop!(challenge(EVE, n + 1), Error::<Test>::NoSuchOp);
+		assert_noop!(challenge(EVE, no_weights), Error::<Test>::NoWeights);
+		assert_noop!(
+			Models::challenge_weights(origin(EVE), [9; 32], 1),
+			Error::<Test>::UnknownModel
+		);
+		assert_noop!(
+			Models::post_weights(origin(DAVE), model, 1, case.weights[0].clone()),
+			Error::<Test>::NotChallenged
+		);
+		let publisher = free(PUBLISHER);
+		let bond = Models::availability_bond(case.header.ops[0].weight_len);
+		assert_ok!(challenge(EVE, 1));
+		assert_noop!(challenge(DAVE, 1), Error::<Test>::AlreadyChallenged);
+		// A retired model with a challenge open cannot be reaped before it ends.
+		assert_ok!(Models::retire(origin(PUBLISHER), model));
+		assert_noop!(Models::reap(origin(CHARLIE), model), Error::<Test>::ChallengesOpen);
+		// Wrong bytes: a flipped byte, a missing byte, another op's weights.
+		let mut flipped = case.weights[0].clone();
+		flipped[3] ^= 1;
+		let short = case.weights[0][1..].to_vec();
+		for bad in [flipped, short, case.weights[1].clone()] {
+			assert_noop!(
+				Models::post_weights(origin(DAVE), model, 1, bad),
+				Error::<Test>::WeightsMismatch
+			);
+		}
+		run_to_block(now() + AVAILABILITY_PERIOD);
+		// DAVE (who has the file) posts them on the last block; the bond goes to the publisher.
+		assert_ok!(Models::post_weights(origin(DAVE), model, 1, case.weights[0].clone()));
+		assert!(has_event(Event::WeightsPosted { model, op: 1, by: DAVE, bond }.into()));
+		assert!(!WeightChallenges::<Test>::contains_key(model, 1));
+		assert_eq!(free(PUBLISHER), publisher + bond);
+		assert_eq!(held(EVE), 0);
+		assert_eq!(Records::<Test>::get(model).unwrap().status, ModelStatus::Retired);
+		run_to_block(now() + 1);
+		assert_noop!(Models::claim_withheld(origin(EVE), model, 1), Error::<Test>::NotChallenged);
+		assert_ok!(Models::reap(origin(CHARLIE), model));
+		check_invariants();
+	});
+}

@@ -62,6 +62,8 @@ pub const SPREAD: u32 = 3;
 pub const RECEIPT_RETENTION: u64 = 100;
 pub const PROOF_DEPOSIT: Balance = 7;
 pub const REGISTRATION_GRACE: u64 = 10;
+pub const AVAILABILITY_BOND_BASE: Balance = 30;
+pub const AVAILABILITY_PERIOD: u64 = 5;
 pub const ENDOWMENT: Balance = 1_000_000;
 
 parameter_types! {
@@ -84,6 +86,9 @@ impl pallet_verity_models::Config for Test {
 	type DepositBase = ConstU64<DEPOSIT_BASE>;
 	type DepositPerByte = ConstU64<1>;
 	type RegistrationGrace = ConstU64<REGISTRATION_GRACE>;
+	type AvailabilityBondBase = ConstU64<AVAILABILITY_BOND_BASE>;
+	type AvailabilityBondPerByte = ConstU64<1>;
+	type AvailabilityPeriod = ConstU64<AVAILABILITY_PERIOD>;
 	type WeightInfo = ();
 }
 

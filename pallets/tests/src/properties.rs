@@ -18,6 +18,9 @@ enum Action {
 	Announce { who: u8 },
 	Register { who: u8 },
 	WithdrawAnnouncement { who: u8 },
+	ChallengeWeights { who: u8, op: u8 },
+	PostWeights { who: u8, op: u8, wrong: bool },
+	ClaimWithheld { op: u8 },
 	Advance { blocks: u8 },
 	BondExtra { who: u8, amount: u16 },
 	Unbond { who: u8, amount: u16 },
@@ -39,6 +42,9 @@ fn action() -> impl Strategy<Value = Action> {
 		1 => (0u8..3).prop_map(|who| Action::Announce { who }),
 		1 => (0u8..3).prop_map(|who| Action::Register { who }),
 		1 => (0u8..3).prop_map(|who| Action::WithdrawAnnouncement { who }),
+		1 => (0u8..3, any::<u8>()).prop_map(|(who, op)| Action::ChallengeWeights { who, op }),
+		1 => (0u8..3, any::<u8>(), any::<bool>()).prop_map(|(who, op, wrong)| Action::PostWeights { who, op, wrong }),
+		1 => any::<u8>().prop_map(|op| Action::ClaimWithheld { op }),
 		3 => (1u8..8).prop_map(|blocks| Action::Advance { blocks }),
 		1 => (0u8..3, any::<u16>()).prop_map(|(who, amount)| Action::BondExtra { who, amount }),
 		1 => (0u8..3, any::<u16>()).prop_map(|(who, amount)| Action::Unbond { who, amount }),
@@ -131,6 +137,22 @@ fn run(actions: Vec<Action>) {
 					let a = Models::announcement(&who, &model);
 					let _ = Models::withdraw_announcement(origin(who), a);
 				},
+				Action::ChallengeWeights { who, op } => {
+					let op = 1 + op as u32 % n;
+					let _ = Models::challenge_weights(origin(PROVERS[who as usize]), model, op);
+				},
+				Action::PostWeights { who, op, wrong } => {
+					let op = 1 + op as u32 % n;
+					let mut weights = case.weights[op as usize - 1].clone();
+					if wrong {
+						weights.push(0);
+					}
+					let _ =
+						Models::post_weights(origin(OPERATORS[who as usize]), model, op, weights);
+				},
+				Action::ClaimWithheld { op } => {
+					let _ = Models::claim_withheld(origin(NOBODY), model, 1 + op as u32 % n);
+				},
 				Action::WithdrawCommitment { job, prover } => {
 					let _ = Disputes::withdraw_commitment(
 						origin(PROVERS[prover as usize]),
@@ -186,6 +208,11 @@ fn run(actions: Vec<Action>) {
 		for (who, a) in announcements {
 			assert_ok!(Models::withdraw_announcement(origin(who), a));
 		}
+		let challenges: Vec<(verity_primitives::ModelId, u32)> =
+			pallet_verity_models::WeightChallenges::<Test>::iter_keys().collect();
+		for (model, op) in challenges {
+			assert_ok!(Models::claim_withheld(origin(NOBODY), model, op));
+		}
 		let publisher = pallet_verity_models::Models::<Test>::get(model).expect("model").publisher;
 		for who in PROVERS {
 			let deposit = if who == publisher {
@@ -196,7 +223,7 @@ fn run(actions: Vec<Action>) {
 			assert_eq!(
 				held(who) - stake_of(who) - deposit,
 				0,
-				"a prover's deposit, announcement or reward stayed held"
+				"a prover's deposit, announcement, bond or reward stayed held"
 			);
 		}
 		check_invariants();
