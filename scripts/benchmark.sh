@@ -8,7 +8,11 @@
 #       in wasm (this CLI) and natively (pallets/tests, `interpreter_rate_native`).
 # Builds verity-node with `--features runtime-benchmarks` into the shared target directory
 # (the node binary is copied to target/release/verity-node-bench, then the normal node is
-# relinked by the next `make build`). STEPS / REPEAT override the sampling.
+# relinked by the next `make build`), and runs the benchmarks in the runtime wasm that build
+# made (`--runtime`, genesis from its `development` preset). STEPS / REPEAT override the
+# sampling. VERITY_BENCH_NODE=path: a node already built with `runtime-benchmarks` (skips the
+# node build; only the runtime is rebuilt, with `runtime-benchmarks`, which takes minutes
+# instead of the node's relink).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh >/dev/null
@@ -16,17 +20,20 @@ libtorch="$(bash scripts/install-libtorch.sh | tail -n1)"
 if [ -n "$libtorch" ]; then export LIBTORCH="$libtorch"; fi
 # frame-benchmarking-cli's storage benchmark runtime fails to build outside its workspace;
 # `benchmark pallet` does not need it.
-# VERITY_BENCH_NODE=path: a node already built with `runtime-benchmarks` (skips the build).
 bench_node="${VERITY_BENCH_NODE:-target/release/verity-node-bench}"
 if [ -z "${VERITY_BENCH_NODE:-}" ]; then
 	SKIP_FRAME_STORAGE_ACCESS_TEST_RUNTIME_WASM_BUILD=1 \
 		cargo build --release --locked -p verity-node --features runtime-benchmarks
 	cp target/release/verity-node "$bench_node"
+else
+	cargo build --release --locked -p verity-runtime --features runtime-benchmarks
 fi
+wasm=target/release/wbuild/verity-runtime/verity_runtime.compact.compressed.wasm
+runtime=(--runtime "$wasm" --genesis-builder runtime --genesis-builder-preset development)
 if [ "${1:-}" = --interpreter-rate ]; then
 	low=36864 high=$((28 * 36864)) repeat="${REPEAT:-20}"  # the CLI adds runs until its time budget
 	json="$(mktemp -t verity-wasm-rate-XXXXXX.json)"
-	"$bench_node" benchmark pallet --chain dev --pallet pallet_verity_disputes \
+	"$bench_node" benchmark pallet "${runtime[@]}" --pallet pallet_verity_disputes \
 		--extrinsic prove_fraud_macs --steps 2 --low "$low" --high "$high" --repeat "$repeat" \
 		--wasm-execution compiled --heap-pages 4096 --json-file "$json" >/dev/null
 	python3 - "$json" "$low" "$high" <<'PY'
@@ -57,7 +64,7 @@ for p in "${pallets[@]}"; do
 	*) echo "benchmark.sh: no weights file for $p" >&2; exit 1 ;;
 	esac
 	echo "=== $p -> $out"
-	"$bench_node" benchmark pallet --chain dev --pallet "$p" --extrinsic '*' \
+	"$bench_node" benchmark pallet "${runtime[@]}" --pallet "$p" --extrinsic '*' \
 		--steps "${STEPS:-20}" --repeat "${REPEAT:-10}" --wasm-execution compiled \
 		--heap-pages 4096 --output-analysis max --template "scripts/benchmark/$template" --output "$out"
 done

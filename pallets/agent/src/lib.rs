@@ -50,14 +50,15 @@
 //! is logged under the target `verity::agent`.
 //!
 //! Off-chain cost (attack 11): a run reads only what concerns the node, never every open job:
-//! the jobs assigned to its keys (the jobs pallet's `Assignments` index, with their deadlines),
-//! and for the watcher the jobs committed in the blocks it has not read yet (`CommittedIn`, at
-//! most [`plan::SCAN_BLOCKS`] blocks per run; each sampled job is read once, when found, and
-//! kept on the node's watchlist with its window end), then the at most `MaxRequestsPerBlock`
-//! jobs it hands to the worker per role, and its own pending transactions, commitments and
-//! rewards. Per block that is `O(own assignments + commits of one block + MaxRequestsPerBlock)`
-//! storage reads, whatever the number of open jobs.
-//!
+//! the jobs assigned to its keys (the jobs pallet's `Assignments` index, with their deadlines;
+//! only those before their deadline are read in full), and for the watcher the window-end
+//! queues of the jobs committed since its last run (`Queue` at `commit block + window`, at most
+//! [`plan::SCAN_BLOCKS`] per run; each sampled job is read once, when found, and kept on the
+//! node's watchlist with its window end), then the at most `MaxRequestsPerBlock` jobs it hands
+//! to the worker per role, and its own pending transactions, commitments and rewards. Per
+//! block that is `O(own open jobs' keys + one block's commits + MaxRequestsPerBlock)` reads,
+//! whatever the number of open jobs.
+
 //! Watching budget: each job needs one check, and a watcher makes at most `MaxRequestsPerBlock`
 //! (64 on the presets) per block, chosen at random among the checkable jobs (those whose window
 //! leaves [`plan::PROOF_MARGIN`] blocks for a proof), with a fresh seed each block. Against `D`

@@ -66,8 +66,8 @@ pub enum Direct {
 	Claim { job: JobId },
 }
 
-/// What the watcher found committed (off-chain memory, attack 11): the last block whose
-/// commits it read ([`pallet_verity_jobs::CommittedIn`]), and the jobs it sampled there that are
+/// What the watcher found committed (off-chain memory, attack 11): the last window-end queue
+/// ([`pallet_verity_jobs::Queue`]) it read complete, and the jobs it sampled there that are
 /// still inside their windows: job → (window end, whether to check it: not one of this node's
 /// own jobs).
 #[derive(Clone, PartialEq, Eq, Debug, Default, Encode, Decode)]
@@ -76,7 +76,7 @@ pub struct Watchlist {
 	pub jobs: BTreeMap<JobId, (u32, bool)>,
 }
 
-/// Blocks of commits the watcher reads per run at most (it catches up over later runs).
+/// Window-end queues the watcher reads per run at most (it catches up over later runs).
 pub const SCAN_BLOCKS: u32 = 16;
 
 /// A job handed to the worker in this run, and what to do with the answer.
@@ -151,10 +151,10 @@ pub struct Plan<T: Config> {
 
 /// The plan for block `now` of a node holding `accounts`, with these settings, memory and
 /// sampling salt. It reads only what concerns the node (attack 11): the assignments of its own
-/// keys ([`pallet_verity_jobs::Assignments`]), the commits of the blocks it has not read yet
-/// ([`pallet_verity_jobs::CommittedIn`], at most [`SCAN_BLOCKS`] blocks per run, each job once,
-/// into `watch`), the jobs it checks or has transactions for, and its own commitments and
-/// rewards; never every open job.
+/// keys ([`pallet_verity_jobs::Assignments`]; only those before their deadline are read in
+/// full), the jobs committed since its last run ([`scan`]: their window-end queues, each
+/// sampled job once, into `watch`), the jobs it checks or has transactions for, and its own
+/// commitments and rewards; never every open job.
 ///
 /// * Operator: every job assigned to one of `accounts` and before its deadline, unless a commit
 ///   for the same attempt is pending and its tip need not rise yet ([`next_send`]).
@@ -203,7 +203,11 @@ pub fn plan<T: Config>(
 			if now >= deadline {
 				continue;
 			}
+			// Before its deadline: assigned, or committed moments ago.
 			let Some(job) = pallet_verity_jobs::Jobs::<T>::get(id) else { continue };
+			if !matches!(job.status, JobStatus::Assigned { .. }) {
+				continue;
+			}
 			let attempt = verity_primitives::len_u32(job.missed.len());
 			let sent = match tracks.get(&id) {
 				Some(Track::Committed { attempt: a, sent }) if *a == attempt => Some(sent),
@@ -316,10 +320,15 @@ fn committed<T: Config>(id: JobId) -> Option<pallet_verity_jobs::Job<T>> {
 		.filter(|job| matches!(job.status, JobStatus::Committed { .. }))
 }
 
-/// Read the commits of the blocks from `watch.scanned` (again: a run may have read it before
-/// the block's last commit in tests) to `now`, at most [`SCAN_BLOCKS`] blocks and none whose
-/// jobs' windows have all ended; add the sampled ones not yet on the watchlist (each job is read
-/// once, when found); forget the jobs whose windows have ended.
+/// Find the jobs committed since the last run: their window ends are queued
+/// ([`pallet_verity_jobs::Queue`]) at `commit block + challenge window`, or later when that
+/// block's queue was full. The queues up to `now + window` are complete after block `now` (a
+/// later commit ends later): read those not read yet (`watch.scanned` is the last), at most
+/// [`SCAN_BLOCKS`] per run and none that ends too soon for a proof; then the queues after it,
+/// as long as each before was full (a commit only spills into the next queue when one is
+/// full: read again next run). Add the sampled jobs not yet on the watchlist (each job is read
+/// once, when found) and forget the jobs whose windows have ended. On the honest path this
+/// costs the chain nothing: the queue exists for `on_initialize`.
 fn scan<T: Config>(
 	now: u32,
 	accounts: &[Account<T>],
@@ -328,13 +337,12 @@ fn scan<T: Config>(
 	watch: &mut Watchlist,
 ) {
 	let window: u32 = pallet_verity_jobs::Pallet::<T>::challenge_window().unique_saturated_into();
-	let oldest = now.saturating_sub(
-		window.saturating_add(<T as pallet_verity_jobs::Config>::ScheduleSpread::get()),
-	);
-	let from = watch.scanned.max(oldest);
-	let to = now.min(from.saturating_add(SCAN_BLOCKS.saturating_sub(1)));
-	for block in from..=to {
-		for id in pallet_verity_jobs::CommittedIn::<T>::get(BlockNumberFor::<T>::from(block)) {
+	let complete = now.saturating_add(window);
+	let from =
+		watch.scanned.saturating_add(1).max(now.saturating_add(PROOF_MARGIN).saturating_add(1));
+	let to = complete.min(from.saturating_add(SCAN_BLOCKS.saturating_sub(1)));
+	let mut add = |ids: &[JobId]| {
+		for &id in ids {
 			if watch.jobs.contains_key(&id) || !sampled(salt, id, permill) {
 				continue;
 			}
@@ -343,8 +351,26 @@ fn scan<T: Config>(
 			let own = accounts.iter().any(|a| a.id == job.operator);
 			watch.jobs.insert(id, (window_end.unique_saturated_into(), !own));
 		}
+	};
+	for block in from..=to {
+		add(&pallet_verity_jobs::Queue::<T>::get(BlockNumberFor::<T>::from(block)));
 	}
-	watch.scanned = to;
+	if to == complete {
+		let full = <T as pallet_verity_jobs::Config>::MaxJobsPerBlock::get() as usize;
+		let mut spilled =
+			pallet_verity_jobs::Queue::<T>::get(BlockNumberFor::<T>::from(to)).len() >= full;
+		let mut block = to;
+		for _ in 0..<T as pallet_verity_jobs::Config>::ScheduleSpread::get() {
+			if !spilled {
+				break;
+			}
+			block = block.saturating_add(1);
+			let ids = pallet_verity_jobs::Queue::<T>::get(BlockNumberFor::<T>::from(block));
+			spilled = ids.len() >= full;
+			add(&ids);
+		}
+	}
+	watch.scanned = to.max(watch.scanned);
 	watch.jobs.retain(|_, (end, _)| *end > now);
 }
 

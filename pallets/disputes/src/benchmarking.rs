@@ -1,8 +1,12 @@
 //! Benchmarks of the disputes pallet (frame-benchmarking v2). `prove_fraud` on the successful
 //! (slashing) path, revealing a commitment from the block before: `prove_fraud_bytes` over the
 //! proof size (an FC step, whose weights make up the bytes) and `prove_fraud_macs` over the
-//! step's multiply-accumulates (a 3x3 convolution with a small proof); the call is charged the
-//! sum of both. `commit_proof`, `claim_reward` and `withdraw_commitment` are constant-time.
+//! step's multiply-accumulates (a 3x3 convolution with a small proof), one benchmark per other
+//! op kind over its step units (`prove_fraud_add`, `_max_pool`, `_avg_pool`,
+//! `_global_avg_pool`, `_reshape`, `_concat`, `_lookup`, each at the most work per unit its
+//! limits allow), and `prove_fraud_header` over the header's size (decoded on every proof); the
+//! call is charged the sum of the bytes, header and step-kind parts (the worst kind when
+//! declared). `commit_proof`, `claim_reward` and `withdraw_commitment` are constant-time.
 
 use super::*;
 use alloc::vec::Vec;
@@ -10,7 +14,9 @@ use codec::Encode;
 use frame_benchmarking::v2::*;
 use frame_system::RawOrigin;
 use pallet_verity_jobs::benchmarking::{requester, serving, submitted};
-use pallet_verity_models::benchmarking::{conv_model, fc_model, fund, register_case};
+use pallet_verity_models::benchmarking::{
+	conv_model, fc_model, fund, header_of_size, kind_model, register_case, BenchKind,
+};
 use verity_primitives::testing::TestCase;
 
 /// Register `case`, submit it, commit a trace whose hash of `step` is wrong (the output and
@@ -61,6 +67,27 @@ fn committed<T: Config>(who: &T::AccountId, job: JobId, proof: &[u8]) {
 	frame_system::Pallet::<T>::set_block_number(next);
 }
 
+/// The most step units a `kind` step of [`kind_model`] can have under the chain's limits.
+fn max_units<T: Config>(kind: BenchKind) -> u32 {
+	let elements = <T as pallet_verity_models::Config>::MaxTensorElements::get() / 4096;
+	let tensors = if kind == BenchKind::Concat { 2 } else { 1 };
+	let table = if kind == BenchKind::Lookup { 256 } else { 0 };
+	let proof = <T as pallet_verity_models::Config>::MaxStepProofBytes::get().saturating_sub(table)
+		/ (4096 * kind.inputs());
+	let c = (elements / tensors).min(proof).max(1);
+	kind.units_per_channel().saturating_mul(c)
+}
+
+/// A fraudulent job whose step 2 is a `kind` step of about `m` units, proven by the whitelisted
+/// caller (committed a block before): (caller, job, proof).
+fn kind_fraud<T: Config>(kind: BenchKind, m: u32) -> (T::AccountId, JobId, Vec<u8>) {
+	let c = (m / kind.units_per_channel()).max(1);
+	let (job, proof) = fraudulent::<T>(&kind_model(kind, c, 0), 2);
+	let caller: T::AccountId = whitelisted_caller();
+	committed::<T>(&caller, job, &proof);
+	(caller, job, proof)
+}
+
 #[benchmarks]
 mod benchmarks {
 	use super::*;
@@ -88,6 +115,92 @@ mod benchmarks {
 		let c = (m / 36864).max(1);
 		// The convolution (step 1) is the one proven wrong.
 		let (job, proof) = fraudulent::<T>(&conv_model(c, 0), 1);
+		let caller: T::AccountId = whitelisted_caller();
+		committed::<T>(&caller, job, &proof);
+
+		#[extrinsic_call]
+		prove_fraud(RawOrigin::Signed(caller), job, proof);
+
+		assert!(pallet_verity_jobs::Jobs::<T>::get(job).is_none());
+	}
+
+	#[benchmark]
+	fn prove_fraud_add(m: Linear<4096, { max_units::<T>(BenchKind::Add) }>) {
+		let (caller, job, proof) = kind_fraud::<T>(BenchKind::Add, m);
+
+		#[extrinsic_call]
+		prove_fraud(RawOrigin::Signed(caller), job, proof);
+
+		assert!(pallet_verity_jobs::Jobs::<T>::get(job).is_none());
+	}
+
+	#[benchmark]
+	fn prove_fraud_max_pool(m: Linear<4096, { max_units::<T>(BenchKind::MaxPool) }>) {
+		let (caller, job, proof) = kind_fraud::<T>(BenchKind::MaxPool, m);
+
+		#[extrinsic_call]
+		prove_fraud(RawOrigin::Signed(caller), job, proof);
+
+		assert!(pallet_verity_jobs::Jobs::<T>::get(job).is_none());
+	}
+
+	#[benchmark]
+	fn prove_fraud_avg_pool(m: Linear<4096, { max_units::<T>(BenchKind::AvgPool) }>) {
+		let (caller, job, proof) = kind_fraud::<T>(BenchKind::AvgPool, m);
+
+		#[extrinsic_call]
+		prove_fraud(RawOrigin::Signed(caller), job, proof);
+
+		assert!(pallet_verity_jobs::Jobs::<T>::get(job).is_none());
+	}
+
+	#[benchmark]
+	fn prove_fraud_global_avg_pool(m: Linear<4096, { max_units::<T>(BenchKind::GlobalAvgPool) }>) {
+		let (caller, job, proof) = kind_fraud::<T>(BenchKind::GlobalAvgPool, m);
+
+		#[extrinsic_call]
+		prove_fraud(RawOrigin::Signed(caller), job, proof);
+
+		assert!(pallet_verity_jobs::Jobs::<T>::get(job).is_none());
+	}
+
+	#[benchmark]
+	fn prove_fraud_reshape(m: Linear<4096, { max_units::<T>(BenchKind::Reshape) }>) {
+		let (caller, job, proof) = kind_fraud::<T>(BenchKind::Reshape, m);
+
+		#[extrinsic_call]
+		prove_fraud(RawOrigin::Signed(caller), job, proof);
+
+		assert!(pallet_verity_jobs::Jobs::<T>::get(job).is_none());
+	}
+
+	#[benchmark]
+	fn prove_fraud_concat(m: Linear<4096, { max_units::<T>(BenchKind::Concat) }>) {
+		let (caller, job, proof) = kind_fraud::<T>(BenchKind::Concat, m);
+
+		#[extrinsic_call]
+		prove_fraud(RawOrigin::Signed(caller), job, proof);
+
+		assert!(pallet_verity_jobs::Jobs::<T>::get(job).is_none());
+	}
+
+	#[benchmark]
+	fn prove_fraud_lookup(m: Linear<4096, { max_units::<T>(BenchKind::Lookup) }>) {
+		let (caller, job, proof) = kind_fraud::<T>(BenchKind::Lookup, m);
+
+		#[extrinsic_call]
+		prove_fraud(RawOrigin::Signed(caller), job, proof);
+
+		assert!(pallet_verity_jobs::Jobs::<T>::get(job).is_none());
+	}
+
+	/// The header is decoded on every proof: a header of `h` bytes (two FC ops whose
+	/// per-channel parameters make up the size; the proven step's work grows with it too).
+	#[benchmark]
+	fn prove_fraud_header(
+		h: Linear<300, { <T as pallet_verity_models::Config>::MaxHeaderBytes::get() }>,
+	) {
+		let (job, proof) = fraudulent::<T>(&header_of_size(h, 0), 2);
 		let caller: T::AccountId = whitelisted_caller();
 		committed::<T>(&caller, job, &proof);
 

@@ -268,10 +268,15 @@ pub mod pallet {
 		/// multiply-accumulates. The declared weight assumes `MaxStepMacs`; the actual weight
 		/// is charged for the step's real MACs, also when the proof is rejected.
 		#[pallet::call_index(0)]
-		#[pallet::weight((Pallet::<T>::proof_weight(
-			verity_primitives::len_u32(proof.len()),
-			<T as pallet_verity_models::Config>::MaxStepMacs::get(),
-		).saturating_add(pallet_verity_operators::Pallet::<T>::stop_serving_weight()),
+		#[pallet::weight((Pallet::<T>::proof_weight(verity_primitives::len_u32(proof.len()))
+			.saturating_add(Pallet::<T>::header_weight(
+				<T as pallet_verity_models::Config>::MaxHeaderBytes::get(),
+			))
+			.saturating_add(Pallet::<T>::step_weight(
+				None,
+				<T as pallet_verity_models::Config>::MaxStepMacs::get(),
+			))
+			.saturating_add(pallet_verity_operators::Pallet::<T>::stop_serving_weight()),
 			DispatchClass::Operational))]
 		pub fn prove_fraud(
 			origin: OriginFor<T>,
@@ -283,7 +288,7 @@ pub mod pallet {
 				post_info: Some(weight).into(),
 				error: error.into(),
 			};
-			let checked = Self::proof_weight(verity_primitives::len_u32(proof.len()), 0);
+			let checked = Self::proof_weight(verity_primitives::len_u32(proof.len()));
 			ensure!(
 				verity_primitives::len_u32(proof.len()) <= Self::max_proof_len(),
 				with(checked, Error::<T>::ProofTooLarge)
@@ -504,28 +509,76 @@ impl<T: Config> Pallet<T> {
 	/// what was checked. The agent calls it before it spends a fee on a proof.
 	pub fn judge(job: JobId, proof: &[u8]) -> Result<Judged<T>, (Weight, Error<T>)> {
 		let bytes = verity_primitives::len_u32(proof.len());
-		let checked = Self::proof_weight(bytes, 0);
+		let checked = Self::proof_weight(bytes);
 		ensure!(bytes <= Self::max_proof_len(), (checked, Error::<T>::ProofTooLarge));
 		let (record, hashes) = pallet_verity_jobs::Pallet::<T>::challengeable(job)
 			.map_err(|e| (checked, Self::challenge_error(e)))?;
 		let proof: FraudProof = verity_primitives::decode_canonical(proof, bytes)
 			.map_err(|_| (checked, Error::<T>::MalformedProof))?;
+		let header_len = pallet_verity_models::Headers::<T>::decode_len(record.model)
+			.map(verity_primitives::len_u32)
+			.unwrap_or_default();
+		let read = checked.saturating_add(Self::header_weight(header_len));
 		let header = pallet_verity_models::Pallet::<T>::header(&record.model)
-			.ok_or((checked, Error::<T>::UnknownJob))?;
+			.ok_or((read, Error::<T>::UnknownJob))?;
 		let macs = verity_primitives::step_macs(&header, proof.step)
-			.map_err(|_| (checked, Error::<T>::StepOutOfRange))?;
-		let weight = Self::proof_weight(bytes, u32::try_from(macs).unwrap_or(u32::MAX));
+			.map_err(|_| (read, Error::<T>::StepOutOfRange))?;
+		let kind = proof
+			.step
+			.checked_sub(1)
+			.and_then(|i| header.ops.get(usize::try_from(i).ok()?))
+			.map(|op| op.kind);
+		let weight = read.saturating_add(Self::step_weight(
+			kind.as_ref(),
+			u32::try_from(macs).unwrap_or(u32::MAX),
+		));
 		let verdict = verity_primitives::check_fraud_proof(&header, &hashes, &proof)
 			.map_err(|e| (weight, Self::proof_error(e)))?;
 		ensure!(verdict == Verdict::Fraud, (weight, Error::<T>::NoFraud));
 		Ok(Judged { record, step: proof.step, weight })
 	}
 
-	/// Weight of judging a proof of `bytes` bytes whose step costs `macs` MACs: the two
-	/// benchmarks each include the fixed part, so their sum is an upper bound.
-	pub fn proof_weight(bytes: u32, macs: u32) -> Weight {
+	/// Weight of reading and hashing a proof of `bytes` bytes (and everything a proof does
+	/// whatever its step). The bytes, header and step parts are benchmarks that each include
+	/// the fixed part, so their sum is an upper bound.
+	pub fn proof_weight(bytes: u32) -> Weight {
 		<T as Config>::WeightInfo::prove_fraud_bytes(bytes)
-			.saturating_add(<T as Config>::WeightInfo::prove_fraud_macs(macs))
+	}
+
+	/// Weight of decoding a header of `bytes` bytes (every proof decodes its model's header).
+	pub fn header_weight(bytes: u32) -> Weight {
+		<T as Config>::WeightInfo::prove_fraud_header(bytes)
+	}
+
+	/// Weight of re-executing a step of kind `kind` with `units` step units
+	/// (`verity_primitives::step_macs`); `None`: the most any kind can cost with at most
+	/// `units` (the declared weight, before the proof is decoded). Convolutions and fully
+	/// connected layers are charged at the convolution's rate per MAC (a fully connected
+	/// layer's weights are also in the bytes part). A step of an elementwise kind (Add, global
+	/// average pool, reshape, concatenation, lookup) has at most `MaxTensorElements` units (its
+	/// output or input elements); pools and convolutions up to `MaxStepMacs`.
+	pub fn step_weight(kind: Option<&verity_primitives::OpKind>, units: u32) -> Weight {
+		use verity_primitives::OpKind::*;
+		type W<T> = <T as Config>::WeightInfo;
+		let elements = units.min(<T as pallet_verity_models::Config>::MaxTensorElements::get());
+		match kind {
+			Some(FullyConnected | Conv2d(_)) => W::<T>::prove_fraud_macs(units),
+			Some(Add(_)) => W::<T>::prove_fraud_add(units),
+			Some(MaxPool(_)) => W::<T>::prove_fraud_max_pool(units),
+			Some(AvgPool(_)) => W::<T>::prove_fraud_avg_pool(units),
+			Some(GlobalAvgPool) => W::<T>::prove_fraud_global_avg_pool(units),
+			Some(Reshape) => W::<T>::prove_fraud_reshape(units),
+			Some(Concat { .. }) => W::<T>::prove_fraud_concat(units),
+			Some(Lookup) => W::<T>::prove_fraud_lookup(units),
+			None => W::<T>::prove_fraud_macs(units)
+				.max(W::<T>::prove_fraud_max_pool(units))
+				.max(W::<T>::prove_fraud_avg_pool(units))
+				.max(W::<T>::prove_fraud_add(elements))
+				.max(W::<T>::prove_fraud_global_avg_pool(elements))
+				.max(W::<T>::prove_fraud_reshape(elements))
+				.max(W::<T>::prove_fraud_concat(elements))
+				.max(W::<T>::prove_fraud_lookup(elements)),
+		}
 	}
 
 	/// The longest encoded proof any admissible step needs: `MaxStepProofBytes` payload plus

@@ -1,7 +1,7 @@
 //! Benchmarks of the jobs pallet (frame-benchmarking v2): `submit` over input size and server
 //! count, `commit` over output size and step count, `on_initialize` over finalizations and
-//! missed deadlines (with re-assignment, the expensive path), `prune_receipts` over the receipts
-//! pruned (each with the largest output).
+//! missed deadlines (with re-assignment, the expensive path; the largest inputs and the most
+//! servers), `prune_receipts` over the receipts pruned (each with the largest output).
 
 use super::*;
 use alloc::vec;
@@ -106,16 +106,19 @@ mod benchmarks {
 		assert!(StepHashes::<T>::contains_key(job));
 	}
 
+	/// Worst case: the largest inputs (each finalized or missed job reads and writes
+	/// `MaxInputBytes`) and `MaxServersPerModel` servers (a missed deadline re-runs `select`
+	/// over all of them).
 	#[benchmark]
 	fn on_initialize(f: Linear<0, { max_jobs::<T>() }>, m: Linear<0, { max_jobs::<T>() }>) {
 		let publisher: T::AccountId = account("publisher", 0, 0);
-		let case = fc_model(4, 2, 0);
+		let input = <T as pallet_verity_models::Config>::MaxInputBytes::get();
+		let case = fc_model(input, 1, 0);
 		let model = register_case::<T>(&publisher, &case);
-		// Two operators: every job goes to one of them, a missed one to the other.
-		let a: T::AccountId = account("operator", 0, 0);
-		let b: T::AccountId = account("operator", 1, 0);
-		serving::<T>(&a, model, f + 2 * m + 1);
-		serving::<T>(&b, model, f + 2 * m + 1);
+		// Every server can take every job: a missed job goes to another one.
+		for n in 0..<T as pallet_verity_operators::Config>::MaxServersPerModel::get() {
+			serving::<T>(&account("operator", n, 0), model, f + 2 * m + 1);
+		}
 		let who: T::AccountId = account("requester", 0, 0);
 		requester::<T>(&who, f + m);
 		let trace = case.trace().expect("benchmark model executes");

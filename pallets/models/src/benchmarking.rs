@@ -7,8 +7,8 @@ use frame_benchmarking::v2::*;
 use frame_support::traits::fungible::Mutate;
 use frame_system::RawOrigin;
 use verity_primitives::{
-	testing::{same3x3, Kernel, ModelBuilder},
-	Requant, TensorSpec,
+	testing::{conv_params, pool_params, same3x3, Kernel, ModelBuilder},
+	AddParams, Requant, TensorSpec,
 };
 
 const RQ: Requant = Requant { multiplier: 1 << 30, shift: -8 };
@@ -76,6 +76,100 @@ pub fn conv_model(c: u32, salt: u8) -> verity_primitives::testing::TestCase {
 		},
 	);
 	b.global_avg_pool(1, TensorSpec::new(vec![c], 0, 1.0), (-128, 127));
+	b.finish((0..4096u32).map(|i| (i % 241) as u8).collect())
+}
+
+/// The op kinds `prove_fraud` is benchmarked on besides convolutions and fully connected
+/// layers ([`kind_model`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum BenchKind {
+	Add,
+	MaxPool,
+	AvgPool,
+	GlobalAvgPool,
+	Reshape,
+	Concat,
+	Lookup,
+}
+
+impl BenchKind {
+	/// The step units (`verity_primitives::step_macs`) of the benchmarked step per channel of
+	/// [`kind_model`]'s tensor 1 (`[c, 64, 64]`).
+	pub fn units_per_channel(self) -> u32 {
+		match self {
+			BenchKind::MaxPool | BenchKind::AvgPool => 63 * 63 * 4,
+			BenchKind::Concat => 2 * 4096,
+			_ => 4096,
+		}
+	}
+
+	/// Inputs of the benchmarked step (each tensor 1).
+	pub fn inputs(self) -> u32 {
+		match self {
+			BenchKind::Add | BenchKind::Concat => 2,
+			_ => 1,
+		}
+	}
+}
+
+/// A model whose step 2 is one `kind` op over tensor 1 = `[c, 64, 64]` (made from the
+/// `[1, 64, 64]` input by a 1x1 convolution), followed when needed by a global average pool
+/// that keeps the output small. Pools use 2x2 windows with stride 1 (the most work per window
+/// element); Add and Concat read tensor 1 twice.
+pub fn kind_model(kind: BenchKind, c: u32, salt: u8) -> verity_primitives::testing::TestCase {
+	let plane = |ch: u32| TensorSpec::new(vec![ch, 64, 64], 0, 1.0);
+	let mut b = ModelBuilder::new(TensorSpec::new(vec![1, 64, 64], salt as i8, 1.0));
+	b.conv2d(
+		0,
+		conv_params((1, 1), (1, 1), (1, 1), [0; 4], 1),
+		plane(c),
+		(-128, 127),
+		Kernel {
+			bias: vec![3; c as usize],
+			requant: vec![RQ; c as usize],
+			weights: (0..c).map(|i| (i % 239) as u8 | 1).collect(),
+		},
+	);
+	let channels = match kind {
+		BenchKind::Add => {
+			let p = AddParams {
+				left_shift: 20,
+				lhs: Requant { multiplier: 1 << 30, shift: -1 },
+				rhs: Requant { multiplier: 1_500_000_000, shift: -1 },
+			};
+			let out_rq = Requant { multiplier: 1_700_000_000, shift: -19 };
+			b.add([1, 1], p, plane(c), (-128, 127), out_rq);
+			c
+		},
+		BenchKind::MaxPool | BenchKind::AvgPool => {
+			let p = pool_params((2, 2), (1, 1), [0; 4]);
+			let out = TensorSpec::new(vec![c, 63, 63], 0, 1.0);
+			if kind == BenchKind::MaxPool {
+				b.max_pool(1, p, out, (-128, 127));
+			} else {
+				b.avg_pool(1, p, out, (-128, 127));
+			}
+			c
+		},
+		BenchKind::GlobalAvgPool => {
+			b.global_avg_pool(1, TensorSpec::new(vec![c], 0, 1.0), (-128, 127));
+			return b.finish((0..4096u32).map(|i| (i % 241) as u8).collect());
+		},
+		BenchKind::Reshape => {
+			b.reshape(1, TensorSpec::new(vec![c, 4096, 1], 0, 1.0), (-128, 127));
+			c
+		},
+		BenchKind::Concat => {
+			b.concat(vec![1, 1], 0, plane(2 * c), (-128, 127));
+			2 * c
+		},
+		BenchKind::Lookup => {
+			let table = (0..256u32).map(|i| (i * 7 % 256) as u8).collect();
+			b.lookup(1, plane(c), (-128, 127), table);
+			c
+		},
+	};
+	b.global_avg_pool(2, TensorSpec::new(vec![channels], 0, 1.0), (-128, 127));
 	b.finish((0..4096u32).map(|i| (i % 241) as u8).collect())
 }
 

@@ -118,7 +118,14 @@ fn rejected_proof_pays_for_what_was_checked() {
 		let err = reveal(BOB, job, proof(&case, 1)).unwrap_err();
 		let macs = verity_primitives::step_macs(&case.header, 1).unwrap() as u32;
 		let len = proof(&case, 1).len() as u32;
-		assert_eq!(err.post_info.actual_weight, Some(Disputes::proof_weight(len, macs)));
+		let header = header_bytes(&case).len() as u32;
+		let kind = case.header.ops[0].kind;
+		let checked = Disputes::proof_weight(len)
+			.saturating_add(Disputes::header_weight(header))
+			.saturating_add(Disputes::step_weight(Some(&kind), macs));
+		assert_eq!(err.post_info.actual_weight, Some(checked));
+		// Charged for its own kind, never above the declared worst case.
+		assert!(Disputes::step_weight(Some(&kind), macs).all_lte(Disputes::step_weight(None, macs)));
 		assert_eq!(err.post_info.pays_fee, Pays::Yes);
 	});
 }
