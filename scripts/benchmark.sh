@@ -6,6 +6,10 @@
 #       the reference interpreter's multiply-accumulates per second in the runtime's wasm vs
 #       natively, side by side: the same `prove_fraud_macs` benchmark at the same two MAC counts,
 #       in wasm (this CLI) and natively (pallets/tests, `interpreter_rate_native`).
+#   bash scripts/benchmark.sh --lm-steps
+#       the in-wasm time of judging the largest transformer steps of SmolLM2-135M at contexts
+#       512, 1024 and 2048 (`pallet_verity_disputes` `lm_step_*`, decode + `check_step_proof`
+#       of a synthetic proof; docs/MODEL_FORMAT.md 12.10).
 # Builds verity-node with `--features runtime-benchmarks` into the shared target directory
 # (the node binary is copied to target/release/verity-node-bench, then the normal node is
 # relinked by the next `make build`), and runs the benchmarks in the runtime wasm that build
@@ -51,6 +55,26 @@ PY
 	rm -f "$json"
 	SKIP_WASM_BUILD=1 cargo test --release --locked -q -p verity-pallets-tests \
 		--features runtime-benchmarks interpreter_rate_native -- --ignored --nocapture 2>&1 | grep '^native'
+	exit 0
+fi
+if [ "${1:-}" = --lm-steps ]; then
+	json="$(mktemp -t verity-lm-steps-XXXXXX.json)"
+	"$bench_node" benchmark pallet "${runtime[@]}" --pallet pallet_verity_disputes \
+		--extrinsic lm_step_attn_part,lm_step_attn,lm_step_select,lm_step_head,lm_step_embed,lm_step_down \
+		--extra --steps 3 --repeat "${REPEAT:-10}" --wasm-execution compiled --heap-pages 4096 \
+		--json-file "$json" >/dev/null
+	python3 - "$json" <<'PY'
+import json, statistics, sys
+print(f"{'step (SmolLM2-135M, last position)':36} {'ctx 512':>16} {'ctx 1024':>16} {'ctx 2048':>16}   (median / min ms in wasm)")
+for b in json.load(open(sys.argv[1])):
+    times = {}
+    for r in b["time_results"]:
+        times.setdefault(r["components"][0][1], []).append(r["extrinsic_time"] / 1e6)
+    cells = [f"{statistics.median(times[c]):7.2f} / {min(times[c]):6.2f}" for c in sorted(times)]
+    name = b["benchmark"] if isinstance(b["benchmark"], str) else bytes(b["benchmark"]).decode()
+    print(f"{name:36} " + " ".join(f"{x:>16}" for x in cells) + f"   ({len(times[0])} runs each)")
+PY
+	rm -f "$json"
 	exit 0
 fi
 pallets=("$@")

@@ -70,6 +70,14 @@ rust_tests() {
 	cargo run --release --locked -q -p verity-primitives --features testing --example golden -- random "$random_models" 100
 	python3 primitives/tools/verity_ref.py "$random_models"
 	rm -rf "$random_models"
+	# Transformers (docs/MODEL_FORMAT.md section 12): the goldens, then 50 fresh random models
+	# (a new first seed every run, printed so that a failure can be reproduced).
+	python3 primitives/tools/verity_lm_ref.py primitives/testdata
+	local lm_seed=$(( $(date +%s) % 1000000 * 64 ))
+	random_models="$(mktemp -d -t verity-random-lms-XXXXXX)"
+	cargo run --release --locked -q -p verity-primitives --features testing --example golden -- random-lm "$random_models" 50 "$lm_seed"
+	python3 primitives/tools/verity_lm_ref.py "$random_models"
+	rm -rf "$random_models"
 
 	step "no RocksDB in the dependency tree"
 	if cargo tree --locked -i librocksdb-sys >/dev/null 2>&1; then

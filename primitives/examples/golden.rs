@@ -4,7 +4,9 @@
 //! them; `... -- check` (the default) exits with status 1 if a file differs;
 //! `... -- random DIR COUNT [FIRST_SEED]` writes `COUNT` random valid models (from
 //! `testing::random_case` with `testing::test_limits()`) in the same format into `DIR`, for
-//! cross-checking other implementations.
+//! cross-checking other implementations; `... -- random-lm DIR COUNT [FIRST_SEED]` writes
+//! `COUNT` random tiny transformers (`testing::lm::random_lm_case`) as `NAME.vlm` files and one
+//! `lm_golden.json`, in the format of the transformer golden vectors.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -50,8 +52,26 @@ fn main() {
 			}
 			println!("wrote {count} random cases to {}", out.display());
 		},
+		"random-lm" => {
+			let out = std::path::PathBuf::from(std::env::args().nth(2).expect("DIR"));
+			let count: u64 = std::env::args().nth(3).and_then(|c| c.parse().ok()).expect("COUNT");
+			let first: u64 = std::env::args().nth(4).and_then(|c| c.parse().ok()).unwrap_or(0);
+			let cases = (first..first + count)
+				.map(|seed| {
+					(
+						format!("lm_seed_{seed}"),
+						verity_primitives::testing::lm::random_lm_case(seed),
+					)
+				})
+				.collect();
+			std::fs::create_dir_all(&out).expect("create DIR");
+			for (name, bytes) in common::generate_lm_from(cases) {
+				std::fs::write(out.join(name), bytes).expect("write");
+			}
+			println!("wrote {count} random transformers (seeds {first}..) to {}", out.display());
+		},
 		other => {
-			eprintln!("usage: golden [write|check|random DIR COUNT [FIRST_SEED]] (got {other})");
+			eprintln!("usage: golden [write|check|random DIR COUNT [FIRST_SEED]|random-lm DIR COUNT [FIRST_SEED]] (got {other})");
 			std::process::exit(2);
 		},
 	}

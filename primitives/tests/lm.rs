@@ -15,7 +15,7 @@ use verity_primitives::{
 		validate::{step_cost, validate_lm},
 	},
 	testing::{
-		lm::{random_lm_case, smollm2_135m_header, LmCase},
+		lm::{random_lm_case, smollm2_135m_header, synthetic_step_proof, LmCase},
 		Rng,
 	},
 	Limits, Verdict,
@@ -355,6 +355,43 @@ fn smollm2_step_costs() {
 		if block == 256 {
 			// Blocked attention: the largest proof no longer grows with the context.
 			assert!(info.max_step_proof_bytes < 400_000, "{}", info.max_step_proof_bytes);
+		}
+	}
+}
+
+/// The synthetic step proofs the in-wasm benchmarks time (`pallet_verity_disputes`
+/// `lm_step_*`) are real proofs: at SmolLM2-135M's dimensions each is accepted and judged
+/// `NoFraud` with the honest hash and `Fraud` with another, and its encoded size stays within
+/// validation's bound for the step (12.10).
+#[test]
+fn synthetic_smollm2_step_proofs_are_judged_and_within_their_bound() {
+	for ctx in [512u32, 2048] {
+		let h = smollm2_135m_header(ctx, 256);
+		let t = ctx - 1;
+		for op in [
+			LmOp::AttnPart(29, 8, t / 256),
+			LmOp::Attn(29, 8),
+			LmOp::Select,
+			LmOp::Head(191),
+			LmOp::Embed,
+			LmOp::Down(29, 8),
+			LmOp::Q(3, 2),
+			LmOp::GateUp(7, 23),
+			LmOp::OProj(0, 0),
+			LmOp::FinalNorm,
+		] {
+			for honest in [true, false] {
+				let (header, job, roots, proof) =
+					synthetic_step_proof(&h, t, op, 9, honest).expect("synthetic proof");
+				let want = if honest { Verdict::NoFraud } else { Verdict::Fraud };
+				assert_eq!(check_step_proof(&header, &job, &roots, &proof), Ok(want), "{op:?}");
+				let bound = step_cost(&h, t, op).unwrap().proof_bytes;
+				let size = proof.encoded_size() as u64;
+				assert!(size <= bound, "ctx {ctx} {op:?}: {size} B > bound {bound} B");
+				if honest {
+					println!("ctx {ctx} {op:?}: proof {size} B (bound {bound} B)");
+				}
+			}
 		}
 	}
 }

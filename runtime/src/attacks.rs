@@ -266,8 +266,8 @@ fn attack_10_worst_cases_are_charged_and_fit_a_block() {
 	let mut worst = Weight::zero();
 	for f in (0..=jobs).step_by(256) {
 		let m = jobs - f;
-		let hook =
-			JobsWeights::on_initialize(f, m).saturating_add(JobsWeights::prune_receipts(jobs));
+		let hook = pallet_verity_jobs::Pallet::<Runtime>::hook_weight(f, m)
+			.saturating_add(JobsWeights::prune_receipts(jobs));
 		println!("{f} finalized + {m} missed + {jobs} receipts pruned: {hook:?}");
 		assert!(hook.all_lte(limits.max_block), "{f} + {m}: {hook:?} exceeds the block");
 		worst = worst.max(hook);

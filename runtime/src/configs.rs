@@ -154,6 +154,9 @@ impl pallet_verity_models::Config for Runtime {
 	/// 64 KiB headers.
 	type MaxHeaderBytes = ConstU32<{ 64 * 1024 }>;
 	type MaxOps = ConstU32<64>;
+	/// 16,384 ops per position of a language model: SmolLM2-135M up to its 8,192-token
+	/// context with attention in blocks of 256 (`lm_limits_admit_smollm2_*`).
+	type MaxLmOps = ConstU32<16384>;
 	/// 64 Ki elements (bytes) per tensor.
 	type MaxTensorElements = ConstU32<{ 64 * 1024 }>;
 	type MaxOpInputs = ConstU32<8>;

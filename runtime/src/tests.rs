@@ -241,3 +241,38 @@ fn only_the_development_preset_has_short_windows() {
 		});
 	}
 }
+
+/// The chain's language-model limits (`Models::lm_limits`) admit SmolLM2-135M with attention
+/// in blocks of 256 at every context up to its 8,192 tokens, and refuse it with unblocked
+/// attention at 2,048 (its largest step proof would be 2.7 MB) and under the classifiers'
+/// limits (64 ops).
+#[test]
+fn lm_limits_admit_smollm2_up_to_its_context() {
+	use verity_primitives::lm::validate::{validate_lm, LmInvalid};
+	use verity_primitives::testing::lm::smollm2_135m_header;
+	let limits = pallet_verity_models::Pallet::<Runtime>::lm_limits();
+	for ctx in [512u32, 1024, 2048, 4096, 8192] {
+		let info = validate_lm(&smollm2_135m_header(ctx, 256), &limits)
+			.unwrap_or_else(|e| panic!("SmolLM2-135M at {ctx}: {e:?}"));
+		println!(
+			"ctx {ctx}: {} ops per sampling position, largest proof {} B ({:?}), largest cost \
+			 {} MACs ({:?})",
+			info.ops_per_sampling_position,
+			info.max_step_proof_bytes,
+			info.max_proof_op,
+			info.max_step_macs,
+			info.max_macs_op
+		);
+	}
+	assert!(matches!(
+		validate_lm(&smollm2_135m_header(2048, 2048), &limits),
+		Err(LmInvalid::StepProofTooLarge { .. })
+	));
+	assert!(matches!(
+		validate_lm(
+			&smollm2_135m_header(512, 256),
+			&pallet_verity_models::Pallet::<Runtime>::limits()
+		),
+		Err(LmInvalid::TooManyOps)
+	));
+}

@@ -7,17 +7,59 @@
 //! limits allow), and `prove_fraud_header` over the header's size (decoded on every proof); the
 //! call is charged the sum of the bytes, header and step-kind parts (the worst kind when
 //! declared). `commit_proof`, `claim_reward` and `withdraw_commitment` are constant-time.
+//!
+//! `lm_step_*` (marked `extra`: not part of the weights until a call judges transformer steps,
+//! run with `--extra`) time `verity_primitives::lm::trace::check_step_proof` of the largest
+//! steps of SmolLM2-135M (docs/MODEL_FORMAT.md 12.10) at a maximum context of `512 << c`,
+//! attention in blocks of 256: the in-wasm cost of judging one transformer step.
 
 use super::*;
 use alloc::vec::Vec;
-use codec::Encode;
+use codec::{Decode, Encode};
 use frame_benchmarking::v2::*;
 use frame_system::RawOrigin;
 use pallet_verity_jobs::benchmarking::{requester, serving, submitted};
 use pallet_verity_models::benchmarking::{
 	conv_model, fc_model, fund, header_of_size, kind_model, register_case, BenchKind,
 };
-use verity_primitives::testing::TestCase;
+use verity_primitives::{
+	fraud::Verdict,
+	lm::{
+		graph::LmOp,
+		header::LmHeader,
+		interp::LmJob,
+		trace::{check_step_proof, LmStepProof},
+	},
+	testing::{
+		lm::{smollm2_135m_header, synthetic_step_proof},
+		TestCase,
+	},
+};
+
+/// A synthetic step proof of `op` (a function of the context) at the last position of a
+/// SmolLM2-135M generation at context `512 << c`, whose committed hash is wrong, with the
+/// header, the job and the position roots it is judged against; the proof SCALE-encoded, as a
+/// call would receive it.
+struct LmCase {
+	header: LmHeader,
+	job: LmJob,
+	roots: Vec<[u8; 32]>,
+	proof: Vec<u8>,
+}
+
+fn lm_case(c: u32, op: impl Fn(u32) -> LmOp) -> LmCase {
+	let ctx = 512u32 << c;
+	let h = smollm2_135m_header(ctx, 256);
+	let (header, job, roots, proof) =
+		synthetic_step_proof(&h, ctx - 1, op(ctx), u64::from(c), false).expect("synthetic proof");
+	LmCase { header, job, roots, proof: proof.encode() }
+}
+
+/// What a call would do with the proof it receives: decode it, then judge it.
+fn judge(case: &LmCase) -> Result<Verdict, ()> {
+	let proof = LmStepProof::decode(&mut &case.proof[..]).map_err(|_| ())?;
+	check_step_proof(&case.header, &case.job, &case.roots, &proof).map_err(|_| ())
+}
 
 /// Register `case`, submit it, commit a trace whose hash of `step` is wrong (the output and
 /// h_n stay honest when `step` < n, so the commitment is accepted) and return (job, proof).
@@ -237,6 +279,91 @@ mod benchmarks {
 		claim_reward(RawOrigin::Signed(caller), job);
 
 		assert!(Rewards::<T>::get(job).is_none());
+	}
+
+	/// The largest step proof: the last attention part at the last position (256 keys and
+	/// values, each with its inclusion proof).
+	#[benchmark(extra)]
+	fn lm_step_attn_part(c: Linear<0, 2>) {
+		let case = lm_case(c, |ctx| LmOp::AttnPart(29, 8, (ctx - 1) / 256));
+		let verdict;
+
+		#[block]
+		{
+			verdict = judge(&case);
+		}
+
+		assert_eq!(verdict, Ok(Verdict::Fraud));
+	}
+
+	/// The merge of a head's attention parts.
+	#[benchmark(extra)]
+	fn lm_step_attn(c: Linear<0, 2>) {
+		let case = lm_case(c, |_| LmOp::Attn(29, 8));
+		let verdict;
+
+		#[block]
+		{
+			verdict = judge(&case);
+		}
+
+		assert_eq!(verdict, Ok(Verdict::Fraud));
+	}
+
+	/// The most MACs: selecting a token over all 49,152 logits (sampled: top-k 40, top-p).
+	#[benchmark(extra)]
+	fn lm_step_select(c: Linear<0, 2>) {
+		let case = lm_case(c, |_| LmOp::Select);
+		let verdict;
+
+		#[block]
+		{
+			verdict = judge(&case);
+		}
+
+		assert_eq!(verdict, Ok(Verdict::Fraud));
+	}
+
+	/// 256 rows of the tied LM head (Q8_0 embedding rows).
+	#[benchmark(extra)]
+	fn lm_step_head(c: Linear<0, 2>) {
+		let case = lm_case(c, |_| LmOp::Head(191));
+		let verdict;
+
+		#[block]
+		{
+			verdict = judge(&case);
+		}
+
+		assert_eq!(verdict, Ok(Verdict::Fraud));
+	}
+
+	/// The token's embedding row (its chunk of 256 rows).
+	#[benchmark(extra)]
+	fn lm_step_embed(c: Linear<0, 2>) {
+		let case = lm_case(c, |_| LmOp::Embed);
+		let verdict;
+
+		#[block]
+		{
+			verdict = judge(&case);
+		}
+
+		assert_eq!(verdict, Ok(Verdict::Fraud));
+	}
+
+	/// 64 rows of the FFN down projection (Q4_1) plus the residual.
+	#[benchmark(extra)]
+	fn lm_step_down(c: Linear<0, 2>) {
+		let case = lm_case(c, |_| LmOp::Down(29, 8));
+		let verdict;
+
+		#[block]
+		{
+			verdict = judge(&case);
+		}
+
+		assert_eq!(verdict, Ok(Verdict::Fraud));
 	}
 
 	#[benchmark]

@@ -1,7 +1,7 @@
 //! Weights of `pallet_verity_jobs`, from `scripts/benchmark.sh` runs on two machines (below).
 //!
-//! Two machines (docs/PERFORMANCE.md, "Weights"): `on_initialize` and `prune_receipts` were
-//! measured on 2026-12-03 at their worst case (largest inputs, most servers; 12 steps, 5
+//! Two machines (docs/PERFORMANCE.md, "Weights"): `on_initialize_finalized`,
+//! `on_initialize_missed` and `prune_receipts` were measured on 2026-12-03 at their worst case (largest inputs, most servers; 12 steps, 5
 //! repeats, genesis preset `development`, wasm execution `Compiled`, CPU `Intel(R) Xeon(R)
 //! Processor`, about 2.2 times slower than the EPYC by minimum times, so they over-charge it);
 //! `submit` and `commit`, whose code and worst case did not change, keep their 2026-11-25
@@ -20,7 +20,8 @@ use frame_support::{traits::Get, weights::{constants::ParityDbWeight, Weight}};
 pub trait WeightInfo {
 	fn submit(i: u32, s: u32, ) -> Weight;
 	fn commit(o: u32, h: u32, ) -> Weight;
-	fn on_initialize(f: u32, m: u32, ) -> Weight;
+	fn on_initialize_finalized(f: u32, ) -> Weight;
+	fn on_initialize_missed(m: u32, ) -> Weight;
 	fn prune_receipts(p: u32, ) -> Weight;
 }
 
@@ -50,19 +51,25 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 			.saturating_add(T::DbWeight::get().writes(3_u64))
 	}
 	/// `f` in `[0, 1024]`.
-	/// `m` in `[0, 1024]`.
-	fn on_initialize(f: u32, m: u32, ) -> Weight {
-		// Minimum execution time: 172_260_222 ns; measured proof size 1069301.
-		Weight::from_parts(176_481_161_000, 109726)
-			.saturating_add(Weight::from_parts(249_563_531, 0).saturating_mul(f.into()))
-			.saturating_add(Weight::from_parts(380_990_295, 0).saturating_mul(m.into()))
-			.saturating_add(T::DbWeight::get().reads(105_u64))
+	fn on_initialize_finalized(f: u32, ) -> Weight {
+		// Minimum execution time: 17_644 ns; measured proof size 536563.
+		Weight::from_parts(20_939_457_511, 109726)
+			.saturating_add(Weight::from_parts(144_844_610, 0).saturating_mul(f.into()))
+			.saturating_add(T::DbWeight::get().reads(69_u64))
 			.saturating_add(T::DbWeight::get().reads((1_u64).saturating_mul(f.into())))
-			.saturating_add(T::DbWeight::get().reads((1_u64).saturating_mul(m.into())))
-			.saturating_add(T::DbWeight::get().writes(102_u64))
+			.saturating_add(T::DbWeight::get().writes(69_u64))
 			.saturating_add(T::DbWeight::get().writes((5_u64).saturating_mul(f.into())))
-			.saturating_add(T::DbWeight::get().writes((3_u64).saturating_mul(m.into())))
 			.saturating_add(Weight::from_parts(0, 23263).saturating_mul(f.into()))
+	}
+	/// `m` in `[0, 1024]`.
+	fn on_initialize_missed(m: u32, ) -> Weight {
+		// Minimum execution time: 11_292 ns; measured proof size 538445.
+		Weight::from_parts(11_528_000, 109726)
+			.saturating_add(Weight::from_parts(228_959_507, 0).saturating_mul(m.into()))
+			.saturating_add(T::DbWeight::get().reads(102_u64))
+			.saturating_add(T::DbWeight::get().reads((1_u64).saturating_mul(m.into())))
+			.saturating_add(T::DbWeight::get().writes(98_u64))
+			.saturating_add(T::DbWeight::get().writes((3_u64).saturating_mul(m.into())))
 			.saturating_add(Weight::from_parts(0, 23263).saturating_mul(m.into()))
 	}
 	/// `p` in `[0, 2048]`.
@@ -96,17 +103,22 @@ impl WeightInfo for () {
 			.saturating_add(ParityDbWeight::get().reads(4_u64))
 			.saturating_add(ParityDbWeight::get().writes(3_u64))
 	}
-	fn on_initialize(f: u32, m: u32, ) -> Weight {
-		Weight::from_parts(176_481_161_000, 109726)
-			.saturating_add(Weight::from_parts(249_563_531, 0).saturating_mul(f.into()))
-			.saturating_add(Weight::from_parts(380_990_295, 0).saturating_mul(m.into()))
-			.saturating_add(ParityDbWeight::get().reads(105_u64))
+	fn on_initialize_finalized(f: u32, ) -> Weight {
+		Weight::from_parts(20_939_457_511, 109726)
+			.saturating_add(Weight::from_parts(144_844_610, 0).saturating_mul(f.into()))
+			.saturating_add(ParityDbWeight::get().reads(69_u64))
 			.saturating_add(ParityDbWeight::get().reads((1_u64).saturating_mul(f.into())))
-			.saturating_add(ParityDbWeight::get().reads((1_u64).saturating_mul(m.into())))
-			.saturating_add(ParityDbWeight::get().writes(102_u64))
+			.saturating_add(ParityDbWeight::get().writes(69_u64))
 			.saturating_add(ParityDbWeight::get().writes((5_u64).saturating_mul(f.into())))
-			.saturating_add(ParityDbWeight::get().writes((3_u64).saturating_mul(m.into())))
 			.saturating_add(Weight::from_parts(0, 23263).saturating_mul(f.into()))
+	}
+	fn on_initialize_missed(m: u32, ) -> Weight {
+		Weight::from_parts(11_528_000, 109726)
+			.saturating_add(Weight::from_parts(228_959_507, 0).saturating_mul(m.into()))
+			.saturating_add(ParityDbWeight::get().reads(102_u64))
+			.saturating_add(ParityDbWeight::get().reads((1_u64).saturating_mul(m.into())))
+			.saturating_add(ParityDbWeight::get().writes(98_u64))
+			.saturating_add(ParityDbWeight::get().writes((3_u64).saturating_mul(m.into())))
 			.saturating_add(Weight::from_parts(0, 23263).saturating_mul(m.into()))
 	}
 	fn prune_receipts(p: u32, ) -> Weight {

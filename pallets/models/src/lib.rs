@@ -197,6 +197,13 @@ pub mod pallet {
 		/// Largest number of ops of a model.
 		#[pallet::constant]
 		type MaxOps: Get<u32>;
+		/// Largest number of ops of one position of a transformer language model (a position
+		/// that selects a token: docs/MODEL_FORMAT.md 12.7); it takes [`Config::MaxOps`]'s
+		/// place in [`Pallet::lm_limits`]. A generation commits one root per position, not a
+		/// hash per op, so it bounds a position tree's depth and what an operator reveals of one
+		/// position, not storage.
+		#[pallet::constant]
+		type MaxLmOps: Get<u32>;
 		/// Largest number of elements of any tensor of a model.
 		#[pallet::constant]
 		type MaxTensorElements: Get<u32>;
@@ -823,6 +830,14 @@ impl<T: Config> Pallet<T> {
 			max_step_proof_bytes: u64::from(T::MaxStepProofBytes::get()),
 			max_step_macs: u64::from(T::MaxStepMacs::get()),
 		}
+	}
+
+	/// The chain's limits for transformer language models (`verity_primitives::lm::validate::
+	/// validate_lm`): [`Pallet::limits`] with `max_ops` = [`Config::MaxLmOps`] ops per
+	/// position. Every other bound is the classifiers': the largest step of an admitted model,
+	/// at its maximum context, fits one fraud proof (`MaxStepProofBytes`, `MaxStepMacs`).
+	pub fn lm_limits() -> Limits {
+		Limits { max_ops: T::MaxLmOps::get(), ..Self::limits() }
 	}
 
 	/// The announcement of `model`'s registration by `publisher`:

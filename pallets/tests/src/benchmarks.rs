@@ -1,5 +1,6 @@
-//! Every benchmark of the four pallets runs against the mock runtime at the lowest and the
-//! highest value of each component, with its verify block.
+//! Every benchmark of the four pallets (the `extra` ones too: the transformer-step timings of
+//! the disputes pallet) runs against the mock runtime at the lowest and the highest value of
+//! each component, with its verify block.
 //!
 //! The benchmarks run through `Benchmarking::run_benchmark`, the entry point that
 //! `verity-node benchmark pallet` calls, on the same state backend (`BenchmarkingState`, which
@@ -15,7 +16,7 @@ use sp_state_machine::{Ext, OverlayedChanges};
 fn run_all<P: Benchmarking>() {
 	let state = BenchmarkingState::<BlakeTwo256>::new(genesis_storage(), None, false, true)
 		.expect("benchmarking state");
-	let metas = P::benchmarks(false);
+	let metas = P::benchmarks(true);
 	assert!(!metas.is_empty(), "no benchmarks found");
 	for meta in metas {
 		let name = String::from_utf8(meta.name.clone()).unwrap();

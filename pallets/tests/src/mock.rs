@@ -75,6 +75,7 @@ impl pallet_verity_models::Config for Test {
 	type RuntimeHoldReason = RuntimeHoldReason;
 	type MaxHeaderBytes = ConstU32<{ 1 << 16 }>;
 	type MaxOps = ConstU32<16>;
+	type MaxLmOps = ConstU32<16384>;
 	type MaxTensorElements = ConstU32<{ 1 << 16 }>;
 	type MaxOpInputs = ConstU32<4>;
 	type MaxStepProofBytes = ConstU32<{ 1 << 16 }>;

@@ -1,15 +1,22 @@
 //! Random tiny transformers of the Llama family (1-3 layers, several head layouts including
 //! grouped-query attention, every block format) with weights and a generation job.
 
-use alloc::{vec, vec::Vec};
+use alloc::{collections::BTreeMap, vec, vec::Vec};
+use sp_crypto_hashing::blake2_256;
 
 use super::Rng;
-use crate::lm::{
-	header::{LayerFormats, LmHeader, WeightChunk, LM_HEADER_VERSION},
-	interp::LmJob,
-	quant::{BlockFormat, BLOCK_LEN},
-	sample::SamplingParams,
-	trace::weights_root,
+use crate::{
+	commit::{merkle_levels, merkle_proof_from_levels, MerkleProof},
+	lm::{
+		graph::{op_at, op_index, op_inputs, ops_at, output_elements, LmOp},
+		header::{LayerFormats, LmHeader, WeightChunk, LM_HEADER_VERSION},
+		interp::{execute_op, step_chunks, LmJob},
+		ops::AttnPart,
+		quant::{BlockFormat, BLOCK_LEN},
+		sample::SamplingParams,
+		trace::{lm_step_hash, weights_root, LmStepProof, ProvenChunk, ProvenOutput},
+	},
+	model::Hash,
 };
 
 /// A transformer, its weight chunks (leaf order) and a job.
@@ -200,4 +207,143 @@ pub fn smollm2_135m_header(max_context: u32, attn_block: u32) -> LmHeader {
 		chat_template_hash: [0; 32],
 		weights_root: [0; 32],
 	}
+}
+
+/// Plausible output bytes of a step of kind `op`: an attention part with a full block's
+/// normaliser, a token id below `vocab`, or Q16 values in `(-2, 2)`.
+fn plausible_output(rng: &mut Rng, h: &LmHeader, op: LmOp) -> Vec<u8> {
+	match op {
+		LmOp::AttnPart(..) => AttnPart {
+			max: rng.range(-(8 << 16), 8 << 16) as i32,
+			sum: u64::from(h.attn_block.max(1)) << 32,
+			num: (0..h.head_dim).map(|_| i128::from(rng.range(-(1 << 50), 1 << 50))).collect(),
+		}
+		.encode(),
+		LmOp::Select => (rng.below(u64::from(h.vocab.max(1))) as u32).to_le_bytes().to_vec(),
+		_ => {
+			let n = output_elements(h, op) as usize;
+			(0..n).flat_map(|_| (rng.range(-(2 << 16), 2 << 16) as i32).to_le_bytes()).collect()
+		},
+	}
+}
+
+/// A valid step proof of `op` at `position` built without a generation, for measuring a
+/// check at a real model's dimensions (SmolLM2-135M) whose weights are not at hand. The job
+/// has a one-token prompt (every position selects a token). Every input step holds
+/// [`plausible_output`] data, and each position tree holds those steps' hashes among filler
+/// leaves; the weights tree holds random chunks for the step among filler leaves, and the
+/// returned header commits to it. The committed hash is the honest output's when `honest`,
+/// else another. Returns the header, the job, the roots of positions `0..=position` and the
+/// proof; `None` if the op or position does not exist.
+pub fn synthetic_step_proof(
+	h: &LmHeader,
+	position: u32,
+	op: LmOp,
+	seed: u64,
+	honest: bool,
+) -> Option<(LmHeader, LmJob, Vec<Hash>, LmStepProof)> {
+	let mut rng = Rng::new(seed ^ 0x5354_4550);
+	let filler = [0x11u8; 32];
+	let job = LmJob {
+		prompt: vec![1],
+		params: SamplingParams {
+			temperature_q16: 45_875,
+			top_k: 40,
+			top_p_q16: 58_982,
+			seed: [3; 32],
+		},
+		max_new_tokens: h.max_context.checked_sub(1)?.max(1),
+	};
+	if position >= h.max_context {
+		return None;
+	}
+	let index = op_index(h, op)?;
+	let leaves = usize::try_from(ops_at(h, true)).ok()?;
+	// Input steps: data, and their leaves by position.
+	let mut by_position: BTreeMap<u32, Vec<(u32, Hash)>> = BTreeMap::new();
+	let mut groups = Vec::new();
+	let mut outputs = Vec::new();
+	for group in op_inputs(h, 1, position, op)? {
+		let mut bytes = Vec::new();
+		let mut steps = Vec::new();
+		for r in group {
+			let data = plausible_output(&mut rng, h, op_at(h, r.op, true)?);
+			by_position
+				.entry(r.position)
+				.or_default()
+				.push((r.op, lm_step_hash(r.position, r.op, &data)));
+			bytes.extend_from_slice(&data);
+			steps.push((r, data));
+		}
+		groups.push(bytes);
+		outputs.push(steps);
+	}
+	// Weight chunks and their tree.
+	let chunks = step_chunks(h, &job, position, index, &groups).ok()?;
+	let data: Vec<Vec<u8>> = chunks
+		.iter()
+		.map(|&(chunk, _)| rng.bytes(usize::try_from(h.chunk_bytes(chunk)).unwrap_or(0)))
+		.collect();
+	let mut weight_leaves = vec![filler; usize::try_from(h.num_weight_chunks()).ok()?];
+	for (&(_, c), d) in chunks.iter().zip(&data) {
+		*weight_leaves.get_mut(usize::try_from(c).ok()?)? = blake2_256(d);
+	}
+	let levels = merkle_levels(&weight_leaves);
+	let mut header = h.clone();
+	header.weights_root = *levels.last()?.first()?;
+	let mut weights = Vec::new();
+	for (&(_, c), d) in chunks.iter().zip(data) {
+		weights.push(ProvenChunk {
+			data: d,
+			proof: merkle_proof_from_levels(&levels, u32::try_from(c).ok()?)?,
+		});
+	}
+	// The committed hash.
+	let refs: Vec<&[u8]> = weights.iter().map(|w| w.data.as_slice()).collect();
+	let output = execute_op(&header, &job, position, index, &groups, &refs).ok()?;
+	let committed = if honest {
+		lm_step_hash(position, index, &output)
+	} else {
+		blake2_256(b"not the honest output")
+	};
+	by_position.entry(position).or_default().push((index, committed));
+	// Each position tree: its proofs, then its root (one tree in memory at a time).
+	let mut proofs: BTreeMap<(u32, u32), MerkleProof> = BTreeMap::new();
+	let mut roots: Vec<Hash> = (0..=position).map(|p| blake2_256(&p.to_le_bytes())).collect();
+	for (p, set) in by_position {
+		let mut tree = vec![filler; leaves];
+		for &(i, hash) in &set {
+			*tree.get_mut(usize::try_from(i).ok()?)? = hash;
+		}
+		let levels = merkle_levels(&tree);
+		for &(i, _) in &set {
+			proofs.insert((p, i), merkle_proof_from_levels(&levels, i)?);
+		}
+		*roots.get_mut(usize::try_from(p).ok()?)? = *levels.last()?.first()?;
+	}
+	let inputs = outputs
+		.into_iter()
+		.map(|steps| {
+			steps
+				.into_iter()
+				.map(|(r, data)| {
+					Some(ProvenOutput {
+						position: r.position,
+						op: r.op,
+						data,
+						proof: proofs.get(&(r.position, r.op))?.clone(),
+					})
+				})
+				.collect::<Option<Vec<_>>>()
+		})
+		.collect::<Option<Vec<_>>>()?;
+	let proof = LmStepProof {
+		position,
+		op: index,
+		committed,
+		committed_proof: proofs.get(&(position, index))?.clone(),
+		inputs,
+		weights,
+	};
+	Some((header, job, roots, proof))
 }

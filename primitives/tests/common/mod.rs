@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use serde_json::{json, Value};
 use verity_primitives::{
 	lm::{file::LmFile, interp, trace::job_root},
-	testing::{golden, lm::random_lm_case, TestCase},
+	testing::{
+		golden,
+		lm::{random_lm_case, LmCase},
+		TestCase,
+	},
 	trace_root,
 };
 
@@ -21,13 +25,26 @@ pub fn generate() -> Vec<(String, Vec<u8>)> {
 	files
 }
 
-/// The transformer golden vectors: two random tiny transformers (`testing::lm`), one sampled
-/// and one greedy, as model files (`docs/MODEL_FORMAT.md` section 12) and `lm_golden.json`.
+/// The transformer golden vectors: two random tiny transformers (`testing::lm`) as model files
+/// (`docs/MODEL_FORMAT.md` section 12) and `lm_golden.json`: `lm_sampled` (seed 1, sampled) and
+/// `lm_greedy` (seed 3, made greedy, `temperature_q16 = 0`, with attention in blocks of 2
+/// positions, so that several parts and their merge are in the vectors).
 pub fn generate_lm() -> Vec<(String, Vec<u8>)> {
+	let mut greedy = random_lm_case(3);
+	greedy.job.params.temperature_q16 = 0;
+	greedy.header.attn_block = 2;
+	generate_lm_from(vec![
+		("lm_sampled".to_string(), random_lm_case(1)),
+		("lm_greedy".to_string(), greedy),
+	])
+}
+
+/// Transformer files in the golden format (`NAME.vlm` and one `lm_golden.json`) for any list of
+/// named cases.
+pub fn generate_lm_from(cases: Vec<(String, LmCase)>) -> Vec<(String, Vec<u8>)> {
 	let mut files = Vec::new();
 	let mut entries = Vec::new();
-	for (name, seed) in [("lm_sampled", 1u64), ("lm_greedy", 3)] {
-		let case = random_lm_case(seed);
+	for (name, case) in cases {
 		let trace =
 			interp::generate(&case.header, &case.chunks, &case.job).expect("golden generation");
 		let step_hashes = trace.step_hashes();
