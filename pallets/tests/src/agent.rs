@@ -612,6 +612,33 @@ fn attack_08_decoys_cannot_choose_which_job_escapes_the_check() {
 	assert!((4..=14).contains(&cheat_checked), "checked under {cheat_checked} of {seeds} seeds");
 }
 
+/// A re-organisation after the watcher's run: it read the window-end queues on the losing
+/// fork, where the queue of `now + window` held no commit; on the winning fork, whose block at
+/// the same height holds a commit, that queue holds it. The watchlist is off-chain storage
+/// shared by every fork, so with the scan starting after the last queue read (before
+/// `RESCAN_BLOCKS`) the commit was never read and its job never checked.
+#[test]
+fn a_commit_that_a_reorg_puts_in_a_scanned_queue_is_still_checked() {
+	let case = mlp();
+	let mut node = Node::new(&[EVE], Some(1_000_000));
+	let first = node.ext.execute_with(now);
+	assert!(node.requests_of_a_run().is_empty(), "the losing fork: nothing to check");
+	let (job, request) = wrong_commitment(&mut node, &case, 2);
+	node.ext.execute_with(|| {
+		assert!(matches!(
+			job_status(job),
+			pallet_verity_jobs::JobStatus::Committed { window_end, .. } if window_end == first + WINDOW
+		));
+		run_to_block(first + 1);
+	});
+	let Request::Prove(want) = request else { panic!("a prove request") };
+	let asked = node.requests_of_a_run();
+	assert!(
+		asked.iter().any(|r| matches!(r, Request::Prove(p) if p.step_hashes == want.step_hashes)),
+		"the commit in the re-scanned queue is checked: {asked:?}"
+	);
+}
+
 /// Attack 8, the other half: a job whose window ends too soon for a proof to land is not worth
 /// a check (it would only take the place of one that can still be proven).
 #[test]
