@@ -37,6 +37,9 @@ parameter_types! {
 			.modify_max_length_for_class(DispatchClass::Normal, |max| *max = NORMAL_DISPATCH_RATIO * *max)
 			.build();
 	pub const SS58Prefix: u8 = 42;
+	/// Half the block for the jobs hook (due jobs and receipt pruning); the rest stays for
+	/// transactions, the Operational quarter included (attack 10; docs/PROTOCOL.md section 8).
+	pub JobsHookWeight: Weight = Perbill::from_percent(50) * RuntimeBlockWeights::get().max_block;
 }
 
 #[derive_impl(frame_system::config_preludes::SolochainDefaultConfig)]
@@ -220,6 +223,7 @@ impl pallet_verity_jobs::Config for Runtime {
 	type CollateralRatio = ConstU32<50>;
 	type MissedDeadlinePenalty = ConstU128<{ 10 * UNIT }>;
 	type MaxJobsPerBlock = ConstU32<2048>;
+	type MaxHookWeight = JobsHookWeight;
 	type ScheduleSpread = ConstU32<16>;
 	/// A week to fetch a closed job's receipt file; then only its 32-byte digest stays
 	/// (docs/RECEIPTS.md, "Retention").

@@ -6,7 +6,6 @@
 use super::*;
 use alloc::vec;
 use frame_benchmarking::v2::*;
-use frame_support::traits::Hooks;
 use frame_system::RawOrigin;
 use pallet_verity_models::benchmarking::{fc_model, fund, register_case};
 use pallet_verity_operators::benchmarking::bonded;
@@ -156,7 +155,7 @@ mod benchmarks {
 
 		#[block]
 		{
-			Pallet::<T>::on_initialize(due);
+			Pallet::<T>::hook(due, Weight::MAX);
 		}
 
 		assert_eq!(Receipts::<T>::iter().count() as u32, f);
@@ -170,7 +169,7 @@ mod benchmarks {
 
 		#[block]
 		{
-			Pallet::<T>::on_initialize(due);
+			Pallet::<T>::hook(due, Weight::MAX);
 		}
 
 		assert_eq!(Jobs::<T>::iter().filter(|(_, j)| j.missed.len() == 1).count() as u32, m);
@@ -204,7 +203,7 @@ mod benchmarks {
 
 		#[block]
 		{
-			Pallet::<T>::prune_receipts(now);
+			Pallet::<T>::prune_receipts(now, T::MaxJobsPerBlock::get());
 		}
 
 		assert_eq!(ReceiptDigests::<T>::iter().count() as u32, p);

@@ -26,14 +26,19 @@
 //! Deadlines and window ends are handled in `on_initialize` from a per-block queue
 //! ([`Queue`]) of at most `MaxJobsPerBlock` job ids; an item that does not fit into its block
 //! goes to the next one with room, up to `ScheduleSpread` blocks later (so windows and deadlines
-//! may only get longer, never shorter). The hook never iterates over all jobs.
+//! may only get longer, never shorter). The hook never iterates over all jobs, and spends at
+//! most `MaxHookWeight` per block: each due job is charged its benchmarked path plus its own
+//! accounts' accesses ([`Pallet::own_accesses`]); what does not fit waits in [`Backlog`] and
+//! is handled first in the next block, as at its due block (a deadline that passed still
+//! refuses the commitment, a window that ended still refuses proofs).
 //!
 //! ## Receipt retention
 //! A receipt is stored in full for `ReceiptRetention` blocks after its job closes (long enough
 //! to fetch it as a receipt file, `verity-node receipt fetch`, which then verifies offline for
 //! ever); then `on_initialize` replaces it by `blake2_256` of its SCALE encoding in
 //! [`ReceiptDigests`]. Closed jobs wait in a first-in first-out queue ([`Closed`]) in closing
-//! order, so the hook prunes from its head, at most `MaxJobsPerBlock` per block. What a job
+//! order, so the hook prunes from its head, at most `MaxJobsPerBlock` per block and only with
+//! the budget the due jobs left. What a job
 //! leaves on chain for ever is therefore 32 bytes of digest (plus its key), whatever the size of
 //! its output: the storage the submitter's transaction fee pays for, instead of a receipt of up
 //! to `MaxOutputBytes` kept for free.
@@ -238,10 +243,14 @@ pub mod pallet {
 		/// Slashed from an operator that misses a deadline (at most `JobCollateral`).
 		#[pallet::constant]
 		type MissedDeadlinePenalty: Get<BalanceOf<Self>>;
-		/// Deadlines plus window ends handled per block, and receipts pruned per block (bounds
-		/// `on_initialize`).
+		/// Deadlines plus window ends queued per block, and receipts pruned per block at most.
 		#[pallet::constant]
 		type MaxJobsPerBlock: Get<u32>;
+		/// The most weight `on_initialize` spends per block on due jobs and receipt pruning;
+		/// what does not fit waits in the [`Backlog`] (attack 10: a block's due jobs, each
+		/// charged with its own accounts, may weigh more than a block).
+		#[pallet::constant]
+		type MaxHookWeight: Get<Weight>;
 		/// Blocks a closed job's full [`Receipt`] is kept; then only its digest
 		/// ([`ReceiptDigests`]).
 		#[pallet::constant]
@@ -300,6 +309,12 @@ pub mod pallet {
 		BoundedVec<JobId, T::MaxJobsPerBlock>,
 		ValueQuery,
 	>;
+
+	/// Where handling the due queues stopped when a block's [`Config::MaxHookWeight`] ran out:
+	/// the first block whose queue is not fully handled and how many of its entries are.
+	/// Absent: every queue up to the current block is handled.
+	#[pallet::storage]
+	pub type Backlog<T: Config> = StorageValue<_, (BlockNumberFor<T>, u32), OptionQuery>;
 
 	/// Receipts of jobs closed less than `ReceiptRetention` blocks ago.
 	#[pallet::storage]
@@ -407,10 +422,7 @@ pub mod pallet {
 	#[pallet::hooks]
 	impl<T: Config> Hooks<BlockNumberFor<T>> for Pallet<T> {
 		fn on_initialize(n: BlockNumberFor<T>) -> Weight {
-			let due = Self::process_queue(n);
-			let pruned = Self::prune_receipts(n);
-			// The `on_initialize_*` benchmarks run the whole hook (pruning nothing included).
-			due.saturating_add(<T as Config>::WeightInfo::prune_receipts(pruned))
+			Self::hook(n, T::MaxHookWeight::get())
 		}
 
 		fn integrity_test() {
@@ -422,6 +434,16 @@ pub mod pallet {
 				panic!("ExecutionDeadline and ChallengeWindow: {e}");
 			}
 			assert!(T::MaxAttempts::get() >= 1 && T::MaxJobsPerBlock::get() >= 1);
+			// The hook must make progress: room for one job of each path, an operator that
+			// stops serving, a second queue and a pruned receipt.
+			let least = Pallet::<T>::hook_weight(1, 1)
+				.saturating_add(pallet_verity_operators::Pallet::<T>::stop_serving_weight())
+				.saturating_add(T::DbWeight::get().reads_writes(2, 2))
+				.saturating_add(<T as Config>::WeightInfo::prune_receipts(1));
+			assert!(
+				least.all_lte(T::MaxHookWeight::get()),
+				"MaxHookWeight must admit one job of each kind and a pruned receipt"
+			);
 			assert!(
 				T::ReceiptRetention::get() >= 1u32.into(),
 				"a receipt must be kept long enough to be fetched"
@@ -632,57 +654,146 @@ impl<T: Config> Pallet<T> {
 		Err(Error::<T>::QueueFull)
 	}
 
-	/// Weight of `on_initialize` finalizing `finalized` jobs and handling `missed` deadlines:
-	/// each path benchmarked alone at its worst case, charged only when it ran (with its
-	/// fixed part; a block with neither pays only for its queue). Stale queue entries and
-	/// operators that stop serving are added by the caller.
-	pub fn hook_weight(finalized: u32, missed: u32) -> Weight {
-		let part = |n: u32, weight: fn(u32) -> Weight| {
-			if n == 0 {
-				Weight::zero()
-			} else {
-				weight(n)
-			}
-		};
-		T::DbWeight::get()
-			.reads_writes(1, 1)
-			.saturating_add(part(finalized, <T as Config>::WeightInfo::on_initialize_finalized))
-			.saturating_add(part(missed, <T as Config>::WeightInfo::on_initialize_missed))
+	/// Storage accesses `(reads, writes)` one due job makes to keys of its own that the
+	/// `on_initialize_*` benchmarks count once for all their jobs (they share one requester,
+	/// one model and its servers): charged per job on top of the benchmark (attack 10 (b);
+	/// `attack_10_the_hook_charges_each_jobs_own_accounts` measures the writes).
+	/// - A finalization (`missed == false`): the requester's fee hold and account (payment and
+	///   refund), the operator's account (paid) and record (collateral released), the model's
+	///   record (its open jobs), one spare: 6 reads and 6 writes.
+	/// - A missed deadline, the worse of re-assignment and expiry: the operator's record, stake
+	///   hold and account and the total issuance (the penalty); the model's servers and every
+	///   server's record (`select`), up to `ScheduleSpread + 1` queues and the next operator's
+	///   record; or, on expiry, the requester's hold and account, the model's record, the
+	///   receipt, its pruning-queue entry and bounds, the step hashes:
+	///   `MaxServersPerModel + ScheduleSpread + 10` reads and 12 writes.
+	pub fn own_accesses(missed: bool) -> (u64, u64) {
+		if missed {
+			let servers = <T as pallet_verity_operators::Config>::MaxServersPerModel::get();
+			let reads = u64::from(servers)
+				.saturating_add(T::ScheduleSpread::get().into())
+				.saturating_add(10);
+			(reads, 12)
+		} else {
+			(6, 6)
+		}
 	}
 
-	/// Handle the deadlines and window ends due at block `n`.
-	pub(crate) fn process_queue(n: BlockNumberFor<T>) -> Weight {
-		let due = Queue::<T>::take(n);
-		if due.is_empty() {
-			// Most blocks: nothing due (the queue's read and its removal).
-			return T::DbWeight::get().reads_writes(1, 1);
+	/// Weight of handling `finalized` window ends and `missed` deadlines: each path
+	/// benchmarked alone at its worst case and charged only when it ran (with its fixed part),
+	/// plus each job's own accesses ([`Self::own_accesses`]), plus reading the backlog and
+	/// reading and removing one queue (a block with nothing due pays only that). Stale queue
+	/// entries, further queues and operators that stop serving are added by the caller.
+	pub fn hook_weight(finalized: u32, missed: u32) -> Weight {
+		let part = |n: u32, weight: fn(u32) -> Weight, missed: bool| {
+			if n == 0 {
+				return Weight::zero();
+			}
+			let (reads, writes) = Self::own_accesses(missed);
+			weight(n).saturating_add(
+				T::DbWeight::get()
+					.reads_writes(reads.saturating_mul(n.into()), writes.saturating_mul(n.into())),
+			)
+		};
+		T::DbWeight::get()
+			.reads_writes(2, 1)
+			.saturating_add(part(
+				finalized,
+				<T as Config>::WeightInfo::on_initialize_finalized,
+				false,
+			))
+			.saturating_add(part(missed, <T as Config>::WeightInfo::on_initialize_missed, true))
+	}
+
+	/// The whole hook at block `n` within `budget`: due jobs first, then receipt pruning with
+	/// what is left. Returns the weight spent (at most `budget` when the budget admits one job
+	/// of each path, an operator stopping service and one pruned receipt, which
+	/// `integrity_test` checks).
+	pub fn hook(n: BlockNumberFor<T>, budget: Weight) -> Weight {
+		let due = Self::process_queue(n, budget);
+		let pruned = Self::prune_receipts(n, Self::prunable_within(budget.saturating_sub(due)));
+		due.saturating_add(<T as Config>::WeightInfo::prune_receipts(pruned))
+	}
+
+	/// How many receipts `prune_receipts` may prune within `room` (at most `MaxJobsPerBlock`).
+	fn prunable_within(room: Weight) -> u32 {
+		let base = <T as Config>::WeightInfo::prune_receipts(0);
+		let each = <T as Config>::WeightInfo::prune_receipts(1).saturating_sub(base);
+		let left = room.saturating_sub(base);
+		let fits = |left: u64, each: u64| left.checked_div(each).unwrap_or(u64::MAX);
+		let n =
+			fits(left.ref_time(), each.ref_time()).min(fits(left.proof_size(), each.proof_size()));
+		if base.all_lte(room) {
+			u32::try_from(n).unwrap_or(u32::MAX).min(T::MaxJobsPerBlock::get())
+		} else {
+			0
 		}
-		let (mut finalized, mut missed, mut stopped, mut stale) = (0u32, 0u32, 0u32, 0u64);
-		for id in due {
-			match Self::handle_due(id, n) {
-				Due::Finalized => finalized.saturating_inc(),
-				Due::Missed { stopped_serving } => {
-					missed.saturating_inc();
-					stopped.saturating_accrue(u32::from(stopped_serving));
-				},
-				Due::Stale => stale.saturating_inc(),
+	}
+
+	/// Handle the deadlines and window ends due by block `n`, oldest queue first (from the
+	/// [`Backlog`], if any), while `budget` has room for one more job of the costliest kind
+	/// (both paths' fixed parts, an operator stopping service); what does not fit waits in the
+	/// backlog for the next block. A job handled late is handled as at its due block: its
+	/// operator could not commit after the deadline, nor anyone dispute after the window end.
+	pub(crate) fn process_queue(n: BlockNumberFor<T>, budget: Weight) -> Weight {
+		let db = T::DbWeight::get();
+		let backlog = Backlog::<T>::get();
+		let (mut block, mut skip) = backlog.unwrap_or((n, 0));
+		let stop = pallet_verity_operators::Pallet::<T>::stop_serving_weight();
+		// Finalized, missed, operators that stopped serving, stale entries, further queues.
+		let mut done = (0u32, 0u32, 0u32, 0u64, 0u64);
+		let spent = |(f, m, stopped, stale, queues): (u32, u32, u32, u64, u64)| {
+			Self::hook_weight(f, m)
+				.saturating_add(db.reads(stale))
+				.saturating_add(db.reads_writes(queues, queues))
+				.saturating_add(stop.saturating_mul(stopped.into()))
+		};
+		let mut left = None;
+		'queues: while block <= n {
+			let due = Queue::<T>::get(block);
+			for (i, id) in due.iter().enumerate().skip(skip as usize) {
+				let (f, m, stopped, stale, queues) = done;
+				let costliest =
+					(f.saturating_add(1), m.saturating_add(1), stopped.saturating_add(1));
+				if !spent((costliest.0, costliest.1, costliest.2, stale, queues)).all_lte(budget) {
+					left = Some((block, verity_primitives::len_u32(i)));
+					break 'queues;
+				}
+				match Self::handle_due(*id, n) {
+					Due::Finalized => done.0.saturating_inc(),
+					Due::Missed { stopped_serving } => {
+						done.1.saturating_inc();
+						done.2.saturating_accrue(u32::from(stopped_serving));
+					},
+					Due::Stale => done.3.saturating_inc(),
+				}
+			}
+			Queue::<T>::remove(block);
+			block = block.saturating_add(1u32.into());
+			skip = 0;
+			done.4.saturating_inc();
+			if block <= n
+				&& !spent((done.0, done.1, done.2, done.3, done.4.saturating_add(1)))
+					.all_lte(budget)
+			{
+				left = Some((block, 0));
+				break;
 			}
 		}
-		// A missed deadline's penalty may take the operator below `MinBond`, which ends its
-		// serving declarations (bounded by `stop_serving_weight`): charged for each operator
-		// that stopped (at most once per operator; the rest of its jobs find it stopped).
-		Self::hook_weight(finalized, missed)
-			.saturating_add(T::DbWeight::get().reads(stale))
-			.saturating_add(
-				pallet_verity_operators::Pallet::<T>::stop_serving_weight()
-					.saturating_mul(stopped.into()),
-			)
+		let moved = left != backlog;
+		if moved {
+			match left {
+				Some(at) => Backlog::<T>::put(at),
+				None => Backlog::<T>::kill(),
+			}
+		}
+		spent(done).saturating_add(db.writes(u64::from(moved)))
 	}
 
 	fn handle_due(id: JobId, n: BlockNumberFor<T>) -> Due {
 		let Some(job) = Jobs::<T>::get(id) else { return Due::Stale };
 		match job.status {
-			JobStatus::Assigned { deadline } if deadline == n => {
+			JobStatus::Assigned { deadline } if deadline <= n => {
 				let serves = |who: &T::AccountId| {
 					pallet_verity_operators::Operators::<T>::get(who)
 						.is_some_and(|op| !op.models.is_empty())
@@ -692,7 +803,7 @@ impl<T: Config> Pallet<T> {
 				Self::miss(id, job, n);
 				Due::Missed { stopped_serving: serving && !serves(&operator) }
 			},
-			JobStatus::Committed { window_end, .. } if window_end == n => {
+			JobStatus::Committed { window_end, .. } if window_end <= n => {
 				Self::finalize(id, job, n);
 				Due::Finalized
 			},
@@ -874,12 +985,12 @@ impl<T: Config> Pallet<T> {
 	}
 
 	/// Replace the receipts whose retention ended by block `n` with their digests, oldest first,
-	/// at most `MaxJobsPerBlock`. Returns the number of queue entries handled.
-	pub(crate) fn prune_receipts(n: BlockNumberFor<T>) -> u32 {
+	/// at most `limit` (see [`Self::hook`]). Returns the number of queue entries handled.
+	pub(crate) fn prune_receipts(n: BlockNumberFor<T>, limit: u32) -> u32 {
 		let (mut head, tail) = ClosedBounds::<T>::get();
 		let retention = T::ReceiptRetention::get();
 		let mut handled = 0u32;
-		while head < tail && handled < T::MaxJobsPerBlock::get() {
+		while head < tail && handled < limit {
 			if let Some(id) = Closed::<T>::get(head) {
 				if let Some(receipt) = Receipts::<T>::get(id) {
 					if receipt.closed_at.saturating_add(retention) > n {
@@ -983,6 +1094,17 @@ impl<T: Config> Pallet<T> {
 			};
 			assigned.saturating_inc();
 			ensure!(Queue::<T>::get(due).contains(&id), "open job not queued at its due block");
+			ensure!(
+				Backlog::<T>::get().is_none_or(|(first, _)| due >= first),
+				"open job due before the backlog"
+			);
+		}
+		if let Some((first, handled)) = Backlog::<T>::get() {
+			ensure!(
+				first <= frame_system::Pallet::<T>::block_number()
+					&& verity_primitives::len_u32(Queue::<T>::get(first).len()) > handled,
+				"backlog beyond the current block or its queue"
+			);
 		}
 		ensure!(
 			StepHashes::<T>::iter_keys().all(Jobs::<T>::contains_key),

@@ -68,6 +68,8 @@ pub const ENDOWMENT: Balance = 1_000_000;
 
 parameter_types! {
 	pub const ProverShare: Perbill = Perbill::from_percent(50);
+	/// The jobs hook's budget: unlimited unless a test sets it (`HookBudget::set`).
+	pub static HookBudget: frame_support::weights::Weight = frame_support::weights::Weight::MAX;
 }
 
 impl pallet_verity_models::Config for Test {
@@ -112,6 +114,7 @@ impl pallet_verity_jobs::Config for Test {
 	type CollateralRatio = ConstU32<COLLATERAL_RATIO>;
 	type MissedDeadlinePenalty = ConstU64<PENALTY>;
 	type MaxJobsPerBlock = ConstU32<JOBS_PER_BLOCK>;
+	type MaxHookWeight = HookBudget;
 	type ScheduleSpread = ConstU32<SPREAD>;
 	type ReceiptRetention = ConstU64<RECEIPT_RETENTION>;
 	type WeightInfo = ();
