@@ -265,20 +265,22 @@ fn attack_10_worst_cases_are_charged_and_fit_a_block() {
 	type Jobs = pallet_verity_jobs::Pallet<Runtime>;
 	let limits = crate::configs::RuntimeBlockWeights::get();
 	let budget = crate::configs::JobsHookWeight::get();
-	let stop = pallet_verity_operators::Pallet::<Runtime>::stop_serving_weight();
-	// Jobs of one kind the budget handles per block (the rest waits for the next block).
+	// Jobs of one kind the hook handles per block by its own rule (the rest waits a block).
 	let fits = |missed: bool, stopping: bool| {
-		let mut n = 0u32;
-		while {
-			let (f, m) = if missed { (0, n + 1) } else { (n + 1, 0) };
-			let stops = if stopping { n + 1 } else { 1 };
-			Jobs::hook_weight(f, m)
-				.saturating_add(stop.saturating_mul(stops.into()))
-				.all_lte(budget)
-		} {
-			n += 1;
+		let mut w = pallet_verity_jobs::DueWork::default();
+		while Jobs::admits_next(&w, budget) {
+			if missed {
+				w.missed += 1;
+				w.stopped += u32::from(stopping);
+			} else {
+				w.finalized += 1;
+			}
 		}
-		n
+		if missed {
+			w.missed
+		} else {
+			w.finalized
+		}
 	};
 	let per_prune = JobsWeights::prune_receipts(1).saturating_sub(JobsWeights::prune_receipts(0));
 	println!(
@@ -354,7 +356,8 @@ fn attack_10_worst_cases_are_charged_and_fit_a_block() {
 		assert_eq!(base.saturating_add(heaviest), declared, "declared is the heaviest kind");
 		let operational = limits.get(DispatchClass::Operational).max_extrinsic.expect("a limit");
 		// The call also declares the prover's operator stopping service (jailing).
-		let declared = declared.saturating_add(stop);
+		let declared = declared
+			.saturating_add(pallet_verity_operators::Pallet::<Runtime>::stop_serving_weight());
 		println!("prove_fraud declared {declared:?} of {operational:?}");
 		assert!(declared.all_lte(operational), "the worst proof fits the Operational class");
 		assert!(

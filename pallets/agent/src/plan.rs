@@ -480,16 +480,20 @@ fn gaps<T: Config>(
 			continue;
 		}
 		let Some(job) = pallet_verity_jobs::Jobs::<T>::get(id) else { continue };
+		// A transaction whose time is over (a deadline or window end passed, though the jobs
+		// hook may not have handled the job yet: its backlog) can never be included: not
+		// waited for.
+		let before = |end: &BlockNumberFor<T>| now < (*end).unique_saturated_into();
 		let (who, sent) = match (track, &job.status) {
-			(Track::Committed { attempt, sent }, JobStatus::Assigned { .. })
-				if *attempt == verity_primitives::len_u32(job.missed.len()) =>
+			(Track::Committed { attempt, sent }, JobStatus::Assigned { deadline })
+				if *attempt == verity_primitives::len_u32(job.missed.len()) && before(deadline) =>
 			{
 				(job.operator.clone(), sent)
 			},
 			(
 				Track::ProofCommitted { sent } | Track::Proved { sent },
-				JobStatus::Committed { .. },
-			) => match watcher {
+				JobStatus::Committed { window_end, .. },
+			) if before(window_end) => match watcher {
 				Some(w) => (w.id.clone(), sent),
 				None => continue,
 			},

@@ -434,15 +434,13 @@ pub mod pallet {
 				panic!("ExecutionDeadline and ChallengeWindow: {e}");
 			}
 			assert!(T::MaxAttempts::get() >= 1 && T::MaxJobsPerBlock::get() >= 1);
-			// The hook must make progress: room for one job of each path, an operator that
-			// stops serving, a second queue and a pruned receipt.
-			let least = Pallet::<T>::hook_weight(1, 1)
-				.saturating_add(pallet_verity_operators::Pallet::<T>::stop_serving_weight())
-				.saturating_add(T::DbWeight::get().reads_writes(2, 2))
-				.saturating_add(<T as Config>::WeightInfo::prune_receipts(1));
+			// The hook must make progress: room for one job of each kind after a second queue.
 			assert!(
-				least.all_lte(T::MaxHookWeight::get()),
-				"MaxHookWeight must admit one job of each kind and a pruned receipt"
+				Pallet::<T>::admits_next(
+					&DueWork { queues: 1, ..Default::default() },
+					T::MaxHookWeight::get()
+				),
+				"MaxHookWeight must admit one job of each kind"
 			);
 			assert!(
 				T::ReceiptRetention::get() >= 1u32.into(),
@@ -624,6 +622,21 @@ pub mod pallet {
 	}
 }
 
+/// What the jobs hook has handled in a block so far (see [`Pallet::due_weight`]).
+#[derive(Clone, Copy, Default, Debug)]
+pub struct DueWork {
+	/// Window ends: jobs finalized.
+	pub finalized: u32,
+	/// Missed deadlines.
+	pub missed: u32,
+	/// Operators a missed deadline's penalty made stop serving.
+	pub stopped: u32,
+	/// Queue entries of jobs that had moved on (one read each).
+	pub stale: u64,
+	/// Queues read and removed beyond the first (which [`Pallet::hook_weight`] counts).
+	pub queues: u64,
+}
+
 /// What `on_initialize` did with one queued job id.
 enum Due {
 	Finalized,
@@ -706,9 +719,8 @@ impl<T: Config> Pallet<T> {
 	}
 
 	/// The whole hook at block `n` within `budget`: due jobs first, then receipt pruning with
-	/// what is left. Returns the weight spent (at most `budget` when the budget admits one job
-	/// of each path, an operator stopping service and one pruned receipt, which
-	/// `integrity_test` checks).
+	/// what is left. Returns the weight spent, at most `budget` (the due jobs stop with room
+	/// for the backlog's write and the pruning's fixed part, see [`Self::admits_next`]).
 	pub fn hook(n: BlockNumberFor<T>, budget: Weight) -> Weight {
 		let due = Self::process_queue(n, budget);
 		let pruned = Self::prune_receipts(n, Self::prunable_within(budget.saturating_sub(due)));
@@ -730,52 +742,68 @@ impl<T: Config> Pallet<T> {
 		}
 	}
 
-	/// Handle the deadlines and window ends due by block `n`, oldest queue first (from the
-	/// [`Backlog`], if any), while `budget` has room for one more job of the costliest kind
-	/// (both paths' fixed parts, an operator stopping service); what does not fit waits in the
-	/// backlog for the next block. A job handled late is handled as at its due block: its
-	/// operator could not commit after the deadline, nor anyone dispute after the window end.
-	pub(crate) fn process_queue(n: BlockNumberFor<T>, budget: Weight) -> Weight {
+	/// The weight of the due jobs handled so far (see [`DueWork`]).
+	pub fn due_weight(w: &DueWork) -> Weight {
 		let db = T::DbWeight::get();
+		Self::hook_weight(w.finalized, w.missed)
+			.saturating_add(db.reads(w.stale))
+			.saturating_add(db.reads_writes(w.queues, w.queues))
+			.saturating_add(
+				pallet_verity_operators::Pallet::<T>::stop_serving_weight()
+					.saturating_mul(w.stopped.into()),
+			)
+	}
+
+	/// Whether the hook, having done `w`, may handle one more due job within `budget`: room
+	/// for the costliest one (one more of each path, with its fixed part, and its operator
+	/// stopping service), plus what follows every run (the backlog's write and the pruning's
+	/// fixed part). The one rule for how much a block handles.
+	pub fn admits_next(w: &DueWork, budget: Weight) -> bool {
+		let next = DueWork {
+			finalized: w.finalized.saturating_add(1),
+			missed: w.missed.saturating_add(1),
+			stopped: w.stopped.saturating_add(1),
+			..*w
+		};
+		Self::due_weight(&next)
+			.saturating_add(T::DbWeight::get().writes(1))
+			.saturating_add(<T as Config>::WeightInfo::prune_receipts(0))
+			.all_lte(budget)
+	}
+
+	/// Handle the deadlines and window ends due by block `n`, oldest queue first (from the
+	/// [`Backlog`], if any), while [`Self::admits_next`]; what does not fit waits in the
+	/// backlog for the next block. A job handled late is handled as if at its due block in what
+	/// the chain allows: its operator could not commit after the deadline, nor anyone dispute
+	/// after the window end; but the payment, refund or re-assignment happens at the block that
+	/// handles it (a re-assignment is seeded by that block's parent and gets a deadline from it).
+	pub(crate) fn process_queue(n: BlockNumberFor<T>, budget: Weight) -> Weight {
 		let backlog = Backlog::<T>::get();
 		let (mut block, mut skip) = backlog.unwrap_or((n, 0));
-		let stop = pallet_verity_operators::Pallet::<T>::stop_serving_weight();
-		// Finalized, missed, operators that stopped serving, stale entries, further queues.
-		let mut done = (0u32, 0u32, 0u32, 0u64, 0u64);
-		let spent = |(f, m, stopped, stale, queues): (u32, u32, u32, u64, u64)| {
-			Self::hook_weight(f, m)
-				.saturating_add(db.reads(stale))
-				.saturating_add(db.reads_writes(queues, queues))
-				.saturating_add(stop.saturating_mul(stopped.into()))
-		};
+		let mut done = DueWork::default();
 		let mut left = None;
 		'queues: while block <= n {
 			let due = Queue::<T>::get(block);
 			for (i, id) in due.iter().enumerate().skip(skip as usize) {
-				let (f, m, stopped, stale, queues) = done;
-				let costliest =
-					(f.saturating_add(1), m.saturating_add(1), stopped.saturating_add(1));
-				if !spent((costliest.0, costliest.1, costliest.2, stale, queues)).all_lte(budget) {
+				if !Self::admits_next(&done, budget) {
 					left = Some((block, verity_primitives::len_u32(i)));
 					break 'queues;
 				}
 				match Self::handle_due(*id, n) {
-					Due::Finalized => done.0.saturating_inc(),
+					Due::Finalized => done.finalized.saturating_inc(),
 					Due::Missed { stopped_serving } => {
-						done.1.saturating_inc();
-						done.2.saturating_accrue(u32::from(stopped_serving));
+						done.missed.saturating_inc();
+						done.stopped.saturating_accrue(u32::from(stopped_serving));
 					},
-					Due::Stale => done.3.saturating_inc(),
+					Due::Stale => done.stale.saturating_inc(),
 				}
 			}
 			Queue::<T>::remove(block);
 			block = block.saturating_add(1u32.into());
 			skip = 0;
-			done.4.saturating_inc();
-			if block <= n
-				&& !spent((done.0, done.1, done.2, done.3, done.4.saturating_add(1)))
-					.all_lte(budget)
-			{
+			done.queues.saturating_inc();
+			let next_queue = DueWork { queues: done.queues.saturating_add(1), ..done };
+			if block <= n && !Self::admits_next(&next_queue, budget) {
 				left = Some((block, 0));
 				break;
 			}
@@ -787,7 +815,7 @@ impl<T: Config> Pallet<T> {
 				None => Backlog::<T>::kill(),
 			}
 		}
-		spent(done).saturating_add(db.writes(u64::from(moved)))
+		Self::due_weight(&done).saturating_add(T::DbWeight::get().writes(u64::from(moved)))
 	}
 
 	fn handle_due(id: JobId, n: BlockNumberFor<T>) -> Due {
@@ -1102,7 +1130,8 @@ impl<T: Config> Pallet<T> {
 		if let Some((first, handled)) = Backlog::<T>::get() {
 			ensure!(
 				first <= frame_system::Pallet::<T>::block_number()
-					&& verity_primitives::len_u32(Queue::<T>::get(first).len()) > handled,
+					&& (handled == 0
+						|| verity_primitives::len_u32(Queue::<T>::get(first).len()) > handled),
 				"backlog beyond the current block or its queue"
 			);
 		}

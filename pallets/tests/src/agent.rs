@@ -663,6 +663,18 @@ fn attack_08_jobs_that_cannot_be_proven_in_time_are_not_checked() {
 /// B's commit with nonce 0.
 #[test]
 fn attack_13_a_nonce_gap_is_filled_before_the_deadline() {
+	nonce_gap(false);
+}
+
+/// The same gap while A's missed deadline waits in the jobs hook's backlog (the hook had no
+/// budget left in A's deadline block): A is still `Assigned` after its deadline, and its commit
+/// must not count as waited for (it can never be included), else B's commit stays stuck.
+#[test]
+fn a_nonce_gap_is_filled_while_the_missed_deadline_waits_in_the_backlog() {
+	nonce_gap(true);
+}
+
+fn nonce_gap(backlogged: bool) {
 	use pallet_verity_agent::plan::GAP_AFTER;
 	let case = mlp();
 	let mut node = Node::new(&[ALICE], None);
@@ -688,10 +700,15 @@ fn attack_13_a_nonce_gap_is_filled_before_the_deadline() {
 	}
 	let b = b.expect("B submitted");
 	let deadline_b = 3 + DEADLINE;
-	// A's deadline passes (A closes: nobody else serves the model); B waits with nonce 1.
+	// A's deadline passes (A closes: nobody else serves the model, or, backlogged, it waits
+	// past its deadline); B waits with nonce 1.
 	node.ext.execute_with(|| {
+		if backlogged {
+			HookBudget::set(frame_support::weights::Weight::zero());
+		}
 		run_to_block(deadline_a);
-		assert!(pallet_verity_jobs::Jobs::<Test>::get(a).is_none(), "A closed");
+		let open = pallet_verity_jobs::Jobs::<Test>::get(a).is_some();
+		assert_eq!(open, backlogged, "A closed unless backlogged");
 		assert_eq!(frame_system::Pallet::<Test>::account_nonce(ALICE), 0);
 	});
 	assert!(deadline_a - 3 >= u64::from(GAP_AFTER), "B's commit waited long enough");
