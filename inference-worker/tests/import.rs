@@ -176,3 +176,100 @@ fn the_import_command() {
 	assert!(err.contains("sha256"), "{err}");
 	assert!(!bad_out.with_extension("vlm").exists(), "nothing written");
 }
+
+/// Texts for tokenizer comparisons: prose, punctuation, digits, runs of spaces and newlines,
+/// composed and decomposed accents, characters outside the small model's alphabet.
+fn sample_texts() -> Vec<String> {
+	let mut texts: Vec<String> = [
+		"The king said to the queen: \"Go!\"",
+		"  two  spaces,\nnew lines\n\n and tabs\tand 1234567 digits 3.14",
+		"Caf\u{e9} vs Cafe\u{301} (NFC), na\u{ef}ve co-operation; it's 10:30 a.m.",
+		"\u{4e2d}\u{6587} and emoji \u{1f600} are outside the alphabet",
+		"What is the capital of France?",
+		"",
+		"   ",
+		"\n",
+	]
+	.iter()
+	.map(|s| s.to_string())
+	.collect();
+	// Every line of this repository's README: about 150 lines of varied English.
+	let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"));
+	texts.extend(readme.unwrap().lines().map(str::to_owned));
+	texts
+}
+
+/// The small model's tokenizer (glassllm's own format, imported as a Hugging Face
+/// `tokenizer.json`) gives the token ids glassllm's own Python tokenizer gives, on every
+/// sample text; a tokenizer that is not the model's is refused.
+#[test]
+fn the_small_models_tokenizer_matches_glassllm() {
+	use verity_worker::tokenize::{TextTokenizer, TokenizerError};
+	let Some(dir) = models() else { return };
+	let m = import(&dir.join("glassllm-en.npz"), None, None, None).unwrap();
+	let tok = TextTokenizer::for_model(&m.file.header, &m.tokenizer).expect("the model's");
+	let texts = sample_texts();
+	let input = tmp("texts.json");
+	std::fs::write(&input, serde_json::to_vec(&texts).unwrap()).unwrap();
+	let script = r#"
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("tok", sys.argv[1])
+mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+t = mod.Tokenizer.load(sys.argv[2])
+print(json.dumps([t.encode(s) for s in json.load(open(sys.argv[3], encoding="utf-8"))]))
+"#;
+	let out = std::process::Command::new("python3")
+		.args(["-c", script])
+		.arg(dir.join("glassllm-tokenizer.py"))
+		.arg(dir.join("glassllm-en.tokenizer.json"))
+		.arg(&input)
+		.output()
+		.expect("python3");
+	assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+	let expected: Vec<Vec<u32>> = serde_json::from_slice(&out.stdout).unwrap();
+	let mut tokens = 0;
+	for (text, want) in texts.iter().zip(&expected) {
+		assert_eq!(&tok.encode(text).unwrap(), want, "{text:?}");
+		tokens += want.len();
+	}
+	println!("{} texts, {tokens} tokens, all equal to glassllm's", texts.len());
+	let ids = tok.encode("The king said to the").unwrap();
+	assert_eq!(ids, [185, 219, 107, 151, 111, 97]);
+	assert_eq!(tok.decode(&ids).unwrap(), "The king said to the");
+	// SmolLM2's tokenizer is not this model's.
+	let smol = import(&dir.join("SmolLM2-135M-Instruct.Q4_1.gguf"), None, None, None).unwrap();
+	let wrong = TextTokenizer::for_model(&m.file.header, &smol.tokenizer).err();
+	assert!(matches!(wrong, Some(TokenizerError::NotTheModels)), "{wrong:?}");
+	assert!(matches!(tok.decode(&[5000]), Err(TokenizerError::UnknownToken(5000))));
+}
+
+/// SmolLM2's tokenizer, built from its GGUF metadata: byte-level, so every text comes back
+/// from its tokens; chat markers are single tokens; and with it the exact model completes
+/// "The capital of France is" as the float model does (" Paris", the issue's check).
+#[test]
+fn smollm2_tokenizes_and_knows_the_capital_of_france() {
+	use verity_worker::tokenize::TextTokenizer;
+	let Some(dir) = models() else { return };
+	let m = import(&dir.join("SmolLM2-135M-Instruct.Q4_1.gguf"), None, None, None).unwrap();
+	let tok = TextTokenizer::for_model(&m.file.header, &m.tokenizer).expect("the model's");
+	for text in sample_texts() {
+		let ids = tok.encode(&text).unwrap();
+		assert_eq!(tok.decode(&ids).unwrap(), text, "{ids:?}");
+	}
+	let chat = tok.encode("<|im_start|>user\nHi<|im_end|>").unwrap();
+	assert_eq!(chat.first(), Some(&1), "<|im_start|> is token 1: {chat:?}");
+	assert_eq!(chat.last(), Some(&2), "<|im_end|> is token 2 (the EOS): {chat:?}");
+	assert_eq!(tok.encode("2024").unwrap().len(), 4, "digits one by one");
+	let prompt = tok.encode("The capital of France is").unwrap();
+	println!("prompt tokens {prompt:?}");
+	let job = LmJob {
+		prompt,
+		params: SamplingParams { temperature_q16: 0, top_k: 0, top_p_q16: 65536, seed: [0; 32] },
+		max_new_tokens: 2,
+	};
+	let started = std::time::Instant::now();
+	let trace = generate(&m.file.header, &m.file.chunks, &job).expect("SmolLM2 generates");
+	let text = tok.decode(&trace.tokens).unwrap();
+	println!("{:?} -> {text:?} in {:?} (reference interpreter)", trace.tokens, started.elapsed());
+	assert!(text.starts_with(" Paris"), "{text:?}");
+}
