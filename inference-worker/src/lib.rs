@@ -20,6 +20,7 @@ pub mod exact;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
 pub mod float;
+pub mod generate;
 pub mod import;
 pub mod model;
 pub mod quantize;

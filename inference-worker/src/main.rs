@@ -118,6 +118,86 @@ enum Command {
 	/// transformer file (`OUT.vlm`, with `OUT.tokenizer.json` and `OUT.chat-template`), the same
 	/// bytes and model id on every run; prints the model id.
 	Import(ImportArgs),
+	/// Generate text with an imported language model (its `.vlm`, with the tokenizer and chat
+	/// template beside it): prints the text, the token ids, the job root and tokens/s.
+	Generate(GenerateArgs),
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+	/// The model file (`.vlm`, as `import` writes it).
+	#[arg(long)]
+	model: PathBuf,
+	/// Plain text to continue.
+	#[arg(long, conflicts_with = "chat", required_unless_present = "chat")]
+	prompt: Option<String>,
+	/// A user message, rendered with the model's chat template.
+	#[arg(long)]
+	chat: Option<String>,
+	/// Tokens to generate at most.
+	#[arg(long, default_value_t = 64)]
+	max_tokens: u32,
+	/// Sampling temperature (0: greedy).
+	#[arg(long, default_value_t = 0.0)]
+	temperature: f64,
+	/// Keep the K most likely tokens (0: all).
+	#[arg(long, default_value_t = 0)]
+	top_k: u32,
+	/// Nucleus sampling threshold (1: off).
+	#[arg(long, default_value_t = 1.0)]
+	top_p: f64,
+	/// Seed of the sampler.
+	#[arg(long, default_value_t = 0)]
+	seed: u64,
+	/// Execution backend (the reference interpreter; an exact fast backend is not built yet).
+	#[arg(long, value_enum, default_value_t = GenerateBackend::Reference)]
+	backend: GenerateBackend,
+	/// Print a JSON object instead of text.
+	#[arg(long)]
+	json: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum GenerateBackend {
+	Reference,
+}
+
+fn generate(args: &GenerateArgs) -> Result<()> {
+	use verity_worker::generate::{self, Prompt, Sampling, TextModel};
+	let model = TextModel::load(&args.model)?;
+	let prompt = match (&args.prompt, &args.chat) {
+		(Some(p), _) => Prompt::Text(p.clone()),
+		(None, Some(c)) => Prompt::Chat(c.clone()),
+		(None, None) => bail!("give --prompt or --chat"),
+	};
+	let sampling = Sampling {
+		temperature: args.temperature,
+		top_k: args.top_k,
+		top_p: args.top_p,
+		seed: args.seed,
+	};
+	let GenerateBackend::Reference = args.backend;
+	let g = generate::run(&model, &prompt, args.max_tokens, &sampling)?;
+	let per_s = g.tokens.len() as f64 / g.seconds.max(1e-9);
+	let root = hex::encode(g.job_root);
+	if args.json {
+		let v = serde_json::json!({
+			"model": hex::encode(model.file.id()), "text": g.text, "tokens": g.tokens,
+			"prompt_tokens": g.prompt, "job_root": root, "positions": g.positions,
+			"seconds": g.seconds, "tokens_per_s": per_s, "backend": "reference",
+		});
+		println!("{v}");
+	} else {
+		println!("{}", g.text);
+		eprintln!("tokens {:?}", g.tokens);
+		eprintln!("job root {root}");
+		eprintln!(
+			"{} tokens in {:.2} s: {per_s:.2} tokens/s (reference)",
+			g.tokens.len(),
+			g.seconds
+		);
+	}
+	Ok(())
 }
 
 #[derive(Args)]
@@ -601,6 +681,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
 		},
 		Command::Import(args) => {
 			import(&args)?;
+			Ok(ExitCode::SUCCESS)
+		},
+		Command::Generate(args) => {
+			generate(&args)?;
 			Ok(ExitCode::SUCCESS)
 		},
 	}

@@ -273,3 +273,50 @@ fn smollm2_tokenizes_and_knows_the_capital_of_france() {
 	println!("{:?} -> {text:?} in {:?} (reference interpreter)", trace.tokens, started.elapsed());
 	assert!(text.starts_with(" Paris"), "{text:?}");
 }
+
+/// `verity-worker generate` on an imported model: the text and tokens of the library's
+/// generation, a job root over the positions, and one readable error line for a chat prompt to
+/// a model without a chat template or a tokenizer that is not the model's.
+#[test]
+fn the_generate_command() {
+	let Some(dir) = models() else { return };
+	let out = tmp("gen-glass");
+	let bin = || std::process::Command::new(env!("CARGO_BIN_EXE_verity-worker"));
+	let imported =
+		bin().arg("import").arg(dir.join("glassllm-en.npz")).arg("--out").arg(&out).output();
+	assert!(imported.unwrap().status.success());
+	let model = out.with_extension("vlm");
+	let run = bin()
+		.arg("generate")
+		.arg("--model")
+		.arg(&model)
+		.args(["--prompt", "The king said to the", "--max-tokens", "20", "--json"])
+		.output()
+		.unwrap();
+	assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+	let v: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+	assert_eq!(v["prompt_tokens"], serde_json::json!([185, 219, 107, 151, 111, 97]));
+	assert_eq!(v["text"], "\nGardener's hand, \u{201c}when I cannot be a little girls");
+	assert_eq!(v["tokens"].as_array().unwrap().len(), 20);
+	assert_eq!(v["positions"], 6 - 1 + 20, "P - 1 + n positions");
+	// The same generation through the library has the same job root.
+	let m = verity_worker::generate::TextModel::load(&model).unwrap();
+	let sampling =
+		verity_worker::generate::Sampling { temperature: 0.0, top_k: 0, top_p: 1.0, seed: 0 };
+	let prompt = verity_worker::generate::Prompt::Text("The king said to the".into());
+	let g = verity_worker::generate::run(&m, &prompt, 20, &sampling).unwrap();
+	assert!(v["job_root"].as_str().unwrap().ends_with(&hex::encode(g.job_root)));
+	// Errors: one line, exit status 2.
+	let chat = bin().arg("generate").arg("--model").arg(&model).args(["--chat", "hi"]).output();
+	let chat = chat.unwrap();
+	assert_eq!(chat.status.code(), Some(2));
+	assert!(String::from_utf8_lossy(&chat.stderr).contains("no chat template"));
+	let smol = import(&dir.join("SmolLM2-135M-Instruct.Q4_1.gguf"), None, None, None).unwrap();
+	std::fs::write(tmp("gen-glass.tokenizer.json"), smol.tokenizer).unwrap();
+	let wrong = bin().arg("generate").arg("--model").arg(&model).args(["--prompt", "a"]).output();
+	let wrong = wrong.unwrap();
+	assert_eq!(wrong.status.code(), Some(2));
+	let err = String::from_utf8_lossy(&wrong.stderr);
+	assert_eq!(err.lines().count(), 1, "{err}");
+	assert!(err.contains("not the model's"), "{err}");
+}
