@@ -1,8 +1,9 @@
 //! Text generation with an imported language model (`verity-worker generate`): a `.vlm` file
 //! with its tokenizer (`<stem>.tokenizer.json`) and chat template (`<stem>.chat-template`)
-//! beside it, as `verity-worker import` writes them. Execution is the reference interpreter of
-//! docs/MODEL_FORMAT.md section 12 (`verity_primitives::lm::interp::generate`): every step of
-//! every position is computed and hashed, and the job root commits to all of them.
+//! beside it, as `verity-worker import` writes them. Execution is the exact fast backend
+//! ([`crate::lm_fast`], the default) or the reference interpreter of docs/MODEL_FORMAT.md
+//! section 12 (`verity_primitives::lm::interp::generate`); both compute and hash every step of
+//! every position, give the same step hashes, and the job root commits to all of them.
 
 use std::path::{Path, PathBuf};
 
@@ -13,7 +14,19 @@ use verity_primitives::lm::{
 	trace::job_root,
 };
 
-use crate::tokenize::TextTokenizer;
+use crate::{
+	lm_fast::{with_threads, FastLm, FastOptions, Kernel},
+	tokenize::TextTokenizer,
+};
+
+/// Which implementation runs a generation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+	/// The exact fast backend (KV cache, packed integer kernels).
+	Fast,
+	/// The reference interpreter (the definition; slow).
+	Reference,
+}
 
 /// Why a generation cannot run.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +94,8 @@ pub struct TextModel {
 	pub file: LmFile,
 	pub tokenizer: TextTokenizer,
 	pub chat_template: Option<String>,
+	/// The model packed for the fast backend, made on first use.
+	fast: std::sync::OnceLock<FastLm>,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, GenerateError> {
@@ -115,7 +130,17 @@ impl TextModel {
 			.then(|| String::from_utf8(template))
 			.transpose()
 			.map_err(|_| GenerateError::Template("not UTF-8".into()))?;
-		Ok(TextModel { file, tokenizer, chat_template })
+		Ok(TextModel { file, tokenizer, chat_template, fast: std::sync::OnceLock::new() })
+	}
+
+	/// The model packed for the fast backend (packed once, on first use).
+	pub fn fast(&self) -> Result<&FastLm, GenerateError> {
+		if let Some(f) = self.fast.get() {
+			return Ok(f);
+		}
+		let f = FastLm::new(&self.file.header, &self.file.chunks)
+			.map_err(|e| GenerateError::Execution(format!("{e:?}")))?;
+		Ok(self.fast.get_or_init(|| f))
 	}
 
 	/// The prompt's tokens.
@@ -156,7 +181,75 @@ pub struct Generation {
 	/// The Merkle root over the position roots (docs/MODEL_FORMAT.md 12.8).
 	pub job_root: [u8; 32],
 	pub positions: usize,
+	/// Prompt positions that only fill the cache, and their time; the rest is decoding.
+	pub prefill_positions: u32,
+	pub prefill_seconds: f64,
 	pub seconds: f64,
+}
+
+/// How a generation is run: backend, threads (`0`: one per core).
+#[derive(Clone, Copy, Debug)]
+pub struct RunOptions {
+	pub backend: Backend,
+	pub threads: usize,
+}
+
+impl Default for RunOptions {
+	fn default() -> Self {
+		RunOptions { backend: Backend::Fast, threads: 0 }
+	}
+}
+
+/// The exact job of a generation request.
+pub fn job(
+	model: &TextModel,
+	prompt: &Prompt,
+	max_tokens: u32,
+	sampling: &Sampling,
+) -> Result<LmJob, GenerateError> {
+	if max_tokens == 0 {
+		return Err(GenerateError::Parameter("max-tokens must be at least 1".into()));
+	}
+	Ok(LmJob {
+		prompt: model.prompt_tokens(prompt)?,
+		params: sampling.params()?,
+		max_new_tokens: max_tokens,
+	})
+}
+
+/// Run a job: its tokens, step hashes and position roots, with either backend.
+pub fn run_job(
+	model: &TextModel,
+	job: &LmJob,
+	opts: RunOptions,
+) -> Result<crate::lm_fast::FastRun, GenerateError> {
+	let exec =
+		|e: verity_primitives::lm::interp::LmExecError| GenerateError::Execution(format!("{e:?}"));
+	match opts.backend {
+		Backend::Fast => {
+			let fast = model.fast()?;
+			with_threads(opts.threads, || {
+				fast.generate(job, FastOptions { hash: true, kernel: Kernel::detect() })
+			})
+			.map_err(exec)
+		},
+		Backend::Reference => {
+			let started = std::time::Instant::now();
+			let trace = generate(&model.file.header, &model.file.chunks, job).map_err(exec)?;
+			let step_hashes = trace.step_hashes();
+			Ok(crate::lm_fast::FastRun {
+				position_roots: step_hashes
+					.iter()
+					.map(|h| verity_primitives::lm::trace::position_root(h))
+					.collect(),
+				step_hashes,
+				positions: trace.outputs.len() as u32,
+				tokens: trace.tokens,
+				decode_time: started.elapsed(),
+				..Default::default()
+			})
+		},
+	}
 }
 
 /// Generate up to `max_tokens` tokens.
@@ -165,26 +258,23 @@ pub fn run(
 	prompt: &Prompt,
 	max_tokens: u32,
 	sampling: &Sampling,
+	opts: RunOptions,
 ) -> Result<Generation, GenerateError> {
-	if max_tokens == 0 {
-		return Err(GenerateError::Parameter("max-tokens must be at least 1".into()));
+	let job = job(model, prompt, max_tokens, sampling)?;
+	if opts.backend == Backend::Fast {
+		model.fast()?; // packing is not part of the generation's time
 	}
-	let job = LmJob {
-		prompt: model.prompt_tokens(prompt)?,
-		params: sampling.params()?,
-		max_new_tokens: max_tokens,
-	};
 	let started = std::time::Instant::now();
-	let trace = generate(&model.file.header, &model.file.chunks, &job)
-		.map_err(|e| GenerateError::Execution(format!("{e:?}")))?;
+	let run = run_job(model, &job, opts)?;
 	let seconds = started.elapsed().as_secs_f64();
-	let roots = trace.position_roots();
 	Ok(Generation {
-		text: model.tokenizer.decode(&trace.tokens)?,
+		text: model.tokenizer.decode(&run.tokens)?,
 		prompt: job.prompt,
-		tokens: trace.tokens,
-		job_root: job_root(&roots),
-		positions: roots.len(),
+		tokens: run.tokens,
+		job_root: job_root(&run.position_roots),
+		positions: run.positions as usize,
+		prefill_positions: run.prefill_positions,
+		prefill_seconds: run.prefill_time.as_secs_f64(),
 		seconds,
 	})
 }

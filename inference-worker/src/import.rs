@@ -286,6 +286,21 @@ fn read_file(path: &Path) -> Result<Vec<u8>, ImportError> {
 }
 
 /// The sha256 of `bytes`, in hex.
+/// Where `make models` installed the language models: `$VERITY_MODELS`, else
+/// `~/.cache/verity/models`; `None` (with a message on stderr, for tests that skip) if the small
+/// model is not there.
+pub fn installed_models() -> Option<std::path::PathBuf> {
+	let dir = std::env::var_os("VERITY_MODELS")
+		.map(std::path::PathBuf::from)
+		.or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/verity/models")))?;
+	if dir.join("glassllm-en.npz").exists() {
+		Some(dir)
+	} else {
+		eprintln!("skipped: the language models are not installed (make models)");
+		None
+	}
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
 	use sha2::Digest;
 	hex::encode(sha2::Sha256::digest(bytes))

@@ -11,7 +11,11 @@
 //! * [`service`]: bounded job queue, batching executor, result cache, deadlines.
 //! * [`rpc`]: the JSON-RPC API.
 //! * [`quantize`]: float model + calibration data → Verity model file.
+//! * [`lm_fast`]: the exact fast backend of language models (KV cache, packed integer
+//!   kernels), bit-identical to the reference interpreter on every step hash.
 //! * [`float`]: a plain fp32 libtorch run of the same architecture (benchmark baseline).
+//! * [`generate`], [`verify`]: text generation with imported language models, and checking
+//!   someone's generation against its commitment (first wrong step, step proof).
 //! * `fault` (cargo feature `fault-injection`, test builds only): the faulty worker of the
 //!   end-to-end tests (`verity-worker-faulty`).
 
@@ -22,9 +26,11 @@ pub mod fault;
 pub mod float;
 pub mod generate;
 pub mod import;
+pub mod lm_fast;
 pub mod model;
 pub mod quantize;
 pub mod rpc;
 pub mod service;
 pub mod store;
 pub mod tokenize;
+pub mod verify;

@@ -46,7 +46,8 @@ struct ExecArgs {
 	/// Device of the tch backend: cpu, cuda or cuda:N.
 	#[arg(long, default_value = "cpu", value_parser = parse_device)]
 	device: tch::Device,
-	/// libtorch intra-op threads (default: libtorch's choice).
+	/// Threads: libtorch intra-op threads (default: libtorch's choice); for a language model,
+	/// the fast backend's threads (default: one per core).
 	#[arg(long)]
 	threads: Option<i32>,
 }
@@ -95,18 +96,11 @@ enum Command {
 	},
 	/// Execute a model on one input; print the output, the step hashes and the trace root.
 	Run(RunArgs),
-	/// Re-execute and compare with a commitment (exit status 0: consistent, 1: mismatch).
-	Verify {
-		#[command(flatten)]
-		run: RunArgs,
-		/// The commitment: a JSON file with `step_hashes` (and optionally `trace_root`,
-		/// `output`), as printed by `run --json`.
-		#[arg(long)]
-		commitment: PathBuf,
-		/// Write the SCALE-encoded fraud proof (hex) of the first wrong step here.
-		#[arg(long)]
-		proof_out: Option<PathBuf>,
-	},
+	/// Re-execute and compare with a commitment (exit status 0: consistent, 1: mismatch). A
+	/// classifier model needs `--input` and the commitment `run --json` prints; a language model
+	/// (`.vlm`) takes the commitment `generate --commitment` writes and, with `--reveal`, finds
+	/// the first wrong step and its step proof (judged here by the chain's own check).
+	Verify(VerifyArgs),
 	/// Manage the model store.
 	Model {
 		#[command(subcommand)]
@@ -121,6 +115,82 @@ enum Command {
 	/// Generate text with an imported language model (its `.vlm`, with the tokenizer and chat
 	/// template beside it): prints the text, the token ids, the job root and tokens/s.
 	Generate(GenerateArgs),
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+	/// A model file, or the id (0x...) of a model in the store; a `.vlm` is a language model.
+	#[arg(long)]
+	model: String,
+	/// The input of a classifier model: a file of raw int8 bytes.
+	#[arg(long)]
+	input: Option<PathBuf>,
+	#[command(flatten)]
+	exec: ExecArgs,
+	#[command(flatten)]
+	store: StoreArgs,
+	/// The commitment (JSON: `run --json`'s for a classifier, `generate --commitment`'s for a
+	/// language model).
+	#[arg(long)]
+	commitment: PathBuf,
+	/// Write the fraud proof of the first wrong step here (classifier: SCALE hex; language
+	/// model: the SCALE-encoded `LmStepProof`).
+	#[arg(long)]
+	proof_out: Option<PathBuf>,
+	/// Language models: the revealed step hashes (as `generate --reveal` writes them).
+	#[arg(long)]
+	reveal: Option<PathBuf>,
+	/// Print JSON instead of text.
+	#[arg(long)]
+	json: bool,
+}
+
+/// `verify` of a generation: 0 consistent, 1 inconsistent.
+fn verify_generation(args: &VerifyArgs) -> Result<u8> {
+	use verity_worker::verify::{verify, Commitment, Outcome};
+	let model = verity_worker::generate::TextModel::load(Path::new(&args.model))?;
+	let read =
+		|p: &PathBuf| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+	let c: Commitment = serde_json::from_slice(&read(&args.commitment)?)
+		.map_err(|e| anyhow!("{} is not a commitment: {e}", args.commitment.display()))?;
+	let reveal: Option<Vec<Vec<Hash>>> = match &args.reveal {
+		Some(p) => Some(
+			codec::Decode::decode(&mut read(p)?.as_slice())
+				.map_err(|_| anyhow!("{} is not a list of step hashes", p.display()))?,
+		),
+		None => None,
+	};
+	let threads = args.exec.threads.unwrap_or(0).max(0) as usize;
+	let outcome = verify(&model, &c, reveal.as_deref(), threads)?;
+	let (line, json, code) = match &outcome {
+		Outcome::Consistent => (
+			"consistent: the tokens, position roots and job root are what the model computes".to_string(),
+			serde_json::json!({"outcome": "consistent"}),
+			0,
+		),
+		Outcome::Differs { position, tokens_equal } => (
+			format!("inconsistent: position {position} differs (tokens {}); give --reveal to find the wrong step", if *tokens_equal { "equal" } else { "differ" }),
+			serde_json::json!({"outcome": "differs", "position": position, "tokens_equal": tokens_equal}),
+			1,
+		),
+		Outcome::Fraud { position, op, kind, proof } => {
+			if let Some(p) = &args.proof_out {
+				std::fs::write(p, codec::Encode::encode(proof.as_ref()))
+					.with_context(|| format!("cannot write {}", p.display()))?;
+			}
+			(
+				format!("fraud: the first wrong step is position {position}, op {op} ({kind:?}); its step proof is judged Fraud"),
+				serde_json::json!({"outcome": "fraud", "position": position, "op": op, "kind": format!("{kind:?}")}),
+				1,
+			)
+		},
+	};
+	if args.json {
+		println!("{json}");
+	} else {
+		println!("{line}");
+	}
+	Ok(code)
 }
 
 #[derive(Args)]
@@ -149,17 +219,39 @@ struct GenerateArgs {
 	/// Seed of the sampler.
 	#[arg(long, default_value_t = 0)]
 	seed: u64,
-	/// Execution backend (the reference interpreter; an exact fast backend is not built yet).
-	#[arg(long, value_enum, default_value_t = GenerateBackend::Reference)]
+	/// Execution backend: the exact fast backend or the reference interpreter (same step
+	/// hashes, same tokens).
+	#[arg(long, value_enum, default_value_t = GenerateBackend::Fast)]
 	backend: GenerateBackend,
+	/// Threads of the fast backend (0: one per core).
+	#[arg(long, default_value_t = 0)]
+	threads: usize,
+	/// Also write the commitment (job, tokens, position roots, job root) as JSON to this file
+	/// (what `verify` checks).
+	#[arg(long)]
+	commitment: Option<PathBuf>,
+	/// Also write every step hash (`[position][op]`, SCALE-encoded): the leaves an operator
+	/// reveals, from which `verify` finds the first wrong step.
+	#[arg(long)]
+	reveal: Option<PathBuf>,
 	/// Print a JSON object instead of text.
 	#[arg(long)]
 	json: bool,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum GenerateBackend {
+	Fast,
 	Reference,
+}
+
+impl From<GenerateBackend> for verity_worker::generate::Backend {
+	fn from(b: GenerateBackend) -> Self {
+		match b {
+			GenerateBackend::Fast => verity_worker::generate::Backend::Fast,
+			GenerateBackend::Reference => verity_worker::generate::Backend::Reference,
+		}
+	}
 }
 
 fn generate(args: &GenerateArgs) -> Result<()> {
@@ -176,25 +268,51 @@ fn generate(args: &GenerateArgs) -> Result<()> {
 		top_p: args.top_p,
 		seed: args.seed,
 	};
-	let GenerateBackend::Reference = args.backend;
-	let g = generate::run(&model, &prompt, args.max_tokens, &sampling)?;
-	let per_s = g.tokens.len() as f64 / g.seconds.max(1e-9);
-	let root = hex::encode(g.job_root);
+	let opts = generate::RunOptions { backend: args.backend.into(), threads: args.threads };
+	let backend = match args.backend {
+		GenerateBackend::Fast => "fast",
+		GenerateBackend::Reference => "reference",
+	};
+	let job = generate::job(&model, &prompt, args.max_tokens, &sampling)?;
+	if opts.backend == generate::Backend::Fast {
+		model.fast()?; // packing is not part of the generation's time
+	}
+	let started = std::time::Instant::now();
+	let run = generate::run_job(&model, &job, opts)?;
+	let seconds = started.elapsed().as_secs_f64();
+	let text = model.tokenizer.decode(&run.tokens)?;
+	let root = verity_primitives::lm::trace::job_root(&run.position_roots);
+	let per_s = run.tokens.len() as f64 / seconds.max(1e-9);
+	if let Some(path) = &args.commitment {
+		let c = verity_worker::verify::Commitment::new(model.file.id(), &job, &run);
+		std::fs::write(path, serde_json::to_vec_pretty(&c)?)
+			.with_context(|| format!("cannot write {}", path.display()))?;
+	}
+	if let Some(path) = &args.reveal {
+		std::fs::write(path, codec::Encode::encode(&run.step_hashes))
+			.with_context(|| format!("cannot write {}", path.display()))?;
+	}
+	let root = hex::encode(root);
+	let prefill_s = run.prefill_time.as_secs_f64();
+	let decode_s = (seconds - prefill_s).max(1e-9);
 	if args.json {
 		let v = serde_json::json!({
-			"model": hex::encode(model.file.id()), "text": g.text, "tokens": g.tokens,
-			"prompt_tokens": g.prompt, "job_root": root, "positions": g.positions,
-			"seconds": g.seconds, "tokens_per_s": per_s, "backend": "reference",
+			"model": hex::encode(model.file.id()), "text": text, "tokens": run.tokens,
+			"prompt_tokens": job.prompt, "job_root": root, "positions": run.positions,
+			"seconds": seconds, "tokens_per_s": per_s, "backend": backend,
+			"prefill_positions": run.prefill_positions, "prefill_seconds": prefill_s,
+			"decode_tokens_per_s": run.tokens.len() as f64 / decode_s,
+			"hash_seconds": run.hash_time.as_secs_f64(),
 		});
 		println!("{v}");
 	} else {
-		println!("{}", g.text);
-		eprintln!("tokens {:?}", g.tokens);
+		println!("{text}");
+		eprintln!("tokens {:?}", run.tokens);
 		eprintln!("job root {root}");
 		eprintln!(
-			"{} tokens in {:.2} s: {per_s:.2} tokens/s (reference)",
-			g.tokens.len(),
-			g.seconds
+			"{} tokens in {seconds:.2} s: {per_s:.2} tokens/s ({backend}; prompt {} positions in {prefill_s:.2} s)",
+			run.tokens.len(),
+			run.prefill_positions,
 		);
 	}
 	Ok(())
@@ -576,12 +694,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
 			}
 			Ok(ExitCode::SUCCESS)
 		},
-		Command::Verify {
-			run: RunArgs { model, input, exec, store, json },
+		Command::Verify(args) if args.model.ends_with(".vlm") => {
+			Ok(ExitCode::from(verify_generation(&args)?))
+		},
+		Command::Verify(VerifyArgs {
+			model,
+			input,
+			exec,
+			store,
+			json,
 			commitment,
 			proof_out,
-		} => {
+			..
+		}) => {
 			let model = load_model(&model, &store)?;
+			let input =
+				input.ok_or_else(|| anyhow!("--input is required for a classifier model"))?;
 			let input = read_input(&input)?;
 			let (committed, root) = read_commitment(&commitment)?;
 			let expected = model.header.ops.len() + 1;

@@ -342,3 +342,101 @@ fn faulty_binary_serve_commits_to_the_faulty_hashes() {
 	drop(child);
 	let _ = std::fs::remove_dir_all(&store);
 }
+
+// ---- language models ------------------------------------------------------------------------
+
+mod lm {
+	use verity_primitives::lm::{
+		graph::{op_index, LmOp},
+		header::WeightChunk,
+		interp::LmJob,
+		sample::SamplingParams,
+	};
+	use verity_worker::{
+		generate::TextModel,
+		lm_fast::{FastLm, FastOptions, LmFault},
+		verify::{verify, Commitment, Outcome},
+	};
+
+	/// The small PyPI model imported with `verity-worker import` (None if not installed).
+	fn small_model() -> Option<TextModel> {
+		let dir = verity_worker::import::installed_models()?;
+		let out = std::env::temp_dir().join(format!("verity-fault-lm-{}", std::process::id()));
+		std::fs::create_dir_all(&out).unwrap();
+		let status = std::process::Command::new(env!("CARGO_BIN_EXE_verity-worker"))
+			.arg("import")
+			.arg(dir.join("glassllm-en.npz"))
+			.arg("--tokenizer")
+			.arg(dir.join("glassllm-en.tokenizer.json"))
+			.arg("--out")
+			.arg(out.join("small"))
+			.status()
+			.unwrap();
+		assert!(status.success());
+		Some(TextModel::load(&out.join("small.vlm")).unwrap())
+	}
+
+	fn job() -> LmJob {
+		LmJob {
+			prompt: vec![185, 219, 107, 151, 111, 97],
+			params: SamplingParams::GREEDY,
+			max_new_tokens: 24,
+		}
+	}
+
+	/// A dishonest run's commitment and revealed step hashes, checked by `verify`.
+	fn check(model: &TextModel, fault: LmFault<'_>) -> Outcome {
+		let fast = model.fast().unwrap();
+		let run = fast.generate_faulty(&job(), FastOptions::default(), fault).unwrap();
+		let c = Commitment::new(model.file.id(), &job(), &run);
+		assert!(matches!(verify(model, &c, None, 1).unwrap(), Outcome::Differs { .. }));
+		verify(model, &c, Some(&run.step_hashes), 1).unwrap()
+	}
+
+	/// A weight of layer 2 changed after the first token: the first wrong step is the first
+	/// query head of layer 2 at the position after the prompt, proven (the primitives' check
+	/// judges the proof `Fraud` inside `verify`); the honest generation is consistent.
+	#[test]
+	fn a_weight_changed_after_the_first_token_is_caught_at_that_step() {
+		let Some(model) = small_model() else { return };
+		let h = &model.file.header;
+		let honest = model.fast().unwrap().generate(&job(), FastOptions::default()).unwrap();
+		let c = Commitment::new(model.file.id(), &job(), &honest);
+		assert_eq!(verify(&model, &c, Some(&honest.step_hashes), 1), Ok(Outcome::Consistent));
+		assert_eq!(verify(&model, &c, None, 1), Ok(Outcome::Consistent));
+
+		let mut chunks = model.file.chunks.clone();
+		let i = h.chunk_index(WeightChunk::Wq(2, 0)).unwrap() as usize;
+		for b in (2..chunks[i].len()).step_by(34) {
+			chunks[i][b] ^= 0x40; // the first weight of every block of query head 0
+		}
+		let bad = FastLm::new(h, &chunks).unwrap();
+		let from = job().prompt.len() as u32; // the first token was selected at from - 1
+		match check(&model, LmFault::WeightsFrom { from_position: from, model: &bad }) {
+			Outcome::Fraud { position, op, kind, .. } => {
+				assert_eq!((position, kind), (from, LmOp::Q(2, 0)));
+				assert_eq!(Some(op), op_index(h, LmOp::Q(2, 0)));
+			},
+			other => panic!("expected fraud, got {other:?}"),
+		}
+	}
+
+	/// A cached key changed (by 1.0) after it was committed: the first wrong step is the first
+	/// attention part that reads it, at the next position. (A change of one unit, 2^-16, is
+	/// usually lost in the rounding of the score and shows only later or never.)
+	#[test]
+	fn a_changed_kv_entry_is_caught_at_the_first_attention_that_reads_it() {
+		let Some(model) = small_model() else { return };
+		let h = model.file.header.clone();
+		let fault =
+			LmFault::KeyEntry { layer: 3, kv_head: 1, position: 4, index: 5, delta: 1 << 16 };
+		let head = h.group_size(); // the first query head of kv head 1
+		let part = 4 / h.attn_block;
+		match check(&model, fault) {
+			Outcome::Fraud { position, kind, .. } => {
+				assert_eq!((position, kind), (5, LmOp::AttnPart(3, head, part)));
+			},
+			other => panic!("expected fraud, got {other:?}"),
+		}
+	}
+}

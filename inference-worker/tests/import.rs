@@ -19,15 +19,7 @@ const SMOLLM2_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70e
 const GLASSLLM_SHA256: &str = "261ae219ab98caa1f3641e23deb3d9d91b7b7a276f991cbd494f67cfa5abce4d";
 
 fn models() -> Option<PathBuf> {
-	let dir = std::env::var_os("VERITY_MODELS")
-		.map(PathBuf::from)
-		.or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/verity/models")))?;
-	if dir.join("glassllm-en.npz").exists() {
-		Some(dir)
-	} else {
-		eprintln!("skipped: the language models are not installed (make models)");
-		None
-	}
+	verity_worker::import::installed_models()
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -304,7 +296,7 @@ fn the_generate_command() {
 	let sampling =
 		verity_worker::generate::Sampling { temperature: 0.0, top_k: 0, top_p: 1.0, seed: 0 };
 	let prompt = verity_worker::generate::Prompt::Text("The king said to the".into());
-	let g = verity_worker::generate::run(&m, &prompt, 20, &sampling).unwrap();
+	let g = verity_worker::generate::run(&m, &prompt, 20, &sampling, Default::default()).unwrap();
 	assert!(v["job_root"].as_str().unwrap().ends_with(&hex::encode(g.job_root)));
 	// Errors: one line, exit status 2.
 	let chat = bin().arg("generate").arg("--model").arg(&model).args(["--chat", "hi"]).output();
@@ -319,4 +311,71 @@ fn the_generate_command() {
 	let err = String::from_utf8_lossy(&wrong.stderr);
 	assert_eq!(err.lines().count(), 1, "{err}");
 	assert!(err.contains("not the model's"), "{err}");
+}
+
+/// `generate --commitment --reveal` with the reference backend, checked by `verify` (fast
+/// backend): consistent (exit 0); changed tokens are inconsistent (exit 1); a damaged
+/// commitment is one line and exit status 2.
+#[test]
+fn the_verify_command() {
+	let Some(dir) = models() else { return };
+	let bin = || std::process::Command::new(env!("CARGO_BIN_EXE_verity-worker"));
+	let out = tmp("verify-glass");
+	let import = bin()
+		.arg("import")
+		.arg(dir.join("glassllm-en.npz"))
+		.arg("--tokenizer")
+		.arg(dir.join("glassllm-en.tokenizer.json"))
+		.arg("--out")
+		.arg(&out)
+		.output()
+		.unwrap();
+	assert!(import.status.success());
+	let model = out.with_extension("vlm");
+	let (c, r) = (tmp("verify-c.json"), tmp("verify-r.scale"));
+	let gen = bin()
+		.arg("generate")
+		.arg("--model")
+		.arg(&model)
+		.args(["--prompt", "Once upon a time", "--max-tokens", "12", "--temperature", "0.8"])
+		.args(["--seed", "7", "--backend", "reference", "--commitment"])
+		.arg(&c)
+		.arg("--reveal")
+		.arg(&r)
+		.output()
+		.unwrap();
+	assert!(gen.status.success(), "{}", String::from_utf8_lossy(&gen.stderr));
+	let verify = |c: &Path| {
+		let o = bin()
+			.arg("verify")
+			.arg("--model")
+			.arg(&model)
+			.arg("--commitment")
+			.arg(c)
+			.arg("--reveal")
+			.arg(&r)
+			.output()
+			.unwrap();
+		(
+			o.status.code(),
+			String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+		)
+	};
+	let (code, text) = verify(&c);
+	assert_eq!(code, Some(0), "{text}");
+	assert!(text.starts_with("consistent"), "{text}");
+	let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&c).unwrap()).unwrap();
+	let first = v["tokens"][0].as_u64().unwrap();
+	v["tokens"][0] = serde_json::json!((first + 1) % 1024);
+	let changed = tmp("verify-changed.json");
+	std::fs::write(&changed, v.to_string()).unwrap();
+	let (code, text) = verify(&changed);
+	assert_eq!(code, Some(1), "{text}");
+	assert!(text.starts_with("inconsistent"), "{text}");
+	v["tokens"][0] = serde_json::json!(first);
+	v["seed"] = serde_json::json!("zz");
+	std::fs::write(&changed, v.to_string()).unwrap();
+	let (code, text) = verify(&changed);
+	assert_eq!((code, text.lines().count()), (Some(2), 1), "{text}");
+	assert!(text.contains("seed"), "{text}");
 }

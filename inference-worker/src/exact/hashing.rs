@@ -43,16 +43,22 @@ pub(super) fn step_hashes<'b>(
 			ends.push(messages.len());
 		}
 	}
+	let mut start = 0;
+	blake2_256_many(ends.iter().map(|&end| {
+		let message = messages.get(start..end).unwrap_or(&[]);
+		start = end;
+		message
+	}))
+}
+
+/// BLAKE2b-256 of each message, several at a time (`blake2b_simd::many::hash_many`, SIMD
+/// across messages); equal to `sp_crypto_hashing::blake2_256` of each.
+pub fn blake2_256_many<'m>(messages: impl IntoIterator<Item = &'m [u8]>) -> Vec<Hash> {
 	let mut params = blake2b_simd::Params::new();
 	params.hash_length(32);
-	let mut start = 0;
-	let mut jobs: Vec<blake2b_simd::many::HashManyJob> = ends
-		.iter()
-		.map(|&end| {
-			let message = messages.get(start..end).unwrap_or(&[]);
-			start = end;
-			blake2b_simd::many::HashManyJob::new(&params, message)
-		})
+	let mut jobs: Vec<blake2b_simd::many::HashManyJob> = messages
+		.into_iter()
+		.map(|message| blake2b_simd::many::HashManyJob::new(&params, message))
 		.collect();
 	blake2b_simd::many::hash_many(jobs.iter_mut());
 	jobs.iter()

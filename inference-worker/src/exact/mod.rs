@@ -50,6 +50,7 @@
 
 mod device;
 mod hashing;
+pub use hashing::blake2_256_many;
 mod host;
 mod placement;
 mod prepare;

@@ -1,0 +1,399 @@
+//! Block-quantized matrices repacked for SIMD, and the exact matrix–vector product.
+//!
+//! The rule is `verity_primitives::lm::quant::dot_row_acc`: per 32-element block `b` of a row,
+//! `acc += amax_b * (d_b * S_b + m_b * A_b)` with `S_b = sum_j qx_j qw_j`, `A_b = sum_j qx_j`,
+//! exact in `i128`. Here the weights are decoded once (by the primitives' `decode_block`, so
+//! any format, any bytes) into `i8` values and `i64` scales, and laid out for 16 rows at a
+//! time: the 16 block sums `S_b` of a row group come out of eight `vpdpbusd` instructions
+//! (AVX-512 VNNI, unsigned activations `qx + 128` times signed weights, the `+ 128` taken back
+//! with each block's weight sum) or out of the portable loop, which computes the same
+//! integers. The combination with the scales is the rule's own integer arithmetic.
+
+use rayon::prelude::*;
+use verity_primitives::lm::{
+	fixed::{div_round, sat_i32},
+	quant::{decode_block, BlockFormat, BLOCK_LEN, MATMUL_DIVISOR},
+};
+
+use super::ops::{div_round_i64, quantize_block_fast};
+
+/// Rows per group (one AVX-512 register of `i32` sums).
+pub const LANES: usize = 16;
+/// Groups of four bytes per block.
+const SUBS: usize = BLOCK_LEN / 4;
+/// Bytes of one packed block of a row group.
+const PACKED_BLOCK: usize = LANES * BLOCK_LEN;
+
+/// The inner kernel computing the block sums `S_b` of a row group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+	/// Plain Rust (any CPU).
+	Portable,
+	/// AVX-512 VNNI (`vpdpbusd`), x86-64 only, when the CPU has it.
+	Vnni,
+}
+
+impl Kernel {
+	/// The fastest kernel this CPU runs.
+	pub fn detect() -> Kernel {
+		#[cfg(target_arch = "x86_64")]
+		{
+			if std::arch::is_x86_feature_detected!("avx512f")
+				&& std::arch::is_x86_feature_detected!("avx512bw")
+				&& std::arch::is_x86_feature_detected!("avx512dq")
+				&& std::arch::is_x86_feature_detected!("avx512vl")
+				&& std::arch::is_x86_feature_detected!("avx512vnni")
+			{
+				return Kernel::Vnni;
+			}
+		}
+		Kernel::Portable
+	}
+
+	/// `Vnni` if the CPU has it, else `Portable` (so a requested kernel always runs).
+	pub fn available(self) -> Kernel {
+		match self {
+			Kernel::Vnni => Kernel::detect(),
+			Kernel::Portable => Kernel::Portable,
+		}
+	}
+}
+
+/// An activation vector quantized per block by the rule (`quantize_block`), ready for the
+/// kernels: `qx + 128` as bytes, and per block `amax` and `A_b = sum qx`.
+pub struct QuantX {
+	xu: Vec<u8>,
+	amax: Vec<i64>,
+	asum: Vec<i64>,
+}
+
+impl QuantX {
+	/// Quantize `x` (length a multiple of 32).
+	pub fn new(x: &[i32]) -> QuantX {
+		let blocks = x.len() / BLOCK_LEN;
+		let mut q = QuantX {
+			xu: Vec::with_capacity(x.len()),
+			amax: Vec::with_capacity(blocks),
+			asum: Vec::with_capacity(blocks),
+		};
+		for block in x.chunks_exact(BLOCK_LEN) {
+			let b = quantize_block_fast(block);
+			q.amax.push(b.amax);
+			q.asum.push(b.q.iter().map(|&v| i64::from(v)).sum());
+			q.xu.extend(b.q.iter().map(|&v| (i16::from(v) + 128) as u8));
+		}
+		q
+	}
+
+	pub fn len(&self) -> usize {
+		self.xu.len()
+	}
+
+	pub fn is_empty(&self) -> bool {
+		self.xu.is_empty()
+	}
+}
+
+/// Rows of one or more block-quantized matrices with the same row length `k`, decoded and
+/// packed by groups of [`LANES`] rows (the last group padded with zero rows).
+pub struct Packed {
+	rows: usize,
+	k: usize,
+	blocks: usize,
+	/// `[group][block][sub][lane][4]`: the weight integers.
+	w: Vec<i8>,
+	/// `[group][block][lane]`: the sum of a row's 32 weight integers of the block.
+	wsum: Vec<i32>,
+	/// `[group][block][lane]`: the block scale `d` in units of `2^-24`.
+	d: Vec<i64>,
+	/// `[group][block][lane]`: the block minimum `m` (Q4_1), all zero for other formats.
+	m: Vec<i64>,
+}
+
+impl Packed {
+	/// Pack `parts`, each `(format, bytes)` with a whole number of rows of `k` elements, in
+	/// order. `None` if `k` is not a positive multiple of 32 or a part's length is not a whole
+	/// number of rows.
+	pub fn new(k: usize, parts: &[(BlockFormat, &[u8])]) -> Option<Packed> {
+		if k == 0 || !k.is_multiple_of(BLOCK_LEN) {
+			return None;
+		}
+		let blocks = k / BLOCK_LEN;
+		let mut rows_bytes: Vec<(BlockFormat, &[u8])> = Vec::new();
+		for &(format, bytes) in parts {
+			let row_bytes = format.row_bytes(k)?;
+			if row_bytes == 0 || !bytes.len().is_multiple_of(row_bytes) {
+				return None;
+			}
+			rows_bytes.extend(bytes.chunks_exact(row_bytes).map(|r| (format, r)));
+		}
+		let rows = rows_bytes.len();
+		let groups = rows.div_ceil(LANES);
+		let mut p = Packed {
+			rows,
+			k,
+			blocks,
+			w: vec![0; groups * blocks * PACKED_BLOCK],
+			wsum: vec![0; groups * blocks * LANES],
+			d: vec![0; groups * blocks * LANES],
+			m: vec![0; groups * blocks * LANES],
+		};
+		for (r, (format, row)) in rows_bytes.iter().enumerate() {
+			let (g, lane) = (r / LANES, r % LANES);
+			for (b, bytes) in row.chunks_exact(format.block_bytes()).enumerate() {
+				let block = decode_block(*format, bytes)?;
+				let at = (g * blocks + b) * LANES + lane;
+				p.d[at] = block.d;
+				p.m[at] = block.m;
+				p.wsum[at] = block.q.iter().map(|&v| i32::from(v)).sum();
+				let base = (g * blocks + b) * PACKED_BLOCK;
+				for (j, &v) in block.q.iter().enumerate() {
+					p.w[base + (j / 4) * LANES * 4 + lane * 4 + j % 4] = v;
+				}
+			}
+		}
+		Some(p)
+	}
+
+	pub fn rows(&self) -> usize {
+		self.rows
+	}
+
+	pub fn k(&self) -> usize {
+		self.k
+	}
+
+	/// The exact accumulators `acc_r` of [`dot_row_acc`](verity_primitives::lm::quant::dot_row_acc)
+	/// of the 16 rows of group `g`.
+	fn group_acc(&self, g: usize, x: &QuantX, kernel: Kernel) -> [i128; LANES] {
+		match kernel {
+			#[cfg(target_arch = "x86_64")]
+			// SAFETY: `Kernel::Vnni` is only passed here after `Kernel::available` found the
+			// CPU features.
+			#[allow(unsafe_code)]
+			Kernel::Vnni => unsafe { self.group_acc_vnni(g, x) },
+			_ => self.group_acc_with(g, x, block_sums_portable),
+		}
+	}
+
+	/// [`Packed::group_acc`] with the VNNI block sums inlined.
+	///
+	/// # Safety
+	/// The CPU must have AVX-512F/BW/DQ/VL and AVX-512 VNNI.
+	#[cfg(target_arch = "x86_64")]
+	#[allow(unsafe_code)]
+	#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+	unsafe fn group_acc_vnni(&self, g: usize, x: &QuantX) -> [i128; LANES] {
+		// SAFETY: the caller checked the CPU features; `group_acc_with` passes slices of the
+		// lengths `block_sums_vnni` reads.
+		self.group_acc_with(g, x, |w, xu, s| unsafe { block_sums_vnni(w, xu, s) })
+	}
+
+	/// The accumulators of group `g` with `sums` computing each block's 16 sums
+	/// `sum_j (qx_j + 128) w_(lane, j)`.
+	///
+	/// Per row and block, `t = d (S - 128 W) + m A` is the rule's `d_b S_b + m_b A_b`
+	/// (`|t| < 2^60`); `t * amax` (up to `2^91`) is accumulated exactly as three 20-bit limbs
+	/// of `t` times `amax <= 2^31` (each product `< 2^51`), in `i64` lanes that take 4,095
+	/// blocks before they are folded into the `i128` sum, so the loop vectorizes.
+	#[inline(always)]
+	fn group_acc_with(
+		&self,
+		g: usize,
+		x: &QuantX,
+		sums: impl Fn(&[i8], &[u8], &mut [i32; LANES]),
+	) -> [i128; LANES] {
+		const MASK: i64 = (1 << 20) - 1;
+		const FOLD: usize = 4095;
+		let mut acc = [0i128; LANES];
+		let (mut l0, mut l1, mut l2) = ([0i64; LANES], [0i64; LANES], [0i64; LANES]);
+		let mut s = [0i32; LANES];
+		let fold = |acc: &mut [i128; LANES],
+		            l0: &mut [i64; LANES],
+		            l1: &mut [i64; LANES],
+		            l2: &mut [i64; LANES]| {
+			for lane in 0..LANES {
+				acc[lane] += (i128::from(l2[lane]) << 40)
+					+ (i128::from(l1[lane]) << 20)
+					+ i128::from(l0[lane]);
+			}
+			*l0 = [0; LANES];
+			*l1 = [0; LANES];
+			*l2 = [0; LANES];
+		};
+		for b in 0..self.blocks {
+			let at = (g * self.blocks + b) * LANES;
+			sums(
+				&self.w[at * BLOCK_LEN..(at + LANES) * BLOCK_LEN],
+				&x.xu[b * BLOCK_LEN..(b + 1) * BLOCK_LEN],
+				&mut s,
+			);
+			let (amax, asum) = (x.amax[b], x.asum[b]);
+			let d: &[i64; LANES] = self.d[at..at + LANES].try_into().unwrap_or(&[0; LANES]);
+			let m: &[i64; LANES] = self.m[at..at + LANES].try_into().unwrap_or(&[0; LANES]);
+			let wsum: &[i32; LANES] = self.wsum[at..at + LANES].try_into().unwrap_or(&[0; LANES]);
+			for lane in 0..LANES {
+				let t = d[lane] * i64::from(s[lane] - 128 * wsum[lane]) + m[lane] * asum;
+				l0[lane] += (t & MASK) * amax;
+				l1[lane] += ((t >> 20) & MASK) * amax;
+				l2[lane] += (t >> 40) * amax;
+			}
+			if (b + 1) % FOLD == 0 {
+				fold(&mut acc, &mut l0, &mut l1, &mut l2);
+			}
+		}
+		fold(&mut acc, &mut l0, &mut l1, &mut l2);
+		acc
+	}
+
+	/// `W x` in Q16 with an optional residual, exactly
+	/// `verity_primitives::lm::quant::matmul_rows` over the packed rows: output `r` is
+	/// `sat_i32(residual[r] + div_round(acc_r, 127 * 2^24))`. `x.len()` must be `k` and the
+	/// residual (if any) `rows` long (else `None`). Row groups are spread over the current
+	/// rayon pool when there are many.
+	pub fn matvec(&self, x: &QuantX, residual: Option<&[i32]>, kernel: Kernel) -> Option<Vec<i32>> {
+		if x.len() != self.k || residual.is_some_and(|r| r.len() != self.rows) {
+			return None;
+		}
+		let kernel = kernel.available();
+		let mut out = vec![0i32; self.rows];
+		let work = |(g, out): (usize, &mut [i32])| {
+			let acc = self.group_acc(g, x, kernel);
+			for (lane, o) in out.iter_mut().enumerate() {
+				let r = g * LANES + lane;
+				let res = residual.map_or(0, |v| v[r]);
+				*o = match i64::try_from(acc[lane]) {
+					Ok(a) => sat_i32(
+						i128::from(div_round_i64(a, MATMUL_DIVISOR as i64)) + i128::from(res),
+					),
+					Err(_) => sat_i32(div_round(acc[lane], MATMUL_DIVISOR) + i128::from(res)),
+				};
+			}
+		};
+		if self.rows * self.k >= 1 << 16 {
+			out.par_chunks_mut(LANES).enumerate().for_each(work);
+		} else {
+			out.chunks_mut(LANES).enumerate().for_each(work);
+		}
+		Some(out)
+	}
+}
+
+/// The 16 sums `sum_j xu_j w_(lane, j)` of one packed block (plain Rust).
+#[inline(always)]
+fn block_sums_portable(w: &[i8], xu: &[u8], s: &mut [i32; LANES]) {
+	*s = [0; LANES];
+	for sub in 0..SUBS {
+		let x = &xu[sub * 4..sub * 4 + 4];
+		let w = &w[sub * LANES * 4..(sub + 1) * LANES * 4];
+		for (lane, sl) in s.iter_mut().enumerate() {
+			let wl = &w[lane * 4..lane * 4 + 4];
+			*sl += i32::from(x[0]) * i32::from(wl[0])
+				+ i32::from(x[1]) * i32::from(wl[1])
+				+ i32::from(x[2]) * i32::from(wl[2])
+				+ i32::from(x[3]) * i32::from(wl[3]);
+		}
+	}
+}
+
+/// [`block_sums_portable`] with `vpdpbusd`: lane `r` of the accumulator gains
+/// `sum_(j<4) xu[4 sub + j] * w[sub][r][j]` per sub-block (no saturation: the sums stay
+/// below `32 * 255 * 128 < 2^20`).
+///
+/// # Safety
+/// The CPU must have AVX-512F, AVX-512BW and AVX-512 VNNI; `w` must hold `16 * 32` bytes and
+/// `xu` 32.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn block_sums_vnni(w: &[i8], xu: &[u8], s: &mut [i32; LANES]) {
+	use std::arch::x86_64::*;
+	debug_assert!(w.len() >= PACKED_BLOCK && xu.len() >= BLOCK_LEN);
+	let mut acc = _mm512_setzero_si512();
+	let xp = xu.as_ptr();
+	let wp = w.as_ptr();
+	for sub in 0..SUBS {
+		// SAFETY: `sub * 4 + 4 <= 32` bytes of `xu` and `(sub + 1) * 64 <= 512` bytes of `w`.
+		let x4 = unsafe { core::ptr::read_unaligned(xp.add(sub * 4) as *const i32) };
+		let wv = unsafe { _mm512_loadu_si512(wp.add(sub * LANES * 4) as *const _) };
+		acc = _mm512_dpbusd_epi32(acc, _mm512_set1_epi32(x4), wv);
+	}
+	// SAFETY: `s` is 16 `i32`.
+	unsafe { _mm512_storeu_si512(s.as_mut_ptr() as *mut _, acc) };
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+	use verity_primitives::{lm::quant::matmul_rows, testing::Rng};
+
+	fn random_rows(rng: &mut Rng, format: BlockFormat, rows: usize, k: usize) -> Vec<u8> {
+		let mut out = Vec::new();
+		for _ in 0..rows * k / 32 {
+			// Scales from tiny to the largest fp16, and the odd infinity or NaN.
+			let d: u16 = match rng.below(50) {
+				0 => 0x7bff,
+				1 => 0x7c00,
+				2 => 0x0001,
+				_ => ((rng.range(1, 20) as u16) << 10) | rng.below(1024) as u16,
+			} | if rng.chance(30) { 0x8000 } else { 0 };
+			out.extend_from_slice(&d.to_le_bytes());
+			if format == BlockFormat::Q4_1 {
+				out.extend_from_slice(&(((rng.range(1, 18) as u16) << 10) | 0x8000).to_le_bytes());
+			}
+			let n = format.block_bytes() - if format == BlockFormat::Q4_1 { 4 } else { 2 };
+			out.extend(rng.bytes(n));
+		}
+		out
+	}
+
+	/// Both kernels give exactly `matmul_rows` on random matrices (every format, row counts
+	/// that do not fill the last group) and activations up to the extremes.
+	#[test]
+	fn kernels_equal_the_rule() {
+		let mut rng = Rng::new(7);
+		for case in 0..300 {
+			let format = [BlockFormat::Q8_0, BlockFormat::Q4_0, BlockFormat::Q4_1][case % 3];
+			let k = 32 * rng.range(1, 6) as usize;
+			let rows = rng.range(1, 40) as usize;
+			let bytes = random_rows(&mut rng, format, rows, k);
+			let x: Vec<i32> = (0..k)
+				.map(|_| match rng.below(30) {
+					0 => i32::MIN,
+					1 => i32::MAX,
+					2 => 0,
+					_ => rng.range(-(1 << (8 + case % 20)), 1 << (8 + case % 20)) as i32,
+				})
+				.collect();
+			let residual: Vec<i32> =
+				(0..rows).map(|_| rng.range(-(1 << 30), 1 << 30) as i32).collect();
+			let packed = Packed::new(k, &[(format, &bytes)]).unwrap();
+			let q = QuantX::new(&x);
+			for res in [None, Some(residual.as_slice())] {
+				let want = matmul_rows(format, &bytes, rows, &x, res).unwrap();
+				for kernel in [Kernel::Portable, Kernel::Vnni] {
+					assert_eq!(
+						packed.matvec(&q, res, kernel).unwrap(),
+						want,
+						"case {case} {kernel:?}"
+					);
+				}
+			}
+		}
+	}
+
+	#[test]
+	fn mixed_formats_concatenate_rows() {
+		let mut rng = Rng::new(9);
+		let a = random_rows(&mut rng, BlockFormat::Q8_0, 5, 64);
+		let b = random_rows(&mut rng, BlockFormat::Q4_1, 20, 64);
+		let x: Vec<i32> = (0..64).map(|_| rng.range(-(1 << 20), 1 << 20) as i32).collect();
+		let packed = Packed::new(64, &[(BlockFormat::Q8_0, &a), (BlockFormat::Q4_1, &b)]).unwrap();
+		let mut want = matmul_rows(BlockFormat::Q8_0, &a, 5, &x, None).unwrap();
+		want.extend(matmul_rows(BlockFormat::Q4_1, &b, 20, &x, None).unwrap());
+		assert_eq!(packed.matvec(&QuantX::new(&x), None, Kernel::detect()).unwrap(), want);
+		assert!(Packed::new(64, &[(BlockFormat::Q8_0, &a[1..])]).is_none());
+		assert!(Packed::new(48, &[]).is_none());
+	}
+}

