@@ -95,6 +95,34 @@ pub struct Imported {
 	pub name: String,
 }
 
+/// The paths `import` writes for the output stem `out`: `out.vlm`, `out.tokenizer.json`,
+/// `out.chat-template`.
+pub fn output_paths(out: &Path) -> [std::path::PathBuf; 3] {
+	let with = |ext: &str| {
+		let mut p = out.as_os_str().to_owned();
+		p.push(ext);
+		std::path::PathBuf::from(p)
+	};
+	[with(".vlm"), with(".tokenizer.json"), with(".chat-template")]
+}
+
+impl Imported {
+	/// Write the model file, its tokenizer and chat template beside it ([`output_paths`]);
+	/// returns the model file's path and its bytes' length.
+	pub fn write(&self, out: &Path) -> Result<(std::path::PathBuf, usize), ImportError> {
+		let paths = output_paths(out);
+		let bytes = self.file.encode();
+		for (path, data) in paths.iter().zip([&bytes, &self.tokenizer, &self.chat_template]) {
+			std::fs::write(path, data).map_err(|e| ImportError::Io {
+				path: path.display().to_string(),
+				error: e.to_string(),
+			})?;
+		}
+		let [model, ..] = paths;
+		Ok((model, bytes.len()))
+	}
+}
+
 /// A matrix `[rows][cols]` in a block format, row-major.
 struct Matrix {
 	format: BlockFormat,

@@ -25,6 +25,7 @@ pub mod exact;
 pub mod fault;
 pub mod float;
 pub mod generate;
+pub mod genservice;
 pub mod import;
 pub mod lm_fast;
 pub mod model;

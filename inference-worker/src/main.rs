@@ -93,6 +93,10 @@ enum Command {
 		/// Wait of a call that gives no deadline_ms, in milliseconds.
 		#[arg(long, default_value_t = 10_000)]
 		default_wait_ms: u64,
+		/// A language model to serve for `generate` (a `.vlm` with its tokenizer and chat
+		/// template beside it, as `import` writes them); repeat for several.
+		#[arg(long = "text-model")]
+		text_models: Vec<PathBuf>,
 	},
 	/// Execute a model on one input; print the output, the step hashes and the trace root.
 	Run(RunArgs),
@@ -164,12 +168,17 @@ fn verify_generation(args: &VerifyArgs) -> Result<u8> {
 	let outcome = verify(&model, &c, reveal.as_deref(), threads)?;
 	let (line, json, code) = match &outcome {
 		Outcome::Consistent => (
-			"consistent: the tokens, position roots and job root are what the model computes".to_string(),
+			"consistent: the tokens, position roots and job root are what the model computes"
+				.to_string(),
 			serde_json::json!({"outcome": "consistent"}),
 			0,
 		),
 		Outcome::Differs { position, tokens_equal } => (
-			format!("inconsistent: position {position} differs (tokens {}); give --reveal to find the wrong step", if *tokens_equal { "equal" } else { "differ" }),
+			format!(
+				"inconsistent: position {position} differs (tokens {}){}",
+				if *tokens_equal { "equal" } else { "differ" },
+				if args.reveal.is_some() { "" } else { "; give --reveal to find the wrong step" }
+			),
 			serde_json::json!({"outcome": "differs", "position": position, "tokens_equal": tokens_equal}),
 			1,
 		),
@@ -362,24 +371,13 @@ fn import(args: &ImportArgs) -> Result<()> {
 		args.sha256.as_deref(),
 	)?;
 	let out = args.out.clone().unwrap_or_else(|| args.file.with_extension(""));
-	let with = |ext: &str| {
-		let mut p = out.clone().into_os_string();
-		p.push(ext);
-		PathBuf::from(p)
-	};
-	let (model, tokenizer, template) =
-		(with(".vlm"), with(".tokenizer.json"), with(".chat-template"));
-	let bytes = m.file.encode();
-	for (path, data) in
-		[(&model, &bytes), (&tokenizer, &m.tokenizer), (&template, &m.chat_template)]
-	{
-		std::fs::write(path, data).with_context(|| format!("writing {}", path.display()))?;
-	}
+	let (model, bytes) = m.write(&out)?;
+	let [_, tokenizer, template] = import::output_paths(&out);
 	let id = import::id_hex(&m.file.id());
 	let h = &m.file.header;
 	if args.json {
 		let v = serde_json::json!({
-			"model": id, "name": m.name, "file": model, "bytes": bytes.len(),
+			"model": id, "name": m.name, "file": model, "bytes": bytes,
 			"tokenizer": tokenizer, "chat_template": template,
 			"layers": h.n_layers, "dim": h.dim, "vocab": h.vocab, "max_context": h.max_context,
 			"attn_block": h.attn_block,
@@ -395,7 +393,7 @@ fn import(args: &ImportArgs) -> Result<()> {
 			h.vocab,
 			h.max_context,
 			model.display(),
-			bytes.len()
+			bytes
 		);
 	}
 	Ok(())
@@ -624,6 +622,7 @@ async fn serve(
 	store: &StoreArgs,
 	exec: &ExecArgs,
 	config: ServiceConfig,
+	gen: verity_worker::genservice::GenService,
 ) -> Result<()> {
 	set_threads(exec);
 	let store = open_store(store)?;
@@ -641,7 +640,7 @@ async fn serve(
 	let config = ServiceConfig { store: Some(store.clone()), ..config };
 	let service = Service::start(config, models);
 	let (addr, handle) =
-		rpc::serve(service, listen).await.with_context(|| format!("listening on {listen}"))?;
+		rpc::serve(service, gen, listen).await.with_context(|| format!("listening on {listen}"))?;
 	eprintln!("verity-worker: JSON-RPC over HTTP on http://{addr}");
 	tokio::select! {
 		_ = handle.clone().stopped() => {},
@@ -665,7 +664,16 @@ pub(crate) fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
 	match cli.command {
-		Command::Serve { listen, store, exec, queue, max_batch, cache, default_wait_ms } => {
+		Command::Serve {
+			listen,
+			store,
+			exec,
+			queue,
+			max_batch,
+			cache,
+			default_wait_ms,
+			text_models,
+		} => {
 			if exec.device != tch::Device::Cpu && !tch::Cuda::is_available() {
 				bail!("CUDA is not available to libtorch on this machine");
 			}
@@ -678,8 +686,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
 				default_wait: std::time::Duration::from_millis(default_wait_ms),
 				..ServiceConfig::default()
 			};
+			let mut models = Vec::new();
+			for path in &text_models {
+				let m = verity_worker::generate::TextModel::load(path)?;
+				m.fast()?; // packed before the first request
+				eprintln!(
+					"verity-worker: language model 0x{} from {}",
+					hex::encode(m.file.id()),
+					path.display()
+				);
+				models.push(m);
+			}
+			let gen = verity_worker::genservice::GenService::start(
+				models,
+				verity_worker::genservice::GenConfig {
+					default_wait: std::time::Duration::from_millis(default_wait_ms),
+					threads: exec.threads.unwrap_or(0).max(0) as usize,
+					..Default::default()
+				},
+			);
 			let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-			rt.block_on(serve(listen, &store, &exec, config))?;
+			rt.block_on(serve(listen, &store, &exec, config, gen))?;
 			Ok(ExitCode::SUCCESS)
 		},
 		Command::Run(RunArgs { model, input, exec, store, json }) => {

@@ -11,13 +11,69 @@ use jsonrpsee::{
 	server::{Server, ServerHandle},
 	types::{ErrorObject, ErrorObjectOwned},
 };
+use verity_primitives::lm::{interp::LmJob, sample::SamplingParams};
 pub use verity_worker_api::codes;
 use verity_worker_api::{
 	hex::{self, HexError},
-	ExecuteReply, Executed, Health, HealthStatus, ModelEntry, ProveReply,
+	ExecuteReply, Executed, GenerateReply, Generated, GenerationJob, Health, HealthStatus,
+	ModelEntry, ProveGenerationReply, ProveReply, Reveal,
 };
 
-use crate::service::{JobResult, Outcome, ProveResult, Service, ServiceError};
+use crate::{
+	genservice::{GenError, GenResult, GenService},
+	service::{JobResult, Outcome, ProveResult, Service, ServiceError},
+	verify::Outcome as Judgement,
+};
+
+/// The JSON-RPC error of a generation service error.
+pub fn gen_error(e: &GenError) -> ErrorObjectOwned {
+	let code = match e {
+		GenError::UnknownModel(_) => codes::UNKNOWN_MODEL,
+		GenError::BadJob(_) => codes::BAD_JOB,
+		GenError::QueueFull { .. } => codes::QUEUE_FULL,
+		GenError::UnknownJob(_) => codes::UNKNOWN_JOB,
+		GenError::NoSuchPosition { .. } => codes::NO_SUCH_POSITION,
+		GenError::Reveal(_) => codes::INVALID_PARAMS,
+		GenError::Execution(_) => codes::EXECUTION_FAILED,
+	};
+	ErrorObject::owned(code, e.to_string(), None::<()>)
+}
+
+/// The exact job of a generation request.
+pub fn lm_job(j: GenerationJob) -> LmJob {
+	LmJob {
+		prompt: j.prompt,
+		params: SamplingParams {
+			temperature_q16: j.temperature_q16,
+			top_k: j.top_k,
+			top_p_q16: j.top_p_q16,
+			seed: j.seed,
+		},
+		max_new_tokens: j.max_new_tokens,
+	}
+}
+
+/// The `generate` answer of a finished generation.
+pub fn generated(r: &GenResult) -> Generated {
+	Generated {
+		job: r.key,
+		model: r.model,
+		tokens: r.run.tokens.clone(),
+		position_roots: r.run.position_roots.clone(),
+		job_root: r.job_root,
+		positions: r.run.positions,
+		queue_ms: r.queue.as_secs_f64() * 1e3,
+		generate_ms: r.generate.as_secs_f64() * 1e3,
+		hash_ms: r.run.hash_time.as_secs_f64() * 1e3,
+	}
+}
+
+fn gen_reply(o: Outcome<std::sync::Arc<GenResult>>) -> GenerateReply {
+	match o {
+		Outcome::Pending(job) => GenerateReply::Pending { job },
+		Outcome::Done(r) => GenerateReply::Done(generated(&r)),
+	}
+}
 
 /// Default listen address of `verity-worker serve`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9955";
@@ -116,11 +172,42 @@ pub trait WorkerApi {
 	/// Liveness and queue state.
 	#[method(name = "health")]
 	async fn health(&self) -> RpcResult<Health>;
+
+	/// Generate with a served language model; waits at most `deadline_ms`.
+	#[method(name = "generate")]
+	async fn generate(
+		&self,
+		model: String,
+		job: GenerationJob,
+		deadline_ms: Option<u64>,
+	) -> RpcResult<GenerateReply>;
+
+	/// A generation's result by key; waits at most `deadline_ms` while it is pending.
+	#[method(name = "generation")]
+	async fn generation(&self, job: String, deadline_ms: Option<u64>) -> RpcResult<GenerateReply>;
+
+	/// The step hashes of one position of a finished generation.
+	#[method(name = "generationLeaves")]
+	async fn generation_leaves(&self, job: String, position: u32) -> RpcResult<Vec<String>>;
+
+	/// Judge someone's position roots of a generation (and the revealed step hashes of the
+	/// first differing position) against the honest generation.
+	#[method(name = "proveGeneration")]
+	async fn prove_generation(
+		&self,
+		model: String,
+		job: GenerationJob,
+		position_roots: Vec<String>,
+		reveal: Option<Reveal>,
+		deadline_ms: Option<u64>,
+	) -> RpcResult<ProveGenerationReply>;
 }
 
-/// The RPC implementation over a [`Service`].
+/// The RPC implementation over a [`Service`] (classifiers) and a [`GenService`] (language
+/// models).
 pub struct Rpc {
 	pub service: Service,
+	pub gen: GenService,
 }
 
 fn wait(deadline_ms: Option<u64>) -> Option<Duration> {
@@ -196,6 +283,68 @@ impl WorkerApiServer for Rpc {
 			fault: None,
 		})
 	}
+
+	async fn generate(
+		&self,
+		model: String,
+		job: GenerationJob,
+		deadline_ms: Option<u64>,
+	) -> RpcResult<GenerateReply> {
+		let id = hex::decode_hash(&model).map_err(|e| invalid("model id", e))?;
+		let o = self.gen.generate(&id, lm_job(job), wait(deadline_ms)).await;
+		Ok(gen_reply(o.map_err(|e| gen_error(&e))?))
+	}
+
+	async fn generation(&self, job: String, deadline_ms: Option<u64>) -> RpcResult<GenerateReply> {
+		let key = hex::decode_hash(&job).map_err(|e| invalid("job key", e))?;
+		let o = self.gen.generation(&key, wait(deadline_ms)).await;
+		Ok(gen_reply(o.map_err(|e| gen_error(&e))?))
+	}
+
+	async fn generation_leaves(&self, job: String, position: u32) -> RpcResult<Vec<String>> {
+		let key = hex::decode_hash(&job).map_err(|e| invalid("job key", e))?;
+		let leaves = self.gen.leaves(&key, position).map_err(|e| gen_error(&e))?;
+		Ok(leaves.iter().map(hex::encode).collect())
+	}
+
+	async fn prove_generation(
+		&self,
+		model: String,
+		job: GenerationJob,
+		position_roots: Vec<String>,
+		reveal: Option<Reveal>,
+		deadline_ms: Option<u64>,
+	) -> RpcResult<ProveGenerationReply> {
+		let id = hex::decode_hash(&model).map_err(|e| invalid("model id", e))?;
+		let roots = position_roots
+			.iter()
+			.map(|h| hex::decode_hash(h))
+			.collect::<Result<Vec<_>, _>>()
+			.map_err(|e| invalid("position root", e))?;
+		let reveal = reveal.map(|r| (r.position, r.step_hashes));
+		let o = self.gen.prove(&id, lm_job(job), roots, reveal, wait(deadline_ms)).await;
+		Ok(match o.map_err(|e| gen_error(&e))? {
+			Outcome::Pending(job) => ProveGenerationReply::Pending { job },
+			Outcome::Done(Judgement::Consistent) => {
+				let roots: Vec<_> =
+					position_roots.iter().filter_map(|h| hex::decode_hash(h).ok()).collect();
+				ProveGenerationReply::Consistent {
+					job_root: verity_primitives::lm::trace::job_root(&roots),
+				}
+			},
+			Outcome::Done(Judgement::Differs { position, .. }) => {
+				ProveGenerationReply::Differs { position }
+			},
+			Outcome::Done(Judgement::Fraud { position, op, proof, .. }) => {
+				ProveGenerationReply::Fraud {
+					position,
+					op,
+					proof: proof.encode(),
+					verdict: "Fraud".into(),
+				}
+			},
+		})
+	}
 }
 
 /// The `models` entry of a model.
@@ -217,6 +366,7 @@ pub fn model_entry(m: &crate::model::LoadedModel) -> ModelEntry {
 /// and the handle (dropping the handle does not stop the server; call `stop`).
 pub async fn serve(
 	service: Service,
+	gen: GenService,
 	addr: SocketAddr,
 ) -> std::io::Result<(SocketAddr, ServerHandle)> {
 	let server = Server::builder()
@@ -226,6 +376,6 @@ pub async fn serve(
 		.build(addr)
 		.await?;
 	let local = server.local_addr()?;
-	let handle = server.start(Rpc { service }.into_rpc());
+	let handle = server.start(Rpc { service, gen }.into_rpc());
 	Ok((local, handle))
 }

@@ -17,6 +17,7 @@ use verity_primitives::{
 	FraudProof, Verdict,
 };
 use verity_worker::{
+	genservice::{GenConfig, GenService},
 	model::LoadedModel,
 	rpc::{codes, serve, Rpc, WorkerApiServer},
 	service::{Service, ServiceConfig},
@@ -58,8 +59,13 @@ async fn start(
 	models: Vec<LoadedModel>,
 ) -> (SocketAddr, Service, jsonrpsee::server::ServerHandle) {
 	let service = Service::start(config, models);
-	let (addr, handle) =
-		serve(service.clone(), "127.0.0.1:0".parse().expect("addr")).await.expect("serve");
+	let (addr, handle) = serve(
+		service.clone(),
+		GenService::start(vec![], GenConfig::default()),
+		"127.0.0.1:0".parse().expect("addr"),
+	)
+	.await
+	.expect("serve");
 	(addr, service, handle)
 }
 
@@ -202,7 +208,11 @@ async fn the_api_crate_speaks_the_servers_protocol() {
 	let model = cnn();
 	let (addr, service, handle) = start(ServiceConfig::default(), vec![model.clone()]).await;
 	let mut served: Vec<String> =
-		Rpc { service }.into_rpc().method_names().map(String::from).collect();
+		Rpc { service, gen: GenService::start(vec![], GenConfig::default()) }
+			.into_rpc()
+			.method_names()
+			.map(String::from)
+			.collect();
 	served.sort();
 	let mut api: Vec<String> = method::ALL.iter().map(|m| m.to_string()).collect();
 	api.sort();
@@ -446,4 +456,108 @@ fn store_verifies_on_add_and_load_and_refuses_a_flipped_weight_byte() {
 	// Unknown id.
 	assert!(matches!(store.load(&[9u8; 32]), Err(StoreError::NotFound(_))));
 	let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The generation methods with the small PyPI model (skipped where the models are not
+/// installed): `generate` (from the cache the second time, pending past a zero deadline, then
+/// `generation`), `generationLeaves` (the step hashes of a position), `proveGeneration`
+/// (consistent; a changed step: the position to challenge, then with its revealed step
+/// hashes the first wrong step and a proof the primitives judge `Fraud`), and the errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generation_methods() {
+	use codec::Decode;
+	use verity_primitives::{
+		fraud::Verdict,
+		lm::trace::{check_step_proof, position_root, LmStepProof},
+	};
+	let Some(dir) = verity_worker::import::installed_models() else { return };
+	let out = std::env::temp_dir().join(format!("verity-api-gen-{}", std::process::id()));
+	let tokenizer = dir.join("glassllm-en.tokenizer.json");
+	let imported =
+		verity_worker::import::import(&dir.join("glassllm-en.npz"), Some(&tokenizer), None, None);
+	imported.expect("import").write(&out).expect("write");
+	let model = verity_worker::generate::TextModel::load(&out.with_extension("vlm")).expect("load");
+	let (id, header) = (model.file.id(), model.file.header.clone());
+	let honest = verity_worker::verify::honest_run(
+		&model,
+		&verity_primitives::lm::interp::LmJob {
+			prompt: vec![185, 219, 107, 151, 111, 97],
+			params: verity_primitives::lm::sample::SamplingParams::GREEDY,
+			max_new_tokens: 16,
+		},
+		1,
+	)
+	.expect("honest run");
+	let gen = GenService::start(vec![model], GenConfig::default());
+	let service = Service::start(ServiceConfig::default(), vec![]);
+	let (addr, handle) =
+		serve(service, gen, "127.0.0.1:0".parse().expect("addr")).await.expect("serve");
+	let job = json!({"prompt": [185, 219, 107, 151, 111, 97], "max_new_tokens": 16});
+	let r = call(addr, "generate", json!([hx(&id), job, 60_000])).await;
+	let done = &r["result"];
+	assert_eq!(done["status"], "done", "{r}");
+	assert_eq!(done["tokens"], json!(honest.tokens));
+	let roots: Vec<String> = honest.position_roots.iter().map(|h| hx(h)).collect();
+	assert_eq!(done["position_roots"], json!(roots));
+	let key = done["job"].as_str().unwrap().to_string();
+	// The same job again: the cached result, same key.
+	let again = call(addr, "generate", json!({"model": hx(&id), "job": job})).await;
+	assert_eq!(again["result"], r["result"]);
+	// A new job with a zero deadline is pending; `generation` waits for it.
+	let sampled = json!({"prompt": [3, 4, 5], "max_new_tokens": 40, "temperature_q16": 50_000, "seed": hx(&[9; 32])});
+	let p = call(addr, "generate", json!([hx(&id), sampled, 0])).await;
+	assert_eq!(p["result"]["status"], "pending", "{p}");
+	let g = call(addr, "generation", json!([p["result"]["job"], 60_000])).await;
+	assert_eq!(g["result"]["status"], "done", "{g}");
+	assert_eq!(g["result"]["job"], p["result"]["job"]);
+	// Leaves of a position, and one past the end.
+	let leaves = call(addr, "generationLeaves", json!([key, 7])).await;
+	let want: Vec<String> = honest.step_hashes[7].iter().map(|h| hx(h)).collect();
+	assert_eq!(leaves["result"], json!(want));
+	let past = call(addr, "generationLeaves", json!([key, honest.positions])).await;
+	assert_eq!(error_code(&past), i64::from(codes::NO_SUCH_POSITION));
+	// Consistent roots.
+	let c = call(addr, "proveGeneration", json!([hx(&id), job, roots, null, 60_000])).await;
+	assert_eq!(c["result"]["status"], "consistent", "{c}");
+	// One changed step at position 9, op 40: the position to challenge, then the proof.
+	let (t, i) = (9usize, 40usize);
+	let mut lie = honest.step_hashes[t].clone();
+	lie[i][5] ^= 0x80;
+	let mut lie_roots = roots.clone();
+	lie_roots[t] = hx(&position_root(&lie));
+	let d = call(addr, "proveGeneration", json!([hx(&id), job, lie_roots, null, 60_000])).await;
+	assert_eq!(d["result"], json!({"status": "differs", "position": t}), "{d}");
+	let reveal =
+		json!({"position": t, "step_hashes": lie.iter().map(|h| hx(h)).collect::<Vec<_>>()});
+	let f = call(addr, "proveGeneration", json!([hx(&id), job, lie_roots, reveal, 60_000])).await;
+	assert_eq!(f["result"]["status"], "fraud", "{f}");
+	assert_eq!(
+		(f["result"]["position"].as_u64(), f["result"]["op"].as_u64()),
+		(Some(t as u64), Some(i as u64))
+	);
+	let bytes = verity_worker_api::hex::decode(f["result"]["proof"].as_str().unwrap()).unwrap();
+	let proof = LmStepProof::decode(&mut bytes.as_slice()).expect("a step proof");
+	let lm_job = verity_primitives::lm::interp::LmJob {
+		prompt: vec![185, 219, 107, 151, 111, 97],
+		params: verity_primitives::lm::sample::SamplingParams::GREEDY,
+		max_new_tokens: 16,
+	};
+	let decoded: Vec<_> =
+		lie_roots.iter().map(|h| verity_worker_api::hex::decode_hash(h).unwrap()).collect();
+	assert_eq!(check_step_proof(&header, &lm_job, &decoded, &proof), Ok(Verdict::Fraud));
+	// Errors: a reveal of another position, an unknown model, a bad job, an unknown key.
+	let wrong = json!({"position": t + 1, "step_hashes": honest.step_hashes[t + 1].iter().map(|h| hx(h)).collect::<Vec<_>>()});
+	let e = call(addr, "proveGeneration", json!([hx(&id), job, lie_roots, wrong, 60_000])).await;
+	assert_eq!(error_code(&e), i64::from(codes::INVALID_PARAMS), "{e}");
+	let e = call(addr, "generate", json!([hx(&[7; 32]), job, 1000])).await;
+	assert_eq!(error_code(&e), i64::from(codes::UNKNOWN_MODEL));
+	let bad = json!({"prompt": [header.vocab], "max_new_tokens": 4});
+	let e = call(addr, "generate", json!([hx(&id), bad, 1000])).await;
+	assert_eq!(error_code(&e), i64::from(codes::BAD_JOB));
+	let empty = json!({"prompt": [], "max_new_tokens": 4});
+	let e = call(addr, "generate", json!([hx(&id), empty, 1000])).await;
+	assert_eq!(error_code(&e), i64::from(codes::BAD_JOB));
+	let e = call(addr, "generation", json!([hx(&[1; 32]), 10])).await;
+	assert_eq!(error_code(&e), i64::from(codes::UNKNOWN_JOB));
+	handle.stop().expect("stop");
 }

@@ -358,21 +358,19 @@ mod lm {
 		verify::{verify, Commitment, Outcome},
 	};
 
-	/// The small PyPI model imported with `verity-worker import` (None if not installed).
+	/// The small PyPI model, imported (None if not installed).
 	fn small_model() -> Option<TextModel> {
 		let dir = verity_worker::import::installed_models()?;
 		let out = std::env::temp_dir().join(format!("verity-fault-lm-{}", std::process::id()));
 		std::fs::create_dir_all(&out).unwrap();
-		let status = std::process::Command::new(env!("CARGO_BIN_EXE_verity-worker"))
-			.arg("import")
-			.arg(dir.join("glassllm-en.npz"))
-			.arg("--tokenizer")
-			.arg(dir.join("glassllm-en.tokenizer.json"))
-			.arg("--out")
-			.arg(out.join("small"))
-			.status()
-			.unwrap();
-		assert!(status.success());
+		let tokenizer = dir.join("glassllm-en.tokenizer.json");
+		let imported = verity_worker::import::import(
+			&dir.join("glassllm-en.npz"),
+			Some(&tokenizer),
+			None,
+			None,
+		);
+		imported.unwrap().write(&out.join("small")).unwrap();
 		Some(TextModel::load(&out.join("small.vlm")).unwrap())
 	}
 

@@ -321,16 +321,11 @@ fn the_verify_command() {
 	let Some(dir) = models() else { return };
 	let bin = || std::process::Command::new(env!("CARGO_BIN_EXE_verity-worker"));
 	let out = tmp("verify-glass");
-	let import = bin()
-		.arg("import")
-		.arg(dir.join("glassllm-en.npz"))
-		.arg("--tokenizer")
-		.arg(dir.join("glassllm-en.tokenizer.json"))
-		.arg("--out")
-		.arg(&out)
-		.output()
+	let tokenizer = dir.join("glassllm-en.tokenizer.json");
+	import(&dir.join("glassllm-en.npz"), Some(&tokenizer), None, None)
+		.unwrap()
+		.write(&out)
 		.unwrap();
-	assert!(import.status.success());
 	let model = out.with_extension("vlm");
 	let (c, r) = (tmp("verify-c.json"), tmp("verify-r.scale"));
 	let gen = bin()

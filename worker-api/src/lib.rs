@@ -23,10 +23,10 @@ mod reply;
 mod request;
 
 pub use reply::{
-	ErrorReply, ExecuteReply, Executed, Health, HealthStatus, ModelEntry, ProveReply, Reply, Stats,
-	Timings,
+	ErrorReply, ExecuteReply, Executed, GenerateReply, Generated, Health, HealthStatus, ModelEntry,
+	ProveGenerationReply, ProveReply, Reply, Stats, Timings,
 };
-pub use request::{Execute, Job, Prove, Request};
+pub use request::{Execute, GenerationJob, Job, Prove, Request, Reveal};
 
 /// A 32-byte hash: model id, step hash, trace root, job key.
 pub type Hash = [u8; 32];
@@ -44,8 +44,29 @@ pub mod method {
 	pub const MODELS: &str = "models";
 	/// Liveness and queue state: no parameters → [`crate::Health`].
 	pub const HEALTH: &str = "health";
+	/// Generate text with a served language model: model, prompt tokens, `max_new_tokens`,
+	/// sampling → [`crate::GenerateReply`].
+	pub const GENERATE: &str = "generate";
+	/// A generation's result by key → [`crate::GenerateReply`].
+	pub const GENERATION: &str = "generation";
+	/// The step hashes of one position of a finished generation (what an operator reveals
+	/// when that position is challenged) → a list of hashes.
+	pub const GENERATION_LEAVES: &str = "generationLeaves";
+	/// Compare someone's position roots (and, for the first differing position, their revealed
+	/// step hashes) with the honest generation → [`crate::ProveGenerationReply`].
+	pub const PROVE_GENERATION: &str = "proveGeneration";
 	/// Every method.
-	pub const ALL: [&str; 5] = [EXECUTE, JOB, PROVE, MODELS, HEALTH];
+	pub const ALL: [&str; 9] = [
+		EXECUTE,
+		JOB,
+		PROVE,
+		MODELS,
+		HEALTH,
+		GENERATE,
+		GENERATION,
+		GENERATION_LEAVES,
+		PROVE_GENERATION,
+	];
 }
 
 /// The JSON-RPC error codes of the worker (server-defined range `-32000..-32099`, and the
@@ -67,6 +88,11 @@ pub mod codes {
 	pub const EXECUTION_FAILED: i32 = -32010;
 	/// The worker is shutting down.
 	pub const SHUTTING_DOWN: i32 = -32011;
+	/// A generation job that does not fit its model (empty or too long prompt, a token outside
+	/// the vocabulary, `max_new_tokens` 0, a sampling parameter out of range).
+	pub const BAD_JOB: i32 = -32007;
+	/// `generationLeaves`: the generation has no such position.
+	pub const NO_SUCH_POSITION: i32 = -32008;
 	/// Malformed parameter (bad hex, wrong hash length): the standard code.
 	pub const INVALID_PARAMS: i32 = -32602;
 }

@@ -76,6 +76,70 @@ pub enum ProveReply {
 	},
 }
 
+/// A finished generation (`generate`, `generation`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Generated {
+	/// The job key (`blake2_256("verity/gen/v1" ‖ model ‖ SCALE(LmJob))`).
+	#[serde(with = "hex::hash")]
+	pub job: Hash,
+	#[serde(with = "hex::hash")]
+	pub model: Hash,
+	/// The generated token ids.
+	pub tokens: Vec<u32>,
+	/// One root per position (the chain's 32 bytes per position).
+	#[serde(with = "hex::hashes")]
+	pub position_roots: Vec<Hash>,
+	#[serde(with = "hex::hash")]
+	pub job_root: Hash,
+	/// Positions run (`prompt length - 1 + tokens`).
+	pub positions: u32,
+	/// Waiting in the queue, generating (hashing included), and hashing alone.
+	pub queue_ms: f64,
+	pub generate_ms: f64,
+	pub hash_ms: f64,
+}
+
+/// The answer to `generate` and `generation`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum GenerateReply {
+	/// Not finished within the wait: repeat the call, or ask `generation` with this key.
+	Pending {
+		#[serde(with = "hex::hash")]
+		job: Hash,
+	},
+	Done(Generated),
+}
+
+/// The answer to `proveGeneration`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum ProveGenerationReply {
+	/// The honest generation is not finished within the wait: repeat the call.
+	Pending {
+		#[serde(with = "hex::hash")]
+		job: Hash,
+	},
+	/// The committed position roots (and tokens) are those of the honest generation.
+	Consistent {
+		#[serde(with = "hex::hash")]
+		job_root: Hash,
+	},
+	/// Position `position` is the first whose root differs (or the first past the shorter
+	/// list): challenge it, and call again with the operator's revealed step hashes of it.
+	Differs { position: u32 },
+	/// Op `op` of position `position` is the first wrong step.
+	Fraud {
+		position: u32,
+		op: u32,
+		/// The SCALE-encoded `LmStepProof`.
+		#[serde(with = "hex::bytes")]
+		proof: Vec<u8>,
+		/// The verdict of `check_step_proof` on this proof (`"Fraud"`).
+		verdict: String,
+	},
+}
+
 /// One served model, as listed by `models`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelEntry {

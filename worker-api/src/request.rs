@@ -7,6 +7,36 @@ use alloc::{vec, vec::Vec};
 use serde::Deserialize;
 use serde_json::Value;
 
+/// A generation job as the worker's generation methods take it: prompt token ids,
+/// `max_new_tokens`, and sampling (greedy by default; temperature and top-p in Q16, seed 32
+/// bytes hex).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct GenerationJob {
+	pub prompt: Vec<u32>,
+	#[serde(alias = "maxNewTokens")]
+	pub max_new_tokens: u32,
+	#[serde(default, alias = "temperatureQ16")]
+	pub temperature_q16: u32,
+	#[serde(default, alias = "topK")]
+	pub top_k: u32,
+	#[serde(default = "top_p_off", alias = "topPQ16")]
+	pub top_p_q16: u32,
+	#[serde(default, with = "hex::hash")]
+	pub seed: Hash,
+}
+
+fn top_p_off() -> u32 {
+	1 << 16
+}
+
+/// The revealed step hashes of one position (`proveGeneration`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct Reveal {
+	pub position: u32,
+	#[serde(with = "hex::hashes", alias = "stepHashes")]
+	pub step_hashes: Vec<Hash>,
+}
+
 /// `execute`: run `input` on `model`; wait at most `deadline_ms` for the result.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct Execute {

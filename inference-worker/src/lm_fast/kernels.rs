@@ -96,18 +96,38 @@ impl QuantX {
 
 /// Rows of one or more block-quantized matrices with the same row length `k`, decoded and
 /// packed by groups of [`LANES`] rows (the last group padded with zero rows).
+///
+/// Each block's weight integers are stored as bytes (`i8`), or, when every part is a 4-bit
+/// format, as nibbles `u = q + 8` (Q4_0) or `u = q` (Q4_1) two to a byte; the Q4_0 offset is
+/// folded into the minimum (`d q = d u - 8 d`, so `m' = m - 8 d`). The scales `d` and `m'`
+/// (fp16 values in units of `2^-24`: at most 11 significant bits) are stored as a 16-bit
+/// mantissa and a shift. A Q4_1 block thus takes 24 bytes instead of 52 as decoded integers.
 pub struct Packed {
 	rows: usize,
 	k: usize,
 	blocks: usize,
-	/// `[group][block][sub][lane][4]`: the weight integers.
-	w: Vec<i8>,
-	/// `[group][block][lane]`: the sum of a row's 32 weight integers of the block.
-	wsum: Vec<i32>,
-	/// `[group][block][lane]`: the block scale `d` in units of `2^-24`.
-	d: Vec<i64>,
-	/// `[group][block][lane]`: the block minimum `m` (Q4_1), all zero for other formats.
-	m: Vec<i64>,
+	/// Nibble storage (see above).
+	nibbles: bool,
+	/// `[group][block][sub]`: 64 weight integers per sub-block, lane `r`'s four at `4 r ..`;
+	/// as bytes, or as nibbles (value `p` in byte `p % 32`, low nibble for `p < 32`).
+	w: Vec<u8>,
+	/// `[group][block][lane]`: the sum of the stored integers of the block (`q` or `u`).
+	wsum: Vec<i16>,
+	/// `[group][block][lane]`: `d = dm << ds` and `m' = mm << ms`.
+	dm: Vec<i16>,
+	ds: Vec<u8>,
+	mm: Vec<i16>,
+	ms: Vec<u8>,
+}
+
+/// `v` as `mantissa << shift` with the mantissa odd (or zero); `None` if the mantissa does not
+/// fit 16 bits (never for an fp16 value in units of `2^-24`, nor 8 times one).
+fn split_scale(v: i64) -> Option<(i16, u8)> {
+	if v == 0 {
+		return Some((0, 0));
+	}
+	let shift = v.trailing_zeros();
+	Some((i16::try_from(v >> shift).ok()?, u8::try_from(shift).ok()?))
 }
 
 impl Packed {
@@ -127,28 +147,46 @@ impl Packed {
 			}
 			rows_bytes.extend(bytes.chunks_exact(row_bytes).map(|r| (format, r)));
 		}
+		let nibbles = parts.iter().all(|(f, _)| *f != BlockFormat::Q8_0);
 		let rows = rows_bytes.len();
 		let groups = rows.div_ceil(LANES);
+		let per_block = if nibbles { PACKED_BLOCK / 2 } else { PACKED_BLOCK };
+		let n = groups * blocks * LANES;
 		let mut p = Packed {
 			rows,
 			k,
 			blocks,
-			w: vec![0; groups * blocks * PACKED_BLOCK],
-			wsum: vec![0; groups * blocks * LANES],
-			d: vec![0; groups * blocks * LANES],
-			m: vec![0; groups * blocks * LANES],
+			nibbles,
+			w: vec![0; groups * blocks * per_block],
+			wsum: vec![0; n],
+			dm: vec![0; n],
+			ds: vec![0; n],
+			mm: vec![0; n],
+			ms: vec![0; n],
 		};
 		for (r, (format, row)) in rows_bytes.iter().enumerate() {
 			let (g, lane) = (r / LANES, r % LANES);
 			for (b, bytes) in row.chunks_exact(format.block_bytes()).enumerate() {
 				let block = decode_block(*format, bytes)?;
 				let at = (g * blocks + b) * LANES + lane;
-				p.d[at] = block.d;
-				p.m[at] = block.m;
-				p.wsum[at] = block.q.iter().map(|&v| i32::from(v)).sum();
-				let base = (g * blocks + b) * PACKED_BLOCK;
+				let (offset, m) = match format {
+					BlockFormat::Q4_0 if nibbles => (8i8, block.m - 8 * block.d),
+					_ => (0, block.m),
+				};
+				(p.dm[at], p.ds[at]) = split_scale(block.d)?;
+				(p.mm[at], p.ms[at]) = split_scale(m)?;
+				p.wsum[at] = block.q.iter().map(|&v| i16::from(v + offset)).sum();
+				let base = (g * blocks + b) * per_block;
 				for (j, &v) in block.q.iter().enumerate() {
-					p.w[base + (j / 4) * LANES * 4 + lane * 4 + j % 4] = v;
+					let sub = j / 4;
+					let pos = lane * 4 + j % 4; // within the sub-block's 64 values
+					if nibbles {
+						let byte = base + sub * 32 + pos % 32;
+						let u = (v + offset) as u8; // 0..=15
+						p.w[byte] |= if pos < 32 { u } else { u << 4 };
+					} else {
+						p.w[base + sub * LANES * 4 + pos] = v as u8;
+					}
 				}
 			}
 		}
@@ -163,16 +201,25 @@ impl Packed {
 		self.k
 	}
 
+	/// Bytes of weights and scales.
+	pub fn bytes(&self) -> usize {
+		self.w.len() + 8 * self.wsum.len()
+	}
+
 	/// The exact accumulators `acc_r` of [`dot_row_acc`](verity_primitives::lm::quant::dot_row_acc)
 	/// of the 16 rows of group `g`.
 	fn group_acc(&self, g: usize, x: &QuantX, kernel: Kernel) -> [i128; LANES] {
-		match kernel {
+		match (kernel, self.nibbles) {
 			#[cfg(target_arch = "x86_64")]
 			// SAFETY: `Kernel::Vnni` is only passed here after `Kernel::available` found the
 			// CPU features.
 			#[allow(unsafe_code)]
-			Kernel::Vnni => unsafe { self.group_acc_vnni(g, x) },
-			_ => self.group_acc_with(g, x, block_sums_portable),
+			(Kernel::Vnni, false) => unsafe { self.group_acc_vnni(g, x) },
+			#[cfg(target_arch = "x86_64")]
+			#[allow(unsafe_code)]
+			(Kernel::Vnni, true) => unsafe { self.group_acc_vnni_nibbles(g, x) },
+			(_, false) => self.group_acc_with(g, x, block_sums_portable),
+			(_, true) => self.group_acc_with(g, x, block_sums_portable_nibbles),
 		}
 	}
 
@@ -189,22 +236,37 @@ impl Packed {
 		self.group_acc_with(g, x, |w, xu, s| unsafe { block_sums_vnni(w, xu, s) })
 	}
 
-	/// The accumulators of group `g` with `sums` computing each block's 16 sums
-	/// `sum_j (qx_j + 128) w_(lane, j)`.
+	/// [`Packed::group_acc_vnni`] for nibble storage.
 	///
-	/// Per row and block, `t = d (S - 128 W) + m A` is the rule's `d_b S_b + m_b A_b`
-	/// (`|t| < 2^60`); `t * amax` (up to `2^91`) is accumulated exactly as three 20-bit limbs
-	/// of `t` times `amax <= 2^31` (each product `< 2^51`), in `i64` lanes that take 4,095
-	/// blocks before they are folded into the `i128` sum, so the loop vectorizes.
+	/// # Safety
+	/// As [`Packed::group_acc_vnni`].
+	#[cfg(target_arch = "x86_64")]
+	#[allow(unsafe_code)]
+	#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+	unsafe fn group_acc_vnni_nibbles(&self, g: usize, x: &QuantX) -> [i128; LANES] {
+		// SAFETY: as above, for `block_sums_vnni_nibbles`.
+		self.group_acc_with(g, x, |w, xu, s| unsafe { block_sums_vnni_nibbles(w, xu, s) })
+	}
+
+	/// The accumulators of group `g` with `sums` computing each block's 16 sums
+	/// `sum_j (qx_j + 128) w_(lane, j)` of the stored integers.
+	///
+	/// Per row and block, `S = sums - 128 wsum` is `sum_j qx_j w_j`, and
+	/// `t = (dm S << ds) + (mm A << ms)` is the rule's `d_b S_b + m_b A_b` (`|t| < 2^60`; with
+	/// nibbles `d S_u + (m - 8 d) A` for Q4_0, the same value); `t * amax` (up to `2^91`) is
+	/// accumulated exactly as three 20-bit limbs of `t` times `amax <= 2^31` (each product
+	/// `< 2^51`), in `i64` lanes that take 4,095 blocks before they are folded into the `i128`
+	/// sum, so the loop vectorizes.
 	#[inline(always)]
 	fn group_acc_with(
 		&self,
 		g: usize,
 		x: &QuantX,
-		sums: impl Fn(&[i8], &[u8], &mut [i32; LANES]),
+		sums: impl Fn(&[u8], &[u8], &mut [i32; LANES]),
 	) -> [i128; LANES] {
 		const MASK: i64 = (1 << 20) - 1;
 		const FOLD: usize = 4095;
+		let per_block = if self.nibbles { PACKED_BLOCK / 2 } else { PACKED_BLOCK };
 		let mut acc = [0i128; LANES];
 		let (mut l0, mut l1, mut l2) = ([0i64; LANES], [0i64; LANES], [0i64; LANES]);
 		let mut s = [0i32; LANES];
@@ -221,19 +283,29 @@ impl Packed {
 			*l1 = [0; LANES];
 			*l2 = [0; LANES];
 		};
+		fn lanes<T: Copy + Default>(v: &[T], at: usize) -> [T; LANES] {
+			v.get(at..at + LANES).and_then(|s| s.try_into().ok()).unwrap_or([T::default(); LANES])
+		}
 		for b in 0..self.blocks {
-			let at = (g * self.blocks + b) * LANES;
+			let gb = g * self.blocks + b;
+			let at = gb * LANES;
 			sums(
-				&self.w[at * BLOCK_LEN..(at + LANES) * BLOCK_LEN],
+				&self.w[gb * per_block..(gb + 1) * per_block],
 				&x.xu[b * BLOCK_LEN..(b + 1) * BLOCK_LEN],
 				&mut s,
 			);
 			let (amax, asum) = (x.amax[b], x.asum[b]);
-			let d: &[i64; LANES] = self.d[at..at + LANES].try_into().unwrap_or(&[0; LANES]);
-			let m: &[i64; LANES] = self.m[at..at + LANES].try_into().unwrap_or(&[0; LANES]);
-			let wsum: &[i32; LANES] = self.wsum[at..at + LANES].try_into().unwrap_or(&[0; LANES]);
+			let (dm, ds, mm, ms) = (
+				lanes(&self.dm, at),
+				lanes(&self.ds, at),
+				lanes(&self.mm, at),
+				lanes(&self.ms, at),
+			);
+			let wsum = lanes(&self.wsum, at);
 			for lane in 0..LANES {
-				let t = d[lane] * i64::from(s[lane] - 128 * wsum[lane]) + m[lane] * asum;
+				let sb = s[lane] - 128 * i32::from(wsum[lane]);
+				let t = (i64::from(i32::from(dm[lane]) * sb) << ds[lane])
+					+ ((i64::from(mm[lane]) * asum) << ms[lane]);
 				l0[lane] += (t & MASK) * amax;
 				l1[lane] += ((t >> 20) & MASK) * amax;
 				l2[lane] += (t >> 40) * amax;
@@ -279,19 +351,34 @@ impl Packed {
 	}
 }
 
-/// The 16 sums `sum_j xu_j w_(lane, j)` of one packed block (plain Rust).
+/// The 16 sums `sum_j xu_j w_(lane, j)` of one packed block of bytes (plain Rust).
 #[inline(always)]
-fn block_sums_portable(w: &[i8], xu: &[u8], s: &mut [i32; LANES]) {
+fn block_sums_portable(w: &[u8], xu: &[u8], s: &mut [i32; LANES]) {
 	*s = [0; LANES];
 	for sub in 0..SUBS {
 		let x = &xu[sub * 4..sub * 4 + 4];
 		let w = &w[sub * LANES * 4..(sub + 1) * LANES * 4];
 		for (lane, sl) in s.iter_mut().enumerate() {
-			let wl = &w[lane * 4..lane * 4 + 4];
-			*sl += i32::from(x[0]) * i32::from(wl[0])
-				+ i32::from(x[1]) * i32::from(wl[1])
-				+ i32::from(x[2]) * i32::from(wl[2])
-				+ i32::from(x[3]) * i32::from(wl[3]);
+			for (j, &xj) in x.iter().enumerate() {
+				*sl += i32::from(xj) * i32::from(w[lane * 4 + j] as i8);
+			}
+		}
+	}
+}
+
+/// [`block_sums_portable`] of a block of nibbles.
+#[inline(always)]
+fn block_sums_portable_nibbles(w: &[u8], xu: &[u8], s: &mut [i32; LANES]) {
+	*s = [0; LANES];
+	for sub in 0..SUBS {
+		let x = &xu[sub * 4..sub * 4 + 4];
+		let w = &w[sub * 32..(sub + 1) * 32];
+		for (lane, sl) in s.iter_mut().enumerate() {
+			for (j, &xj) in x.iter().enumerate() {
+				let pos = lane * 4 + j;
+				let u = if pos < 32 { w[pos] & 15 } else { w[pos - 32] >> 4 };
+				*sl += i32::from(xj) * i32::from(u);
+			}
 		}
 	}
 }
@@ -307,7 +394,7 @@ fn block_sums_portable(w: &[i8], xu: &[u8], s: &mut [i32; LANES]) {
 #[allow(unsafe_code)]
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn block_sums_vnni(w: &[i8], xu: &[u8], s: &mut [i32; LANES]) {
+unsafe fn block_sums_vnni(w: &[u8], xu: &[u8], s: &mut [i32; LANES]) {
 	use std::arch::x86_64::*;
 	debug_assert!(w.len() >= PACKED_BLOCK && xu.len() >= BLOCK_LEN);
 	let mut acc = _mm512_setzero_si512();
@@ -317,6 +404,35 @@ unsafe fn block_sums_vnni(w: &[i8], xu: &[u8], s: &mut [i32; LANES]) {
 		// SAFETY: `sub * 4 + 4 <= 32` bytes of `xu` and `(sub + 1) * 64 <= 512` bytes of `w`.
 		let x4 = unsafe { core::ptr::read_unaligned(xp.add(sub * 4) as *const i32) };
 		let wv = unsafe { _mm512_loadu_si512(wp.add(sub * LANES * 4) as *const _) };
+		acc = _mm512_dpbusd_epi32(acc, _mm512_set1_epi32(x4), wv);
+	}
+	// SAFETY: `s` is 16 `i32`.
+	unsafe { _mm512_storeu_si512(s.as_mut_ptr() as *mut _, acc) };
+}
+
+/// [`block_sums_vnni`] of a block of nibbles: each sub-block's 32 bytes widen to 64 values
+/// (low nibbles first, then high nibbles), all in `0..=15`.
+///
+/// # Safety
+/// As [`block_sums_vnni`], with `w` holding `16 * 16` bytes.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn block_sums_vnni_nibbles(w: &[u8], xu: &[u8], s: &mut [i32; LANES]) {
+	use std::arch::x86_64::*;
+	debug_assert!(w.len() >= PACKED_BLOCK / 2 && xu.len() >= BLOCK_LEN);
+	let mut acc = _mm512_setzero_si512();
+	let xp = xu.as_ptr();
+	let wp = w.as_ptr();
+	let low = _mm256_set1_epi8(15);
+	for sub in 0..SUBS {
+		// SAFETY: `sub * 4 + 4 <= 32` bytes of `xu` and `(sub + 1) * 32 <= 256` bytes of `w`.
+		let x4 = unsafe { core::ptr::read_unaligned(xp.add(sub * 4) as *const i32) };
+		let packed = unsafe { _mm256_loadu_si256(wp.add(sub * 32) as *const __m256i) };
+		let lo = _mm256_and_si256(packed, low);
+		let hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low);
+		let wv = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 		acc = _mm512_dpbusd_epi32(acc, _mm512_set1_epi32(x4), wv);
 	}
 	// SAFETY: `s` is 16 `i32`.
@@ -393,6 +509,15 @@ mod tests {
 		let mut want = matmul_rows(BlockFormat::Q8_0, &a, 5, &x, None).unwrap();
 		want.extend(matmul_rows(BlockFormat::Q4_1, &b, 20, &x, None).unwrap());
 		assert_eq!(packed.matvec(&QuantX::new(&x), None, Kernel::detect()).unwrap(), want);
+		// Q4_0 and Q4_1 rows together: nibble storage, the Q4_0 offset in the minimum.
+		let c = random_rows(&mut rng, BlockFormat::Q4_0, 7, 64);
+		let packed = Packed::new(64, &[(BlockFormat::Q4_0, &c), (BlockFormat::Q4_1, &b)]).unwrap();
+		assert!(packed.nibbles);
+		let mut want = matmul_rows(BlockFormat::Q4_0, &c, 7, &x, None).unwrap();
+		want.extend(matmul_rows(BlockFormat::Q4_1, &b, 20, &x, None).unwrap());
+		for kernel in [Kernel::Portable, Kernel::Vnni] {
+			assert_eq!(packed.matvec(&QuantX::new(&x), None, kernel).unwrap(), want);
+		}
 		assert!(Packed::new(64, &[(BlockFormat::Q8_0, &a[1..])]).is_none());
 		assert!(Packed::new(48, &[]).is_none());
 	}

@@ -575,7 +575,11 @@ impl FastLm {
 				let (t, i) = (t as u32, i as u32);
 				let trace = self.trace_for(job, t, kernel).map_err(LmFindFraudError::Execution)?;
 				let trees = ProverTrees::new(chunks, committed);
-				return Ok(build_step_proof(h, chunks, job, &trace, committed, &trees, t, i));
+				let proof = build_step_proof(h, chunks, job, &trace, committed, &trees, t, i);
+				// A proof that cannot be built is an error, never "consistent".
+				let missing =
+					LmFindFraudError::Execution(LmExecError::NoSuchStep { position: t, op: i });
+				return proof.map(Some).ok_or(missing);
 			}
 		}
 		if run.step_hashes.len() != committed.len() {
