@@ -1,0 +1,86 @@
+//! Speed of the exact language-model backends, one run side by side (docs/PERFORMANCE.md):
+//! prefill and decode tokens/s at two contexts, 1 and 2 threads, with and without hashing the
+//! trace, and the reference interpreter at the smaller context; peak memory of the process.
+//!
+//! `cargo run --release -p verity-worker --example lm_speed -- MODEL.vlm [TEXT_FILE]`
+//!
+//! The prompt is the first `C` tokens of TEXT_FILE (default: this file) repeated as needed;
+//! the prompt tokens are also written to `/tmp/lm_speed_prompt_C.txt` for the llama.cpp run
+//! (scripts/bench-llamacpp.py), which uses the same tokens.
+
+use std::time::Instant;
+
+use verity_primitives::lm::{
+	interp::{generate, LmJob},
+	sample::SamplingParams,
+};
+use verity_worker::{
+	generate::TextModel,
+	lm_fast::{with_threads, FastOptions, Kernel},
+};
+
+const DECODE: u32 = 32;
+
+fn peak_rss_mib() -> f64 {
+	let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+	status
+		.lines()
+		.find(|l| l.starts_with("VmHWM:"))
+		.and_then(|l| l.split_whitespace().nth(1))
+		.and_then(|kb| kb.parse::<f64>().ok())
+		.map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn main() {
+	let args: Vec<String> = std::env::args().collect();
+	let model = TextModel::load(std::path::Path::new(&args[1])).expect("model");
+	let text = std::fs::read_to_string(args.get(2).map_or(file!(), |s| s.as_str())).expect("text");
+	let mut tokens = model.tokenizer.encode(&text).expect("tokens");
+	while tokens.len() < 1024 {
+		tokens.extend_from_within(..);
+	}
+	let t0 = Instant::now();
+	let fast = model.fast().expect("pack");
+	eprintln!("packed in {:.2} s, rss {:.0} MiB", t0.elapsed().as_secs_f64(), peak_rss_mib());
+	let h = &model.file.header;
+	println!("| context | backend | threads | hashing | prefill tok/s | decode tok/s | hash share |");
+	println!("|---|---|---|---|---|---|---|");
+	for context in [128usize, 1024] {
+		if context as u32 + DECODE > h.max_context {
+			continue;
+		}
+		let prompt = tokens[..context].to_vec();
+		let list: Vec<String> = prompt.iter().map(u32::to_string).collect();
+		let _ = std::fs::write(format!("/tmp/lm_speed_prompt_{context}.txt"), list.join(" "));
+		let job = LmJob { prompt, params: SamplingParams::GREEDY, max_new_tokens: DECODE };
+		for threads in [1usize, 2] {
+			for hash in [true, false] {
+				let run = with_threads(threads, || {
+					fast.generate(&job, FastOptions { hash, kernel: Kernel::detect() })
+				})
+				.expect("generate");
+				let prefill = run.prefill_positions as f64 / run.prefill_time.as_secs_f64();
+				let decode = run.tokens.len() as f64 / run.decode_time.as_secs_f64();
+				let total = (run.prefill_time + run.decode_time).as_secs_f64();
+				let share = if hash {
+					format!("{:.0} %", 100.0 * run.hash_time.as_secs_f64() / total)
+				} else {
+					"–".into()
+				};
+				println!(
+					"| {context} | fast | {threads} | {} | {prefill:.1} | {decode:.1} | {share} |",
+					if hash { "yes" } else { "no" }
+				);
+			}
+		}
+		if context == 128 {
+			let short = LmJob { max_new_tokens: 4, ..job.clone() };
+			let t = Instant::now();
+			let trace = generate(h, &model.file.chunks, &short).expect("reference");
+			let _ = trace.step_hashes();
+			let per_s = trace.outputs.len() as f64 / t.elapsed().as_secs_f64();
+			println!("| {context} | reference | 1 | yes | {per_s:.2} (positions/s, all) | – | – |");
+		}
+	}
+	println!("\npeak memory (the whole process, this run): {:.0} MiB", peak_rss_mib());
+}

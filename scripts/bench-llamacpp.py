@@ -1,0 +1,52 @@
+#!/usr/bin/env python3
+"""llama.cpp on the same GGUF as the exact backend (docs/PERFORMANCE.md): prefill and decode
+tokens/s at the prompts `lm_speed` wrote (/tmp/lm_speed_prompt_C.txt, the same token ids), 1 and
+2 threads, greedy, and the peak memory of the process.
+
+Set up by scripts/bench-setup.sh (a venv in ~/.cache/verity/bench with llama-cpp-python built
+from source by pip). Usage: bench-llamacpp.py MODEL.gguf
+"""
+import resource
+import sys
+import time
+
+import numpy as np
+from llama_cpp import Llama
+
+DECODE = 32
+
+
+def main():
+    gguf = sys.argv[1]
+    print("| context | backend | threads | prefill tok/s | decode tok/s |")
+    print("|---|---|---|---|---|")
+    for context in (128, 1024):
+        try:
+            prompt = [int(t) for t in open(f"/tmp/lm_speed_prompt_{context}.txt").read().split()]
+        except FileNotFoundError:
+            continue
+        for threads in (1, 2):
+            llm = Llama(model_path=gguf, n_ctx=2048, n_threads=threads, n_threads_batch=threads,
+                        n_batch=2048, logits_all=False, verbose=False)
+            # Warm up once (page in the weights).
+            llm.eval(prompt[:8])
+            llm.reset()
+            t0 = time.perf_counter()
+            llm.eval(prompt[:-1])  # the prompt positions that only fill the cache
+            t1 = time.perf_counter()
+            token = prompt[-1]
+            n = 0
+            for _ in range(DECODE):
+                llm.eval([token])
+                token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+                n += 1
+            t2 = time.perf_counter()
+            print(f"| {context} | llama.cpp | {threads} | {(len(prompt) - 1) / (t1 - t0):.1f} | "
+                  f"{n / (t2 - t1):.1f} |")
+            del llm
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\npeak memory (the whole process): {rss:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
