@@ -43,7 +43,9 @@ fn main() {
 	let fast = model.fast().expect("pack");
 	eprintln!("packed in {:.2} s, rss {:.0} MiB", t0.elapsed().as_secs_f64(), peak_rss_mib());
 	let h = &model.file.header;
-	println!("| context | backend | threads | hashing | prefill tok/s | decode tok/s | hash share |");
+	println!(
+		"| context | backend | threads | hashing | prefill tok/s | decode tok/s | hash share |"
+	);
 	println!("|---|---|---|---|---|---|---|");
 	for context in [128usize, 1024] {
 		if context as u32 + DECODE > h.max_context {
@@ -72,6 +74,18 @@ fn main() {
 					if hash { "yes" } else { "no" }
 				);
 			}
+		}
+		// The plain fp32 libtorch forward of the same weights (no KV cache: a whole window per
+		// call, so only its prefill is comparable).
+		let float =
+			verity_worker::lm_float::FloatLm::new(&model.file, tch::Device::Cpu).expect("float");
+		for threads in [1i32, 2] {
+			tch::set_num_threads(threads);
+			let _ = float.logits(&job.prompt[..8]);
+			let t = Instant::now();
+			let _ = float.logits(&job.prompt);
+			let per_s = job.prompt.len() as f64 / t.elapsed().as_secs_f64();
+			println!("| {context} | fp32 libtorch | {threads} | no | {per_s:.1} | – | – |");
 		}
 		if context == 128 {
 			let short = LmJob { max_new_tokens: 4, ..job.clone() };

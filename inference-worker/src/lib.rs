@@ -13,6 +13,8 @@
 //! * [`quantize`]: float model + calibration data → Verity model file.
 //! * [`lm_fast`]: the exact fast backend of language models (KV cache, packed integer
 //!   kernels), bit-identical to the reference interpreter on every step hash.
+//! * [`lm_float`]: a plain fp32 libtorch forward of an imported language model (accuracy and
+//!   speed baseline).
 //! * [`float`]: a plain fp32 libtorch run of the same architecture (benchmark baseline).
 //! * [`generate`], [`verify`]: text generation with imported language models, and checking
 //!   someone's generation against its commitment (first wrong step, step proof).
@@ -28,6 +30,7 @@ pub mod generate;
 pub mod genservice;
 pub mod import;
 pub mod lm_fast;
+pub mod lm_float;
 pub mod model;
 pub mod quantize;
 pub mod rpc;

@@ -56,6 +56,13 @@ fn the_small_model_imports_deterministically_and_generates_like_the_float_model(
 	let same = trace.tokens.iter().zip(float).take_while(|(x, y)| **x == *y).count();
 	println!("exact tokens {:?}; the first {same} equal the float model's", trace.tokens);
 	assert!(same >= 16, "the exact model follows the float model (20 of 20 tokens when written)");
+	// The fp32 libtorch forward of the imported weights (the accuracy baseline) follows
+	// glassllm's own float model too.
+	let ours = verity_worker::lm_float::FloatLm::new(&a.file, tch::Device::Cpu).expect("float");
+	let greedy = ours.greedy(&job.prompt, 20, &h.eos_tokens);
+	let same = greedy.iter().zip(float).take_while(|(x, y)| **x == *y).count();
+	println!("fp32 libtorch tokens {greedy:?}; the first {same} equal glassllm's");
+	assert!(same >= 16, "lm_float follows glassllm's float model");
 }
 
 #[test]

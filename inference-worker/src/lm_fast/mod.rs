@@ -29,7 +29,7 @@ use verity_primitives::{
 		interp::{LmExecError, LmJob, LmTrace},
 		ops::{attention_merge, i32s_to_bytes, rms_norm, AttnPart},
 		quant::dequantize_row,
-		sample::select_token,
+		sample::{select_token, SamplingParams},
 		trace::{build_step_proof, LmFindFraudError, LmStepProof, ProverTrees, LM_STEP_TAG},
 		validate::check_structure,
 	},
@@ -351,6 +351,7 @@ impl FastLm {
 				&mut cache,
 				&mut em,
 				opts.kernel,
+				None,
 			)?;
 			if let Some(LmFault::KeyEntry { layer, kv_head, position: p, index, delta }) = fault {
 				let hd = h.head_dim as usize;
@@ -413,6 +414,7 @@ impl FastLm {
 		cache: &mut [Vec<KvHead>],
 		em: &mut Emitter,
 		kernel: Kernel,
+		logits_out: Option<&mut Vec<i32>>,
 	) -> Result<Option<u32>, LmExecError> {
 		let h = &self.h;
 		let malformed = |em: &Emitter| LmExecError::Malformed { position, op: em.op };
@@ -545,7 +547,38 @@ impl FastLm {
 		}
 		let token = select_token(&logits, &job.params, position).ok_or(malformed(em))?;
 		em.bytes(&token.to_le_bytes(), true);
+		if let Some(out) = logits_out {
+			*out = logits;
+		}
 		Ok(Some(token))
+	}
+
+	/// Teacher forcing (for accuracy measurements, not part of the protocol): the exact
+	/// logits (Q16) after each of `tokens` (every position runs its head), nothing hashed.
+	pub fn score(&self, tokens: &[u32], kernel: Kernel) -> Result<Vec<Vec<i32>>, LmExecError> {
+		let job =
+			LmJob { prompt: tokens.to_vec(), params: SamplingParams::GREEDY, max_new_tokens: 1 };
+		job.check(&self.h)?;
+		let mut cache =
+			vec![vec![KvHead::default(); self.h.n_kv_heads as usize]; self.h.n_layers as usize];
+		let mut all = Vec::with_capacity(tokens.len());
+		for (t, &token) in tokens.iter().enumerate() {
+			let mut em = Emitter::new(t as u32, false, Keep::Nothing);
+			let mut logits = Vec::new();
+			self.position(
+				&self.layers,
+				&job,
+				t as u32,
+				token,
+				true,
+				&mut cache,
+				&mut em,
+				kernel,
+				Some(&mut logits),
+			)?;
+			all.push(logits);
+		}
+		Ok(all)
 	}
 
 	/// Re-run a generation and compare it with someone's revealed step hashes

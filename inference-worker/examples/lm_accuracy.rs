@@ -1,0 +1,102 @@
+//! Accuracy of the exact language model against the float model (docs/PERFORMANCE.md):
+//! teacher-forced perplexity and top-1 agreement on held-out text, and greedy answers to chat
+//! prompts side by side.
+//!
+//! `cargo run --release -p verity-worker --example lm_accuracy -- MODEL.vlm TEXT_FILE TOKENS WINDOW [chat]`
+//!
+//! The text is tokenized and cut into windows of WINDOW tokens (each scored from an empty
+//! cache, so every window is a separate document); within a window every next token is scored
+//! by both models: the exact logits (Q16, `FastLm::score`) and the fp32 libtorch forward of the
+//! same weights (`lm_float`).
+
+use tch::{Device, Kind};
+use verity_primitives::lm::{
+	interp::LmJob,
+	sample::{argmax, SamplingParams},
+};
+use verity_worker::{
+	generate::{Prompt, TextModel},
+	lm_fast::{FastOptions, Kernel},
+	lm_float::FloatLm,
+};
+
+fn log_softmax_at(logits: &[f64], target: usize) -> f64 {
+	let m = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+	let lse = m + logits.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+	logits[target] - lse
+}
+
+const CHATS: [&str; 10] = [
+	"What is the capital of France?",
+	"Name three primary colors.",
+	"How many legs does a spider have?",
+	"Write a haiku about the sea.",
+	"What is 12 times 12?",
+	"Give me a synonym for happy.",
+	"Who wrote Romeo and Juliet?",
+	"What does a thermometer measure?",
+	"Translate 'good morning' into Spanish.",
+	"Why is the sky blue?",
+];
+
+fn main() {
+	let args: Vec<String> = std::env::args().collect();
+	let model = TextModel::load(std::path::Path::new(&args[1])).expect("model");
+	let text = std::fs::read_to_string(&args[2]).expect("text");
+	let n: usize = args[3].parse().expect("tokens");
+	let window: usize = args[4].parse().expect("window");
+	let tokens = model.tokenizer.encode(&text).expect("tokenize");
+	let tokens = &tokens[..n.min(tokens.len())];
+	let fast = model.fast().expect("pack");
+	let float = FloatLm::new(&model.file, Device::Cpu).expect("float model");
+	let (mut nll_f, mut nll_e, mut agree, mut scored) = (0.0f64, 0.0f64, 0usize, 0usize);
+	let started = std::time::Instant::now();
+	for (w, chunk) in tokens.chunks(window).enumerate() {
+		if chunk.len() < 2 {
+			continue;
+		}
+		let exact = fast.score(chunk, Kernel::detect()).expect("score");
+		let fl = float.logits(chunk).to_kind(Kind::Double);
+		let fl: Vec<Vec<f64>> = Vec::<Vec<f64>>::try_from(&fl).expect("floats");
+		for i in 0..chunk.len() - 1 {
+			let target = chunk[i + 1] as usize;
+			let e: Vec<f64> = exact[i].iter().map(|&v| f64::from(v) / 65536.0).collect();
+			nll_e -= log_softmax_at(&e, target);
+			nll_f -= log_softmax_at(&fl[i], target);
+			let fa = fl[i]
+				.iter()
+				.enumerate()
+				.fold((0, f64::NEG_INFINITY), |b, (j, &v)| if v > b.1 { (j, v) } else { b })
+				.0;
+			agree += usize::from(argmax(&exact[i]) == Some(fa as u32));
+			scored += 1;
+		}
+		if w % 20 == 0 {
+			eprintln!(
+				"window {w}: {scored} tokens scored, {:.0} s",
+				started.elapsed().as_secs_f64()
+			);
+		}
+	}
+	let (pf, pe) = ((nll_f / scored as f64).exp(), (nll_e / scored as f64).exp());
+	println!("tokens scored: {scored} (windows of {window}, from {})", args[2]);
+	println!("perplexity float {pf:.4}, exact {pe:.4}: {:+.3} %", 100.0 * (pe / pf - 1.0));
+	println!(
+		"top-1 agreement: {:.2} % ({agree} of {scored})",
+		100.0 * agree as f64 / scored as f64
+	);
+	if args.get(5).map(String::as_str) == Some("chat") {
+		println!("\n| prompt | float (fp32) | exact |\n|---|---|---|");
+		let eos = model.file.header.eos_tokens.clone();
+		for c in CHATS {
+			let prompt = model.prompt_tokens(&Prompt::Chat(c.into())).expect("chat");
+			let f = float.greedy(&prompt, 32, &eos);
+			let job = LmJob { prompt, params: SamplingParams::GREEDY, max_new_tokens: 32 };
+			let e = fast.generate(&job, FastOptions::default()).expect("generate").tokens;
+			let show = |t: &[u32]| {
+				model.tokenizer.decode(t).unwrap_or_default().replace('\n', " ").replace('|', "\\|")
+			};
+			println!("| {c} | {} | {} |", show(&f), show(&e));
+		}
+	}
+}
