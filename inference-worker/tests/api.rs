@@ -272,6 +272,9 @@ async fn the_api_crate_speaks_the_servers_protocol() {
 			Ok(Reply::Prove(r)) => serde_json::to_value(r),
 			Ok(Reply::Models(r)) => serde_json::to_value(r),
 			Ok(Reply::Health(r)) => serde_json::to_value(r),
+			Ok(Reply::Generate(r)) => serde_json::to_value(r),
+			Ok(Reply::Leaves(r)) => serde_json::to_value(r),
+			Ok(Reply::ProveGeneration(r)) => serde_json::to_value(r),
 			Err(e) => serde_json::to_value(e),
 		};
 		assert_eq!(&typed.expect("serialize"), sent, "answer {i}");

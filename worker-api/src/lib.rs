@@ -26,7 +26,10 @@ pub use reply::{
 	ErrorReply, ExecuteReply, Executed, GenerateReply, Generated, Health, HealthStatus, ModelEntry,
 	ProveGenerationReply, ProveReply, Reply, Stats, Timings,
 };
-pub use request::{Execute, GenerationJob, Job, Prove, Request, Reveal};
+pub use request::{
+	Execute, Generate, Generation, GenerationJob, GenerationLeaves, Job, Prove, ProveGeneration,
+	Request, Reveal,
+};
 
 /// A 32-byte hash: model id, step hash, trace root, job key.
 pub type Hash = [u8; 32];

@@ -207,6 +207,11 @@ pub enum Reply {
 	Prove(ProveReply),
 	Models(Vec<ModelEntry>),
 	Health(Health),
+	/// `generate` or `generation`.
+	Generate(GenerateReply),
+	/// `generationLeaves`: the step hashes of the position.
+	Leaves(Vec<String>),
+	ProveGeneration(ProveGenerationReply),
 }
 
 impl Reply {
@@ -219,6 +224,11 @@ impl Reply {
 			Request::Prove(_) => Reply::Prove(serde_json::from_value(result)?),
 			Request::Models => Reply::Models(serde_json::from_value(result)?),
 			Request::Health => Reply::Health(serde_json::from_value(result)?),
+			Request::Generate(_) | Request::Generation(_) => {
+				Reply::Generate(serde_json::from_value(result)?)
+			},
+			Request::GenerationLeaves(_) => Reply::Leaves(serde_json::from_value(result)?),
+			Request::ProveGeneration(_) => Reply::ProveGeneration(serde_json::from_value(result)?),
 		})
 	}
 }

@@ -71,6 +71,48 @@ pub struct Prove {
 	pub deadline_ms: Option<u64>,
 }
 
+/// `generate`: generate `job` with language model `model`; wait at most `deadline_ms`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct Generate {
+	#[serde(with = "hex::hash")]
+	pub model: Hash,
+	pub job: GenerationJob,
+	#[serde(default, alias = "deadlineMs")]
+	pub deadline_ms: Option<u64>,
+}
+
+/// `generation`: the result of generation `job` (its key).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct Generation {
+	#[serde(with = "hex::hash")]
+	pub job: Hash,
+	#[serde(default, alias = "deadlineMs")]
+	pub deadline_ms: Option<u64>,
+}
+
+/// `generationLeaves`: the step hashes of `position` of the finished generation `job`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct GenerationLeaves {
+	#[serde(with = "hex::hash")]
+	pub job: Hash,
+	pub position: u32,
+}
+
+/// `proveGeneration`: judge `position_roots` of `job` on `model` (and the revealed step
+/// hashes of the first differing position).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct ProveGeneration {
+	#[serde(with = "hex::hash")]
+	pub model: Hash,
+	pub job: GenerationJob,
+	#[serde(with = "hex::hashes", alias = "positionRoots")]
+	pub position_roots: Vec<Hash>,
+	#[serde(default)]
+	pub reveal: Option<Reveal>,
+	#[serde(default, alias = "deadlineMs")]
+	pub deadline_ms: Option<u64>,
+}
+
 /// One call of the API.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
@@ -79,6 +121,10 @@ pub enum Request {
 	Prove(Prove),
 	Models,
 	Health,
+	Generate(Generate),
+	Generation(Generation),
+	GenerationLeaves(GenerationLeaves),
+	ProveGeneration(ProveGeneration),
 }
 
 fn hex_value(bytes: &[u8]) -> Value {
@@ -100,6 +146,10 @@ impl Request {
 			Request::Prove(_) => method::PROVE,
 			Request::Models => method::MODELS,
 			Request::Health => method::HEALTH,
+			Request::Generate(_) => method::GENERATE,
+			Request::Generation(_) => method::GENERATION,
+			Request::GenerationLeaves(_) => method::GENERATION_LEAVES,
+			Request::ProveGeneration(_) => method::PROVE_GENERATION,
 		}
 	}
 
@@ -120,6 +170,31 @@ impl Request {
 				)
 			},
 			Request::Models | Request::Health => Value::Array(Vec::new()),
+			Request::Generate(Generate { model, job, deadline_ms }) => {
+				let job = serde_json::to_value(job).unwrap_or(Value::Null);
+				with_deadline(vec![hex_value(model), job], *deadline_ms)
+			},
+			Request::Generation(Generation { job, deadline_ms }) => {
+				with_deadline(vec![hex_value(job)], *deadline_ms)
+			},
+			Request::GenerationLeaves(GenerationLeaves { job, position }) => {
+				Value::Array(vec![hex_value(job), Value::from(*position)])
+			},
+			Request::ProveGeneration(ProveGeneration {
+				model,
+				job,
+				position_roots,
+				reveal,
+				deadline_ms,
+			}) => {
+				let roots = position_roots.iter().map(|h| hex_value(h)).collect();
+				let job = serde_json::to_value(job).unwrap_or(Value::Null);
+				let reveal = serde_json::to_value(reveal).unwrap_or(Value::Null);
+				with_deadline(
+					vec![hex_value(model), job, Value::Array(roots), reveal],
+					*deadline_ms,
+				)
+			},
 		}
 	}
 
@@ -132,6 +207,14 @@ impl Request {
 			method::PROVE => serde_json::from_value(params).map(Request::Prove),
 			method::MODELS => Ok(Request::Models),
 			method::HEALTH => Ok(Request::Health),
+			method::GENERATE => serde_json::from_value(params).map(Request::Generate),
+			method::GENERATION => serde_json::from_value(params).map(Request::Generation),
+			method::GENERATION_LEAVES => {
+				serde_json::from_value(params).map(Request::GenerationLeaves)
+			},
+			method::PROVE_GENERATION => {
+				serde_json::from_value(params).map(Request::ProveGeneration)
+			},
 			_ => return None,
 		};
 		Some(parsed)

@@ -5,8 +5,9 @@ use serde::{de::DeserializeOwned, Serialize};
 use serde_json::{json, Value};
 use verity_worker_api::{
 	batch::{self, Malformed},
-	codes, hex, method, ErrorReply, Execute, ExecuteReply, Executed, Health, HealthStatus, Job,
-	ModelEntry, Prove, ProveReply, Reply, Request, Stats, Timings,
+	codes, hex, method, ErrorReply, Execute, ExecuteReply, Executed, Generate, Generation,
+	GenerationJob, GenerationLeaves, Health, HealthStatus, Job, ModelEntry, Prove, ProveGeneration,
+	ProveReply, Reply, Request, Reveal, Stats, Timings,
 };
 
 /// `0x` and 32 times the byte `b`.
@@ -62,7 +63,48 @@ fn every_request_and_reply_has_the_wire_format() {
 		let back = Request::from_params(m, call["params"].clone()).unwrap().unwrap();
 		assert_eq!(&back, request);
 	}
-	let mut names: Vec<&str> = requests.iter().map(Request::method).collect();
+	// The generation methods: by position, back from their params, and by name.
+	let job = GenerationJob {
+		prompt: vec![1, 2, 3],
+		max_new_tokens: 8,
+		temperature_q16: 0,
+		top_k: 0,
+		top_p_q16: 65536,
+		seed: [0; 32],
+	};
+	let generation = [
+		Request::Generate(Generate { model: [1; 32], job: job.clone(), deadline_ms: Some(50) }),
+		Request::Generation(Generation { job: [2; 32], deadline_ms: None }),
+		Request::GenerationLeaves(GenerationLeaves { job: [2; 32], position: 4 }),
+		Request::ProveGeneration(ProveGeneration {
+			model: [1; 32],
+			job: job.clone(),
+			position_roots: vec![[3; 32], [4; 32]],
+			reveal: Some(Reveal { position: 1, step_hashes: vec![[5; 32]] }),
+			deadline_ms: Some(9),
+		}),
+		Request::ProveGeneration(ProveGeneration {
+			model: [1; 32],
+			job: job.clone(),
+			position_roots: vec![],
+			reveal: None,
+			deadline_ms: Some(9),
+		}),
+	];
+	for r in &generation {
+		let back = Request::from_params(r.method(), r.params()).unwrap().unwrap();
+		assert_eq!(&back, r);
+	}
+	assert_eq!(
+		generation[0].params(),
+		json!([h(1), {"prompt": [1, 2, 3], "max_new_tokens": 8, "temperature_q16": 0, "top_k": 0,
+			"top_p_q16": 65536, "seed": h(0)}, 50])
+	);
+	let by_name =
+		json!({"model": h(1), "job": {"prompt": [1, 2, 3], "maxNewTokens": 8}, "deadlineMs": 50});
+	assert_eq!(Request::from_params("generate", by_name).unwrap().unwrap(), generation[0]);
+	let mut names: Vec<&str> =
+		requests.iter().chain(&generation[..4]).map(Request::method).collect();
 	let mut all = method::ALL;
 	names.sort_unstable();
 	all.sort_unstable();
