@@ -1,6 +1,8 @@
 //! Speed of the exact language-model backends, one run side by side (docs/PERFORMANCE.md):
 //! prefill and decode tokens/s at two contexts, 1 and 2 threads, with and without hashing the
 //! trace, and the reference interpreter at the smaller context; peak memory of the process.
+//! The exact backend's rows are medians of three runs (this machine's timings vary by tens of
+//! percent from run to run).
 //!
 //! `cargo run --release -p verity-worker --example lm_speed -- MODEL.vlm [TEXT_FILE]`
 //!
@@ -16,10 +18,17 @@ use verity_primitives::lm::{
 };
 use verity_worker::{
 	generate::TextModel,
-	lm_fast::{with_threads, FastOptions, Kernel},
+	lm_fast::{with_threads, FastOptions, PREFILL_BATCH},
 };
 
 const DECODE: u32 = 32;
+/// Runs of each configuration of the exact backend; the table gives medians.
+const RUNS: usize = 3;
+
+fn median(v: &mut [f64]) -> f64 {
+	v.sort_by(f64::total_cmp);
+	v[v.len() / 2]
+}
 
 fn peak_rss_mib() -> f64 {
 	let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -55,24 +64,44 @@ fn main() {
 		let list: Vec<String> = prompt.iter().map(u32::to_string).collect();
 		let _ = std::fs::write(format!("/tmp/lm_speed_prompt_{context}.txt"), list.join(" "));
 		let job = LmJob { prompt, params: SamplingParams::GREEDY, max_new_tokens: DECODE };
+		// Warm up (page in the packed weights, start the pools).
+		let warm = LmJob { prompt: job.prompt[..8].to_vec(), max_new_tokens: 2, ..job.clone() };
+		let _ = fast.generate(&warm, FastOptions::default());
 		for threads in [1usize, 2] {
 			for hash in [true, false] {
-				let run = with_threads(threads, || {
-					fast.generate(&job, FastOptions { hash, kernel: Kernel::detect() })
-				})
-				.expect("generate");
-				let prefill = run.prefill_positions as f64 / run.prefill_time.as_secs_f64();
-				let decode = run.tokens.len() as f64 / run.decode_time.as_secs_f64();
-				let total = (run.prefill_time + run.decode_time).as_secs_f64();
-				let share = if hash {
-					format!("{:.0} %", 100.0 * run.hash_time.as_secs_f64() / total)
-				} else {
-					"–".into()
-				};
-				println!(
-					"| {context} | fast | {threads} | {} | {prefill:.1} | {decode:.1} | {share} |",
-					if hash { "yes" } else { "no" }
-				);
+				// The default batches of prompt positions, then (without hashing) one position
+				// at a time, whose decode is the same. Medians of three runs.
+				for prefill_batch in [PREFILL_BATCH, 1] {
+					if prefill_batch == 1 && hash {
+						continue;
+					}
+					let job = if prefill_batch == 1 {
+						LmJob { max_new_tokens: 1, ..job.clone() }
+					} else {
+						job.clone()
+					};
+					let opts = FastOptions { hash, prefill_batch, ..FastOptions::default() };
+					let (mut prefill, mut decode, mut share) = (Vec::new(), Vec::new(), Vec::new());
+					for _ in 0..RUNS {
+						let run = with_threads(threads, || fast.generate(&job, opts)).expect("run");
+						let total = (run.prefill_time + run.decode_time).as_secs_f64();
+						prefill.push(run.prefill_positions as f64 / run.prefill_time.as_secs_f64());
+						decode.push(run.tokens.len() as f64 / run.decode_time.as_secs_f64());
+						share.push(100.0 * run.hash_time.as_secs_f64() / total);
+					}
+					let share =
+						if hash { format!("{:.0} %", median(&mut share)) } else { "–".into() };
+					let (name, decode) = if prefill_batch == 1 {
+						("fast, prefill one position at a time", "–".to_string())
+					} else {
+						("fast", format!("{:.1}", median(&mut decode)))
+					};
+					println!(
+						"| {context} | {name} | {threads} | {} | {:.1} | {decode} | {share} |",
+						if hash { "yes" } else { "no" },
+						median(&mut prefill)
+					);
+				}
 			}
 		}
 		// The plain fp32 libtorch forward of the same weights (no KV cache: a whole window per

@@ -15,7 +15,7 @@ use verity_primitives::lm::{
 };
 
 use crate::{
-	lm_fast::{with_threads, FastLm, FastOptions, Kernel},
+	lm_fast::{with_threads, FastLm, FastOptions},
 	tokenize::TextTokenizer,
 };
 
@@ -228,10 +228,7 @@ pub fn run_job(
 	match opts.backend {
 		Backend::Fast => {
 			let fast = model.fast()?;
-			with_threads(opts.threads, || {
-				fast.generate(job, FastOptions { hash: true, kernel: Kernel::detect() })
-			})
-			.map_err(exec)
+			with_threads(opts.threads, || fast.generate(job, FastOptions::default())).map_err(exec)
 		},
 		Backend::Reference => {
 			let started = std::time::Instant::now();

@@ -29,7 +29,7 @@ use verity_primitives::{
 
 use crate::{
 	generate::TextModel,
-	lm_fast::{with_threads, FastOptions, FastRun, Kernel},
+	lm_fast::{with_threads, FastOptions, FastRun},
 	service::Outcome,
 	verify::{judge, Outcome as Judgement, VerifyError},
 };
@@ -328,10 +328,8 @@ fn run_queue(inner: &Inner) {
 			.ok_or_else(|| "model not served".to_string())
 			.and_then(|m| {
 				let fast = m.fast().map_err(|e| e.to_string())?;
-				with_threads(inner.config.threads, || {
-					fast.generate(&job, FastOptions { hash: true, kernel: Kernel::detect() })
-				})
-				.map_err(|e| format!("{e:?}"))
+				with_threads(inner.config.threads, || fast.generate(&job, FastOptions::default()))
+					.map_err(|e| format!("{e:?}"))
 			})
 			.map(|run| {
 				Arc::new(GenResult {

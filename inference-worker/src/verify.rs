@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use verity_primitives::{
 	fraud::Verdict,
 	lm::{
-		graph::{op_at, ops_at, samples_at, LmOp},
+		graph::{op_at, ops_at, LmOp, Shape},
 		interp::LmJob,
 		sample::SamplingParams,
 		trace::{check_step_proof, job_root, position_root, LmStepProof},
@@ -155,7 +155,7 @@ pub fn judge(
 	if p != t {
 		return Err(VerifyError::RevealWrongPosition { revealed: p, first: t });
 	}
-	if leaves.len() as u64 != ops_at(h, samples_at(job.prompt_len(), t))
+	if leaves.len() as u64 != ops_at(h, Shape::at(h, job.prompt_len(), t))
 		|| position_root(leaves) != roots[t as usize]
 	{
 		return Err(VerifyError::RevealMismatch { position: t });
@@ -177,7 +177,7 @@ pub fn judge(
 	if verdict != Verdict::Fraud {
 		return Err(VerifyError::Execution("our proof is not judged fraud".into()));
 	}
-	let kind = op_at(h, proof.op, samples_at(job.prompt_len(), proof.position))
+	let kind = op_at(h, Shape::at(h, job.prompt_len(), proof.position), proof.op)
 		.ok_or_else(|| VerifyError::Execution("no such op".into()))?;
 	Ok(Outcome::Fraud { position: proof.position, op: proof.op, kind, proof: Box::new(proof) })
 }
@@ -187,7 +187,7 @@ pub fn honest_run(model: &TextModel, job: &LmJob, threads: usize) -> Result<Fast
 	job.check(&model.file.header).map_err(|e| VerifyError::BadJob(format!("{e:?}")))?;
 	let fast = model.fast().map_err(|e| VerifyError::Execution(e.to_string()))?;
 	let kernel = Kernel::detect();
-	with_threads(threads, || fast.generate(job, FastOptions { hash: true, kernel }))
+	with_threads(threads, || fast.generate(job, FastOptions::with_kernel(kernel)))
 		.map_err(|e| VerifyError::Execution(format!("{e:?}")))
 }
 

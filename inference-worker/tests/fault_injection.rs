@@ -347,7 +347,7 @@ fn faulty_binary_serve_commits_to_the_faulty_hashes() {
 
 mod lm {
 	use verity_primitives::lm::{
-		graph::{op_index, LmOp},
+		graph::{op_index, LmOp, Shape},
 		header::WeightChunk,
 		interp::LmJob,
 		sample::SamplingParams,
@@ -413,7 +413,7 @@ mod lm {
 		match check(&model, LmFault::WeightsFrom { from_position: from, model: &bad }) {
 			Outcome::Fraud { position, op, kind, .. } => {
 				assert_eq!((position, kind), (from, LmOp::Q(2, 0)));
-				assert_eq!(Some(op), op_index(h, LmOp::Q(2, 0)));
+				assert_eq!(Some(op), op_index(h, Shape::at(h, from, from), LmOp::Q(2, 0)));
 			},
 			other => panic!("expected fraud, got {other:?}"),
 		}

@@ -14,7 +14,7 @@ use verity_primitives::{
 		sample::SamplingParams,
 		trace::{check_step_proof, find_lm_fraud},
 	},
-	testing::lm::random_lm_case,
+	testing::{lm::random_lm_case, Rng},
 };
 use verity_worker::{
 	import::import,
@@ -24,29 +24,42 @@ use verity_worker::{
 const KERNELS: [Kernel; 2] = [Kernel::Portable, Kernel::Vnni];
 
 /// 1,000 random tiny transformers with random prompts and sampling parameters: the fast
-/// backend (both kernels, one and two threads) gives the reference's tokens and step hashes.
+/// backend (both kernels, one and two threads, prompt positions in batches of 1 to 5)
+/// gives the reference's tokens and step hashes. Every third job gets a prompt of up to the
+/// whole context, so that batches cross attention blocks.
 #[test]
 fn a_thousand_random_transformers_agree_on_every_step_hash() {
 	let mut steps = 0usize;
 	let mut sampled = 0;
+	let mut batched = 0;
 	for seed in 0..1000u64 {
-		let case = random_lm_case(seed);
+		let mut case = random_lm_case(seed);
+		if seed % 3 == 2 {
+			let mut rng = Rng::new(seed);
+			let len = 1 + rng.below(u64::from(case.header.max_context)) as usize;
+			case.job.prompt =
+				(0..len).map(|_| rng.below(u64::from(case.header.vocab)) as u32).collect();
+		}
 		let want = generate(&case.header, &case.chunks, &case.job).unwrap();
 		let want_hashes = want.step_hashes();
 		let fast = FastLm::new(&case.header, &case.chunks).unwrap();
 		let kernel = KERNELS[seed as usize % 2];
 		let threads = 1 + seed as usize % 2;
-		let run = with_threads(threads, || {
-			fast.generate(&case.job, FastOptions { hash: true, kernel }).unwrap()
-		});
+		let prefill_batch = 1 + (seed / 2) as u32 % 5;
+		let opts = FastOptions { prefill_batch, ..FastOptions::with_kernel(kernel) };
+		let run = with_threads(threads, || fast.generate(&case.job, opts).unwrap());
+		batched += usize::from(prefill_batch > 1 && case.job.prompt.len() > 2);
 		assert_eq!(run.tokens, want.tokens, "seed {seed}");
 		assert_eq!(run.step_hashes, want_hashes, "seed {seed}");
 		assert_eq!(run.position_roots, want.position_roots(), "seed {seed}");
 		steps += want_hashes.iter().map(Vec::len).sum::<usize>();
 		sampled += usize::from(case.job.params.temperature_q16 != 0);
 	}
-	eprintln!("1000 models, {steps} steps, {sampled} sampled jobs: every step hash equal");
-	assert!(sampled > 500 && steps > 100_000);
+	eprintln!(
+		"1000 models, {steps} steps, {sampled} sampled jobs, {batched} with batched prompt \
+		 positions: every step hash equal"
+	);
+	assert!(sampled > 500 && steps > 100_000 && batched > 200);
 }
 
 /// The trace a proof needs, the first wrong step, and its proof, on random models: the
@@ -59,7 +72,7 @@ fn the_first_wrong_step_is_found_and_proven_on_random_models() {
 		let (h, chunks, job) = (&case.header, &case.chunks, &case.job);
 		let fast = FastLm::new(h, chunks).unwrap();
 		let kernel = KERNELS[seed as usize % 2];
-		let honest = fast.generate(job, FastOptions { hash: true, kernel }).unwrap();
+		let honest = fast.generate(job, FastOptions::with_kernel(kernel)).unwrap();
 		assert_eq!(fast.find_fraud(chunks, job, &honest.step_hashes, kernel), Ok(None));
 		let mut lie = honest.step_hashes.clone();
 		let t = (seed as usize * 7) % lie.len();
@@ -86,7 +99,8 @@ fn greedy(prompt: Vec<u32>, max_new_tokens: u32) -> LmJob {
 	LmJob { prompt, params: SamplingParams::GREEDY, max_new_tokens }
 }
 
-/// The small PyPI model: 5 prompts x 64 tokens (greedy and sampled), every step hash equal.
+/// The small PyPI model: 5 prompts x 64 tokens (greedy and sampled), and a 100-token prompt,
+/// every step hash equal.
 #[test]
 fn the_small_model_agrees_on_every_step_hash() {
 	let Some(dir) = models() else { return };
@@ -111,13 +125,25 @@ fn the_small_model_agrees_on_every_step_hash() {
 		}
 		let want = generate(&m.header, &m.chunks, &job).unwrap();
 		for kernel in KERNELS {
-			let run = fast.generate(&job, FastOptions { hash: true, kernel }).unwrap();
+			let run = fast.generate(&job, FastOptions::with_kernel(kernel)).unwrap();
 			assert_eq!(run.tokens, want.tokens, "prompt {n}");
 			assert_eq!(run.step_hashes, want.step_hashes(), "prompt {n}");
 		}
 		assert!(
 			want.tokens.len() == 64 || m.header.eos_tokens.contains(want.tokens.last().unwrap())
 		);
+	}
+	// A prompt of 100 tokens: its 99 cache-filling positions run as batches of 64 and 35
+	// (the default) or 7 (the last one partial), across attention blocks.
+	let prompt: Vec<u32> = (0..100u32).map(|i| (i * 37 + 11) % 256).collect();
+	let job = greedy(prompt, 20);
+	let want = generate(&m.header, &m.chunks, &job).unwrap();
+	for prefill_batch in [64, 7] {
+		let opts = FastOptions { prefill_batch, ..FastOptions::default() };
+		let run = fast.generate(&job, opts).unwrap();
+		assert_eq!(run.prefill_positions, 99);
+		assert_eq!(run.tokens, want.tokens, "batch {prefill_batch}");
+		assert_eq!(run.step_hashes, want.step_hashes(), "batch {prefill_batch}");
 	}
 }
 

@@ -6,7 +6,7 @@
 use std::{hint::black_box, time::Instant};
 use verity_primitives::{
 	lm::{
-		graph::{op_index, LmOp},
+		graph::{op_index, LmOp, Shape},
 		interp::{execute_op, LmJob},
 		ops::{i32s_to_bytes, AttnPart},
 		sample::SamplingParams,
@@ -95,7 +95,7 @@ fn main() {
 			),
 		];
 		for (op, inputs, weights) in cases {
-			let i = op_index(&h, op).expect("op");
+			let i = op_index(&h, Shape::at(&h, 1, t), op).expect("op");
 			let w: Vec<&[u8]> = weights.iter().map(|w| w.as_slice()).collect();
 			let exec = time(|| {
 				black_box(execute_op(&h, &job, t, i, black_box(&inputs), &w).expect("step"));

@@ -6,7 +6,7 @@ use codec::Encode;
 use verity_primitives::decode_canonical;
 use verity_primitives::{
 	lm::{
-		graph::{op_at, op_inputs, ops_at, samples_at, LmOp},
+		graph::{op_at, op_index, op_inputs, ops_at, LmOp, Shape},
 		interp::{execute_op, gather_inputs, generate, step_chunks, LmJob, LmTrace},
 		trace::{
 			build_step_proof, check_step_proof, find_lm_fraud, job_root, lm_step_hash,
@@ -38,7 +38,7 @@ fn honest(case: &LmCase) -> Honest {
 fn all_steps(case: &LmCase, positions: usize) -> Vec<(u32, u32)> {
 	let mut steps = Vec::new();
 	for t in 0..positions as u32 {
-		let n = ops_at(&case.header, samples_at(case.job.prompt_len(), t));
+		let n = ops_at(&case.header, Shape::at(&case.header, case.job.prompt_len(), t));
 		steps.extend((0..n as u32).map(|i| (t, i)));
 	}
 	steps
@@ -107,7 +107,8 @@ fn honest_proofs_never_show_fraud() {
 			let verdict = check_step_proof(&case.header, &case.job, &roots, &p);
 			assert_eq!(verdict, Ok(Verdict::NoFraud), "seed {seed} step ({t}, {i})");
 			// The real proof is within validation's bound for that step.
-			let op = op_at(&case.header, i, samples_at(case.job.prompt_len(), t)).unwrap();
+			let shape = Shape::at(&case.header, case.job.prompt_len(), t);
+			let op = op_at(&case.header, shape, i).unwrap();
 			let bound = step_cost(&case.header, t, op).unwrap().proof_bytes;
 			assert!(p.encoded_size() as u64 <= bound, "{op:?}: {} > {bound}", p.encoded_size());
 			checked += 1;
@@ -165,8 +166,8 @@ fn a_corrupted_kv_read_is_provable_where_it_is_read() {
 			let head = rng.below(u64::from(h.n_heads)) as u32;
 			// The part that reads position p's entry, and p's place in its groups.
 			let block = p / h.attn_block;
-			let attn =
-				verity_primitives::lm::graph::op_index(h, LmOp::AttnPart(l, head, block)).unwrap();
+			let shape = Shape::at(h, case.job.prompt_len(), t);
+			let attn = op_index(h, shape, LmOp::AttnPart(l, head, block)).unwrap();
 			let entry = (p - block * h.attn_block) as usize;
 			// The key (group 1) or value (group 2) of position p as read by the part at t: the
 			// high byte of one element, a change of 2^29 (8192.0 in Q16).
@@ -296,7 +297,7 @@ fn malformed_step_inputs_are_errors() {
 			let mut short = inputs.clone();
 			let n = short[0].len() - 4;
 			short[0].truncate(n);
-			let op = op_at(h, i, samples_at(case.job.prompt_len(), t)).unwrap();
+			let op = op_at(h, Shape::at(h, case.job.prompt_len(), t), i).unwrap();
 			if !matches!(op, LmOp::Embed) {
 				assert!(execute_op(h, &case.job, t, i, &short, &refs).is_err(), "{op:?}");
 			}

@@ -6,7 +6,7 @@
 
 use verity_primitives::{
 	lm::{
-		graph::{op_at, op_index, samples_at, LmOp},
+		graph::{op_at, op_index, LmOp, Shape},
 		header::{LmHeader, WeightChunk},
 		interp::generate,
 		ops::bytes_to_i32s,
@@ -146,7 +146,7 @@ fn saturates(case: &LmCase, outputs: &[Vec<Vec<u8>>]) -> bool {
 	let p = case.job.prompt_len();
 	outputs.iter().enumerate().any(|(t, ops)| {
 		ops.iter().enumerate().any(|(i, o)| {
-			let op = op_at(&case.header, i as u32, samples_at(p, t as u32)).unwrap();
+			let op = op_at(&case.header, Shape::at(&case.header, p, t as u32), i as u32).unwrap();
 			!matches!(op, LmOp::AttnPart(..) | LmOp::Select)
 				&& bytes_to_i32s(o).unwrap().iter().any(|v| v.unsigned_abs() >= 1 << 30)
 		})
@@ -175,7 +175,8 @@ fn integer_logits_track_the_float_model() {
 		for (t, outputs) in trace.outputs.iter().enumerate().skip(p) {
 			let mut logits = Vec::new();
 			for c in 0..h.vocab_chunks() {
-				let i = op_index(h, LmOp::Head(c)).unwrap() as usize;
+				let shape = Shape::at(h, case.job.prompt_len(), t as u32);
+				let i = op_index(h, shape, LmOp::Head(c)).unwrap() as usize;
 				logits.extend(
 					bytes_to_i32s(&outputs[i]).unwrap().iter().map(|&v| f64::from(v) / Q16),
 				);
@@ -222,7 +223,7 @@ fn each_integer_op_tracks_its_float_op() {
 		let f = FloatModel { h, chunks: &case.chunks };
 		let p = case.job.prompt_len();
 		let out = |t: usize, op: LmOp| -> Vec<f64> {
-			let i = op_index(h, op).unwrap() as usize;
+			let i = op_index(h, Shape::at(h, p, t as u32), op).unwrap() as usize;
 			bytes_to_i32s(&trace.outputs[t][i])
 				.unwrap()
 				.iter()
@@ -239,7 +240,7 @@ fn each_integer_op_tracks_its_float_op() {
 		let cr = h.chunk_rows as usize;
 		for t in 0..trace.outputs.len() {
 			for i in 0..trace.outputs[t].len() as u32 {
-				let op = op_at(h, i, samples_at(p, t as u32)).unwrap();
+				let op = op_at(h, Shape::at(h, p, t as u32), i).unwrap();
 				let (name, want): (&'static str, Vec<f64>) = match op {
 					LmOp::AttnNorm(l) => {
 						("norm", f.rms_norm(&residual_in(t, l), WeightChunk::AttnNorm(l)))

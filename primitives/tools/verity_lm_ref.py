@@ -395,7 +395,7 @@ def run_position(h, W, t, tok, P, kv, params):
     kv[l][g] = (keys, values) lists over positions, appended here."""
     D, L, H, G, hd = h['dim'], h['n_layers'], h['n_heads'], h['n_kv_heads'], h['head_dim']
     F, V, c, vc, B = h['ffn_dim'], h['vocab'], h['chunk_rows'], h['vocab_chunk_rows'], h['attn_block']
-    n_parts = -(-h['max_context'] // B)
+    n_parts = min(t // B + 1, -(-h['max_context'] // B))  # P(t): the blocks holding 0..=t
     outs = []
     x = op_embed(h, W, tok); outs.append(enc_i32s(x))
     for l in range(L):

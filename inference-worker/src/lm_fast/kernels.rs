@@ -318,6 +318,17 @@ impl Packed {
 		acc
 	}
 
+	/// Output `r` from its exact accumulator: `sat_i32(residual + div_round(acc, 127 * 2^24))`.
+	#[inline]
+	fn finish(acc: i128, residual: i32) -> i32 {
+		match i64::try_from(acc) {
+			Ok(a) => {
+				sat_i32(i128::from(div_round_i64(a, MATMUL_DIVISOR as i64)) + i128::from(residual))
+			},
+			Err(_) => sat_i32(div_round(acc, MATMUL_DIVISOR) + i128::from(residual)),
+		}
+	}
+
 	/// `W x` in Q16 with an optional residual, exactly
 	/// `verity_primitives::lm::quant::matmul_rows` over the packed rows: output `r` is
 	/// `sat_i32(residual[r] + div_round(acc_r, 127 * 2^24))`. `x.len()` must be `k` and the
@@ -332,14 +343,8 @@ impl Packed {
 		let work = |(g, out): (usize, &mut [i32])| {
 			let acc = self.group_acc(g, x, kernel);
 			for (lane, o) in out.iter_mut().enumerate() {
-				let r = g * LANES + lane;
-				let res = residual.map_or(0, |v| v[r]);
-				*o = match i64::try_from(acc[lane]) {
-					Ok(a) => sat_i32(
-						i128::from(div_round_i64(a, MATMUL_DIVISOR as i64)) + i128::from(res),
-					),
-					Err(_) => sat_i32(div_round(acc[lane], MATMUL_DIVISOR) + i128::from(res)),
-				};
+				let res = residual.map_or(0, |v| v[g * LANES + lane]);
+				*o = Self::finish(acc[lane], res);
 			}
 		};
 		if self.rows * self.k >= 1 << 16 {
@@ -348,6 +353,42 @@ impl Packed {
 			out.chunks_mut(LANES).enumerate().for_each(work);
 		}
 		Some(out)
+	}
+
+	/// [`Packed::matvec`] of several vectors at once (`W X`): each row group is read once for
+	/// all of them, so a batch of prompt positions costs one pass over the matrix. The same
+	/// integers as one `matvec` per vector.
+	pub fn matmul(
+		&self,
+		xs: &[QuantX],
+		residuals: Option<&[Vec<i32>]>,
+		kernel: Kernel,
+	) -> Option<Vec<Vec<i32>>> {
+		let bad_residual =
+			|r: &[Vec<i32>]| r.len() != xs.len() || r.iter().any(|v| v.len() != self.rows);
+		if xs.iter().any(|x| x.len() != self.k) || residuals.is_some_and(bad_residual) {
+			return None;
+		}
+		if let [x] = xs {
+			return Some(vec![self.matvec(x, residuals.map(|r| r[0].as_slice()), kernel)?]);
+		}
+		let kernel = kernel.available();
+		let groups = self.rows.div_ceil(LANES);
+		let accs: Vec<Vec<[i128; LANES]>> = (0..groups)
+			.into_par_iter()
+			.map(|g| xs.iter().map(|x| self.group_acc(g, x, kernel)).collect())
+			.collect();
+		let mut outs = vec![vec![0i32; self.rows]; xs.len()];
+		for (g, per_x) in accs.iter().enumerate() {
+			for (j, acc) in per_x.iter().enumerate() {
+				for lane in 0..LANES.min(self.rows - g * LANES) {
+					let r = g * LANES + lane;
+					let res = residuals.map_or(0, |v| v[j][r]);
+					outs[j][r] = Self::finish(acc[lane], res);
+				}
+			}
+		}
+		Some(outs)
 	}
 }
 
@@ -496,6 +537,28 @@ mod tests {
 					);
 				}
 			}
+			// Several vectors at once: each column is its own matvec (the vector above, and
+			// the same one scaled, negated and rotated).
+			let xs: Vec<Vec<i32>> = vec![
+				x.clone(),
+				x.iter().map(|v| v / 3).collect(),
+				x.iter().map(|v| v.saturating_neg()).collect(),
+				x.iter().cycle().skip(5).take(k).copied().collect(),
+			];
+			let residuals: Vec<Vec<i32>> = (0..xs.len())
+				.map(|j| residual.iter().map(|r| r.wrapping_add(j as i32)).collect())
+				.collect();
+			let qs: Vec<QuantX> = xs.iter().map(|x| QuantX::new(x)).collect();
+			for kernel in [Kernel::Portable, Kernel::Vnni] {
+				let got = packed.matmul(&qs, Some(&residuals), kernel).unwrap();
+				let plain = packed.matmul(&qs, None, kernel).unwrap();
+				for (j, x) in xs.iter().enumerate() {
+					let want = matmul_rows(format, &bytes, rows, x, Some(&residuals[j])).unwrap();
+					assert_eq!(got[j], want, "case {case} column {j}");
+					assert_eq!(plain[j], matmul_rows(format, &bytes, rows, x, None).unwrap());
+				}
+			}
+			assert!(packed.matmul(&qs, Some(&residuals[..2]), Kernel::Portable).is_none());
 		}
 	}
 

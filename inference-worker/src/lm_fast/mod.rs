@@ -24,10 +24,10 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 use verity_primitives::{
 	lm::{
-		graph::{block_positions, ops_at, samples_at},
+		graph::{attn_parts_at, block_positions, ops_at, Shape},
 		header::{LmHeader, WeightChunk},
 		interp::{LmExecError, LmJob, LmTrace},
-		ops::{attention_merge, i32s_to_bytes, rms_norm, AttnPart},
+		ops::{attention_merge, i32s_to_bytes, rms_norm},
 		quant::dequantize_row,
 		sample::{select_token, SamplingParams},
 		trace::{build_step_proof, LmFindFraudError, LmStepProof, ProverTrees, LM_STEP_TAG},
@@ -40,6 +40,9 @@ use crate::exact::blake2_256_many;
 pub use kernels::Kernel;
 use kernels::{Packed, QuantX};
 use ops::{attention_part_fast, rope_apply, rope_table, swiglu_fast};
+
+/// Prompt positions run together by default (see [`FastLm::positions`]).
+pub const PREFILL_BATCH: u32 = 64;
 
 /// Kept outputs: `[position][op]` bytes.
 type Outputs = Vec<Vec<Vec<u8>>>;
@@ -65,8 +68,6 @@ pub struct FastLm {
 	/// The embedding matrix packed, as the LM head.
 	head: Packed,
 	output_norm: Vec<i32>,
-	/// `AttnPart::empty(head_dim).encode()`.
-	empty_part: Vec<u8>,
 }
 
 /// A dishonest operator's generation (cargo feature `fault-injection`, test builds only): the
@@ -89,11 +90,20 @@ pub struct FastOptions {
 	/// Compute step hashes and position roots (the commitment). Off only to measure their cost.
 	pub hash: bool,
 	pub kernel: Kernel,
+	/// Prompt positions computed together (at least 1; the result does not depend on it).
+	pub prefill_batch: u32,
+}
+
+impl FastOptions {
+	/// Hashing, the given kernel, batches of [`PREFILL_BATCH`].
+	pub fn with_kernel(kernel: Kernel) -> FastOptions {
+		FastOptions { hash: true, kernel, prefill_batch: PREFILL_BATCH }
+	}
 }
 
 impl Default for FastOptions {
 	fn default() -> Self {
-		FastOptions { hash: true, kernel: Kernel::detect() }
+		FastOptions::with_kernel(Kernel::detect())
 	}
 }
 
@@ -268,7 +278,6 @@ impl FastLm {
 			embedding,
 			output_norm: gamma(WeightChunk::OutputNorm)?,
 			layers,
-			empty_part: AttnPart::empty(h.head_dim as usize).encode(),
 			h: h.clone(),
 		})
 	}
@@ -302,7 +311,7 @@ impl FastLm {
 		position: u32,
 		kernel: Kernel,
 	) -> Result<LmTrace, LmExecError> {
-		let opts = FastOptions { hash: false, kernel };
+		let opts = FastOptions { hash: false, ..FastOptions::with_kernel(kernel) };
 		let (run, outputs) = self.run(job, opts, Some(position), None)?;
 		Ok(LmTrace { outputs, tokens: run.tokens })
 	}
@@ -321,19 +330,31 @@ impl FastLm {
 		let mut run = FastRun::default();
 		let mut outputs = Vec::new();
 		let mut last_token = 0u32;
-		for position in 0..h.max_context {
+		let mut position = 0u32;
+		while position < h.max_context {
 			let started = Instant::now();
-			let keep = match record {
-				Some(r) if position == r => Keep::Everything,
-				Some(r) if position < r => Keep::Inputs,
+			// Prompt positions that only fill the cache run in batches (one pass over the
+			// weights for all of them); a fault is injected one position at a time.
+			let mut end = position + 1;
+			if fault.is_none() && position + 1 < prompt_len {
+				end = (prompt_len - 1).min(position.saturating_add(opts.prefill_batch.max(1)));
+				if let Some(r) = record {
+					end = end.min(r.saturating_add(1));
+				}
+				end = end.max(position + 1);
+			}
+			let keep = |p: u32| match record {
+				Some(r) if p == r => Keep::Everything,
+				Some(r) if p < r => Keep::Inputs,
 				_ => Keep::Nothing,
 			};
-			let samples = samples_at(prompt_len, position);
-			let token = match job.prompt.get(position as usize) {
-				Some(&t) => t,
-				None => last_token,
-			};
-			let mut em = Emitter::new(position, opts.hash, keep);
+			// Only the last position of a batch can select (a batch of several never does).
+			let samples = Shape::at(h, prompt_len, end - 1).samples;
+			let tokens: Vec<u32> = (position..end)
+				.map(|p| job.prompt.get(p as usize).copied().unwrap_or(last_token))
+				.collect();
+			let mut ems: Vec<Emitter> =
+				(position..end).map(|p| Emitter::new(p, opts.hash, keep(p))).collect();
 			let layers = match fault {
 				Some(LmFault::WeightsFrom { from_position, model })
 					if position >= from_position =>
@@ -342,14 +363,14 @@ impl FastLm {
 				},
 				_ => &self.layers,
 			};
-			let selected = self.position(
+			let selected = self.positions(
 				layers,
 				job,
 				position,
-				token,
+				&tokens,
 				samples,
 				&mut cache,
-				&mut em,
+				&mut ems,
 				opts.kernel,
 				None,
 			)?;
@@ -365,24 +386,26 @@ impl FastLm {
 					}
 				}
 			}
-			if u64::from(em.op) != ops_at(h, samples) {
-				return Err(LmExecError::Malformed { position, op: em.op });
+			for em in &mut ems {
+				if u64::from(em.op) != ops_at(h, Shape::at(h, prompt_len, em.position)) {
+					return Err(LmExecError::Malformed { position: em.position, op: em.op });
+				}
+				if opts.hash {
+					let t0 = Instant::now();
+					let hashes = em.hashes();
+					run.position_roots.push(position_root_many(&hashes));
+					run.step_hashes.push(hashes);
+					run.hash_time += t0.elapsed();
+				}
+				if em.keep != Keep::Nothing {
+					outputs.push(std::mem::take(&mut em.kept));
+				}
 			}
-			if opts.hash {
-				let t0 = Instant::now();
-				let hashes = em.hashes();
-				run.position_roots.push(position_root_many(&hashes));
-				run.step_hashes.push(hashes);
-				run.hash_time += t0.elapsed();
-			}
-			if keep != Keep::Nothing {
-				outputs.push(std::mem::take(&mut em.kept));
-			}
-			run.positions = position + 1;
+			run.positions = end;
 			if samples {
 				run.decode_time += started.elapsed();
 			} else {
-				run.prefill_positions += 1;
+				run.prefill_positions += end - position;
 				run.prefill_time += started.elapsed();
 			}
 			if let Some(token) = selected {
@@ -394,92 +417,114 @@ impl FastLm {
 					break;
 				}
 			}
-			if record.is_some_and(|r| position >= r) {
+			if record.is_some_and(|r| end > r) {
 				break;
 			}
+			position = end;
 		}
 		Ok((run, outputs))
 	}
 
-	/// Every op of one position, emitted in the graph's order; the selected token if the
-	/// position selects one.
+	/// Every op of positions `first .. first + tokens.len()` (token `i` at position
+	/// `first + i`), each emitted in the graph's order into its own emitter (`ems[i]`). The
+	/// positions run as one batch: every matrix is read once for all of them, and position
+	/// `first + i` attends to the cached keys and values up to itself, so each step's output is
+	/// the one the position alone computes. Only the last position may select a token
+	/// (`samples`); the selected token is returned.
 	#[allow(clippy::too_many_arguments)]
-	fn position(
+	fn positions(
 		&self,
 		layers: &[Layer],
 		job: &LmJob,
-		position: u32,
-		token: u32,
+		first: u32,
+		tokens: &[u32],
 		samples: bool,
 		cache: &mut [Vec<KvHead>],
-		em: &mut Emitter,
+		ems: &mut [Emitter],
 		kernel: Kernel,
 		logits_out: Option<&mut Vec<i32>>,
 	) -> Result<Option<u32>, LmExecError> {
 		let h = &self.h;
-		let malformed = |em: &Emitter| LmExecError::Malformed { position, op: em.op };
+		let n = tokens.len();
+		let malformed = |ems: &[Emitter]| LmExecError::Malformed {
+			position: first,
+			op: ems.first().map_or(0, |e| e.op),
+		};
+		if n == 0 || ems.len() != n {
+			return Err(malformed(ems));
+		}
 		let (d, hd, cr) = (h.dim as usize, h.head_dim as usize, h.chunk_rows as usize);
 		let (nh, nkv, f) = (h.n_heads as usize, h.n_kv_heads as usize, h.ffn_dim as usize);
+		let at = |i: usize| first + i as u32;
 		// Embed
-		if token >= h.vocab {
-			return Err(LmExecError::TokenOutOfRange { position });
-		}
 		let vcr = h.vocab_chunk_rows.max(1);
-		let row_bytes = h.embedding.row_bytes(d).ok_or(malformed(em))?;
-		let chunk = self.embedding.get((token / vcr) as usize).ok_or(malformed(em))?;
-		let start = (token % vcr) as usize * row_bytes;
-		let row = chunk.get(start..start + row_bytes).ok_or(malformed(em))?;
-		let mut resid = dequantize_row(h.embedding, row, d).ok_or(malformed(em))?;
-		em.i32s(&resid, false);
-		let table = rope_table(position, &h.rope_inv_freq).ok_or(malformed(em))?;
+		let row_bytes = h.embedding.row_bytes(d).ok_or(malformed(ems))?;
+		let mut resid = Vec::with_capacity(n);
+		for (i, &token) in tokens.iter().enumerate() {
+			if token >= h.vocab {
+				return Err(LmExecError::TokenOutOfRange { position: at(i) });
+			}
+			let chunk = self.embedding.get((token / vcr) as usize).ok_or(malformed(ems))?;
+			let start = (token % vcr) as usize * row_bytes;
+			let row = chunk.get(start..start + row_bytes).ok_or(malformed(ems))?;
+			let x = dequantize_row(h.embedding, row, d).ok_or(malformed(ems))?;
+			ems[i].i32s(&x, false);
+			resid.push(x);
+		}
+		let tables = (0..n)
+			.map(|i| rope_table(at(i), &h.rope_inv_freq))
+			.collect::<Option<Vec<_>>>()
+			.ok_or(malformed(ems))?;
+		let parts: Vec<u32> = (0..n).map(|i| attn_parts_at(h, at(i))).collect();
+		let want_bytes: Vec<bool> = ems.iter().map(Emitter::wants_bytes).collect();
 		let group = h.group_size() as usize;
-		let parts = h.attn_parts();
+		let norm = |xs: &[Vec<i32>], gamma: &[i32]| {
+			xs.iter().map(|x| rms_norm(x, gamma, h.norm_eps)).collect::<Option<Vec<_>>>()
+		};
+		let quantized = |xs: &[Vec<i32>]| xs.iter().map(|x| QuantX::new(x)).collect::<Vec<_>>();
 		for (layer, kv) in layers.iter().zip(cache.iter_mut()) {
-			// AttnNorm, Q, K, V
-			let xn = rms_norm(&resid, &layer.attn_norm, h.norm_eps).ok_or(malformed(em))?;
-			em.i32s(&xn, false);
-			let mut qkv = layer.qkv.matvec(&QuantX::new(&xn), None, kernel).ok_or(malformed(em))?;
-			let (q, kv_rows) = qkv.split_at_mut(nh * hd);
-			let (k, v) = kv_rows.split_at_mut(nkv * hd);
-			for head in q.chunks_exact_mut(hd) {
-				rope_apply(head, &table);
+			// AttnNorm, Q, K, V (keys and values cached in position order)
+			let xn = norm(&resid, &layer.attn_norm).ok_or(malformed(ems))?;
+			for (em, x) in ems.iter_mut().zip(&xn) {
+				em.i32s(x, false);
 			}
-			for head in q.chunks_exact(hd) {
-				em.i32s(head, false);
-			}
-			for head in k.chunks_exact_mut(hd) {
-				rope_apply(head, &table);
-			}
+			let mut qkv = layer.qkv.matmul(&quantized(&xn), None, kernel).ok_or(malformed(ems))?;
 			let absmax =
 				|x: &[i32]| x.iter().map(|v| u64::from(v.unsigned_abs())).max().unwrap_or(0);
-			for (g, head) in k.chunks_exact(hd).enumerate() {
-				em.i32s(head, true);
-				kv[g].k.extend_from_slice(head);
-				kv[g].kmax.push(absmax(head));
+			for ((row, em), table) in qkv.iter_mut().zip(ems.iter_mut()).zip(&tables) {
+				let (q, kv_rows) = row.split_at_mut(nh * hd);
+				let (k, v) = kv_rows.split_at_mut(nkv * hd);
+				for head in q.chunks_exact_mut(hd) {
+					rope_apply(head, table);
+					em.i32s(head, false);
+				}
+				for (g, head) in k.chunks_exact_mut(hd).enumerate() {
+					rope_apply(head, table);
+					em.i32s(head, true);
+					kv[g].k.extend_from_slice(head);
+					kv[g].kmax.push(absmax(head));
+				}
+				for (g, head) in v.chunks_exact(hd).enumerate() {
+					em.i32s(head, true);
+					kv[g].v.extend_from_slice(head);
+					kv[g].vmax.push(absmax(head));
+				}
 			}
-			for (g, head) in v.chunks_exact(hd).enumerate() {
-				em.i32s(head, true);
-				kv[g].v.extend_from_slice(head);
-				kv[g].vmax.push(absmax(head));
-			}
-			// AttnPart (h, b) for every head and block, then Attn per head.
-			let want_bytes = em.wants_bytes();
-			let heads: Vec<(Vec<Vec<u8>>, Vec<i32>)> = q
-				.par_chunks_exact(hd)
-				.enumerate()
-				.map(|(i, qh)| {
-					let cache = &kv[i / group];
+			// AttnPart (h, b) for every head and block up to the position, then Attn per
+			// head, for every (position, head) in parallel.
+			let kv = &*kv;
+			let heads: Vec<(Vec<Vec<u8>>, Vec<i32>)> = (0..n * nh)
+				.into_par_iter()
+				.map(|j| {
+					let (i, head) = (j / nh, j % nh);
+					let qh = &qkv[i][head * hd..(head + 1) * hd];
+					let cache = &kv[head / group];
 					let (mut z, mut e) = (Vec::new(), Vec::new());
 					let mut encoded = Vec::new();
-					let mut live = Vec::new();
-					for b in 0..parts {
-						let r = block_positions(h, position, b);
-						if r.is_empty() {
-							if want_bytes {
-								encoded.push(Vec::new()); // the empty part, filled below
-							}
-							continue;
-						}
+					let mut done = Vec::with_capacity(parts[i] as usize);
+					for b in 0..parts[i] {
+						// Never empty: b < P(t).
+						let r = block_positions(h, at(i), b);
 						let (s, e_) = (r.start as usize, r.end as usize);
 						let kmax = cache.kmax[s..e_].iter().copied().max().unwrap_or(0);
 						let vmax = cache.vmax[s..e_].iter().copied().max().unwrap_or(0);
@@ -492,60 +537,80 @@ impl FastLm {
 							h.attn_scale_q16,
 							&mut z,
 							&mut e,
+							kernel,
 						);
-						if want_bytes {
+						if want_bytes[i] {
 							encoded.push(part.encode());
 						}
-						live.push(part);
+						done.push(part);
 					}
-					let out = if live.is_empty() { vec![0; hd] } else { attention_merge(&live) };
-					(encoded, out)
+					(encoded, attention_merge(&done))
 				})
 				.collect();
-			for (encoded, _) in &heads {
-				for part in encoded {
-					em.bytes(if part.is_empty() { &self.empty_part } else { part }, false);
+			let mut attn = Vec::with_capacity(n);
+			for (i, (em, per_head)) in ems.iter_mut().zip(heads.chunks_exact(nh)).enumerate() {
+				for (encoded, _) in per_head {
+					for part in encoded {
+						em.bytes(part, false);
+					}
+					if !want_bytes[i] {
+						em.op += parts[i];
+					}
 				}
-				if !want_bytes {
-					em.op += parts;
+				let mut all = Vec::with_capacity(nh * hd);
+				for (_, out) in per_head {
+					em.i32s(out, false);
+					all.extend_from_slice(out);
 				}
-			}
-			let mut attn = Vec::with_capacity(nh * hd);
-			for (_, out) in &heads {
-				em.i32s(out, false);
-				attn.extend_from_slice(out);
+				attn.push(all);
 			}
 			// OProj: residual + wo * attention, cut into chunks.
 			let o =
-				layer.wo.matvec(&QuantX::new(&attn), Some(&resid), kernel).ok_or(malformed(em))?;
-			for c in o.chunks_exact(cr) {
-				em.i32s(c, false);
+				layer.wo.matmul(&quantized(&attn), Some(&resid), kernel).ok_or(malformed(ems))?;
+			for (em, o) in ems.iter_mut().zip(&o) {
+				for c in o.chunks_exact(cr) {
+					em.i32s(c, false);
+				}
 			}
 			// FfnNorm, GateUp, Down
-			let xn = rms_norm(&o, &layer.ffn_norm, h.norm_eps).ok_or(malformed(em))?;
-			em.i32s(&xn, false);
-			let gu = layer.gate_up.matvec(&QuantX::new(&xn), None, kernel).ok_or(malformed(em))?;
-			let (gate, up) = gu.split_at(f);
-			let hidden: Vec<i32> = gate.iter().zip(up).map(|(&g, &u)| swiglu_fast(g, u)).collect();
-			for c in hidden.chunks_exact(cr) {
-				em.i32s(c, false);
+			let xn = norm(&o, &layer.ffn_norm).ok_or(malformed(ems))?;
+			for (em, x) in ems.iter_mut().zip(&xn) {
+				em.i32s(x, false);
+			}
+			let gu = layer.gate_up.matmul(&quantized(&xn), None, kernel).ok_or(malformed(ems))?;
+			let mut hidden = Vec::with_capacity(n);
+			for (em, gu) in ems.iter_mut().zip(&gu) {
+				let (gate, up) = gu.split_at(f);
+				let x: Vec<i32> = gate.iter().zip(up).map(|(&g, &u)| swiglu_fast(g, u)).collect();
+				for c in x.chunks_exact(cr) {
+					em.i32s(c, false);
+				}
+				hidden.push(x);
 			}
 			resid =
-				layer.down.matvec(&QuantX::new(&hidden), Some(&o), kernel).ok_or(malformed(em))?;
-			for c in resid.chunks_exact(cr) {
-				em.i32s(c, false);
+				layer.down.matmul(&quantized(&hidden), Some(&o), kernel).ok_or(malformed(ems))?;
+			for (em, r) in ems.iter_mut().zip(&resid) {
+				for c in r.chunks_exact(cr) {
+					em.i32s(c, false);
+				}
 			}
 		}
 		if !samples {
 			return Ok(None);
 		}
-		let xf = rms_norm(&resid, &self.output_norm, h.norm_eps).ok_or(malformed(em))?;
+		let (last, em) = match (resid.last(), ems.last_mut()) {
+			(Some(r), Some(em)) => (r, em),
+			_ => return Err(LmExecError::Malformed { position: first, op: 0 }),
+		};
+		let position = at(n - 1);
+		let bad = |em: &Emitter| LmExecError::Malformed { position, op: em.op };
+		let xf = rms_norm(last, &self.output_norm, h.norm_eps).ok_or(bad(em))?;
 		em.i32s(&xf, false);
-		let logits = self.head.matvec(&QuantX::new(&xf), None, kernel).ok_or(malformed(em))?;
+		let logits = self.head.matvec(&QuantX::new(&xf), None, kernel).ok_or(bad(em))?;
 		for c in logits.chunks_exact(vcr as usize) {
 			em.i32s(c, false);
 		}
-		let token = select_token(&logits, &job.params, position).ok_or(malformed(em))?;
+		let token = select_token(&logits, &job.params, position).ok_or(bad(em))?;
 		em.bytes(&token.to_le_bytes(), true);
 		if let Some(out) = logits_out {
 			*out = logits;
@@ -563,13 +628,13 @@ impl FastLm {
 			vec![vec![KvHead::default(); self.h.n_kv_heads as usize]; self.h.n_layers as usize];
 		let mut all = Vec::with_capacity(tokens.len());
 		for (t, &token) in tokens.iter().enumerate() {
-			let mut em = Emitter::new(t as u32, false, Keep::Nothing);
+			let mut em = [Emitter::new(t as u32, false, Keep::Nothing)];
 			let mut logits = Vec::new();
-			self.position(
+			self.positions(
 				&self.layers,
 				&job,
 				t as u32,
-				token,
+				&[token],
 				true,
 				&mut cache,
 				&mut em,
@@ -595,11 +660,11 @@ impl FastLm {
 	) -> Result<Option<LmStepProof>, LmFindFraudError> {
 		let h = &self.h;
 		let run = self
-			.generate(job, FastOptions { hash: true, kernel })
+			.generate(job, FastOptions::with_kernel(kernel))
 			.map_err(LmFindFraudError::Execution)?;
 		for (t, leaves) in committed.iter().enumerate() {
 			let t = t as u32;
-			if leaves.len() as u64 != ops_at(h, samples_at(job.prompt_len(), t)) {
+			if leaves.len() as u64 != ops_at(h, Shape::at(h, job.prompt_len(), t)) {
 				return Err(LmFindFraudError::WrongLeafCount { position: t });
 			}
 		}

@@ -10,6 +10,8 @@ use verity_primitives::lm::{
 	quant::{QuantBlock, ACT_QMAX, BLOCK_LEN},
 };
 
+use super::Kernel;
+
 /// `fixed::div_round` on `i64` (`den > 0`): ties away from zero.
 #[inline(always)]
 pub fn div_round_i64(num: i64, den: i64) -> i64 {
@@ -117,9 +119,53 @@ pub fn rope_apply(v: &mut [i32], table: &[(i64, i64)]) {
 /// `ops::attention_part` of query `q` over keys and values stored back to back (`n` of them,
 /// each `q.len()` long), given `kmax >= max |k|` and `vmax >= max |v|` over them: dot products
 /// in `i64` when `|q|max * kmax * hd < 2^63`, the weighted sums in `i64` when
-/// `2^32 * vmax * n < 2^63`, else in `i128` as the rule does.
+/// `2^32 * vmax * n < 2^63`, else in `i128` as the rule does. With [`Kernel::Vnni`] (a CPU with
+/// AVX-512) the same code is compiled for AVX-512, whose 64-bit multiplies vectorize the `i64`
+/// loops; integer results do not depend on it.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_part_fast(
+	q: &[i32],
+	keys: &[i32],
+	values: &[i32],
+	kmax: u64,
+	vmax: u64,
+	scale_q16: u32,
+	z: &mut Vec<i32>,
+	e: &mut Vec<u64>,
+	kernel: Kernel,
+) -> AttnPart {
+	match kernel.available() {
+		#[cfg(target_arch = "x86_64")]
+		// SAFETY: `available` returns `Vnni` only on a CPU with AVX-512F/BW/DQ/VL.
+		#[allow(unsafe_code)]
+		Kernel::Vnni => unsafe { attention_part_avx512(q, keys, values, kmax, vmax, scale_q16, z, e) },
+		_ => attention_part_body(q, keys, values, kmax, vmax, scale_q16, z, e),
+	}
+}
+
+/// [`attention_part_body`] compiled for AVX-512.
+///
+/// # Safety
+/// The CPU must have AVX-512F, AVX-512BW, AVX-512DQ and AVX-512VL.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code, clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+unsafe fn attention_part_avx512(
+	q: &[i32],
+	keys: &[i32],
+	values: &[i32],
+	kmax: u64,
+	vmax: u64,
+	scale_q16: u32,
+	z: &mut Vec<i32>,
+	e: &mut Vec<u64>,
+) -> AttnPart {
+	attention_part_body(q, keys, values, kmax, vmax, scale_q16, z, e)
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn attention_part_body(
 	q: &[i32],
 	keys: &[i32],
 	values: &[i32],
@@ -255,19 +301,16 @@ mod tests {
 			let values = vec(n * hd, &mut rng);
 			let max = |x: &[i32]| x.iter().map(|v| u64::from(v.unsigned_abs())).max().unwrap();
 			let scale = rng.below(1 << 17) as u32;
-			let got = attention_part_fast(
-				&q,
-				&keys,
-				&values,
-				max(&keys),
-				max(&values),
-				scale,
-				&mut z,
-				&mut e,
-			);
 			let k: Vec<&[i32]> = keys.chunks(hd).collect();
 			let vv: Vec<&[i32]> = values.chunks(hd).collect();
-			assert_eq!(got, attention_part(&q, &k, &vv, scale).unwrap(), "case {case}");
+			let want = attention_part(&q, &k, &vv, scale).unwrap();
+			for kernel in [Kernel::Portable, Kernel::Vnni] {
+				let (kmax, vmax) = (max(&keys), max(&values));
+				let got = attention_part_fast(
+					&q, &keys, &values, kmax, vmax, scale, &mut z, &mut e, kernel,
+				);
+				assert_eq!(got, want, "case {case} {kernel:?}");
+			}
 		}
 	}
 }

@@ -7,19 +7,15 @@
 //! ```text
 //! Embed
 //! for each layer l:  AttnNorm(l), Q(l, 0..H), K(l, 0..G), V(l, 0..G),
-//!                    AttnPart(l, h, b) for h in 0..H, b in 0..P_a, Attn(l, 0..H),
+//!                    AttnPart(l, h, b) for h in 0..H, b in 0..P(t), Attn(l, 0..H),
 //!                    OProj(l, 0..D/c), FfnNorm(l), GateUp(l, 0..F/c), Down(l, 0..D/c)
 //! if t >= prompt_len - 1 (the position selects the next token):
 //!                    FinalNorm, Head(0..V/vc), Select
 //! ```
 //!
-//! (`P_a = ceil(max_context / attn_block)`: every position has the same ops; the parts of
-//! blocks after `t` are empty.)
-//!
-//! ```text
-//! if t >= prompt_len - 1 (the position selects the next token):
-//!                    FinalNorm, Head(0..V/vc), Select
-//! ```
+//! `P(t) = t / attn_block + 1`: the attention blocks that hold positions `0..=t` (every part
+//! reads at least one position). A position's op list, and so the index of every op after the
+//! first layer's attention parts, depends on its [`Shape`]: `P(t)` and whether it selects.
 
 use alloc::vec::Vec;
 use codec::{Decode, Encode, MaxEncodedLen};
@@ -41,9 +37,9 @@ pub enum LmOp {
 	/// Value head `g`: a KV-cache entry read by later positions.
 	V(u32, u32),
 	/// Partial attention of query head `h` over the keys and values of the positions of block
-	/// `b` (`b * attn_block ..`, those `<= t`; empty if the block starts after `t`).
+	/// `b` (`b * attn_block ..`, those `<= t`; `b < P(t)`, so at least one).
 	AttnPart(u32, u32, u32),
-	/// Causal attention of query head `h`: the merge of its `AttnPart(l, h, 0..parts)`.
+	/// Causal attention of query head `h`: the merge of its `AttnPart(l, h, 0..P(t))`.
 	Attn(u32, u32),
 	/// Rows `c * chunk_rows ..` of `residual + wo * attention output`.
 	OProj(u32, u32),
@@ -84,8 +80,36 @@ enum Segment {
 	Down,
 }
 
-/// The ops of one layer as `(kind, count)` segments, in order.
-fn segments(h: &LmHeader) -> [(Segment, u64); 10] {
+/// What a position's op list depends on besides the model.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Shape {
+	/// Attention parts per query head: `P(t)` ([`attn_parts_at`]).
+	pub parts: u32,
+	/// The position selects the next token ([`samples_at`]).
+	pub samples: bool,
+}
+
+impl Shape {
+	/// The shape of position `position` of a job with a `prompt_len`-token prompt.
+	pub fn at(h: &LmHeader, prompt_len: u32, position: u32) -> Shape {
+		Shape { parts: attn_parts_at(h, position), samples: samples_at(prompt_len, position) }
+	}
+
+	/// The largest shape: the last position of a generation that reaches `max_context`.
+	pub fn last(h: &LmHeader) -> Shape {
+		Shape { parts: h.attn_parts(), samples: true }
+	}
+}
+
+/// `P(t) = t / attn_block + 1`, the attention parts of position `t` (at most
+/// [`LmHeader::attn_parts`]).
+pub fn attn_parts_at(h: &LmHeader, position: u32) -> u32 {
+	(position / h.attn_block.max(1)).saturating_add(1).min(h.attn_parts())
+}
+
+/// The ops of one layer as `(kind, count)` segments, in order, at a position with `parts`
+/// attention parts.
+fn segments(h: &LmHeader, parts: u32) -> [(Segment, u64); 10] {
 	let (hh, g) = (u64::from(h.n_heads), u64::from(h.n_kv_heads));
 	let (dc, fc) = (u64::from(h.dim_chunks()), u64::from(h.ffn_chunks()));
 	[
@@ -93,7 +117,7 @@ fn segments(h: &LmHeader) -> [(Segment, u64); 10] {
 		(Segment::Q, hh),
 		(Segment::K, g),
 		(Segment::V, g),
-		(Segment::AttnPart, hh.saturating_mul(u64::from(h.attn_parts()))),
+		(Segment::AttnPart, hh.saturating_mul(u64::from(parts))),
 		(Segment::Attn, hh),
 		(Segment::OProj, dc),
 		(Segment::FfnNorm, 1),
@@ -102,16 +126,16 @@ fn segments(h: &LmHeader) -> [(Segment, u64); 10] {
 	]
 }
 
-/// Ops of one layer (saturating).
-pub fn ops_per_layer(h: &LmHeader) -> u64 {
-	segments(h).iter().fold(0u64, |a, &(_, n)| a.saturating_add(n))
+/// Ops of one layer at a position with `parts` attention parts (saturating).
+pub fn ops_per_layer(h: &LmHeader, parts: u32) -> u64 {
+	segments(h, parts).iter().fold(0u64, |a, &(_, n)| a.saturating_add(n))
 }
 
-/// Number of ops at a position (`samples`: the position selects the next token).
-pub fn ops_at(h: &LmHeader, samples: bool) -> u64 {
+/// Number of ops at a position of shape `s`.
+pub fn ops_at(h: &LmHeader, s: Shape) -> u64 {
 	// Saturating: an absurd header gives u64::MAX, which every limit rejects.
-	let body = u64::from(h.n_layers).saturating_mul(ops_per_layer(h)).saturating_add(1);
-	if samples {
+	let body = u64::from(h.n_layers).saturating_mul(ops_per_layer(h, s.parts)).saturating_add(1);
+	if s.samples {
 		body.saturating_add(2 + u64::from(h.vocab_chunks()))
 	} else {
 		body
@@ -125,17 +149,17 @@ pub fn samples_at(prompt_len: u32, position: u32) -> bool {
 
 /// A layer op as `(segment, layer, index within the segment)`; `None` for other ops or
 /// out-of-range numbers.
-fn in_segment(h: &LmHeader, op: LmOp) -> Option<(Segment, u32, u64)> {
+fn in_segment(parts: u32, h: &LmHeader, op: LmOp) -> Option<(Segment, u32, u64)> {
 	let (seg, l, i) = match op {
 		LmOp::AttnNorm(l) => (Segment::AttnNorm, l, 0),
 		LmOp::Q(l, i) => (Segment::Q, l, u64::from(i)),
 		LmOp::K(l, i) => (Segment::K, l, u64::from(i)),
 		LmOp::V(l, i) => (Segment::V, l, u64::from(i)),
 		LmOp::AttnPart(l, i, b) => {
-			if b >= h.attn_parts() {
+			if b >= parts {
 				return None;
 			}
-			(Segment::AttnPart, l, u64::from(i) * u64::from(h.attn_parts()) + u64::from(b))
+			(Segment::AttnPart, l, u64::from(i) * u64::from(parts) + u64::from(b))
 		},
 		LmOp::Attn(l, i) => (Segment::Attn, l, u64::from(i)),
 		LmOp::OProj(l, i) => (Segment::OProj, l, u64::from(i)),
@@ -147,7 +171,7 @@ fn in_segment(h: &LmHeader, op: LmOp) -> Option<(Segment, u32, u64)> {
 	(l < h.n_layers).then_some((seg, l, i))
 }
 
-fn make(h: &LmHeader, seg: Segment, l: u32, i: u64) -> Option<LmOp> {
+fn make(parts: u32, seg: Segment, l: u32, i: u64) -> Option<LmOp> {
 	let i32_ = u32::try_from(i).ok();
 	Some(match seg {
 		Segment::AttnNorm => LmOp::AttnNorm(l),
@@ -155,7 +179,7 @@ fn make(h: &LmHeader, seg: Segment, l: u32, i: u64) -> Option<LmOp> {
 		Segment::K => LmOp::K(l, i32_?),
 		Segment::V => LmOp::V(l, i32_?),
 		Segment::AttnPart => {
-			let parts = u64::from(h.attn_parts().max(1));
+			let parts = u64::from(parts.max(1));
 			LmOp::AttnPart(l, u32::try_from(i / parts).ok()?, u32::try_from(i % parts).ok()?)
 		},
 		Segment::Attn => LmOp::Attn(l, i32_?),
@@ -166,9 +190,11 @@ fn make(h: &LmHeader, seg: Segment, l: u32, i: u64) -> Option<LmOp> {
 	})
 }
 
-/// The index of `op` in a position's op list (`None` if the model has no such op).
-pub fn op_index(h: &LmHeader, op: LmOp) -> Option<u32> {
-	let after_layers = u64::from(h.n_layers).checked_mul(ops_per_layer(h))?.checked_add(1)?;
+/// The index of `op` in the op list of a position of shape `s` (`None` if there is no such
+/// op; the sampling ops have their index whether or not `s.samples`).
+pub fn op_index(h: &LmHeader, s: Shape, op: LmOp) -> Option<u32> {
+	let per = ops_per_layer(h, s.parts);
+	let after_layers = u64::from(h.n_layers).checked_mul(per)?.checked_add(1)?;
 	let index = match op {
 		LmOp::Embed => 0,
 		LmOp::FinalNorm => after_layers,
@@ -180,10 +206,10 @@ pub fn op_index(h: &LmHeader, op: LmOp) -> Option<u32> {
 		},
 		LmOp::Select => after_layers.checked_add(1 + u64::from(h.vocab_chunks()))?,
 		_ => {
-			let (seg, l, i) = in_segment(h, op)?;
-			let mut offset = 1 + u64::from(l) * ops_per_layer(h); // < after_layers
-			for (s, count) in segments(h) {
-				if s == seg {
+			let (seg, l, i) = in_segment(s.parts, h, op)?;
+			let mut offset = 1 + u64::from(l) * per; // < after_layers
+			for (kind, count) in segments(h, s.parts) {
+				if kind == seg {
 					if i >= count {
 						return None;
 					}
@@ -198,17 +224,17 @@ pub fn op_index(h: &LmHeader, op: LmOp) -> Option<u32> {
 	u32::try_from(index).ok()
 }
 
-/// The op at `index` of a position (`samples` as in [`ops_at`]); the inverse of [`op_index`].
-pub fn op_at(h: &LmHeader, index: u32, samples: bool) -> Option<LmOp> {
+/// The op at `index` of a position of shape `s`; the inverse of [`op_index`].
+pub fn op_at(h: &LmHeader, s: Shape, index: u32) -> Option<LmOp> {
 	let index = u64::from(index);
-	if index >= ops_at(h, samples) {
+	if index >= ops_at(h, s) {
 		return None;
 	}
 	if index == 0 {
 		return Some(LmOp::Embed);
 	}
-	let per = ops_per_layer(h);
-	// index < ops_at(h, samples), which did not saturate, so neither does this.
+	let per = ops_per_layer(h, s.parts);
+	// index < ops_at(h, s), which did not saturate, so neither does this.
 	let after_layers = u64::from(h.n_layers).saturating_mul(per).saturating_add(1);
 	if index >= after_layers {
 		let rest = index - after_layers;
@@ -222,9 +248,9 @@ pub fn op_at(h: &LmHeader, index: u32, samples: bool) -> Option<LmOp> {
 	}
 	let l = u32::try_from((index - 1) / per).ok()?;
 	let mut i = (index - 1) % per;
-	for (seg, count) in segments(h) {
+	for (seg, count) in segments(h, s.parts) {
 		if i < count {
-			return make(h, seg, l, i);
+			return make(s.parts, seg, l, i);
 		}
 		i -= count;
 	}
@@ -245,7 +271,8 @@ pub fn output_elements(h: &LmHeader, op: LmOp) -> u32 {
 }
 
 /// The positions of attention block `b` read at `position`: `b * attn_block ..=
-/// min((b + 1) * attn_block - 1, position)` (empty if the block starts after `position`).
+/// min((b + 1) * attn_block - 1, position)` (empty if the block starts after `position`, which
+/// no op of the graph reads).
 pub fn block_positions(h: &LmHeader, position: u32, b: u32) -> core::ops::Range<u32> {
 	let start = u64::from(b) * u64::from(h.attn_block.max(1));
 	let end = (start + u64::from(h.attn_block.max(1))).min(u64::from(position) + 1);
@@ -256,15 +283,15 @@ pub fn block_positions(h: &LmHeader, position: u32, b: u32) -> core::ops::Range<
 
 /// The steps (all at `position`) that hold the residual stream entering layer `l`
 /// (`l == n_layers`: the last one): `Embed` for layer 0, else `Down(l - 1, 0..D/c)`.
-fn residual_in(h: &LmHeader, position: u32, l: u32) -> Option<Vec<StepRef>> {
+fn residual_in(h: &LmHeader, s: Shape, position: u32, l: u32) -> Option<Vec<StepRef>> {
 	if l == 0 {
-		return Some(alloc::vec![at(h, position, LmOp::Embed)?]);
+		return Some(alloc::vec![at(h, s, position, LmOp::Embed)?]);
 	}
-	(0..h.dim_chunks()).map(|c| at(h, position, LmOp::Down(l - 1, c))).collect()
+	(0..h.dim_chunks()).map(|c| at(h, s, position, LmOp::Down(l - 1, c))).collect()
 }
 
-fn at(h: &LmHeader, position: u32, op: LmOp) -> Option<StepRef> {
-	Some(StepRef { position, op: op_index(h, op)? })
+fn at(h: &LmHeader, s: Shape, position: u32, op: LmOp) -> Option<StepRef> {
+	Some(StepRef { position, op: op_index(h, s, op)? })
 }
 
 /// The inputs of `op` at `position` as groups: each group is the concatenation of the
@@ -276,7 +303,7 @@ fn at(h: &LmHeader, position: u32, op: LmOp) -> Option<StepRef> {
 /// | `AttnNorm(l)` | residual entering `l` |
 /// | `Q/K/V(l, i)` | `[AttnNorm(l)]` |
 /// | `AttnPart(l, i, b)` | `[Q(l, i)]`, `[K(l, g)@s for s in block b]`, `[V(l, g)@s ...]`, `g = i / (H/G)`, block `b` = [`block_positions`] |
-/// | `Attn(l, i)` | `[AttnPart(l, i, 0..P_a)]` |
+/// | `Attn(l, i)` | `[AttnPart(l, i, 0..P(t))]` |
 /// | `OProj(l, c)` | `[Attn(l, 0..H)]`, residual entering `l` (chunk `c` for `l > 0`: `[Down(l-1, c)]`; for `l = 0`: `[Embed]`, of which rows `c * chunk_rows ..` are used) |
 /// | `FfnNorm(l)` | `[OProj(l, 0..D/c)]` |
 /// | `GateUp(l, c)` | `[FfnNorm(l)]` |
@@ -290,10 +317,14 @@ pub fn op_inputs(
 	position: u32,
 	op: LmOp,
 ) -> Option<Vec<Vec<StepRef>>> {
-	op_index(h, op)?;
-	let one = |op: LmOp| -> Option<Vec<StepRef>> { Some(alloc::vec![at(h, position, op)?]) };
+	let s = Shape::at(h, prompt_len, position);
+	// The op exists at this position (a sampling op only where the position samples).
+	if u64::from(op_index(h, s, op)?) >= ops_at(h, s) {
+		return None;
+	}
+	let one = |op: LmOp| -> Option<Vec<StepRef>> { Some(alloc::vec![at(h, s, position, op)?]) };
 	let range = |n: u32, f: &dyn Fn(u32) -> LmOp| -> Option<Vec<StepRef>> {
-		(0..n).map(|i| at(h, position, f(i))).collect()
+		(0..n).map(|i| at(h, s, position, f(i))).collect()
 	};
 	Some(match op {
 		LmOp::Embed => {
@@ -301,22 +332,22 @@ pub fn op_inputs(
 				Vec::new()
 			} else {
 				let prev = position.checked_sub(1)?;
-				alloc::vec![alloc::vec![at(h, prev, LmOp::Select)?]]
+				alloc::vec![alloc::vec![at(h, Shape::at(h, prompt_len, prev), prev, LmOp::Select)?]]
 			}
 		},
-		LmOp::AttnNorm(l) => alloc::vec![residual_in(h, position, l)?],
+		LmOp::AttnNorm(l) => alloc::vec![residual_in(h, s, position, l)?],
 		LmOp::Q(l, _) | LmOp::K(l, _) | LmOp::V(l, _) => alloc::vec![one(LmOp::AttnNorm(l))?],
 		LmOp::AttnPart(l, i, b) => {
 			let g = i / h.group_size();
-			let k = op_index(h, LmOp::K(l, g))?;
-			let v = op_index(h, LmOp::V(l, g))?;
 			let block = block_positions(h, position, b);
-			let keys = block.clone().map(|s| StepRef { position: s, op: k }).collect();
-			let values = block.map(|s| StepRef { position: s, op: v }).collect();
-			alloc::vec![one(LmOp::Q(l, i))?, keys, values]
+			// Each read position's own shape places its K and V (within a block they agree).
+			let read = |op: LmOp| -> Option<Vec<StepRef>> {
+				block.clone().map(|p| at(h, Shape::at(h, prompt_len, p), p, op)).collect()
+			};
+			alloc::vec![one(LmOp::Q(l, i))?, read(LmOp::K(l, g))?, read(LmOp::V(l, g))?]
 		},
 		LmOp::Attn(l, i) => {
-			alloc::vec![range(h.attn_parts(), &|b| LmOp::AttnPart(l, i, b))?]
+			alloc::vec![range(s.parts, &|b| LmOp::AttnPart(l, i, b))?]
 		},
 		LmOp::OProj(l, c) => {
 			let residual = if l == 0 { one(LmOp::Embed)? } else { one(LmOp::Down(l - 1, c))? };
@@ -327,7 +358,7 @@ pub fn op_inputs(
 		LmOp::Down(l, c) => {
 			alloc::vec![range(h.ffn_chunks(), &|i| LmOp::GateUp(l, i))?, one(LmOp::OProj(l, c))?]
 		},
-		LmOp::FinalNorm => alloc::vec![residual_in(h, position, h.n_layers)?],
+		LmOp::FinalNorm => alloc::vec![residual_in(h, s, position, h.n_layers)?],
 		LmOp::Head(_) => alloc::vec![one(LmOp::FinalNorm)?],
 		LmOp::Select => alloc::vec![range(h.vocab_chunks(), &LmOp::Head)?],
 	})
@@ -360,53 +391,88 @@ mod tests {
 	#[test]
 	fn op_index_and_op_at_are_inverse() {
 		let h = tiny();
-		for samples in [false, true] {
-			let n = ops_at(&h, samples);
-			for i in 0..n as u32 {
-				let op = op_at(&h, i, samples).unwrap();
-				assert_eq!(op_index(&h, op), Some(i), "{op:?}");
+		for parts in 1..=h.attn_parts() {
+			for samples in [false, true] {
+				let s = Shape { parts, samples };
+				let n = ops_at(&h, s);
+				for i in 0..n as u32 {
+					let op = op_at(&h, s, i).unwrap();
+					assert_eq!(op_index(&h, s, op), Some(i), "{op:?}");
+				}
+				assert_eq!(op_at(&h, s, n as u32), None);
+				assert_eq!(op_index(&h, s, LmOp::AttnPart(0, 0, parts)), None);
 			}
-			assert_eq!(op_at(&h, n as u32, samples), None);
 		}
-		// 1 + 2 * (2 + 8 + 4 + 4 + 3 + 4 * 3 parts) + (2 + 5)
-		assert_eq!(ops_at(&h, false), 67);
-		assert_eq!(ops_at(&h, true), 74);
+		// 1 + 2 * (2 + 8 + 4 + 4 + 3 + 4 * P) + (2 + 5): P(t) = t / 6 + 1, at most 3.
+		let shape = |prompt_len, t| Shape::at(&h, prompt_len, t);
+		assert_eq!(shape(9, 0), Shape { parts: 1, samples: false });
+		assert_eq!(shape(9, 8), Shape { parts: 2, samples: true });
+		assert_eq!(shape(9, 15), Shape::last(&h));
+		assert_eq!(ops_at(&h, shape(9, 0)), 51);
+		assert_eq!(ops_at(&h, shape(1, 5)), 58);
+		assert_eq!(ops_at(&h, shape(1, 6)), 66);
+		assert_eq!(ops_at(&h, Shape { parts: 3, samples: false }), 67);
+		assert_eq!(ops_at(&h, Shape::last(&h)), 74);
+		// Ops after the first layer's parts move with P(t).
+		let (one, two) = (Shape { parts: 1, samples: true }, Shape { parts: 2, samples: true });
+		assert_eq!(
+			op_index(&h, one, LmOp::Attn(0, 0)),
+			op_index(&h, one, LmOp::AttnPart(0, 3, 0)).map(|i| i + 1)
+		);
+		assert_eq!(
+			op_index(&h, two, LmOp::K(1, 0)).unwrap() - op_index(&h, one, LmOp::K(1, 0)).unwrap(),
+			4
+		);
+		assert_eq!(
+			op_index(&h, two, LmOp::Select).unwrap() - op_index(&h, one, LmOp::Select).unwrap(),
+			8
+		);
 	}
 
 	#[test]
 	fn inputs_only_point_backwards() {
 		let h = tiny();
 		let prompt_len = 3;
-		for position in 0..5u32 {
-			let samples = samples_at(prompt_len, position);
-			for i in 0..ops_at(&h, samples) as u32 {
-				let op = op_at(&h, i, samples).unwrap();
+		for position in 0..h.max_context {
+			let s = Shape::at(&h, prompt_len, position);
+			for i in 0..ops_at(&h, s) as u32 {
+				let op = op_at(&h, s, i).unwrap();
 				for group in op_inputs(&h, prompt_len, position, op).unwrap() {
+					assert!(!group.is_empty(), "{op:?} at {position}");
 					for r in group {
 						assert!(
 							r.position < position || (r.position == position && r.op < i),
 							"{op:?} at {position} reads {r:?}"
 						);
-						assert!(u64::from(r.op) < ops_at(&h, samples_at(prompt_len, r.position)));
+						let producer = Shape::at(&h, prompt_len, r.position);
+						assert!(u64::from(r.op) < ops_at(&h, producer));
 					}
 				}
 			}
 		}
 		// Grouped-query: heads 0, 1 read kv head 0; heads 2, 3 read kv head 1. Blocks of 6
-		// positions: at position 8, part 0 reads 0..6, part 1 reads 6..=8, part 2 nothing.
-		let k1 = op_index(&h, LmOp::K(1, 1)).unwrap();
+		// positions: at position 8, part 0 reads 0..6 and part 1 reads 6..=8, each key at its
+		// own position's index of K(1, 1) (positions 6.. have one more part per head).
 		let keys =
 			|position, b| op_inputs(&h, 1, position, LmOp::AttnPart(1, 3, b)).unwrap()[1].clone();
 		let refs = |r: core::ops::Range<u32>| {
-			r.map(|s| StepRef { position: s, op: k1 }).collect::<Vec<_>>()
+			r.map(|p| StepRef {
+				position: p,
+				op: op_index(&h, Shape::at(&h, 1, p), LmOp::K(1, 1)).unwrap(),
+			})
+			.collect::<Vec<_>>()
 		};
 		assert_eq!(keys(2, 0), refs(0..3));
 		assert_eq!(keys(8, 0), refs(0..6));
 		assert_eq!(keys(8, 1), refs(6..9));
-		assert!(keys(8, 2).is_empty());
-		assert_eq!(op_inputs(&h, 1, 8, LmOp::Attn(1, 3)).unwrap()[0].len(), 3);
-		assert_eq!(op_index(&h, LmOp::AttnPart(0, 0, 3)), None);
+		assert_ne!(refs(5..6)[0].op, refs(6..7)[0].op);
+		assert_eq!(op_inputs(&h, 1, 8, LmOp::AttnPart(1, 3, 2)), None);
+		assert_eq!(op_inputs(&h, 1, 8, LmOp::Attn(1, 3)).unwrap()[0].len(), 2);
+		assert_eq!(op_inputs(&h, 1, 15, LmOp::Attn(1, 3)).unwrap()[0].len(), 3);
 		assert!(op_inputs(&h, 3, 2, LmOp::Embed).unwrap().is_empty());
 		assert_eq!(op_inputs(&h, 3, 3, LmOp::Embed).unwrap().len(), 1);
+		// A sampling op exists only where the position samples.
+		assert_eq!(op_inputs(&h, 3, 0, LmOp::Select), None);
+		assert!(op_inputs(&h, 3, 2, LmOp::Select).is_some());
 	}
 }

@@ -7,7 +7,7 @@ use codec::{Decode, Encode, MaxEncodedLen};
 use scale_info::TypeInfo;
 
 use super::{
-	graph::{op_at, op_inputs, op_weights, ops_at, samples_at, LmOp},
+	graph::{attn_parts_at, op_at, op_inputs, op_weights, ops_at, LmOp, Shape},
 	header::{LmHeader, WeightChunk},
 	ops::{
 		attention_merge, attention_part, attn_part_bytes, bytes_to_i32s, i32s_to_bytes, rms_norm,
@@ -121,7 +121,7 @@ pub fn execute_op(
 	// Every division and chunk size below relies on the structural rules (dimensions >= 1).
 	check_structure(h).map_err(LmExecError::InvalidModel)?;
 	let malformed = LmExecError::Malformed { position, op };
-	let kind = op_at(h, op, samples_at(job.prompt_len(), position))
+	let kind = op_at(h, Shape::at(h, job.prompt_len(), position), op)
 		.ok_or(LmExecError::NoSuchStep { position, op })?;
 	let input = |i: usize| -> Result<Vec<i32>, LmExecError> {
 		inputs.get(i).and_then(|b| bytes_to_i32s(b)).ok_or(malformed)
@@ -173,7 +173,7 @@ pub fn execute_op(
 			let parts: Option<Vec<AttnPart>> =
 				bytes.chunks(attn_part_bytes(hd)).map(|p| AttnPart::decode(p, hd)).collect();
 			let parts = parts.ok_or(malformed)?;
-			if parts.len() != h.attn_parts() as usize {
+			if parts.len() != attn_parts_at(h, position) as usize {
 				return Err(malformed);
 			}
 			Some(attention_merge(&parts))
@@ -241,9 +241,10 @@ pub fn generate<W: AsRef<[u8]>>(
 	let prompt_len = job.prompt_len();
 	let mut trace = LmTrace { outputs: Vec::new(), tokens: Vec::new() };
 	for position in 0..h.max_context {
-		let samples = samples_at(prompt_len, position);
+		let shape = Shape::at(h, prompt_len, position);
+		let samples = shape.samples;
 		trace.outputs.push(Vec::new());
-		for op in 0..ops_at(h, samples) as u32 {
+		for op in 0..ops_at(h, shape) as u32 {
 			let output = run_step(h, weights, job, &trace, position, op)?;
 			if let Some(outputs) = trace.outputs.last_mut() {
 				outputs.push(output);
@@ -276,7 +277,7 @@ pub fn gather_inputs(
 	op: u32,
 ) -> Result<Vec<Vec<u8>>, LmExecError> {
 	let missing = LmExecError::NoSuchStep { position, op };
-	let kind = op_at(h, op, samples_at(job.prompt_len(), position)).ok_or(missing)?;
+	let kind = op_at(h, Shape::at(h, job.prompt_len(), position), op).ok_or(missing)?;
 	let groups = op_inputs(h, job.prompt_len(), position, kind).ok_or(missing)?;
 	let mut out = Vec::with_capacity(groups.len());
 	for group in groups {
@@ -298,7 +299,7 @@ pub fn step_chunks(
 	op: u32,
 	inputs: &[Vec<u8>],
 ) -> Result<Vec<(WeightChunk, u64)>, LmExecError> {
-	let kind = op_at(h, op, samples_at(job.prompt_len(), position))
+	let kind = op_at(h, Shape::at(h, job.prompt_len(), position), op)
 		.ok_or(LmExecError::NoSuchStep { position, op })?;
 	let token = match kind {
 		LmOp::Embed => {
@@ -375,8 +376,10 @@ mod tests {
 		assert_eq!((trace.tokens.clone(), trace.outputs.len()), (vec![0], 6));
 		// Positions before the last prompt token do not select (no head ops).
 		let sizes: Vec<usize> = trace.outputs.iter().map(|p| p.len()).collect();
-		assert!(sizes[..5].iter().all(|&n| n as u64 == ops_at(&h, false)));
-		assert_eq!(sizes[5] as u64, ops_at(&h, true));
+		for (t, &n) in sizes.iter().enumerate() {
+			let shape = Shape::at(&h, 6, t as u32);
+			assert_eq!((n as u64, shape.samples), (ops_at(&h, shape), t == 5));
+		}
 	}
 
 	#[test]
@@ -399,7 +402,7 @@ mod tests {
 		// An invalid header is refused by every step (no division by a zero dimension).
 		let mut bad = h.clone();
 		bad.head_dim = 0;
-		let attn = crate::lm::graph::op_index(&h, crate::lm::graph::LmOp::AttnPart(0, 0, 0));
+		let attn = crate::lm::graph::op_index(&h, Shape::at(&h, 1, 0), LmOp::AttnPart(0, 0, 0));
 		let step =
 			execute_op(&bad, &job(vec![1], 3), 0, attn.unwrap(), &[vec![], vec![], vec![]], &[]);
 		assert!(matches!(step, Err(LmExecError::InvalidModel(_))));

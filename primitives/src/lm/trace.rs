@@ -17,7 +17,7 @@ use scale_info::TypeInfo;
 use sp_crypto_hashing::blake2_256;
 
 use super::{
-	graph::{op_at, op_inputs, ops_at, output_elements, samples_at},
+	graph::{op_at, op_inputs, ops_at, output_elements, Shape},
 	header::{LmHeader, ELEMENT_BYTES},
 	interp::{execute_op, gather_inputs, generate, step_chunks, LmExecError, LmJob, LmTrace},
 };
@@ -147,7 +147,7 @@ impl std::error::Error for LmProofError {}
 
 /// Number of leaves of position `position`'s tree.
 fn leaves_at(h: &LmHeader, job: &LmJob, position: u32) -> u64 {
-	ops_at(h, samples_at(job.prompt_len(), position))
+	ops_at(h, Shape::at(h, job.prompt_len(), position))
 }
 
 /// Judge a step proof against the committed position roots of a job:
@@ -179,7 +179,7 @@ pub fn check_step_proof(
 	let root_of = |p: u32| position_roots.get(usize::try_from(p).ok()?);
 	let root = root_of(position).ok_or(LmProofError::NoSuchStep)?;
 	let prompt_len = job.prompt_len();
-	let kind = op_at(h, op, samples_at(prompt_len, position)).ok_or(LmProofError::NoSuchStep)?;
+	let kind = op_at(h, Shape::at(h, prompt_len, position), op).ok_or(LmProofError::NoSuchStep)?;
 	let in_tree = |root: &Hash, leaf: &Hash, p: &MerkleProof, index: u64, count: u64| {
 		u64::from(p.leaf_index) == index
 			&& u64::from(p.leaf_count) == count
@@ -201,7 +201,7 @@ pub fn check_step_proof(
 		let mut bytes = Vec::new();
 		for (r, input) in want.iter().zip(got) {
 			let mismatch = LmProofError::InputMismatch { index };
-			let producer = op_at(h, r.op, samples_at(prompt_len, r.position)).ok_or(mismatch)?;
+			let producer = op_at(h, Shape::at(h, prompt_len, r.position), r.op).ok_or(mismatch)?;
 			let len = u64::from(output_elements(h, producer)) * ELEMENT_BYTES;
 			let leaf = lm_step_hash(r.position, r.op, &input.data);
 			let ok = input.position == r.position
@@ -287,7 +287,7 @@ pub fn build_step_proof<W: AsRef<[u8]>>(
 	let leaves = committed.get(usize::try_from(position).ok()?)?;
 	let committed_hash = *leaves.get(usize::try_from(op).ok()?)?;
 	let committed_proof = prove(position, op)?;
-	let kind = op_at(h, op, samples_at(job.prompt_len(), position))?;
+	let kind = op_at(h, Shape::at(h, job.prompt_len(), position), op)?;
 	let mut inputs = Vec::new();
 	for group in op_inputs(h, job.prompt_len(), position, kind)? {
 		let mut proven = Vec::with_capacity(group.len());

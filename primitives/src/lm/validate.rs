@@ -11,7 +11,7 @@ use scale_info::TypeInfo;
 
 use super::{
 	fixed::EXP_TERMS,
-	graph::{block_positions, op_at, ops_at, output_elements, LmOp},
+	graph::{attn_parts_at, block_positions, op_at, ops_at, output_elements, LmOp, Shape},
 	header::{
 		LmHeader, WeightChunk, ELEMENT_BYTES, LM_HEADER_VERSION, MAX_CONTEXT, MAX_EOS_TOKENS,
 		MAX_INV_FREQ,
@@ -113,9 +113,10 @@ pub struct LmStepCost {
 pub struct LmInfo {
 	pub id: Hash,
 	pub header_bytes: u32,
-	/// Ops of a position that does not select a token.
+	/// Ops of a position that does not select a token, at most (at `max_context - 1`; a
+	/// position `t` has `t / attn_block + 1` attention parts per head).
 	pub ops_per_position: u64,
-	/// Ops of a position that selects a token.
+	/// Ops of a position that selects a token, at most (the last position at `max_context`).
 	pub ops_per_sampling_position: u64,
 	pub weight_chunks: u64,
 	pub total_weight_bytes: u64,
@@ -172,7 +173,7 @@ pub fn step_cost(h: &LmHeader, position: u32, op: LmOp) -> Result<LmStepCost, Lm
 			(1 + 2 * keys, hd + 2 * keys * hd, ((2 * hd + exp) * keys).max(hd))
 		},
 		LmOp::Attn(..) => {
-			let parts = u128::from(h.attn_parts());
+			let parts = u128::from(attn_parts_at(h, position));
 			(parts, parts * (3 + 4 * hd), parts * (hd + exp) + hd)
 		},
 		LmOp::OProj(l, _) => (hh + 1, ad + if l == 0 { d } else { cr }, cr * ad),
@@ -186,7 +187,7 @@ pub fn step_cost(h: &LmHeader, position: u32, op: LmOp) -> Result<LmStepCost, Lm
 	};
 	let chunks = super::graph::op_weights(h, op, 0);
 	let weight_bytes: u128 = chunks.iter().map(|&c| u128::from(h.chunk_bytes(c))).sum();
-	let depth_p = u128::from(merkle_depth(ops_at(h, true)));
+	let depth_p = u128::from(merkle_depth(ops_at(h, Shape::last(h))));
 	let depth_w = u128::from(merkle_depth(h.num_weight_chunks()));
 	let input_bytes = elements * u128::from(ELEMENT_BYTES);
 	let n_chunks = chunks.len() as u128;
@@ -308,14 +309,15 @@ pub fn validate_lm(h: &LmHeader, limits: &Limits) -> Result<LmInfo, LmInvalid> {
 	if header_bytes > limits.max_header_bytes {
 		return Err(LmInvalid::HeaderTooLarge);
 	}
-	let n_sampling = ops_at(h, true);
+	let last = Shape::last(h);
+	let n_sampling = ops_at(h, last);
 	if n_sampling > u64::from(limits.max_ops) {
 		return Err(LmInvalid::TooManyOps);
 	}
 	let position = h.max_context - 1;
 	let mut steps = Vec::with_capacity(usize::try_from(n_sampling).unwrap_or(0));
 	for i in 0..n_sampling {
-		let op = op_at(h, ovf(u32::try_from(i).ok())?, true).ok_or(LmInvalid::SizeOverflow)?;
+		let op = op_at(h, last, ovf(u32::try_from(i).ok())?).ok_or(LmInvalid::SizeOverflow)?;
 		if output_elements(h, op) > limits.max_tensor_elements {
 			return Err(LmInvalid::TensorTooLarge);
 		}
@@ -340,7 +342,7 @@ pub fn validate_lm(h: &LmHeader, limits: &Limits) -> Result<LmInfo, LmInvalid> {
 	Ok(LmInfo {
 		id: h.id(),
 		header_bytes,
-		ops_per_position: ops_at(h, false),
+		ops_per_position: ops_at(h, Shape { samples: false, ..last }),
 		ops_per_sampling_position: n_sampling,
 		weight_chunks: h.num_weight_chunks(),
 		total_weight_bytes,
@@ -361,7 +363,7 @@ pub fn weight_bytes_of(h: &LmHeader, chunks: &[WeightChunk]) -> u64 {
 mod tests {
 	use super::*;
 	use crate::lm::{
-		graph::{op_inputs, op_weights, samples_at},
+		graph::{op_inputs, op_weights},
 		header::tests::tiny,
 	};
 
@@ -420,22 +422,24 @@ mod tests {
 	#[test]
 	fn costs_match_the_graph() {
 		let h = tiny();
-		let position = 5;
-		for i in 0..ops_at(&h, true) as u32 {
-			let op = op_at(&h, i, true).unwrap();
-			let cost = step_cost(&h, position, op).unwrap();
-			let groups = op_inputs(&h, 1, position, op).unwrap();
-			let refs: Vec<_> = groups.iter().flatten().collect();
-			assert_eq!(cost.input_refs, refs.len() as u64, "{op:?}");
-			let bytes: u64 = refs
-				.iter()
-				.map(|r| {
-					let o = op_at(&h, r.op, samples_at(1, r.position)).unwrap();
-					4 * u64::from(output_elements(&h, o))
-				})
-				.sum();
-			assert_eq!(cost.input_bytes, bytes, "{op:?}");
-			assert_eq!(cost.weight_bytes, weight_bytes_of(&h, &op_weights(&h, op, 0)));
+		for position in [1, 5, 8, 15] {
+			let shape = Shape::at(&h, 1, position);
+			for i in 0..ops_at(&h, shape) as u32 {
+				let op = op_at(&h, shape, i).unwrap();
+				let cost = step_cost(&h, position, op).unwrap();
+				let groups = op_inputs(&h, 1, position, op).unwrap();
+				let refs: Vec<_> = groups.iter().flatten().collect();
+				assert_eq!(cost.input_refs, refs.len() as u64, "{op:?}");
+				let bytes: u64 = refs
+					.iter()
+					.map(|r| {
+						let o = op_at(&h, Shape::at(&h, 1, r.position), r.op).unwrap();
+						4 * u64::from(output_elements(&h, o))
+					})
+					.sum();
+				assert_eq!(cost.input_bytes, bytes, "{op:?}");
+				assert_eq!(cost.weight_bytes, weight_bytes_of(&h, &op_weights(&h, op, 0)));
+			}
 		}
 	}
 

@@ -8,7 +8,7 @@ use super::Rng;
 use crate::{
 	commit::{merkle_levels, merkle_proof_from_levels, MerkleProof},
 	lm::{
-		graph::{op_at, op_index, op_inputs, ops_at, output_elements, LmOp},
+		graph::{op_at, op_index, op_inputs, ops_at, output_elements, LmOp, Shape},
 		header::{LayerFormats, LmHeader, WeightChunk, LM_HEADER_VERSION},
 		interp::{execute_op, step_chunks, LmJob},
 		ops::AttnPart,
@@ -257,8 +257,9 @@ pub fn synthetic_step_proof(
 	if position >= h.max_context {
 		return None;
 	}
-	let index = op_index(h, op)?;
-	let leaves = usize::try_from(ops_at(h, true)).ok()?;
+	let shape = |p: u32| Shape::at(h, 1, p);
+	let index = op_index(h, shape(position), op)?;
+	let leaves = |p: u32| usize::try_from(ops_at(h, shape(p))).ok();
 	// Input steps: data, and their leaves by position.
 	let mut by_position: BTreeMap<u32, Vec<(u32, Hash)>> = BTreeMap::new();
 	let mut groups = Vec::new();
@@ -267,7 +268,7 @@ pub fn synthetic_step_proof(
 		let mut bytes = Vec::new();
 		let mut steps = Vec::new();
 		for r in group {
-			let data = plausible_output(&mut rng, h, op_at(h, r.op, true)?);
+			let data = plausible_output(&mut rng, h, op_at(h, shape(r.position), r.op)?);
 			by_position
 				.entry(r.position)
 				.or_default()
@@ -311,7 +312,7 @@ pub fn synthetic_step_proof(
 	let mut proofs: BTreeMap<(u32, u32), MerkleProof> = BTreeMap::new();
 	let mut roots: Vec<Hash> = (0..=position).map(|p| blake2_256(&p.to_le_bytes())).collect();
 	for (p, set) in by_position {
-		let mut tree = vec![filler; leaves];
+		let mut tree = vec![filler; leaves(p)?];
 		for &(i, hash) in &set {
 			*tree.get_mut(usize::try_from(i).ok()?)? = hash;
 		}
