@@ -381,10 +381,10 @@ impl Packed {
 		let mut outs = vec![vec![0i32; self.rows]; xs.len()];
 		for (g, per_x) in accs.iter().enumerate() {
 			for (j, acc) in per_x.iter().enumerate() {
-				for lane in 0..LANES.min(self.rows - g * LANES) {
+				for (lane, &a) in acc.iter().enumerate().take(self.rows - g * LANES) {
 					let r = g * LANES + lane;
 					let res = residuals.map_or(0, |v| v[j][r]);
-					outs[j][r] = Self::finish(acc[lane], res);
+					outs[j][r] = Self::finish(a, res);
 				}
 			}
 		}

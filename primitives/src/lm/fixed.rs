@@ -61,6 +61,7 @@ pub fn fp16_to_q24_or_zero(bits: u16) -> i64 {
 /// `-5/2 -> -3`, `-5/4 -> -1`): `sign(num) * (q + (2 r >= den ? 1 : 0))` where `q` and `r`
 /// are the quotient and remainder of `|num| / den`. `0` if `den <= 0` (never reached by the
 /// ops, whose denominators are positive); saturates instead of overflowing.
+#[inline]
 pub fn div_round(num: i128, den: i128) -> i128 {
 	if den <= 0 {
 		return 0;
@@ -80,6 +81,7 @@ pub fn div_round(num: i128, den: i128) -> i128 {
 }
 
 /// `v` clamped to the `i32` range.
+#[inline]
 pub fn sat_i32(v: i128) -> i32 {
 	i32::try_from(v.clamp(i128::from(i32::MIN), i128::from(i32::MAX))).unwrap_or(0)
 }
