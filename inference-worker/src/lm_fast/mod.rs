@@ -27,7 +27,7 @@ use verity_primitives::{
 		graph::{attn_parts_at, block_positions, ops_at, Shape},
 		header::{LmHeader, WeightChunk},
 		interp::{LmExecError, LmJob, LmTrace},
-		ops::{attention_merge, i32s_to_bytes, rms_norm},
+		ops::{i32s_to_bytes, rms_norm},
 		quant::dequantize_row,
 		sample::{select_token, SamplingParams},
 		trace::{build_step_proof, LmFindFraudError, LmStepProof, ProverTrees, LM_STEP_TAG},
@@ -39,7 +39,7 @@ use verity_primitives::{
 use crate::exact::blake2_256_many;
 pub use kernels::Kernel;
 use kernels::{Packed, QuantX};
-use ops::{attention_part_fast, rope_apply, rope_table, swiglu_fast};
+use ops::{attention_merge_fast, attention_part_fast, rope_apply, rope_table, swiglu_fast};
 
 /// Prompt positions run together by default (see [`FastLm::positions`]).
 pub const PREFILL_BATCH: u32 = 64;
@@ -544,7 +544,7 @@ impl FastLm {
 						}
 						done.push(part);
 					}
-					(encoded, attention_merge(&done))
+					(encoded, attention_merge_fast(&done))
 				})
 				.collect();
 			let mut attn = Vec::with_capacity(n);

@@ -5,7 +5,7 @@
 //! extreme arguments, and the differential tests compare whole generations.
 
 use verity_primitives::lm::{
-	fixed::{cos_sin_q32, sat_i32, ACT_FRAC_BITS, LN2_Q32, ONE_Q32},
+	fixed::{cos_sin_q32, div_round, sat_i32, ACT_FRAC_BITS, LN2_Q32, ONE_Q32},
 	ops::AttnPart,
 	quant::{QuantBlock, ACT_QMAX, BLOCK_LEN},
 };
@@ -214,6 +214,33 @@ fn attention_part_body(
 	AttnPart { max: m, sum: e.iter().sum(), num }
 }
 
+/// `ops::attention_merge` with the divisions by `2^32` as shifts ([`div_round_2_32`]), the
+/// merge factors by [`exp_neg_q32_fast`], and the final division in `i64` where both operands
+/// fit (the rule's `i128` division otherwise).
+pub fn attention_merge_fast(parts: &[AttnPart]) -> Vec<i32> {
+	let hd = parts.first().map(|p| p.num.len()).unwrap_or(0);
+	let live = || parts.iter().filter(|p| p.sum > 0);
+	let Some(m) = live().map(|p| p.max).max() else {
+		return vec![0; hd];
+	};
+	let mut total: i128 = 0;
+	let mut num = vec![0i128; hd];
+	for p in live() {
+		let diff = u64::try_from(i64::from(m) - i64::from(p.max)).unwrap_or(0); // < 2^32
+		let f = i128::from(exp_neg_q32_fast(diff << ACT_FRAC_BITS));
+		total = total.saturating_add(div_round_2_32(i128::from(p.sum) * f));
+		for (n, &x) in num.iter_mut().zip(&p.num) {
+			*n = n.saturating_add(div_round_2_32(x.saturating_mul(f)));
+		}
+	}
+	num.iter()
+		.map(|&n| match (i64::try_from(n), i64::try_from(total)) {
+			(Ok(a), Ok(b)) if b > 0 && a != i64::MIN => sat_i32(i128::from(div_round_i64(a, b))),
+			_ => sat_i32(div_round(n, total)),
+		})
+		.collect()
+}
+
 #[cfg(test)]
 mod tests {
 	use super::*;
@@ -311,6 +338,41 @@ mod tests {
 				);
 				assert_eq!(got, want, "case {case} {kernel:?}");
 			}
+		}
+	}
+
+	#[test]
+	fn merge_equals_the_rule() {
+		use verity_primitives::lm::ops::attention_merge;
+		let mut rng = Rng::new(5);
+		for case in 0..20_000 {
+			let hd = 1 + rng.below(8) as usize;
+			let n = rng.below(5) as usize;
+			let wide = case % 4 == 0;
+			let parts: Vec<AttnPart> = (0..n)
+				.map(|_| AttnPart {
+					max: match rng.below(6) {
+						0 => i32::MIN,
+						1 => i32::MAX,
+						_ => rng.range(-(1 << 20), 1 << 20) as i32,
+					},
+					sum: match rng.below(6) {
+						0 => 0,
+						1 => u64::MAX,
+						2 => 1,
+						_ => rng.next_u64() >> rng.below(64),
+					},
+					num: (0..hd)
+						.map(|_| match rng.below(10) {
+							0 if wide => i128::MAX,
+							1 if wide => i128::MIN,
+							2 => i128::from(i64::MIN),
+							_ => i128::from(rng.next_u64() as i64) >> rng.below(64),
+						})
+						.collect(),
+				})
+				.collect();
+			assert_eq!(attention_merge_fast(&parts), attention_merge(&parts), "case {case}");
 		}
 	}
 }
