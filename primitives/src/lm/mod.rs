@@ -13,6 +13,7 @@
 //! * [`graph`]: the ops of a position, what each reads and which weights it uses.
 //! * [`validate`]: structural rules, accumulator bounds, per-step costs and limits.
 //! * [`interp`]: the reference interpreter (`generate`, one step from its inputs).
+//! * [`job`]: what a chain checks of a generation request, its output and a reveal.
 //! * [`file`](mod@file): the transformer model file (header and weight chunks).
 //! * [`trace`]: step hashes, position and job roots, step proofs and their check.
 
@@ -21,6 +22,7 @@ pub mod fixed;
 pub mod graph;
 pub mod header;
 pub mod interp;
+pub mod job;
 pub mod ops;
 pub mod quant;
 pub mod sample;

@@ -1,7 +1,7 @@
 //! Token selection: greedy and seeded sampling (temperature, top-k, top-p), in integers.
 
 use alloc::vec::Vec;
-use codec::{Decode, Encode, MaxEncodedLen};
+use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
 use scale_info::TypeInfo;
 use sp_crypto_hashing::blake2_256;
 
@@ -11,7 +11,9 @@ use super::fixed::exp_neg_q32;
 pub const SAMPLE_TAG: &[u8] = b"verity/lm/sample/v1";
 
 /// How the next token is chosen (part of a generation job).
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Encode, Decode, TypeInfo, MaxEncodedLen)]
+#[derive(
+	Clone, Copy, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, TypeInfo, MaxEncodedLen,
+)]
 pub struct SamplingParams {
 	/// Temperature in Q16 (`65536` = 1.0); `0` selects greedy decoding.
 	pub temperature_q16: u32,
