@@ -228,6 +228,10 @@ impl pallet_verity_jobs::Config for Runtime {
 	/// A week to fetch a closed job's receipt file; then only its 32-byte digest stays
 	/// (docs/RECEIPTS.md, "Retention").
 	type ReceiptRetention = ConstU32<{ 7 * DAYS }>;
+	/// 8,192 positions per generation job: SmolLM2-135M's whole context (a prompt of up to
+	/// 32 KiB of token ids, kept until the job closes; 256 KiB of position roots in a dispute).
+	type MaxContext = ConstU32<8192>;
+	type Disputes = Disputes;
 	type WeightInfo = pallet_verity_jobs::weights::SubstrateWeight<Runtime>;
 }
 
@@ -241,6 +245,10 @@ impl pallet_verity_disputes::Config for Runtime {
 	/// Held while a fraud-proof commitment is stored (about 100 bytes): refunded when it is
 	/// revealed or withdrawn.
 	type ProofCommitmentDeposit = ConstU128<UNIT>;
+	/// A game against a generation bonds 10 VRTY: paid to an honest operator whose challenger
+	/// gives up, it covers the operator's largest reveal (512 KiB of step hashes: 0.05 VRTY of
+	/// length fee plus its weight) many times over.
+	type ChallengeBond = ConstU128<{ 10 * UNIT }>;
 	type WeightInfo = pallet_verity_disputes::weights::SubstrateWeight<Runtime>;
 }
 

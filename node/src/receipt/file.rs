@@ -115,6 +115,14 @@ fn outcome(o: &Outcome<AccountId>) -> String {
 			format!("fraud at step {step}, proven by {}", account(prover))
 		},
 		Outcome::Expired => "expired".into(),
+		Outcome::GenerationFraud { prover, position, op } => {
+			let at = match (position, op) {
+				(Some(p), Some(i)) => format!(" at step {i} of position {p}"),
+				(Some(p), None) => format!(" at position {p} (not revealed)"),
+				_ => " (position roots not revealed)".into(),
+			};
+			format!("generation fraud{at}, proven by {}", account(prover))
+		},
 	}
 }
 

@@ -209,7 +209,11 @@ pub fn plan<T: Config>(
 			if now >= deadline {
 				continue;
 			}
-			// Before its deadline: assigned, or committed moments ago.
+			// Before its deadline: assigned, or committed moments ago. Generation jobs are not
+			// served by this agent yet (an operator serving a text model commits them itself).
+			if pallet_verity_jobs::Generations::<T>::contains_key(id) {
+				continue;
+			}
 			let Some(job) = pallet_verity_jobs::Jobs::<T>::get(id) else { continue };
 			if !matches!(job.status, JobStatus::Assigned { .. }) {
 				continue;
@@ -324,6 +328,7 @@ pub fn plan<T: Config>(
 fn committed<T: Config>(id: JobId) -> Option<pallet_verity_jobs::Job<T>> {
 	pallet_verity_jobs::Jobs::<T>::get(id)
 		.filter(|job| matches!(job.status, JobStatus::Committed { .. }))
+		.filter(|_| !pallet_verity_jobs::Generations::<T>::contains_key(id))
 }
 
 /// Find the jobs committed since the last run: their window ends are queued

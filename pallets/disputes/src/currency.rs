@@ -81,3 +81,54 @@ pub fn pay_reward<T: Config>(prover: &T::AccountId, amount: BalanceOf<T>) -> Bal
 	Currency::<T>::release(&HoldReason::Reward.into(), prover, amount, Precision::BestEffort)
 		.unwrap_or_default()
 }
+
+/// Hold a challenger's bond.
+pub fn hold_bond<T: Config>(who: &T::AccountId, amount: BalanceOf<T>) -> DispatchResult {
+	Currency::<T>::hold(&HoldReason::ChallengeBond.into(), who, amount)
+		.map_err(|_| Error::<T>::InsufficientBalance.into())
+}
+
+/// Return a challenger's bond.
+pub fn release_bond<T: Config>(who: &T::AccountId, amount: BalanceOf<T>) {
+	// Best effort: the hold always covers the open games' bonds (`do_try_state`).
+	let _ = Currency::<T>::release(
+		&HoldReason::ChallengeBond.into(),
+		who,
+		amount,
+		Precision::BestEffort,
+	);
+}
+
+/// Pay a challenger's bond to `to` (free).
+pub fn bond_to<T: Config>(from: &T::AccountId, to: &T::AccountId, amount: BalanceOf<T>) {
+	let _ = Currency::<T>::transfer_on_hold(
+		&HoldReason::ChallengeBond.into(),
+		from,
+		to,
+		amount,
+		Precision::BestEffort,
+		Restriction::Free,
+		Fortitude::Force,
+	);
+}
+
+/// Pay `ProverShare` of the slashed `credit` to `winner` (free) and hand the rest to the
+/// operators pallet's `Slash` handler. Returns (slashed, paid). A share that cannot be
+/// deposited goes to the handler too.
+pub fn pay_and_dispose<T: Config>(
+	winner: &T::AccountId,
+	credit: pallet_verity_operators::CreditOf<T>,
+) -> (BalanceOf<T>, BalanceOf<T>) {
+	let slashed = credit.peek();
+	let share = T::ProverShare::get() * slashed;
+	let (reward, mut rest) = credit.split(share);
+	let paid = match Currency::<T>::resolve(winner, reward) {
+		Ok(()) => share,
+		Err(unpaid) => {
+			rest = rest.merge(unpaid);
+			Default::default()
+		},
+	};
+	pallet_verity_operators::Pallet::<T>::dispose(rest);
+	(slashed, paid)
+}

@@ -74,7 +74,7 @@ use frame_system::pallet_prelude::BlockNumberFor;
 use pallet_verity_models::BalanceOf;
 use scale_info::TypeInfo;
 use sp_runtime::traits::{Saturating, Zero};
-use verity_primitives::{Hash, ModelId};
+use verity_primitives::{lm::sample::SamplingParams, Hash, ModelId};
 
 /// A job's number, assigned in submission order.
 pub type JobId = u64;
@@ -151,6 +151,46 @@ pub struct Job<T: Config> {
 	pub status: JobStatus<T>,
 }
 
+/// What a generation job adds to its [`Job`] (whose `input` is empty): the request, and its
+/// price per position. The committed output tokens are the job's `output` (`u32`
+/// little-endian each) and its job root the job's `trace_root`.
+#[derive(
+	CloneNoBound, PartialEqNoBound, EqNoBound, DebugNoBound, Encode, Decode, TypeInfo, MaxEncodedLen,
+)]
+#[scale_info(skip_type_params(T))]
+pub struct Generation<T: Config> {
+	/// The prompt's token ids (pruned when the job closes).
+	pub prompt: BoundedVec<u32, T::MaxContext>,
+	/// The most tokens to generate.
+	pub max_new_tokens: u32,
+	/// How tokens are selected (greedy by default) and the seed.
+	pub params: SamplingParams,
+	/// The assigned operator's price per position (prompt and generated tokens); the job's
+	/// `price` is it times the positions paid for (`prompt + max_new_tokens` when assigned,
+	/// `prompt + tokens` once committed).
+	pub price_per_token: BalanceOf<T>,
+	/// Where the job is queued instead of its window end: games of the dispute were still
+	/// open when the window ended, so finality waits for them.
+	pub settles_at: Option<BlockNumberFor<T>>,
+}
+
+/// What the jobs pallet asks of the pallet that runs generation disputes (the disputes pallet;
+/// `()` for none).
+pub trait GenerationDisputes {
+	/// Games against the job's commitment that are not settled: a job does not become final
+	/// while there are any.
+	fn open_games(job: JobId) -> u32;
+	/// The job closed: drop what the disputes kept only for it (its revealed roots).
+	fn job_closed(job: JobId);
+}
+
+impl GenerationDisputes for () {
+	fn open_games(_: JobId) -> u32 {
+		0
+	}
+	fn job_closed(_: JobId) {}
+}
+
 /// How a job closed.
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, TypeInfo, MaxEncodedLen)]
 pub enum Outcome<AccountId> {
@@ -161,6 +201,12 @@ pub enum Outcome<AccountId> {
 	Fraud { prover: AccountId, step: u32 },
 	/// No operator committed in time on the last attempt; the requester was refunded.
 	Expired,
+	/// A generation's commitment lost its dispute game to `prover` (the requester was refunded
+	/// and the operator slashed): at step `op` of `position` (a one-step proof), at
+	/// `position` without `op` (the operator did not reveal the position, or revealed a
+	/// `Select` step that is not its committed token), or, without a position, because the
+	/// operator did not reveal its position roots.
+	GenerationFraud { prover: AccountId, position: Option<u32>, op: Option<u32> },
 }
 
 /// What stays on-chain after a job closes.
@@ -195,6 +241,9 @@ pub enum NotChallengeable {
 	WindowClosed,
 	/// Fraud was already proven for this job.
 	AlreadySlashed,
+	/// A generation job: disputed with the dispute game, not a one-step fraud proof (or the
+	/// reverse).
+	WrongKind,
 	/// The job expired without a commitment.
 	Expired,
 	/// The job closed so long ago that only its receipt's digest is left.
@@ -259,6 +308,13 @@ pub mod pallet {
 		/// is full.
 		#[pallet::constant]
 		type ScheduleSpread: Get<u32>;
+		/// Largest number of positions of a generation job (prompt and generated tokens
+		/// together): bounds the stored prompt and the position roots of a dispute. A job's
+		/// new tokens are also bounded by `MaxOutputBytes / 4` (they are its output).
+		#[pallet::constant]
+		type MaxContext: Get<u32>;
+		/// The dispute game of generation jobs.
+		type Disputes: GenerationDisputes;
 		/// Weights of this pallet's calls and hook.
 		type WeightInfo: WeightInfo;
 	}
@@ -283,6 +339,11 @@ pub mod pallet {
 	#[pallet::storage]
 	pub type StepHashes<T: Config> =
 		StorageMap<_, Twox64Concat, JobId, BoundedVec<Hash, MaxStepHashes<T>>, OptionQuery>;
+
+	/// The request of each open generation job.
+	#[pallet::storage]
+	pub type Generations<T: Config> =
+		StorageMap<_, Twox64Concat, JobId, Generation<T>, OptionQuery>;
 
 	/// The open jobs assigned to each operator, with their deadlines: what an operator's agent
 	/// reads instead of every open job (attack 11). An entry stays from the assignment until the
@@ -417,6 +478,29 @@ pub mod pallet {
 		InputHashMismatch,
 		/// The last step hash is not the hash of the output.
 		OutputHashMismatch,
+		/// The model is a text model: submit a generation (`submit_generation`).
+		NotAClassifier,
+		/// The model is a classifier: submit an input tensor (`submit`).
+		NotATextModel,
+		/// A classifier job's commitment for a generation job, or the reverse.
+		WrongJobKind,
+		/// The prompt has no token.
+		EmptyPrompt,
+		/// The prompt has more than `MaxContext` tokens.
+		PromptTooLong,
+		/// A prompt or output token is not below the model's vocabulary size.
+		TokenOutOfVocab,
+		/// `max_new_tokens` is 0, or more than `MaxOutputBytes / 4`.
+		BadMaxNewTokens,
+		/// The prompt and `max_new_tokens` need more positions than the model's context.
+		ContextExceeded,
+		/// No output token, or more than the job's `max_new_tokens`.
+		WrongTokenCount,
+		/// An end-of-sequence token before the last output token.
+		EarlyStop,
+		/// Fewer than `max_new_tokens` output tokens and the last is not an end-of-sequence
+		/// token.
+		NotStopped,
 	}
 
 	#[pallet::hooks]
@@ -470,7 +554,8 @@ pub mod pallet {
 		///
 		/// The dispatch origin must be _Signed_ (the requester).
 		///
-		/// Errors: `ModelNotActive` (unknown or retired), `InputSizeMismatch`, `NoOperatorAvailable`
+		/// Errors: `ModelNotActive` (unknown or retired), `NotAClassifier`, `InputSizeMismatch`,
+		/// `NoOperatorAvailable`
 		/// (no unjailed server at a price `<= max_fee` with free stake for the job's collateral,
 		/// [`Pallet::collateral_for`]`(max_fee)`),
 		/// `InsufficientBalance` for `max_fee`, `QueueFull` if no block within `ScheduleSpread` of the
@@ -492,45 +577,141 @@ pub mod pallet {
 			let requester = ensure_signed(origin)?;
 			let record = pallet_verity_models::Pallet::<T>::active_model(&model)
 				.ok_or(Error::<T>::ModelNotActive)?;
+			ensure!(
+				record.kind == pallet_verity_models::ModelKind::Classifier,
+				Error::<T>::NotAClassifier
+			);
 			let input_len = verity_primitives::len_u32(input.len());
 			ensure!(input_len == record.input_elements, Error::<T>::InputSizeMismatch);
 			let input: BoundedVec<_, _> =
 				input.try_into().map_err(|_| Error::<T>::InputSizeMismatch)?;
-			let id = NextJobId::<T>::get();
-			let now = frame_system::Pallet::<T>::block_number();
-			let collateral = Self::collateral_for(max_fee);
-			let (chosen, examined) = pallet_verity_operators::Pallet::<T>::select(
-				&model,
-				max_fee,
-				collateral,
-				&Self::seed(id, 0),
-				&[],
-			);
-			let (operator, price) = chosen.ok_or(Error::<T>::NoOperatorAvailable)?;
-			currency::hold_fee::<T>(&requester, max_fee)?;
-			pallet_verity_operators::Pallet::<T>::lock_collateral(&operator, collateral)?;
-			let deadline = Self::schedule(now.saturating_add(Self::execution_deadline()), id)?;
-			Jobs::<T>::insert(
-				id,
-				Job {
-					requester: requester.clone(),
-					model,
-					input,
-					max_fee,
-					operator: operator.clone(),
-					price,
-					collateral,
-					missed: Default::default(),
-					submitted_at: now,
-					status: JobStatus::Assigned { deadline },
-				},
-			);
-			Assignments::<T>::insert(&operator, id, deadline);
-			NextJobId::<T>::put(id.saturating_add(1));
-			pallet_verity_models::Pallet::<T>::job_opened(&model);
-			Self::deposit_event(Event::Submitted { job: id, requester, model, max_fee });
-			Self::deposit_event(Event::Assigned { job: id, operator, price, deadline });
+			let (_, examined) = Self::open(requester, model, input, max_fee, None)?;
 			Ok(Some(<T as Config>::WeightInfo::submit(input_len, examined)).into())
+		}
+
+		/// Submit a generation job: `model` (a text model) continues `prompt` (token ids) by at
+		/// most `max_new_tokens` tokens selected with `params` (greedy:
+		/// `SamplingParams::GREEDY`), for at most `max_fee`, which is held until the job
+		/// closes. An operator serving the model at a price per position `<= max_fee /
+		/// (prompt + max_new_tokens)` is assigned; it is paid its price times `prompt +` the
+		/// tokens it generated.
+		///
+		/// The dispatch origin must be _Signed_ (the requester).
+		///
+		/// Errors: `ModelNotActive`, `NotATextModel`, `EmptyPrompt`, `PromptTooLong`
+		/// (`MaxContext`), `BadMaxNewTokens` (0 or more than `MaxOutputBytes / 4`),
+		/// `TokenOutOfVocab`, `ContextExceeded` (prompt + max_new_tokens - 1 positions beyond
+		/// the model's context), `NoOperatorAvailable`, `InsufficientBalance`, `QueueFull`.
+		/// Emits `Submitted` and `Assigned`.
+		///
+		/// Complexity: `O(p + s)` in the prompt's tokens and the model's servers.
+		#[pallet::call_index(2)]
+		#[pallet::weight(<T as Config>::WeightInfo::submit_generation(
+			verity_primitives::len_u32(prompt.len()),
+			<T as pallet_verity_operators::Config>::MaxServersPerModel::get(),
+		))]
+		pub fn submit_generation(
+			origin: OriginFor<T>,
+			model: ModelId,
+			prompt: Vec<u32>,
+			max_new_tokens: u32,
+			params: SamplingParams,
+			#[pallet::compact] max_fee: BalanceOf<T>,
+		) -> DispatchResultWithPostInfo {
+			let requester = ensure_signed(origin)?;
+			let record = pallet_verity_models::Pallet::<T>::active_model(&model)
+				.ok_or(Error::<T>::ModelNotActive)?;
+			let limits = record.kind.text_limits().ok_or(Error::<T>::NotATextModel)?;
+			let prompt_len = verity_primitives::len_u32(prompt.len());
+			ensure!(max_new_tokens <= Self::max_new_tokens(), Error::<T>::BadMaxNewTokens);
+			let prompt: BoundedVec<u32, T::MaxContext> =
+				prompt.try_into().map_err(|_| Error::<T>::PromptTooLong)?;
+			use verity_primitives::lm::job::{check_request, RequestError};
+			check_request(&limits, &prompt, max_new_tokens).map_err(|e| match e {
+				RequestError::EmptyPrompt => Error::<T>::EmptyPrompt,
+				RequestError::NoNewTokens => Error::<T>::BadMaxNewTokens,
+				RequestError::TokenOutOfVocab => Error::<T>::TokenOutOfVocab,
+				RequestError::ContextExceeded => Error::<T>::ContextExceeded,
+			})?;
+			let units = prompt_len.saturating_add(max_new_tokens);
+			let ((id, price_per_token), examined) =
+				Self::open(requester, model, Default::default(), max_fee, Some(units))?;
+			Generations::<T>::insert(
+				id,
+				Generation { prompt, max_new_tokens, params, price_per_token, settles_at: None },
+			);
+			Ok(Some(<T as Config>::WeightInfo::submit_generation(prompt_len, examined)).into())
+		}
+
+		/// Commit a generation: the output tokens and the job root (the Merkle root over the
+		/// position roots, `verity_primitives::lm::trace::job_root`). Opens the challenge window
+		/// (and its dispute game, in the disputes pallet); the position roots stay off-chain
+		/// unless a challenge asks for them. 4 bytes of chain data per token plus a constant.
+		///
+		/// The dispatch origin must be _Signed_ by the job's assigned operator.
+		///
+		/// Errors: `UnknownJob`, `WrongJobKind`, `NotAssignedOperator`, `AlreadyCommitted`,
+		/// `DeadlinePassed`, `ModelNotActive`, `WrongTokenCount` (none, or more than
+		/// `max_new_tokens`), `TokenOutOfVocab`, `EarlyStop` (an end-of-sequence token before
+		/// the last), `NotStopped` (fewer than `max_new_tokens` and no end-of-sequence token
+		/// last), `QueueFull`. Emits `Committed`.
+		///
+		/// Class: _Operational_, like `commit`.
+		///
+		/// Complexity: `O(n)` in the tokens.
+		#[pallet::call_index(3)]
+		#[pallet::weight((
+			<T as Config>::WeightInfo::commit_generation(verity_primitives::len_u32(tokens.len())),
+			DispatchClass::Operational,
+		))]
+		pub fn commit_generation(
+			origin: OriginFor<T>,
+			job: JobId,
+			tokens: Vec<u32>,
+			job_root: Hash,
+		) -> DispatchResult {
+			let who = ensure_signed(origin)?;
+			let mut record = Jobs::<T>::get(job).ok_or(Error::<T>::UnknownJob)?;
+			let mut generation = Generations::<T>::get(job).ok_or(Error::<T>::WrongJobKind)?;
+			ensure!(record.operator == who, Error::<T>::NotAssignedOperator);
+			let JobStatus::Assigned { deadline } = record.status else {
+				return Err(Error::<T>::AlreadyCommitted.into());
+			};
+			let now = frame_system::Pallet::<T>::block_number();
+			ensure!(now < deadline, Error::<T>::DeadlinePassed);
+			let limits = pallet_verity_models::Models::<T>::get(record.model)
+				.and_then(|m| m.kind.text_limits())
+				.ok_or(Error::<T>::ModelNotActive)?;
+			use verity_primitives::lm::job::{check_output, OutputError};
+			check_output(&limits, generation.max_new_tokens, &tokens).map_err(|e| match e {
+				OutputError::WrongTokenCount => Error::<T>::WrongTokenCount,
+				OutputError::TokenOutOfVocab => Error::<T>::TokenOutOfVocab,
+				OutputError::EarlyStop => Error::<T>::EarlyStop,
+				OutputError::NotStopped => Error::<T>::NotStopped,
+			})?;
+			let bytes: Vec<u8> = tokens.iter().flat_map(|t| t.to_le_bytes()).collect();
+			let output: BoundedVec<_, _> =
+				bytes.try_into().map_err(|_| Error::<T>::WrongTokenCount)?;
+			let window_end = Self::schedule(now.saturating_add(Self::challenge_window()), job)?;
+			let units = verity_primitives::len_u32(generation.prompt.len())
+				.saturating_add(verity_primitives::len_u32(tokens.len()));
+			record.price = generation.price_per_token.saturating_mul(units.into());
+			record.status = JobStatus::Committed {
+				output,
+				trace_root: job_root,
+				committed_at: now,
+				window_end,
+			};
+			generation.settles_at = None;
+			Jobs::<T>::insert(job, record);
+			Generations::<T>::insert(job, generation);
+			Self::deposit_event(Event::Committed {
+				job,
+				operator: who,
+				trace_root: job_root,
+				window_end,
+			});
+			Ok(())
 		}
 
 		/// Commit the result of an assigned job: the output tensor and the step hashes
@@ -538,8 +719,8 @@ pub mod pallet {
 		///
 		/// The dispatch origin must be _Signed_ by the job's assigned operator.
 		///
-		/// Errors: `UnknownJob`, `NotAssignedOperator`, `AlreadyCommitted`, `DeadlinePassed`,
-		/// `ModelNotActive`, `OutputSizeMismatch`, `WrongStepCount` (not `n + 1` hashes),
+		/// Errors: `UnknownJob`, `WrongJobKind` (a generation job), `NotAssignedOperator`,
+		/// `AlreadyCommitted`, `DeadlinePassed`, `ModelNotActive`, `OutputSizeMismatch`, `WrongStepCount` (not `n + 1` hashes),
 		/// `InputHashMismatch` (`h_0`), `OutputHashMismatch` (`h_n`), `QueueFull`. Emits `Committed`.
 		///
 		/// Class: _Operational_ (the block's reserve): junk transactions cannot keep a commit out
@@ -560,6 +741,7 @@ pub mod pallet {
 		) -> DispatchResult {
 			let who = ensure_signed(origin)?;
 			let mut record = Jobs::<T>::get(job).ok_or(Error::<T>::UnknownJob)?;
+			ensure!(!Generations::<T>::contains_key(job), Error::<T>::WrongJobKind);
 			ensure!(record.operator == who, Error::<T>::NotAssignedOperator);
 			let JobStatus::Assigned { deadline } = record.status else {
 				return Err(Error::<T>::AlreadyCommitted.into());
@@ -635,6 +817,10 @@ pub struct DueWork {
 	pub stale: u64,
 	/// Queues read and removed beyond the first (which [`Pallet::hook_weight`] counts).
 	pub queues: u64,
+	/// Generations whose finality waits for open games (each: the job, its generation, the
+	/// games count and up to `ScheduleSpread + 1` queues read, the generation and a queue
+	/// written).
+	pub postponed: u64,
 }
 
 /// What `on_initialize` did with one queued job id.
@@ -644,10 +830,75 @@ enum Due {
 	Missed {
 		stopped_serving: bool,
 	},
+	/// A generation's window ended with games open: queued again a reply period later.
+	Postponed,
 	Stale,
 }
 
 impl<T: Config> Pallet<T> {
+	/// Open a job: hold `max_fee`, assign an operator (its price `<= max_fee`, or per position
+	/// `<= max_fee / units` for a generation of `units` positions), lock the collateral,
+	/// schedule the deadline, store the job. Returns the job id and the operator's price (per
+	/// position for a generation), and the servers examined.
+	fn open(
+		requester: T::AccountId,
+		model: ModelId,
+		input: BoundedVec<u8, <T as pallet_verity_models::Config>::MaxInputBytes>,
+		max_fee: BalanceOf<T>,
+		units: Option<u32>,
+	) -> Result<((JobId, BalanceOf<T>), u32), DispatchError> {
+		let id = NextJobId::<T>::get();
+		let now = frame_system::Pallet::<T>::block_number();
+		let collateral = Self::collateral_for(max_fee);
+		let (chosen, examined) = pallet_verity_operators::Pallet::<T>::select(
+			&model,
+			Self::price_bound(max_fee, units),
+			collateral,
+			&Self::seed(id, 0),
+			&[],
+		);
+		let (operator, price) = chosen.ok_or(Error::<T>::NoOperatorAvailable)?;
+		currency::hold_fee::<T>(&requester, max_fee)?;
+		pallet_verity_operators::Pallet::<T>::lock_collateral(&operator, collateral)?;
+		let deadline = Self::schedule(now.saturating_add(Self::execution_deadline()), id)?;
+		let total = price.saturating_mul(units.unwrap_or(1).into());
+		Jobs::<T>::insert(
+			id,
+			Job {
+				requester: requester.clone(),
+				model,
+				input,
+				max_fee,
+				operator: operator.clone(),
+				price: total,
+				collateral,
+				missed: Default::default(),
+				submitted_at: now,
+				status: JobStatus::Assigned { deadline },
+			},
+		);
+		Assignments::<T>::insert(&operator, id, deadline);
+		NextJobId::<T>::put(id.saturating_add(1));
+		pallet_verity_models::Pallet::<T>::job_opened(&model);
+		Self::deposit_event(Event::Submitted { job: id, requester, model, max_fee });
+		Self::deposit_event(Event::Assigned { job: id, operator, price: total, deadline });
+		Ok(((id, price), examined))
+	}
+
+	/// The highest price an operator may ask for a job: `max_fee`, or per position `max_fee /
+	/// units` (rounded down, so that the price times `units` is at most `max_fee`).
+	fn price_bound(max_fee: BalanceOf<T>, units: Option<u32>) -> BalanceOf<T> {
+		match units {
+			Some(u) => max_fee.checked_div(&u.max(1).into()).unwrap_or_default(),
+			None => max_fee,
+		}
+	}
+
+	/// The most tokens a generation job may ask for: `MaxOutputBytes / 4` (its output).
+	pub fn max_new_tokens() -> u32 {
+		<T as pallet_verity_models::Config>::MaxOutputBytes::get() / 4
+	}
+
 	/// The assignment seed of `job`'s attempt `attempt` (see the crate docs for its limits).
 	pub fn seed(job: JobId, attempt: u32) -> [u8; 32] {
 		let parent = frame_system::Pallet::<T>::parent_hash();
@@ -745,8 +996,13 @@ impl<T: Config> Pallet<T> {
 	/// The weight of the due jobs handled so far (see [`DueWork`]).
 	pub fn due_weight(w: &DueWork) -> Weight {
 		let db = T::DbWeight::get();
+		let spread = u64::from(T::ScheduleSpread::get());
 		Self::hook_weight(w.finalized, w.missed)
 			.saturating_add(db.reads(w.stale))
+			.saturating_add(db.reads_writes(
+				w.postponed.saturating_mul(spread.saturating_add(4)),
+				w.postponed.saturating_mul(2),
+			))
 			.saturating_add(db.reads_writes(w.queues, w.queues))
 			.saturating_add(
 				pallet_verity_operators::Pallet::<T>::stop_serving_weight()
@@ -763,6 +1019,7 @@ impl<T: Config> Pallet<T> {
 			finalized: w.finalized.saturating_add(1),
 			missed: w.missed.saturating_add(1),
 			stopped: w.stopped.saturating_add(1),
+			postponed: w.postponed.saturating_add(1),
 			..*w
 		};
 		Self::due_weight(&next)
@@ -796,6 +1053,7 @@ impl<T: Config> Pallet<T> {
 						done.stopped.saturating_accrue(u32::from(stopped_serving));
 					},
 					Due::Stale => done.stale.saturating_inc(),
+					Due::Postponed => done.postponed.saturating_inc(),
 				}
 			}
 			Queue::<T>::remove(block);
@@ -832,6 +1090,21 @@ impl<T: Config> Pallet<T> {
 				Due::Missed { stopped_serving: serving && !serves(&operator) }
 			},
 			JobStatus::Committed { window_end, .. } if window_end <= n => {
+				let generation = Generations::<T>::get(id);
+				let due = generation.as_ref().and_then(|g| g.settles_at).unwrap_or(window_end);
+				if due > n {
+					// A queue entry of the window end, left when the job was postponed.
+					return Due::Stale;
+				}
+				if let Some(mut g) = generation.filter(|_| T::Disputes::open_games(id) > 0) {
+					// Games are open: finality waits a reply period for them to settle.
+					let at = n.saturating_add(Self::reply_period());
+					if let Ok(at) = Self::schedule(at, id) {
+						g.settles_at = Some(at);
+						Generations::<T>::insert(id, g);
+						return Due::Postponed;
+					}
+				}
 				Self::finalize(id, job, n);
 				Due::Finalized
 			},
@@ -847,6 +1120,14 @@ impl<T: Config> Pallet<T> {
 	/// Blocks a commitment can be disputed: [`ChainTiming`]'s, else `ChallengeWindow`.
 	pub fn challenge_window() -> BlockNumberFor<T> {
 		ChainTiming::<T>::get().map_or_else(T::ChallengeWindow::get, |t| t.challenge_window)
+	}
+
+	/// Blocks each side of a generation dispute has for each of its moves: a quarter of the
+	/// challenge window (at least 1), so that the four moves after a challenge take at most one
+	/// window (docs/PROTOCOL.md, "Generation disputes").
+	pub fn reply_period() -> BlockNumberFor<T> {
+		let w = Self::challenge_window();
+		(w / 4u32.into()).max(1u32.into())
 	}
 
 	/// Whether `timing` is usable: a deadline that leaves a block to commit, a window, and both
@@ -884,6 +1165,7 @@ impl<T: Config> Pallet<T> {
 		currency::refund_fee::<T>(&job.requester, job.max_fee.saturating_sub(fee));
 		pallet_verity_operators::Pallet::<T>::release_collateral(&job.operator, job.collateral);
 		StepHashes::<T>::remove(id);
+		Self::forget_generation(id);
 		Jobs::<T>::remove(id);
 		Assignments::<T>::remove(&job.operator, id);
 		pallet_verity_models::Pallet::<T>::job_closed(&job.model);
@@ -921,9 +1203,13 @@ impl<T: Config> Pallet<T> {
 			&& verity_primitives::len_u32(job.missed.len()) < T::MaxAttempts::get();
 		if attempts_left {
 			let attempt = verity_primitives::len_u32(job.missed.len());
+			let mut generation = Generations::<T>::get(id);
+			let units = generation.as_ref().map(|g| {
+				verity_primitives::len_u32(g.prompt.len()).saturating_add(g.max_new_tokens)
+			});
 			let (chosen, _) = pallet_verity_operators::Pallet::<T>::select(
 				&job.model,
-				job.max_fee,
+				Self::price_bound(job.max_fee, units),
 				job.collateral,
 				&Self::seed(id, attempt),
 				&job.missed,
@@ -936,6 +1222,11 @@ impl<T: Config> Pallet<T> {
 					match Self::schedule(deadline, id) {
 						Ok(deadline) => {
 							Assignments::<T>::insert(&operator, id, deadline);
+							if let Some(g) = generation.as_mut() {
+								g.price_per_token = price;
+								Generations::<T>::insert(id, g.clone());
+							}
+							let price = price.saturating_mul(units.unwrap_or(1).into());
 							job.operator = operator.clone();
 							job.price = price;
 							job.status = JobStatus::Assigned { deadline };
@@ -976,10 +1267,13 @@ impl<T: Config> Pallet<T> {
 		Jobs::<T>::remove(id);
 		Assignments::<T>::remove(&job.operator, id);
 		StepHashes::<T>::remove(id);
+		Self::forget_generation(id);
 		pallet_verity_models::Pallet::<T>::job_closed(&job.model);
 		let (requester, refund) = (job.requester.clone(), job.max_fee);
 		let event = match outcome {
-			Outcome::Fraud { .. } => Event::Fraudulent { job: id, requester, refund },
+			Outcome::Fraud { .. } | Outcome::GenerationFraud { .. } => {
+				Event::Fraudulent { job: id, requester, refund }
+			},
 			_ => Event::Expired { job: id, requester, refund },
 		};
 		Self::keep_receipt(
@@ -996,6 +1290,13 @@ impl<T: Config> Pallet<T> {
 			},
 		);
 		Self::deposit_event(event);
+	}
+
+	/// A closed job's generation request and what its disputes kept for it.
+	fn forget_generation(id: JobId) {
+		if Generations::<T>::take(id).is_some() {
+			T::Disputes::job_closed(id);
+		}
 	}
 
 	/// Store a closed job's receipt and queue it for pruning.
@@ -1043,12 +1344,17 @@ impl<T: Config> Pallet<T> {
 		let Some(job) = Jobs::<T>::get(id) else {
 			return Err(match Receipts::<T>::get(id).map(|r| r.outcome) {
 				Some(Outcome::Final) => NotChallengeable::WindowClosed,
-				Some(Outcome::Fraud { .. }) => NotChallengeable::AlreadySlashed,
+				Some(Outcome::Fraud { .. } | Outcome::GenerationFraud { .. }) => {
+					NotChallengeable::AlreadySlashed
+				},
 				Some(Outcome::Expired) => NotChallengeable::Expired,
 				None if ReceiptDigests::<T>::contains_key(id) => NotChallengeable::Pruned,
 				None => NotChallengeable::Unknown,
 			});
 		};
+		if Generations::<T>::contains_key(id) {
+			return Err(NotChallengeable::WrongKind);
+		}
 		match job.status {
 			JobStatus::Committed { window_end, .. }
 				if frame_system::Pallet::<T>::block_number() < window_end =>
@@ -1061,12 +1367,32 @@ impl<T: Config> Pallet<T> {
 		}
 	}
 
+	/// An open generation job with its request and, once committed, its output tokens and
+	/// job root (`None` before the commitment). For the dispute game.
+	pub fn generation(id: JobId) -> Option<(Job<T>, Generation<T>)> {
+		Some((Jobs::<T>::get(id)?, Generations::<T>::get(id)?))
+	}
+
 	/// Close a job whose fraud the disputes pallet proved: unlock the collateral (the disputes
 	/// pallet slashes it next), refund the requester, prune, keep a receipt.
 	pub fn conclude_fraud(id: JobId, job: Job<T>, prover: T::AccountId, step: u32) {
 		let n = frame_system::Pallet::<T>::block_number();
 		pallet_verity_operators::Pallet::<T>::release_collateral(&job.operator, job.collateral);
 		Self::close_refunded(id, job, n, Outcome::Fraud { prover, step });
+	}
+
+	/// Close a generation job whose dispute game the disputes pallet decided against the
+	/// operator (see [`Outcome::GenerationFraud`]).
+	pub fn conclude_generation_fraud(
+		id: JobId,
+		job: Job<T>,
+		prover: T::AccountId,
+		position: Option<u32>,
+		op: Option<u32>,
+	) {
+		let n = frame_system::Pallet::<T>::block_number();
+		pallet_verity_operators::Pallet::<T>::release_collateral(&job.operator, job.collateral);
+		Self::close_refunded(id, job, n, Outcome::GenerationFraud { prover, position, op });
 	}
 
 	/// A fraud's reward was taken over by `prover` (an earlier commitment to the same proof,
@@ -1111,13 +1437,23 @@ impl<T: Config> Pallet<T> {
 					*deadline
 				},
 				JobStatus::Committed { window_end, committed_at, .. } => {
-					ensure!(StepHashes::<T>::contains_key(id), "committed job without hashes");
+					let generation = Generations::<T>::get(id);
+					ensure!(
+						StepHashes::<T>::contains_key(id) == generation.is_none(),
+						"committed classifier job without hashes, or generation with hashes"
+					);
 					ensure!(
 						Assignments::<T>::get(&job.operator, id)
 							.is_some_and(|deadline| deadline > *committed_at),
 						"committed job missing from its operator's assignments"
 					);
-					*window_end
+					match generation.and_then(|g| g.settles_at) {
+						Some(at) => {
+							ensure!(at > *window_end, "generation settles before its window ends");
+							at
+						},
+						None => *window_end,
+					}
 				},
 			};
 			assigned.saturating_inc();
@@ -1138,6 +1474,10 @@ impl<T: Config> Pallet<T> {
 		ensure!(
 			StepHashes::<T>::iter_keys().all(Jobs::<T>::contains_key),
 			"step hashes of a closed job"
+		);
+		ensure!(
+			Generations::<T>::iter_keys().all(Jobs::<T>::contains_key),
+			"generation request of a closed job"
 		);
 		ensure!(Assignments::<T>::iter_keys().count() == assigned, "assignment of a closed job");
 		// Every stored receipt is queued for pruning exactly once, oldest first; pruned ones

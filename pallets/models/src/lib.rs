@@ -120,6 +120,53 @@ pub struct WeightChallenge<AccountId, Balance, BlockNumber> {
 	pub weight_hash: verity_primitives::Hash,
 }
 
+/// End-of-sequence tokens of a text model as stored on-chain.
+pub type EosTokens =
+	BoundedVec<u32, ConstU32<{ verity_primitives::lm::header::MAX_EOS_TOKENS as u32 }>>;
+
+/// What kind of program a model is, with what a text model's jobs are checked against.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, TypeInfo, MaxEncodedLen)]
+pub enum ModelKind {
+	/// A classifier (`verity_primitives::ModelHeader`): one input tensor, one output tensor,
+	/// one step hash per op.
+	Classifier,
+	/// A transformer language model (`verity_primitives::lm::header::LmHeader`): generation
+	/// jobs, one root per position.
+	Text {
+		/// Vocabulary size.
+		vocab: u32,
+		/// Largest number of positions of a generation.
+		max_context: u32,
+		/// Tokens that end a generation.
+		eos_tokens: EosTokens,
+	},
+}
+
+impl ModelKind {
+	/// A text model's limits for `verity_primitives::lm::job` (`None` for a classifier).
+	pub fn text_limits(&self) -> Option<verity_primitives::lm::job::TextLimits> {
+		match self {
+			ModelKind::Classifier => None,
+			ModelKind::Text { vocab, max_context, eos_tokens } => {
+				Some(verity_primitives::lm::job::TextLimits {
+					vocab: *vocab,
+					max_context: *max_context,
+					eos_tokens: eos_tokens.to_vec(),
+				})
+			},
+		}
+	}
+}
+
+/// Why [`Error::InvalidTextModel`] refused a transformer header: the index of the
+/// `verity_primitives::lm::validate::LmInvalid` variant (one byte; docs/MODEL_FORMAT.md 12).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, TypeInfo)]
+pub struct InvalidTextModelReason(pub u8);
+
+impl frame_support::traits::PalletError for InvalidTextModelReason {
+	const MAX_ENCODED_SIZE: usize = 1;
+}
+
 /// Everything the other pallets need to know about a model without decoding its header.
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, TypeInfo, MaxEncodedLen)]
 pub struct ModelRecord<AccountId, Balance, BlockNumber> {
@@ -150,6 +197,10 @@ pub struct ModelRecord<AccountId, Balance, BlockNumber> {
 	pub total_macs: u64,
 	/// Jobs submitted and not yet closed (final, fraudulent or expired).
 	pub open_jobs: u32,
+	/// Classifier or text model. For a text model the classifier fields above describe its
+	/// largest position: `num_ops` its ops, no input or output tensor (shapes empty, 0
+	/// elements), `total_macs` the re-execution cost of all its steps.
+	pub kind: ModelKind,
 }
 
 /// Human-readable metadata of a model.
@@ -353,6 +404,9 @@ pub mod pallet {
 		/// The header is invalid or exceeds the chain's limits: `op` is the 1-based op index
 		/// (0 = header or input), `reason` why (e.g. `StepProofTooLarge`, `TooManyMacs`).
 		InvalidModel { op: u16, reason: InvalidModelReason },
+		/// The transformer header is invalid or exceeds the chain's language-model limits
+		/// ([`Pallet::lm_limits`]); `reason` is the `LmInvalid` variant's index.
+		InvalidTextModel { reason: InvalidTextModelReason },
 		/// The model input has more than `MaxInputBytes` elements.
 		InputTooLarge,
 		/// The model output has more than `MaxOutputBytes` elements.
@@ -759,6 +813,19 @@ pub mod pallet {
 	}
 }
 
+/// What validation learned about a header: a [`ModelRecord`] without its registration.
+struct Facts {
+	num_ops: u32,
+	input_shape: Shape,
+	output_shape: Shape,
+	input_elements: u32,
+	output_elements: u32,
+	max_step_macs: u64,
+	max_step_proof_bytes: u64,
+	total_macs: u64,
+	kind: ModelKind,
+}
+
 fn shape(dims: &[u32]) -> Shape {
 	// Validated headers have rank <= MAX_RANK, so nothing is truncated.
 	BoundedVec::truncate_from(dims.to_vec())
@@ -780,17 +847,15 @@ impl<T: Config> Pallet<T> {
 			name.try_into().map_err(|_| Error::<T>::NameTooLong)?;
 		let uri: BoundedVec<u8, T::MaxUriLen> =
 			uri.try_into().map_err(|_| Error::<T>::UriTooLong)?;
-		let decoded = verity_primitives::decode_header(&stored, max)
-			.map_err(|_| Error::<T>::MalformedHeader)?;
-		let info = verity_primitives::validate(&decoded, &Self::limits()).map_err(|e| {
-			Error::<T>::InvalidModel {
-				op: u16::try_from(e.op).unwrap_or(u16::MAX),
-				reason: InvalidModelReason(e.reason.code()),
-			}
-		})?;
-		ensure!(info.input_elements <= T::MaxInputBytes::get(), Error::<T>::InputTooLarge);
-		ensure!(info.output_elements <= T::MaxOutputBytes::get(), Error::<T>::OutputTooLarge);
-		let id = info.id;
+		let classifier = verity_primitives::decode_header(&stored, max).ok();
+		let text = verity_primitives::lm::header::decode_lm_header(&stored, max).ok();
+		let facts = match (classifier, text) {
+			(Some(decoded), None) => Self::classifier_facts(&decoded)?,
+			(None, Some(decoded)) => Self::text_facts(&decoded)?,
+			// Neither, or (never seen, but not excluded by the formats) both: refused.
+			_ => return Err(Error::<T>::MalformedHeader.into()),
+		};
+		let id: ModelId = sp_runtime::traits::BlakeTwo256::hash(&stored).into();
 		ensure!(!Models::<T>::contains_key(id), Error::<T>::AlreadyRegistered);
 
 		let bytes = stored.len().saturating_add(name.len()).saturating_add(uri.len());
@@ -803,6 +868,35 @@ impl<T: Config> Pallet<T> {
 			deposit,
 			status: ModelStatus::Active,
 			registered_at: frame_system::Pallet::<T>::block_number(),
+			num_ops: facts.num_ops,
+			input_shape: facts.input_shape,
+			output_shape: facts.output_shape,
+			input_elements: facts.input_elements,
+			output_elements: facts.output_elements,
+			max_step_macs: facts.max_step_macs,
+			max_step_proof_bytes: facts.max_step_proof_bytes,
+			total_macs: facts.total_macs,
+			open_jobs: 0,
+			kind: facts.kind,
+		};
+		Models::<T>::insert(id, record);
+		Headers::<T>::insert(id, stored);
+		Metadata::<T>::insert(id, ModelMetadata { name, uri });
+		Self::deposit_event(Event::Registered { model: id, publisher, deposit });
+		Ok(id)
+	}
+
+	/// What validation learned about a classifier.
+	fn classifier_facts(decoded: &ModelHeader) -> Result<Facts, DispatchError> {
+		let info = verity_primitives::validate(decoded, &Self::limits()).map_err(|e| {
+			Error::<T>::InvalidModel {
+				op: u16::try_from(e.op).unwrap_or(u16::MAX),
+				reason: InvalidModelReason(e.reason.code()),
+			}
+		})?;
+		ensure!(info.input_elements <= T::MaxInputBytes::get(), Error::<T>::InputTooLarge);
+		ensure!(info.output_elements <= T::MaxOutputBytes::get(), Error::<T>::OutputTooLarge);
+		Ok(Facts {
 			num_ops: info.num_ops,
 			input_shape: shape(&decoded.input.shape),
 			output_shape: shape(&decoded.output_spec().shape),
@@ -811,13 +905,43 @@ impl<T: Config> Pallet<T> {
 			max_step_macs: info.max_step_macs,
 			max_step_proof_bytes: info.max_step_proof_bytes,
 			total_macs: info.total_macs,
-			open_jobs: 0,
-		};
-		Models::<T>::insert(id, record);
-		Headers::<T>::insert(id, stored);
-		Metadata::<T>::insert(id, ModelMetadata { name, uri });
-		Self::deposit_event(Event::Registered { model: id, publisher, deposit });
-		Ok(id)
+			kind: ModelKind::Classifier,
+		})
+	}
+
+	/// What validation against [`Pallet::lm_limits`] learned about a transformer.
+	fn text_facts(
+		decoded: &verity_primitives::lm::header::LmHeader,
+	) -> Result<Facts, DispatchError> {
+		let invalid =
+			|code: u8| Error::<T>::InvalidTextModel { reason: InvalidTextModelReason(code) };
+		let info = verity_primitives::lm::validate::validate_lm(decoded, &Self::lm_limits())
+			.map_err(|e| invalid(e.encode().first().copied().unwrap_or(u8::MAX)))?;
+		// Validation bounds the end-of-sequence tokens by the stored bound.
+		let eos_tokens: EosTokens =
+			decoded.eos_tokens.clone().try_into().map_err(|_| invalid(u8::MAX))?;
+		Ok(Facts {
+			num_ops: u32::try_from(info.ops_per_sampling_position).unwrap_or(u32::MAX),
+			input_shape: Shape::default(),
+			output_shape: Shape::default(),
+			input_elements: 0,
+			output_elements: 0,
+			max_step_macs: info.max_step_macs,
+			max_step_proof_bytes: info.max_step_proof_bytes,
+			total_macs: info.steps.iter().fold(0u64, |a, s| a.saturating_add(s.macs)),
+			kind: ModelKind::Text {
+				vocab: decoded.vocab,
+				max_context: decoded.max_context,
+				eos_tokens,
+			},
+		})
+	}
+
+	/// The decoded transformer header of a registered text model (`None` if unknown or a
+	/// classifier).
+	pub fn lm_header(model: &ModelId) -> Option<verity_primitives::lm::header::LmHeader> {
+		let bytes = Headers::<T>::get(model)?;
+		verity_primitives::lm::header::decode_lm_header(&bytes, T::MaxHeaderBytes::get()).ok()
 	}
 
 	/// The chain's model limits, from the pallet's constants.

@@ -14,6 +14,8 @@ mod benchmarks;
 #[cfg(test)]
 mod disputes;
 #[cfg(test)]
+mod generation;
+#[cfg(test)]
 mod jobs;
 #[cfg(test)]
 mod lifecycle;

@@ -61,6 +61,10 @@ pub const JOBS_PER_BLOCK: u32 = 4;
 pub const SPREAD: u32 = 3;
 pub const RECEIPT_RETENTION: u64 = 100;
 pub const PROOF_DEPOSIT: Balance = 7;
+/// A game against a generation bonds this.
+pub const CHALLENGE_BOND: Balance = 40;
+/// Positions of a generation job at most.
+pub const MAX_CONTEXT: u32 = 64;
 pub const REGISTRATION_GRACE: u64 = 10;
 pub const AVAILABILITY_BOND_BASE: Balance = 30;
 pub const AVAILABILITY_PERIOD: u64 = 5;
@@ -117,12 +121,15 @@ impl pallet_verity_jobs::Config for Test {
 	type MaxHookWeight = HookBudget;
 	type ScheduleSpread = ConstU32<SPREAD>;
 	type ReceiptRetention = ConstU64<RECEIPT_RETENTION>;
+	type MaxContext = ConstU32<MAX_CONTEXT>;
+	type Disputes = Disputes;
 	type WeightInfo = ();
 }
 
 impl pallet_verity_disputes::Config for Test {
 	type ProverShare = ProverShare;
 	type ProofCommitmentDeposit = ConstU64<PROOF_DEPOSIT>;
+	type ChallengeBond = ConstU64<CHALLENGE_BOND>;
 	type WeightInfo = ();
 }
 

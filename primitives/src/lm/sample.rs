@@ -12,7 +12,16 @@ pub const SAMPLE_TAG: &[u8] = b"verity/lm/sample/v1";
 
 /// How the next token is chosen (part of a generation job).
 #[derive(
-	Clone, Copy, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, TypeInfo, MaxEncodedLen,
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Debug,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	TypeInfo,
+	MaxEncodedLen,
 )]
 pub struct SamplingParams {
 	/// Temperature in Q16 (`65536` = 1.0); `0` selects greedy decoding.
