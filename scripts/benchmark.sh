@@ -8,7 +8,7 @@
 #       in wasm (this CLI) and natively (pallets/tests, `interpreter_rate_native`).
 #   bash scripts/benchmark.sh --lm-steps
 #       the in-wasm time of judging the largest transformer steps of SmolLM2-135M at contexts
-#       512, 1024 and 2048 (`pallet_verity_disputes` `lm_step_*`, decode + `check_step_proof`
+#       512 to 8192 (`pallet_verity_disputes` `lm_step_*`, decode + `check_step_proof`
 #       of a synthetic proof; docs/MODEL_FORMAT.md 12.10).
 # Builds verity-node with `--features runtime-benchmarks` into the shared target directory
 # (the node binary is copied to target/release/verity-node-bench, then the normal node is
@@ -65,8 +65,10 @@ if [ "${1:-}" = --lm-steps ]; then
 		--json-file "$json" >/dev/null
 	python3 - "$json" <<'PY'
 import json, statistics, sys
-print(f"{'step (SmolLM2-135M, last position)':36} {'ctx 512':>16} {'ctx 1024':>16} {'ctx 2048':>16}   (median / min ms in wasm)")
-for b in json.load(open(sys.argv[1])):
+data = json.load(open(sys.argv[1]))
+cols = sorted({r["components"][0][1] for b in data for r in b["time_results"]})
+print(f"{'step (SmolLM2-135M, last position)':36} " + " ".join(f"{'ctx ' + str(512 << c):>16}" for c in cols) + "   (median / min ms in wasm)")
+for b in data:
     times = {}
     for r in b["time_results"]:
         times.setdefault(r["components"][0][1], []).append(r["extrinsic_time"] / 1e6)

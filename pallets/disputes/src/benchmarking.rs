@@ -10,7 +10,8 @@
 //!
 //! `lm_step_*` (marked `extra`: not part of the weights until a call judges transformer steps,
 //! run with `--extra`) time `verity_primitives::lm::trace::check_step_proof` of the largest
-//! steps of SmolLM2-135M (docs/MODEL_FORMAT.md 12.10) at a maximum context of `512 << c`,
+//! steps of SmolLM2-135M (docs/MODEL_FORMAT.md 12.10) at a maximum context of `512 << c`
+//! (512 to 8,192, its whole context),
 //! attention in blocks of 256: the in-wasm cost of judging one transformer step.
 
 use super::*;
@@ -18,7 +19,7 @@ use alloc::vec::Vec;
 use codec::{Decode, Encode};
 use frame_benchmarking::v2::*;
 use frame_system::RawOrigin;
-use pallet_verity_jobs::benchmarking::{requester, serving, submitted};
+use pallet_verity_jobs::benchmarking::{committed_generation, requester, serving, submitted};
 use pallet_verity_models::benchmarking::{
 	conv_model, fc_model, fund, header_of_size, kind_model, register_case, BenchKind,
 };
@@ -53,6 +54,52 @@ fn lm_case(c: u32, op: impl Fn(u32) -> LmOp) -> LmCase {
 	let (header, job, roots, proof) =
 		synthetic_step_proof(&h, ctx - 1, op(ctx), u64::from(c), false).expect("synthetic proof");
 	LmCase { header, job, roots, proof: proof.encode() }
+}
+
+/// `n` distinct position roots.
+fn some_roots(n: u32) -> Vec<Hash> {
+	(0..n).map(|i| sp_runtime::traits::BlakeTwo256::hash(&i.to_le_bytes()).into()).collect()
+}
+
+/// A committed generation of `MaxContext` prompt positions (one new token) whose position
+/// `p` (a prompt position that does not select) has the most step hashes not above `l`, or
+/// the fewest above it (at least 1), revealed roots and one game of `challenger`, that named
+/// `p`. Returns the job, `p` and its leaves.
+fn named_generation<T: Config>(
+	operator: &T::AccountId,
+	challenger: &T::AccountId,
+	l: u32,
+) -> (JobId, u32, Vec<Hash>) {
+	use verity_primitives::lm::{
+		graph::{ops_at, Shape},
+		trace::position_root,
+	};
+	let ctx = <T as pallet_verity_jobs::Config>::MaxContext::get();
+	let mut roots = some_roots(ctx);
+	let (h, job) = committed_generation::<T>(operator, ctx, &roots);
+	// Positions 0..ctx-1 do not select (the prompt's last position, ctx - 1, does).
+	let leaves_at = |p: u32| ops_at(&h, Shape::at(&h, ctx, p)) as u32;
+	let last = ctx.saturating_sub(2);
+	let p = (0..=last).find(|&p| leaves_at(p) >= l).unwrap_or(last);
+	let leaves: Vec<Hash> = (0..leaves_at(p))
+		.map(|i| sp_runtime::traits::BlakeTwo256::hash(&(p, i).encode()).into())
+		.collect();
+	roots[p as usize] = position_root(&leaves);
+	// Setup only: the committed job root becomes the one over roots that hold `p`'s leaves.
+	pallet_verity_jobs::Jobs::<T>::mutate(job, |j| {
+		if let Some(JobStatus::Committed { trace_root, .. }) = j.as_mut().map(|j| &mut j.status) {
+			*trace_root = verity_primitives::lm::trace::job_root(&roots);
+		}
+	});
+	fund::<T>(challenger, T::ChallengeBond::get().saturating_mul(2u32.into()));
+	assert!(Pallet::<T>::challenge(RawOrigin::Signed(challenger.clone()).into(), job).is_ok());
+	assert!(
+		Pallet::<T>::reveal_roots(RawOrigin::Signed(operator.clone()).into(), job, roots).is_ok()
+	);
+	assert!(
+		Pallet::<T>::name_position(RawOrigin::Signed(challenger.clone()).into(), job, p).is_ok()
+	);
+	(job, p, leaves)
 }
 
 /// What a call would do with the proof it receives: decode it, then judge it.
@@ -281,10 +328,89 @@ mod benchmarks {
 		assert!(Rewards::<T>::get(job).is_none());
 	}
 
+	/// The first challenge of a committed generation.
+	#[benchmark]
+	fn challenge() {
+		let operator: T::AccountId = account("operator", 0, 0);
+		let (_, job) = committed_generation::<T>(&operator, 1, &some_roots(1));
+		let caller: T::AccountId = whitelisted_caller();
+		fund::<T>(&caller, T::ChallengeBond::get().saturating_mul(2u32.into()));
+
+		#[extrinsic_call]
+		_(RawOrigin::Signed(caller.clone()), job);
+
+		assert!(Games::<T>::contains_key(job, &caller));
+	}
+
+	/// The operator reveals `r` position roots (a prompt of `r` tokens, one new token).
+	#[benchmark]
+	fn reveal_roots(r: Linear<1, { <T as pallet_verity_jobs::Config>::MaxContext::get() }>) {
+		let operator: T::AccountId = whitelisted_caller();
+		let roots = some_roots(r);
+		let (_, job) = committed_generation::<T>(&operator, r, &roots);
+		let challenger: T::AccountId = account("challenger", 0, 0);
+		fund::<T>(&challenger, T::ChallengeBond::get().saturating_mul(2u32.into()));
+		assert!(Pallet::<T>::challenge(RawOrigin::Signed(challenger).into(), job).is_ok());
+
+		#[extrinsic_call]
+		_(RawOrigin::Signed(operator), job, roots);
+
+		assert!(Roots::<T>::contains_key(job));
+	}
+
+	/// A challenger names a position after the roots' reveal.
+	#[benchmark]
+	fn name_position() {
+		let operator: T::AccountId = account("operator", 0, 0);
+		let roots = some_roots(2);
+		let (_, job) = committed_generation::<T>(&operator, 2, &roots);
+		let caller: T::AccountId = whitelisted_caller();
+		fund::<T>(&caller, T::ChallengeBond::get().saturating_mul(2u32.into()));
+		assert!(Pallet::<T>::challenge(RawOrigin::Signed(caller.clone()).into(), job).is_ok());
+		assert!(Pallet::<T>::reveal_roots(RawOrigin::Signed(operator).into(), job, roots).is_ok());
+
+		#[extrinsic_call]
+		_(RawOrigin::Signed(caller), job, 1);
+
+		assert!(Positions::<T>::contains_key(job, 1));
+	}
+
+	/// The operator reveals `l` step hashes of a named position (the position with the fewest
+	/// ops not below `l` of a model with the most ops per position).
+	#[benchmark]
+	fn reveal_position(l: Linear<1, { <T as pallet_verity_models::Config>::MaxLmOps::get() }>) {
+		let operator: T::AccountId = whitelisted_caller();
+		let challenger: T::AccountId = account("challenger", 0, 0);
+		let (job, p, leaves) = named_generation::<T>(&operator, &challenger, l);
+
+		#[extrinsic_call]
+		_(RawOrigin::Signed(operator), job, p, leaves);
+
+		assert!(Leaves::<T>::contains_key(job, p));
+	}
+
+	/// The costliest end of a game: the operator did not reveal a named position, so the job
+	/// is lost (slash, reward, refund, receipt) and the game's bond returned.
+	#[benchmark]
+	fn settle() {
+		let operator: T::AccountId = account("operator", 0, 0);
+		let challenger: T::AccountId = account("challenger", 0, 0);
+		let (job, _, _) = named_generation::<T>(&operator, &challenger, 1);
+		let due = Pallet::<T>::game_stage(job, &challenger).map(|(_, due)| due).expect("game");
+		frame_system::Pallet::<T>::set_block_number(due);
+		let caller: T::AccountId = whitelisted_caller();
+
+		#[extrinsic_call]
+		_(RawOrigin::Signed(caller), job, challenger.clone());
+
+		assert!(!Games::<T>::contains_key(job, &challenger));
+		assert!(pallet_verity_jobs::Receipts::<T>::contains_key(job));
+	}
+
 	/// The largest step proof: the last attention part at the last position (256 keys and
 	/// values, each with its inclusion proof).
 	#[benchmark(extra)]
-	fn lm_step_attn_part(c: Linear<0, 2>) {
+	fn lm_step_attn_part(c: Linear<0, 4>) {
 		let case = lm_case(c, |ctx| LmOp::AttnPart(29, 8, (ctx - 1) / 256));
 		let verdict;
 
@@ -298,7 +424,7 @@ mod benchmarks {
 
 	/// The merge of a head's attention parts.
 	#[benchmark(extra)]
-	fn lm_step_attn(c: Linear<0, 2>) {
+	fn lm_step_attn(c: Linear<0, 4>) {
 		let case = lm_case(c, |_| LmOp::Attn(29, 8));
 		let verdict;
 
@@ -312,7 +438,7 @@ mod benchmarks {
 
 	/// The most MACs: selecting a token over all 49,152 logits (sampled: top-k 40, top-p).
 	#[benchmark(extra)]
-	fn lm_step_select(c: Linear<0, 2>) {
+	fn lm_step_select(c: Linear<0, 4>) {
 		let case = lm_case(c, |_| LmOp::Select);
 		let verdict;
 
@@ -326,7 +452,7 @@ mod benchmarks {
 
 	/// 256 rows of the tied LM head (Q8_0 embedding rows).
 	#[benchmark(extra)]
-	fn lm_step_head(c: Linear<0, 2>) {
+	fn lm_step_head(c: Linear<0, 4>) {
 		let case = lm_case(c, |_| LmOp::Head(191));
 		let verdict;
 
@@ -340,7 +466,7 @@ mod benchmarks {
 
 	/// The token's embedding row (its chunk of 256 rows).
 	#[benchmark(extra)]
-	fn lm_step_embed(c: Linear<0, 2>) {
+	fn lm_step_embed(c: Linear<0, 4>) {
 		let case = lm_case(c, |_| LmOp::Embed);
 		let verdict;
 
@@ -354,7 +480,7 @@ mod benchmarks {
 
 	/// 64 rows of the FFN down projection (Q4_1) plus the residual.
 	#[benchmark(extra)]
-	fn lm_step_down(c: Linear<0, 2>) {
+	fn lm_step_down(c: Linear<0, 4>) {
 		let case = lm_case(c, |_| LmOp::Down(29, 8));
 		let verdict;
 

@@ -7,7 +7,7 @@ use super::*;
 use alloc::vec;
 use frame_benchmarking::v2::*;
 use frame_system::RawOrigin;
-use pallet_verity_models::benchmarking::{fc_model, fund, register_case};
+use pallet_verity_models::benchmarking::{fc_model, fund, register_case, text_model};
 use pallet_verity_operators::benchmarking::bonded;
 use verity_primitives::{testing::ModelBuilder, TensorSpec};
 
@@ -50,6 +50,54 @@ fn reshapes(o: u32, h: u32) -> verity_primitives::testing::TestCase {
 		b.reshape(i - 1, TensorSpec::new(vec![o], 0, 1.0), (-128, 127));
 	}
 	b.finish((0..o).map(|i| i as u8).collect())
+}
+
+/// A text model of `MaxContext` positions served at price 1 per position by `operator`; a
+/// generation of `prompt` tokens (id 5) and at most `max_new` new ones submitted by
+/// `requester`. Returns the model's header and the job.
+pub fn generation<T: Config>(
+	operator: &T::AccountId,
+	requester: &T::AccountId,
+	prompt: u32,
+	max_new: u32,
+) -> (verity_primitives::lm::header::LmHeader, JobId) {
+	let publisher: T::AccountId = account("publisher", 0, 0);
+	let (model, header) = text_model::<T>(&publisher, T::MaxContext::get());
+	let units = prompt.saturating_add(max_new);
+	let max_fee: BalanceOf<T> = units.into();
+	serving::<T>(operator, model, 1);
+	fund::<T>(requester, max_fee.saturating_mul(2u32.into()));
+	let id = NextJobId::<T>::get();
+	let r = Pallet::<T>::submit_generation(
+		RawOrigin::Signed(requester.clone()).into(),
+		model,
+		vec![5; prompt as usize],
+		max_new,
+		SamplingParams::GREEDY,
+		max_fee,
+	);
+	assert!(r.is_ok(), "benchmark generation submits: {r:?}");
+	(header, id)
+}
+
+/// [`generation`] with a prompt of `prompt` tokens and one new token, committed with
+/// `roots` as its position roots (`prompt` of them): returns the header and the job.
+pub fn committed_generation<T: Config>(
+	operator: &T::AccountId,
+	prompt: u32,
+	roots: &[Hash],
+) -> (verity_primitives::lm::header::LmHeader, JobId) {
+	let requester: T::AccountId = account("requester", 0, 0);
+	let (header, job) = generation::<T>(operator, &requester, prompt, 1);
+	let root = verity_primitives::lm::trace::job_root(roots);
+	let r = Pallet::<T>::commit_generation(
+		RawOrigin::Signed(operator.clone()).into(),
+		job,
+		vec![5],
+		root,
+	);
+	assert!(r.is_ok(), "benchmark generation commits: {r:?}");
+	(header, job)
 }
 
 fn max_jobs<T: Config>() -> u32 {
@@ -142,6 +190,47 @@ mod benchmarks {
 		_(RawOrigin::Signed(operator), job, output, hashes);
 
 		assert!(StepHashes::<T>::contains_key(job));
+	}
+
+	/// A generation of `p` prompt tokens (and one new token) among `s` servers.
+	#[benchmark]
+	fn submit_generation(
+		p: Linear<1, { T::MaxContext::get() }>,
+		s: Linear<1, { <T as pallet_verity_operators::Config>::MaxServersPerModel::get() }>,
+	) {
+		let publisher: T::AccountId = account("publisher", 0, 0);
+		let (model, _) = text_model::<T>(&publisher, T::MaxContext::get());
+		for n in 0..s {
+			serving::<T>(&account("operator", n, 0), model, 1);
+		}
+		let caller: T::AccountId = whitelisted_caller();
+		let max_fee: BalanceOf<T> = p.saturating_add(1).into();
+		fund::<T>(&caller, max_fee.saturating_mul(2u32.into()));
+
+		#[extrinsic_call]
+		_(
+			RawOrigin::Signed(caller),
+			model,
+			vec![5; p as usize],
+			1,
+			SamplingParams::GREEDY,
+			max_fee,
+		);
+
+		assert!(Generations::<T>::contains_key(0));
+	}
+
+	/// A commitment of `n` tokens (no end-of-sequence token: `max_new_tokens` of them).
+	#[benchmark]
+	fn commit_generation(n: Linear<1, { Pallet::<T>::max_new_tokens() }>) {
+		let operator: T::AccountId = whitelisted_caller();
+		let requester: T::AccountId = account("requester", 0, 0);
+		let (_, job) = generation::<T>(&operator, &requester, 1, n);
+
+		#[extrinsic_call]
+		_(RawOrigin::Signed(operator), job, vec![5; n as usize], [7; 32]);
+
+		assert!(matches!(Jobs::<T>::get(job).map(|j| j.status), Some(JobStatus::Committed { .. })));
 	}
 
 	/// `on_initialize` finalizing `f` jobs whose windows end now. Worst case: the largest

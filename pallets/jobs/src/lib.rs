@@ -490,7 +490,7 @@ pub mod pallet {
 		PromptTooLong,
 		/// A prompt or output token is not below the model's vocabulary size.
 		TokenOutOfVocab,
-		/// `max_new_tokens` is 0, or more than `MaxOutputBytes / 4`.
+		/// `max_new_tokens` is 0, or more than [`Pallet::max_new_tokens`].
 		BadMaxNewTokens,
 		/// The prompt and `max_new_tokens` need more positions than the model's context.
 		ContextExceeded,
@@ -894,9 +894,10 @@ impl<T: Config> Pallet<T> {
 		}
 	}
 
-	/// The most tokens a generation job may ask for: `MaxOutputBytes / 4` (its output).
+	/// The most tokens a generation job may ask for: `MaxOutputBytes / 4` (its output), and
+	/// no more than `MaxContext`.
 	pub fn max_new_tokens() -> u32 {
-		<T as pallet_verity_models::Config>::MaxOutputBytes::get() / 4
+		(<T as pallet_verity_models::Config>::MaxOutputBytes::get() / 4).min(T::MaxContext::get())
 	}
 
 	/// The assignment seed of `job`'s attempt `attempt` (see the crate docs for its limits).

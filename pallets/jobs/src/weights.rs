@@ -20,8 +20,6 @@ use frame_support::{traits::Get, weights::{constants::ParityDbWeight, Weight}};
 pub trait WeightInfo {
 	fn submit(i: u32, s: u32, ) -> Weight;
 	fn commit(o: u32, h: u32, ) -> Weight;
-	// NOT GENERATED: interim hand-set estimates for the generation calls (#17) until their
-	// benchmarks exist; scripts/benchmark.sh replaces this file.
 	fn submit_generation(p: u32, s: u32, ) -> Weight;
 	fn commit_generation(n: u32, ) -> Weight;
 	fn on_initialize_finalized(f: u32, ) -> Weight;
@@ -54,23 +52,25 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 			.saturating_add(T::DbWeight::get().reads(4_u64))
 			.saturating_add(T::DbWeight::get().writes(3_u64))
 	}
-	/// `f` in `[0, 1024]`.
-	// NOT GENERATED: interim hand-set estimates for the generation calls (#17) until their
-	// benchmarks exist; scripts/benchmark.sh replaces this file.
+	/// `p` in `[1, 8192]`.
+	/// `s` in `[1, 32]`.
 	fn submit_generation(p: u32, s: u32, ) -> Weight {
-		Weight::from_parts(93_789_942, 19863)
-			.saturating_add(Weight::from_parts(3_056, 0).saturating_mul(p.into()))
-			.saturating_add(Weight::from_parts(4_741_645, 0).saturating_mul(s.into()))
-			.saturating_add(T::DbWeight::get().reads(8_u64))
+		// Minimum execution time: 342_637 ns; measured proof size 648.
+		Weight::from_parts(387_353_501, 19863)
+			.saturating_add(Weight::from_parts(5_998, 0).saturating_mul(p.into()))
+			.saturating_add(Weight::from_parts(11_321_108, 0).saturating_mul(s.into()))
+			.saturating_add(T::DbWeight::get().reads(7_u64))
 			.saturating_add(T::DbWeight::get().reads((1_u64).saturating_mul(s.into())))
 			.saturating_add(T::DbWeight::get().writes(8_u64))
 			.saturating_add(Weight::from_parts(0, 3398).saturating_mul(s.into()))
 	}
+	/// `n` in `[1, 1024]`.
 	fn commit_generation(n: u32, ) -> Weight {
-		Weight::from_parts(26_035_228, 24253)
-			.saturating_add(Weight::from_parts(70_424, 0).saturating_mul(n.into()))
+		// Minimum execution time: 72_923 ns; measured proof size 732.
+		Weight::from_parts(133_378_685, 36320)
+			.saturating_add(Weight::from_parts(7_896, 0).saturating_mul(n.into()))
 			.saturating_add(T::DbWeight::get().reads(5_u64))
-			.saturating_add(T::DbWeight::get().writes(4_u64))
+			.saturating_add(T::DbWeight::get().writes(3_u64))
 	}
 	fn on_initialize_finalized(f: u32, ) -> Weight {
 		// Minimum execution time: 17_644 ns; measured proof size 536563.
@@ -124,22 +124,20 @@ impl WeightInfo for () {
 			.saturating_add(ParityDbWeight::get().reads(4_u64))
 			.saturating_add(ParityDbWeight::get().writes(3_u64))
 	}
-	// NOT GENERATED: interim hand-set estimates for the generation calls (#17) until their
-	// benchmarks exist; scripts/benchmark.sh replaces this file.
 	fn submit_generation(p: u32, s: u32, ) -> Weight {
-		Weight::from_parts(93_789_942, 19863)
-			.saturating_add(Weight::from_parts(3_056, 0).saturating_mul(p.into()))
-			.saturating_add(Weight::from_parts(4_741_645, 0).saturating_mul(s.into()))
-			.saturating_add(ParityDbWeight::get().reads(8_u64))
+		Weight::from_parts(387_353_501, 19863)
+			.saturating_add(Weight::from_parts(5_998, 0).saturating_mul(p.into()))
+			.saturating_add(Weight::from_parts(11_321_108, 0).saturating_mul(s.into()))
+			.saturating_add(ParityDbWeight::get().reads(7_u64))
 			.saturating_add(ParityDbWeight::get().reads((1_u64).saturating_mul(s.into())))
 			.saturating_add(ParityDbWeight::get().writes(8_u64))
 			.saturating_add(Weight::from_parts(0, 3398).saturating_mul(s.into()))
 	}
 	fn commit_generation(n: u32, ) -> Weight {
-		Weight::from_parts(26_035_228, 24253)
-			.saturating_add(Weight::from_parts(70_424, 0).saturating_mul(n.into()))
+		Weight::from_parts(133_378_685, 36320)
+			.saturating_add(Weight::from_parts(7_896, 0).saturating_mul(n.into()))
 			.saturating_add(ParityDbWeight::get().reads(5_u64))
-			.saturating_add(ParityDbWeight::get().writes(4_u64))
+			.saturating_add(ParityDbWeight::get().writes(3_u64))
 	}
 	fn on_initialize_finalized(f: u32, ) -> Weight {
 		Weight::from_parts(20_939_457_511, 109726)

@@ -173,6 +173,58 @@ pub fn kind_model(kind: BenchKind, c: u32, salt: u8) -> verity_primitives::testi
 	b.finish((0..4096u32).map(|i| (i % 241) as u8).collect())
 }
 
+/// A small transformer header (weights root zero: only its header is registered) with
+/// `max_context` positions and attention in blocks of `attn_block`.
+pub fn text_header(max_context: u32, attn_block: u32) -> verity_primitives::lm::header::LmHeader {
+	use verity_primitives::lm::{
+		header::{LayerFormats, LmHeader, LM_HEADER_VERSION},
+		quant::BlockFormat,
+	};
+	LmHeader {
+		version: LM_HEADER_VERSION,
+		dim: 32,
+		n_layers: 1,
+		n_heads: 2,
+		n_kv_heads: 1,
+		head_dim: 16,
+		ffn_dim: 32,
+		vocab: 64,
+		max_context,
+		norm_eps: 42950,
+		attn_scale_q16: 16384,
+		rope_inv_freq: vec![1 << 32; 8],
+		embedding: BlockFormat::Q8_0,
+		layers: vec![LayerFormats::uniform(BlockFormat::Q8_0)],
+		chunk_rows: 32,
+		vocab_chunk_rows: 32,
+		attn_block,
+		eos_tokens: vec![1],
+		tokenizer_hash: [0; 32],
+		chat_template_hash: [0; 32],
+		weights_root: [0; 32],
+	}
+}
+
+/// Register a text model of `max_context` positions with the most ops per position the chain's
+/// language-model limits admit (the smallest admitted attention block); returns its id and
+/// header.
+pub fn text_model<T: Config>(
+	publisher: &T::AccountId,
+	max_context: u32,
+) -> (ModelId, verity_primitives::lm::header::LmHeader) {
+	let limits = Pallet::<T>::lm_limits();
+	let h = (1..=max_context)
+		.map(|b| text_header(max_context, b))
+		.find(|h| verity_primitives::lm::validate::validate_lm(h, &limits).is_ok())
+		.expect("a text header fits the chain's limits");
+	let header = h.encode();
+	fund::<T>(publisher, Pallet::<T>::deposit_for(header.len()));
+	match Pallet::<T>::do_register(publisher.clone(), header, vec![], vec![], Zero::zero()) {
+		Ok(id) => (id, h),
+		Err(e) => panic!("benchmark text model does not register: {e:?}"),
+	}
+}
+
 /// Register `case` for `publisher` (funded as needed); returns the id.
 pub fn register_case<T: Config>(
 	publisher: &T::AccountId,

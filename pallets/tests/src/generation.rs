@@ -24,14 +24,14 @@ const PRICE: Balance = 3;
 
 /// A random tiny transformer the mock admits, with a job of at least 2 prompt tokens and 2
 /// generated tokens that fits its context, and the honest trace.
-struct Lm {
-	header: LmHeader,
-	chunks: Vec<Vec<u8>>,
-	job: LmJob,
-	trace: LmTrace,
+pub(crate) struct Lm {
+	pub header: LmHeader,
+	pub chunks: Vec<Vec<u8>>,
+	pub job: LmJob,
+	pub trace: LmTrace,
 }
 
-fn lm() -> Lm {
+pub(crate) fn lm() -> Lm {
 	let limits = Models::lm_limits();
 	for seed in 0..500 {
 		let case = verity_primitives::testing::lm::random_lm_case(seed);
@@ -55,7 +55,7 @@ fn lm() -> Lm {
 }
 
 impl Lm {
-	fn register(&self) -> ModelId {
+	pub fn register(&self) -> ModelId {
 		let bytes = codec::Encode::encode(&self.header);
 		announce_earlier(PUBLISHER, &bytes);
 		assert_ok!(Models::register(origin(PUBLISHER), bytes, b"lm".to_vec(), b"u".to_vec()));
@@ -88,8 +88,35 @@ impl Lm {
 	}
 
 	/// Positions of the honest generation.
-	fn positions(&self) -> u32 {
+	pub fn positions(&self) -> u32 {
 		self.trace.outputs.len() as u32
+	}
+
+	/// The step hashes and tokens an operator commits: `kind` 0 the honest ones, 1 with step
+	/// `step` (of every step, in order) corrupted, 2 with the first token replaced.
+	pub fn variant(&self, kind: u8, step: u8) -> (Vec<Vec<Hash>>, Vec<u32>) {
+		match kind {
+			1 => {
+				let steps: Vec<(u32, u32)> = self
+					.trace
+					.outputs
+					.iter()
+					.enumerate()
+					.flat_map(|(p, ops)| (0..ops.len() as u32).map(move |i| (p as u32, i)))
+					.collect();
+				let (p, i) = steps[step as usize % steps.len()];
+				let (leaves, _, tokens) = corrupted(self, p, i);
+				(leaves, tokens)
+			},
+			2 => {
+				let mut tokens = self.tokens();
+				tokens[0] = (0..self.header.vocab)
+					.find(|t| *t != tokens[0] && !self.header.eos_tokens.contains(t))
+					.unwrap_or(tokens[0]);
+				(self.trace.step_hashes(), tokens)
+			},
+			_ => (self.trace.step_hashes(), self.tokens()),
+		}
 	}
 }
 
@@ -160,7 +187,7 @@ fn submit_generation_errors_change_nothing() {
 		refuse(BOB, model, vec![], 1, fee, JobError::EmptyPrompt);
 		refuse(BOB, model, vec![1; MAX_CONTEXT as usize + 1], 1, fee, JobError::PromptTooLong);
 		refuse(BOB, model, vec![1], 0, fee, JobError::BadMaxNewTokens);
-		refuse(BOB, model, vec![1], 512 / 4 + 1, fee, JobError::BadMaxNewTokens);
+		refuse(BOB, model, vec![1], Jobs::max_new_tokens() + 1, fee, JobError::BadMaxNewTokens);
 		refuse(BOB, model, vec![1, lm.header.vocab], 1, fee, JobError::TokenOutOfVocab);
 		refuse(BOB, model, vec![1; ctx as usize], 2, fee, JobError::ContextExceeded);
 		// A price per position of 3 for 2 positions: a fee of 5 is too little.
