@@ -276,3 +276,74 @@ fn lm_limits_admit_smollm2_up_to_its_context() {
 		Err(LmInvalid::TooManyOps)
 	));
 }
+
+/// Every move of a generation dispute over SmolLM2-135M at its full context (8,192 positions,
+/// attention in blocks of 256) fits one Operational transaction, in declared weight and in
+/// length: the roots of 8,192 positions, the 10,875 step hashes of the last position, and the
+/// largest step proof (with the declared weight of the costliest step the limits admit).
+#[test]
+fn smollm2_dispute_moves_fit_one_transaction() {
+	use codec::Encode;
+	use frame_support::dispatch::{DispatchClass, GetDispatchInfo};
+	use verity_primitives::lm::{
+		graph::{ops_at, Shape},
+		validate::validate_lm,
+	};
+	use verity_primitives::testing::lm::smollm2_135m_header;
+	let ctx = 8192u32;
+	let h = smollm2_135m_header(ctx, 256);
+	let info = validate_lm(&h, &pallet_verity_models::Pallet::<Runtime>::lm_limits())
+		.expect("SmolLM2 at 8,192");
+	let leaves = ops_at(&h, Shape::at(&h, 1, ctx - 1)) as usize;
+	assert_eq!(leaves as u64, info.ops_per_sampling_position);
+	let proof_bytes = usize::try_from(info.max_step_proof_bytes).unwrap();
+	let calls = [
+		(
+			"reveal_roots",
+			RuntimeCall::Disputes(pallet_verity_disputes::Call::reveal_roots {
+				job: 0,
+				roots: vec![[7; 32]; ctx as usize],
+			}),
+		),
+		(
+			"reveal_position",
+			RuntimeCall::Disputes(pallet_verity_disputes::Call::reveal_position {
+				job: 0,
+				position: ctx - 1,
+				leaves: vec![[7; 32]; leaves],
+			}),
+		),
+		(
+			"prove_step",
+			RuntimeCall::Disputes(pallet_verity_disputes::Call::prove_step {
+				job: 0,
+				proof: vec![0; proof_bytes],
+			}),
+		),
+		(
+			"commit_generation",
+			RuntimeCall::Jobs(pallet_verity_jobs::Call::commit_generation {
+				job: 0,
+				tokens: vec![5; pallet_verity_jobs::Pallet::<Runtime>::max_new_tokens() as usize],
+				job_root: [7; 32],
+			}),
+		),
+	];
+	let weights = configs::RuntimeBlockWeights::get();
+	let operational = weights.get(DispatchClass::Operational).max_extrinsic.expect("a limit");
+	let length = *configs::RuntimeBlockLength::get().max.get(DispatchClass::Operational);
+	for (name, call) in calls {
+		let dispatch = call.get_dispatch_info();
+		let bytes = call.encode().len();
+		println!(
+			"{name}: {bytes} bytes ({:.1} % of the block's length), declared {:?} ({:.2} % of \
+			 the block's time)",
+			bytes as f64 * 100.0 / (5.0 * 1024.0 * 1024.0),
+			dispatch.total_weight(),
+			dispatch.total_weight().ref_time() as f64 * 100.0 / weights.max_block.ref_time() as f64,
+		);
+		assert_eq!(dispatch.class, DispatchClass::Operational, "{name}");
+		assert!(dispatch.total_weight().all_lte(operational), "{name}: weight");
+		assert!(bytes as u32 <= length, "{name}: length");
+	}
+}

@@ -599,7 +599,7 @@ pub mod pallet {
 		/// The dispatch origin must be _Signed_ (the requester).
 		///
 		/// Errors: `ModelNotActive`, `NotATextModel`, `EmptyPrompt`, `PromptTooLong`
-		/// (`MaxContext`), `BadMaxNewTokens` (0 or more than `MaxOutputBytes / 4`),
+		/// (`MaxContext`), `BadMaxNewTokens` (0 or more than [`Pallet::max_new_tokens`]),
 		/// `TokenOutOfVocab`, `ContextExceeded` (prompt + max_new_tokens - 1 positions beyond
 		/// the model's context), `NoOperatorAvailable`, `InsufficientBalance`, `QueueFull`.
 		/// Emits `Submitted` and `Assigned`.
@@ -672,7 +672,7 @@ pub mod pallet {
 		) -> DispatchResult {
 			let who = ensure_signed(origin)?;
 			let mut record = Jobs::<T>::get(job).ok_or(Error::<T>::UnknownJob)?;
-			let mut generation = Generations::<T>::get(job).ok_or(Error::<T>::WrongJobKind)?;
+			let generation = Generations::<T>::get(job).ok_or(Error::<T>::WrongJobKind)?;
 			ensure!(record.operator == who, Error::<T>::NotAssignedOperator);
 			let JobStatus::Assigned { deadline } = record.status else {
 				return Err(Error::<T>::AlreadyCommitted.into());
@@ -702,9 +702,7 @@ pub mod pallet {
 				committed_at: now,
 				window_end,
 			};
-			generation.settles_at = None;
 			Jobs::<T>::insert(job, record);
-			Generations::<T>::insert(job, generation);
 			Self::deposit_event(Event::Committed {
 				job,
 				operator: who,
@@ -720,8 +718,9 @@ pub mod pallet {
 		/// The dispatch origin must be _Signed_ by the job's assigned operator.
 		///
 		/// Errors: `UnknownJob`, `WrongJobKind` (a generation job), `NotAssignedOperator`,
-		/// `AlreadyCommitted`, `DeadlinePassed`, `ModelNotActive`, `OutputSizeMismatch`, `WrongStepCount` (not `n + 1` hashes),
-		/// `InputHashMismatch` (`h_0`), `OutputHashMismatch` (`h_n`), `QueueFull`. Emits `Committed`.
+		/// `AlreadyCommitted`, `DeadlinePassed`, `ModelNotActive`, `OutputSizeMismatch`,
+		/// `WrongStepCount` (not `n + 1` hashes), `InputHashMismatch` (`h_0`),
+		/// `OutputHashMismatch` (`h_n`), `QueueFull`. Emits `Committed`.
 		///
 		/// Class: _Operational_ (the block's reserve): junk transactions cannot keep a commit out
 		/// until its deadline passes (docs/PROTOCOL.md, "Attacks and what they cost", row 1).
@@ -1098,7 +1097,9 @@ impl<T: Config> Pallet<T> {
 					return Due::Stale;
 				}
 				if let Some(mut g) = generation.filter(|_| T::Disputes::open_games(id) > 0) {
-					// Games are open: finality waits a reply period for them to settle.
+					// Games are open: finality waits a reply period for them to settle. (If the
+					// next `ScheduleSpread + 1` queues are all full, the job is final now, as a
+					// commit is refused then; its open games end with their bonds returned.)
 					let at = n.saturating_add(Self::reply_period());
 					if let Ok(at) = Self::schedule(at, id) {
 						g.settles_at = Some(at);
