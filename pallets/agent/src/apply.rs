@@ -1,5 +1,6 @@
 //! Applying the worker's replies: the signed transactions a run submits, and what it remembers.
 
+use crate::plan::Move;
 use crate::{
 	agent::{load, save, TARGET},
 	plan::{Direct, Sent, Submission, Track, Work},
@@ -10,7 +11,10 @@ use codec::Encode;
 use frame_system::offchain::{Account, SubmitTransaction};
 use pallet_verity_jobs::JobId;
 use sp_runtime::{traits::UniqueSaturatedInto, SaturatedConversion};
-use verity_worker_api::{ErrorReply, ExecuteReply, Executed, ProveReply, Reply};
+use verity_worker_api::{
+	ErrorReply, ExecuteReply, Executed, GenerateReply, Generated, ProveGenerationReply, ProveReply,
+	Reply,
+};
 
 const NONCES_KEY: &[u8] = b"verity/agent/nonces";
 /// The jobs whose revealed proofs this node keeps (each under [`proof_key`]).
@@ -18,6 +22,21 @@ const PROOFS_KEY: &[u8] = b"verity/agent/proofs";
 
 fn proof_key(job: JobId) -> Vec<u8> {
 	(b"verity/agent/proof/", job).encode()
+}
+
+/// The worker's keys of the generations this node committed, by job (pruned to the open jobs).
+const GENERATIONS_KEY: &[u8] = b"verity/agent/generations";
+
+/// The worker's key of the generation this node committed for `job` (kept at the commit, to
+/// ask for the step hashes of a challenged position).
+pub fn generation_key(job: JobId) -> Option<verity_worker_api::Hash> {
+	load::<BTreeMap<JobId, verity_worker_api::Hash>>(GENERATIONS_KEY).get(&job).copied()
+}
+
+fn keep_generation_key(job: JobId, key: verity_worker_api::Hash) {
+	let mut keys: BTreeMap<JobId, verity_worker_api::Hash> = load(GENERATIONS_KEY);
+	keys.insert(job, key);
+	save(GENERATIONS_KEY, &keys);
 }
 
 /// Keep the proof this node reveals for `job`: after the job closes (a later commitment to the
@@ -43,8 +62,14 @@ pub fn has_cached_proof(job: JobId) -> bool {
 	load::<Vec<JobId>>(PROOFS_KEY).contains(&job)
 }
 
-/// Forget the kept proofs of jobs not in `keep` (sorted).
+/// Forget the kept proofs and generation keys of jobs not in `keep` (sorted).
 pub fn forget_proofs(keep: &[JobId]) {
+	let mut keys: BTreeMap<JobId, verity_worker_api::Hash> = load(GENERATIONS_KEY);
+	let before = keys.len();
+	keys.retain(|j, _| keep.binary_search(j).is_ok());
+	if keys.len() != before {
+		save(GENERATIONS_KEY, &keys);
+	}
 	let jobs: Vec<JobId> = load(PROOFS_KEY);
 	let (kept, gone): (Vec<JobId>, Vec<JobId>) =
 		jobs.into_iter().partition(|j| keep.binary_search(j).is_ok());
@@ -162,6 +187,160 @@ pub fn apply<T: Config>(
 					log::warn!(target: TARGET, "job {job}: the pool refused the commit; retrying");
 				}
 			},
+			(
+				Work::Execute { account, attempt, send, .. },
+				Ok(Reply::Generate(GenerateReply::Done(Generated {
+					job: key,
+					tokens,
+					job_root,
+					..
+				}))),
+			) => {
+				let n = tokens.len();
+				let call =
+					pallet_verity_jobs::Call::<T>::commit_generation { job, tokens, job_root };
+				if let Some(sent) = submit::<T, _>(now, &account, call, send, nonces) {
+					log::info!(
+						target: TARGET,
+						"job {job}: generation of {n} tokens committed {} by {:?} (nonce {}, tip \
+						 {})",
+						how(&send),
+						account.id,
+						sent.nonce,
+						sent.tip
+					);
+					keep_generation_key(job, key);
+					tracks.insert(job, Track::Committed { attempt, sent });
+				} else {
+					log::warn!(target: TARGET, "job {job}: the pool refused the commit; retrying");
+				}
+			},
+			(
+				Work::Reveal { account, item, send, .. },
+				Ok(Reply::Generate(GenerateReply::Done(Generated {
+					position_roots,
+					job_root,
+					..
+				}))),
+			) => {
+				let committed =
+					pallet_verity_jobs::Jobs::<T>::get(job).and_then(|j| match j.status {
+						pallet_verity_jobs::JobStatus::Committed { trace_root, .. } => {
+							Some(trace_root)
+						},
+						_ => None,
+					});
+				if committed != Some(job_root) {
+					log::warn!(
+						target: TARGET,
+						"job {job}: the worker's generation is not the committed one; cannot \
+						 reveal its roots"
+					);
+					continue;
+				}
+				let call =
+					pallet_verity_disputes::Call::<T>::reveal_roots { job, roots: position_roots };
+				reveal(now, job, &account, item, call, send, tracks, nonces);
+			},
+			(Work::Reveal { account, item, send, .. }, Ok(Reply::Leaves(hex))) => {
+				let leaves: Option<Vec<_>> = hex
+					.iter()
+					.map(|h| {
+						verity_worker_api::hex::decode(h)
+							.ok()
+							.and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+					})
+					.collect();
+				let Some(leaves) = leaves else {
+					log::warn!(target: TARGET, "job {job}: malformed step hashes from the worker");
+					continue;
+				};
+				let call = pallet_verity_disputes::Call::<T>::reveal_position {
+					job,
+					position: item,
+					leaves,
+				};
+				reveal(now, job, &account, item, call, send, tracks, nonces);
+			},
+			(
+				Work::Game { what: Move::Check, send, .. },
+				Ok(Reply::Generate(GenerateReply::Done(g))),
+			) => {
+				let Some((record, _)) = pallet_verity_jobs::Pallet::<T>::generation(job) else {
+					continue;
+				};
+				let pallet_verity_jobs::JobStatus::Committed { trace_root, .. } = &record.status
+				else {
+					continue;
+				};
+				let tokens = pallet_verity_disputes::Pallet::<T>::tokens(&record);
+				if *trace_root == g.job_root && tokens == g.tokens {
+					log::info!(target: TARGET, "job {job}: re-generated, commitment consistent");
+					tracks.insert(job, Track::Consistent);
+					continue;
+				}
+				let Some(watcher) = watcher else { continue };
+				let call = pallet_verity_disputes::Call::<T>::challenge { job };
+				game_move(now, job, watcher, Move::Check, "challenge", call, send, tracks, nonces);
+			},
+			(
+				Work::Game { what: Move::Name, send, .. },
+				Ok(Reply::Generate(GenerateReply::Done(g))),
+			) => {
+				let Some((record, generation)) = pallet_verity_jobs::Pallet::<T>::generation(job)
+				else {
+					continue;
+				};
+				let roots = pallet_verity_disputes::Roots::<T>::get(job).unwrap_or_default();
+				let tokens = pallet_verity_disputes::Pallet::<T>::tokens(&record);
+				let prompt = verity_primitives::len_u32(generation.prompt.len());
+				let Some(position) = verity_primitives::lm::job::first_difference(
+					prompt,
+					(&roots, &tokens),
+					(&g.position_roots, &g.tokens),
+				) else {
+					log::warn!(
+						target: TARGET,
+						"job {job}: the revealed roots and the tokens are the honest ones; \
+						 nothing to name (the challenge was a mistake)"
+					);
+					tracks.insert(job, Track::Abandoned);
+					continue;
+				};
+				let Some(watcher) = watcher else { continue };
+				let call = pallet_verity_disputes::Call::<T>::name_position { job, position };
+				let what = alloc::format!("naming position {position}");
+				game_move(now, job, watcher, Move::Name, &what, call, send, tracks, nonces);
+			},
+			(
+				Work::Game { what: Move::Prove(position), send, .. },
+				Ok(Reply::ProveGeneration(ProveGenerationReply::Fraud {
+					op, proof, verdict, ..
+				})),
+			) => {
+				if verdict != "Fraud" {
+					log::warn!(
+						target: TARGET,
+						"job {job}: the worker's check of its proof of step {op} of position \
+						 {position} says {verdict}; not submitting it"
+					);
+					continue;
+				}
+				let Some(watcher) = watcher else { continue };
+				let call = pallet_verity_disputes::Call::<T>::prove_step { job, proof };
+				let what = alloc::format!("proof of step {op} of position {position}");
+				game_move(
+					now,
+					job,
+					watcher,
+					Move::Prove(position),
+					&what,
+					call,
+					send,
+					tracks,
+					nonces,
+				);
+			},
 			(Work::Check { .. }, Ok(Reply::Prove(ProveReply::Consistent { .. }))) => {
 				log::info!(target: TARGET, "job {job}: re-executed, commitment consistent");
 				tracks.insert(job, Track::Consistent);
@@ -232,7 +411,9 @@ pub fn apply<T: Config>(
 				_,
 				Ok(
 					Reply::Execute(ExecuteReply::Pending { .. })
-					| Reply::Prove(ProveReply::Pending { .. }),
+					| Reply::Prove(ProveReply::Pending { .. })
+					| Reply::Generate(GenerateReply::Pending { .. })
+					| Reply::ProveGeneration(ProveGenerationReply::Pending { .. }),
 				),
 			) => {
 				log::debug!(target: TARGET, "job {job}: the worker is still running it");
@@ -249,6 +430,64 @@ pub fn apply<T: Config>(
 				log::warn!(target: TARGET, "job {job}: unexpected worker answer {other:?}");
 			},
 		}
+	}
+}
+
+/// Submit the watcher's move `what` of a generation's dispute game.
+#[allow(clippy::too_many_arguments)]
+fn game_move<T: Config>(
+	now: u32,
+	job: JobId,
+	watcher: &Account<T>,
+	what: Move,
+	describe: &str,
+	call: pallet_verity_disputes::Call<T>,
+	send: Submission,
+	tracks: &mut BTreeMap<JobId, Track>,
+	nonces: &mut Nonces<T>,
+) {
+	if let Some(sent) = submit::<T, _>(now, watcher, call, send, nonces) {
+		log::info!(
+			target: TARGET,
+			"job {job}: {describe} {} (nonce {}, tip {})",
+			how(&send),
+			sent.nonce,
+			sent.tip
+		);
+		tracks.insert(job, Track::Moved { what, sent });
+	} else {
+		log::warn!(target: TARGET, "job {job}: the pool refused the {describe}; retrying");
+	}
+}
+
+/// Submit the operator's reveal of `item` of a disputed generation.
+#[allow(clippy::too_many_arguments)]
+fn reveal<T: Config>(
+	now: u32,
+	job: JobId,
+	account: &Account<T>,
+	item: u32,
+	call: pallet_verity_disputes::Call<T>,
+	send: Submission,
+	tracks: &mut BTreeMap<JobId, Track>,
+	nonces: &mut Nonces<T>,
+) {
+	let what = if item == crate::plan::ROOTS {
+		alloc::string::String::from("position roots")
+	} else {
+		alloc::format!("step hashes of position {item}")
+	};
+	if let Some(sent) = submit::<T, _>(now, account, call, send, nonces) {
+		log::info!(
+			target: TARGET,
+			"job {job}: challenged; {what} {} (nonce {}, tip {})",
+			how(&send),
+			sent.nonce,
+			sent.tip
+		);
+		tracks.insert(job, Track::Revealed { item, sent });
+	} else {
+		log::warn!(target: TARGET, "job {job}: the pool refused the {what}; retrying");
 	}
 }
 
@@ -284,6 +523,20 @@ pub fn apply_direct<T: Config>(
 					log::info!(
 						target: TARGET,
 						"job {job}: withdrawing our unused proof commitment (nonce {})",
+						sent.nonce
+					);
+					tracks.insert(job, Track::Settling { at: now });
+				}
+			},
+			Direct::Settle { job } => {
+				let call = pallet_verity_disputes::Call::<T>::settle {
+					job,
+					challenger: watcher.id.clone(),
+				};
+				if let Some(sent) = submit::<T, _>(now, watcher, call, fresh, nonces) {
+					log::info!(
+						target: TARGET,
+						"job {job}: ending our dispute game (nonce {})",
 						sent.nonce
 					);
 					tracks.insert(job, Track::Settling { at: now });

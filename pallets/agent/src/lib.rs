@@ -5,9 +5,14 @@
 //! keystore.
 //!
 //! * **Operator role** (always on): for every open job assigned to one of those accounts and
-//!   still before its deadline, it asks the local inference worker to `execute` the job and,
-//!   once the result is there, submits the signed `Jobs::commit(job, output, step_hashes)`
-//!   from the operator's account.
+//!   still before its deadline, it asks the local inference worker to `execute` the job (a
+//!   generation job: `generate`) and, once the result is there, submits the signed
+//!   `Jobs::commit(job, output, step_hashes)` (`Jobs::commit_generation(job, tokens,
+//!   job_root)`) from the operator's account. When one of its generations is challenged it
+//!   answers the dispute game before each move's due block: the position roots (the worker's
+//!   cached generation, asked again) with `Disputes::reveal_roots`, then the step hashes of
+//!   each named position (`generationLeaves`, by the worker's key kept at the commit) with
+//!   `Disputes::reveal_position`, each re-signed with a rising tip while it waits, as commits.
 //! * **Watcher role** (node flag `--watcher`): for every committed job inside its challenge
 //!   window (all of them, or a sampled share), it asks the inference worker to `prove` the
 //!   committed step hashes; on a wrong step it proves it from its first key in two signed
@@ -15,7 +20,13 @@
 //!   `Disputes::prove_fraud(job, proof)` (the reveal), but only for a proof that the worker's own
 //!   check and the chain's rule (`Disputes::judge`, run here) both call fraud; a commitment or
 //!   proof that was included and left the job open (rejected) is never sent again. Jobs of its
-//!   own keys are skipped. For jobs that closed while it still has business there (attack 2,
+//!   own keys are skipped. A sampled **generation** is re-generated (`generate`) and, if its
+//!   job root or tokens differ, disputed in the game of docs/PROTOCOL.md 3.1 from the first key:
+//!   `Disputes::challenge`, then `name_position` (the first position whose root or token
+//!   differs, once the roots are revealed), then `prove_step` (the worker's `proveGeneration`
+//!   proof, once the position is revealed), or `settle` when the operator's move is late or the
+//!   job has closed; the job stays on the watchlist while the watcher has a game there. For
+//!   jobs that closed while it still has business there (attack 2,
 //!   [`plan::Direct`]): if a copy of its proof committed later was revealed first, it re-reveals
 //!   its proof (kept in its off-chain storage) during the grace period to take the reward over;
 //!   after the grace period it claims its rewards (`Disputes::claim_reward`) and withdraws

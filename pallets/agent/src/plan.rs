@@ -6,9 +6,12 @@ use alloc::{collections::BTreeMap, vec::Vec};
 use codec::{Decode, Encode};
 use frame_support::traits::Get;
 use frame_system::{offchain::Account, pallet_prelude::BlockNumberFor};
+use pallet_verity_disputes::Stage;
 use pallet_verity_jobs::{JobId, JobStatus};
 use sp_runtime::{traits::UniqueSaturatedInto, Saturating};
-use verity_worker_api::{Execute, Prove, Request};
+use verity_worker_api::{
+	Execute, Generate, GenerationJob, GenerationLeaves, Prove, ProveGeneration, Request,
+};
 
 /// A transaction the agent sent: first in block `first`, last (re-signed) in block `at`, with
 /// its sender's nonce `nonce` and, the last time, tip `tip`.
@@ -50,6 +53,25 @@ pub enum Track {
 	/// `claim_reward` was sent in block `at` (sent again [`RESEND_AFTER`] blocks later if it is
 	/// still needed).
 	Settling { at: u32 },
+	/// The operator of a disputed generation sent the reveal of `item` (its position roots:
+	/// [`ROOTS`], or the step hashes of position `item`).
+	Revealed { item: u32, sent: Sent },
+	/// The watcher sent its move `what` of a generation's dispute game.
+	Moved { what: Move, sent: Sent },
+}
+
+/// The item of [`Track::Revealed`] that stands for a generation's position roots.
+pub const ROOTS: u32 = u32::MAX;
+
+/// A watcher's move in a generation's dispute game ([`Track::Moved`]'s item).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Encode, Decode)]
+pub enum Move {
+	/// Re-generate; challenge if the commitment differs.
+	Check,
+	/// Name the first position whose root (or token) differs from the honest generation's.
+	Name,
+	/// Prove the first wrong step of the named position.
+	Prove(u32),
 }
 
 /// What the watcher does without asking the worker, for a job that closed while it still has a
@@ -64,6 +86,9 @@ pub enum Direct {
 	Withdraw { job: JobId },
 	/// Claim a reward whose grace period has passed.
 	Claim { job: JobId },
+	/// End the watcher's game against a generation: the operator missed its move (the watcher
+	/// wins the job's collateral share), or the job closed (the bond comes back).
+	Settle { job: JobId },
 }
 
 /// What the watcher found committed (off-chain memory, attack 11): the last window-end queue
@@ -91,14 +116,55 @@ pub enum Work<T: Config> {
 	Execute { job: JobId, account: Account<T>, attempt: u32, send: Submission },
 	/// Check the commitment; prove fraud if it is wrong.
 	Check { job: JobId, send: Submission },
+	/// Reveal what a challenge of `account`'s generation asks: its position roots ([`ROOTS`]:
+	/// the worker generates again, from its cache) or the step hashes of position `item`.
+	Reveal { job: JobId, account: Account<T>, item: u32, send: Submission },
+	/// The watcher's move `what` in a generation's dispute game.
+	Game { job: JobId, what: Move, send: Submission },
 }
 
 impl<T: Config> Work<T> {
 	pub fn job(&self) -> JobId {
 		match self {
-			Work::Execute { job, .. } | Work::Check { job, .. } => *job,
+			Work::Execute { job, .. }
+			| Work::Check { job, .. }
+			| Work::Reveal { job, .. }
+			| Work::Game { job, .. } => *job,
 		}
 	}
+}
+
+/// The worker's request for a generation job: its model and request, as the chain holds them.
+pub fn generate_request(
+	model: verity_primitives::ModelId,
+	g: &pallet_verity_jobs::Generation<impl Config>,
+) -> Request {
+	Request::Generate(Generate {
+		model,
+		job: GenerationJob {
+			prompt: g.prompt.to_vec(),
+			max_new_tokens: g.max_new_tokens,
+			temperature_q16: g.params.temperature_q16,
+			top_k: g.params.top_k,
+			top_p_q16: g.params.top_p_q16,
+			seed: g.params.seed,
+		},
+		deadline_ms: Some(crate::WORKER_WAIT_MS),
+	})
+}
+
+/// What a dispute of one of the operator's committed generations asks of it now, if anything:
+/// its position roots before `roots_due`, else the lowest named position whose step hashes are
+/// due and not revealed. `(item, due)`.
+fn reveal_due<T: Config>(job: JobId, now: BlockNumberFor<T>) -> Option<(u32, BlockNumberFor<T>)> {
+	let dispute = pallet_verity_disputes::Disputes::<T>::get(job)?;
+	if dispute.roots_revealed_at.is_none() {
+		return (now < dispute.roots_due).then_some((ROOTS, dispute.roots_due));
+	}
+	pallet_verity_disputes::Positions::<T>::iter_prefix(job)
+		.filter(|(_, n)| n.revealed_at.is_none() && now < n.due)
+		.min_by_key(|(p, _)| *p)
+		.map(|(p, n)| (p, n.due))
 }
 
 /// The tip of a transaction first sent in block `first` that must be included before block
@@ -203,17 +269,31 @@ pub fn plan<T: Config>(
 		})
 	};
 	let mut to_execute = Vec::new();
+	let mut to_reveal = Vec::new();
 	for account in accounts {
 		for (id, deadline) in pallet_verity_jobs::Assignments::<T>::iter_prefix(&account.id) {
 			open.push(id);
+			// A challenged generation of this operator: reveal what the dispute asks.
+			if let Some((item, due)) = reveal_due::<T>(id, now) {
+				let sent = match tracks.get(&id) {
+					Some(Track::Revealed { item: i, sent }) if *i == item => Some(sent),
+					_ => None,
+				};
+				let stake = pallet_verity_jobs::Jobs::<T>::get(id)
+					.map(|j| j.collateral.unique_saturated_into())
+					.unwrap_or(0);
+				let nonce =
+					frame_system::Account::<T>::get(&account.id).nonce.unique_saturated_into();
+				let end: u32 = due.unique_saturated_into();
+				if let Some(send) = next_send(now_n, end, stake, sent, nonce) {
+					to_reveal.push((id, account.clone(), item, send));
+				}
+				continue;
+			}
 			if now >= deadline {
 				continue;
 			}
-			// Before its deadline: assigned, or committed moments ago. Generation jobs are not
-			// served by this agent yet (an operator serving a text model commits them itself).
-			if pallet_verity_jobs::Generations::<T>::contains_key(id) {
-				continue;
-			}
+			// Before its deadline: assigned, or committed moments ago.
 			let Some(job) = pallet_verity_jobs::Jobs::<T>::get(id) else { continue };
 			if !matches!(job.status, JobStatus::Assigned { .. }) {
 				continue;
@@ -241,10 +321,24 @@ pub fn plan<T: Config>(
 		}
 	}
 	let mut to_check = Vec::new();
+	let mut to_game = Vec::new();
+	let mut settle_games = Vec::new();
 	if let Some(permill) = settings.watch_permill {
-		scan::<T>(now_n, accounts, salt, permill, watch);
+		scan::<T>(now_n, accounts, watcher.map(|w| &w.id), salt, permill, watch);
 		for (&id, &(end, check)) in &watch.jobs {
 			open.push(id);
+			if let (Some(w), Some(nonce)) = (watcher, watcher_nonce) {
+				if pallet_verity_jobs::Generations::<T>::contains_key(id)
+					|| pallet_verity_disputes::Games::<T>::contains_key(id, &w.id)
+				{
+					match game_move::<T>(now, id, end, check, &w.id, tracks, nonce) {
+						Some(GameStep::Work(what, send)) => to_game.push((id, what, send)),
+						Some(GameStep::Settle) => settle_games.push(id),
+						None => {},
+					}
+					continue;
+				}
+			}
 			if !check || now_n.saturating_add(PROOF_MARGIN) >= end {
 				continue;
 			}
@@ -292,11 +386,34 @@ pub fn plan<T: Config>(
 	let mut requests: Vec<Request> = Vec::new();
 	for (id, (account, attempt, send, job)) in most_urgent(to_execute, max) {
 		work.push(Work::Execute { job: id, account, attempt, send });
-		requests.push(Request::Execute(Execute {
-			model: job.model,
-			input: job.input.into_inner(),
-			deadline_ms: Some(crate::WORKER_WAIT_MS),
-		}));
+		requests.push(match pallet_verity_jobs::Generations::<T>::get(id) {
+			Some(g) => generate_request(job.model, &g),
+			None => Request::Execute(Execute {
+				model: job.model,
+				input: job.input.into_inner(),
+				deadline_ms: Some(crate::WORKER_WAIT_MS),
+			}),
+		});
+	}
+	// Reveals answer challenges; a dispute's moves come due within a reply period: at most
+	// `MaxRequestsPerBlock` of them, in job order.
+	for (id, account, item, send) in to_reveal.into_iter().take(max) {
+		let request = if item == ROOTS {
+			let Some((job, g)) = pallet_verity_jobs::Pallet::<T>::generation(id) else { continue };
+			generate_request(job.model, &g)
+		} else {
+			let Some(key) = crate::apply::generation_key(id) else {
+				log::warn!(
+					target: crate::agent::TARGET,
+					"job {id}: position {item} is challenged but this node does not know the \
+					 worker's key of the generation; it cannot reveal it"
+				);
+				continue;
+			};
+			Request::GenerationLeaves(GenerationLeaves { job: key, position: item })
+		};
+		work.push(Work::Reveal { job: id, account, item, send });
+		requests.push(request);
 	}
 	// A random subset, asked in job order.
 	let mut checks: Vec<_> = most_urgent(to_check, max).collect();
@@ -315,7 +432,38 @@ pub fn plan<T: Config>(
 			deadline_ms: Some(crate::WORKER_WAIT_MS),
 		}));
 	}
-	let mut direct = Vec::new();
+	// The watcher's game moves: at most `MaxRequestsPerBlock`, in job order (each is due
+	// within a reply period).
+	for (id, what, send) in to_game.into_iter().take(max) {
+		let Some((job, g)) = pallet_verity_jobs::Pallet::<T>::generation(id) else { continue };
+		let request = match what {
+			Move::Check | Move::Name => generate_request(job.model, &g),
+			Move::Prove(position) => {
+				let roots = pallet_verity_disputes::Roots::<T>::get(id).unwrap_or_default();
+				let leaves =
+					pallet_verity_disputes::Leaves::<T>::get(id, position).unwrap_or_default();
+				let Request::Generate(Generate { job: request, .. }) =
+					generate_request(job.model, &g)
+				else {
+					continue;
+				};
+				Request::ProveGeneration(ProveGeneration {
+					model: job.model,
+					job: request,
+					position_roots: roots.into_inner(),
+					reveal: Some(verity_worker_api::Reveal {
+						position,
+						step_hashes: leaves.into_inner(),
+					}),
+					deadline_ms: Some(crate::WORKER_WAIT_MS),
+				})
+			},
+		};
+		work.push(Work::Game { job: id, what, send });
+		requests.push(request);
+	}
+	let mut direct: Vec<Direct> =
+		settle_games.into_iter().map(|job| Direct::Settle { job }).collect();
 	if let (Some(w), Some(nonce)) = (watcher, watcher_nonce) {
 		settle::<T>(now, &w.id, nonce, tracks, &mut open, &mut direct);
 	}
@@ -331,6 +479,68 @@ fn committed<T: Config>(id: JobId) -> Option<pallet_verity_jobs::Job<T>> {
 		.filter(|_| !pallet_verity_jobs::Generations::<T>::contains_key(id))
 }
 
+/// `id`, if it is open and committed (a classifier job or a generation).
+fn committed_any<T: Config>(id: JobId) -> Option<pallet_verity_jobs::Job<T>> {
+	pallet_verity_jobs::Jobs::<T>::get(id)
+		.filter(|job| matches!(job.status, JobStatus::Committed { .. }))
+}
+
+/// What the watcher does next in a generation's dispute game.
+enum GameStep {
+	/// Ask the worker, then move.
+	Work(Move, Submission),
+	/// End the game (no worker): the operator missed its move, or the job closed.
+	Settle,
+}
+
+/// The watcher's next step for generation `id` (window end `end`; `check`: not its own job):
+/// without a game, re-generate and compare (unless found consistent, or too late to
+/// challenge); in a game, the move its stage asks ([`pallet_verity_disputes::Pallet::game_stage`]),
+/// or settling once the operator's move is late or the job has closed. A move already sent is
+/// re-signed with a rising tip while it waits ([`next_send`]); a settlement is sent once and
+/// again after [`RESEND_AFTER`] blocks.
+fn game_move<T: Config>(
+	now: BlockNumberFor<T>,
+	id: JobId,
+	end: u32,
+	check: bool,
+	watcher: &T::AccountId,
+	tracks: &BTreeMap<JobId, Track>,
+	nonce: u64,
+) -> Option<GameStep> {
+	let now_n: u32 = now.unique_saturated_into();
+	let settling = |tracks: &BTreeMap<JobId, Track>| match tracks.get(&id) {
+		Some(Track::Settling { at }) => now_n.saturating_sub(*at) >= RESEND_AFTER,
+		_ => true,
+	};
+	let Some((record, _)) = pallet_verity_jobs::Pallet::<T>::generation(id) else {
+		// The job closed (another game won it): the bond comes back.
+		return settling(tracks).then_some(GameStep::Settle);
+	};
+	let stake: u128 = (<T as pallet_verity_disputes::Config>::ProverShare::get()
+		* record.collateral)
+		.unique_saturated_into();
+	let (what, due) = match pallet_verity_disputes::Pallet::<T>::game_stage(id, watcher) {
+		None => {
+			let done = matches!(tracks.get(&id), Some(Track::Consistent | Track::Abandoned));
+			if !check || done || now_n.saturating_add(PROOF_MARGIN) >= end {
+				return None;
+			}
+			(Move::Check, end)
+		},
+		Some((Stage::Roots | Stage::Reveal(_), due)) => {
+			return (now >= due && settling(tracks)).then_some(GameStep::Settle);
+		},
+		Some((Stage::Name, due)) => (Move::Name, due.unique_saturated_into()),
+		Some((Stage::Prove(p), due)) => (Move::Prove(p), due.unique_saturated_into()),
+	};
+	let sent = match tracks.get(&id) {
+		Some(Track::Moved { what: w, sent }) if *w == what => Some(sent),
+		_ => None,
+	};
+	next_send(now_n, due, stake, sent, nonce).map(|send| GameStep::Work(what, send))
+}
+
 /// Find the jobs committed since the last run: their window ends are queued
 /// ([`pallet_verity_jobs::Queue`]) at `commit block + challenge window`, or later when that
 /// block's queue was full. The queues up to `now + window` are complete after block `now` (a
@@ -344,6 +554,7 @@ fn committed<T: Config>(id: JobId) -> Option<pallet_verity_jobs::Job<T>> {
 fn scan<T: Config>(
 	now: u32,
 	accounts: &[Account<T>],
+	watcher: Option<&T::AccountId>,
 	salt: &[u8; 32],
 	permill: u32,
 	watch: &mut Watchlist,
@@ -361,7 +572,7 @@ fn scan<T: Config>(
 			if watch.jobs.contains_key(&id) || !sampled(salt, id, permill) {
 				continue;
 			}
-			let Some(job) = committed::<T>(id) else { continue };
+			let Some(job) = committed_any::<T>(id) else { continue };
 			let JobStatus::Committed { window_end, .. } = job.status else { continue };
 			let own = accounts.iter().any(|a| a.id == job.operator);
 			watch.jobs.insert(id, (window_end.unique_saturated_into(), !own));
@@ -386,7 +597,11 @@ fn scan<T: Config>(
 		}
 	}
 	watch.scanned = to.max(watch.scanned);
-	watch.jobs.retain(|_, (end, _)| *end > now);
+	// A job stays while its window is open, or while the watcher has a game against it.
+	watch.jobs.retain(|id, (end, _)| {
+		*end > now
+			|| watcher.is_some_and(|w| pallet_verity_disputes::Games::<T>::contains_key(id, w))
+	});
 }
 
 /// The watcher's business with closed jobs (attack 2): reveal again to take a reward over

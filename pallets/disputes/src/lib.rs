@@ -993,7 +993,7 @@ impl<T: Config> Pallet<T> {
 	}
 
 	/// The committed output tokens of a generation job (empty before the commitment).
-	fn tokens(record: &pallet_verity_jobs::Job<T>) -> Vec<u32> {
+	pub fn tokens(record: &pallet_verity_jobs::Job<T>) -> Vec<u32> {
 		match &record.status {
 			JobStatus::Committed { output, .. } => output
 				.chunks_exact(4)

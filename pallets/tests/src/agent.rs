@@ -125,6 +125,14 @@ impl Node {
 		});
 	}
 
+	/// The one transaction pooled since the last call is `call`, signed by `who` with `nonce`
+	/// and no tip; it is included.
+	fn pools_and_includes(&mut self, who: AccountId, nonce: u32, call: RuntimeCall) {
+		let xt = self.pooled_one();
+		assert_signed(&xt, who, nonce, call);
+		self.include(&xt, who);
+	}
+
 	/// The one transaction pooled since the last call.
 	fn pooled_one(&self) -> Extrinsic {
 		let mut pooled = self.pooled();
@@ -958,4 +966,286 @@ fn attack_11_the_agent_reads_only_what_concerns_it() {
 	for i in 0..waiting.len() {
 		assert!(!contains(&read, &marker(b"WAIT", i)), "uncommitted job {i} read");
 	}
+}
+
+// ---- Generation jobs: the operator's side ------------------------------------------------
+
+/// The worker's `generate` answer for `lm`'s honest generation (the job key `[9; 32]`).
+fn generated(lm: &crate::generation::Lm) -> serde_json::Value {
+	let roots = lm.trace.position_roots();
+	serde_json::to_value(verity_worker_api::GenerateReply::Done(verity_worker_api::Generated {
+		job: [9; 32],
+		model: lm.header.id(),
+		tokens: lm.trace.tokens.clone(),
+		job_root: verity_primitives::lm::trace::job_root(&roots),
+		positions: roots.len() as u32,
+		position_roots: roots,
+		queue_ms: 0.0,
+		generate_ms: 1.0,
+		hash_ms: 0.1,
+	}))
+	.unwrap()
+}
+
+/// A text model served by ALICE and a generation of CHARLIE's, assigned to ALICE; the worker's
+/// request for it.
+fn assigned_generation(node: &mut Node, lm: &crate::generation::Lm) -> (JobId, Request) {
+	node.ext.execute_with(|| {
+		let model = lm.register();
+		operator(ALICE, 4 * MIN_BOND, model, 1);
+		let id = lm.submit(CHARLIE, model);
+		assert_eq!(assignee(id), ALICE);
+		let g = pallet_verity_jobs::Generations::<Test>::get(id).unwrap();
+		(id, pallet_verity_agent::plan::generate_request(model, &g))
+	})
+}
+
+/// The operator's agent generates an assigned generation job through its worker and commits
+/// the tokens and job root; when the job is challenged it reveals the position roots, and when
+/// a position is named, that position's step hashes (asked of the worker by the key it gave at
+/// the commit). Every move lands, and the challenger that gives up pays the operator.
+#[test]
+fn operator_commits_a_generation_and_answers_its_challenges() {
+	let lm = crate::generation::lm();
+	let mut node = Node::new(&[ALICE], None);
+	let (id, request) = assigned_generation(&mut node, &lm);
+	let GenerateRequestShape { prompt, max_new_tokens } = shape_of(&request);
+	assert_eq!((prompt, max_new_tokens), (lm.job.prompt.clone(), lm.job.max_new_tokens));
+	let roots = lm.trace.position_roots();
+	let root = verity_primitives::lm::trace::job_root(&roots);
+	node.worker_answers(std::slice::from_ref(&request), vec![generated(&lm)]);
+	node.run_agent();
+	let commit = RuntimeCall::Jobs(pallet_verity_jobs::Call::commit_generation {
+		job: id,
+		tokens: lm.trace.tokens.clone(),
+		job_root: root,
+	});
+	node.pools_and_includes(ALICE, 0, commit);
+
+	// Committed and unchallenged: nothing to do.
+	node.ext.execute_with(|| run_to_block(now() + 1));
+	node.run_agent();
+	assert!(node.pooled().is_empty());
+
+	// Challenged: the roots (the worker's cached generation) are revealed.
+	node.ext.execute_with(|| {
+		assert_ok!(Disputes::challenge(origin(EVE), id));
+		run_to_block(now() + 1);
+	});
+	node.worker_answers(std::slice::from_ref(&request), vec![generated(&lm)]);
+	node.run_agent();
+	node.pools_and_includes(
+		ALICE,
+		1,
+		RuntimeCall::Disputes(pallet_verity_disputes::Call::reveal_roots {
+			job: id,
+			roots: roots.clone(),
+		}),
+	);
+
+	// A position is named: its step hashes, asked by the key the worker gave.
+	let p = 1u32;
+	node.ext.execute_with(|| {
+		assert_ok!(Disputes::name_position(origin(EVE), id, p));
+		run_to_block(now() + 1);
+	});
+	let leaves = lm.trace.step_hashes()[p as usize].clone();
+	let leaves_request = Request::GenerationLeaves(verity_worker_api::GenerationLeaves {
+		job: [9; 32],
+		position: p,
+	});
+	let hex: Vec<String> = leaves.iter().map(verity_worker_api::hex::encode).collect();
+	node.worker_answers(std::slice::from_ref(&leaves_request), vec![serde_json::json!(hex)]);
+	node.run_agent();
+	node.pools_and_includes(
+		ALICE,
+		2,
+		RuntimeCall::Disputes(pallet_verity_disputes::Call::reveal_position {
+			job: id,
+			position: p,
+			leaves,
+		}),
+	);
+
+	// EVE has nothing to prove; when its time is up the game ends in ALICE's favour.
+	node.ext.execute_with(|| {
+		let (_, due) = Disputes::game_stage(id, &EVE).unwrap();
+		run_to_block(due);
+		let alice = free(ALICE);
+		assert_ok!(Disputes::settle(origin(NOBODY), id, EVE));
+		assert_eq!(free(ALICE), alice + CHALLENGE_BOND);
+	});
+	node.run_agent();
+	assert!(node.pooled().is_empty());
+}
+
+struct GenerateRequestShape {
+	prompt: Vec<u32>,
+	max_new_tokens: u32,
+}
+
+fn shape_of(request: &Request) -> GenerateRequestShape {
+	let Request::Generate(g) = request else { panic!("a generate request: {request:?}") };
+	GenerateRequestShape { prompt: g.job.prompt.clone(), max_new_tokens: g.job.max_new_tokens }
+}
+
+// ---- Generation jobs: the watcher's side -------------------------------------------------
+
+/// ALICE serves `lm`'s model and commits a generation whose op `op` of position `k` is wrong
+/// (every other step honest); returns the job, the worker's `generate` request for it and the
+/// committed step hashes.
+fn wrong_generation(
+	node: &mut Node,
+	lm: &crate::generation::Lm,
+	k: u32,
+	op: u32,
+) -> (JobId, Request, Vec<Vec<Hash>>) {
+	let (id, request) = assigned_generation(node, lm);
+	let (leaves, _, tokens) = lm.variant_at(k, op);
+	node.ext.execute_with(|| {
+		let roots: Vec<Hash> =
+			leaves.iter().map(|l| verity_primitives::lm::trace::position_root(l)).collect();
+		let root = verity_primitives::lm::trace::job_root(&roots);
+		assert_ok!(Jobs::commit_generation(origin(ALICE), id, tokens, root));
+		run_to_block(now() + 1);
+	});
+	(id, request, leaves)
+}
+
+/// The watcher re-generates a committed generation, finds it differs and challenges; after the
+/// roots' reveal it names the first differing position (exactly the corrupted one), and after
+/// that position's reveal it proves the wrong step with the worker's proof: the job is lost
+/// by the operator at exactly that step, and the watcher is paid.
+#[test]
+fn watcher_wins_the_game_at_exactly_the_corrupted_step() {
+	let lm = crate::generation::lm();
+	let (k, op) = (1u32, 3u32);
+	let mut node = Node::new(&[EVE], Some(1_000_000));
+	let (id, request, leaves) = wrong_generation(&mut node, &lm, k, op);
+	node.worker_answers(std::slice::from_ref(&request), vec![generated(&lm)]);
+	node.run_agent();
+	node.pools_and_includes(
+		EVE,
+		0,
+		RuntimeCall::Disputes(pallet_verity_disputes::Call::challenge { job: id }),
+	);
+
+	// The operator reveals its roots; the watcher names the first that differs.
+	let roots: Vec<Hash> =
+		leaves.iter().map(|l| verity_primitives::lm::trace::position_root(l)).collect();
+	node.ext.execute_with(|| {
+		assert_ok!(Disputes::reveal_roots(origin(ALICE), id, roots.clone()));
+		run_to_block(now() + 1);
+	});
+	node.worker_answers(std::slice::from_ref(&request), vec![generated(&lm)]);
+	node.run_agent();
+	node.pools_and_includes(
+		EVE,
+		1,
+		RuntimeCall::Disputes(pallet_verity_disputes::Call::name_position { job: id, position: k }),
+	);
+
+	// The operator reveals the position; the worker proves its first wrong step.
+	node.ext.execute_with(|| {
+		assert_ok!(Disputes::reveal_position(origin(ALICE), id, k, leaves[k as usize].clone()));
+		run_to_block(now() + 1);
+	});
+	let Request::Generate(g) = &request else { panic!() };
+	let prove = Request::ProveGeneration(verity_worker_api::ProveGeneration {
+		model: lm.header.id(),
+		job: g.job.clone(),
+		position_roots: roots.clone(),
+		reveal: Some(verity_worker_api::Reveal {
+			position: k,
+			step_hashes: leaves[k as usize].clone(),
+		}),
+		deadline_ms: Some(pallet_verity_agent::WORKER_WAIT_MS),
+	});
+	let mut known = lm.trace.step_hashes();
+	known.truncate(k as usize);
+	known.push(leaves[k as usize].clone());
+	let proof =
+		verity_primitives::lm::trace::find_lm_fraud(&lm.header, &lm.chunks, &lm.job, &known)
+			.unwrap()
+			.unwrap();
+	assert_eq!((proof.position, proof.op), (k, op));
+	let encoded = proof.encode();
+	let answer = serde_json::to_value(verity_worker_api::ProveGenerationReply::Fraud {
+		position: k,
+		op,
+		proof: encoded.clone(),
+		verdict: "Fraud".into(),
+	})
+	.unwrap();
+	node.worker_answers(std::slice::from_ref(&prove), vec![answer]);
+	node.run_agent();
+	node.pools_and_includes(
+		EVE,
+		2,
+		RuntimeCall::Disputes(pallet_verity_disputes::Call::prove_step { job: id, proof: encoded }),
+	);
+	node.ext.execute_with(|| {
+		assert_eq!(
+			receipt(id).outcome,
+			pallet_verity_jobs::Outcome::GenerationFraud {
+				prover: EVE,
+				position: Some(k),
+				op: Some(op)
+			}
+		);
+		assert_eq!(held(EVE), 0, "the bond came back");
+		run_to_block(now() + 1);
+	});
+	node.run_agent();
+	assert!(node.pooled().is_empty());
+}
+
+/// A watcher whose challenge the operator does not answer ends the game when the roots are
+/// due, and wins the job; an honest generation is left alone.
+#[test]
+fn watcher_settles_a_silent_operator_and_leaves_honest_generations_alone() {
+	let lm = crate::generation::lm();
+	let mut node = Node::new(&[EVE], Some(1_000_000));
+	let (id, request, _) = wrong_generation(&mut node, &lm, 1, 3);
+	node.worker_answers(std::slice::from_ref(&request), vec![generated(&lm)]);
+	node.run_agent();
+	node.pools_and_includes(
+		EVE,
+		0,
+		RuntimeCall::Disputes(pallet_verity_disputes::Call::challenge { job: id }),
+	);
+	let due = node.ext.execute_with(|| Disputes::game_stage(id, &EVE).unwrap().1);
+	// Before the roots are due: nothing to do.
+	node.ext.execute_with(|| run_to_block(due - 1));
+	node.run_agent();
+	assert!(node.pooled().is_empty());
+	node.ext.execute_with(|| run_to_block(due));
+	node.run_agent();
+	node.pools_and_includes(
+		EVE,
+		1,
+		RuntimeCall::Disputes(pallet_verity_disputes::Call::settle { job: id, challenger: EVE }),
+	);
+	node.ext.execute_with(|| {
+		assert_eq!(
+			receipt(id).outcome,
+			pallet_verity_jobs::Outcome::GenerationFraud { prover: EVE, position: None, op: None }
+		);
+	});
+
+	// An honest generation: re-generated once, found consistent, never challenged.
+	let mut honest = Node::new(&[EVE], Some(1_000_000));
+	let (hid, request) = assigned_generation(&mut honest, &lm);
+	honest.ext.execute_with(|| {
+		let roots = lm.trace.position_roots();
+		let root = verity_primitives::lm::trace::job_root(&roots);
+		assert_ok!(Jobs::commit_generation(origin(ALICE), hid, lm.trace.tokens.clone(), root));
+		run_to_block(now() + 1);
+	});
+	honest.worker_answers(std::slice::from_ref(&request), vec![generated(&lm)]);
+	honest.run_agent();
+	assert!(honest.pooled().is_empty());
+	honest.ext.execute_with(|| run_to_block(now() + 1));
+	honest.run_agent();
+	assert!(honest.pooled().is_empty());
 }

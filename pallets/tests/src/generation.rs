@@ -66,7 +66,7 @@ impl Lm {
 		(self.job.prompt.len() as u32 + self.job.max_new_tokens) as Balance
 	}
 
-	fn submit(&self, who: AccountId, model: ModelId) -> u64 {
+	pub fn submit(&self, who: AccountId, model: ModelId) -> u64 {
 		let id = pallet_verity_jobs::NextJobId::<Test>::get();
 		assert_ok!(Jobs::submit_generation(
 			origin(who),
@@ -90,6 +90,11 @@ impl Lm {
 	/// Positions of the honest generation.
 	pub fn positions(&self) -> u32 {
 		self.trace.outputs.len() as u32
+	}
+
+	/// The step hashes and tokens of a trace whose op `op` of position `k` is wrong.
+	pub fn variant_at(&self, k: u32, op: u32) -> (Vec<Vec<Hash>>, Vec<Hash>, Vec<u32>) {
+		corrupted(self, k, op)
 	}
 
 	/// The step hashes and tokens an operator commits: `kind` 0 the honest ones, 1 with step

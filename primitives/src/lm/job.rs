@@ -175,6 +175,31 @@ pub fn roots_open(root: &Hash, prompt_len: u32, tokens: u32, roots: &[Hash]) -> 
 	roots.len() as u64 == u64::from(positions(prompt_len, tokens)) && job_root(roots) == *root
 }
 
+/// The position a watcher names in a dispute: the first whose committed root differs from the
+/// honest generation's, else the position that selected the first differing token (`prompt -
+/// 1 + k`), else the first position one list has and the other has not; `None` if the
+/// commitment (roots and tokens) is the honest one. Only positions of the commitment
+/// (`< committed roots`) are returned.
+pub fn first_difference(
+	prompt_len: u32,
+	committed: (&[Hash], &[u32]),
+	honest: (&[Hash], &[u32]),
+) -> Option<u32> {
+	let (roots, tokens) = committed;
+	let n = roots.len();
+	let at = |i: usize| u32::try_from(i).ok().filter(|_| i < n);
+	if let Some(i) = roots.iter().zip(honest.0).position(|(a, b)| a != b) {
+		return at(i);
+	}
+	if let Some(k) = tokens.iter().zip(honest.1).position(|(a, b)| a != b) {
+		return at((prompt_len as usize).saturating_sub(1).saturating_add(k));
+	}
+	if roots.len() != honest.0.len() || tokens.len() != honest.1.len() {
+		return at(n.min(honest.0.len())).or_else(|| n.checked_sub(1).and_then(at));
+	}
+	None
+}
+
 /// An operator's step hashes of `position`: one per op of the position's shape, hashing to
 /// `roots[position]`, and, at a position that selects a token, the `Select` step hash equal to
 /// `lm_step_hash(position, select, token)` of the committed token
@@ -233,6 +258,21 @@ mod tests {
 		assert_eq!(check_request(&l, &[3; 10], 7), Ok(()));
 		assert_eq!(check_request(&l, &[3; 10], 8), Err(RequestError::ContextExceeded));
 		assert_eq!(check_request(&l, &[3], u32::MAX), Err(RequestError::ContextExceeded));
+	}
+
+	#[test]
+	fn first_differences() {
+		let (a, b, c) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+		// Equal: nothing.
+		assert_eq!(first_difference(2, (&[a, b], &[5]), (&[a, b], &[5])), None);
+		// The first differing root.
+		assert_eq!(first_difference(2, (&[a, c, c], &[5, 6]), (&[a, b, c], &[5, 6])), Some(1));
+		// Equal roots, a different token: the position that selected it.
+		assert_eq!(first_difference(2, (&[a, b, c], &[5, 7]), (&[a, b, c], &[5, 6])), Some(2));
+		// A longer commitment: the first position the honest one lacks.
+		assert_eq!(first_difference(2, (&[a, b, c], &[5, 6]), (&[a, b], &[5])), Some(2));
+		// A shorter one: its last position (the honest generation goes on).
+		assert_eq!(first_difference(2, (&[a, b], &[5]), (&[a, b, c], &[5, 6])), Some(1));
 	}
 
 	#[test]
