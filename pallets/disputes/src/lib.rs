@@ -39,6 +39,26 @@
 //! that was not revealed (another prover was earlier) is withdrawn with
 //! `withdraw_commitment(job)` once the job can no longer be proven, which releases its deposit.
 
+//!
+//! ## Generation disputes
+//!
+//! A generation job (a text model's) commits only its tokens and a job root, so it is disputed
+//! in a game of bounded moves instead (docs/PROTOCOL.md 3.1; `R` =
+//! [`pallet_verity_jobs::Pallet::reply_period`], a quarter of the challenge window):
+//! `challenge` (bonded with `ChallengeBond`, inside the window) → the operator's `reveal_roots`
+//! (before the first challenge + `R`) → the challenger's `name_position` → the operator's
+//! `reveal_position` (checked against the committed token where the position selects one) →
+//! the challenger's `prove_step` (one step re-executed, as `prove_fraud` does). Whoever misses
+//! a move loses when anyone calls `settle`: the operator loses the job (slashed, jailed,
+//! requester refunded), the challenger its bond (to the operator). The reward goes to the first
+//! challenger (roots not revealed) or the first to name the position (position not revealed, or
+//! a step proven), not to whoever sends the proof. Games are independent, each with its own
+//! bond; the job is not final while any is open. A cheater loses within `4 R` of the challenge
+//! (so within two windows of its commitment) with at most three transactions per side. The
+//! residual of attack 2 applies as it does to fraud proofs: an operator that cheats on purpose
+//! can challenge its own job first from another account and get the reward share back; it
+//! still loses the rest of its collateral.
+
 #![cfg_attr(not(feature = "std"), no_std)]
 
 extern crate alloc;

@@ -1098,8 +1098,9 @@ impl<T: Config> Pallet<T> {
 				}
 				if let Some(mut g) = generation.filter(|_| T::Disputes::open_games(id) > 0) {
 					// Games are open: finality waits a reply period for them to settle. (If the
-					// next `ScheduleSpread + 1` queues are all full, the job is final now, as a
-					// commit is refused then; its open games end with their bonds returned.)
+					// next `ScheduleSpread + 1` queues are all full, 34,816 due jobs on the
+					// runtime, the job is final now and its open games end with their bonds
+					// returned: filling them costs as many jobs' fees and collateral.)
 					let at = n.saturating_add(Self::reply_period());
 					if let Ok(at) = Self::schedule(at, id) {
 						g.settles_at = Some(at);
