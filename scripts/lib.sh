@@ -75,16 +75,44 @@ add_example_models() {
 		primitives/testdata/mlp.vmodel >&2
 }
 
-# Start `verity-worker serve` in the background: `start_worker WORKER_BIN LISTEN MODELS_DIR LOG`.
+# Import the language models that scripts/install-models.sh put into SRC into DIR, as
+# `verity-worker import` writes them (`.vlm`, tokenizer, chat template; deterministic, so the
+# same files always give the same model ids): `import_text_models WORKER_BIN SRC DIR`. The small
+# glassllm model always, SmolLM2-135M-Instruct when its GGUF is installed. A model imported by
+# this worker binary already (its `.vlm` newer than the binary) is kept. Sets `text_models` to
+# the `.vlm` paths, each as `NAME=PATH`.
+import_text_models() {
+	local bin="$1" src="$2" dir="$3" name input out
+	mkdir -p "$dir"
+	text_models=()
+	for name in glassllm-en SmolLM2-135M-Instruct; do
+		case "$name" in
+		glassllm-en) input="$src/glassllm-en.npz" ;;
+		SmolLM2-135M-Instruct) input="$src/SmolLM2-135M-Instruct.Q4_1.gguf" ;;
+		esac
+		[ -f "$input" ] || continue
+		out="$dir/$name"
+		if ! [ "$out.vlm" -nt "$bin" ]; then
+			say "importing $input (verity-worker import)"
+			"$bin" import "$input" --out "$out" >&2 || die "cannot import $input"
+		fi
+		text_models+=("$name=$out.vlm")
+	done
+	[ ${#text_models[@]} -gt 0 ] || die "no language model in $src (scripts/install-models.sh installs them)"
+}
+
+# Start `verity-worker serve` in the background: `start_worker WORKER_BIN LISTEN MODELS_DIR LOG
+# [SERVE_ARGS...]` (e.g. `--text-model PATH`).
 # Sets `started_pid` to its pid; the caller records it (for its clean-up) before it calls
 # `wait_worker`.
 start_worker() {
 	local bin="$1" listen="$2" models="$3" log="$4"
+	shift 4
 	if worker_health "http://$listen"; then
 		die "something already answers health on http://$listen (a worker left running?); stop it or choose another address"
 	fi
 	mkdir -p "$(dirname "$log")"
-	"$bin" serve --listen "$listen" --models "$models" >"$log" 2>&1 &
+	"$bin" serve --listen "$listen" --models "$models" "$@" >"$log" 2>&1 &
 	started_pid=$!
 	say "verity-worker (pid $started_pid) on http://$listen, log: $log"
 }

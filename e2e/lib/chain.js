@@ -67,15 +67,17 @@ export async function stopAll(...procs) {
 /**
  * A dev chain for fraud: Alice's node (the operator) with a faulty worker, Bob's node watching
  * (`--watcher`) with an honest one, peered with Alice, Bob's `vrty` key inserted with
- * `author_insertKey` (as the README documents). `stop()` stops all four processes.
+ * `author_insertKey` (as the README documents). `fault` is the faulty worker's (default: the
+ * classifiers'), `textModels` the `.vlm` files both workers serve. `stop()` stops all four
+ * processes.
  */
-export async function startFraudNetwork(prefix) {
+export async function startFraudNetwork(prefix, { fault, textModels = [] } = {}) {
   const started = [];
   const stop = () => stopAll(...started.slice().reverse());
   try {
-    const faulty = await startWorker(`${prefix}-faulty-worker`, { faulty: true });
+    const faulty = await startWorker(`${prefix}-faulty-worker`, { faulty: true, fault, textModels });
     started.push(faulty);
-    const honest = await startWorker(`${prefix}-honest-worker`);
+    const honest = await startWorker(`${prefix}-honest-worker`, { textModels });
     started.push(honest);
     const alice = await startNode(`${prefix}-alice`, ['--dev', '--tmp', '--inference-worker', faulty.url]);
     started.push(alice);

@@ -12,7 +12,8 @@ import { REPO, LOG_DIR, captureOutput, freePort, rpc, waitFor, within } from './
 export const WORKER_BIN = process.env.VERITY_WORKER ?? join(REPO, 'target', 'release', 'verity-worker');
 export const FAULTY_WORKER_BIN =
   process.env.VERITY_WORKER_FAULTY ?? join(REPO, 'target', 'release', 'verity-worker-faulty');
-/** The fault `verity-worker-faulty` injects (its environment variable's value). */
+/** The fault `verity-worker-faulty` injects by default (its environment variable's value):
+ * classifiers' weights. `lm-weights` is the language models' (src/fault.rs). */
 export const FAULT = 'substitute-weights';
 
 /** The example models with their sample inputs (raw int8 files). */
@@ -44,21 +45,23 @@ function binFor(faulty) {
 }
 
 /** The environment of a worker process: the fault variable set for the faulty one, unset otherwise. */
-function workerEnv(faulty) {
+function workerEnv(faulty, fault = FAULT) {
   const env = { ...process.env };
   delete env.VERITY_WORKER_FAULT;
-  if (faulty) env.VERITY_WORKER_FAULT = FAULT;
+  if (faulty) env.VERITY_WORKER_FAULT = fault;
   return env;
 }
 
 /**
  * Start `verity-worker serve` (or `verity-worker-faulty serve` with `faulty`) on a free loopback
  * port, with a fresh model store in a temporary directory holding `models` (added with
- * `verity-worker model add`, which verifies each file). Waits until it answers `health`.
+ * `verity-worker model add`, which verifies each file), and the language models `textModels`
+ * (`.vlm` paths, served for `generate`); `fault` is the faulty one's fault. Waits until it
+ * answers `health`.
  * Returns { name, port, url, proc, logFile, storeDir, modelIds, exited, recentOutput(), rpc(), stop() };
  * `modelIds` maps each model path to its id (0x...).
  */
-export async function startWorker(name, { faulty = false, models = DEFAULT_MODELS } = {}) {
+export async function startWorker(name, { faulty = false, fault = FAULT, models = DEFAULT_MODELS, textModels = [] } = {}) {
   const bin = binFor(faulty);
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
@@ -74,9 +77,10 @@ export async function startWorker(name, { faulty = false, models = DEFAULT_MODEL
     }
   }
   const logFile = join(LOG_DIR, `${name}-${port}.log`);
-  const proc = spawn(bin, ['serve', '--listen', `127.0.0.1:${port}`, '--models', storeDir], {
+  const text = textModels.flatMap((m) => ['--text-model', m]);
+  const proc = spawn(bin, ['serve', '--listen', `127.0.0.1:${port}`, '--models', storeDir, ...text], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: workerEnv(faulty),
+    env: workerEnv(faulty, fault),
   });
   running.add(proc);
   const recentOutput = captureOutput(proc, logFile);
@@ -114,8 +118,8 @@ export async function startWorker(name, { faulty = false, models = DEFAULT_MODEL
       return await rpc(port, 'health');
     }, { timeoutMs: 60_000, everyMs: 200 });
     // The faulty worker says so in `health`; an honest one has no `fault` field.
-    if ((health.fault ?? null) !== (faulty ? FAULT : null)) {
-      const e = new Error(`${name}: health reports fault ${JSON.stringify(health.fault)}, expected ${faulty ? FAULT : 'none'}`);
+    if ((health.fault ?? null) !== (faulty ? fault : null)) {
+      const e = new Error(`${name}: health reports fault ${JSON.stringify(health.fault)}, expected ${faulty ? fault : 'none'}`);
       e.fatal = true;
       throw e;
     }
@@ -135,6 +139,22 @@ export async function startWorker(name, { faulty = false, models = DEFAULT_MODEL
 export function workerRun(modelPath, inputPath, { faulty = false } = {}) {
   const out = execFileSync(binFor(faulty), ['run', '--model', modelPath, '--input', inputPath, '--json'], {
     encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000, env: workerEnv(faulty),
+  });
+  return JSON.parse(out);
+}
+
+/**
+ * `verity-worker generate --json` (or the faulty binary with `fault`) on a `.vlm`: `{ prompt }`
+ * or `{ chat }`, `maxTokens`, and `extra` arguments (sampling); returns the parsed JSON
+ * ({ model, text, tokens, prompt_tokens, job_root, ... }). With `files` (a path prefix) it also
+ * writes `<files>.json` (the commitment) and `<files>.reveal` (every step hash).
+ */
+export function workerGenerate(vlm, { prompt, chat, maxTokens, extra = [], fault = null, files = null }) {
+  const args = ['generate', '--json', '--model', vlm, '--max-tokens', String(maxTokens), ...extra];
+  args.push(...(chat !== undefined ? ['--chat', chat] : ['--prompt', prompt]));
+  if (files) args.push('--commitment', `${files}.json`, '--reveal', `${files}.reveal`);
+  const out = execFileSync(binFor(!!fault), args, {
+    encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 300_000, env: workerEnv(!!fault, fault ?? FAULT),
   });
   return JSON.parse(out);
 }

@@ -8,6 +8,14 @@
 //                        [--model digits_cnn|digits_mlp] [--ws ws://127.0.0.1:9944]
 //                        [--prometheus http://127.0.0.1:9615/metrics] [--out report.json]
 //                        [--no-bond] [--timeout-min 40]
+//                        [--generation [--text-model glassllm-en] [--prompt-tokens 8] [--new-tokens 16]]
+//
+// With --generation every job is a generation job (`jobs.submit_generation`) of the language
+// model registered under --text-model (`make dev` registers glassllm-en and Alice serves it at a
+// price per position): each job's own prompt of --prompt-tokens pseudo-random token ids,
+// greedy, at most --new-tokens generated, max fee the price of all its positions. A final
+// generation is paid the price per position of its prompt and generated tokens (reconciled
+// against the receipt's output); the rest of the max fee goes back to the requester.
 //
 // Without --ws it starts `make dev`'s script (scripts/dev.sh: verity-worker with the example
 // models, then `verity-node --dev --tmp`) on free loopback ports with Prometheus on, and stops it
@@ -53,6 +61,10 @@ let PROMETHEUS = opt('prometheus', null);
 const OUT = opt('out', null);
 const NO_BOND = opt('no-bond', false);
 const TIMEOUT_MS = Number(opt('timeout-min', '40')) * 60_000;
+const GENERATION = opt('generation', false);
+const TEXT_MODEL = opt('text-model', 'glassllm-en');
+const PROMPT_TOKENS = Number(opt('prompt-tokens', '8'));
+const NEW_TOKENS = Number(opt('new-tokens', '16'));
 const UNIT = 1_000_000_000_000n;
 const FUND = 1_000n * UNIT; // per requester
 const DEV = ['Alice', 'Bob', 'Charlie', 'Dave', 'Eve', 'Ferdie'];
@@ -81,6 +93,8 @@ async function startDev() {
       VERITY_WORKER_LISTEN: `127.0.0.1:${workerPort}`,
       VERITY_DEV_MODELS: join(devDir, 'models'),
       VERITY_WORKER_LOG: join(devDir, 'worker.log'),
+      // The load uses one model; SmolLM2 is not needed for it.
+      VERITY_DEV_SMOLLM2: process.env.VERITY_DEV_SMOLLM2 ?? '0',
     },
   });
   devProc.stdout.pipe(out);
@@ -137,7 +151,7 @@ async function main() {
   const reqSet = new Set(requesters.map((r) => r.address));
   const funder = k.addFromUri('//Ferdie');
 
-  const model = EXAMPLES[MODEL_NAME];
+  const model = GENERATION ? EXAMPLES.digits_cnn : EXAMPLES[MODEL_NAME];
   if (!model) throw new Error(`unknown --model ${MODEL_NAME}`);
   // Every job gets its own input (the worker caches results by content: one input for all jobs
   // would measure its cache, not the operator's execution). Deterministic pseudo-random int8
@@ -153,12 +167,37 @@ async function main() {
     return u8aToHex(bytes);
   };
   let jobIndex = 0;
-  const modelId = workerRun(model.model, model.input).model;
+  // A generation's prompt: PROMPT_TOKENS pseudo-random token ids below the vocabulary.
+  let vocab = 0;
+  const promptFor = (i) => {
+    let x = (i + 7) * 2246822519 >>> 0;
+    return Array.from({ length: PROMPT_TOKENS }, () => {
+      x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+      return x % vocab;
+    });
+  };
+  let modelId;
+  if (GENERATION) {
+    // The text model by name, once `make dev` has registered it and Alice serves it.
+    modelId = await waitFor(`${TEXT_MODEL} registered and served`, async () => {
+      for (const [key, meta] of await api.query.models.metadata.entries()) {
+        if (meta.isSome && Buffer.from(meta.unwrap().name.toU8a(true)).toString() === TEXT_MODEL) {
+          const id = key.args[0].toHex();
+          return (await api.query.operators.servers(id)).length ? id : null;
+        }
+      }
+      return null;
+    }, { timeoutMs: 180_000, everyMs: 2_000 });
+    vocab = (await api.query.models.models(modelId)).unwrap().kind.asText.vocab.toNumber();
+  } else {
+    modelId = workerRun(model.model, model.input).model;
+  }
   const servers = await api.query.operators.servers(modelId);
-  if (!servers.length) throw new Error(`nobody serves ${MODEL_NAME} (${modelId})`);
+  if (!servers.length) throw new Error(`nobody serves ${GENERATION ? TEXT_MODEL : MODEL_NAME} (${modelId})`);
   const operatorAddr = servers[0].operator.toString();
   const price = servers[0].price.toBigInt();
-  const maxFee = 2n * price;
+  // A generation's price is per position: its max fee pays for every position it may have.
+  const maxFee = GENERATION ? price * BigInt(PROMPT_TOKENS + NEW_TOKENS) : 2n * price;
   const collateral = api.consts.jobs.jobCollateral.toBigInt();
   // The chain's timing: genesis's (every preset but --dev), else the runtime's constants.
   const timing = await api.query.jobs.chainTiming();
@@ -248,7 +287,10 @@ async function main() {
     toSend -= room;
     await Promise.all(batch.map(async (r) => {
       const nonce = nonces[r.address]++;
-      const tx = api.tx.jobs.submit(modelId, inputFor(jobIndex++), maxFee);
+      const greedy = { temperatureQ16: 0, topK: 0, topPQ16: 65536, seed: new Uint8Array(32) };
+      const tx = GENERATION
+        ? api.tx.jobs.submitGeneration(modelId, promptFor(jobIndex++), NEW_TOKENS, greedy, maxFee)
+        : api.tx.jobs.submit(modelId, inputFor(jobIndex++), maxFee);
       await tx.signAsync(r, { nonce, era: 0 });
       const key = `${r.address}/${nonce}`;
       const rec = { tSend: Date.now(), bestAtSend: best, included: [] };
@@ -281,10 +323,11 @@ async function main() {
     }
     exts.forEach((ex, i) => {
       const { section, method } = ex.method;
-      if (section === 'jobs' && method === 'submit') b.submits++;
-      else if (section === 'jobs' && method === 'commit') b.commits++;
+      const submit = section === 'jobs' && (method === 'submit' || method === 'submitGeneration');
+      if (submit) b.submits++;
+      else if (section === 'jobs' && (method === 'commit' || method === 'commitGeneration')) b.commits++;
       else if (ex.isSigned) b.other++;
-      if (ex.isSigned && reqSet.has(ex.signer.toString()) && section === 'jobs' && method === 'submit') {
+      if (ex.isSigned && reqSet.has(ex.signer.toString()) && submit) {
         const key = `${ex.signer.toString()}/${ex.nonce.toNumber()}`;
         const s = sent.get(key);
         if (!s) unexplained.push(`block #${n}: submit ${key} that this run did not send`);
@@ -393,7 +436,8 @@ async function main() {
     const last = j.assigned.at(-1);
     if (!last) { problems.push(`job ${j.id} never assigned`); continue; }
     if (c.kind === 'final') {
-      if (c.fee !== last.price) problems.push(`job ${j.id} paid ${c.fee}, price ${last.price}`);
+      // A generation's price is checked against its receipt (per position) below.
+      if (!GENERATION && c.fee !== last.price) problems.push(`job ${j.id} paid ${c.fee}, price ${last.price}`);
       if (c.operator !== last.operator) problems.push(`job ${j.id} paid to ${c.operator}, assigned to ${last.operator}`);
       earned[c.operator] = (earned[c.operator] ?? 0n) + c.fee;
       paidBy[j.requester] = (paidBy[j.requester] ?? 0n) + c.fee;
@@ -416,6 +460,13 @@ async function main() {
       const kind = r.outcome.isFinal ? 'final' : r.outcome.isExpired ? 'expired' : 'fraud';
       if (j.closes[0] && kind !== j.closes[0].kind) problems.push(`job ${id}: receipt says ${kind}, event ${j.closes[0].kind}`);
       if (kind === 'final' && r.fee.toBigInt() !== j.closes[0]?.fee) problems.push(`job ${id}: receipt fee ${r.fee} differs`);
+      if (GENERATION && kind === 'final') {
+        const generated = r.output.length / 4;
+        const due = price * BigInt(PROMPT_TOKENS + generated);
+        if (generated < 1 || generated > NEW_TOKENS) problems.push(`job ${id}: ${generated} tokens generated, at most ${NEW_TOKENS} asked`);
+        if (r.fee.toBigInt() !== due) problems.push(`job ${id}: paid ${r.fee}, ${PROMPT_TOKENS} + ${generated} positions at ${price} = ${due}`);
+        j.generated = generated;
+      }
       if (r.requester.toString() !== j.requester) problems.push(`job ${id}: receipt requester differs`);
     });
   }
@@ -473,7 +524,8 @@ async function main() {
   const readyVals = pool.map((p) => p.ready).filter((x) => x !== null);
   const report = {
     date: new Date().toISOString(), chain: (await api.rpc.system.chain()).toString(), cpus: cpus().length,
-    jobs: JOBS, accounts: ACCOUNTS, window: WINDOW, perBlock: PER_BLOCK, model: MODEL_NAME, price: price.toString(),
+    jobs: JOBS, accounts: ACCOUNTS, window: WINDOW, perBlock: PER_BLOCK, model: GENERATION ? TEXT_MODEL : MODEL_NAME, price: price.toString(),
+    generation: GENERATION ? { promptTokens: PROMPT_TOKENS, maxNewTokens: NEW_TOKENS, generatedTokens: finals.reduce((t, j) => t + (j.generated ?? 0), 0) } : null,
     bondedExtra: bonded.toString(), deadlineBlocks: deadline, challengeWindowBlocks: windowBlocks,
     outcomes: byKind, blocks: { from: startNumber + 1, to: endNumber, meanBlockTimeS: blockTime },
     throughput: { finalPerMinuteOverall: finals.length / runMin, runMinutes: runMin, bestMinute, submitsPerBlockMax: Math.max(...runBlocks.map((b) => b.submits)), commitsPerBlockMax: Math.max(...runBlocks.map((b) => b.commits)), finalizedPerBlockMax: Math.max(...finalsPerBlock) },

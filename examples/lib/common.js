@@ -1,6 +1,6 @@
 // What the example scripts share: command-line options, connecting, VRTY amounts, the example
 // models, decoding dispatch errors, and failing with one readable line.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApiPromise, WsProvider } from '@polkadot/api';
@@ -38,7 +38,8 @@ export function run(main) {
 
 /**
  * Parse `--name value` and `--flag` options. `spec` maps each option to its default: a string
- * (takes a value) or `false` (a flag). `--help` prints `usage` and exits 0.
+ * (takes a value) or `false` (a flag); `_: []` collects positional arguments. `--help` prints
+ * `usage` and exits 0.
  */
 export function parseArgs(spec, usage) {
   const opts = { ...spec };
@@ -48,6 +49,11 @@ export function parseArgs(spec, usage) {
     if (arg === '--help' || arg === '-h') {
       process.stdout.write(usage.trim() + '\n');
       process.exit(0);
+    }
+    // Positional arguments, where the spec takes them (`_: []`).
+    if (Array.isArray(spec._) && !arg.startsWith('--')) {
+      opts._ = [...opts._, arg];
+      continue;
     }
     const m = /^--([a-z-]+)(?:=(.*))?$/.exec(arg);
     if (!m || !(m[1] in spec)) fail(`unknown argument ${arg} (see --help)`, 2);
@@ -63,6 +69,23 @@ export function parseArgs(spec, usage) {
     }
   }
   return opts;
+}
+
+/**
+ * The canonical header bytes of a Verity model file: a classifier (`VRTYMODL`,
+ * docs/MODEL_FORMAT.md section 4) or a transformer (`VRTYLMDL`, section 12): magic, version 1,
+ * header length (u32 LE), header, weights. Returns { header, kind: 'classifier' | 'text' }; the
+ * model id is blake2-256 of the header.
+ */
+export function modelHeader(file) {
+  const bytes = readFileSync(file);
+  const magic = bytes.length >= 16 ? u8aToString(bytes.subarray(0, 8)) : '';
+  const kind = { VRTYMODL: 'classifier', VRTYLMDL: 'text' }[magic];
+  if (!kind) throw new Error(`${file} is not a Verity model file (no VRTYMODL or VRTYLMDL magic)`);
+  if (bytes.readUInt32LE(8) !== 1) throw new Error(`${file}: unsupported file version ${bytes.readUInt32LE(8)}`);
+  const len = bytes.readUInt32LE(12);
+  if (16 + len > bytes.length) throw new Error(`${file}: header length ${len} exceeds the file`);
+  return { header: bytes.subarray(16, 16 + len), kind };
 }
 
 /** Connect to a node; fails (no endless reconnecting) if it cannot be reached within `timeoutMs`. */

@@ -10,10 +10,33 @@
 //! happens after the model file was verified against its id, so the worker reports the genuine
 //! model id and the genuine step hashes up to the chosen step; from that step on its
 //! commitment is wrong, which an honest worker's `prove` detects at exactly that step.
+//!
+//! `VERITY_WORKER_FAULT=lm-weights`: every language model generates honestly up to the first
+//! position after the prompt ([`lm_fault_position`]); from that position on, one weight of
+//! every quantization block of query head 0 of its middle layer ([`lm_fault_layer`]) is
+//! changed. Its tokens, step hashes and roots are computed honestly from what it actually did,
+//! so the first wrong step is `Q(layer, 0)` at that position (the generation's commitment is
+//! wrong from there on and an honest worker's `proveGeneration` proves it at exactly that
+//! step). Classifier models execute honestly under this fault.
 
-use std::{str::FromStr, sync::OnceLock};
+use std::{
+	collections::HashMap,
+	str::FromStr,
+	sync::{Arc, Mutex, OnceLock},
+};
 
-use crate::model::LoadedModel;
+use verity_primitives::lm::{
+	header::{LmHeader, WeightChunk},
+	interp::{LmExecError, LmJob},
+};
+
+use crate::{
+	generate::TextModel,
+	lm_fast::{FastLm, FastOptions, FastRun, LmFault},
+	model::LoadedModel,
+};
+
+type Hash = [u8; 32];
 
 /// The environment variable read by `verity-worker-faulty`.
 pub const ENV: &str = "VERITY_WORKER_FAULT";
@@ -23,12 +46,16 @@ pub const ENV: &str = "VERITY_WORKER_FAULT";
 pub enum Fault {
 	/// Execute every model with the weights of [`target_step`] inverted.
 	SubstituteWeights,
+	/// Generate with one weight of every block of query head 0 of the middle layer changed,
+	/// from the first position after the prompt on.
+	LmWeights,
 }
 
 impl Fault {
 	pub fn name(self) -> &'static str {
 		match self {
 			Fault::SubstituteWeights => "substitute-weights",
+			Fault::LmWeights => "lm-weights",
 		}
 	}
 }
@@ -38,7 +65,10 @@ impl FromStr for Fault {
 	fn from_str(s: &str) -> Result<Self, String> {
 		match s {
 			"substitute-weights" => Ok(Fault::SubstituteWeights),
-			other => Err(format!("unknown fault `{other}` (expected substitute-weights)")),
+			"lm-weights" => Ok(Fault::LmWeights),
+			other => {
+				Err(format!("unknown fault `{other}` (expected substitute-weights or lm-weights)"))
+			},
 		}
 	}
 }
@@ -88,7 +118,7 @@ pub fn substitute_weights(model: &mut LoadedModel) -> Option<u32> {
 /// `LoadedModel::from_file`); a no-op unless a fault was turned on.
 pub(crate) fn apply(model: &mut LoadedModel) {
 	match active() {
-		None => {},
+		None | Some(Fault::LmWeights) => {},
 		Some(Fault::SubstituteWeights) => match substitute_weights(model) {
 			Some(step) => eprintln!(
 				"verity-worker: FAULT INJECTION: model {} executes with substituted weights of op {step} (its results from step {step} on are WRONG)",
@@ -100,4 +130,70 @@ pub(crate) fn apply(model: &mut LoadedModel) {
 			),
 		},
 	}
+}
+
+// ---- language models ------------------------------------------------------------------------
+
+/// The layer whose query head 0 [`Fault::LmWeights`] changes: the middle one.
+pub fn lm_fault_layer(header: &LmHeader) -> u32 {
+	header.n_layers / 2
+}
+
+/// The first position [`Fault::LmWeights`] computes with the changed weights: the first one
+/// after the prompt (its input is the first generated token).
+pub fn lm_fault_position(job: &LmJob) -> u32 {
+	u32::try_from(job.prompt.len()).unwrap_or(u32::MAX)
+}
+
+/// `model`'s weights with one weight of every block of query head 0 of [`lm_fault_layer`]
+/// changed (its second byte of each 34-byte block: the first weight after the block scale).
+pub fn lm_faulty_weights(model: &TextModel) -> Option<FastLm> {
+	let h = &model.file.header;
+	let mut chunks = model.file.chunks.clone();
+	let i = h.chunk_index(WeightChunk::Wq(lm_fault_layer(h), 0))? as usize;
+	let chunk = chunks.get_mut(i)?;
+	for b in (2..chunk.len()).step_by(34) {
+		chunk[b] ^= 0x40;
+	}
+	FastLm::new(h, &chunks).ok()
+}
+
+/// The faulty models, made once per model.
+static FAULTY_LMS: OnceLock<Mutex<HashMap<Hash, Arc<FastLm>>>> = OnceLock::new();
+
+/// Generate `job` with `model` (`fast`: the model packed) as the active fault says: honestly without a fault (or under a
+/// classifier fault), with [`lm_faulty_weights`] from [`lm_fault_position`] on under
+/// [`Fault::LmWeights`].
+pub fn generate(
+	model: &TextModel,
+	fast: &FastLm,
+	job: &LmJob,
+	opts: FastOptions,
+) -> Result<FastRun, LmExecError> {
+	if active() != Some(Fault::LmWeights) {
+		return fast.generate(job, opts);
+	}
+	let id = model.file.id();
+	let bad = {
+		let mut map =
+			FAULTY_LMS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+		match map.get(&id) {
+			Some(bad) => bad.clone(),
+			None => {
+				let Some(bad) = lm_faulty_weights(model) else { return fast.generate(job, opts) };
+				let bad = Arc::new(bad);
+				map.insert(id, bad.clone());
+				bad
+			},
+		}
+	};
+	let from_position = lm_fault_position(job);
+	eprintln!(
+		"verity-worker: FAULT INJECTION: generation on model {} with changed weights of layer {} \
+		 from position {from_position} on (WRONG from Q({}, 0) at that position)",
+		verity_worker_api::hex::encode(id),
+		lm_fault_layer(&model.file.header),
+		lm_fault_layer(&model.file.header),
+	);
+	fast.generate_faulty(job, opts, LmFault::WeightsFrom { from_position, model: &bad })
 }

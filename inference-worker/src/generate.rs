@@ -145,7 +145,22 @@ impl TextModel {
 
 	/// The prompt's tokens.
 	pub fn prompt_tokens(&self, prompt: &Prompt) -> Result<Vec<u32>, GenerateError> {
-		let text = match prompt {
+		let text = self.prompt_text(prompt)?;
+		let tokens = self.tokenizer.encode(&text)?;
+		if tokens.is_empty() {
+			return Err(GenerateError::EmptyPrompt);
+		}
+		let context = self.file.header.max_context;
+		if tokens.len() >= context as usize {
+			return Err(GenerateError::PromptTooLong { tokens: tokens.len(), context });
+		}
+		Ok(tokens)
+	}
+
+	/// The text the prompt's tokens encode: plain text as it is, a chat message rendered with
+	/// the model's chat template.
+	pub fn prompt_text(&self, prompt: &Prompt) -> Result<String, GenerateError> {
+		Ok(match prompt {
 			Prompt::Text(t) => t.clone(),
 			Prompt::Chat(message) => {
 				let template =
@@ -160,16 +175,7 @@ impl TextModel {
 					})
 					.map_err(|e| GenerateError::Template(e.to_string()))?
 			},
-		};
-		let tokens = self.tokenizer.encode(&text)?;
-		if tokens.is_empty() {
-			return Err(GenerateError::EmptyPrompt);
-		}
-		let context = self.file.header.max_context;
-		if tokens.len() >= context as usize {
-			return Err(GenerateError::PromptTooLong { tokens: tokens.len(), context });
-		}
-		Ok(tokens)
+		})
 	}
 }
 
@@ -228,7 +234,7 @@ pub fn run_job(
 	match opts.backend {
 		Backend::Fast => {
 			let fast = model.fast()?;
-			with_threads(opts.threads, || fast.generate(job, FastOptions::default())).map_err(exec)
+			with_threads(opts.threads, || fast_generate(model, fast, job)).map_err(exec)
 		},
 		Backend::Reference => {
 			let started = std::time::Instant::now();
@@ -246,6 +252,23 @@ pub fn run_job(
 				..Default::default()
 			})
 		},
+	}
+}
+
+/// `job` on the fast backend (`fast`: `model` packed), with hashing: what every generation of
+/// the worker runs (the CLI's and the service's). In `verity-worker-faulty` (cargo feature
+/// `fault-injection`, test builds only) the active fault may make it dishonest.
+pub fn fast_generate(
+	model: &TextModel,
+	fast: &crate::lm_fast::FastLm,
+	job: &LmJob,
+) -> Result<crate::lm_fast::FastRun, verity_primitives::lm::interp::LmExecError> {
+	#[cfg(feature = "fault-injection")]
+	return crate::fault::generate(model, fast, job, FastOptions::default());
+	#[cfg(not(feature = "fault-injection"))]
+	{
+		let _ = model;
+		fast.generate(job, FastOptions::default())
 	}
 }
 

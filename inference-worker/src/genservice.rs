@@ -28,8 +28,8 @@ use verity_primitives::{
 };
 
 use crate::{
-	generate::TextModel,
-	lm_fast::{with_threads, FastOptions, FastRun},
+	generate::{fast_generate, TextModel},
+	lm_fast::{with_threads, FastRun},
 	service::Outcome,
 	verify::{judge, Outcome as Judgement, VerifyError},
 };
@@ -177,7 +177,8 @@ impl GenService {
 		v
 	}
 
-	fn model(&self, id: &Hash) -> Result<Arc<TextModel>, GenError> {
+	/// The served language model `id`.
+	pub fn model(&self, id: &Hash) -> Result<Arc<TextModel>, GenError> {
 		self.inner().models.get(id).cloned().ok_or(GenError::UnknownModel(*id))
 	}
 
@@ -328,7 +329,7 @@ fn run_queue(inner: &Inner) {
 			.ok_or_else(|| "model not served".to_string())
 			.and_then(|m| {
 				let fast = m.fast().map_err(|e| e.to_string())?;
-				with_threads(inner.config.threads, || fast.generate(&job, FastOptions::default()))
+				with_threads(inner.config.threads, || fast_generate(m, fast, &job))
 					.map_err(|e| format!("{e:?}"))
 			})
 			.map(|run| {

@@ -15,11 +15,12 @@ use verity_primitives::lm::{interp::LmJob, sample::SamplingParams};
 pub use verity_worker_api::codes;
 use verity_worker_api::{
 	hex::{self, HexError},
-	ExecuteReply, Executed, GenerateReply, Generated, GenerationJob, Health, HealthStatus,
-	ModelEntry, ProveGenerationReply, ProveReply, Reveal,
+	Detokenized, ExecuteReply, Executed, GenerateReply, Generated, GenerationJob, Health,
+	HealthStatus, ModelEntry, ProveGenerationReply, ProveReply, Reveal, TextPrompt, Tokenized,
 };
 
 use crate::{
+	generate::Prompt,
 	genservice::{GenError, GenResult, GenService},
 	service::{JobResult, Outcome, ProveResult, Service, ServiceError},
 	verify::Outcome as Judgement,
@@ -201,6 +202,14 @@ pub trait WorkerApi {
 		reveal: Option<Reveal>,
 		deadline_ms: Option<u64>,
 	) -> RpcResult<ProveGenerationReply>;
+
+	/// The prompt tokens of a text, or of one user message in the model's chat template.
+	#[method(name = "tokenize")]
+	async fn tokenize(&self, model: String, prompt: TextPrompt) -> RpcResult<Tokenized>;
+
+	/// The text of token ids (special tokens left out).
+	#[method(name = "detokenize")]
+	async fn detokenize(&self, model: String, tokens: Vec<u32>) -> RpcResult<Detokenized>;
 }
 
 /// The RPC implementation over a [`Service`] (classifiers) and a [`GenService`] (language
@@ -344,6 +353,27 @@ impl WorkerApiServer for Rpc {
 				}
 			},
 		})
+	}
+
+	async fn tokenize(&self, model: String, prompt: TextPrompt) -> RpcResult<Tokenized> {
+		let id = hex::decode_hash(&model).map_err(|e| invalid("model id", e))?;
+		let m = self.gen.model(&id).map_err(|e| gen_error(&e))?;
+		let prompt = match prompt {
+			TextPrompt::Text(t) => Prompt::Text(t),
+			TextPrompt::Chat(c) => Prompt::Chat(c),
+		};
+		let bad = |e: crate::generate::GenerateError| gen_error(&GenError::BadJob(e.to_string()));
+		let text = m.prompt_text(&prompt).map_err(bad)?;
+		let tokens = m.prompt_tokens(&prompt).map_err(bad)?;
+		Ok(Tokenized { tokens, text })
+	}
+
+	async fn detokenize(&self, model: String, tokens: Vec<u32>) -> RpcResult<Detokenized> {
+		let id = hex::decode_hash(&model).map_err(|e| invalid("model id", e))?;
+		let m = self.gen.model(&id).map_err(|e| gen_error(&e))?;
+		let text =
+			m.tokenizer.decode(&tokens).map_err(|e| gen_error(&GenError::BadJob(e.to_string())))?;
+		Ok(Detokenized { text })
 	}
 }
 

@@ -481,6 +481,8 @@ async fn generation_methods() {
 	imported.expect("import").write(&out).expect("write");
 	let model = verity_worker::generate::TextModel::load(&out.with_extension("vlm")).expect("load");
 	let (id, header) = (model.file.id(), model.file.header.clone());
+	let text = "The capital of France is";
+	let local = model.tokenizer.encode(text).expect("encode");
 	let honest = verity_worker::verify::honest_run(
 		&model,
 		&verity_primitives::lm::interp::LmJob {
@@ -562,5 +564,25 @@ async fn generation_methods() {
 	assert_eq!(error_code(&e), i64::from(codes::BAD_JOB));
 	let e = call(addr, "generation", json!([hx(&[1; 32]), 10])).await;
 	assert_eq!(error_code(&e), i64::from(codes::UNKNOWN_JOB));
+
+	// `tokenize` and `detokenize`: the model's own tokenizer, both ways.
+	let t = call(addr, "tokenize", json!([hx(&id), {"text": text}])).await;
+	assert_eq!(t["result"], json!({"tokens": local, "text": text}), "{t}");
+	let d = call(addr, "detokenize", json!({"model": hx(&id), "tokens": honest.tokens})).await;
+	let want = json!({"text": verity_worker::generate::TextModel::load(&out.with_extension("vlm"))
+		.expect("load")
+		.tokenizer
+		.decode(&honest.tokens)
+		.expect("decode")});
+	assert_eq!(d["result"], want, "{d}");
+	// Errors: an empty prompt, a token outside the vocabulary, an unknown model, no prompt kind.
+	let e = call(addr, "tokenize", json!([hx(&id), {"text": ""}])).await;
+	assert_eq!(error_code(&e), i64::from(codes::BAD_JOB), "{e}");
+	let e = call(addr, "detokenize", json!([hx(&id), [header.vocab]])).await;
+	assert_eq!(error_code(&e), i64::from(codes::BAD_JOB), "{e}");
+	let e = call(addr, "tokenize", json!([hx(&[7; 32]), {"text": text}])).await;
+	assert_eq!(error_code(&e), i64::from(codes::UNKNOWN_MODEL), "{e}");
+	let e = call(addr, "tokenize", json!([hx(&id), {"poem": text}])).await;
+	assert_eq!(error_code(&e), i64::from(codes::INVALID_PARAMS), "{e}");
 	handle.stop().expect("stop");
 }

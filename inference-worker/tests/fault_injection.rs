@@ -419,6 +419,78 @@ mod lm {
 		}
 	}
 
+	/// `verity-worker-faulty generate` with `VERITY_WORKER_FAULT=lm-weights` (what the end-to-end
+	/// fraud test's operator runs): the same tokens and step hashes as the honest binary up to
+	/// the position after the prompt, a wrong commitment from there on, and `verify --reveal`
+	/// (the honest binary) finds the first wrong step at exactly `Q(middle layer, 0)` of that
+	/// position. Without the variable the faulty binary is honest.
+	#[test]
+	fn faulty_binary_generates_wrong_from_the_position_after_the_prompt() {
+		use std::process::Command;
+		let Some(models) = verity_worker::import::installed_models() else { return };
+		// Its own copy of the model (the other tests of this module rewrite theirs).
+		let dir = std::env::temp_dir().join(format!("verity-fault-gen-{}", std::process::id()));
+		std::fs::create_dir_all(&dir).unwrap();
+		let tokenizer = models.join("glassllm-en.tokenizer.json");
+		let imported = verity_worker::import::import(
+			&models.join("glassllm-en.npz"),
+			Some(&tokenizer),
+			None,
+			None,
+		);
+		imported.unwrap().write(&dir.join("small")).unwrap();
+		let vlm = dir.join("small.vlm");
+		let model = TextModel::load(&vlm).unwrap();
+		let h = &model.file.header;
+		let generate = |bin: &str, fault: Option<&str>, name: &str| {
+			let mut cmd = Command::new(bin);
+			cmd.args(["generate", "--json", "--max-tokens", "12", "--prompt", "Once upon a time"])
+				.arg("--model")
+				.arg(&vlm)
+				.arg("--commitment")
+				.arg(dir.join(format!("{name}.json")))
+				.arg("--reveal")
+				.arg(dir.join(format!("{name}.reveal")));
+			cmd.env_remove(verity_worker::fault::ENV);
+			if let Some(f) = fault {
+				cmd.env(verity_worker::fault::ENV, f);
+			}
+			let out = cmd.output().expect("runs");
+			assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+			serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json")
+		};
+		let honest = generate(super::HONEST, None, "honest");
+		let unset = generate(super::FAULTY, None, "unset");
+		assert_eq!(unset["job_root"], honest["job_root"], "no fault: honest");
+		let faulty = generate(super::FAULTY, Some("lm-weights"), "faulty");
+		assert_ne!(faulty["job_root"], honest["job_root"]);
+		let prompt_len = honest["prompt_tokens"].as_array().unwrap().len() as u32;
+		assert_eq!(faulty["tokens"][0], honest["tokens"][0], "the first token is honest");
+		let verify = |name: &str| {
+			let out = Command::new(super::HONEST)
+				.args(["verify", "--json", "--model"])
+				.arg(&vlm)
+				.arg("--commitment")
+				.arg(dir.join(format!("{name}.json")))
+				.arg("--reveal")
+				.arg(dir.join(format!("{name}.reveal")))
+				.output()
+				.expect("runs");
+			(out.status.code(), serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap())
+		};
+		assert_eq!(verify("honest"), (Some(0), serde_json::json!({"outcome": "consistent"})));
+		let (code, v) = verify("faulty");
+		assert_eq!(code, Some(1), "{v}");
+		let layer = verity_worker::fault::lm_fault_layer(h);
+		let op = op_index(h, Shape::at(h, prompt_len, prompt_len), LmOp::Q(layer, 0)).unwrap();
+		assert_eq!(
+			v,
+			serde_json::json!({"outcome": "fraud", "position": prompt_len, "op": op,
+				"kind": format!("{:?}", LmOp::Q(layer, 0))})
+		);
+		let _ = std::fs::remove_dir_all(&dir);
+	}
+
 	/// A cached key changed (by 1.0) after it was committed: the first wrong step is the first
 	/// attention part that reads it, at the next position. (A change of one unit, 2^-16, is
 	/// usually lost in the rounding of the score and shows only later or never.)

@@ -23,12 +23,12 @@ mod reply;
 mod request;
 
 pub use reply::{
-	ErrorReply, ExecuteReply, Executed, GenerateReply, Generated, Health, HealthStatus, ModelEntry,
-	ProveGenerationReply, ProveReply, Reply, Stats, Timings,
+	Detokenized, ErrorReply, ExecuteReply, Executed, GenerateReply, Generated, Health,
+	HealthStatus, ModelEntry, ProveGenerationReply, ProveReply, Reply, Stats, Timings, Tokenized,
 };
 pub use request::{
-	Execute, Generate, Generation, GenerationJob, GenerationLeaves, Job, Prove, ProveGeneration,
-	Request, Reveal,
+	Detokenize, Execute, Generate, Generation, GenerationJob, GenerationLeaves, Job, Prove,
+	ProveGeneration, Request, Reveal, TextPrompt, Tokenize,
 };
 
 /// A 32-byte hash: model id, step hash, trace root, job key.
@@ -58,8 +58,14 @@ pub mod method {
 	/// Compare someone's position roots (and, for the first differing position, their revealed
 	/// step hashes) with the honest generation → [`crate::ProveGenerationReply`].
 	pub const PROVE_GENERATION: &str = "proveGeneration";
+	/// The prompt tokens of a text (or of a user message in the model's chat template) for a
+	/// served language model: [`crate::Tokenize`] → [`crate::Tokenized`].
+	pub const TOKENIZE: &str = "tokenize";
+	/// The text of token ids of a served language model: [`crate::Detokenize`] →
+	/// [`crate::Detokenized`].
+	pub const DETOKENIZE: &str = "detokenize";
 	/// Every method.
-	pub const ALL: [&str; 9] = [
+	pub const ALL: [&str; 11] = [
 		EXECUTE,
 		JOB,
 		PROVE,
@@ -69,6 +75,8 @@ pub mod method {
 		GENERATION,
 		GENERATION_LEAVES,
 		PROVE_GENERATION,
+		TOKENIZE,
+		DETOKENIZE,
 	];
 }
 

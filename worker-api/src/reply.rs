@@ -111,6 +111,21 @@ pub enum GenerateReply {
 	Done(Generated),
 }
 
+/// The answer to `tokenize`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tokenized {
+	/// The prompt's token ids (what a generation job carries).
+	pub tokens: Vec<u32>,
+	/// The text they encode (a chat message as the template rendered it).
+	pub text: String,
+}
+
+/// The answer to `detokenize`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Detokenized {
+	pub text: String,
+}
+
 /// The answer to `proveGeneration`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "lowercase")]
@@ -212,6 +227,8 @@ pub enum Reply {
 	/// `generationLeaves`: the step hashes of the position.
 	Leaves(Vec<String>),
 	ProveGeneration(ProveGenerationReply),
+	Tokenized(Tokenized),
+	Detokenized(Detokenized),
 }
 
 impl Reply {
@@ -229,6 +246,8 @@ impl Reply {
 			},
 			Request::GenerationLeaves(_) => Reply::Leaves(serde_json::from_value(result)?),
 			Request::ProveGeneration(_) => Reply::ProveGeneration(serde_json::from_value(result)?),
+			Request::Tokenize(_) => Reply::Tokenized(serde_json::from_value(result)?),
+			Request::Detokenize(_) => Reply::Detokenized(serde_json::from_value(result)?),
 		})
 	}
 }

@@ -3,7 +3,7 @@
 //! as the server takes them. `deadline_ms` may be left out: the worker's default wait.
 
 use crate::{hex, method, Hash};
-use alloc::{vec, vec::Vec};
+use alloc::{string::String, vec, vec::Vec};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -113,6 +113,32 @@ pub struct ProveGeneration {
 	pub deadline_ms: Option<u64>,
 }
 
+/// The text a `tokenize` call turns into tokens: plain text (`{"text": "..."}`), or one user
+/// message rendered with the model's own chat template, generation prompt added
+/// (`{"chat": "..."}`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TextPrompt {
+	Text(String),
+	Chat(String),
+}
+
+/// `tokenize`: the prompt tokens of `prompt` for the language model `model`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct Tokenize {
+	#[serde(with = "hex::hash")]
+	pub model: Hash,
+	pub prompt: TextPrompt,
+}
+
+/// `detokenize`: the text of `tokens` (token ids of the language model `model`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct Detokenize {
+	#[serde(with = "hex::hash")]
+	pub model: Hash,
+	pub tokens: Vec<u32>,
+}
+
 /// One call of the API.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
@@ -125,6 +151,8 @@ pub enum Request {
 	Generation(Generation),
 	GenerationLeaves(GenerationLeaves),
 	ProveGeneration(ProveGeneration),
+	Tokenize(Tokenize),
+	Detokenize(Detokenize),
 }
 
 fn hex_value(bytes: &[u8]) -> Value {
@@ -150,6 +178,8 @@ impl Request {
 			Request::Generation(_) => method::GENERATION,
 			Request::GenerationLeaves(_) => method::GENERATION_LEAVES,
 			Request::ProveGeneration(_) => method::PROVE_GENERATION,
+			Request::Tokenize(_) => method::TOKENIZE,
+			Request::Detokenize(_) => method::DETOKENIZE,
 		}
 	}
 
@@ -195,6 +225,14 @@ impl Request {
 					*deadline_ms,
 				)
 			},
+			Request::Tokenize(Tokenize { model, prompt }) => Value::Array(vec![
+				hex_value(model),
+				serde_json::to_value(prompt).unwrap_or(Value::Null),
+			]),
+			Request::Detokenize(Detokenize { model, tokens }) => Value::Array(vec![
+				hex_value(model),
+				Value::Array(tokens.iter().map(|&t| Value::from(t)).collect()),
+			]),
 		}
 	}
 
@@ -215,6 +253,8 @@ impl Request {
 			method::PROVE_GENERATION => {
 				serde_json::from_value(params).map(Request::ProveGeneration)
 			},
+			method::TOKENIZE => serde_json::from_value(params).map(Request::Tokenize),
+			method::DETOKENIZE => serde_json::from_value(params).map(Request::Detokenize),
 			_ => return None,
 		};
 		Some(parsed)

@@ -5,9 +5,10 @@ use serde::{de::DeserializeOwned, Serialize};
 use serde_json::{json, Value};
 use verity_worker_api::{
 	batch::{self, Malformed},
-	codes, hex, method, ErrorReply, Execute, ExecuteReply, Executed, Generate, Generation,
-	GenerationJob, GenerationLeaves, Health, HealthStatus, Job, ModelEntry, Prove, ProveGeneration,
-	ProveReply, Reply, Request, Reveal, Stats, Timings,
+	codes, hex, method, Detokenize, Detokenized, ErrorReply, Execute, ExecuteReply, Executed,
+	Generate, Generation, GenerationJob, GenerationLeaves, Health, HealthStatus, Job, ModelEntry,
+	Prove, ProveGeneration, ProveReply, Reply, Request, Reveal, Stats, TextPrompt, Timings,
+	Tokenize, Tokenized,
 };
 
 /// `0x` and 32 times the byte `b`.
@@ -90,6 +91,8 @@ fn every_request_and_reply_has_the_wire_format() {
 			reveal: None,
 			deadline_ms: Some(9),
 		}),
+		Request::Tokenize(Tokenize { model: [1; 32], prompt: TextPrompt::Chat("Hi".into()) }),
+		Request::Detokenize(Detokenize { model: [1; 32], tokens: vec![7, 8] }),
 	];
 	for r in &generation {
 		let back = Request::from_params(r.method(), r.params()).unwrap().unwrap();
@@ -103,8 +106,27 @@ fn every_request_and_reply_has_the_wire_format() {
 	let by_name =
 		json!({"model": h(1), "job": {"prompt": [1, 2, 3], "maxNewTokens": 8}, "deadlineMs": 50});
 	assert_eq!(Request::from_params("generate", by_name).unwrap().unwrap(), generation[0]);
-	let mut names: Vec<&str> =
-		requests.iter().chain(&generation[..4]).map(Request::method).collect();
+	assert_eq!(generation[5].params(), json!([h(1), {"chat": "Hi"}]));
+	assert_eq!(generation[6].params(), json!([h(1), [7, 8]]));
+	let by_name = json!({"model": h(1), "prompt": {"text": "The capital"}});
+	assert_eq!(
+		Request::from_params("tokenize", by_name).unwrap().unwrap(),
+		Request::Tokenize(Tokenize {
+			model: [1; 32],
+			prompt: TextPrompt::Text("The capital".into())
+		})
+	);
+	assert!(Request::from_params("tokenize", json!([h(1), {"poem": "x"}])).unwrap().is_err());
+	round_trips(
+		&Tokenized { tokens: vec![1, 2], text: "Hi".into() },
+		r#"{"tokens":[1,2],"text":"Hi"}"#,
+	);
+	round_trips(&Detokenized { text: " Paris.".into() }, r#"{"text":" Paris."}"#);
+	let mut names: Vec<&str> = requests
+		.iter()
+		.chain(generation[..4].iter().chain(&generation[5..]))
+		.map(Request::method)
+		.collect();
 	let mut all = method::ALL;
 	names.sort_unstable();
 	all.sort_unstable();

@@ -16,8 +16,8 @@ use verity_runtime::{opaque::Block, BlockNumber, Header};
 
 use super::{
 	file::{
-		claims_of, digest_key, hex, job_key, receipt_key, unhex, BlockRef, JobsReceipt,
-		StorageProofAt,
+		claims_of, digest_key, generation_claims, generation_key, hex, job_key, receipt_key, unhex,
+		BlockRef, GenerationRecord, JobsReceipt, StorageProofAt,
 	},
 	ReceiptFile, Result, FORMAT,
 };
@@ -212,10 +212,11 @@ pub fn fetch(rpc: &Rpc, job: JobId) -> Result<ReceiptFile> {
 			.map(|h| h.hash())
 			.ok_or_else(|| format!("no header #{n}"))
 	};
-	let read_proof = |key: Vec<u8>, at: BlockNumber| -> Result<StorageProofAt> {
+	let read_proof = |keys: &[Vec<u8>], at: BlockNumber| -> Result<StorageProofAt> {
+		let keys: Vec<String> = keys.iter().map(|k| hex(k)).collect();
 		let answer = rpc.call(
 			"state_getReadProof",
-			params([vec![hex(&key)].into(), hex(hash_at(at)?.as_bytes()).into()]),
+			params([keys.into(), hex(hash_at(at)?.as_bytes()).into()]),
 		)?;
 		let nodes = answer
 			.get("proof")
@@ -227,15 +228,26 @@ pub fn fetch(rpc: &Rpc, job: JobId) -> Result<ReceiptFile> {
 		Ok(StorageProofAt { block: at, nodes })
 	};
 	let before_close = record.closed_at.checked_sub(1).ok_or("the job closed at genesis")?;
+	// A generation job's request, from the block before it closed (pruned at closing).
+	let generation = rpc.call(
+		"state_getStorage",
+		params([hex(&generation_key(job)).into(), hex(hash_at(before_close)?.as_bytes()).into()]),
+	)?;
+	let mut claimed = claims_of(&record);
+	if !generation.is_null() {
+		let g = GenerationRecord::decode(&mut &as_hex_bytes("generation", &generation)?[..])
+			.map_err(|e| format!("the node's generation record does not decode: {e}"))?;
+		claimed.generation = Some(generation_claims(&record, &g));
+	}
 
 	Ok(ReceiptFile {
 		format: FORMAT.into(),
 		job,
-		claimed: claims_of(&record),
+		claimed,
 		finalized: BlockRef { number: final_number, hash: hex(final_hash.as_bytes()) },
 		headers: headers.iter().map(|h| hex(&codec::Encode::encode(h))).collect(),
 		justification: hex(&justification),
-		receipt_proof: read_proof(receipt_key(job), final_number)?,
-		job_proof: read_proof(job_key(job), before_close)?,
+		receipt_proof: read_proof(&[receipt_key(job)], final_number)?,
+		job_proof: read_proof(&[job_key(job), generation_key(job)], before_close)?,
 	})
 }

@@ -1,7 +1,7 @@
 //! The receipt file (JSON, `0x` hex for bytes), the storage keys it proves and the claims a reader
 //! sees.
 
-use pallet_verity_jobs::{Job, JobId, Outcome, Receipt};
+use pallet_verity_jobs::{Generation, Job, JobId, Outcome, Receipt};
 use sp_core::crypto::Ss58Codec;
 use verity_runtime::{AccountId, BlockNumber, Runtime};
 
@@ -27,7 +27,9 @@ pub struct ReceiptFile {
 	pub justification: String,
 	/// `Jobs.Receipts(job)` at the finalized block.
 	pub receipt_proof: StorageProofAt,
-	/// `Jobs.Jobs(job)` at the block before the job closed (it holds the input).
+	/// `Jobs.Jobs(job)` and `Jobs.Generations(job)` at the block before the job closed (they
+	/// hold the input: a classifier's input tensor, or a generation's prompt and sampling; the
+	/// proof shows the generation record or its absence).
 	pub job_proof: StorageProofAt,
 }
 
@@ -50,6 +52,30 @@ pub struct Claims {
 	pub fee: String,
 	/// The block in which the job closed.
 	pub closed_at: BlockNumber,
+	/// A generation job's request and output tokens (absent for a classifier job).
+	#[serde(default, skip_serializing_if = "Option::is_none")]
+	pub generation: Option<GenerationClaims>,
+}
+
+/// What a generation job asked for and got, as a reader sees it ([`generation_claims`]); the
+/// text is the model's tokenizer's decoding of `tokens` (the model's header commits to the
+/// tokenizer file).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GenerationClaims {
+	/// The prompt's token ids.
+	pub prompt: Vec<u32>,
+	/// The most tokens the job asked for.
+	pub max_new_tokens: u32,
+	/// Sampling temperature in Q16 (0: greedy).
+	pub temperature_q16: u32,
+	/// Keep the `top_k` most likely tokens (0: off).
+	pub top_k: u32,
+	/// Nucleus threshold in Q16 (65,536: off).
+	pub top_p_q16: u32,
+	/// The job's sampling seed (hex).
+	pub seed: String,
+	/// The generated token ids (the receipt's output; empty unless final).
+	pub tokens: Vec<u32>,
 }
 
 /// A block by number and hash (hex).
@@ -74,6 +100,8 @@ pub struct StorageProofAt {
 pub type JobsReceipt = Receipt<Runtime>;
 /// The jobs pallet's record of an open job.
 pub type JobRecord = Job<Runtime>;
+/// The jobs pallet's record of an open generation job's request.
+pub type GenerationRecord = Generation<Runtime>;
 
 /// The storage key of `Jobs.Receipts(job)`.
 pub fn receipt_key(job: JobId) -> Vec<u8> {
@@ -83,6 +111,11 @@ pub fn receipt_key(job: JobId) -> Vec<u8> {
 /// The storage key of `Jobs.ReceiptDigests(job)` (what stays of a pruned receipt).
 pub fn digest_key(job: JobId) -> Vec<u8> {
 	pallet_verity_jobs::ReceiptDigests::<Runtime>::hashed_key_for(job)
+}
+
+/// The storage key of `Jobs.Generations(job)` (a generation job's prompt and sampling).
+pub fn generation_key(job: JobId) -> Vec<u8> {
+	pallet_verity_jobs::Generations::<Runtime>::hashed_key_for(job)
 }
 
 /// The storage key of `Jobs.Jobs(job)`.
@@ -101,7 +134,26 @@ pub fn claims_of(r: &JobsReceipt) -> Claims {
 		trace_root: r.trace_root.map(|h| hex(&h)),
 		fee: r.fee.to_string(),
 		closed_at: r.closed_at,
+		generation: None,
 	}
+}
+
+/// The claims of a generation job: its request (`g`) and the receipt's output as tokens.
+pub fn generation_claims(r: &JobsReceipt, g: &GenerationRecord) -> GenerationClaims {
+	GenerationClaims {
+		prompt: g.prompt.to_vec(),
+		max_new_tokens: g.max_new_tokens,
+		temperature_q16: g.params.temperature_q16,
+		top_k: g.params.top_k,
+		top_p_q16: g.params.top_p_q16,
+		seed: hex(&g.params.seed),
+		tokens: tokens_of(&r.output),
+	}
+}
+
+/// The token ids of a generation's output (4 bytes each, little-endian, as committed).
+pub fn tokens_of(output: &[u8]) -> Vec<u32> {
+	output.chunks_exact(4).filter_map(|c| c.try_into().ok().map(u32::from_le_bytes)).collect()
 }
 
 fn account(a: &AccountId) -> String {

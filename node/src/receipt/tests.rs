@@ -12,11 +12,18 @@ use sp_runtime::{
 	traits::{BlakeTwo256, Header as _},
 	StateVersion,
 };
+use verity_primitives::lm::{
+	file::LmFile,
+	interp::{generate, LmJob},
+	sample::SamplingParams,
+	trace::{job_root, position_root},
+};
 use verity_runtime::{BlockNumber, Header, UNIT};
 
 use super::{
 	file::{
-		claims_of, hex, job_key, receipt_key, BlockRef, JobRecord, JobsReceipt, StorageProofAt,
+		claims_of, generation_claims, generation_key, hex, job_key, receipt_key, BlockRef,
+		GenerationRecord, JobRecord, JobsReceipt, StorageProofAt,
 	},
 	print, rerun, verify, ReceiptFile, TrustRoot, FORMAT,
 };
@@ -25,6 +32,7 @@ const JOB: JobId = 7;
 const MLP: &[u8] = include_bytes!("../../../primitives/testdata/mlp.vmodel");
 const MLP_INPUT: &[u8] = include_bytes!("../../../primitives/testdata/mlp.input");
 const CNN: &[u8] = include_bytes!("../../../primitives/testdata/cnn.vmodel");
+const LM: &[u8] = include_bytes!("../../../primitives/testdata/lm_greedy.vlm");
 
 /// A chain whose blocks 1 ..= `finalized` hold the job (at `closed_at - 1`) and its receipt (at
 /// `finalized`), and the receipt file of it.
@@ -40,6 +48,8 @@ struct Chain {
 	signer: Ed25519Keyring,
 	set_id: u64,
 	genesis: H256,
+	/// A generation job's request, stored beside the job record.
+	generation: Option<GenerationRecord>,
 }
 
 impl Chain {
@@ -89,7 +99,33 @@ impl Chain {
 			signer: Ed25519Keyring::Alice,
 			set_id: 0,
 			genesis: H256::repeat_byte(0x6e),
+			generation: None,
 		}
+	}
+
+	/// A greedy generation of 6 tokens by the primitives' test transformer, final at block 3.
+	fn generation() -> Self {
+		let mut chain = Chain::honest();
+		let file = LmFile::decode(LM, u32::MAX).expect("lm_greedy.vlm decodes");
+		let job =
+			LmJob { prompt: vec![5, 3, 9], params: SamplingParams::GREEDY, max_new_tokens: 6 };
+		let run = generate(&file.header, &file.chunks, &job).expect("generates");
+		let roots: Vec<_> = run.step_hashes().iter().map(|h| position_root(h)).collect();
+		let root = job_root(&roots);
+		let output: Vec<u8> = run.tokens.iter().flat_map(|t| t.to_le_bytes()).collect();
+		chain.receipt.model = file.id();
+		chain.receipt.output = output.try_into().expect("fits");
+		chain.receipt.trace_root = Some(root);
+		chain.job.model = file.id();
+		chain.job.input = Default::default();
+		chain.generation = Some(GenerationRecord {
+			prompt: job.prompt.try_into().expect("fits"),
+			max_new_tokens: job.max_new_tokens,
+			params: job.params,
+			price_per_token: UNIT / 100,
+			settles_at: None,
+		});
+		chain
 	}
 
 	/// The job expired: no output, no trace root, no fee.
@@ -115,6 +151,7 @@ impl Chain {
 		let mut entries = Vec::new();
 		if n.checked_add(1) == Some(self.receipt.closed_at) {
 			entries.push((job_key(JOB), self.job.encode()));
+			entries.extend(self.generation.as_ref().map(|g| (generation_key(JOB), g.encode())));
 		}
 		if n == self.finalized {
 			let value = self.receipt_value.clone().unwrap_or_else(|| self.receipt.encode());
@@ -132,8 +169,8 @@ impl Chain {
 		}
 	}
 
-	fn proof(&self, n: BlockNumber, key: Vec<u8>) -> StorageProofAt {
-		let proof = sp_state_machine::prove_read(backend(self.state(n)), [key]).expect("proves");
+	fn proof(&self, n: BlockNumber, keys: &[Vec<u8>]) -> StorageProofAt {
+		let proof = sp_state_machine::prove_read(backend(self.state(n)), keys).expect("proves");
 		StorageProofAt { block: n, nodes: proof.into_iter_nodes().map(|n| hex(&n)).collect() }
 	}
 
@@ -180,15 +217,20 @@ impl Chain {
 	fn file(&self) -> ReceiptFile {
 		let headers = self.headers();
 		let last = headers.last().expect("at least one header");
+		let mut claimed = claims_of(&self.receipt);
+		claimed.generation = self.generation.as_ref().map(|g| generation_claims(&self.receipt, g));
 		ReceiptFile {
 			format: FORMAT.into(),
 			job: JOB,
-			claimed: claims_of(&self.receipt),
+			claimed,
 			finalized: BlockRef { number: self.finalized, hash: hex(last.hash().as_bytes()) },
 			headers: headers.iter().map(|h| hex(&h.encode())).collect(),
 			justification: hex(&self.justification(last)),
-			receipt_proof: self.proof(self.finalized, receipt_key(JOB)),
-			job_proof: self.proof(self.receipt.closed_at.saturating_sub(1), job_key(JOB)),
+			receipt_proof: self.proof(self.finalized, &[receipt_key(JOB)]),
+			job_proof: self.proof(
+				self.receipt.closed_at.saturating_sub(1),
+				&[job_key(JOB), generation_key(JOB)],
+			),
 		}
 	}
 
@@ -568,6 +610,70 @@ fn rerun_compares_the_model_output_and_trace_root() {
 	);
 }
 
+/// A generation job's receipt: the proof shows the prompt and sampling beside the job record;
+/// the claimed request and tokens must be the proven ones; `--model` with the `.vlm` generates
+/// again and compares the tokens and job root (a wrong token or root is caught); a classifier's
+/// receipt that claims a generation, or a generation's that claims none, is refused.
+#[test]
+fn generation_receipts_verify_and_regenerate() {
+	let chain = Chain::generation();
+	let v = chain.verify().expect("verifies");
+	let g = v.generation.as_ref().expect("a generation");
+	assert_eq!(g.prompt.to_vec(), vec![5, 3, 9]);
+	let claims = chain.file().claimed.generation.expect("claims a generation");
+	assert_eq!(claims.tokens.len(), 6);
+	let root = v.receipt.trace_root.expect("final");
+	assert_eq!(
+		rerun(LM, &v),
+		Ok(format!(
+			"re-generated with the reference interpreter: the same 6 tokens and job root {}",
+			hex(&root)
+		))
+	);
+	assert!(rerun(MLP, &v).unwrap_err().starts_with("the model file is not a language model file"));
+	let report = print::verified("verity_dev", &chain.root(), &chain.file(), &v, None);
+	assert!(report.lines().any(|l| l == "  prompt:      3 tokens [5, 3, 9]"), "{report}");
+	assert!(report.lines().any(|l| l == format!("  job root:    {}", hex(&root))), "{report}");
+
+	// Claims that are not the proven request or output.
+	let mut file = chain.file();
+	file.claimed.generation.as_mut().expect("claims").prompt[0] = 6;
+	refused(
+		&file,
+		&chain.root(),
+		"the claimed generation (prompt, sampling, tokens) differs from the one proven on chain",
+	);
+	let mut file = chain.file();
+	file.claimed.generation = None;
+	refused(
+		&file,
+		&chain.root(),
+		"the claimed generation (prompt, sampling, tokens) differs from the one proven on chain",
+	);
+	let mut file = Chain::honest().file();
+	file.claimed.generation = claims.clone().into();
+	refused(
+		&file,
+		&Chain::honest().root(),
+		"the receipt claims a generation; the job proven on chain is not one",
+	);
+
+	// A wrong token committed and final: the proofs hold, the re-generation catches it.
+	let mut wrong = Chain::generation();
+	let mut output = wrong.receipt.output.to_vec();
+	output[0] ^= 1;
+	wrong.receipt.output = output.try_into().expect("fits");
+	let v = wrong.verify().expect("the proofs hold");
+	assert!(rerun(LM, &v).unwrap_err().starts_with("re-generated tokens "));
+	let mut wrong = Chain::generation();
+	wrong.receipt.trace_root = Some([7; 32]);
+	let v = wrong.verify().expect("the proofs hold");
+	assert_eq!(
+		rerun(LM, &v),
+		Err(format!("re-generated job root {} differs from the receipt's", hex(&root)))
+	);
+}
+
 #[test]
 fn verify_prints_what_was_proven() {
 	let chain = Chain::honest();
@@ -732,8 +838,11 @@ mod fetch {
 		module
 			.register_method("state_getReadProof", move |p, _, _| {
 				let (keys, hash): (Vec<String>, String) = p.parse()?;
-				let key = super::super::file::unhex("key", &keys[0]).expect("hex");
-				let proof = proof_chain.proof(at(&hash), key);
+				let keys: Vec<Vec<u8>> = keys
+					.iter()
+					.map(|k| super::super::file::unhex("key", k).expect("hex"))
+					.collect();
+				let proof = proof_chain.proof(at(&hash), &keys);
 				Ok::<_, ErrorObjectOwned>(serde_json::json!({ "at": hash, "proof": proof.nodes }))
 			})
 			.expect("registers");
@@ -773,6 +882,17 @@ mod fetch {
 			fetch(&rpc, JOB + 1).expect_err("unknown"),
 			format!("job {} is unknown at the finalized block {:?}", JOB + 1, v.finalized.1)
 		);
+	}
+
+	#[test]
+	fn fetch_of_a_generation_claims_and_proves_its_request() {
+		let chain = Chain::generation();
+		let (_node, url) = serve(&chain);
+		let fetched = fetch(&Rpc::new(&url).expect("a URL"), JOB).expect("fetches");
+		assert_eq!(fetched.claimed, chain.file().claimed);
+		assert!(fetched.claimed.generation.is_some());
+		let v = verify(&fetched, &chain.root()).expect("verifies");
+		assert_eq!(v.generation, chain.generation);
 	}
 
 	#[test]

@@ -13,7 +13,10 @@ use sp_runtime::{
 use verity_runtime::{opaque::Block, BlockNumber, Header, Runtime};
 
 use super::{
-	file::{claims_of, hex, job_key, receipt_key, unhex, JobRecord, JobsReceipt, StorageProofAt},
+	file::{
+		claims_of, generation_claims, generation_key, hex, job_key, receipt_key, tokens_of, unhex,
+		GenerationRecord, JobRecord, JobsReceipt, StorageProofAt,
+	},
 	ReceiptFile, Result, FORMAT,
 };
 
@@ -65,6 +68,9 @@ pub struct Verified {
 	pub receipt: JobsReceipt,
 	/// The proven `Jobs.Jobs(job)` record of the block before the job closed.
 	pub job: JobRecord,
+	/// The proven `Jobs.Generations(job)` record of that block: the prompt and sampling of a
+	/// generation job (`None`: a classifier job).
+	pub generation: Option<GenerationRecord>,
 	/// The last header, final by the justification.
 	pub finalized: (BlockNumber, H256),
 	/// The size of the GRANDPA set that signed it.
@@ -82,10 +88,12 @@ pub fn verify(file: &ReceiptFile, root: &TrustRoot) -> Result<Verified> {
 	check_justification(&file.justification, finalized, &root.authorities)?;
 
 	// The records, by storage proofs against the state roots of their blocks.
-	let receipt = JobsReceipt::decode(
-		&mut &read_proven(&headers, "receipt", &file.receipt_proof, receipt_key(file.job))?[..],
-	)
-	.map_err(|e| format!("the proven receipt record does not decode: {e}"))?;
+	let [receipt] = read_proven(&headers, "receipt", &file.receipt_proof, [receipt_key(file.job)])?;
+	let receipt = receipt.ok_or_else(|| {
+		format!("the receipt proof shows no record at block #{}", file.receipt_proof.block)
+	})?;
+	let receipt = JobsReceipt::decode(&mut &receipt[..])
+		.map_err(|e| format!("the proven receipt record does not decode: {e}"))?;
 	if receipt.closed_at > finalized.0 {
 		return Err("the receipt record closes after the finalized block".into());
 	}
@@ -96,16 +104,41 @@ pub fn verify(file: &ReceiptFile, root: &TrustRoot) -> Result<Verified> {
 			receipt.closed_at.saturating_sub(1)
 		));
 	}
-	let job = JobRecord::decode(
-		&mut &read_proven(&headers, "job", &file.job_proof, job_key(file.job))?[..],
-	)
-	.map_err(|e| format!("the proven job record does not decode: {e}"))?;
+	let [job, generation] = read_proven(
+		&headers,
+		"job",
+		&file.job_proof,
+		[job_key(file.job), generation_key(file.job)],
+	)?;
+	let job = job.ok_or_else(|| {
+		format!("the job proof shows no record at block #{}", file.job_proof.block)
+	})?;
+	let job = JobRecord::decode(&mut &job[..])
+		.map_err(|e| format!("the proven job record does not decode: {e}"))?;
 	if job.model != receipt.model || job.requester != receipt.requester {
 		return Err("the proven job record is for another model or requester".into());
 	}
+	let generation = generation
+		.map(|g| {
+			GenerationRecord::decode(&mut &g[..])
+				.map_err(|e| format!("the proven generation record does not decode: {e}"))
+		})
+		.transpose()?;
+	if generation.is_none() && matches!(receipt.outcome, Outcome::GenerationFraud { .. }) {
+		return Err("a generation's fraud outcome for a job that is not a generation".into());
+	}
 
 	check_claims(file, &receipt)?;
-	Ok(Verified { receipt, job, finalized, voters: root.authorities.len() })
+	let proven = generation.as_ref().map(|g| generation_claims(&receipt, g));
+	if file.claimed.generation != proven {
+		return Err(match proven {
+			None => "the receipt claims a generation; the job proven on chain is not one".into(),
+			Some(_) => "the claimed generation (prompt, sampling, tokens) differs from the one \
+			            proven on chain"
+				.into(),
+		});
+	}
+	Ok(Verified { receipt, job, generation, finalized, voters: root.authorities.len() })
 }
 
 /// Headers 1, 2, ... as one chain from `genesis`, none of them changing the GRANDPA set.
@@ -171,13 +204,13 @@ fn check_justification(
 		.map_err(|e| format!("the justification does not prove block #{} final: {e}", finalized.0))
 }
 
-/// The value at `key` in the state of `proof.block`, by the proof.
-fn read_proven(
+/// The values at `keys` in the state of `proof.block`, by the proof (`None`: proven absent).
+fn read_proven<const N: usize>(
 	headers: &[Header],
 	what: &str,
 	proof: &StorageProofAt,
-	key: Vec<u8>,
-) -> Result<Vec<u8>> {
+	keys: [Vec<u8>; N],
+) -> Result<[Option<Vec<u8>>; N]> {
 	let header = usize::try_from(proof.block)
 		.ok()
 		.and_then(|n| n.checked_sub(1))
@@ -193,16 +226,12 @@ fn read_proven(
 	let values = sp_state_machine::read_proof_check::<BlakeTwo256, _>(
 		*header.state_root(),
 		sp_state_machine::StorageProof::new(nodes),
-		[key.as_slice()],
+		keys.iter().map(|k| k.as_slice()),
 	)
 	.map_err(|e| {
 		format!("the {what} proof does not match the state root of block #{}: {e}", proof.block)
 	})?;
-	values
-		.get(&key)
-		.cloned()
-		.flatten()
-		.ok_or_else(|| format!("the {what} proof shows no record at block #{}", proof.block))
+	Ok(keys.map(|k| values.get(&k).cloned().flatten()))
 }
 
 /// The file's claims are what the proven receipt record shows.
@@ -233,7 +262,12 @@ fn check_claims(file: &ReceiptFile, receipt: &JobsReceipt) -> Result<()> {
 }
 
 /// Re-run a model file on the proven input: `Ok(description)` when output and trace root match.
+/// A generation job is generated again from its proven prompt and sampling with a language
+/// model file (`.vlm`), and its tokens and job root compared.
 pub fn rerun(model: &[u8], v: &Verified) -> Result<String> {
+	if let Some(g) = &v.generation {
+		return regenerate(model, v, g);
+	}
 	let file = verity_primitives::ModelFile::decode(model)
 		.map_err(|e| format!("the model file does not decode: {e:?}"))?;
 	if file.id() != v.receipt.model {
@@ -269,6 +303,56 @@ pub fn rerun(model: &[u8], v: &Verified) -> Result<String> {
 		_ => Ok(format!(
 			"re-run with the reference interpreter: output {} (the job has no final output to compare)",
 			hex(trace.output())
+		)),
+	}
+}
+
+/// [`rerun`] of a generation job: the reference interpreter generates the proven job again with
+/// the language model file; `Ok(description)` when tokens and job root are the receipt's.
+fn regenerate(model: &[u8], v: &Verified, g: &GenerationRecord) -> Result<String> {
+	use verity_primitives::lm::{file::LmFile, interp, trace};
+	let file = LmFile::decode(model, u32::MAX)
+		.map_err(|e| format!("the model file is not a language model file: {e}"))?;
+	if file.id() != v.receipt.model {
+		return Err(format!(
+			"the model file is model {}, the job ran model {}",
+			hex(&file.id()),
+			hex(&v.receipt.model)
+		));
+	}
+	file.verify(&v.receipt.model)
+		.map_err(|e| format!("the model file's weights do not match its header: {e}"))?;
+	let job = interp::LmJob {
+		prompt: g.prompt.to_vec(),
+		params: g.params,
+		max_new_tokens: g.max_new_tokens,
+	};
+	let run = interp::generate(&file.header, &file.chunks, &job)
+		.map_err(|e| format!("the model does not run the proven job: {e}"))?;
+	let roots: Vec<_> = run.step_hashes().iter().map(|h| trace::position_root(h)).collect();
+	let root = trace::job_root(&roots);
+	let n = run.tokens.len();
+	match v.receipt.outcome {
+		Outcome::Final => {
+			let committed = tokens_of(&v.receipt.output);
+			if run.tokens != committed {
+				return Err(format!(
+					"re-generated tokens {:?} differ from the receipt's {committed:?}",
+					run.tokens
+				));
+			}
+			if Some(root) != v.receipt.trace_root {
+				return Err(format!("re-generated job root {} differs from the receipt's", hex(&root)));
+			}
+			Ok(format!(
+				"re-generated with the reference interpreter: the same {n} tokens and job root {}",
+				hex(&root)
+			))
+		},
+		_ => Ok(format!(
+			"re-generated with the reference interpreter: {n} tokens {:?}, job root {} (the job has no final output to compare)",
+			run.tokens,
+			hex(&root)
 		)),
 	}
 }

@@ -87,11 +87,9 @@ pub fn run<T: Config>(now: BlockNumberFor<T>) {
 	}
 	crate::apply::forget_proofs(&plan.open);
 	if !plan.direct.is_empty() {
-		if let Some(watcher) = accounts.first() {
-			let mut nonces = Nonces::<T>::load(now_n);
-			apply_direct(now_n, plan.direct, watcher, &mut tracks, &mut nonces);
-			nonces.save();
-		}
+		let mut nonces = Nonces::<T>::load(now_n);
+		apply_direct(now_n, plan.direct, &accounts, &mut tracks, &mut nonces);
+		nonces.save();
 	}
 	if plan.work.is_empty() {
 		save(TRACKS_KEY, &tracks);

@@ -491,17 +491,32 @@ fn reveal<T: Config>(
 	}
 }
 
-/// Send the watcher's transactions for closed jobs ([`Direct`]) from `watcher`.
+/// Send the transactions that need no worker ([`Direct`]): the watcher's (from `watcher`, the
+/// node's first key) and the operators' ends of late games (from that operator's key among
+/// `accounts`).
 pub fn apply_direct<T: Config>(
 	now: u32,
-	direct: Vec<Direct>,
-	watcher: &Account<T>,
+	direct: Vec<Direct<T::AccountId>>,
+	accounts: &[Account<T>],
 	tracks: &mut BTreeMap<JobId, Track>,
 	nonces: &mut Nonces<T>,
 ) {
 	let fresh = Submission { replace: None, tip: 0, first: now };
+	let Some(watcher) = accounts.first() else { return };
 	for d in direct {
 		match d {
+			Direct::EndLateGame { job, challenger, operator } => {
+				let Some(account) = accounts.iter().find(|a| a.id == operator) else { continue };
+				let call = pallet_verity_disputes::Call::<T>::settle { job, challenger };
+				if let Some(sent) = submit::<T, _>(now, account, call, fresh, nonces) {
+					log::info!(
+						target: TARGET,
+						"job {job}: the challenger missed its move; ending its game (nonce {})",
+						sent.nonce
+					);
+					tracks.insert(job, Track::Settling { at: now });
+				}
+			},
 			Direct::Reveal { job, send } => {
 				let Some(proof) = cached_proof(job) else { continue };
 				let call = pallet_verity_disputes::Call::<T>::prove_fraud { job, proof };

@@ -76,8 +76,8 @@ pub enum Move {
 
 /// What the watcher does without asking the worker, for a job that closed while it still has a
 /// commitment or a reward there (docs/PROTOCOL.md section 8, attack 2).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Direct {
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Direct<A> {
 	/// Reveal the proof this node sent before (kept in its off-chain storage): the fraud was
 	/// proven by a later commitment to the same proof, and the grace period is still on, so the
 	/// reward is taken over.
@@ -89,6 +89,10 @@ pub enum Direct {
 	/// End the watcher's game against a generation: the operator missed its move (the watcher
 	/// wins the job's collateral share), or the job closed (the bond comes back).
 	Settle { job: JobId },
+	/// End a game against `operator`'s (one of this node's keys) generation whose challenger
+	/// missed its move (named no position, or proved nothing, in time): the challenger's bond
+	/// goes to the operator, and the job can become final once no game is open.
+	EndLateGame { job: JobId, challenger: A, operator: A },
 }
 
 /// What the watcher found committed (off-chain memory, attack 11): the last window-end queue
@@ -167,6 +171,32 @@ fn reveal_due<T: Config>(job: JobId, now: BlockNumberFor<T>) -> Option<(u32, Blo
 		.map(|(p, n)| (p, n.due))
 }
 
+/// The games against `operator`'s generation `job` whose challenger missed its move (no
+/// position named, or no step proven, by the due block): each is ended by the operator
+/// ([`Direct::EndLateGame`]), sent once and again after [`RESEND_AFTER`] blocks.
+fn late_games<T: Config>(
+	now: BlockNumberFor<T>,
+	job: JobId,
+	operator: &T::AccountId,
+	tracks: &BTreeMap<JobId, Track>,
+) -> Vec<Direct<T::AccountId>> {
+	let now_n: u32 = now.unique_saturated_into();
+	if let Some(Track::Settling { at }) = tracks.get(&job) {
+		if now_n.saturating_sub(*at) < RESEND_AFTER {
+			return Vec::new();
+		}
+	}
+	pallet_verity_disputes::Games::<T>::iter_key_prefix(job)
+		.filter(|challenger| {
+			matches!(
+				pallet_verity_disputes::Pallet::<T>::game_stage(job, challenger),
+				Some((Stage::Name | Stage::Prove(_), due)) if now >= due
+			)
+		})
+		.map(|challenger| Direct::EndLateGame { job, challenger, operator: operator.clone() })
+		.collect()
+}
+
 /// The tip of a transaction first sent in block `first` that must be included before block
 /// `end`, in block `now`, when its inclusion is worth `stake` to its sender: rising linearly from
 /// 0 at `first` to `stake / 2` at the last block before `end` (never above it: the sender keeps
@@ -216,7 +246,7 @@ pub struct Plan<T: Config> {
 	/// others).
 	pub open: Vec<JobId>,
 	/// Transactions for closed jobs that need no worker.
-	pub direct: Vec<Direct>,
+	pub direct: Vec<Direct<T::AccountId>>,
 	/// Jobs whose fraud proof was included and rejected (the job is still open): abandoned.
 	pub rejected: Vec<JobId>,
 }
@@ -270,9 +300,11 @@ pub fn plan<T: Config>(
 	};
 	let mut to_execute = Vec::new();
 	let mut to_reveal = Vec::new();
+	let mut end_late = Vec::new();
 	for account in accounts {
 		for (id, deadline) in pallet_verity_jobs::Assignments::<T>::iter_prefix(&account.id) {
 			open.push(id);
+			end_late.extend(late_games::<T>(now, id, &account.id, tracks));
 			// A challenged generation of this operator: reveal what the dispute asks.
 			if let Some((item, due)) = reveal_due::<T>(id, now) {
 				let sent = match tracks.get(&id) {
@@ -462,8 +494,9 @@ pub fn plan<T: Config>(
 		work.push(Work::Game { job: id, what, send });
 		requests.push(request);
 	}
-	let mut direct: Vec<Direct> =
+	let mut direct: Vec<Direct<T::AccountId>> =
 		settle_games.into_iter().map(|job| Direct::Settle { job }).collect();
+	direct.append(&mut end_late);
 	if let (Some(w), Some(nonce)) = (watcher, watcher_nonce) {
 		settle::<T>(now, &w.id, nonce, tracks, &mut open, &mut direct);
 	}
@@ -615,7 +648,7 @@ fn settle<T: Config>(
 	nonce: u64,
 	tracks: &BTreeMap<JobId, Track>,
 	keep: &mut Vec<JobId>,
-	direct: &mut Vec<Direct>,
+	direct: &mut Vec<Direct<T::AccountId>>,
 ) {
 	let now_n: u32 = now.unique_saturated_into();
 	let settling_due = |job: &JobId| match tracks.get(job) {

@@ -1067,13 +1067,28 @@ fn operator_commits_a_generation_and_answers_its_challenges() {
 		}),
 	);
 
-	// EVE has nothing to prove; when its time is up the game ends in ALICE's favour.
-	node.ext.execute_with(|| {
+	// EVE has nothing to prove. Before its time is up ALICE's agent waits; then it ends the
+	// game: EVE's bond is ALICE's, and the job can become final.
+	let due = node.ext.execute_with(|| {
 		let (_, due) = Disputes::game_stage(id, &EVE).unwrap();
+		run_to_block(due - 1);
+		due
+	});
+	node.run_agent();
+	assert!(node.pooled().is_empty(), "nothing before the challenger's due block");
+	let alice = node.ext.execute_with(|| {
 		run_to_block(due);
-		let alice = free(ALICE);
-		assert_ok!(Disputes::settle(origin(NOBODY), id, EVE));
+		free(ALICE)
+	});
+	node.run_agent();
+	node.pools_and_includes(
+		ALICE,
+		3,
+		RuntimeCall::Disputes(pallet_verity_disputes::Call::settle { job: id, challenger: EVE }),
+	);
+	node.ext.execute_with(|| {
 		assert_eq!(free(ALICE), alice + CHALLENGE_BOND);
+		assert!(Disputes::game_stage(id, &EVE).is_none(), "the game ended");
 	});
 	node.run_agent();
 	assert!(node.pooled().is_empty());
