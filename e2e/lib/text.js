@@ -35,7 +35,7 @@ export function textModel(which) {
     imports[which] = run(WORKER_BIN, ['import', input, '--out', join(dir, name), '--json'], { timeout: 600_000 })
       .then(({ stdout }) => {
         const r = JSON.parse(stdout);
-        return { name, vlm: r.file, id: r.model };
+        return { name, vlm: r.file, id: r.model.startsWith('0x') ? r.model : `0x${r.model}` };
       });
   }
   return imports[which];
