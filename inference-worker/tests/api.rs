@@ -275,6 +275,8 @@ async fn the_api_crate_speaks_the_servers_protocol() {
 			Ok(Reply::Generate(r)) => serde_json::to_value(r),
 			Ok(Reply::Leaves(r)) => serde_json::to_value(r),
 			Ok(Reply::ProveGeneration(r)) => serde_json::to_value(r),
+			Ok(Reply::Tokenized(r)) => serde_json::to_value(r),
+			Ok(Reply::Detokenized(r)) => serde_json::to_value(r),
 			Err(e) => serde_json::to_value(e),
 		};
 		assert_eq!(&typed.expect("serialize"), sent, "answer {i}");

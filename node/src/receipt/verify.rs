@@ -320,7 +320,7 @@ fn regenerate(model: &[u8], v: &Verified, g: &GenerationRecord) -> Result<String
 			hex(&v.receipt.model)
 		));
 	}
-	file.verify(&v.receipt.model)
+	file.verify_hashes(&v.receipt.model)
 		.map_err(|e| format!("the model file's weights do not match its header: {e}"))?;
 	let job = interp::LmJob {
 		prompt: g.prompt.to_vec(),
