@@ -203,7 +203,7 @@ async function main() {
   const timing = await api.query.jobs.chainTiming();
   const deadline = timing.isSome ? timing.unwrap().executionDeadline.toNumber() : api.consts.jobs.executionDeadline.toNumber();
   const windowBlocks = timing.isSome ? timing.unwrap().challengeWindow.toNumber() : api.consts.jobs.challengeWindow.toNumber();
-  log(`chain ${(await api.rpc.system.chain()).toString()} at ${ws}; model ${MODEL_NAME} ${modelId}; operator ${operatorAddr} at ${fmt(price)}; ${servers.length} server(s)`);
+  log(`chain ${(await api.rpc.system.chain()).toString()} at ${ws}; model ${GENERATION ? TEXT_MODEL : MODEL_NAME} ${modelId}; operator ${operatorAddr} at ${fmt(price)}; ${servers.length} server(s)`);
 
   // ---- set-up: fund the requesters, bond the operator's extra stake ---------------------------
   const inBlock = (tx, signer, what, options = {}) => new Promise((ok, fail) => {
@@ -316,7 +316,7 @@ async function main() {
     const exts = signed.block.extrinsics;
     const b = { n, ts, tSeen, len: signed.block.encodedLength, exts: exts.length, submits: 0, commits: 0, other: 0,
       refTime: weight.normal.refTime.toBigInt(), proof: weight.normal.proofSize.toBigInt(),
-      mandatoryRef: weight.mandatory.refTime.toBigInt(), submitted: 0, committed: 0, finalized: 0, expired: 0, fraud: 0, missed: 0 };
+      mandatoryRef: weight.mandatory.refTime.toBigInt(), operationalRef: weight.operational.refTime.toBigInt(), submitted: 0, committed: 0, finalized: 0, expired: 0, fraud: 0, missed: 0 };
     const failedIdx = new Set();
     for (const { phase, event } of events) {
       if (phase.isApplyExtrinsic && api.events.system.ExtrinsicFailed.is(event)) failedIdx.add(phase.asApplyExtrinsic.toNumber());
@@ -542,16 +542,16 @@ async function main() {
     },
     balances: balanceLines.map((l) => Object.fromEntries(Object.entries(l).map(([kk, v]) => [kk, typeof v === 'bigint' ? v.toString() : v]))),
     issuance: { delta: dIssuance.toString(), fees: allFees.toString(), penalties: penalties.toString() },
-    perBlock: runBlocks.map((b) => ({ n: b.n, ts: b.ts, exts: b.exts, submits: b.submits, commits: b.commits, submitted: b.submitted, committed: b.committed, finalized: b.finalized, expired: b.expired, missed: b.missed, len: b.len, refTime: b.refTime.toString(), mandatoryRefTime: b.mandatoryRef.toString(), proof: b.proof.toString() })),
+    perBlock: runBlocks.map((b) => ({ n: b.n, ts: b.ts, exts: b.exts, submits: b.submits, commits: b.commits, submitted: b.submitted, committed: b.committed, finalized: b.finalized, expired: b.expired, missed: b.missed, len: b.len, refTime: b.refTime.toString(), mandatoryRefTime: b.mandatoryRef.toString(), operationalRefTime: b.operationalRef.toString(), proof: b.proof.toString() })),
     poolSamples: pool.map((p) => ({ t: p.t, best: p.best, ready: p.ready, ...(p.m ?? {}) })),
     problems,
   };
   console.log(JSON.stringify({ ...report, perBlock: undefined, poolSamples: undefined }, null, 2));
   // A compact per-block table (every block of the run).
-  console.log('\nblock  exts submits commits | submitted committed finalized missed | normal%  mand%  len%  ready');
+  console.log('\nblock  exts submits commits | submitted committed finalized missed | normal%  oper%  mand%  len%  ready');
   for (const b of runBlocks) {
     const s = pool.filter((p) => p.best === b.n).map((p) => p.ready).filter((x) => x !== null);
-    console.log(`#${String(b.n).padEnd(5)} ${String(b.exts).padStart(4)} ${String(b.submits).padStart(7)} ${String(b.commits).padStart(7)} | ${String(b.submitted).padStart(9)} ${String(b.committed).padStart(9)} ${String(b.finalized).padStart(9)} ${String(b.missed).padStart(6)} | ${(100 * Number(b.refTime) / Number(maxRef)).toFixed(2).padStart(7)} ${(100 * Number(b.mandatoryRef) / Number(maxBlockRef)).toFixed(2).padStart(6)} ${(100 * b.len / maxLen).toFixed(2).padStart(5)} ${s.length ? Math.max(...s) : '-'}`);
+    console.log(`#${String(b.n).padEnd(5)} ${String(b.exts).padStart(4)} ${String(b.submits).padStart(7)} ${String(b.commits).padStart(7)} | ${String(b.submitted).padStart(9)} ${String(b.committed).padStart(9)} ${String(b.finalized).padStart(9)} ${String(b.missed).padStart(6)} | ${(100 * Number(b.refTime) / Number(maxRef)).toFixed(2).padStart(7)} ${(100 * Number(b.operationalRef) / Number(maxBlockRef)).toFixed(2).padStart(6)} ${(100 * Number(b.mandatoryRef) / Number(maxBlockRef)).toFixed(2).padStart(6)} ${(100 * b.len / maxLen).toFixed(2).padStart(5)} ${s.length ? Math.max(...s) : '-'}`);
   }
   if (OUT) writeFileSync(OUT, JSON.stringify(report, null, 2));
   await api.disconnect();
