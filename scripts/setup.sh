@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One idempotent set-up for a fresh Debian machine with rustup: the Rust toolchain and targets,
 # Debian packages (protoc, libssl-dev, docker-compose for the compose-file check, Node.js, python3 + pip),
-# libtorch for the inference worker (scripts/install-libtorch.sh), and the npm packages of the
-# end-to-end suite and of examples/. Each step is skipped when what it installs is already there.
+# libtorch for the inference worker (scripts/install-libtorch.sh), the npm packages of the
+# end-to-end suite, of examples/ and of gateway/, and the OpenAI Python client of the gateway's tests. Each step is skipped when what it installs is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +31,10 @@ if [ "$build_only" != 1 ]; then
 	command -v docker-compose >/dev/null || need+=(docker-compose)
 	command -v node >/dev/null || need+=(nodejs)
 	command -v npm >/dev/null || need+=(npm)
+	# Headless Chromium for the gateway's chat-page test (e2e/tests/gateway.test.js).
+	command -v chromium >/dev/null || need+=(chromium)
+	# python3-venv: the official OpenAI Python client of the gateway's tests, in its own venv.
+	python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 fi
 command -v cc >/dev/null || need+=(build-essential)
 # The node links Debian's OpenSSL rather than building one (.cargo/config.toml).
@@ -72,4 +76,18 @@ npm_packages() {
 }
 npm_packages e2e
 npm_packages examples
+npm_packages gateway
+
+# --- the official OpenAI Python client (PyPI `openai`, hash-pinned) for the gateway's tests, in a
+# venv of its own outside the clone: $VERITY_CACHE/openai-venv (kept while the requirements match).
+venv="${VERITY_CACHE:-$HOME/.cache/verity}/openai-venv"
+reqs=gateway/tests/requirements-openai.txt
+want="$(sha256sum "$reqs" | cut -d' ' -f1)"
+if [ "$(cat "$venv/.verity-reqs-sha256" 2>/dev/null)" != "$want" ]; then
+	say "installing the OpenAI Python client into $venv"
+	rm -rf "$venv"
+	python3 -m venv "$venv"
+	"$venv/bin/pip" install -q --disable-pip-version-check --require-hashes --only-binary=:all: -r "$reqs"
+	echo "$want" > "$venv/.verity-reqs-sha256"
+fi
 say "ok"

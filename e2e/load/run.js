@@ -95,6 +95,8 @@ async function startDev() {
       VERITY_WORKER_LOG: join(devDir, 'worker.log'),
       // The load uses one model; SmolLM2 is not needed for it.
       VERITY_DEV_SMOLLM2: process.env.VERITY_DEV_SMOLLM2 ?? '0',
+      // The load talks to the chain; no gateway (its port could be taken by a `make dev`).
+      VERITY_GATEWAY_LISTEN: 'off',
     },
   });
   devProc.stdout.pipe(out);

@@ -57,6 +57,8 @@ pub enum Prompt {
 	Text(String),
 	/// One user message, rendered with the model's chat template (generation prompt added).
 	Chat(String),
+	/// A conversation, `(role, content)` in order, rendered the same way.
+	Messages(Vec<(String, String)>),
 }
 
 /// Sampling as a user gives it: temperature 0 is greedy.
@@ -162,20 +164,32 @@ impl TextModel {
 	pub fn prompt_text(&self, prompt: &Prompt) -> Result<String, GenerateError> {
 		Ok(match prompt {
 			Prompt::Text(t) => t.clone(),
-			Prompt::Chat(message) => {
-				let template =
-					self.chat_template.as_deref().ok_or(GenerateError::NoChatTemplate)?;
-				let mut env = minijinja::Environment::new();
-				env.add_template("chat", template)
-					.map_err(|e| GenerateError::Template(e.to_string()))?;
-				let messages = [minijinja::context! { role => "user", content => message }];
-				env.get_template("chat")
-					.and_then(|t| {
-						t.render(minijinja::context! { messages, add_generation_prompt => true })
-					})
-					.map_err(|e| GenerateError::Template(e.to_string()))?
+			Prompt::Chat(message) => self.render_chat(&[("user", message)])?,
+			Prompt::Messages(messages) => {
+				let messages: Vec<(&str, &String)> =
+					messages.iter().map(|(role, content)| (role.as_str(), content)).collect();
+				self.render_chat(&messages)?
 			},
 		})
+	}
+
+	/// `messages` rendered with the model's chat template, generation prompt added.
+	fn render_chat(&self, messages: &[(&str, &String)]) -> Result<String, GenerateError> {
+		let template = self.chat_template.as_deref().ok_or(GenerateError::NoChatTemplate)?;
+		if messages.is_empty() {
+			return Err(GenerateError::Template(
+				"a conversation needs at least one message".into(),
+			));
+		}
+		let mut env = minijinja::Environment::new();
+		env.add_template("chat", template).map_err(|e| GenerateError::Template(e.to_string()))?;
+		let messages: Vec<_> = messages
+			.iter()
+			.map(|(role, content)| minijinja::context! { role => role, content => content })
+			.collect();
+		env.get_template("chat")
+			.and_then(|t| t.render(minijinja::context! { messages, add_generation_prompt => true }))
+			.map_err(|e| GenerateError::Template(e.to_string()))
 	}
 }
 

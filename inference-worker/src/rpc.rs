@@ -361,6 +361,9 @@ impl WorkerApiServer for Rpc {
 		let prompt = match prompt {
 			TextPrompt::Text(t) => Prompt::Text(t),
 			TextPrompt::Chat(c) => Prompt::Chat(c),
+			TextPrompt::Messages(m) => {
+				Prompt::Messages(m.into_iter().map(|m| (m.role, m.content)).collect())
+			},
 		};
 		let bad = |e: crate::generate::GenerateError| gen_error(&GenError::BadJob(e.to_string()));
 		let text = m.prompt_text(&prompt).map_err(bad)?;

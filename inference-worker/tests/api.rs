@@ -584,6 +584,12 @@ async fn generation_methods() {
 	assert_eq!(error_code(&e), i64::from(codes::BAD_JOB), "{e}");
 	let e = call(addr, "tokenize", json!([hx(&[7; 32]), {"text": text}])).await;
 	assert_eq!(error_code(&e), i64::from(codes::UNKNOWN_MODEL), "{e}");
+	// A conversation needs the model's chat template (this model has none).
+	let e =
+		call(addr, "tokenize", json!([hx(&id), {"messages": [{"role": "user", "content": text}]}]))
+			.await;
+	assert_eq!(error_code(&e), i64::from(codes::BAD_JOB), "{e}");
+	assert!(e["error"]["message"].as_str().unwrap_or("").contains("no chat template"), "{e}");
 	let e = call(addr, "tokenize", json!([hx(&id), {"poem": text}])).await;
 	assert_eq!(error_code(&e), i64::from(codes::INVALID_PARAMS), "{e}");
 	handle.stop().expect("stop");

@@ -27,8 +27,8 @@ pub use reply::{
 	HealthStatus, ModelEntry, ProveGenerationReply, ProveReply, Reply, Stats, Timings, Tokenized,
 };
 pub use request::{
-	Detokenize, Execute, Generate, Generation, GenerationJob, GenerationLeaves, Job, Prove,
-	ProveGeneration, Request, Reveal, TextPrompt, Tokenize,
+	ChatMessage, Detokenize, Execute, Generate, Generation, GenerationJob, GenerationLeaves, Job,
+	Prove, ProveGeneration, Request, Reveal, TextPrompt, Tokenize,
 };
 
 /// A 32-byte hash: model id, step hash, trace root, job key.

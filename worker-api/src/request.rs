@@ -113,14 +113,24 @@ pub struct ProveGeneration {
 	pub deadline_ms: Option<u64>,
 }
 
-/// The text a `tokenize` call turns into tokens: plain text (`{"text": "..."}`), or one user
+/// The text a `tokenize` call turns into tokens: plain text (`{"text": "..."}`), one user
 /// message rendered with the model's own chat template, generation prompt added
-/// (`{"chat": "..."}`).
+/// (`{"chat": "..."}`), or a whole conversation rendered the same way
+/// (`{"messages": [{"role": "system", "content": "..."}, {"role": "user", ...}]}`).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TextPrompt {
 	Text(String),
 	Chat(String),
+	Messages(Vec<ChatMessage>),
+}
+
+/// One message of a conversation: `role` is what the model's chat template knows (`system`,
+/// `user`, `assistant`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct ChatMessage {
+	pub role: String,
+	pub content: String,
 }
 
 /// `tokenize`: the prompt tokens of `prompt` for the language model `model`.

@@ -5,10 +5,10 @@ use serde::{de::DeserializeOwned, Serialize};
 use serde_json::{json, Value};
 use verity_worker_api::{
 	batch::{self, Malformed},
-	codes, hex, method, Detokenize, Detokenized, ErrorReply, Execute, ExecuteReply, Executed,
-	Generate, Generation, GenerationJob, GenerationLeaves, Health, HealthStatus, Job, ModelEntry,
-	Prove, ProveGeneration, ProveReply, Reply, Request, Reveal, Stats, TextPrompt, Timings,
-	Tokenize, Tokenized,
+	codes, hex, method, ChatMessage, Detokenize, Detokenized, ErrorReply, Execute, ExecuteReply,
+	Executed, Generate, Generation, GenerationJob, GenerationLeaves, Health, HealthStatus, Job,
+	ModelEntry, Prove, ProveGeneration, ProveReply, Reply, Request, Reveal, Stats, TextPrompt,
+	Timings, Tokenize, Tokenized,
 };
 
 /// `0x` and 32 times the byte `b`.
@@ -93,6 +93,13 @@ fn every_request_and_reply_has_the_wire_format() {
 		}),
 		Request::Tokenize(Tokenize { model: [1; 32], prompt: TextPrompt::Chat("Hi".into()) }),
 		Request::Detokenize(Detokenize { model: [1; 32], tokens: vec![7, 8] }),
+		Request::Tokenize(Tokenize {
+			model: [1; 32],
+			prompt: TextPrompt::Messages(vec![
+				ChatMessage { role: "system".into(), content: "Be brief.".into() },
+				ChatMessage { role: "user".into(), content: "Hi".into() },
+			]),
+		}),
 	];
 	for r in &generation {
 		let back = Request::from_params(r.method(), r.params()).unwrap().unwrap();
@@ -108,6 +115,11 @@ fn every_request_and_reply_has_the_wire_format() {
 	assert_eq!(Request::from_params("generate", by_name).unwrap().unwrap(), generation[0]);
 	assert_eq!(generation[5].params(), json!([h(1), {"chat": "Hi"}]));
 	assert_eq!(generation[6].params(), json!([h(1), [7, 8]]));
+	assert_eq!(
+		generation[7].params(),
+		json!([h(1), {"messages": [{"role": "system", "content": "Be brief."},
+			{"role": "user", "content": "Hi"}]}])
+	);
 	let by_name = json!({"model": h(1), "prompt": {"text": "The capital"}});
 	assert_eq!(
 		Request::from_params("tokenize", by_name).unwrap().unwrap(),
@@ -124,7 +136,7 @@ fn every_request_and_reply_has_the_wire_format() {
 	round_trips(&Detokenized { text: " Paris.".into() }, r#"{"text":" Paris."}"#);
 	let mut names: Vec<&str> = requests
 		.iter()
-		.chain(generation[..4].iter().chain(&generation[5..]))
+		.chain(generation[..4].iter().chain(&generation[5..7]))
 		.map(Request::method)
 		.collect();
 	let mut all = method::ALL;
