@@ -261,6 +261,7 @@ class Gateway {
     this.chain = new Chain(opts.url);
     this.inflight = new Map(); // API key -> open requests
     this.sending = new Map(); // account -> promise chain (one submission at a time per account)
+    this.nonces = new Map(); // account -> the next nonce after this gateway's last accepted transaction
     this.jobs = new Map(); // job -> what this gateway knows (status kept current by follow())
     this.receiptDir = opts.receipts || mkdtempSync(join(tmpdir(), 'verity-gateway-receipts-'));
     mkdirSync(this.receiptDir, { recursive: true });
@@ -291,7 +292,10 @@ class Gateway {
   }
 
   update(j, s, block) {
-    if (s.status === 'closed') return;
+    // States come from best blocks (a request waiting for its commitment) and finalized ones
+    // (the follower): a state older than the one already seen never replaces it.
+    if (s.status === 'closed' || block < (j.seenAt ?? 0)) return;
+    j.seenAt = block;
     if (s.status !== j.status) j.history.push({ status: s.status, block });
     j.status = s.status;
     if (s.windowEnd !== undefined) j.windowEnd = s.windowEnd;
@@ -539,7 +543,13 @@ class Gateway {
     return json(res, 200, { id, object, created, model: model.name, system_fingerprint: model.id, choices: [choice], usage, verity: this.provenance(j) });
   }
 
-  /** Sign and send `tx` as the key's account; one submission at a time per account (nonces). */
+  /**
+   * Sign and send `tx` as the key's account, one submission at a time per account, with nonces
+   * kept here (the node's `system_accountNextIndex` may not see a transaction that just entered
+   * its pool). Before sending, the signed transaction is dry-run by the node's runtime
+   * (`system_dryRun`): a job the chain would refuse (no operator with the stake to secure it,
+   * the funds, the prompt) is answered with its error and never submitted, so it costs nothing.
+   */
   async submit(api, user, tx) {
     const who = user.pair.address;
     const prev = this.sending.get(who) ?? Promise.resolve();
@@ -549,9 +559,21 @@ class Gateway {
     await prev;
     let included;
     try {
+      const chainNonce = (await api.rpc.system.accountNextIndex(who)).toNumber();
+      const nonce = Math.max(chainNonce, this.nonces.get(who) ?? 0);
+      // Mortal (64 blocks), born at the best block's parent: the dry run executes on top of the
+      // best block, where the runtime knows its parent's hash but not its own yet.
+      const best = await api.rpc.chain.getHeader();
+      const birth = Math.max(0, best.number.toNumber() - 1);
+      const era = api.createType('ExtrinsicEra', { current: birth, period: 64 });
+      const signed = await tx.signAsync(user.pair, { nonce, era, blockHash: birth === 0 ? api.genesisHash : best.parentHash });
+      await this.dryRun(api, signed);
       included = await new Promise((ok, ko) => {
-        tx.signAndSend(user.pair, { nonce: -1 }, ({ status, events, dispatchError }) => {
-          if (status.isReady || status.isBroadcast || status.isInBlock) release();
+        signed.send(({ status, events, dispatchError }) => {
+          if (status.isReady || status.isBroadcast || status.isInBlock) {
+            this.nonces.set(who, nonce + 1);
+            release();
+          }
           if (dispatchError) return ko(new ApiError(400, `submit_generation failed: ${dispatchErrorText(api, dispatchError)}`, { code: 'dispatch_error' }));
           if (status.isInBlock) {
             const ev = events.find(({ event }) => api.events.jobs.Submitted.is(event));
@@ -567,6 +589,35 @@ class Gateway {
     }
     const header = await api.rpc.chain.getHeader(included.hash);
     return { job: included.job, block: header.number.toNumber() };
+  }
+
+  /** The runtime's verdict on `signed` at the best block; a refusal becomes its HTTP error. */
+  async dryRun(api, signed) {
+    let result;
+    try {
+      result = await api.rpc.system.dryRun(signed.toHex());
+    } catch {
+      return; // a node that does not offer system_dryRun (unsafe RPC): the pool decides
+    }
+    if (result.isErr) {
+      const v = result.asErr;
+      // A nonce after transactions still in the pool: valid once they are in; the pool decides.
+      if (v.isInvalid && v.asInvalid.isFuture) return;
+      if (v.isInvalid && v.asInvalid.isPayment) throw new ApiError(402, 'Insufficient funds: the account cannot pay the transaction fee. Nothing was submitted.', { code: 'insufficient_funds' });
+      throw new ApiError(503, `the chain would refuse the job: ${v.toString()}. Nothing was submitted.`, { code: 'submit_rejected' });
+    }
+    const outcome = result.asOk;
+    if (outcome.isErr) {
+      const err = outcome.asErr;
+      const name = dispatchErrorText(api, err);
+      if (name === 'jobs.NoOperatorAvailable') {
+        throw new ApiError(503, 'No operator serving this model has the free stake to secure the job now (or one at this price); retry later. Nothing was submitted.', { code: 'no_operator' });
+      }
+      if (/InsufficientBalance|FundsUnavailable|Funds|BalanceLow/.test(name) || (err.isToken && err.asToken.isFundsUnavailable)) {
+        throw new ApiError(402, `Insufficient funds (${name}). Nothing was submitted.`, { code: 'insufficient_funds' });
+      }
+      throw new ApiError(400, `The chain refuses this job: ${name}. Nothing was submitted.`, { code: 'chain_refused' });
+    }
   }
 
   /** Wait until the job is committed (`commit`) or closed (`final`), or the deadline passes. */

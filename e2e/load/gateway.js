@@ -71,6 +71,13 @@ const nonce = (await api.rpc.system.accountNextIndex(ferdie.address)).toNumber()
 await Promise.all(accounts.map((a, i) => new Promise((ok, ko) => api.tx.balances.transferKeepAlive(a.address, 1_000n * 10n ** 12n)
   .signAndSend(ferdie, { nonce: nonce + i }, ({ status, dispatchError }) => { if (dispatchError) ko(new Error(dispatchError.toString())); if (status.isInBlock) ok(); }).catch(ko))));
 log(`funded ${KEYS} accounts`);
+// Alice's genesis stake secures 100 open jobs (JobCollateral 100 VRTY each), and an answer at
+// commit leaves its job open for the challenge window: bond enough for the run, as the load run
+// does, so that the operator's stake is not what this measures.
+await new Promise((ok, ko) => api.tx.operators.bondExtra(200_000n * 10n ** 12n).signAndSend(k.addFromUri('//Alice'), ({ status, dispatchError }) => {
+  if (dispatchError) ko(new Error(`bond_extra: ${dispatchError.toString()}`)); if (status.isInBlock) ok();
+}).catch(ko));
+log('Alice bonded 200,000 VRTY more (2,000 open jobs)');
 
 const model = (await (await fetch(`${gw}/v1/models/glassllm-en`, { headers: { authorization: 'Bearer sk-bench-0-0000' } })).json());
 const vlm = join(process.env.VERITY_CACHE ?? join(process.env.HOME, '.cache', 'verity'), 'dev-text-models', 'glassllm-en.vlm');
@@ -155,6 +162,7 @@ await Promise.all(Array.from({ length: CONC }, async (_, c) => {
     } catch (e) {
       const key = e.message.slice(0, 60);
       errors[key] = (errors[key] ?? 0) + 1;
+      await new Promise((ok) => setTimeout(ok, 1_000)); // a refused request waits before the next
     }
   }
 }));
