@@ -21,7 +21,7 @@ use verity_worker::{
 	lm_fast::{with_threads, FastLm, FastOptions, Kernel},
 };
 
-const KERNELS: [Kernel; 2] = [Kernel::Portable, Kernel::Vnni];
+const KERNELS: [Kernel; 3] = [Kernel::Portable, Kernel::Vnni, Kernel::Avx2];
 
 /// 1,000 random tiny transformers with random prompts and sampling parameters: the fast
 /// backend (both kernels, one and two threads, prompt positions in batches of 1 to 5)

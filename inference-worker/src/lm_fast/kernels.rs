@@ -6,8 +6,8 @@
 //! any format, any bytes) into `i8` values and `i64` scales, and laid out for 16 rows at a
 //! time: the 16 block sums `S_b` of a row group come out of eight `vpdpbusd` instructions
 //! (AVX-512 VNNI, unsigned activations `qx + 128` times signed weights, the `+ 128` taken back
-//! with each block's weight sum) or out of the portable loop, which computes the same
-//! integers. The combination with the scales is the rule's own integer arithmetic.
+//! with each block's weight sum), out of `vpmaddubsw`/`vpmaddwd` on an AVX2 CPU without
+//! AVX-512 (4-bit weights), or out of the portable loop, which all compute the same integers. The combination with the scales is the rule's own integer arithmetic.
 
 use rayon::prelude::*;
 use verity_primitives::lm::{
@@ -31,6 +31,9 @@ pub enum Kernel {
 	Portable,
 	/// AVX-512 VNNI (`vpdpbusd`), x86-64 only, when the CPU has it.
 	Vnni,
+	/// AVX2 (`vpmaddubsw`, `vpmaddwd`) for 4-bit weights, x86-64 only, when the CPU has it;
+	/// 8-bit weights use the portable loop (their byte products could saturate `vpmaddubsw`).
+	Avx2,
 }
 
 impl Kernel {
@@ -46,6 +49,9 @@ impl Kernel {
 			{
 				return Kernel::Vnni;
 			}
+			if std::arch::is_x86_feature_detected!("avx2") {
+				return Kernel::Avx2;
+			}
 		}
 		Kernel::Portable
 	}
@@ -54,6 +60,10 @@ impl Kernel {
 	pub fn available(self) -> Kernel {
 		match self {
 			Kernel::Vnni => Kernel::detect(),
+			Kernel::Avx2 => match Kernel::detect() {
+				Kernel::Portable => Kernel::Portable,
+				_ => Kernel::Avx2,
+			},
 			Kernel::Portable => Kernel::Portable,
 		}
 	}
@@ -218,6 +228,10 @@ impl Packed {
 			#[cfg(target_arch = "x86_64")]
 			#[allow(unsafe_code)]
 			(Kernel::Vnni, true) => unsafe { self.group_acc_vnni_nibbles(g, x) },
+			#[cfg(target_arch = "x86_64")]
+			// SAFETY: `Kernel::Avx2` is only passed here after `Kernel::available` found AVX2.
+			#[allow(unsafe_code)]
+			(Kernel::Avx2, true) => unsafe { self.group_acc_avx2_nibbles(g, x) },
 			(_, false) => self.group_acc_with(g, x, block_sums_portable),
 			(_, true) => self.group_acc_with(g, x, block_sums_portable_nibbles),
 		}
@@ -246,6 +260,18 @@ impl Packed {
 	unsafe fn group_acc_vnni_nibbles(&self, g: usize, x: &QuantX) -> [i128; LANES] {
 		// SAFETY: as above, for `block_sums_vnni_nibbles`.
 		self.group_acc_with(g, x, |w, xu, s| unsafe { block_sums_vnni_nibbles(w, xu, s) })
+	}
+
+	/// [`Packed::group_acc`] with the AVX2 block sums of nibbles inlined.
+	///
+	/// # Safety
+	/// The CPU must have AVX2.
+	#[cfg(target_arch = "x86_64")]
+	#[allow(unsafe_code)]
+	#[target_feature(enable = "avx2")]
+	unsafe fn group_acc_avx2_nibbles(&self, g: usize, x: &QuantX) -> [i128; LANES] {
+		// SAFETY: as above, for `block_sums_avx2_nibbles`.
+		self.group_acc_with(g, x, |w, xu, s| unsafe { block_sums_avx2_nibbles(w, xu, s) })
 	}
 
 	/// The accumulators of group `g` with `sums` computing each block's 16 sums
@@ -451,6 +477,44 @@ unsafe fn block_sums_vnni(w: &[u8], xu: &[u8], s: &mut [i32; LANES]) {
 	unsafe { _mm512_storeu_si512(s.as_mut_ptr() as *mut _, acc) };
 }
 
+/// [`block_sums_portable_nibbles`] with AVX2: per sub-block, the low nibbles of its 32 bytes
+/// are the four weights of lanes 0..8, the high nibbles those of lanes 8..16; `vpmaddubsw`
+/// multiplies the broadcast activations `xu` (`0..=255`) with them (`0..=15`) and adds pairs
+/// (at most `2 * 255 * 15 < 2^15`: no saturation), `vpmaddwd` with ones adds the pairs of
+/// pairs into each lane's `i32` (below `32 * 255 * 15 < 2^18` over the block).
+///
+/// # Safety
+/// The CPU must have AVX2; `w` must hold `16 * 16` bytes and `xu` 32.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn block_sums_avx2_nibbles(w: &[u8], xu: &[u8], s: &mut [i32; LANES]) {
+	use std::arch::x86_64::*;
+	debug_assert!(w.len() >= PACKED_BLOCK / 2 && xu.len() >= BLOCK_LEN);
+	let mut lo_acc = _mm256_setzero_si256();
+	let mut hi_acc = _mm256_setzero_si256();
+	let xp = xu.as_ptr();
+	let wp = w.as_ptr();
+	let low = _mm256_set1_epi8(15);
+	let ones = _mm256_set1_epi16(1);
+	for sub in 0..SUBS {
+		// SAFETY: `sub * 4 + 4 <= 32` bytes of `xu` and `(sub + 1) * 32 <= 256` bytes of `w`.
+		let x4 = unsafe { core::ptr::read_unaligned(xp.add(sub * 4) as *const i32) };
+		let wv = unsafe { _mm256_loadu_si256(wp.add(sub * 32) as *const _) };
+		let xv = _mm256_set1_epi32(x4);
+		let lo = _mm256_and_si256(wv, low);
+		let hi = _mm256_and_si256(_mm256_srli_epi16(wv, 4), low);
+		lo_acc = _mm256_add_epi32(lo_acc, _mm256_madd_epi16(_mm256_maddubs_epi16(xv, lo), ones));
+		hi_acc = _mm256_add_epi32(hi_acc, _mm256_madd_epi16(_mm256_maddubs_epi16(xv, hi), ones));
+	}
+	// SAFETY: `s` is 16 `i32`: lanes 0..8, then 8..16.
+	unsafe {
+		_mm256_storeu_si256(s.as_mut_ptr() as *mut _, lo_acc);
+		_mm256_storeu_si256(s.as_mut_ptr().add(8) as *mut _, hi_acc);
+	}
+}
+
 /// [`block_sums_vnni`] of a block of nibbles: each sub-block's 32 bytes widen to 64 values
 /// (low nibbles first, then high nibbles), all in `0..=15`.
 ///
@@ -529,7 +593,7 @@ mod tests {
 			let q = QuantX::new(&x);
 			for res in [None, Some(residual.as_slice())] {
 				let want = matmul_rows(format, &bytes, rows, &x, res).unwrap();
-				for kernel in [Kernel::Portable, Kernel::Vnni] {
+				for kernel in [Kernel::Portable, Kernel::Vnni, Kernel::Avx2] {
 					assert_eq!(
 						packed.matvec(&q, res, kernel).unwrap(),
 						want,
@@ -549,7 +613,7 @@ mod tests {
 				.map(|j| residual.iter().map(|r| r.wrapping_add(j as i32)).collect())
 				.collect();
 			let qs: Vec<QuantX> = xs.iter().map(|x| QuantX::new(x)).collect();
-			for kernel in [Kernel::Portable, Kernel::Vnni] {
+			for kernel in [Kernel::Portable, Kernel::Vnni, Kernel::Avx2] {
 				let got = packed.matmul(&qs, Some(&residuals), kernel).unwrap();
 				let plain = packed.matmul(&qs, None, kernel).unwrap();
 				for (j, x) in xs.iter().enumerate() {
@@ -578,7 +642,7 @@ mod tests {
 		assert!(packed.nibbles);
 		let mut want = matmul_rows(BlockFormat::Q4_0, &c, 7, &x, None).unwrap();
 		want.extend(matmul_rows(BlockFormat::Q4_1, &b, 20, &x, None).unwrap());
-		for kernel in [Kernel::Portable, Kernel::Vnni] {
+		for kernel in [Kernel::Portable, Kernel::Vnni, Kernel::Avx2] {
 			assert_eq!(packed.matvec(&QuantX::new(&x), None, kernel).unwrap(), want);
 		}
 		assert!(Packed::new(64, &[(BlockFormat::Q8_0, &a[1..])]).is_none());

@@ -331,7 +331,7 @@ mod tests {
 			let k: Vec<&[i32]> = keys.chunks(hd).collect();
 			let vv: Vec<&[i32]> = values.chunks(hd).collect();
 			let want = attention_part(&q, &k, &vv, scale).unwrap();
-			for kernel in [Kernel::Portable, Kernel::Vnni] {
+			for kernel in [Kernel::Portable, Kernel::Vnni, Kernel::Avx2] {
 				let (kmax, vmax) = (max(&keys), max(&values));
 				let got = attention_part_fast(
 					&q, &keys, &values, kmax, vmax, scale, &mut z, &mut e, kernel,
