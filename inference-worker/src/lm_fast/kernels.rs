@@ -7,7 +7,8 @@
 //! time: the 16 block sums `S_b` of a row group come out of eight `vpdpbusd` instructions
 //! (AVX-512 VNNI, unsigned activations `qx + 128` times signed weights, the `+ 128` taken back
 //! with each block's weight sum), out of `vpmaddubsw`/`vpmaddwd` on an AVX2 CPU without
-//! AVX-512 (4-bit weights), or out of the portable loop, which all compute the same integers. The combination with the scales is the rule's own integer arithmetic.
+//! AVX-512 (4-bit weights), or out of the portable loop, which all compute the same integers.
+//! The combination with the scales is the rule's own integer arithmetic.
 
 use rayon::prelude::*;
 use verity_primitives::lm::{
