@@ -15,6 +15,8 @@
 //!   t(exact)`.
 //!
 //! `cargo bench -p verity-worker --bench backends` prints a Markdown table (docs/PERFORMANCE.md).
+//! `VERITY_BENCH_DEVICE=cuda` runs the libtorch columns on the GPU (the exact column with the
+//! device's defaults: every step on the device); the reference stays on the CPU.
 
 use std::time::{Duration, Instant};
 
@@ -53,13 +55,17 @@ fn main() {
 	tch::set_num_threads(threads);
 	// VERITY_BENCH_HASH_THREAD=0: never hash on a second thread (the default hashes traces of
 	// 256 KiB or more on a second thread, overlapped with execution).
+	let device = std::env::var("VERITY_BENCH_DEVICE").map_or(Device::Cpu, |name| {
+		verity_worker::backend::parse_device(&name).expect("VERITY_BENCH_DEVICE")
+	});
+	verity_worker::backend::configure_device(device);
 	let options = TchOptions {
 		hash_thread: std::env::var("VERITY_BENCH_HASH_THREAD").as_deref() != Ok("0"),
-		..TchOptions::for_device(Device::Cpu)
+		..TchOptions::for_device(device)
 	};
 	let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
 	println!(
-		"libtorch threads: {threads} (reference interpreter: 1 thread), hashing thread: {}; times are the fastest of many runs, per batch\n",
+		"device: {device:?}, libtorch threads: {threads} (reference interpreter: 1 thread), hashing thread: {}; times are the fastest of many runs, per batch\n",
 		options.hash_thread
 	);
 	println!("| model | batch | exact tch | exact, tensor ops | fp32 libtorch | exact / fp32 | tensor ops / fp32 | reference | reference / exact | hashing share of exact |");
@@ -85,16 +91,13 @@ fn main() {
 			let sample = std::fs::read(dir.join(format!("{name}.input"))).expect("sample input");
 			(model, sample)
 		};
-		let exact = TchModel::with_options(&model, Device::Cpu, options).expect("prepare exact");
-		let no_hash = TchModel::with_options(
-			&model,
-			Device::Cpu,
-			TchOptions { hash_trace: false, ..options },
-		)
-		.expect("prepare exact");
-		let tensor_ops = TchModel::with_options(&model, Device::Cpu, TchOptions::tensor_ops_only())
+		let exact = TchModel::with_options(&model, device, options).expect("prepare exact");
+		let no_hash =
+			TchModel::with_options(&model, device, TchOptions { hash_trace: false, ..options })
+				.expect("prepare exact");
+		let tensor_ops = TchModel::with_options(&model, device, TchOptions::tensor_ops_only())
 			.expect("prepare exact");
-		let float = FloatModel::new(&model, Device::Cpu).expect("prepare fp32");
+		let float = FloatModel::new(&model, device).expect("prepare fp32");
 		for batch in [1usize, 32] {
 			let inputs: Vec<Vec<u8>> = (0..batch)
 				.map(|i| sample.iter().map(|&b| b.wrapping_add((i * 7) as u8)).collect())
@@ -118,6 +121,9 @@ fn main() {
 				|| {
 					let t0 = Instant::now();
 					let _ = float.forward(&x).expect("fp32");
+					if let Device::Cuda(index) = device {
+						tch::Cuda::synchronize(index as i64);
+					}
 					t0.elapsed()
 				},
 				50,

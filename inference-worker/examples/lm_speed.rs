@@ -105,10 +105,32 @@ fn main() {
 			}
 		}
 		// The plain fp32 libtorch forward of the same weights (no KV cache: a whole window per
-		// call, so only its prefill is comparable).
-		let float =
-			verity_worker::lm_float::FloatLm::new(&model.file, tch::Device::Cpu).expect("float");
+		// call, so only its prefill is comparable), on the CPU or on the device named by
+		// VERITY_FLOAT_DEVICE (`cuda`): there timed to the end of the device's work, median of
+		// ten calls after a warm-up.
+		let device = std::env::var("VERITY_FLOAT_DEVICE").map_or(tch::Device::Cpu, |d| {
+			verity_worker::backend::parse_device(&d).expect("VERITY_FLOAT_DEVICE")
+		});
+		let float = verity_worker::lm_float::FloatLm::new(&model.file, device).expect("float");
+		if let tch::Device::Cuda(index) = device {
+			let index = index as i64;
+			let _ = float.logits(&job.prompt);
+			tch::Cuda::synchronize(index);
+			let mut times: Vec<f64> = (0..10)
+				.map(|_| {
+					let t = Instant::now();
+					let _ = float.logits(&job.prompt);
+					tch::Cuda::synchronize(index);
+					t.elapsed().as_secs_f64()
+				})
+				.collect();
+			let per_s = job.prompt.len() as f64 / median(&mut times);
+			println!("| {context} | fp32 libtorch, {device:?} | – | no | {per_s:.1} | – | – |");
+		}
 		for threads in [1i32, 2] {
+			if device != tch::Device::Cpu {
+				break;
+			}
 			tch::set_num_threads(threads);
 			let _ = float.logits(&job.prompt[..8]);
 			let t = Instant::now();

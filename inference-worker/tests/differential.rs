@@ -17,18 +17,42 @@ use verity_worker::{
 	model::LoadedModel,
 };
 
+/// The device the tch backend runs on: the CPU, or the one named by `VERITY_TEST_DEVICE`
+/// (`cuda`, `cuda:N`), which must then be usable: a machine with a GPU runs these tests with
+/// `VERITY_TEST_DEVICE=cuda`, and a missing GPU is a failure there, not a skip.
+fn device() -> Device {
+	match std::env::var("VERITY_TEST_DEVICE") {
+		Ok(name) => {
+			let device = verity_worker::backend::parse_device(&name)
+				.unwrap_or_else(|e| panic!("VERITY_TEST_DEVICE: {e}"));
+			if device != Device::Cpu {
+				assert!(
+					tch::Cuda::is_available(),
+					"VERITY_TEST_DEVICE={name}: CUDA is not available to libtorch"
+				);
+				verity_worker::backend::configure_device(device);
+			}
+			device
+		},
+		Err(_) => Device::Cpu,
+	}
+}
+
 /// Every configuration of the tch backend: integer stage on the host or in tensor ops, small
-/// steps on the reference or in libtorch, hashing inline or on a thread.
+/// steps on the reference or in libtorch, hashing inline or on a thread. On a GPU: its own
+/// defaults (every step on the device), the integer stage on the host after the copy back, and
+/// everything in tensor ops.
 fn configurations() -> Vec<TchOptions> {
-	let cpu = TchOptions::for_device(Device::Cpu);
+	let defaults = TchOptions::for_device(device());
 	vec![
-		cpu,
+		defaults,
 		TchOptions {
+			host_finish: true,
 			small_step_macs: 0,
 			hash_thread: true,
 			hash_thread_min_bytes: 0,
 			host_max_elements: usize::MAX,
-			..cpu
+			..defaults
 		},
 		TchOptions::tensor_ops_only(),
 	]
@@ -65,8 +89,8 @@ fn check(case: &TestCase, inputs: &[Vec<u8>], what: &str) {
 
 fn check_with(case: &TestCase, inputs: &[Vec<u8>], what: &str, options: TchOptions) {
 	let model = loaded(case);
-	let tch_model = TchModel::with_options(&model, Device::Cpu, options)
-		.unwrap_or_else(|e| panic!("{what}: {e}"));
+	let tch_model =
+		TchModel::with_options(&model, device(), options).unwrap_or_else(|e| panic!("{what}: {e}"));
 	let (traces, _) = tch_model.run_batch(inputs).unwrap_or_else(|e| panic!("{what}: {e}"));
 	assert_eq!(traces.len(), inputs.len());
 	for (b, (x, got)) in inputs.iter().zip(&traces).enumerate() {
@@ -106,7 +130,7 @@ fn golden_vectors_reproduce() {
 		let model = LoadedModel::from_bytes(&bytes, Some(&id.try_into().expect("32 bytes")))
 			.expect("golden model verifies");
 		for options in configurations() {
-			let tch_model = TchModel::with_options(&model, Device::Cpu, options).expect("prepare");
+			let tch_model = TchModel::with_options(&model, device(), options).expect("prepare");
 			// Also inside a batch, at another position than 0.
 			let other = vec![0x7fu8; input.len()];
 			let (traces, _) = tch_model.run_batch(&[other, input.clone()]).expect("run");
@@ -183,7 +207,7 @@ fn same_result_at_every_batch_size() {
 	let case = random_case(4242, &test_limits());
 	let model = loaded(&case);
 	for options in configurations() {
-		let m = TchModel::with_options(&model, Device::Cpu, options).expect("prepare");
+		let m = TchModel::with_options(&model, device(), options).expect("prepare");
 		let mut rng = Rng::new(1);
 		let inputs = inputs_for(&case, &mut rng, 40);
 		let (all, _) = m.run_batch(&inputs).expect("run");

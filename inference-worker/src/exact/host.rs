@@ -100,7 +100,8 @@ pub(super) fn finish_host(pre: Pre<'_>, numel: usize) -> Result<Vec<u8>> {
 			buf
 		},
 		Pre::Requant { acc, out: stage } => {
-			let acc = acc.f_contiguous()?;
+			// On a GPU the accumulator is copied back first (a no-op on the CPU).
+			let acc = acc.f_to_device(Device::Cpu)?.f_contiguous()?;
 			let mut out = Vec::with_capacity(numel);
 			match acc.f_kind()? {
 				Kind::Float => {
