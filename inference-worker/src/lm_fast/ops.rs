@@ -121,7 +121,8 @@ pub fn rope_apply(v: &mut [i32], table: &[(i64, i64)]) {
 /// in `i64` when `|q|max * kmax * hd < 2^63`, the weighted sums in `i64` when
 /// `2^32 * vmax * n < 2^63`, else in `i128` as the rule does. With [`Kernel::Vnni`] (a CPU with
 /// AVX-512) the same code is compiled for AVX-512, whose 64-bit multiplies vectorize the `i64`
-/// loops; integer results do not depend on it.
+/// loops; with [`Kernel::Avx2`] and a head size that is a multiple of 16, the two `i64` loops
+/// are AVX2 intrinsics on 32-bit lanes (`avx2`). Integer results do not depend on the kernel.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_part_fast(
 	q: &[i32],
@@ -139,6 +140,12 @@ pub fn attention_part_fast(
 		// SAFETY: `available` returns `Vnni` only on a CPU with AVX-512F/BW/DQ/VL.
 		#[allow(unsafe_code)]
 		Kernel::Vnni => unsafe { attention_part_avx512(q, keys, values, kmax, vmax, scale_q16, z, e) },
+		#[cfg(target_arch = "x86_64")]
+		// SAFETY: `available` returns `Avx2` only on a CPU with AVX2.
+		#[allow(unsafe_code)]
+		Kernel::Avx2 if q.len().is_multiple_of(16) => unsafe {
+			avx2::attention_part(q, keys, values, kmax, vmax, scale_q16, z, e)
+		},
 		_ => attention_part_body(q, keys, values, kmax, vmax, scale_q16, z, e),
 	}
 }
@@ -175,6 +182,43 @@ fn attention_part_body(
 	z: &mut Vec<i32>,
 	e: &mut Vec<u64>,
 ) -> AttnPart {
+	attention_part_with(q, keys, values, kmax, vmax, scale_q16, z, e, dot_i64, weighted_sums_i64)
+}
+
+/// `sum q_i k_i` in `i64` (the caller has checked that it fits).
+#[inline(always)]
+fn dot_i64(q: &[i32], k: &[i32]) -> i64 {
+	q.iter().zip(k).map(|(&a, &b)| i64::from(a) * i64::from(b)).sum()
+}
+
+/// `acc_i = sum_j e_j v_j[i]` in `i64` over values stored back to back (the caller has
+/// checked that every partial sum fits).
+#[inline(always)]
+fn weighted_sums_i64(acc: &mut [i64], e: &[u64], values: &[i32]) {
+	for (&w, v) in e.iter().zip(values.chunks_exact(acc.len())) {
+		let w = w as i64; // <= 2^32
+		for (a, &x) in acc.iter_mut().zip(v) {
+			*a += w * i64::from(x);
+		}
+	}
+}
+
+/// The rule of `ops::attention_part` with the `i64` dot product and weighted sums given (used
+/// where the bounds say the values fit `i64`; the rule's `i128` otherwise).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn attention_part_with(
+	q: &[i32],
+	keys: &[i32],
+	values: &[i32],
+	kmax: u64,
+	vmax: u64,
+	scale_q16: u32,
+	z: &mut Vec<i32>,
+	e: &mut Vec<u64>,
+	dot: impl Fn(&[i32], &[i32]) -> i64,
+	weighted_sums: impl Fn(&mut [i64], &[u64], &[i32]),
+) -> AttnPart {
 	let hd = q.len();
 	let n = keys.len() / hd.max(1);
 	let qmax = q.iter().map(|v| u64::from(v.unsigned_abs())).max().unwrap_or(0);
@@ -182,7 +226,7 @@ fn attention_part_body(
 	z.clear();
 	for k in keys.chunks_exact(hd) {
 		let dot: i128 = if dot_fits {
-			i128::from(q.iter().zip(k).map(|(&a, &b)| i64::from(a) * i64::from(b)).sum::<i64>())
+			i128::from(dot(q, k))
 		} else {
 			q.iter().zip(k).map(|(&a, &b)| i128::from(a) * i128::from(b)).sum()
 		};
@@ -197,12 +241,7 @@ fn attention_part_body(
 	let mut num = vec![0i128; hd];
 	if (u128::from(vmax) * (n as u128)) << 32 < (1u128 << 63) {
 		let mut acc = vec![0i64; hd];
-		for (&w, v) in e.iter().zip(values.chunks_exact(hd)) {
-			let w = w as i64;
-			for (a, &x) in acc.iter_mut().zip(v) {
-				*a += w * i64::from(x);
-			}
-		}
+		weighted_sums(&mut acc, e, values.get(..n * hd).unwrap_or_default());
 		num.iter_mut().zip(&acc).for_each(|(n, &a)| *n = i128::from(a));
 	} else {
 		for (&w, v) in e.iter().zip(values.chunks_exact(hd)) {
@@ -212,6 +251,147 @@ fn attention_part_body(
 		}
 	}
 	AttnPart { max: m, sum: e.iter().sum(), num }
+}
+
+/// The attention part's `i64` loops with AVX2 intrinsics, for head sizes that are multiples
+/// of 16. Both work modulo `2^64`, which gives the exact sums because the caller has checked
+/// that the true sums fit `i64`.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx2 {
+	use std::arch::x86_64::*;
+
+	use verity_primitives::lm::ops::AttnPart;
+
+	/// [`super::attention_part_with`] with [`dot`] and [`weighted_sums`].
+	///
+	/// # Safety
+	/// The CPU must have AVX2; `q.len()` must be a multiple of 16.
+	#[allow(clippy::too_many_arguments)]
+	#[target_feature(enable = "avx2")]
+	pub(super) unsafe fn attention_part(
+		q: &[i32],
+		keys: &[i32],
+		values: &[i32],
+		kmax: u64,
+		vmax: u64,
+		scale_q16: u32,
+		z: &mut Vec<i32>,
+		e: &mut Vec<u64>,
+	) -> AttnPart {
+		// SAFETY (both closures): this function's own requirements (AVX2, `q.len() % 16 == 0`;
+		// every key and value slice has `q.len()` elements).
+		super::attention_part_with(
+			q,
+			keys,
+			values,
+			kmax,
+			vmax,
+			scale_q16,
+			z,
+			e,
+			|q, k| unsafe { dot(q, k) },
+			|acc, e, v| unsafe { weighted_sums(acc, e, v) },
+		)
+	}
+
+	/// `sum q_i k_i` modulo `2^64`: `vpmuldq` of the even and (shifted down) odd 32-bit lanes.
+	///
+	/// # Safety
+	/// AVX2; `q.len() == k.len()`, a multiple of 8.
+	#[target_feature(enable = "avx2")]
+	unsafe fn dot(q: &[i32], k: &[i32]) -> i64 {
+		let len = q.len().min(k.len()) / 8 * 8;
+		let (mut even, mut odd) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+		let mut i = 0;
+		while i < len {
+			// SAFETY: `i + 8 <= len <= q.len(), k.len()`; unaligned loads.
+			let (a, b) = unsafe {
+				(
+					_mm256_loadu_si256(q.as_ptr().add(i).cast()),
+					_mm256_loadu_si256(k.as_ptr().add(i).cast()),
+				)
+			};
+			even = _mm256_add_epi64(even, _mm256_mul_epi32(a, b));
+			odd = _mm256_add_epi64(
+				odd,
+				_mm256_mul_epi32(_mm256_srli_epi64(a, 32), _mm256_srli_epi64(b, 32)),
+			);
+			i += 8;
+		}
+		let s = _mm256_add_epi64(even, odd);
+		let s = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+		_mm_cvtsi128_si64(s).wrapping_add(_mm_extract_epi64(s, 1))
+	}
+
+	/// `acc_i = sum_j e_j v_j[i]` modulo `2^64` over values stored back to back
+	/// (`acc.len()` a multiple of 16, each `e_j <= 2^32`). A weight below `2^32` multiplies
+	/// `x + 2^31` as `u32 x u32 -> u64` (`vpmuludq`; `x + 2^31` is `x` with its sign bit
+	/// flipped), and `2^31 sum e_j` over those weights is taken off once at the end; a weight
+	/// of `2^32` or more (the part's maximum, whose weight is exactly `2^32`) is added in
+	/// scalar code. Sixteen lanes at a time, kept in registers across all keys.
+	///
+	/// # Safety
+	/// AVX2; `acc.len()` a multiple of 16.
+	#[target_feature(enable = "avx2")]
+	unsafe fn weighted_sums(acc: &mut [i64], e: &[u64], values: &[i32]) {
+		let hd = acc.len();
+		let flip = _mm256_set1_epi32(i32::MIN);
+		let mut small: u64 = 0;
+		let mut c = 0;
+		while c + 16 <= hd {
+			let mut a = [_mm256_setzero_si256(); 4];
+			for (&w, v) in e.iter().zip(values.chunks_exact(hd)) {
+				if w >> 32 != 0 {
+					continue;
+				}
+				let wv = _mm256_set1_epi64x(w as i64);
+				// SAFETY: `c + 16 <= hd == v.len()`; unaligned loads.
+				let (x0, x1) = unsafe {
+					(
+						_mm256_loadu_si256(v.as_ptr().add(c).cast()),
+						_mm256_loadu_si256(v.as_ptr().add(c + 8).cast()),
+					)
+				};
+				let (x0, x1) = (_mm256_xor_si256(x0, flip), _mm256_xor_si256(x1, flip));
+				a[0] = _mm256_add_epi64(a[0], _mm256_mul_epu32(x0, wv));
+				a[1] = _mm256_add_epi64(a[1], _mm256_mul_epu32(_mm256_srli_epi64(x0, 32), wv));
+				a[2] = _mm256_add_epi64(a[2], _mm256_mul_epu32(x1, wv));
+				a[3] = _mm256_add_epi64(a[3], _mm256_mul_epu32(_mm256_srli_epi64(x1, 32), wv));
+			}
+			// a[0] holds elements c, c+2, c+4, c+6; a[1] c+1, c+3, c+5, c+7; a[2], a[3] the
+			// same from c+8.
+			let mut lanes = [[0i64; 4]; 4];
+			for (dst, src) in lanes.iter_mut().zip(a) {
+				// SAFETY: a store of 32 bytes into a `[i64; 4]`.
+				unsafe { _mm256_storeu_si256(dst.as_mut_ptr().cast(), src) };
+			}
+			for (half, pair) in lanes.chunks_exact(2).enumerate() {
+				let (even, odd) = (pair[0], pair[1]);
+				for j in 0..4 {
+					let at = c + 8 * half + 2 * j;
+					if let Some(dst) = acc.get_mut(at) {
+						*dst = dst.wrapping_add(even[j]);
+					}
+					if let Some(dst) = acc.get_mut(at + 1) {
+						*dst = dst.wrapping_add(odd[j]);
+					}
+				}
+			}
+			c += 16;
+		}
+		for (&w, v) in e.iter().zip(values.chunks_exact(hd)) {
+			if w >> 32 == 0 {
+				small = small.wrapping_add(w);
+			} else {
+				for (a, &x) in acc.iter_mut().zip(v) {
+					*a = a.wrapping_add((w as i64).wrapping_mul(i64::from(x)));
+				}
+			}
+		}
+		let correction = small.wrapping_shl(31) as i64;
+		acc.iter_mut().for_each(|a| *a = a.wrapping_sub(correction));
+	}
 }
 
 /// `ops::attention_merge` with the divisions by `2^32` as shifts ([`div_round_2_32`]), the
@@ -339,6 +519,59 @@ mod tests {
 				assert_eq!(got, want, "case {case} {kernel:?}");
 			}
 		}
+	}
+
+	/// The AVX2 attention loops (head sizes that are multiples of 16) on long parts whose sums
+	/// come close to the `i64` bounds, and on parts just past them (the `i128` paths), against
+	/// the rule and the portable loops.
+	#[test]
+	fn wide_attention_parts_equal_the_rule() {
+		let mut rng = Rng::new(4);
+		let (mut z, mut e) = (Vec::new(), Vec::new());
+		let mut between = 0;
+		for case in 0..120u64 {
+			let hd = 16 * rng.range(1, 9) as usize;
+			let n = rng.range(1, 300) as usize;
+			// Magnitudes up to the weighted sums' bound `vmax n 2^32 < 2^63` and the dot
+			// products' `qmax kmax hd < 2^63`, sometimes just past them; half of the cases with
+			// smaller keys and a score scale that leaves the scores a few units apart, so that
+			// most weights lie strictly between 0 and 2^32.
+			let bits = |x: usize| 64 - (x as u64).leading_zeros();
+			let vbits = 62 - 32 - bits(n) + rng.below(3) as u32;
+			let kbits_max = (62 - bits(hd)) / 2 + rng.below(2) as u32;
+			let kbits =
+				if rng.chance(50) { kbits_max } else { rng.range(4, i64::from(kbits_max)) as u32 };
+			let dot_bits = 2 * kbits + bits(hd);
+			let scale = rng.range(1, 4) as u32 * (1u32 << 48u32.saturating_sub(dot_bits).min(15));
+			let vec = |len: usize, bits: u32, rng: &mut Rng| -> Vec<i32> {
+				let bits = bits.min(31);
+				(0..len)
+					.map(|_| match rng.below(8) {
+						0 => -(1i64 << bits).min(1 << 31) as i32,
+						1 => ((1i64 << bits) - 1) as i32,
+						_ => ((rng.next_u64() as i64) >> (64 - bits - 1)) as i32,
+					})
+					.collect()
+			};
+			let q = vec(hd, kbits, &mut rng);
+			let keys = vec(n * hd, kbits, &mut rng);
+			let values = vec(n * hd, vbits, &mut rng);
+			let max = |x: &[i32]| x.iter().map(|v| u64::from(v.unsigned_abs())).max().unwrap();
+			let (kmax, vmax) = (max(&keys), max(&values));
+			let k: Vec<&[i32]> = keys.chunks(hd).collect();
+			let vv: Vec<&[i32]> = values.chunks(hd).collect();
+			let want = attention_part(&q, &k, &vv, scale).unwrap();
+			for kernel in [Kernel::Portable, Kernel::Avx2] {
+				let got = attention_part_fast(
+					&q, &keys, &values, kmax, vmax, scale, &mut z, &mut e, kernel,
+				);
+				assert_eq!(got, want, "case {case} hd {hd} n {n} {kernel:?}");
+			}
+			// `e`: this part's weights.
+			between += e.iter().filter(|&&w| w > 0 && w < 1 << 32).count();
+		}
+		// The cases reach the weights that the AVX2 loop multiplies as 32-bit lanes.
+		assert!(between > 5_000, "{between}");
 	}
 
 	#[test]
