@@ -282,8 +282,9 @@ impl Packed {
 	/// `t = (dm S << ds) + (mm A << ms)` is the rule's `d_b S_b + m_b A_b` (`|t| < 2^60`; with
 	/// nibbles `d S_u + (m - 8 d) A` for Q4_0, the same value); `t * amax` (up to `2^91`) is
 	/// accumulated exactly as three 20-bit limbs of `t` times `amax <= 2^31` (each product
-	/// `< 2^51`), in `i64` lanes that take 4,095 blocks before they are folded into the `i128`
-	/// sum, so the loop vectorizes.
+	/// `< 2^52`, a `u32 x u32` multiply: the top limb is offset by `2^20` and the offset taken
+	/// off at the fold), in `i64` lanes that take 4,095 blocks before they are folded into the
+	/// `i128` sum, so the loop vectorizes.
 	#[inline(always)]
 	fn group_acc_with(
 		&self,
@@ -296,19 +297,25 @@ impl Packed {
 		let per_block = if self.nibbles { PACKED_BLOCK / 2 } else { PACKED_BLOCK };
 		let mut acc = [0i128; LANES];
 		let (mut l0, mut l1, mut l2) = ([0i64; LANES], [0i64; LANES], [0i64; LANES]);
+		// Sum of `amax` over the blocks since the last fold: `l2` takes `(t >> 40) + 2^20`
+		// (unsigned, below 2^21) times `amax`, and `2^20` times this sum off at the fold.
+		let mut amax_sum: i64 = 0;
 		let mut s = [0i32; LANES];
 		let fold = |acc: &mut [i128; LANES],
 		            l0: &mut [i64; LANES],
 		            l1: &mut [i64; LANES],
-		            l2: &mut [i64; LANES]| {
+		            l2: &mut [i64; LANES],
+		            amax_sum: &mut i64| {
+			let offset = amax_sum.wrapping_shl(20);
 			for lane in 0..LANES {
-				acc[lane] += (i128::from(l2[lane]) << 40)
+				acc[lane] += (i128::from(l2[lane].wrapping_sub(offset)) << 40)
 					+ (i128::from(l1[lane]) << 20)
 					+ i128::from(l0[lane]);
 			}
 			*l0 = [0; LANES];
 			*l1 = [0; LANES];
 			*l2 = [0; LANES];
+			*amax_sum = 0;
 		};
 		fn lanes<T: Copy + Default>(v: &[T], at: usize) -> [T; LANES] {
 			v.get(at..at + LANES).and_then(|s| s.try_into().ok()).unwrap_or([T::default(); LANES])
@@ -329,19 +336,26 @@ impl Packed {
 				lanes(&self.ms, at),
 			);
 			let wsum = lanes(&self.wsum, at);
+			// Each limb times `amax` as `u32 x u32 -> u64` (one 32-bit vector multiply per lane):
+			// the two low limbs are in `0..2^20`, the top one plus `2^20` in `0..2^21`, `amax`
+			// in `0..=2^31`. `l2` wraps modulo `2^64` until the fold takes the offset off; the
+			// true `l2` is below `4095 * 2^51` in magnitude, so the result is exact.
+			let a = amax as u32 as u64;
+			amax_sum += amax;
 			for lane in 0..LANES {
 				let sb = s[lane] - 128 * i32::from(wsum[lane]);
 				let t = (i64::from(i32::from(dm[lane]) * sb) << ds[lane])
 					+ ((i64::from(mm[lane]) * asum) << ms[lane]);
-				l0[lane] += (t & MASK) * amax;
-				l1[lane] += ((t >> 20) & MASK) * amax;
-				l2[lane] += (t >> 40) * amax;
+				l0[lane] += ((t & MASK) as u32 as u64 * a) as i64;
+				l1[lane] += (((t >> 20) & MASK) as u32 as u64 * a) as i64;
+				let top = ((t >> 40) + (1 << 20)) as u32 as u64;
+				l2[lane] = l2[lane].wrapping_add((top * a) as i64);
 			}
 			if (b + 1) % FOLD == 0 {
-				fold(&mut acc, &mut l0, &mut l1, &mut l2);
+				fold(&mut acc, &mut l0, &mut l1, &mut l2, &mut amax_sum);
 			}
 		}
-		fold(&mut acc, &mut l0, &mut l1, &mut l2);
+		fold(&mut acc, &mut l0, &mut l1, &mut l2, &mut amax_sum);
 		acc
 	}
 
@@ -568,6 +582,31 @@ mod tests {
 			out.extend(rng.bytes(n));
 		}
 		out
+	}
+
+	/// Rows longer than 4,095 blocks, so the limbs are folded in the middle of a row (with the
+	/// top limb's offset taken off), at extreme activations and scales.
+	#[test]
+	fn long_rows_fold_exactly() {
+		let mut rng = Rng::new(8);
+		for format in [BlockFormat::Q8_0, BlockFormat::Q4_0, BlockFormat::Q4_1] {
+			let k = 32 * (4095 * 2 + 7);
+			let rows = 3;
+			let bytes = random_rows(&mut rng, format, rows, k);
+			let x: Vec<i32> = (0..k)
+				.map(|i| match (i / 32) % 3 {
+					0 => i32::MIN,
+					1 => rng.range(-(1 << 30), 1 << 30) as i32,
+					_ => rng.range(-300, 300) as i32,
+				})
+				.collect();
+			let packed = Packed::new(k, &[(format, &bytes)]).unwrap();
+			let want = matmul_rows(format, &bytes, rows, &x, None).unwrap();
+			for kernel in [Kernel::Portable, Kernel::Vnni, Kernel::Avx2] {
+				let got = packed.matvec(&QuantX::new(&x), None, kernel).unwrap();
+				assert_eq!(got, want, "{format:?} {kernel:?}");
+			}
+		}
 	}
 
 	/// Both kernels give exactly `matmul_rows` on random matrices (every format, row counts
