@@ -17,7 +17,7 @@ export const OPENAI_PYTHON = join(process.env.VERITY_CACHE ?? join(homedir(), '.
  * WebSocket URL, instead of `node`), with `keys` (API key -> secret URI) and `args`; waits until
  * it listens. Returns { name, port, url (http://127.0.0.1:port), base (.../v1), proc, stop() }.
  */
-export async function startGateway(name, { node, url, worker, keys, args = [] }) {
+export async function startGateway(name, { node, url, worker, keys, args = [], waitForChain = true }) {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), `verity-${name}-`));
   const keyFile = join(dir, 'keys.json');
@@ -43,6 +43,22 @@ export async function startGateway(name, { node, url, worker, keys, args = [] })
     }
     return /listening on/.test(recentOutput());
   }, { timeoutMs: 30_000 });
+  // The gateway listens at once and answers 503 (chain_unreachable) until its chain connection
+  // is up, as it should; a test's first request waits for that (on a loaded machine the
+  // connection takes seconds), except where the chain is meant to be unreachable.
+  if (waitForChain) {
+    const key = Object.keys(keys)[0];
+    await waitFor(`${name} connected to the chain (log: ${logFile})`, async () => {
+      const r = await gwRequest(gw, 'GET', '/v1/models', { key });
+      if (r.status === 200) return true;
+      if (r.status !== 503) {
+        const e = new Error(`${name}: /v1/models answered ${r.status}: ${JSON.stringify(r.body)}`);
+        e.fatal = true;
+        throw e;
+      }
+      return null;
+    }, { timeoutMs: 60_000 });
+  }
   return gw;
 }
 

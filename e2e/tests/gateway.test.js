@@ -57,7 +57,7 @@ describe('gateway: OpenAI clients against a dev chain', () => {
 
   test('every error: OpenAI\'s status and error body, no job submitted, no balance changed', { timeout: 600_000 }, async () => {
     const chat = (extra = {}) => ({ model: smol.name, messages: [{ role: 'user', content: CHAT }], max_tokens: 4, ...extra });
-    const dead = await startGateway('gw-dead', { url: `ws://127.0.0.1:${await freePort()}`, worker, keys: KEYS });
+    const dead = await startGateway('gw-dead', { url: `ws://127.0.0.1:${await freePort()}`, worker, keys: KEYS, waitForChain: false });
     try {
       const cases = [
         ['malformed JSON', 400, 'invalid_request_error', 'invalid_json', () => gwRequest(gw, 'POST', '/v1/chat/completions', { key: ERR_KEY, raw: '{"model": ' })],
