@@ -32,8 +32,9 @@ pub enum Kernel {
 	Portable,
 	/// AVX-512 VNNI (`vpdpbusd`), x86-64 only, when the CPU has it.
 	Vnni,
-	/// AVX2 (`vpmaddubsw`, `vpmaddwd`) for 4-bit weights, x86-64 only, when the CPU has it;
-	/// 8-bit weights use the portable loop (their byte products could saturate `vpmaddubsw`).
+	/// AVX2 (`vpmaddubsw`, `vpmaddwd`), x86-64 only, when the CPU has it: 4-bit weights
+	/// directly, 8-bit weights by their magnitudes times the activations with the weights'
+	/// signs (so no byte product can saturate `vpmaddubsw`).
 	Avx2,
 }
 
@@ -233,8 +234,11 @@ impl Packed {
 			// SAFETY: `Kernel::Avx2` is only passed here after `Kernel::available` found AVX2.
 			#[allow(unsafe_code)]
 			(Kernel::Avx2, true) => unsafe { self.group_acc_avx2_nibbles(g, x) },
-			(_, false) => self.group_acc_with(g, x, block_sums_portable),
-			(_, true) => self.group_acc_with(g, x, block_sums_portable_nibbles),
+			#[cfg(target_arch = "x86_64")]
+			#[allow(unsafe_code)]
+			(Kernel::Avx2, false) => unsafe { self.group_acc_avx2(g, x) },
+			(_, false) => self.group_acc_with(g, x, 128, block_sums_portable),
+			(_, true) => self.group_acc_with(g, x, 128, block_sums_portable_nibbles),
 		}
 	}
 
@@ -248,7 +252,7 @@ impl Packed {
 	unsafe fn group_acc_vnni(&self, g: usize, x: &QuantX) -> [i128; LANES] {
 		// SAFETY: the caller checked the CPU features; `group_acc_with` passes slices of the
 		// lengths `block_sums_vnni` reads.
-		self.group_acc_with(g, x, |w, xu, s| unsafe { block_sums_vnni(w, xu, s) })
+		self.group_acc_with(g, x, 128, |w, xu, s| unsafe { block_sums_vnni(w, xu, s) })
 	}
 
 	/// [`Packed::group_acc_vnni`] for nibble storage.
@@ -260,7 +264,7 @@ impl Packed {
 	#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
 	unsafe fn group_acc_vnni_nibbles(&self, g: usize, x: &QuantX) -> [i128; LANES] {
 		// SAFETY: as above, for `block_sums_vnni_nibbles`.
-		self.group_acc_with(g, x, |w, xu, s| unsafe { block_sums_vnni_nibbles(w, xu, s) })
+		self.group_acc_with(g, x, 128, |w, xu, s| unsafe { block_sums_vnni_nibbles(w, xu, s) })
 	}
 
 	/// [`Packed::group_acc`] with the AVX2 block sums of nibbles inlined.
@@ -272,13 +276,28 @@ impl Packed {
 	#[target_feature(enable = "avx2")]
 	unsafe fn group_acc_avx2_nibbles(&self, g: usize, x: &QuantX) -> [i128; LANES] {
 		// SAFETY: as above, for `block_sums_avx2_nibbles`.
-		self.group_acc_with(g, x, |w, xu, s| unsafe { block_sums_avx2_nibbles(w, xu, s) })
+		self.group_acc_with(g, x, 128, |w, xu, s| unsafe { block_sums_avx2_nibbles(w, xu, s) })
+	}
+
+	/// [`Packed::group_acc`] with the AVX2 block sums of bytes inlined (they are `sum qx w`,
+	/// without the activations' offset of 128).
+	///
+	/// # Safety
+	/// The CPU must have AVX2.
+	#[cfg(target_arch = "x86_64")]
+	#[allow(unsafe_code)]
+	#[target_feature(enable = "avx2")]
+	unsafe fn group_acc_avx2(&self, g: usize, x: &QuantX) -> [i128; LANES] {
+		// SAFETY: as above, for `block_sums_avx2`.
+		self.group_acc_with(g, x, 0, |w, xu, s| unsafe { block_sums_avx2(w, xu, s) })
 	}
 
 	/// The accumulators of group `g` with `sums` computing each block's 16 sums
 	/// `sum_j (qx_j + 128) w_(lane, j)` of the stored integers.
 	///
-	/// Per row and block, `S = sums - 128 wsum` is `sum_j qx_j w_j`, and
+	/// `sums` gives `sum_j (qx_j + offset) w_j` per lane (`offset`: 128 for the kernels that
+	/// multiply the stored bytes `xu = qx + 128`, 0 for those that take `qx` itself). Per row
+	/// and block, `S = sums - offset wsum` is `sum_j qx_j w_j`, and
 	/// `t = (dm S << ds) + (mm A << ms)` is the rule's `d_b S_b + m_b A_b` (`|t| < 2^60`; with
 	/// nibbles `d S_u + (m - 8 d) A` for Q4_0, the same value); `t * amax` (up to `2^91`) is
 	/// accumulated exactly as three 20-bit limbs of `t` times `amax <= 2^31` (each product
@@ -290,6 +309,7 @@ impl Packed {
 		&self,
 		g: usize,
 		x: &QuantX,
+		offset: i32,
 		sums: impl Fn(&[u8], &[u8], &mut [i32; LANES]),
 	) -> [i128; LANES] {
 		const MASK: i64 = (1 << 20) - 1;
@@ -343,7 +363,7 @@ impl Packed {
 			let a = amax as u32 as u64;
 			amax_sum += amax;
 			for lane in 0..LANES {
-				let sb = s[lane] - 128 * i32::from(wsum[lane]);
+				let sb = s[lane] - offset * i32::from(wsum[lane]);
 				let t = (i64::from(i32::from(dm[lane]) * sb) << ds[lane])
 					+ ((i64::from(mm[lane]) * asum) << ms[lane]);
 				l0[lane] += ((t & MASK) as u32 as u64 * a) as i64;
@@ -530,6 +550,52 @@ unsafe fn block_sums_avx2_nibbles(w: &[u8], xu: &[u8], s: &mut [i32; LANES]) {
 	}
 }
 
+/// `sum_j qx_j w_(lane, j)` of one packed block of bytes with AVX2 (not [`block_sums_portable`]'s
+/// `xu = qx + 128`: the caller's offset is 0). Per sub-block, the 64 weight bytes are two
+/// vectors (lanes 0..8, lanes 8..16, four bytes each); `vpmaddubsw` multiplies their
+/// magnitudes `|w| <= 128` (`vpabsb`, unsigned) with the broadcast `qx` (`xu ^ 0x80`,
+/// `-127..=127`) given each weight's sign (`vpsignb`; zero where `w` is zero) and adds pairs:
+/// at most `2 * 128 * 127 < 2^15`, so nothing saturates; `vpmaddwd` with ones adds the pairs
+/// of pairs into each lane's `i32`.
+///
+/// # Safety
+/// The CPU must have AVX2; `w` must hold `16 * 32` bytes and `xu` 32, each `xu` byte
+/// `qx + 128` with `|qx| <= 127` (as [`QuantX::new`] makes them).
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn block_sums_avx2(w: &[u8], xu: &[u8], s: &mut [i32; LANES]) {
+	use std::arch::x86_64::*;
+	debug_assert!(w.len() >= PACKED_BLOCK && xu.len() >= BLOCK_LEN);
+	let mut lo_acc = _mm256_setzero_si256();
+	let mut hi_acc = _mm256_setzero_si256();
+	let xp = xu.as_ptr();
+	let wp = w.as_ptr();
+	let flip = _mm256_set1_epi8(i8::MIN);
+	let ones = _mm256_set1_epi16(1);
+	for sub in 0..SUBS {
+		// SAFETY: `sub * 4 + 4 <= 32` bytes of `xu` and `(sub + 1) * 64 <= 512` bytes of `w`.
+		let x4 = unsafe { core::ptr::read_unaligned(xp.add(sub * 4) as *const i32) };
+		let (w_lo, w_hi) = unsafe {
+			(
+				_mm256_loadu_si256(wp.add(sub * LANES * 4) as *const _),
+				_mm256_loadu_si256(wp.add(sub * LANES * 4 + 32) as *const _),
+			)
+		};
+		let qx = _mm256_xor_si256(_mm256_set1_epi32(x4), flip);
+		let lo = _mm256_maddubs_epi16(_mm256_abs_epi8(w_lo), _mm256_sign_epi8(qx, w_lo));
+		let hi = _mm256_maddubs_epi16(_mm256_abs_epi8(w_hi), _mm256_sign_epi8(qx, w_hi));
+		lo_acc = _mm256_add_epi32(lo_acc, _mm256_madd_epi16(lo, ones));
+		hi_acc = _mm256_add_epi32(hi_acc, _mm256_madd_epi16(hi, ones));
+	}
+	// SAFETY: `s` is 16 `i32`: lanes 0..8, then 8..16.
+	unsafe {
+		_mm256_storeu_si256(s.as_mut_ptr() as *mut _, lo_acc);
+		_mm256_storeu_si256(s.as_mut_ptr().add(8) as *mut _, hi_acc);
+	}
+}
+
 /// [`block_sums_vnni`] of a block of nibbles: each sub-block's 32 bytes widen to 64 values
 /// (low nibbles first, then high nibbles), all in `0..=15`.
 ///
@@ -663,6 +729,42 @@ mod tests {
 				}
 			}
 			assert!(packed.matmul(&qs, Some(&residuals[..2]), Kernel::Portable).is_none());
+		}
+	}
+
+	/// Byte weights at the ends of their range times activations at the ends of theirs: the
+	/// AVX2 products of adjacent pairs reach `2 * 128 * 127`, just below `vpmaddubsw`'s
+	/// saturation (which `xu = qx + 128` times `w` would exceed), in every sign combination.
+	#[test]
+	fn extreme_byte_products_are_exact() {
+		let ends: [i8; 5] = [i8::MIN, -127, 0, 127, 1];
+		let k = 32 * 4;
+		let mut bytes = Vec::new();
+		let mut rows = 0;
+		for a in ends {
+			for b in ends {
+				for block in 0..k / 32 {
+					bytes.extend_from_slice(&0x0400u16.to_le_bytes()); // d = 2^-14: no output saturates
+					bytes.extend((0..32).map(|j| {
+						let v = if (j + block) % 2 == 0 { a } else { b };
+						v as u8
+					}));
+				}
+				rows += 1;
+			}
+		}
+		let packed = Packed::new(k, &[(BlockFormat::Q8_0, &bytes)]).unwrap();
+		// Activations that quantize to +-127 in every block, in patterns of signs.
+		let signs: [fn(usize) -> bool; 4] =
+			[|_| true, |_| false, |j| j % 2 == 0, |j| (j / 2) % 2 == 0];
+		for sign in signs {
+			let x: Vec<i32> = (0..k).map(|j| if sign(j) { 1 << 20 } else { -(1 << 20) }).collect();
+			let want = matmul_rows(BlockFormat::Q8_0, &bytes, rows, &x, None).unwrap();
+			for kernel in [Kernel::Portable, Kernel::Vnni, Kernel::Avx2] {
+				let got = packed.matvec(&QuantX::new(&x), None, kernel).unwrap();
+				assert_eq!(got, want, "{kernel:?}");
+			}
+			assert!(want.iter().all(|&v| v > i32::MIN && v < i32::MAX), "{want:?}");
 		}
 	}
 
