@@ -9,7 +9,8 @@
 //! come from the cache; the elementwise rules run in their faster exact forms ([`ops`]). The
 //! outputs are then cut into the steps of `verity_primitives::lm::graph` in op order and
 //! hashed several at a time (`blake2b_simd::many`), so the step hashes, position roots and job
-//! root are those of the reference. The differential tests check exactly that on random
+//! root are those of the reference; a batch of positions is hashed while the next batch
+//! computes (`rayon::join`: on a second thread when the pool has one). The differential tests check exactly that on random
 //! models and on both shipped models.
 //!
 //! What the fast backend does not do differently: every rule is the primitives' (the fast
@@ -123,7 +124,9 @@ pub struct FastRun {
 	/// Time spent computing prompt positions (all but the last) and the others.
 	pub prefill_time: Duration,
 	pub decode_time: Duration,
-	/// Time spent hashing (included in the two above).
+	/// Time spent hashing. A batch is hashed while the next one computes (on another thread
+	/// of the pool when one is free), so with several threads this overlaps the times above
+	/// rather than adding to them; with one thread it is part of them.
 	pub hash_time: Duration,
 }
 
@@ -158,16 +161,20 @@ struct Emitter {
 }
 
 impl Emitter {
-	fn new(position: u32, hash: bool, keep: Keep) -> Emitter {
-		Emitter {
-			position,
-			op: 0,
-			hash,
-			keep,
-			messages: Vec::new(),
-			ends: Vec::new(),
-			kept: Vec::new(),
-		}
+	/// `buffers`: the (emptied) message buffers of an earlier position, so their memory is
+	/// reused rather than allocated and faulted in again for every position.
+	fn new(position: u32, hash: bool, keep: Keep, buffers: (Vec<u8>, Vec<usize>)) -> Emitter {
+		let (mut messages, mut ends) = buffers;
+		messages.clear();
+		ends.clear();
+		Emitter { position, op: 0, hash, keep, messages, ends, kept: Vec::new() }
+	}
+
+	/// The step hash message's prefix of the next op.
+	fn begin_message(&mut self) {
+		self.messages.extend_from_slice(LM_STEP_TAG);
+		self.messages.extend_from_slice(&self.position.to_le_bytes());
+		self.messages.extend_from_slice(&self.op.to_le_bytes());
 	}
 
 	fn wants_bytes(&self) -> bool {
@@ -177,9 +184,7 @@ impl Emitter {
 	/// The next op's output; `input`: a later position reads it.
 	fn bytes(&mut self, out: &[u8], input: bool) {
 		if self.hash {
-			self.messages.extend_from_slice(LM_STEP_TAG);
-			self.messages.extend_from_slice(&self.position.to_le_bytes());
-			self.messages.extend_from_slice(&self.op.to_le_bytes());
+			self.begin_message();
 			self.messages.extend_from_slice(out);
 			self.ends.push(self.messages.len());
 		}
@@ -192,11 +197,20 @@ impl Emitter {
 	}
 
 	fn i32s(&mut self, out: &[i32], input: bool) {
-		if self.wants_bytes() {
+		if self.keep != Keep::Nothing {
 			self.bytes(&i32s_to_bytes(out), input);
-		} else {
-			self.op += 1;
+			return;
 		}
+		if self.hash {
+			// Straight into the message buffer (the bytes of `i32s_to_bytes`).
+			self.begin_message();
+			self.messages.reserve(4 * out.len());
+			for v in out {
+				self.messages.extend_from_slice(&v.to_le_bytes());
+			}
+			self.ends.push(self.messages.len());
+		}
+		self.op += 1;
 	}
 
 	/// The step hashes of the position, in op order.
@@ -331,6 +345,11 @@ impl FastLm {
 		let mut outputs = Vec::new();
 		let mut last_token = 0u32;
 		let mut position = 0u32;
+		// Message buffers of hashed positions, reused by the next ones.
+		let mut spare: Vec<(Vec<u8>, Vec<usize>)> = Vec::new();
+		// The emitters of the last batch, hashed while the next batch computes.
+		let mut pending: Vec<Emitter> = Vec::new();
+		let mut last_samples = false;
 		while position < h.max_context {
 			let started = Instant::now();
 			// Prompt positions that only fill the cache run in batches (one pass over the
@@ -353,8 +372,9 @@ impl FastLm {
 			let tokens: Vec<u32> = (position..end)
 				.map(|p| job.prompt.get(p as usize).copied().unwrap_or(last_token))
 				.collect();
-			let mut ems: Vec<Emitter> =
-				(position..end).map(|p| Emitter::new(p, opts.hash, keep(p))).collect();
+			let mut ems: Vec<Emitter> = (position..end)
+				.map(|p| Emitter::new(p, opts.hash, keep(p), spare.pop().unwrap_or_default()))
+				.collect();
 			let layers = match fault {
 				Some(LmFault::WeightsFrom { from_position, model })
 					if position >= from_position =>
@@ -363,17 +383,27 @@ impl FastLm {
 				},
 				_ => &self.layers,
 			};
-			let selected = self.positions(
-				layers,
-				job,
-				position,
-				&tokens,
-				samples,
-				&mut cache,
-				&mut ems,
-				opts.kernel,
-				None,
-			)?;
+			// The previous batch's hashing alongside this batch (on another thread of the pool
+			// when one is idle; one after the other on one thread).
+			let to_hash = std::mem::take(&mut pending);
+			let (selected, hashed) = rayon::join(
+				|| {
+					self.positions(
+						layers,
+						job,
+						position,
+						&tokens,
+						samples,
+						&mut cache,
+						&mut ems,
+						opts.kernel,
+						None,
+					)
+				},
+				|| hash_positions(to_hash),
+			);
+			run.add_hashed(hashed, &mut spare);
+			let selected = selected?;
 			if let Some(LmFault::KeyEntry { layer, kv_head, position: p, index, delta }) = fault {
 				let hd = h.head_dim as usize;
 				let entry = cache.get_mut(layer as usize).and_then(|l| l.get_mut(kv_head as usize));
@@ -390,17 +420,14 @@ impl FastLm {
 				if u64::from(em.op) != ops_at(h, Shape::at(h, prompt_len, em.position)) {
 					return Err(LmExecError::Malformed { position: em.position, op: em.op });
 				}
-				if opts.hash {
-					let t0 = Instant::now();
-					let hashes = em.hashes();
-					run.position_roots.push(position_root_many(&hashes));
-					run.step_hashes.push(hashes);
-					run.hash_time += t0.elapsed();
-				}
 				if em.keep != Keep::Nothing {
 					outputs.push(std::mem::take(&mut em.kept));
 				}
 			}
+			if opts.hash {
+				pending = ems;
+			}
+			last_samples = samples;
 			run.positions = end;
 			if samples {
 				run.decode_time += started.elapsed();
@@ -421,6 +448,14 @@ impl FastLm {
 				break;
 			}
 			position = end;
+		}
+		// The last batch's hashing, counted in its phase.
+		let started = Instant::now();
+		run.add_hashed(hash_positions(pending), &mut spare);
+		if last_samples {
+			run.decode_time += started.elapsed();
+		} else {
+			run.prefill_time += started.elapsed();
 		}
 		Ok((run, outputs))
 	}
@@ -628,7 +663,7 @@ impl FastLm {
 			vec![vec![KvHead::default(); self.h.n_kv_heads as usize]; self.h.n_layers as usize];
 		let mut all = Vec::with_capacity(tokens.len());
 		for (t, &token) in tokens.iter().enumerate() {
-			let mut em = [Emitter::new(t as u32, false, Keep::Nothing)];
+			let mut em = [Emitter::new(t as u32, false, Keep::Nothing, Default::default())];
 			let mut logits = Vec::new();
 			self.positions(
 				&self.layers,
@@ -687,37 +722,58 @@ impl FastLm {
 	}
 }
 
-fn hash_messages(messages: &[Vec<u8>]) -> Vec<Hash> {
-	blake2_256_many(messages.iter().map(Vec::as_slice))
+/// The step hashes and position roots of emitted positions (in order), their message buffers
+/// for reuse, and the time it took.
+struct Hashed {
+	positions: Vec<(Vec<Hash>, Hash)>,
+	buffers: Vec<(Vec<u8>, Vec<usize>)>,
+	time: Duration,
+}
+
+fn hash_positions(ems: Vec<Emitter>) -> Hashed {
+	let t0 = Instant::now();
+	let mut out = Hashed { positions: Vec::new(), buffers: Vec::new(), time: Duration::ZERO };
+	for em in ems {
+		let hashes = em.hashes();
+		let root = position_root_many(&hashes);
+		out.positions.push((hashes, root));
+		out.buffers.push((em.messages, em.ends));
+	}
+	out.time = t0.elapsed();
+	out
+}
+
+impl FastRun {
+	fn add_hashed(&mut self, hashed: Hashed, spare: &mut Vec<(Vec<u8>, Vec<usize>)>) {
+		for (hashes, root) in hashed.positions {
+			self.position_roots.push(root);
+			self.step_hashes.push(hashes);
+		}
+		self.hash_time += hashed.time;
+		spare.extend(hashed.buffers);
+	}
 }
 
 /// `commit::trace_root` (the position root) with the leaf and node hashes of each level
 /// computed several at a time.
 pub fn position_root_many(hashes: &[Hash]) -> Hash {
 	use verity_primitives::commit::{MERKLE_LEAF_PREFIX, MERKLE_NODE_PREFIX};
-	let leaves: Vec<Vec<u8>> = hashes
-		.iter()
-		.map(|h| {
-			let mut m = Vec::with_capacity(33);
-			m.push(MERKLE_LEAF_PREFIX);
-			m.extend_from_slice(h);
-			m
-		})
-		.collect();
-	let mut level = hash_messages(&leaves);
+	// The messages of a level back to back in one buffer (33 bytes per leaf, 65 per node).
+	let mut buf = Vec::with_capacity(33 * hashes.len());
+	for h in hashes {
+		buf.push(MERKLE_LEAF_PREFIX);
+		buf.extend_from_slice(h);
+	}
+	let mut level = blake2_256_many(buf.chunks_exact(33));
 	while level.len() > 1 {
-		let pairs: Vec<Vec<u8>> = level
-			.chunks_exact(2)
-			.map(|p| {
-				let mut m = Vec::with_capacity(65);
-				m.push(MERKLE_NODE_PREFIX);
-				m.extend_from_slice(&p[0]);
-				m.extend_from_slice(&p[1]);
-				m
-			})
-			.collect();
+		buf.clear();
+		for p in level.chunks_exact(2) {
+			buf.push(MERKLE_NODE_PREFIX);
+			buf.extend_from_slice(&p[0]);
+			buf.extend_from_slice(&p[1]);
+		}
 		let odd = (level.len() % 2 == 1).then(|| level[level.len() - 1]);
-		level = hash_messages(&pairs);
+		level = blake2_256_many(buf.chunks_exact(65));
 		level.extend(odd); // an odd last node is promoted unchanged
 	}
 	level.first().copied().unwrap_or([0u8; 32])
