@@ -10,8 +10,8 @@
 //! outputs are then cut into the steps of `verity_primitives::lm::graph` in op order and
 //! hashed several at a time (`blake2b_simd::many`), so the step hashes, position roots and job
 //! root are those of the reference; a batch of positions is hashed while the next batch
-//! computes (`rayon::join`: on a second thread when the pool has one). The differential tests check exactly that on random
-//! models and on both shipped models.
+//! computes (`rayon::join`: on a second thread when the pool has one). The differential
+//! tests check exactly that on random models and on both shipped models.
 //!
 //! What the fast backend does not do differently: every rule is the primitives' (the fast
 //! forms are tested against them one by one), the op order is the graph's, and tokens are

@@ -122,7 +122,8 @@ pub fn rope_apply(v: &mut [i32], table: &[(i64, i64)]) {
 /// `2^32 * vmax * n < 2^63`, else in `i128` as the rule does. With [`Kernel::Vnni`] (a CPU with
 /// AVX-512) the same code is compiled for AVX-512, whose 64-bit multiplies vectorize the `i64`
 /// loops; with [`Kernel::Avx2`] and a head size that is a multiple of 16, the two `i64` loops
-/// are AVX2 intrinsics on 32-bit lanes (`avx2`). Integer results do not depend on the kernel.
+/// are AVX2 intrinsics on 32-bit lanes and the exponentials run eight at a time (`avx2`).
+/// Integer results do not depend on the kernel.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_part_fast(
 	q: &[i32],
@@ -182,7 +183,29 @@ fn attention_part_body(
 	z: &mut Vec<i32>,
 	e: &mut Vec<u64>,
 ) -> AttnPart {
-	attention_part_with(q, keys, values, kmax, vmax, scale_q16, z, e, dot_i64, weighted_sums_i64)
+	attention_part_with(
+		q,
+		keys,
+		values,
+		kmax,
+		vmax,
+		scale_q16,
+		z,
+		e,
+		dot_i64,
+		weighted_sums_i64,
+		exps,
+	)
+}
+
+/// `e_j = exp_neg_q32((m - z_j) << 16)` for every score `z_j <= m`.
+#[inline(always)]
+fn exps(m: i32, z: &[i32], e: &mut Vec<u64>) {
+	e.clear();
+	e.extend(z.iter().map(|&s| {
+		let diff = (i64::from(m) - i64::from(s)) as u64; // < 2^32
+		exp_neg_q32_fast(diff << ACT_FRAC_BITS)
+	}));
 }
 
 /// `sum q_i k_i` in `i64` (the caller has checked that it fits).
@@ -218,6 +241,7 @@ fn attention_part_with(
 	e: &mut Vec<u64>,
 	dot: impl Fn(&[i32], &[i32]) -> i64,
 	weighted_sums: impl Fn(&mut [i64], &[u64], &[i32]),
+	exps: impl Fn(i32, &[i32], &mut Vec<u64>),
 ) -> AttnPart {
 	let hd = q.len();
 	let n = keys.len() / hd.max(1);
@@ -233,11 +257,7 @@ fn attention_part_with(
 		z.push(sat_i32(div_round_2_32(dot * i128::from(scale_q16))));
 	}
 	let m = z.iter().copied().max().unwrap_or(i32::MIN);
-	e.clear();
-	e.extend(z.iter().map(|&s| {
-		let diff = (i64::from(m) - i64::from(s)) as u64; // < 2^32
-		exp_neg_q32_fast(diff << ACT_FRAC_BITS)
-	}));
+	exps(m, z, e);
 	let mut num = vec![0i128; hd];
 	if (u128::from(vmax) * (n as u128)) << 32 < (1u128 << 63) {
 		let mut acc = vec![0i64; hd];
@@ -292,7 +312,112 @@ mod avx2 {
 			e,
 			|q, k| unsafe { dot(q, k) },
 			|acc, e, v| unsafe { weighted_sums(acc, e, v) },
+			|m, z, e| unsafe { exps(m, z, e) },
 		)
+	}
+
+	const TWO_52: f64 = 4_503_599_627_370_496.0;
+	const TWO_52_BITS: i64 = 0x4330_0000_0000_0000;
+
+	/// Lanes `u < 2^52` as the `f64` of the same values (their bits under the exponent of
+	/// `2^52`, minus `2^52`).
+	macro_rules! to_f64 {
+		($u:expr) => {
+			_mm256_sub_pd(
+				_mm256_castsi256_pd(_mm256_or_si256($u, _mm256_set1_epi64x(TWO_52_BITS))),
+				_mm256_set1_pd(TWO_52),
+			)
+		};
+	}
+
+	/// Integer-valued `f64` lanes in `0 .. 2^52` as those integers.
+	macro_rules! to_u64 {
+		($y:expr) => {
+			_mm256_xor_si256(
+				_mm256_castpd_si256(_mm256_add_pd($y, _mm256_set1_pd(TWO_52))),
+				_mm256_set1_epi64x(TWO_52_BITS),
+			)
+		};
+	}
+
+	/// `floor(x / k)` for `x < ln 2 * 2^32` (every `x` the exponential divides) as
+	/// `(x * M) >> S`: `(k, M, S)` with `M = ceil(2^S / k) < 2^32`, exact because
+	/// `x (M k - 2^S) < 2^S` for every such `x` (test `exp_magic_divisors_are_exact`).
+	pub(super) const DIVISORS: [(u64, i64, i32); 11] = [
+		(2, 0x8000_0000, 32),
+		(3, 0xaaaa_aaab, 33),
+		(4, 0x8000_0000, 33),
+		(5, 0xcccc_cccd, 34),
+		(6, 0xaaaa_aaab, 34),
+		(7, 0x9249_2493, 34),
+		(8, 0x8000_0000, 34),
+		(9, 0xe38e_38e4, 35),
+		(10, 0xcccc_cccd, 35),
+		(11, 0xba2e_8ba3, 35),
+		(12, 0xaaaa_aaab, 35),
+	];
+
+	/// [`super::exps`] eight scores at a time (two vectors of four, so the chains of
+	/// dependent multiplies overlap), the same integers as `exp_neg_q32_fast`:
+	/// `r = (m - z) << 16 < 2^48`; `n = floor(r / ln2)` as the floor of the correctly rounded
+	/// `f64` quotient (exact: `r` and `ln2` are exact in `f64`, the quotient is below `2^17`,
+	/// and a non-integer quotient lies at least `1 / ln2 > 2^-32` below the next integer, far
+	/// more than the rounding error `2^-36`); `f = r - n ln2 < ln 2 * 2^32`; then the twelve
+	/// terms, each `((term * f) >> 32) / k` with `term, f < 2^32` (`vpmuludq`) and the
+	/// division by the constant `k` as a multiply and shift ([`DIVISORS`]). `n >= 64` gives 0
+	/// (`vpsrlvq`), as does a negative sum (the rule's `try_from`).
+	///
+	/// # Safety
+	/// AVX2; every `z_j <= m`.
+	#[target_feature(enable = "avx2")]
+	pub(super) unsafe fn exps(m: i32, z: &[i32], e: &mut Vec<u64>) {
+		use verity_primitives::lm::fixed::{ACT_FRAC_BITS, LN2_Q32, ONE_Q32};
+		e.clear();
+		e.reserve(z.len());
+		const V: usize = 2;
+		let r = |s: i32| ((i64::from(m) - i64::from(s)) as u64) << ACT_FRAC_BITS;
+		let ln2_f = _mm256_set1_pd(LN2_Q32 as f64);
+		let ln2 = _mm256_set1_epi64x(LN2_Q32 as i64);
+		let mv = _mm256_set1_epi64x(i64::from(m));
+		let zero = _mm256_setzero_si256();
+		let mut chunks = z.chunks_exact(4 * V);
+		for c in &mut chunks {
+			// r = (m - z) << 16, each z widened to 64 bits.
+			let rv: [__m256i; V] = core::array::from_fn(|i| {
+				// SAFETY: `4 i + 4 <= 4 V == c.len()`; an unaligned load of four `i32`.
+				let zs = unsafe { _mm_loadu_si128(c.as_ptr().add(4 * i).cast()) };
+				_mm256_slli_epi64::<16>(_mm256_sub_epi64(mv, _mm256_cvtepi32_epi64(zs)))
+			});
+			let n = rv.map(|rv| to_u64!(_mm256_floor_pd(_mm256_div_pd(to_f64!(rv), ln2_f))));
+			// n < 2^17: one 32-bit multiply.
+			let f: [__m256i; V] =
+				core::array::from_fn(|i| _mm256_sub_epi64(rv[i], _mm256_mul_epu32(n[i], ln2)));
+			let mut term = f;
+			let mut sum = f.map(|f| _mm256_sub_epi64(_mm256_set1_epi64x(ONE_Q32 as i64), f));
+			for (j, &(_, magic, shift)) in DIVISORS.iter().enumerate() {
+				let magic = _mm256_set1_epi64x(magic);
+				let shift = _mm_set_epi64x(0, i64::from(shift));
+				for i in 0..V {
+					let x = _mm256_srli_epi64::<32>(_mm256_mul_epu32(term[i], f[i]));
+					term[i] = _mm256_srl_epi64(_mm256_mul_epu32(x, magic), shift);
+					// k = j + 2: even k adds, odd k subtracts.
+					sum[i] = if j % 2 == 0 {
+						_mm256_add_epi64(sum[i], term[i])
+					} else {
+						_mm256_sub_epi64(sum[i], term[i])
+					};
+				}
+			}
+			for i in 0..V {
+				let negative = _mm256_cmpgt_epi64(zero, sum[i]);
+				let out = _mm256_andnot_si256(negative, _mm256_srlv_epi64(sum[i], n[i]));
+				let mut lanes = [0u64; 4];
+				// SAFETY: a store of 32 bytes into a `[u64; 4]`.
+				unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), out) };
+				e.extend_from_slice(&lanes);
+			}
+		}
+		e.extend(chunks.remainder().iter().map(|&s| super::exp_neg_q32_fast(r(s))));
 	}
 
 	/// `sum q_i k_i` modulo `2^64`: `vpmuldq` of the even and (shifted down) odd 32-bit lanes.
@@ -524,6 +649,72 @@ mod tests {
 	/// The AVX2 attention loops (head sizes that are multiples of 16) on long parts whose sums
 	/// come close to the `i64` bounds, and on parts just past them (the `i128` paths), against
 	/// the rule and the portable loops.
+	/// The AVX2 exponentials of attention scores against the rule: random scores, the
+	/// extremes, and differences on both sides of every multiple of `ln 2` that a result can
+	/// depend on (`n < 64`).
+	#[cfg(target_arch = "x86_64")]
+	#[test]
+	fn avx2_exponentials_equal_the_rule() {
+		if !std::arch::is_x86_feature_detected!("avx2") {
+			eprintln!("no AVX2 on this CPU: nothing to compare");
+			return;
+		}
+		let mut rng = Rng::new(11);
+		let mut boundaries = Vec::new();
+		for n in 0..66u64 {
+			let d = (n * LN2_Q32).div_ceil(1 << ACT_FRAC_BITS) as i64;
+			boundaries.extend([d - 1, d, d + 1].into_iter().filter(|&d| d >= 0));
+		}
+		for case in 0..20_000 {
+			let len = rng.below(40) as usize;
+			let mut z: Vec<i32> = (0..len)
+				.map(|_| match rng.below(8) {
+					0 => i32::MIN,
+					1 => i32::MAX,
+					2 => rng.range(-5, 5) as i32,
+					_ => (rng.next_u64() as i32) >> rng.below(32),
+				})
+				.collect();
+			let m = z.iter().copied().max().unwrap_or(i32::MIN);
+			if case % 2 == 0 {
+				// Scores whose differences to the maximum sit at the boundaries.
+				for (j, v) in z.iter_mut().enumerate() {
+					let d = boundaries[(case + j) % boundaries.len()];
+					*v = (i64::from(m) - d).max(i64::from(i32::MIN)) as i32;
+				}
+				z.push(m);
+			}
+			let m = z.iter().copied().max().unwrap_or(i32::MIN);
+			let want: Vec<u64> = z
+				.iter()
+				.map(|&s| exp_neg_q32(((i64::from(m) - i64::from(s)) as u64) << ACT_FRAC_BITS))
+				.collect();
+			let mut e = vec![7];
+			// SAFETY: AVX2 is present (checked above); every score is at most `m`.
+			#[allow(unsafe_code)]
+			unsafe {
+				avx2::exps(m, &z, &mut e)
+			};
+			assert_eq!(e, want, "case {case} m {m} z {z:?}");
+		}
+	}
+
+	/// Each multiply-and-shift divisor of the AVX2 exponential is exact for every dividend
+	/// it can get (below `ln 2 * 2^32`).
+	#[cfg(target_arch = "x86_64")]
+	#[test]
+	fn exp_magic_divisors_are_exact() {
+		for (k, magic, shift) in avx2::DIVISORS {
+			let (magic, s) = (magic as u128, 1u128 << shift);
+			assert!(magic < 1 << 32 && magic * u128::from(k) >= s, "{k}");
+			let excess = magic * u128::from(k) - s;
+			assert!(u128::from(LN2_Q32) * excess < s, "{k}");
+			for x in [0, 1, k - 1, k, LN2_Q32 - 1, LN2_Q32 - 1 - (LN2_Q32 - 1) % k - 1] {
+				assert_eq!((u128::from(x) * magic / s) as u64, x / k, "{k} {x}");
+			}
+		}
+	}
+
 	#[test]
 	fn wide_attention_parts_equal_the_rule() {
 		let mut rng = Rng::new(4);
