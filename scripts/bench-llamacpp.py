@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """llama.cpp on the same GGUF as the exact backend (docs/PERFORMANCE.md): prefill and decode
 tokens/s at the prompts `lm_speed` wrote (/tmp/lm_speed_prompt_C.txt, the same token ids), 1 and
-2 threads, greedy, and the peak memory of the process.
+2 threads, greedy, and the peak memory of the process. `CONTEXT THREADS RUNS` after the model
+run one configuration only (to alternate it with the exact backend's runs on a noisy machine).
 
 Set up by scripts/bench-setup.sh (a venv in ~/.cache/verity/bench with llama-cpp-python built
 from source by pip). Usage: bench-llamacpp.py MODEL.gguf
@@ -19,20 +20,24 @@ RUNS = 3  # medians of three runs, as lm_speed reports
 
 def main():
     gguf = sys.argv[1]
+    contexts, thread_counts, runs = (128, 1024), (1, 2), RUNS
+    if len(sys.argv) > 2:
+        contexts, thread_counts = (int(sys.argv[2]),), (int(sys.argv[3]),)
+        runs = int(sys.argv[4]) if len(sys.argv) > 4 else RUNS
     print("| context | backend | threads | prefill tok/s | decode tok/s |")
     print("|---|---|---|---|---|")
-    for context in (128, 1024):
+    for context in contexts:
         try:
             prompt = [int(t) for t in open(f"/tmp/lm_speed_prompt_{context}.txt").read().split()]
         except FileNotFoundError:
             continue
-        for threads in (1, 2):
+        for threads in thread_counts:
             llm = Llama(model_path=gguf, n_ctx=2048, n_threads=threads, n_threads_batch=threads,
                         n_batch=2048, logits_all=False, verbose=False)
             # Warm up once (page in the weights).
             llm.eval(prompt[:8])
             prefill, decode = [], []
-            for _ in range(RUNS):
+            for _ in range(runs):
                 llm.reset()
                 t0 = time.perf_counter()
                 llm.eval(prompt[:-1])  # the prompt positions that only fill the cache
@@ -46,8 +51,8 @@ def main():
                 t2 = time.perf_counter()
                 prefill.append((len(prompt) - 1) / (t1 - t0))
                 decode.append(n / (t2 - t1))
-            print(f"| {context} | llama.cpp | {threads} | {sorted(prefill)[RUNS // 2]:.1f} | "
-                  f"{sorted(decode)[RUNS // 2]:.1f} |")
+            print(f"| {context} | llama.cpp | {threads} | {sorted(prefill)[runs // 2]:.1f} | "
+                  f"{sorted(decode)[runs // 2]:.1f} |")
             del llm
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak memory (the whole process): {rss:.0f} MiB")

@@ -9,8 +9,8 @@
 //! come from the cache; the elementwise rules run in their faster exact forms ([`ops`]). The
 //! outputs are then cut into the steps of `verity_primitives::lm::graph` in op order and
 //! hashed several at a time (`blake2b_simd::many`), so the step hashes, position roots and job
-//! root are those of the reference; a batch of positions is hashed while the next batch
-//! computes (`rayon::join`: on a second thread when the pool has one). The differential
+//! root are those of the reference; a batch of prompt positions is hashed while the next
+//! batch computes (`rayon::join`: on a second thread when the pool has one). The differential
 //! tests check exactly that on random models and on both shipped models.
 //!
 //! What the fast backend does not do differently: every rule is the primitives' (the fast
@@ -124,9 +124,10 @@ pub struct FastRun {
 	/// Time spent computing prompt positions (all but the last) and the others.
 	pub prefill_time: Duration,
 	pub decode_time: Duration,
-	/// Time spent hashing. A batch is hashed while the next one computes (on another thread
-	/// of the pool when one is free), so with several threads this overlaps the times above
-	/// rather than adding to them; with one thread it is part of them.
+	/// Time spent hashing. A batch of prompt positions followed by another batch is hashed
+	/// while that one computes (on another thread of the pool when one is free), so with
+	/// several threads that part overlaps the times above rather than adding to them; with one
+	/// thread, and for the other positions, it is part of them.
 	pub hash_time: Duration,
 }
 
@@ -425,7 +426,15 @@ impl FastLm {
 				}
 			}
 			if opts.hash {
-				pending = ems;
+				if !samples && end + 1 < prompt_len {
+					// Another batch of prompt positions follows: hash this one alongside it.
+					pending = ems;
+				} else {
+					// Positions that select tokens are hashed at once (overlapping them with
+					// the next position did not make decoding faster at two threads), and so
+					// is the prompt's last batch, so its hashing counts as prefill.
+					run.add_hashed(hash_positions(ems), &mut spare);
+				}
 			}
 			last_samples = samples;
 			run.positions = end;
