@@ -8,6 +8,11 @@
 //! cache, so every window is a separate document); within a window every next token is scored
 //! by both models: the exact logits (Q16, `FastLm::score`) and the fp32 libtorch forward of the
 //! same weights (`lm_float`).
+//!
+//! `VERITY_ACCURACY_FLOAT_ONLY=1` scores only the float model; `VERITY_ACCURACY_DUMP=FILE`
+//! writes each window's tokens (`W ...`), the float model's argmax after each position
+//! (`F ...`) and the exact model's (`E ...`, unless float only), for comparing another
+//! implementation with the float model on the same windows (scripts/bench-llamacpp-accuracy.py).
 
 use tch::{Device, Kind};
 use verity_primitives::lm::{
@@ -50,26 +55,45 @@ fn main() {
 	let fast = model.fast().expect("pack");
 	let float = FloatLm::new(&model.file, Device::Cpu).expect("float model");
 	let (mut nll_f, mut nll_e, mut agree, mut scored) = (0.0f64, 0.0f64, 0usize, 0usize);
+	let float_only = std::env::var("VERITY_ACCURACY_FLOAT_ONLY").is_ok_and(|v| v == "1");
+	let mut dump = std::env::var("VERITY_ACCURACY_DUMP").ok().map(|_| String::new());
 	let started = std::time::Instant::now();
 	for (w, chunk) in tokens.chunks(window).enumerate() {
 		if chunk.len() < 2 {
 			continue;
 		}
-		let exact = fast.score(chunk, Kernel::detect()).expect("score");
+		let exact = if float_only {
+			Vec::new()
+		} else {
+			fast.score(chunk, Kernel::detect()).expect("score")
+		};
 		let fl = float.logits(chunk).to_kind(Kind::Double);
 		let fl: Vec<Vec<f64>> = Vec::<Vec<f64>>::try_from(&fl).expect("floats");
+		let (mut fas, mut eas) = (Vec::new(), Vec::new());
 		for i in 0..chunk.len() - 1 {
 			let target = chunk[i + 1] as usize;
-			let e: Vec<f64> = exact[i].iter().map(|&v| f64::from(v) / 65536.0).collect();
-			nll_e -= log_softmax_at(&e, target);
 			nll_f -= log_softmax_at(&fl[i], target);
 			let fa = fl[i]
 				.iter()
 				.enumerate()
 				.fold((0, f64::NEG_INFINITY), |b, (j, &v)| if v > b.1 { (j, v) } else { b })
 				.0;
-			agree += usize::from(argmax(&exact[i]) == Some(fa as u32));
+			fas.push(fa.to_string());
+			if let Some(ex) = exact.get(i) {
+				let e: Vec<f64> = ex.iter().map(|&v| f64::from(v) / 65536.0).collect();
+				nll_e -= log_softmax_at(&e, target);
+				let ea = argmax(ex);
+				agree += usize::from(ea == Some(fa as u32));
+				eas.push(ea.map_or("-1".into(), |t| t.to_string()));
+			}
 			scored += 1;
+		}
+		if let Some(d) = dump.as_mut() {
+			let ids: Vec<String> = chunk.iter().map(u32::to_string).collect();
+			d.push_str(&format!("W {}\nF {}\n", ids.join(" "), fas.join(" ")));
+			if !float_only {
+				d.push_str(&format!("E {}\n", eas.join(" ")));
+			}
 		}
 		if w % 20 == 0 {
 			eprintln!(
@@ -78,8 +102,15 @@ fn main() {
 			);
 		}
 	}
+	if let (Some(d), Ok(path)) = (dump, std::env::var("VERITY_ACCURACY_DUMP")) {
+		std::fs::write(&path, d).expect("dump");
+	}
 	let (pf, pe) = ((nll_f / scored as f64).exp(), (nll_e / scored as f64).exp());
 	println!("tokens scored: {scored} (windows of {window}, from {})", args[2]);
+	if float_only {
+		println!("perplexity float {pf:.4}");
+		return;
+	}
 	println!("perplexity float {pf:.4}, exact {pe:.4}: {:+.3} %", 100.0 * (pe / pf - 1.0));
 	println!(
 		"top-1 agreement: {:.2} % ({agree} of {scored})",
