@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test of the project, after set-up and build (`make test`), or one subset of them:
 #
-#   bash scripts/test.sh          all of the below, in this order (what CI runs)
+#   bash scripts/test.sh          all of the below (what CI runs): lint, build, the Rust tests, then
+#                                 the end-to-end suite with the rest of `rust` beside it
 #   bash scripts/test.sh lint     rustfmt check, clippy with warnings as errors (`make lint`)
 #   bash scripts/test.sh rust     build, then every Rust test, the pallet benchmarks, the no_std
 #                                 build and the independent Python implementation (`make test-rust`)
@@ -57,7 +58,11 @@ rust_tests() {
 
 	step "Rust tests (primitives, pallets, agent, runtime presets, inference worker)"
 	cargo test --release --locked --workspace
+}
 
+# The checks that need no chain and no timing: in `all` they run beside the end-to-end suite
+# (whose files mostly wait for blocks), at the lowest CPU priority so that the nodes keep theirs.
+offline_checks() {
 	# The one feature set that differs: FRAME with `runtime-benchmarks` (never in a node that
 	# runs a chain), for the pallets' mock runtime only.
 	step "pallet benchmarks: every benchmark of the four pallets, lowest and highest components, with verify"
@@ -96,9 +101,19 @@ e2e_tests() {
 	step "end-to-end tests (real verity-node, polkadot.js)"
 	export VERITY_E2E_LOGS="$(mktemp -d -t verity-e2e-logs-XXXXXX)"
 	local files=("$@")
-	[ ${#files[@]} -gt 0 ] || files=(tests/)
+	if [ ${#files[@]} -eq 0 ]; then
+		# Every file, the longest first: most of a file's time is waiting for 6-second blocks, so
+		# several files run at once (each on its own chains, ports and directories) and the suite
+		# ends soon after its longest file.
+		local f
+		files=(tests/gateway.test.js tests/agent.test.js tests/examples.test.js tests/testnet.test.js
+			tests/generation.test.js tests/receipt.test.js)
+		for f in e2e/tests/*.test.js; do
+			[[ " ${files[*]} " == *" ${f#e2e/} "* ]] || files+=("${f#e2e/}")
+		done
+	fi
 	files=("${files[@]#e2e/}")
-	if ! (cd e2e && node --test --test-concurrency=1 "${files[@]}"); then
+	if ! (cd e2e && node --test --test-concurrency="${VERITY_E2E_CONCURRENCY:-4}" "${files[@]}"); then
 		for f in "$VERITY_E2E_LOGS"/*.log; do
 			[ -e "$f" ] || continue
 			echo "--- last lines of $f"; tail -n 40 "$f"
@@ -107,10 +122,32 @@ e2e_tests() {
 	fi
 }
 
+# `offline_checks` in a session of its own at nice 19, its output into a file: printed, and its
+# status checked, once the end-to-end suite is done; stopped with the script if that fails.
+offline_checks_beside() {
+	offline_log="$(mktemp -t verity-offline-checks-XXXXXX)"
+	export -f offline_checks step
+	export t0
+	step "beside the end-to-end suite, at nice 19: benchmarks, no_std build, Python implementation, dependency checks (output below when done)"
+	setsid -w nice -n 19 bash -c 'set -euo pipefail; offline_checks' >"$offline_log" 2>&1 &
+	offline_pid=$!
+	trap 'kill -- -"$offline_pid" 2>/dev/null || true' EXIT
+}
+
+offline_checks_done() {
+	local status=0
+	wait "$offline_pid" || status=$?
+	trap - EXIT
+	echo; echo "=== output of the checks run beside the end-to-end suite"
+	cat "$offline_log"
+	rm -f "$offline_log"
+	if [ "$status" -ne 0 ]; then echo "test.sh: the checks beside the end-to-end suite failed (status $status)" >&2; exit 1; fi
+}
+
 case "$what" in
 lint) lint ;;
-rust) build; rust_tests ;;
+rust) build; rust_tests; offline_checks ;;
 e2e) build; e2e_tests "$@" ;;
-all) lint; build; rust_tests; e2e_tests ;;
+all) lint; build; rust_tests; offline_checks_beside; e2e_tests; offline_checks_done ;;
 esac
 step "all tests passed ($what)"
