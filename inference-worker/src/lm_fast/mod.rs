@@ -205,9 +205,11 @@ impl Emitter {
 		if self.hash {
 			// Straight into the message buffer (the bytes of `i32s_to_bytes`).
 			self.begin_message();
-			self.messages.reserve(4 * out.len());
-			for v in out {
-				self.messages.extend_from_slice(&v.to_le_bytes());
+			let start = self.messages.len();
+			self.messages.resize(start + 4 * out.len(), 0);
+			// Fixed-size chunks: one vector copy on a little-endian CPU, not a push per value.
+			for (to, v) in self.messages[start..].chunks_exact_mut(4).zip(out) {
+				to.copy_from_slice(&v.to_le_bytes());
 			}
 			self.ends.push(self.messages.len());
 		}
