@@ -13,16 +13,17 @@
 //! writes each window's tokens (`W ...`), the float model's argmax after each position
 //! (`F ...`) and the exact model's (`E ...`, unless float only), for comparing another
 //! implementation with the float model on the same windows (scripts/bench-llamacpp-accuracy.py).
+//! `VERITY_ACCURACY_SIMULATE=LEVELS:SITES` (SITES a comma-separated subset of `qkv,wo,gate_up,
+//! down,head`) replaces the exact model by the float model with those matrix products' inputs
+//! rounded to LEVELS steps per block of 32 (`FloatLm::with_activation_levels`): what the
+//! activations' precision alone costs.
 
 use tch::{Device, Kind};
-use verity_primitives::lm::{
-	interp::LmJob,
-	sample::{argmax, SamplingParams},
-};
+use verity_primitives::lm::{interp::LmJob, sample::SamplingParams};
 use verity_worker::{
 	generate::{Prompt, TextModel},
 	lm_fast::{FastOptions, Kernel},
-	lm_float::FloatLm,
+	lm_float::{ActQuant, FloatLm},
 };
 
 fn log_softmax_at(logits: &[f64], target: usize) -> f64 {
@@ -56,16 +57,33 @@ fn main() {
 	let float = FloatLm::new(&model.file, Device::Cpu).expect("float model");
 	let (mut nll_f, mut nll_e, mut agree, mut scored) = (0.0f64, 0.0f64, 0usize, 0usize);
 	let float_only = std::env::var("VERITY_ACCURACY_FLOAT_ONLY").is_ok_and(|v| v == "1");
+	let simulated = std::env::var("VERITY_ACCURACY_SIMULATE").ok().map(|spec| {
+		let (levels, sites) = spec.split_once(':').expect("LEVELS:SITES");
+		let on = |name: &str| sites.split(',').any(|s| s == name);
+		let act = ActQuant {
+			levels: levels.parse().expect("levels"),
+			qkv: on("qkv"),
+			wo: on("wo"),
+			gate_up: on("gate_up"),
+			down: on("down"),
+			head: on("head"),
+		};
+		eprintln!("simulating {act:?} in place of the exact model");
+		FloatLm::new(&model.file, Device::Cpu).expect("float model").with_activation_levels(act)
+	});
 	let mut dump = std::env::var("VERITY_ACCURACY_DUMP").ok().map(|_| String::new());
 	let started = std::time::Instant::now();
 	for (w, chunk) in tokens.chunks(window).enumerate() {
 		if chunk.len() < 2 {
 			continue;
 		}
-		let exact = if float_only {
+		let exact: Vec<Vec<f64>> = if float_only {
 			Vec::new()
+		} else if let Some(sim) = &simulated {
+			Vec::<Vec<f64>>::try_from(&sim.logits(chunk).to_kind(Kind::Double)).expect("floats")
 		} else {
-			fast.score(chunk, Kernel::detect()).expect("score")
+			let q16 = fast.score(chunk, Kernel::detect()).expect("score");
+			q16.iter().map(|l| l.iter().map(|&v| f64::from(v) / 65536.0).collect()).collect()
 		};
 		let fl = float.logits(chunk).to_kind(Kind::Double);
 		let fl: Vec<Vec<f64>> = Vec::<Vec<f64>>::try_from(&fl).expect("floats");
@@ -79,12 +97,16 @@ fn main() {
 				.fold((0, f64::NEG_INFINITY), |b, (j, &v)| if v > b.1 { (j, v) } else { b })
 				.0;
 			fas.push(fa.to_string());
-			if let Some(ex) = exact.get(i) {
-				let e: Vec<f64> = ex.iter().map(|&v| f64::from(v) / 65536.0).collect();
-				nll_e -= log_softmax_at(&e, target);
-				let ea = argmax(ex);
-				agree += usize::from(ea == Some(fa as u32));
-				eas.push(ea.map_or("-1".into(), |t| t.to_string()));
+			if let Some(e) = exact.get(i) {
+				nll_e -= log_softmax_at(e, target);
+				// The lowest index among ties, as the exact rule's greedy choice.
+				let ea = e
+					.iter()
+					.enumerate()
+					.fold((0, f64::NEG_INFINITY), |b, (j, &v)| if v > b.1 { (j, v) } else { b })
+					.0;
+				agree += usize::from(ea == fa);
+				eas.push(ea.to_string());
 			}
 			scored += 1;
 		}

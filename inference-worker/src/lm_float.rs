@@ -36,6 +36,27 @@ pub struct FloatLm {
 	scale: f64,
 	inv_freq: Vec<f64>,
 	device: Device,
+	/// Simulated activation quantization before the matrix products (see
+	/// [`FloatLm::with_activation_levels`]).
+	act: Option<ActQuant>,
+}
+
+/// Which matrix products' inputs [`FloatLm`] rounds to `levels` steps per block of 32 (the
+/// exact model's rule uses 127), to measure what the activations' precision costs.
+#[derive(Clone, Copy, Debug)]
+pub struct ActQuant {
+	/// The largest |q| of a block (127: 8-bit activations).
+	pub levels: f64,
+	/// Q, K, V (input: the attention norm's output).
+	pub qkv: bool,
+	/// The output projection (input: the attention heads' outputs).
+	pub wo: bool,
+	/// Gate and up (input: the FFN norm's output).
+	pub gate_up: bool,
+	/// Down (input: the SwiGLU hidden values).
+	pub down: bool,
+	/// The LM head (input: the final norm's output).
+	pub head: bool,
 }
 
 fn dequantize(format: BlockFormat, bytes: &[u8], k: usize) -> Option<Vec<f32>> {
@@ -96,7 +117,32 @@ impl FloatLm {
 			scale: f64::from(h.attn_scale_q16) / 65536.0,
 			inv_freq: h.rope_inv_freq.iter().map(|&f| f as f64 / 4_294_967_296.0).collect(),
 			device,
+			act: None,
 		})
+	}
+
+	/// The same model with the inputs of the chosen matrix products rounded as the exact rule
+	/// does (section 12.3 of docs/MODEL_FORMAT.md: per block of 32, `q = round(levels x /
+	/// amax)`, then `q amax / levels`), in floating point: what the activations' precision
+	/// alone costs, without the other fixed-point rules.
+	pub fn with_activation_levels(mut self, act: ActQuant) -> FloatLm {
+		self.act = Some(act);
+		self
+	}
+
+	/// `x` `[T, K]` (K a multiple of 32) rounded per block of 32 if `on`.
+	fn quant(&self, x: &Tensor, on: impl Fn(&ActQuant) -> bool) -> Tensor {
+		match self.act {
+			Some(a) if on(&a) => {
+				let size = x.size();
+				let blocks = x.reshape([size[0], size[1] / 32, 32]);
+				let amax = blocks.abs().amax(-1, true);
+				let safe = amax.clamp_min(1e-30);
+				let q = (&blocks * a.levels / &safe).round();
+				(q * safe / a.levels).reshape(size.as_slice())
+			},
+			_ => x.shallow_clone(),
+		}
 	}
 
 	fn rms(&self, x: &Tensor, g: &Tensor) -> Tensor {
@@ -132,7 +178,7 @@ impl FloatLm {
 			let mask = Tensor::ones([t, t], (Kind::Bool, self.device)).triu(1);
 			let group = self.n_heads / self.n_kv;
 			for l in &self.layers {
-				let xn = self.rms(&x, &l.attn_norm);
+				let xn = self.quant(&self.rms(&x, &l.attn_norm), |a| a.qkv);
 				let q = self.rope(
 					&xn.matmul(&l.wq.tr()).reshape([t, self.n_heads, self.hd]),
 					&cos,
@@ -148,12 +194,12 @@ impl FloatLm {
 					.masked_fill(&mask, f64::NEG_INFINITY);
 				let att = scores.softmax(-1, Kind::Float).matmul(&v); // [H, T, hd]
 				let att = att.transpose(0, 1).reshape([t, self.n_heads * self.hd]);
-				x += att.matmul(&l.wo.tr());
-				let xn = self.rms(&x, &l.ffn_norm);
+				x += self.quant(&att, |a| a.wo).matmul(&l.wo.tr());
+				let xn = self.quant(&self.rms(&x, &l.ffn_norm), |a| a.gate_up);
 				let hidden = xn.matmul(&l.gate.tr()).silu() * xn.matmul(&l.up.tr());
-				x += hidden.matmul(&l.down.tr());
+				x += self.quant(&hidden, |a| a.down).matmul(&l.down.tr());
 			}
-			self.rms(&x, &self.out_norm).matmul(&self.emb.tr())
+			self.quant(&self.rms(&x, &self.out_norm), |a| a.head).matmul(&self.emb.tr())
 		})
 	}
 

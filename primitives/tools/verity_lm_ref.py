@@ -128,18 +128,23 @@ def decode_matrix(fmt, data, rows, K):
     return [[decode_block(fmt, data[(r * nb + j) * bb:(r * nb + j + 1) * bb]) for j in range(nb)]
             for r in range(rows)]
 
-def quantize_activations(x):
-    """Per block of 32: (amax_b, [q_j]) with q_j = div_round(127 x_j, amax_b)."""
+def act_qmax(h):
+    """The activations' levels (12.3): 127 in header version 1, 16383 in version 2."""
+    return 127 if h['version'] == 1 else 16383
+
+def quantize_activations(x, qmax):
+    """Per block of 32: (amax_b, [q_j]) with q_j = div_round(qmax x_j, amax_b)."""
     out = []
     for b in range(0, len(x), 32):
         blk = x[b:b + 32]
         amax = max(abs(v) for v in blk)
-        out.append((amax, [0] * 32 if amax == 0 else [div_round(127 * v, amax) for v in blk]))
+        out.append((amax, [0] * 32 if amax == 0 else [div_round(qmax * v, amax) for v in blk]))
     return out
 
-def matmul(rows, x, residual=None):
-    """y_r = sat(residual_r + div_round(acc_r, 127 * 2^24)) for every decoded row."""
-    xq = quantize_activations(x)
+def matmul(h, rows, x, residual=None):
+    """y_r = sat(residual_r + div_round(acc_r, qmax * 2^24)) for every decoded row."""
+    qmax = act_qmax(h)
+    xq = quantize_activations(x, qmax)
     assert len(rows[0]) == len(xq)
     y = []
     for r, row in enumerate(rows):
@@ -149,7 +154,7 @@ def matmul(rows, x, residual=None):
             a_b = sum(q)
             acc += amax * (d * s_b + m * a_b)
         res = residual[r] if residual is not None else 0
-        y.append(sat(res + div_round(acc, 127 * 2**24)))
+        y.append(sat(res + div_round(acc, qmax * 2**24)))
     return y
 
 def dequantize_row(row):
@@ -189,7 +194,7 @@ def check_header(h):
     D, L, H, G, hd = h['dim'], h['n_layers'], h['n_heads'], h['n_kv_heads'], h['head_dim']
     F, V, c, vc = h['ffn_dim'], h['vocab'], h['chunk_rows'], h['vocab_chunk_rows']
     rules = [
-        ('version', h['version'] == 1),
+        ('version', h['version'] in (1, 2)),
         ('chunk_rows', c >= 1), ('vocab_chunk_rows', vc >= 1), ('attn_block', h['attn_block'] >= 1),
         ('dim', D >= 1 and D % 32 == 0 and D % c == 0),
         ('n_layers', L >= 1),
@@ -205,7 +210,7 @@ def check_header(h):
         ('eos_tokens', 1 <= len(h['eos_tokens']) <= 16 and all(t < V for t in h['eos_tokens'])),
     ]
     for K in (D, H * hd, F):
-        rules.append(('matmul bound', (K // 32) * 2**91 <= I128_MAX))
+        rules.append(('matmul bound', (K // 32) * 2**(91 if h['version'] == 1 else 98) <= I128_MAX))
     rules += [('rmsnorm bound', (D * 2**62 + 2**32) * 2**32 < 2**128),
               ('score bound', hd * 2**94 <= I128_MAX),
               ('attention bound', h['max_context'] * 2**63 <= I128_MAX),
@@ -299,10 +304,10 @@ def rope(h, y, t):
     return out
 
 def op_q_or_k(h, rows, x, t):
-    return rope(h, matmul(rows, x), t)
+    return rope(h, matmul(h, rows, x), t)
 
 def op_v(h, rows, x):
-    return matmul(rows, x)
+    return matmul(h, rows, x)
 
 EMPTY_PART = (I32_MIN, 0, None)
 
@@ -330,10 +335,10 @@ def op_attn(h, parts):
     return [sat(div_round(n, S)) for n in N]
 
 def op_oproj(h, rows, attn_concat, residual):
-    return matmul(rows, attn_concat, residual)
+    return matmul(h, rows, attn_concat, residual)
 
 def op_gate_up(h, gate_rows, up_rows, x):
-    gate, up = matmul(gate_rows, x), matmul(up_rows, x)
+    gate, up = matmul(h, gate_rows, x), matmul(h, up_rows, x)
     out = []
     for g, u in zip(gate, up):
         E = exp_neg(abs(g) * 2**16)
@@ -342,10 +347,10 @@ def op_gate_up(h, gate_rows, up_rows, x):
     return out
 
 def op_down(h, rows, hidden, residual):
-    return matmul(rows, hidden, residual)
+    return matmul(h, rows, hidden, residual)
 
 def op_head(h, rows, x):
-    return matmul(rows, x)
+    return matmul(h, rows, x)
 
 def op_select(h, logits, params, t):
     temp, top_k, top_p, seed = params

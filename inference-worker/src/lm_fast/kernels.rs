@@ -13,7 +13,7 @@
 use rayon::prelude::*;
 use verity_primitives::lm::{
 	fixed::{div_round, sat_i32},
-	quant::{decode_block, BlockFormat, BLOCK_LEN, MATMUL_DIVISOR},
+	quant::{decode_block, ActLevels, BlockFormat, BLOCK_LEN},
 };
 
 use super::ops::{div_round_i64, quantize_block_fast};
@@ -71,28 +71,44 @@ impl Kernel {
 	}
 }
 
-/// An activation vector quantized per block by the rule (`quantize_block`), ready for the
-/// kernels: `qx + 128` as bytes, and per block `amax` and `A_b = sum qx`.
+/// An activation vector quantized per block by the rule (`quantize_block` at the model's
+/// levels), ready for the kernels, which multiply bytes: with 8-bit levels `qx + 128` as bytes;
+/// with 15-bit levels `qx = 128 hi + lo` (`hi = qx / 128` rounded toward zero, so `|hi|,
+/// |lo| <= 127`) as the two byte vectors `hi + 128` and `lo + 128`, each multiplied by the
+/// same weights. Per block also `amax` and `A_b = sum qx`.
 pub struct QuantX {
+	levels: ActLevels,
+	/// `qx + 128` (8-bit) or `hi + 128` (15-bit).
 	xu: Vec<u8>,
+	/// `lo + 128` (15-bit levels only; empty otherwise).
+	xl: Vec<u8>,
 	amax: Vec<i64>,
 	asum: Vec<i64>,
 }
 
 impl QuantX {
-	/// Quantize `x` (length a multiple of 32).
-	pub fn new(x: &[i32]) -> QuantX {
+	/// Quantize `x` (length a multiple of 32) at `levels`.
+	pub fn new(x: &[i32], levels: ActLevels) -> QuantX {
 		let blocks = x.len() / BLOCK_LEN;
+		let two = levels == ActLevels::L16383;
 		let mut q = QuantX {
+			levels,
 			xu: Vec::with_capacity(x.len()),
+			xl: Vec::with_capacity(if two { x.len() } else { 0 }),
 			amax: Vec::with_capacity(blocks),
 			asum: Vec::with_capacity(blocks),
 		};
 		for block in x.chunks_exact(BLOCK_LEN) {
-			let b = quantize_block_fast(block);
+			let b = quantize_block_fast(block, levels);
 			q.amax.push(b.amax);
 			q.asum.push(b.q.iter().map(|&v| i64::from(v)).sum());
-			q.xu.extend(b.q.iter().map(|&v| (i16::from(v) + 128) as u8));
+			if two {
+				// |v| <= 16383: |v / 128| <= 127 and |v % 128| <= 127.
+				q.xu.extend(b.q.iter().map(|&v| (v / 128 + 128) as u8));
+				q.xl.extend(b.q.iter().map(|&v| (v % 128 + 128) as u8));
+			} else {
+				q.xu.extend(b.q.iter().map(|&v| (v + 128) as u8));
+			}
 		}
 		q
 	}
@@ -130,6 +146,11 @@ pub struct Packed {
 	ds: Vec<u8>,
 	mm: Vec<i16>,
 	ms: Vec<u8>,
+	/// Whether every block has `|d| < 2^33` and `|m'| < 2^40`: then with 15-bit activations
+	/// (`|S| < 2^26`, `|A| < 2^19`) `|d S + m' A| < 2^60` and the limb accumulation below is
+	/// exact; otherwise (fp16 scales beyond 512, never in a real model) 15-bit products take
+	/// the plain `i128` path.
+	narrow: bool,
 }
 
 /// `v` as `mantissa << shift` with the mantissa odd (or zero); `None` if the mantissa does not
@@ -175,6 +196,7 @@ impl Packed {
 			ds: vec![0; n],
 			mm: vec![0; n],
 			ms: vec![0; n],
+			narrow: true,
 		};
 		for (r, (format, row)) in rows_bytes.iter().enumerate() {
 			let (g, lane) = (r / LANES, r % LANES);
@@ -187,6 +209,7 @@ impl Packed {
 				};
 				(p.dm[at], p.ds[at]) = split_scale(block.d)?;
 				(p.mm[at], p.ms[at]) = split_scale(m)?;
+				p.narrow &= block.d.unsigned_abs() < 1 << 33 && m.unsigned_abs() < 1 << 40;
 				p.wsum[at] = block.q.iter().map(|&v| i16::from(v + offset)).sum();
 				let base = (g * blocks + b) * per_block;
 				for (j, &v) in block.q.iter().enumerate() {
@@ -312,6 +335,24 @@ impl Packed {
 		offset: i32,
 		sums: impl Fn(&[u8], &[u8], &mut [i32; LANES]),
 	) -> [i128; LANES] {
+		match (x.levels, self.narrow) {
+			(ActLevels::L127, _) => self.group_acc_mode::<false, false>(g, x, offset, &sums),
+			(ActLevels::L16383, true) => self.group_acc_mode::<true, false>(g, x, offset, &sums),
+			(ActLevels::L16383, false) => self.group_acc_mode::<true, true>(g, x, offset, &sums),
+		}
+	}
+
+	/// [`Packed::group_acc_with`] for one kind of activations: `TWO` for 15-bit ones (two
+	/// byte vectors, `S = 128 S_hi + S_lo`, `|S| < 2^26`), `WIDE` when the scales do not keep
+	/// `|t|` below `2^60` (then `t * amax` is accumulated in `i128` directly).
+	#[inline(always)]
+	fn group_acc_mode<const TWO: bool, const WIDE: bool>(
+		&self,
+		g: usize,
+		x: &QuantX,
+		offset: i32,
+		sums: &impl Fn(&[u8], &[u8], &mut [i32; LANES]),
+	) -> [i128; LANES] {
 		const MASK: i64 = (1 << 20) - 1;
 		const FOLD: usize = 4095;
 		let per_block = if self.nibbles { PACKED_BLOCK / 2 } else { PACKED_BLOCK };
@@ -321,6 +362,7 @@ impl Packed {
 		// (unsigned, below 2^21) times `amax`, and `2^20` times this sum off at the fold.
 		let mut amax_sum: i64 = 0;
 		let mut s = [0i32; LANES];
+		let mut s_lo = [0i32; LANES];
 		let fold = |acc: &mut [i128; LANES],
 		            l0: &mut [i64; LANES],
 		            l1: &mut [i64; LANES],
@@ -343,11 +385,11 @@ impl Packed {
 		for b in 0..self.blocks {
 			let gb = g * self.blocks + b;
 			let at = gb * LANES;
-			sums(
-				&self.w[gb * per_block..(gb + 1) * per_block],
-				&x.xu[b * BLOCK_LEN..(b + 1) * BLOCK_LEN],
-				&mut s,
-			);
+			let w = &self.w[gb * per_block..(gb + 1) * per_block];
+			sums(w, &x.xu[b * BLOCK_LEN..(b + 1) * BLOCK_LEN], &mut s);
+			if TWO {
+				sums(w, &x.xl[b * BLOCK_LEN..(b + 1) * BLOCK_LEN], &mut s_lo);
+			}
 			let (amax, asum) = (x.amax[b], x.asum[b]);
 			let (dm, ds, mm, ms) = (
 				lanes(&self.dm, at),
@@ -356,6 +398,17 @@ impl Packed {
 				lanes(&self.ms, at),
 			);
 			let wsum = lanes(&self.wsum, at);
+			if WIDE {
+				// |t| < 2^67 (d, m' < 2^44, S < 2^26, A < 2^19), times amax <= 2^31.
+				for lane in 0..LANES {
+					let off = offset * i32::from(wsum[lane]);
+					let sb = 128 * (s[lane] - off) + (s_lo[lane] - off);
+					let t = (i128::from(i64::from(dm[lane]) * i64::from(sb)) << ds[lane])
+						+ (i128::from(i64::from(mm[lane]) * asum) << ms[lane]);
+					acc[lane] += t * i128::from(amax);
+				}
+				continue;
+			}
 			// Each limb times `amax` as `u32 x u32 -> u64` (one 32-bit vector multiply per lane):
 			// the two low limbs are in `0..2^20`, the top one plus `2^20` in `0..2^21`, `amax`
 			// in `0..=2^31`. `l2` wraps modulo `2^64` until the fold takes the offset off; the
@@ -363,9 +416,17 @@ impl Packed {
 			let a = amax as u32 as u64;
 			amax_sum += amax;
 			for lane in 0..LANES {
-				let sb = s[lane] - offset * i32::from(wsum[lane]);
-				let t = (i64::from(i32::from(dm[lane]) * sb) << ds[lane])
-					+ ((i64::from(mm[lane]) * asum) << ms[lane]);
+				let t = if TWO {
+					// `narrow`: |d| < 2^33, |S| < 2^26, |m'| < 2^40, |A| < 2^19: |t| < 2^60.
+					let off = offset * i32::from(wsum[lane]);
+					let sb = 128 * (s[lane] - off) + (s_lo[lane] - off);
+					((i64::from(dm[lane]) * i64::from(sb)) << ds[lane])
+						+ ((i64::from(mm[lane]) * asum) << ms[lane])
+				} else {
+					let sb = s[lane] - offset * i32::from(wsum[lane]);
+					(i64::from(i32::from(dm[lane]) * sb) << ds[lane])
+						+ ((i64::from(mm[lane]) * asum) << ms[lane])
+				};
 				l0[lane] += ((t & MASK) as u32 as u64 * a) as i64;
 				l1[lane] += (((t >> 20) & MASK) as u32 as u64 * a) as i64;
 				let top = ((t >> 40) + (1 << 20)) as u32 as u64;
@@ -379,14 +440,13 @@ impl Packed {
 		acc
 	}
 
-	/// Output `r` from its exact accumulator: `sat_i32(residual + div_round(acc, 127 * 2^24))`.
+	/// Output `r` from its exact accumulator: `sat_i32(residual + div_round(acc, qmax * 2^24))`.
 	#[inline]
-	fn finish(acc: i128, residual: i32) -> i32 {
+	fn finish(acc: i128, residual: i32, levels: ActLevels) -> i32 {
+		let divisor = levels.divisor();
 		match i64::try_from(acc) {
-			Ok(a) => {
-				sat_i32(i128::from(div_round_i64(a, MATMUL_DIVISOR as i64)) + i128::from(residual))
-			},
-			Err(_) => sat_i32(div_round(acc, MATMUL_DIVISOR) + i128::from(residual)),
+			Ok(a) => sat_i32(i128::from(div_round_i64(a, divisor as i64)) + i128::from(residual)),
+			Err(_) => sat_i32(div_round(acc, divisor) + i128::from(residual)),
 		}
 	}
 
@@ -405,7 +465,7 @@ impl Packed {
 			let acc = self.group_acc(g, x, kernel);
 			for (lane, o) in out.iter_mut().enumerate() {
 				let res = residual.map_or(0, |v| v[g * LANES + lane]);
-				*o = Self::finish(acc[lane], res);
+				*o = Self::finish(acc[lane], res, x.levels);
 			}
 		};
 		if self.rows * self.k >= 1 << 16 {
@@ -445,7 +505,7 @@ impl Packed {
 				for (lane, &a) in acc.iter().enumerate().take(self.rows - g * LANES) {
 					let r = g * LANES + lane;
 					let res = residuals.map_or(0, |v| v[j][r]);
-					outs[j][r] = Self::finish(a, res);
+					outs[j][r] = Self::finish(a, res, xs[j].levels);
 				}
 			}
 		}
@@ -629,12 +689,22 @@ unsafe fn block_sums_vnni_nibbles(w: &[u8], xu: &[u8], s: &mut [i32; LANES]) {
 mod tests {
 	use super::*;
 	use verity_primitives::{lm::quant::matmul_rows, testing::Rng};
+	use ActLevels::{L127, L16383};
 
-	fn random_rows(rng: &mut Rng, format: BlockFormat, rows: usize, k: usize) -> Vec<u8> {
+	/// Random rows. Scales from tiny to the largest fp16 (or, if `narrow`, to the largest
+	/// that keeps a matrix on the limb path with 15-bit activations: `|d| < 2^33`, `|m| <
+	/// 2^40`), and the odd infinity or NaN.
+	fn random_rows(
+		rng: &mut Rng,
+		format: BlockFormat,
+		rows: usize,
+		k: usize,
+		narrow: bool,
+	) -> Vec<u8> {
 		let mut out = Vec::new();
 		for _ in 0..rows * k / 32 {
-			// Scales from tiny to the largest fp16, and the odd infinity or NaN.
 			let d: u16 = match rng.below(50) {
+				0 if narrow => 0x5bff, // (2^11 - 1) 2^22 units of 2^-24: just below 2^33
 				0 => 0x7bff,
 				1 => 0x7c00,
 				2 => 0x0001,
@@ -642,7 +712,8 @@ mod tests {
 			} | if rng.chance(30) { 0x8000 } else { 0 };
 			out.extend_from_slice(&d.to_le_bytes());
 			if format == BlockFormat::Q4_1 {
-				out.extend_from_slice(&(((rng.range(1, 18) as u16) << 10) | 0x8000).to_le_bytes());
+				let top = if narrow { 18 } else { 31 };
+				out.extend_from_slice(&(((rng.range(1, top) as u16) << 10) | 0x8000).to_le_bytes());
 			}
 			let n = format.block_bytes() - if format == BlockFormat::Q4_1 { 4 } else { 2 };
 			out.extend(rng.bytes(n));
@@ -655,10 +726,13 @@ mod tests {
 	#[test]
 	fn long_rows_fold_exactly() {
 		let mut rng = Rng::new(8);
-		for format in [BlockFormat::Q8_0, BlockFormat::Q4_0, BlockFormat::Q4_1] {
+		let cases = [BlockFormat::Q8_0, BlockFormat::Q4_0, BlockFormat::Q4_1]
+			.into_iter()
+			.flat_map(|f| [(f, L127, false), (f, L16383, true), (f, L16383, false)]);
+		for (format, levels, narrow) in cases {
 			let k = 32 * (4095 * 2 + 7);
 			let rows = 3;
-			let bytes = random_rows(&mut rng, format, rows, k);
+			let bytes = random_rows(&mut rng, format, rows, k, narrow);
 			let x: Vec<i32> = (0..k)
 				.map(|i| match (i / 32) % 3 {
 					0 => i32::MIN,
@@ -667,10 +741,13 @@ mod tests {
 				})
 				.collect();
 			let packed = Packed::new(k, &[(format, &bytes)]).unwrap();
-			let want = matmul_rows(format, &bytes, rows, &x, None).unwrap();
+			if levels == L16383 {
+				assert_eq!(packed.narrow, narrow, "both the limb and the i128 path are tested");
+			}
+			let want = matmul_rows(levels, format, &bytes, rows, &x, None).unwrap();
 			for kernel in [Kernel::Portable, Kernel::Vnni, Kernel::Avx2] {
-				let got = packed.matvec(&QuantX::new(&x), None, kernel).unwrap();
-				assert_eq!(got, want, "{format:?} {kernel:?}");
+				let got = packed.matvec(&QuantX::new(&x, levels), None, kernel).unwrap();
+				assert_eq!(got, want, "{format:?} {levels:?} narrow {narrow} {kernel:?}");
 			}
 		}
 	}
@@ -680,11 +757,13 @@ mod tests {
 	#[test]
 	fn kernels_equal_the_rule() {
 		let mut rng = Rng::new(7);
-		for case in 0..300 {
+		for case in 0..600 {
 			let format = [BlockFormat::Q8_0, BlockFormat::Q4_0, BlockFormat::Q4_1][case % 3];
+			// 8-bit activations, then 15-bit ones with narrow and with any scales.
+			let (levels, narrow) = [(L127, false), (L16383, true), (L16383, false)][case % 9 / 3];
 			let k = 32 * rng.range(1, 6) as usize;
 			let rows = rng.range(1, 40) as usize;
-			let bytes = random_rows(&mut rng, format, rows, k);
+			let bytes = random_rows(&mut rng, format, rows, k, narrow);
 			let x: Vec<i32> = (0..k)
 				.map(|_| match rng.below(30) {
 					0 => i32::MIN,
@@ -696,9 +775,9 @@ mod tests {
 			let residual: Vec<i32> =
 				(0..rows).map(|_| rng.range(-(1 << 30), 1 << 30) as i32).collect();
 			let packed = Packed::new(k, &[(format, &bytes)]).unwrap();
-			let q = QuantX::new(&x);
+			let q = QuantX::new(&x, levels);
 			for res in [None, Some(residual.as_slice())] {
-				let want = matmul_rows(format, &bytes, rows, &x, res).unwrap();
+				let want = matmul_rows(levels, format, &bytes, rows, &x, res).unwrap();
 				for kernel in [Kernel::Portable, Kernel::Vnni, Kernel::Avx2] {
 					assert_eq!(
 						packed.matvec(&q, res, kernel).unwrap(),
@@ -718,14 +797,16 @@ mod tests {
 			let residuals: Vec<Vec<i32>> = (0..xs.len())
 				.map(|j| residual.iter().map(|r| r.wrapping_add(j as i32)).collect())
 				.collect();
-			let qs: Vec<QuantX> = xs.iter().map(|x| QuantX::new(x)).collect();
+			let qs: Vec<QuantX> = xs.iter().map(|x| QuantX::new(x, levels)).collect();
 			for kernel in [Kernel::Portable, Kernel::Vnni, Kernel::Avx2] {
 				let got = packed.matmul(&qs, Some(&residuals), kernel).unwrap();
 				let plain = packed.matmul(&qs, None, kernel).unwrap();
 				for (j, x) in xs.iter().enumerate() {
-					let want = matmul_rows(format, &bytes, rows, x, Some(&residuals[j])).unwrap();
+					let want =
+						matmul_rows(levels, format, &bytes, rows, x, Some(&residuals[j])).unwrap();
 					assert_eq!(got[j], want, "case {case} column {j}");
-					assert_eq!(plain[j], matmul_rows(format, &bytes, rows, x, None).unwrap());
+					let want = matmul_rows(levels, format, &bytes, rows, x, None).unwrap();
+					assert_eq!(plain[j], want);
 				}
 			}
 			assert!(packed.matmul(&qs, Some(&residuals[..2]), Kernel::Portable).is_none());
@@ -757,12 +838,13 @@ mod tests {
 		// Activations that quantize to +-127 in every block, in patterns of signs.
 		let signs: [fn(usize) -> bool; 4] =
 			[|_| true, |_| false, |j| j % 2 == 0, |j| (j / 2) % 2 == 0];
-		for sign in signs {
+		// (With 15-bit levels both bytes `hi` and `lo` of -16383 and 16383 are -127 and 127.)
+		for (sign, levels) in signs.into_iter().flat_map(|s| [(s, L127), (s, L16383)]) {
 			let x: Vec<i32> = (0..k).map(|j| if sign(j) { 1 << 20 } else { -(1 << 20) }).collect();
-			let want = matmul_rows(BlockFormat::Q8_0, &bytes, rows, &x, None).unwrap();
+			let want = matmul_rows(levels, BlockFormat::Q8_0, &bytes, rows, &x, None).unwrap();
 			for kernel in [Kernel::Portable, Kernel::Vnni, Kernel::Avx2] {
-				let got = packed.matvec(&QuantX::new(&x), None, kernel).unwrap();
-				assert_eq!(got, want, "{kernel:?}");
+				let got = packed.matvec(&QuantX::new(&x, levels), None, kernel).unwrap();
+				assert_eq!(got, want, "{kernel:?} {levels:?}");
 			}
 			assert!(want.iter().all(|&v| v > i32::MIN && v < i32::MAX), "{want:?}");
 		}
@@ -771,21 +853,27 @@ mod tests {
 	#[test]
 	fn mixed_formats_concatenate_rows() {
 		let mut rng = Rng::new(9);
-		let a = random_rows(&mut rng, BlockFormat::Q8_0, 5, 64);
-		let b = random_rows(&mut rng, BlockFormat::Q4_1, 20, 64);
+		let a = random_rows(&mut rng, BlockFormat::Q8_0, 5, 64, true);
+		let b = random_rows(&mut rng, BlockFormat::Q4_1, 20, 64, true);
+		let c = random_rows(&mut rng, BlockFormat::Q4_0, 7, 64, true);
 		let x: Vec<i32> = (0..64).map(|_| rng.range(-(1 << 20), 1 << 20) as i32).collect();
-		let packed = Packed::new(64, &[(BlockFormat::Q8_0, &a), (BlockFormat::Q4_1, &b)]).unwrap();
-		let mut want = matmul_rows(BlockFormat::Q8_0, &a, 5, &x, None).unwrap();
-		want.extend(matmul_rows(BlockFormat::Q4_1, &b, 20, &x, None).unwrap());
-		assert_eq!(packed.matvec(&QuantX::new(&x), None, Kernel::detect()).unwrap(), want);
-		// Q4_0 and Q4_1 rows together: nibble storage, the Q4_0 offset in the minimum.
-		let c = random_rows(&mut rng, BlockFormat::Q4_0, 7, 64);
-		let packed = Packed::new(64, &[(BlockFormat::Q4_0, &c), (BlockFormat::Q4_1, &b)]).unwrap();
-		assert!(packed.nibbles);
-		let mut want = matmul_rows(BlockFormat::Q4_0, &c, 7, &x, None).unwrap();
-		want.extend(matmul_rows(BlockFormat::Q4_1, &b, 20, &x, None).unwrap());
-		for kernel in [Kernel::Portable, Kernel::Vnni, Kernel::Avx2] {
-			assert_eq!(packed.matvec(&QuantX::new(&x), None, kernel).unwrap(), want);
+		for levels in [L127, L16383] {
+			let rule = |f, w: &[u8], rows| matmul_rows(levels, f, w, rows, &x, None).unwrap();
+			let q = QuantX::new(&x, levels);
+			let packed =
+				Packed::new(64, &[(BlockFormat::Q8_0, &a), (BlockFormat::Q4_1, &b)]).unwrap();
+			let mut want = rule(BlockFormat::Q8_0, &a, 5);
+			want.extend(rule(BlockFormat::Q4_1, &b, 20));
+			assert_eq!(packed.matvec(&q, None, Kernel::detect()).unwrap(), want);
+			// Q4_0 and Q4_1 rows together: nibble storage, the Q4_0 offset in the minimum.
+			let packed =
+				Packed::new(64, &[(BlockFormat::Q4_0, &c), (BlockFormat::Q4_1, &b)]).unwrap();
+			assert!(packed.nibbles);
+			let mut want = rule(BlockFormat::Q4_0, &c, 7);
+			want.extend(rule(BlockFormat::Q4_1, &b, 20));
+			for kernel in [Kernel::Portable, Kernel::Vnni, Kernel::Avx2] {
+				assert_eq!(packed.matvec(&q, None, kernel).unwrap(), want);
+			}
 		}
 		assert!(Packed::new(64, &[(BlockFormat::Q8_0, &a[1..])]).is_none());
 		assert!(Packed::new(48, &[]).is_none());

@@ -527,7 +527,8 @@ impl FastLm {
 		let norm = |xs: &[Vec<i32>], gamma: &[i32]| {
 			xs.iter().map(|x| rms_norm(x, gamma, h.norm_eps)).collect::<Option<Vec<_>>>()
 		};
-		let quantized = |xs: &[Vec<i32>]| xs.iter().map(|x| QuantX::new(x)).collect::<Vec<_>>();
+		let quantized =
+			|xs: &[Vec<i32>]| xs.iter().map(|x| QuantX::new(x, h.act_levels())).collect::<Vec<_>>();
 		for (layer, kv) in layers.iter().zip(cache.iter_mut()) {
 			// AttnNorm, Q, K, V (keys and values cached in position order)
 			let xn = norm(&resid, &layer.attn_norm).ok_or(malformed(ems))?;
@@ -652,7 +653,8 @@ impl FastLm {
 		let bad = |em: &Emitter| LmExecError::Malformed { position, op: em.op };
 		let xf = rms_norm(last, &self.output_norm, h.norm_eps).ok_or(bad(em))?;
 		em.i32s(&xf, false);
-		let logits = self.head.matvec(&QuantX::new(&xf), None, kernel).ok_or(bad(em))?;
+		let logits =
+			self.head.matvec(&QuantX::new(&xf, h.act_levels()), None, kernel).ok_or(bad(em))?;
 		for c in logits.chunks_exact(vcr as usize) {
 			em.i32s(c, false);
 		}

@@ -7,7 +7,7 @@
 use verity_primitives::lm::{
 	fixed::{cos_sin_q32, div_round, sat_i32, ACT_FRAC_BITS, LN2_Q32, ONE_Q32},
 	ops::AttnPart,
-	quant::{QuantBlock, ACT_QMAX, BLOCK_LEN},
+	quant::{ActLevels, QuantBlock, BLOCK_LEN},
 };
 
 use super::Kernel;
@@ -39,13 +39,14 @@ pub fn div_round_2_32(v: i128) -> i128 {
 	}
 }
 
-/// `quant::quantize_block` with `i64` arithmetic (`|127 a| < 2^39`).
-pub fn quantize_block_fast(a: &[i32]) -> QuantBlock {
+/// `quant::quantize_block` with `i64` arithmetic (`|qmax a| < 2^14 * 2^31 = 2^45`).
+pub fn quantize_block_fast(a: &[i32], levels: ActLevels) -> QuantBlock {
 	let amax = a.iter().take(BLOCK_LEN).map(|v| i64::from(v.unsigned_abs())).max().unwrap_or(0);
-	let mut q = [0i8; BLOCK_LEN];
+	let mut q = [0i16; BLOCK_LEN];
 	if amax > 0 {
+		let qmax = levels.qmax();
 		for (dst, &v) in q.iter_mut().zip(a) {
-			*dst = div_round_i64(i64::from(v) * ACT_QMAX, amax) as i8; // |.| <= 127
+			*dst = div_round_i64(i64::from(v) * qmax, amax) as i16; // |.| <= qmax
 		}
 	}
 	QuantBlock { amax, q }
@@ -598,13 +599,16 @@ mod tests {
 			let u = (rng.next_u64() as i32) >> rng.below(32);
 			assert_eq!(swiglu_fast(g, u), swiglu(g, u), "{g} {u}");
 		}
-		for _ in 0..20_000 {
-			let shift = rng.below(32);
-			let a: Vec<i32> = (0..32).map(|_| (rng.next_u64() as i32) >> shift).collect();
-			assert_eq!(quantize_block_fast(&a), quantize_block(&a));
+		for levels in [ActLevels::L127, ActLevels::L16383] {
+			for _ in 0..20_000 {
+				let shift = rng.below(32);
+				let a: Vec<i32> = (0..32).map(|_| (rng.next_u64() as i32) >> shift).collect();
+				assert_eq!(quantize_block_fast(&a, levels), quantize_block(&a, levels));
+			}
+			for a in [[i32::MIN; 32], [i32::MAX; 32], [0; 32]] {
+				assert_eq!(quantize_block_fast(&a, levels), quantize_block(&a, levels));
+			}
 		}
-		assert_eq!(quantize_block_fast(&[i32::MIN; 32]), quantize_block(&[i32::MIN; 32]));
-		assert_eq!(quantize_block_fast(&[0; 32]), quantize_block(&[0; 32]));
 	}
 
 	#[test]

@@ -10,11 +10,17 @@ use alloc::vec::Vec;
 use codec::{Decode, Encode, MaxEncodedLen};
 use scale_info::TypeInfo;
 
-use super::quant::BlockFormat;
+use super::quant::{ActLevels, BlockFormat};
 use crate::model::Hash;
 
-/// The only transformer header version this crate understands (part of the encoding).
-pub const LM_HEADER_VERSION: u32 = 1;
+/// The transformer header version new models get (part of the encoding): 2, whose matrix
+/// products quantize activations to 15 bits per block (`ActLevels::L16383`).
+pub const LM_HEADER_VERSION: u32 = 2;
+
+/// The oldest version still executed: 1, the same format with 8-bit activations
+/// (`ActLevels::L127`). The version is part of the header, so of the model id: a model's
+/// rule never changes under it.
+pub const LM_HEADER_VERSION_MIN: u32 = 1;
 
 /// Largest `max_context` (positions are `u32`; angles `position * inv_freq` then fit `u64`).
 pub const MAX_CONTEXT: u32 = 1 << 24;
@@ -60,7 +66,8 @@ impl LayerFormats {
 /// `docs/MODEL_FORMAT.md` section 12 for the meaning of every field.
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, TypeInfo)]
 pub struct LmHeader {
-	/// Must be [`LM_HEADER_VERSION`].
+	/// [`LM_HEADER_VERSION_MIN`] ..= [`LM_HEADER_VERSION`]; selects the activations' precision
+	/// ([`LmHeader::act_levels`]).
 	pub version: u32,
 	/// Model (residual stream) dimension `D`, a multiple of 32.
 	pub dim: u32,
@@ -137,6 +144,16 @@ impl LmHeader {
 	/// The model id: `blake2_256(SCALE(header))`.
 	pub fn id(&self) -> Hash {
 		sp_crypto_hashing::blake2_256(&self.encode())
+	}
+
+	/// How finely the matrix products quantize their activations: 8 bits in version 1,
+	/// 15 bits from version 2 on (validation refuses any other version).
+	pub fn act_levels(&self) -> ActLevels {
+		if self.version <= 1 {
+			ActLevels::L127
+		} else {
+			ActLevels::L16383
+		}
 	}
 
 	/// `H * head_dim` (saturating; validation bounds it).

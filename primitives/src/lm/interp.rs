@@ -150,10 +150,12 @@ pub fn execute_op(
 		LmOp::Q(l, _) | LmOp::K(l, _) => {
 			let f = layer(l)?;
 			let format = if matches!(kind, LmOp::Q(..)) { f.wq } else { f.wk };
-			matmul_rows(format, weight(0)?, hd, &input(0)?, None)
+			matmul_rows(h.act_levels(), format, weight(0)?, hd, &input(0)?, None)
 				.and_then(|v| rope(&v, position, &h.rope_inv_freq))
 		},
-		LmOp::V(l, _) => matmul_rows(layer(l)?.wv, weight(0)?, hd, &input(0)?, None),
+		LmOp::V(l, _) => {
+			matmul_rows(h.act_levels(), layer(l)?.wv, weight(0)?, hd, &input(0)?, None)
+		},
 		LmOp::AttnPart(..) => {
 			let (q, keys, values) = (input(0)?, input(1)?, input(2)?);
 			if hd == 0 || q.len() != hd || keys.len() != values.len() || keys.len() % hd != 0 {
@@ -188,21 +190,28 @@ pub fn execute_op(
 			} else {
 				residual
 			};
-			matmul_rows(layer(l)?.wo, weight(0)?, cr, &input(0)?, Some(&rows))
+			matmul_rows(h.act_levels(), layer(l)?.wo, weight(0)?, cr, &input(0)?, Some(&rows))
 		},
 		LmOp::GateUp(l, _) => {
 			let (f, x) = (layer(l)?, input(0)?);
-			let gate = matmul_rows(f.gate, weight(0)?, cr, &x, None).ok_or(malformed)?;
-			let up = matmul_rows(f.up, weight(1)?, cr, &x, None).ok_or(malformed)?;
+			let gate =
+				matmul_rows(h.act_levels(), f.gate, weight(0)?, cr, &x, None).ok_or(malformed)?;
+			let up =
+				matmul_rows(h.act_levels(), f.up, weight(1)?, cr, &x, None).ok_or(malformed)?;
 			swiglu_vec(&gate, &up)
 		},
 		LmOp::Down(l, _) => {
 			let residual = input(1)?;
-			matmul_rows(layer(l)?.down, weight(0)?, cr, &input(0)?, Some(&residual))
+			matmul_rows(h.act_levels(), layer(l)?.down, weight(0)?, cr, &input(0)?, Some(&residual))
 		},
-		LmOp::Head(_) => {
-			matmul_rows(h.embedding, weight(0)?, h.vocab_chunk_rows as usize, &input(0)?, None)
-		},
+		LmOp::Head(_) => matmul_rows(
+			h.act_levels(),
+			h.embedding,
+			weight(0)?,
+			h.vocab_chunk_rows as usize,
+			&input(0)?,
+			None,
+		),
 		LmOp::Select => {
 			let logits = input(0)?;
 			if logits.len() != h.vocab as usize {

@@ -13,10 +13,10 @@ use super::{
 	fixed::EXP_TERMS,
 	graph::{attn_parts_at, block_positions, op_at, ops_at, output_elements, LmOp, Shape},
 	header::{
-		LmHeader, WeightChunk, ELEMENT_BYTES, LM_HEADER_VERSION, MAX_CONTEXT, MAX_EOS_TOKENS,
-		MAX_INV_FREQ,
+		LmHeader, WeightChunk, ELEMENT_BYTES, LM_HEADER_VERSION, LM_HEADER_VERSION_MIN,
+		MAX_CONTEXT, MAX_EOS_TOKENS, MAX_INV_FREQ,
 	},
-	quant::BLOCK_LEN,
+	quant::{ActLevels, BLOCK_LEN},
 };
 use crate::{model::Hash, validate::Limits};
 
@@ -35,7 +35,7 @@ pub const CHUNK_OVERHEAD_BYTES: u64 = 14;
 /// Why a transformer header is invalid.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Encode, Decode, TypeInfo, MaxEncodedLen)]
 pub enum LmInvalid {
-	/// `version != LM_HEADER_VERSION`.
+	/// `version` outside `LM_HEADER_VERSION_MIN ..= LM_HEADER_VERSION`.
 	UnsupportedVersion,
 	/// A dimension, count, chunk size, the attention block or the maximum context is 0.
 	ZeroDimension,
@@ -212,7 +212,7 @@ pub fn step_cost(h: &LmHeader, position: u32, op: LmOp) -> Result<LmStepCost, Lm
 
 /// The structural rules (everything but the limits).
 pub fn check_structure(h: &LmHeader) -> Result<(), LmInvalid> {
-	if h.version != LM_HEADER_VERSION {
+	if !(LM_HEADER_VERSION_MIN..=LM_HEADER_VERSION).contains(&h.version) {
 		return Err(LmInvalid::UnsupportedVersion);
 	}
 	let dims = [
@@ -278,7 +278,8 @@ pub fn check_structure(h: &LmHeader) -> Result<(), LmInvalid> {
 /// an [`LmInvalid::AccumulatorOverflow`]); all values are magnitudes:
 ///
 /// * matmul (`K` = `dim`, `n_heads * head_dim` or `ffn_dim`): `(K / 32) * 2^91 <= i128::MAX`
-///   (per block `amax * |d S + m A| < 2^31 * 2^60`);
+///   with 8-bit activations (per block `amax * |d S + m A| < 2^31 * 2^60`), `(K / 32) * 2^98`
+///   with 15-bit ones (`2^31 * 2^67`);
 /// * RMSNorm: `(dim * 2^62 + 2^32) * 2^32 < 2^128` (`u128`), numerator `2^78`;
 /// * attention: scores `head_dim * 2^62 * 2^32 <= i128::MAX`; weighted sum
 ///   `max_context * 2^32 * 2^31 <= i128::MAX`;
@@ -289,8 +290,12 @@ pub fn check_accumulators(h: &LmHeader) -> Result<(), LmInvalid> {
 		Some(v) if v <= i128::MAX as u128 => Ok(()),
 		_ => Err(bad),
 	};
+	let per_block: u128 = match h.act_levels() {
+		ActLevels::L127 => 1 << 91,
+		ActLevels::L16383 => 1 << 98,
+	};
 	for k in [h.dim, h.attn_dim(), h.ffn_dim] {
-		fits_i128(u128::from(k / 32).checked_mul(1 << 91))?;
+		fits_i128(u128::from(k / 32).checked_mul(per_block))?;
 	}
 	let rms = u128::from(h.dim).checked_mul(1 << 62).and_then(|v| v.checked_add(1 << 32));
 	rms.and_then(|v| v.checked_mul(1 << 32)).ok_or(bad)?;
@@ -378,8 +383,9 @@ mod tests {
 	#[test]
 	fn structural_errors_are_typed() {
 		type Mutate = fn(&mut LmHeader);
-		let cases: [(Mutate, LmInvalid); 12] = [
-			(|h| h.version = 2, LmInvalid::UnsupportedVersion),
+		let cases: [(Mutate, LmInvalid); 13] = [
+			(|h| h.version = 3, LmInvalid::UnsupportedVersion),
+			(|h| h.version = 0, LmInvalid::UnsupportedVersion),
 			(|h| h.n_kv_heads = 0, LmInvalid::ZeroDimension),
 			(|h| h.head_dim = 15, LmInvalid::OddHeadDim),
 			(|h| h.n_kv_heads = 3, LmInvalid::BadHeadGroups),

@@ -9,7 +9,7 @@ use crate::{
 	commit::{merkle_levels, merkle_proof_from_levels, MerkleProof},
 	lm::{
 		graph::{op_at, op_index, op_inputs, ops_at, output_elements, LmOp, Shape},
-		header::{LayerFormats, LmHeader, WeightChunk, LM_HEADER_VERSION},
+		header::{LayerFormats, LmHeader, WeightChunk, LM_HEADER_VERSION, LM_HEADER_VERSION_MIN},
 		interp::{execute_op, step_chunks, LmJob},
 		ops::AttnPart,
 		quant::{BlockFormat, BLOCK_LEN},
@@ -176,6 +176,10 @@ pub fn random_lm_case(seed: u64) -> LmCase {
 		}
 	};
 	let job = LmJob { prompt, params, max_new_tokens: rng.range(1, 6) as u32 };
+	// Drawn last, so the rest of a seed's case is the same in either version.
+	if rng.chance(35) {
+		header.version = LM_HEADER_VERSION_MIN;
+	}
 	LmCase { header, chunks, job }
 }
 

@@ -26,17 +26,18 @@ pub fn generate() -> Vec<(String, Vec<u8>)> {
 }
 
 /// The transformer golden vectors: two random tiny transformers (`testing::lm`) as model files
-/// (`docs/MODEL_FORMAT.md` section 12) and `lm_golden.json`: `lm_sampled` (seed 1, sampled) and
-/// `lm_greedy` (seed 3, made greedy, `temperature_q16 = 0`, with attention in blocks of 2
-/// positions, so that several parts and their merge are in the vectors).
+/// (`docs/MODEL_FORMAT.md` section 12) and `lm_golden.json`: `lm_sampled` (seed 1, sampled,
+/// header version 2: 15-bit activations) and `lm_greedy` (seed 3, made greedy,
+/// `temperature_q16 = 0`, with attention in blocks of 2 positions, so that several parts and
+/// their merge are in the vectors; header version 1: 8-bit activations).
 pub fn generate_lm() -> Vec<(String, Vec<u8>)> {
 	let mut greedy = random_lm_case(3);
 	greedy.job.params.temperature_q16 = 0;
 	greedy.header.attn_block = 2;
-	generate_lm_from(vec![
-		("lm_sampled".to_string(), random_lm_case(1)),
-		("lm_greedy".to_string(), greedy),
-	])
+	greedy.header.version = 1;
+	let mut sampled = random_lm_case(1);
+	sampled.header.version = 2;
+	generate_lm_from(vec![("lm_sampled".to_string(), sampled), ("lm_greedy".to_string(), greedy)])
 }
 
 /// Transformer files in the golden format (`NAME.vlm` and one `lm_golden.json`) for any list of
