@@ -1,5 +1,6 @@
 //! Native time of the largest transformer steps at SmolLM2-135M dimensions with attention in
-//! blocks of 256 positions (re-execution plus the hashing a step-proof check does). Run with
+//! blocks of 256 positions (re-execution plus the hashing a step-proof check does), under both
+//! header versions (8-bit and 15-bit activations in the matrix steps). Run with
 //! `cargo bench -p verity-primitives --bench lm_steps --features testing`.
 //! (In-wasm times on the runtime's executor are the chain issue's benchmark.)
 
@@ -38,8 +39,9 @@ fn q16_vector(rng: &mut Rng, n: usize) -> Vec<i32> {
 
 fn main() {
 	let mut rng = Rng::new(7);
-	for ctx in [512u32, 1024, 2048] {
-		let h = smollm2_135m_header(ctx, 256);
+	for (ctx, version) in [512u32, 1024, 2048].into_iter().flat_map(|c| [(c, 1), (c, 2)]) {
+		let mut h = smollm2_135m_header(ctx, 256);
+		h.version = version;
 		let t = ctx - 1;
 		let job = LmJob {
 			prompt: vec![1],
@@ -112,7 +114,7 @@ fn main() {
 				}
 			});
 			println!(
-				"ctx {ctx} {op:?}: execute {:.2} ms, hashing ~{:.2} ms, proof <= {} B, {} MACs",
+				"ctx {ctx} v{version} {op:?}: execute {:.2} ms, hashing ~{:.2} ms, proof <= {} B, {} MACs",
 				exec * 1e3,
 				hashing * 1e3,
 				cost.proof_bytes,
