@@ -398,12 +398,19 @@ impl Packed {
 				lanes(&self.ms, at),
 			);
 			let wsum = lanes(&self.wsum, at);
+			// The rule's `S_b = sum qx w` per lane (15-bit: `128 S_hi + S_lo`, `|S| < 2^26`).
+			let sb: [i32; LANES] = core::array::from_fn(|lane| {
+				let off = offset * i32::from(wsum[lane]);
+				if TWO {
+					128 * (s[lane] - off) + (s_lo[lane] - off)
+				} else {
+					s[lane] - off
+				}
+			});
 			if WIDE {
 				// |t| < 2^67 (d, m' < 2^44, S < 2^26, A < 2^19), times amax <= 2^31.
 				for lane in 0..LANES {
-					let off = offset * i32::from(wsum[lane]);
-					let sb = 128 * (s[lane] - off) + (s_lo[lane] - off);
-					let t = (i128::from(i64::from(dm[lane]) * i64::from(sb)) << ds[lane])
+					let t = (i128::from(i64::from(dm[lane]) * i64::from(sb[lane])) << ds[lane])
 						+ (i128::from(i64::from(mm[lane]) * asum) << ms[lane]);
 					acc[lane] += t * i128::from(amax);
 				}
@@ -416,17 +423,14 @@ impl Packed {
 			let a = amax as u32 as u64;
 			amax_sum += amax;
 			for lane in 0..LANES {
-				let t = if TWO {
-					// `narrow`: |d| < 2^33, |S| < 2^26, |m'| < 2^40, |A| < 2^19: |t| < 2^60.
-					let off = offset * i32::from(wsum[lane]);
-					let sb = 128 * (s[lane] - off) + (s_lo[lane] - off);
-					((i64::from(dm[lane]) * i64::from(sb)) << ds[lane])
-						+ ((i64::from(mm[lane]) * asum) << ms[lane])
+				// 8-bit: `dm` is an fp16 mantissa (< 2^11), |dm S| < 2^30 fits i32; 15-bit
+				// (`narrow`): |d| < 2^33, |S| < 2^26, |m'| < 2^40, |A| < 2^19, so |t| < 2^60.
+				let ds_term = if TWO {
+					i64::from(dm[lane]) * i64::from(sb[lane])
 				} else {
-					let sb = s[lane] - offset * i32::from(wsum[lane]);
-					(i64::from(i32::from(dm[lane]) * sb) << ds[lane])
-						+ ((i64::from(mm[lane]) * asum) << ms[lane])
+					i64::from(i32::from(dm[lane]) * sb[lane])
 				};
+				let t = (ds_term << ds[lane]) + ((i64::from(mm[lane]) * asum) << ms[lane]);
 				l0[lane] += ((t & MASK) as u32 as u64 * a) as i64;
 				l1[lane] += (((t >> 20) & MASK) as u32 as u64 * a) as i64;
 				let top = ((t >> 40) + (1 << 20)) as u32 as u64;
