@@ -113,9 +113,19 @@ e2e_tests() {
 		done
 	fi
 	files=("${files[@]#e2e/}")
-	if ! (cd e2e && node --test --test-concurrency="${VERITY_E2E_CONCURRENCY:-4}" "${files[@]}"); then
-		for f in "$VERITY_E2E_LOGS"/*.log; do
-			[ -e "$f" ] || continue
+	# A bound on the whole suite (a cold run's suite takes about 10 minutes): a file that never
+	# ends (a test past its timeout whose processes or sockets stay open) fails the suite with
+	# the logs below instead of holding CI until its own limit. `--test-force-exit` ends a file's
+	# process once its tests are done, whatever handles are left open.
+	local limit="${VERITY_E2E_TIMEOUT:-2400}" status=0
+	(cd e2e && timeout --kill-after=30 "$limit" node --test --test-force-exit \
+		--test-concurrency="${VERITY_E2E_CONCURRENCY:-4}" "${files[@]}") || status=$?
+	if [ "$status" -ne 0 ]; then
+		if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+			echo "test.sh: the end-to-end suite did not end within $limit s (VERITY_E2E_TIMEOUT); the logs, newest last:" >&2
+		fi
+		local f
+		for f in $(ls -tr "$VERITY_E2E_LOGS"/*.log 2>/dev/null); do
 			echo "--- last lines of $f"; tail -n 40 "$f"
 		done
 		exit 1
