@@ -51,23 +51,36 @@ pub(super) fn step_hashes<'b>(
 	}))
 }
 
-/// BLAKE2b-256 of each message, several at a time (`blake2b_simd::many::hash_many`, SIMD
-/// across messages); equal to `sp_crypto_hashing::blake2_256` of each.
+/// BLAKE2b-256 of each message, several at a time: eight lanes of AVX-512 where the CPU has
+/// it ([`super::blake2b_x8`]), else `blake2b_simd::many::hash_many` (four lanes of AVX2), both
+/// fed the longest messages first; equal to `sp_crypto_hashing::blake2_256` of each.
 pub fn blake2_256_many<'m>(messages: impl IntoIterator<Item = &'m [u8]>) -> Vec<Hash> {
+	let messages: Vec<&[u8]> = messages.into_iter().collect();
+	super::blake2b_x8::blake2_256_many_x8(&messages)
+		.unwrap_or_else(|| blake2_256_many_x4(&messages))
+}
+
+/// BLAKE2b-256 of each message with `blake2b_simd::many::hash_many` (four lanes of AVX2 where
+/// the CPU has it), the longest messages first: what [`blake2_256_many`] does without AVX-512.
+pub fn blake2_256_many_x4(messages: &[&[u8]]) -> Vec<Hash> {
 	let mut params = blake2b_simd::Params::new();
 	params.hash_length(32);
-	let mut jobs: Vec<blake2b_simd::many::HashManyJob> = messages
-		.into_iter()
-		.map(|message| blake2b_simd::many::HashManyJob::new(&params, message))
+	let mut order: Vec<usize> = (0..messages.len()).collect();
+	order.sort_by_key(|&i| std::cmp::Reverse(messages.get(i).map_or(0, |m| m.len())));
+	let mut jobs: Vec<blake2b_simd::many::HashManyJob> = order
+		.iter()
+		.map(|&i| {
+			blake2b_simd::many::HashManyJob::new(&params, messages.get(i).copied().unwrap_or(&[]))
+		})
 		.collect();
 	blake2b_simd::many::hash_many(jobs.iter_mut());
-	jobs.iter()
-		.map(|job| {
-			let mut h = [0u8; 32];
+	let mut hashes = vec![[0u8; 32]; messages.len()];
+	for (&i, job) in order.iter().zip(&jobs) {
+		if let Some(h) = hashes.get_mut(i) {
 			h.copy_from_slice(job.to_hash().as_bytes());
-			h
-		})
-		.collect()
+		}
+	}
+	hashes
 }
 
 /// Collects the per-sample tensors and step hashes of a batch.
@@ -215,6 +228,22 @@ mod tests {
 			let got = step_hashes(&shapes, [(9, buf.as_slice()), (2, buf.as_slice())], n);
 			assert_eq!(got, want2, "len {len} n {n}");
 		}
+	}
+
+	/// Both implementations behind `blake2_256_many` (the 8-lane one where the CPU has it, and
+	/// `blake2b_simd`'s in any case) equal `blake2_256` in input order, long messages among
+	/// short ones.
+	#[test]
+	fn blake2_256_many_equals_blake2_256() {
+		let data: Vec<Vec<u8>> = [0usize, 5, 196_620, 128, 129, 1_036, 0, 2_316, 256, 33, 65]
+			.iter()
+			.enumerate()
+			.map(|(k, &n)| (0..n).map(|i| (i * 7 + k) as u8).collect())
+			.collect();
+		let want: Vec<Hash> = data.iter().map(|m| sp_crypto_hashing::blake2_256(m)).collect();
+		assert_eq!(blake2_256_many(data.iter().map(Vec::as_slice)), want);
+		let messages: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
+		assert_eq!(blake2_256_many_x4(&messages), want);
 	}
 
 	/// `add` per step (the hashing thread) and `hash_all` at the end (inline) give the same

@@ -48,9 +48,11 @@
 
 #![deny(unsafe_code)]
 
+mod blake2b_x8;
 mod device;
 mod hashing;
-pub use hashing::blake2_256_many;
+pub use blake2b_x8::blake2_256_many_x8;
+pub use hashing::{blake2_256_many, blake2_256_many_x4};
 mod host;
 mod placement;
 mod prepare;

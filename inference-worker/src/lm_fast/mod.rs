@@ -224,8 +224,10 @@ impl Emitter {
 			spans.push((start, end));
 			start = end;
 		}
+		// One batch per thread: the more messages a batch has, the fuller its SIMD lanes stay.
+		let per_thread = spans.len().div_ceil(rayon::current_num_threads().max(1)).max(1);
 		spans
-			.par_chunks(256)
+			.par_chunks(per_thread)
 			.flat_map_iter(|spans| {
 				blake2_256_many(spans.iter().map(|&(s, e)| &self.messages[s..e]))
 			})
@@ -770,6 +772,12 @@ impl FastRun {
 /// `commit::trace_root` (the position root) with the leaf and node hashes of each level
 /// computed several at a time.
 pub fn position_root_many(hashes: &[Hash]) -> Hash {
+	position_root_with(hashes, |messages| blake2_256_many(messages.iter().copied()))
+}
+
+/// `commit::trace_root` of `hashes` with `many` hashing the messages of each level (BLAKE2b-256
+/// of each, in order).
+pub fn position_root_with(hashes: &[Hash], many: impl Fn(&[&[u8]]) -> Vec<Hash>) -> Hash {
 	use verity_primitives::commit::{MERKLE_LEAF_PREFIX, MERKLE_NODE_PREFIX};
 	// The messages of a level back to back in one buffer (33 bytes per leaf, 65 per node).
 	let mut buf = Vec::with_capacity(33 * hashes.len());
@@ -777,7 +785,7 @@ pub fn position_root_many(hashes: &[Hash]) -> Hash {
 		buf.push(MERKLE_LEAF_PREFIX);
 		buf.extend_from_slice(h);
 	}
-	let mut level = blake2_256_many(buf.chunks_exact(33));
+	let mut level = many(&buf.chunks_exact(33).collect::<Vec<_>>());
 	while level.len() > 1 {
 		buf.clear();
 		for p in level.chunks_exact(2) {
@@ -786,7 +794,7 @@ pub fn position_root_many(hashes: &[Hash]) -> Hash {
 			buf.extend_from_slice(&p[1]);
 		}
 		let odd = (level.len() % 2 == 1).then(|| level[level.len() - 1]);
-		level = blake2_256_many(buf.chunks_exact(65));
+		level = many(&buf.chunks_exact(65).collect::<Vec<_>>());
 		level.extend(odd); // an odd last node is promoted unchanged
 	}
 	level.first().copied().unwrap_or([0u8; 32])
