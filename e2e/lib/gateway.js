@@ -5,7 +5,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { REPO, LOG_DIR, captureOutput, freePort, waitFor, within } from './node.js';
+import { REPO, LOG_DIR, captureOutput, freePort, killOnExit, waitFor, within } from './node.js';
 
 const run = promisify(execFile);
 
@@ -23,9 +23,9 @@ export async function startGateway(name, { node, url, worker, keys, args = [], w
   const keyFile = join(dir, 'keys.json');
   writeFileSync(keyFile, JSON.stringify(keys));
   const logFile = join(LOG_DIR, `${name}-${port}.log`);
-  const proc = spawn(process.execPath, [join(REPO, 'gateway', 'verity-gateway.js'), '--keys', keyFile,
+  const proc = killOnExit(spawn(process.execPath, [join(REPO, 'gateway', 'verity-gateway.js'), '--keys', keyFile,
     '--url', url ?? `ws://127.0.0.1:${node.rpcPort}`, '--worker', worker.url, '--port', String(port),
-    '--receipts', join(dir, 'receipts'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    '--receipts', join(dir, 'receipts'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] }));
   const recentOutput = captureOutput(proc, logFile);
   const exited = new Promise((ok) => proc.on('exit', (code, signal) => ok({ code, signal })));
   const gw = {

@@ -25,6 +25,25 @@ export function freePort() {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Child processes (nodes, workers, gateways) still running: killed when the test process exits
+ * without having stopped them (a test past its timeout whose promise never settles, ended by
+ * `node --test --test-force-exit`), so that none outlives the suite.
+ */
+const running = new Set();
+process.on('exit', () => {
+  for (const p of running) {
+    try { p.kill('SIGKILL'); } catch { /* already gone */ }
+  }
+});
+
+/** Kill `proc` with the test process if it is still running then; returns `proc`. */
+export function killOnExit(proc) {
+  running.add(proc);
+  proc.on('exit', () => running.delete(proc));
+  return proc;
+}
+
 /** Write a child's stdout and stderr to `logFile` and keep its last 30 lines in memory too, so a
  * failure can say what the process said; returns a function giving those lines. */
 export function captureOutput(proc, logFile) {
@@ -113,7 +132,7 @@ export async function startNode(name, args, { basePath } = {}) {
     '--no-telemetry',
     '--no-mdns',
   ];
-  const proc = spawn(NODE_BIN, fullArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = killOnExit(spawn(NODE_BIN, fullArgs, { stdio: ['ignore', 'pipe', 'pipe'] }));
   const recentOutput = captureOutput(proc, logFile);
   const exited = new Promise((ok) => proc.on('exit', (code, signal) => ok({ code, signal })));
   const node = {

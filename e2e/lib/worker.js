@@ -7,7 +7,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { REPO, LOG_DIR, captureOutput, freePort, rpc, waitFor, within } from './node.js';
+import { REPO, LOG_DIR, captureOutput, freePort, killOnExit, rpc, waitFor, within } from './node.js';
 
 export const WORKER_BIN = process.env.VERITY_WORKER ?? join(REPO, 'target', 'release', 'verity-worker');
 export const FAULTY_WORKER_BIN =
@@ -24,14 +24,6 @@ export const EXAMPLES = {
   mlp: { model: join(REPO, 'primitives/testdata/mlp.vmodel'), input: join(REPO, 'primitives/testdata/mlp.input') },
 };
 export const DEFAULT_MODELS = Object.values(EXAMPLES).map((e) => e.model);
-
-/** Workers still running, killed if the test process exits without stopping them. */
-const running = new Set();
-process.on('exit', () => {
-  for (const p of running) {
-    try { p.kill('SIGKILL'); } catch { /* already gone */ }
-  }
-});
 
 function binFor(faulty) {
   const bin = faulty ? FAULTY_WORKER_BIN : WORKER_BIN;
@@ -82,12 +74,9 @@ export async function startWorker(name, { faulty = false, fault = FAULT, models 
     stdio: ['ignore', 'pipe', 'pipe'],
     env: workerEnv(faulty, fault),
   });
-  running.add(proc);
+  killOnExit(proc);
   const recentOutput = captureOutput(proc, logFile);
-  const exited = new Promise((ok) => proc.on('exit', (code, signal) => {
-    running.delete(proc);
-    ok({ code, signal });
-  }));
+  const exited = new Promise((ok) => proc.on('exit', (code, signal) => ok({ code, signal })));
   const removeStore = () => rmSync(storeDir, { recursive: true, force: true });
   const worker = {
     name, port, url, proc, logFile, storeDir, modelIds, faulty, exited,
