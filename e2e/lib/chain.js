@@ -3,15 +3,21 @@
 import { ApiPromise, WsProvider } from '@polkadot/api';
 import { Keyring } from '@polkadot/keyring';
 import { u8aToHex } from '@polkadot/util';
-import { startNode, rpc, waitFor } from './node.js';
+import { startNode, rpc, waitFor, within } from './node.js';
 import { startWorker } from './worker.js';
 
 /** Block time 6 s: a bound for waiting `n` blocks (plus start-up slack). */
 export const BLOCKS = (n) => n * 6_000 + 30_000;
 
-/** polkadot.js connected to a node started by `startNode`. */
+/** polkadot.js connected to a node started by `startNode` (an error after 60 s, not a wait forever). */
 export async function connect(node) {
-  return ApiPromise.create({ provider: new WsProvider(`ws://127.0.0.1:${node.rpcPort}`), noInitWarn: true });
+  const provider = new WsProvider(`ws://127.0.0.1:${node.rpcPort}`);
+  const api = await within(ApiPromise.create({ provider, noInitWarn: true }), 60_000);
+  if (!api) {
+    await provider.disconnect().catch(() => {});
+    throw new Error(`polkadot.js did not connect to ${node.name ?? 'the node'} on port ${node.rpcPort} within 60 s (log: ${node.logFile})`);
+  }
+  return api;
 }
 
 export const keyring = () => new Keyring({ type: 'sr25519' });

@@ -77,7 +77,11 @@ export async function waitFor(what, fn, { timeoutMs = 60_000, everyMs = 500 } = 
   let lastErr;
   while (Date.now() < deadline) {
     try {
-      const v = await fn();
+      // A poll that never answers (a dead node's polkadot.js query) ends at the deadline, so
+      // the test fails with this message instead of waiting forever.
+      const poll = fn();
+      poll?.catch?.(() => {});
+      const v = await within(poll, Math.max(deadline - Date.now(), 1));
       if (v) return v;
     } catch (e) {
       if (e.fatal) throw e;
