@@ -117,8 +117,12 @@ e2e_tests() {
 	# ends (a test past its timeout whose processes or sockets stay open) fails the suite with
 	# the logs below instead of holding CI until its own limit. `--test-force-exit` ends a file's
 	# process once its tests are done, whatever handles are left open.
-	local limit="${VERITY_E2E_TIMEOUT:-2400}" status=0
-	(cd e2e && timeout --kill-after=30 "$limit" node --test --test-force-exit \
+	local limit="${VERITY_E2E_TIMEOUT:-2400}" status=0 foreground=()
+	# `timeout` runs the suite in a process group of its own (so that the limit stops every
+	# process of it); at a terminal it stays in the terminal's group instead, so that Ctrl-C
+	# reaches the suite (the limit then stops `node --test` only).
+	if [ -t 0 ]; then foreground=(--foreground); fi
+	(cd e2e && timeout "${foreground[@]}" --kill-after=30 "$limit" node --test --test-force-exit \
 		--test-concurrency="${VERITY_E2E_CONCURRENCY:-4}" "${files[@]}") || status=$?
 	if [ "$status" -ne 0 ]; then
 		if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
