@@ -94,7 +94,15 @@ export async function startFraudNetwork(prefix, { fault, textModels = [] } = {})
     started.push(bob);
     const b = keyring().addFromUri('//Bob');
     await rpc(bob.rpcPort, 'author_insertKey', ['vrty', '//Bob', u8aToHex(b.publicKey)]);
-    await waitFor('Bob\'s node has a peer', async () => (await rpc(bob.rpcPort, 'system_health')).peers >= 1, { timeoutMs: 60_000 });
+    // Bob dials Alice when he starts; on a loaded machine that first dial can fail (once seen:
+    // no peer for 60 s), so after 30 s without a peer Alice is given to him again.
+    const hasPeer = async () => (await rpc(bob.rpcPort, 'system_health')).peers >= 1;
+    try {
+      await waitFor('Bob\'s node has a peer', hasPeer, { timeoutMs: 30_000 });
+    } catch {
+      await rpc(bob.rpcPort, 'system_addReservedPeer', [`/ip4/127.0.0.1/tcp/${alice.p2pPort}/p2p/${peer}`]);
+      await waitFor('Bob\'s node has a peer (Alice added as a reserved peer after 30 s)', hasPeer, { timeoutMs: 60_000 });
+    }
     return { faulty, honest, alice, bob, stop };
   } catch (e) {
     await stop();
