@@ -162,7 +162,7 @@ export async function startNode(name, args, { basePath } = {}) {
     }
     await rpc(rpcPort, 'system_health');
     return true;
-  }, { timeoutMs: 60_000 });
+  }, { timeoutMs: 180_000 }); // a loaded machine was seen taking 55 s to initialize genesis
   return node;
 }
 
