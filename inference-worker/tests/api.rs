@@ -476,7 +476,8 @@ async fn generation_methods() {
 		lm::trace::{check_step_proof, position_root, LmStepProof},
 	};
 	let Some(dir) = verity_worker::import::installed_models() else { return };
-	let out = std::env::temp_dir().join(format!("verity-api-gen-{}", std::process::id()));
+	let scratch = tempfile::Builder::new().prefix("verity-api-gen-").tempdir().expect("tmp");
+	let out = scratch.path().join("glass");
 	let tokenizer = dir.join("glassllm-en.tokenizer.json");
 	let imported =
 		verity_worker::import::import(&dir.join("glassllm-en.npz"), Some(&tokenizer), None, None);

@@ -361,8 +361,8 @@ mod lm {
 	/// The small PyPI model, imported (None if not installed).
 	fn small_model() -> Option<TextModel> {
 		let dir = verity_worker::import::installed_models()?;
-		let out = std::env::temp_dir().join(format!("verity-fault-lm-{}", std::process::id()));
-		std::fs::create_dir_all(&out).unwrap();
+		// Loaded into memory: the files are removed with the directory when this returns.
+		let out = tempfile::Builder::new().prefix("verity-fault-lm-").tempdir().unwrap();
 		let tokenizer = dir.join("glassllm-en.tokenizer.json");
 		let imported = verity_worker::import::import(
 			&dir.join("glassllm-en.npz"),
@@ -370,8 +370,8 @@ mod lm {
 			None,
 			None,
 		);
-		imported.unwrap().write(&out.join("small")).unwrap();
-		Some(TextModel::load(&out.join("small.vlm")).unwrap())
+		imported.unwrap().write(&out.path().join("small")).unwrap();
+		Some(TextModel::load(&out.path().join("small.vlm")).unwrap())
 	}
 
 	fn job() -> LmJob {

@@ -22,10 +22,10 @@ fn models() -> Option<PathBuf> {
 	verity_worker::import::installed_models()
 }
 
-fn tmp(name: &str) -> PathBuf {
-	let dir = std::env::temp_dir().join(format!("verity-import-{}", std::process::id()));
-	std::fs::create_dir_all(&dir).unwrap();
-	dir.join(name)
+/// A test's scratch directory, removed with everything in it when the test ends (also when it
+/// fails): an imported SmolLM2 is 100 MB.
+fn scratch_dir() -> tempfile::TempDir {
+	tempfile::Builder::new().prefix("verity-import-").tempdir().unwrap()
 }
 
 #[test]
@@ -86,6 +86,8 @@ fn smollm2_imports_with_its_pinned_hash() {
 #[test]
 fn damaged_inputs_and_wrong_tokenizers_are_refused() {
 	let Some(dir) = models() else { return };
+	let scratch = scratch_dir();
+	let tmp = |name: &str| scratch.path().join(name);
 	let npz = std::fs::read(dir.join("glassllm-en.npz")).unwrap();
 	let tokenizer = dir.join("glassllm-en.tokenizer.json");
 	let glass = import(&dir.join("glassllm-en.npz"), None, None, None).unwrap().file.id();
@@ -144,6 +146,8 @@ fn damaged_inputs_and_wrong_tokenizers_are_refused() {
 #[test]
 fn the_import_command() {
 	let Some(dir) = models() else { return };
+	let scratch = scratch_dir();
+	let tmp = |name: &str| scratch.path().join(name);
 	let out = tmp("cli-glass");
 	let run = std::process::Command::new(env!("CARGO_BIN_EXE_verity-worker"))
 		.arg("import")
@@ -205,6 +209,8 @@ fn sample_texts() -> Vec<String> {
 fn the_small_models_tokenizer_matches_glassllm() {
 	use verity_worker::tokenize::{TextTokenizer, TokenizerError};
 	let Some(dir) = models() else { return };
+	let scratch = scratch_dir();
+	let tmp = |name: &str| scratch.path().join(name);
 	let m = import(&dir.join("glassllm-en.npz"), None, None, None).unwrap();
 	let tok = TextTokenizer::for_model(&m.file.header, &m.tokenizer).expect("the model's");
 	let texts = sample_texts();
@@ -279,6 +285,8 @@ fn smollm2_tokenizes_and_knows_the_capital_of_france() {
 #[test]
 fn the_generate_command() {
 	let Some(dir) = models() else { return };
+	let scratch = scratch_dir();
+	let tmp = |name: &str| scratch.path().join(name);
 	let out = tmp("gen-glass");
 	let bin = || std::process::Command::new(env!("CARGO_BIN_EXE_verity-worker"));
 	let imported =
@@ -326,6 +334,8 @@ fn the_generate_command() {
 #[test]
 fn the_verify_command() {
 	let Some(dir) = models() else { return };
+	let scratch = scratch_dir();
+	let tmp = |name: &str| scratch.path().join(name);
 	let bin = || std::process::Command::new(env!("CARGO_BIN_EXE_verity-worker"));
 	let out = tmp("verify-glass");
 	let tokenizer = dir.join("glassllm-en.tokenizer.json");

@@ -120,10 +120,11 @@ pub fn rope_apply(v: &mut [i32], table: &[(i64, i64)]) {
 /// `ops::attention_part` of query `q` over keys and values stored back to back (`n` of them,
 /// each `q.len()` long), given `kmax >= max |k|` and `vmax >= max |v|` over them: dot products
 /// in `i64` when `|q|max * kmax * hd < 2^63`, the weighted sums in `i64` when
-/// `2^32 * vmax * n < 2^63`, else in `i128` as the rule does. With [`Kernel::Vnni`] (a CPU with
-/// AVX-512) the same code is compiled for AVX-512, whose 64-bit multiplies vectorize the `i64`
-/// loops; with [`Kernel::Avx2`] and a head size that is a multiple of 16, the two `i64` loops
-/// are AVX2 intrinsics on 32-bit lanes and the exponentials run eight at a time (`avx2`).
+/// `2^32 * vmax * n < 2^63`, else in `i128` as the rule does. With a head size that is a
+/// multiple of 16, the two `i64` loops are intrinsics on 32-bit lanes and the exponentials run
+/// several at a time: with [`Kernel::Vnni`] (a CPU with AVX-512) on 512-bit vectors, sixteen
+/// exponentials at a time (`avx512`), with [`Kernel::Avx2`] on 256-bit ones, eight (`avx2`);
+/// other head sizes take the plain loops (compiled for AVX-512 with [`Kernel::Vnni`]).
 /// Integer results do not depend on the kernel.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_part_fast(
@@ -140,6 +141,12 @@ pub fn attention_part_fast(
 	match kernel.available() {
 		#[cfg(target_arch = "x86_64")]
 		// SAFETY: `available` returns `Vnni` only on a CPU with AVX-512F/BW/DQ/VL.
+		#[allow(unsafe_code)]
+		Kernel::Vnni if q.len().is_multiple_of(16) => unsafe {
+			avx512::attention_part(q, keys, values, kmax, vmax, scale_q16, z, e)
+		},
+		#[cfg(target_arch = "x86_64")]
+		// SAFETY: as above.
 		#[allow(unsafe_code)]
 		Kernel::Vnni => unsafe { attention_part_avx512(q, keys, values, kmax, vmax, scale_q16, z, e) },
 		#[cfg(target_arch = "x86_64")]
@@ -193,7 +200,7 @@ fn attention_part_body(
 		scale_q16,
 		z,
 		e,
-		dot_i64,
+		|q, keys, scale, _, z| scores_with(q, keys, scale, z, dot_i64),
 		weighted_sums_i64,
 		exps,
 	)
@@ -213,6 +220,21 @@ fn exps(m: i32, z: &[i32], e: &mut Vec<u64>) {
 #[inline(always)]
 fn dot_i64(q: &[i32], k: &[i32]) -> i64 {
 	q.iter().zip(k).map(|(&a, &b)| i64::from(a) * i64::from(b)).sum()
+}
+
+/// The scores `z_j = sat_i32(div_round_2_32(dot(q, k_j) * scale))` of keys stored back to back,
+/// with a dot product that is exact (the caller has checked that every one fits `i64`).
+#[inline(always)]
+fn scores_with(
+	q: &[i32],
+	keys: &[i32],
+	scale_q16: u32,
+	z: &mut Vec<i32>,
+	dot: impl Fn(&[i32], &[i32]) -> i64,
+) {
+	for k in keys.chunks_exact(q.len().max(1)) {
+		z.push(sat_i32(div_round_2_32(i128::from(dot(q, k)) * i128::from(scale_q16))));
+	}
 }
 
 /// `acc_i = sum_j e_j v_j[i]` in `i64` over values stored back to back (the caller has
@@ -240,22 +262,22 @@ fn attention_part_with(
 	scale_q16: u32,
 	z: &mut Vec<i32>,
 	e: &mut Vec<u64>,
-	dot: impl Fn(&[i32], &[i32]) -> i64,
+	scores: impl Fn(&[i32], &[i32], u32, u128, &mut Vec<i32>),
 	weighted_sums: impl Fn(&mut [i64], &[u64], &[i32]),
 	exps: impl Fn(i32, &[i32], &mut Vec<u64>),
 ) -> AttnPart {
 	let hd = q.len();
 	let n = keys.len() / hd.max(1);
 	let qmax = q.iter().map(|v| u64::from(v.unsigned_abs())).max().unwrap_or(0);
-	let dot_fits = u128::from(qmax) * u128::from(kmax) * (hd as u128) < (1u128 << 63);
+	let dot_bound = u128::from(qmax) * u128::from(kmax) * (hd as u128);
 	z.clear();
-	for k in keys.chunks_exact(hd) {
-		let dot: i128 = if dot_fits {
-			i128::from(dot(q, k))
-		} else {
-			q.iter().zip(k).map(|(&a, &b)| i128::from(a) * i128::from(b)).sum()
-		};
-		z.push(sat_i32(div_round_2_32(dot * i128::from(scale_q16))));
+	if dot_bound < 1 << 63 {
+		scores(q, keys.get(..n * hd).unwrap_or_default(), scale_q16, dot_bound, z);
+	} else {
+		for k in keys.chunks_exact(hd) {
+			let dot: i128 = q.iter().zip(k).map(|(&a, &b)| i128::from(a) * i128::from(b)).sum();
+			z.push(sat_i32(div_round_2_32(dot * i128::from(scale_q16))));
+		}
 	}
 	let m = z.iter().copied().max().unwrap_or(i32::MIN);
 	exps(m, z, e);
@@ -311,7 +333,9 @@ mod avx2 {
 			scale_q16,
 			z,
 			e,
-			|q, k| unsafe { dot(q, k) },
+			|q, keys, scale, _, z| {
+				super::scores_with(q, keys, scale, z, |q, k| unsafe { dot(q, k) })
+			},
 			|acc, e, v| unsafe { weighted_sums(acc, e, v) },
 			|m, z, e| unsafe { exps(m, z, e) },
 		)
@@ -520,6 +544,332 @@ mod avx2 {
 	}
 }
 
+/// The attention part's loops with AVX-512 intrinsics, for head sizes that are multiples of 16:
+/// [`avx2`]'s algorithms on eight 64-bit lanes instead of four, with the weighted sums'
+/// accumulators of up to 64 head elements kept in registers across all keys. Both `i64` loops
+/// work modulo `2^64`, which gives the exact sums because the caller has checked that the true
+/// sums fit `i64`.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx512 {
+	use std::arch::x86_64::*;
+
+	use verity_primitives::lm::ops::AttnPart;
+
+	/// [`super::attention_part_with`] with [`dot`], [`weighted_sums`] and [`exps`].
+	///
+	/// # Safety
+	/// The CPU must have AVX-512F/BW/DQ/VL; `q.len()` must be a multiple of 16.
+	#[allow(clippy::too_many_arguments)]
+	#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+	pub(super) unsafe fn attention_part(
+		q: &[i32],
+		keys: &[i32],
+		values: &[i32],
+		kmax: u64,
+		vmax: u64,
+		scale_q16: u32,
+		z: &mut Vec<i32>,
+		e: &mut Vec<u64>,
+	) -> AttnPart {
+		// SAFETY (all three closures): this function's own requirements (the CPU features,
+		// `q.len() % 16 == 0`; every key and value slice has `q.len()` elements; every score is
+		// at most the part's maximum).
+		super::attention_part_with(
+			q,
+			keys,
+			values,
+			kmax,
+			vmax,
+			scale_q16,
+			z,
+			e,
+			|q, keys, scale, bound, z| unsafe { scores(q, keys, scale, bound, z) },
+			|acc, e, v| unsafe { weighted_sums(acc, e, v) },
+			|m, z, e| unsafe { exps(m, z, e) },
+		)
+	}
+
+	/// [`super::avx2::exps`] sixteen scores at a time (two vectors of eight), the same integers
+	/// as `exp_neg_q32_fast`: `r = (m - z) << 16 < 2^48` converted to `f64` exactly
+	/// (`vcvtuqq2pd`), `n = floor(r / ln2)` as the floor of the correctly rounded quotient (exact,
+	/// as there), `f = r - n ln2`, the twelve terms with the same multiply-and-shift divisors,
+	/// `n >= 64` giving 0 (`vpsrlvq`) as does a negative sum.
+	///
+	/// # Safety
+	/// AVX-512F/DQ; every `z_j <= m`.
+	#[target_feature(enable = "avx512f,avx512dq")]
+	pub(super) unsafe fn exps(m: i32, z: &[i32], e: &mut Vec<u64>) {
+		use verity_primitives::lm::fixed::{ACT_FRAC_BITS, LN2_Q32, ONE_Q32};
+		e.clear();
+		e.reserve(z.len());
+		const V: usize = 2;
+		let r = |s: i32| ((i64::from(m) - i64::from(s)) as u64) << ACT_FRAC_BITS;
+		let ln2_f = _mm512_set1_pd(LN2_Q32 as f64);
+		let ln2 = _mm512_set1_epi64(LN2_Q32 as i64);
+		let mv = _mm512_set1_epi64(i64::from(m));
+		let zero = _mm512_setzero_si512();
+		let mut chunks = z.chunks_exact(8 * V);
+		for c in &mut chunks {
+			// r = (m - z) << 16, each z widened to 64 bits.
+			let rv: [__m512i; V] = core::array::from_fn(|i| {
+				// SAFETY: `8 i + 8 <= 8 V == c.len()`; an unaligned load of eight `i32`.
+				let zs = unsafe { _mm256_loadu_si256(c.as_ptr().add(8 * i).cast()) };
+				_mm512_slli_epi64::<16>(_mm512_sub_epi64(mv, _mm512_cvtepi32_epi64(zs)))
+			});
+			// Below 2^48: exact in f64 both ways.
+			let n = rv.map(|rv| {
+				let q = _mm512_div_pd(_mm512_cvtepu64_pd(rv), ln2_f);
+				_mm512_cvttpd_epu64(_mm512_roundscale_pd::<{ _MM_FROUND_TO_NEG_INF }>(q))
+			});
+			// n < 2^17: one 32-bit multiply.
+			let f: [__m512i; V] =
+				core::array::from_fn(|i| _mm512_sub_epi64(rv[i], _mm512_mul_epu32(n[i], ln2)));
+			let mut term = f;
+			let mut sum = f.map(|f| _mm512_sub_epi64(_mm512_set1_epi64(ONE_Q32 as i64), f));
+			for (j, &(_, magic, shift)) in super::avx2::DIVISORS.iter().enumerate() {
+				let magic = _mm512_set1_epi64(magic);
+				let shift = _mm_set_epi64x(0, i64::from(shift));
+				for i in 0..V {
+					let x = _mm512_srli_epi64::<32>(_mm512_mul_epu32(term[i], f[i]));
+					term[i] = _mm512_srl_epi64(_mm512_mul_epu32(x, magic), shift);
+					// k = j + 2: even k adds, odd k subtracts.
+					sum[i] = if j % 2 == 0 {
+						_mm512_add_epi64(sum[i], term[i])
+					} else {
+						_mm512_sub_epi64(sum[i], term[i])
+					};
+				}
+			}
+			for i in 0..V {
+				let nonnegative = _mm512_cmpge_epi64_mask(sum[i], zero);
+				let out = _mm512_maskz_mov_epi64(nonnegative, _mm512_srlv_epi64(sum[i], n[i]));
+				let mut lanes = [0u64; 8];
+				// SAFETY: a store of 64 bytes into a `[u64; 8]`.
+				unsafe { _mm512_storeu_si512(lanes.as_mut_ptr().cast(), out) };
+				e.extend_from_slice(&lanes);
+			}
+		}
+		e.extend(chunks.remainder().iter().map(|&s| super::exp_neg_q32_fast(r(s))));
+	}
+
+	/// Head sizes up to this many 16-element vectors take [`scores`]' batches of eight keys.
+	const Q_VECTORS: usize = 8;
+
+	/// The scores of keys stored back to back (`z_j = sat_i32(div_round_2_32(dot_j * scale))`,
+	/// every dot product below `bound < 2^63` in magnitude), eight keys at a time when
+	/// `bound * scale + 2^31 < 2^63` and the head has at most 128 elements: the query is held
+	/// in registers (its even and odd 32-bit lanes), each key's products summed into eight
+	/// 64-bit lanes ([`dot_lanes`]), the eight keys' lanes added up together ([`sum_lanes`]),
+	/// and the product with the scale, the rounding (`(|p| + 2^31) >> 32` with the sign of `p`)
+	/// and the saturation to `i32` (`vpmovsqd`) done on the eight at once; other keys one at a
+	/// time, the rule's arithmetic after [`dot`].
+	///
+	/// # Safety
+	/// AVX-512F/DQ; `q.len()` a multiple of 16, `keys.len()` a multiple of it.
+	#[target_feature(enable = "avx512f,avx512dq")]
+	unsafe fn scores(q: &[i32], keys: &[i32], scale: u32, bound: u128, z: &mut Vec<i32>) {
+		let hd = q.len();
+		let vectors = hd / 16;
+		let mut rest = keys;
+		if bound * u128::from(scale) + (1 << 31) < 1 << 63 && vectors <= Q_VECTORS && hd > 0 {
+			let mut qe = [_mm512_setzero_si512(); Q_VECTORS];
+			let mut qo = [_mm512_setzero_si512(); Q_VECTORS];
+			for (i, (e, o)) in qe.iter_mut().zip(&mut qo).take(vectors).enumerate() {
+				// SAFETY: `16 i + 16 <= hd`; an unaligned load.
+				*e = unsafe { _mm512_loadu_si512(q.as_ptr().add(16 * i).cast()) };
+				*o = _mm512_srli_epi64::<32>(*e);
+			}
+			let sv = _mm512_set1_epi64(i64::from(scale));
+			let half = _mm512_set1_epi64(1 << 31);
+			let zero = _mm512_setzero_si512();
+			let mut batches = keys.chunks_exact(8 * hd);
+			for batch in &mut batches {
+				let lanes: [__m512i; 8] = core::array::from_fn(|j| {
+					// SAFETY: key `j` of the batch: `hd` elements from `j hd`, within the batch.
+					unsafe { dot_lanes(&qe[..vectors], &qo[..vectors], batch.as_ptr().add(j * hd)) }
+				});
+				// |dot * scale| + 2^31 < 2^63: the product, its rounding and sign in i64.
+				let p = _mm512_mullo_epi64(sum_lanes(lanes), sv);
+				let magnitude =
+					_mm512_srli_epi64::<32>(_mm512_add_epi64(_mm512_abs_epi64(p), half));
+				let negative = _mm512_cmplt_epi64_mask(p, zero);
+				let rounded = _mm512_mask_sub_epi64(magnitude, negative, zero, magnitude);
+				let mut out = [0i32; 8];
+				// SAFETY: a store of 32 bytes into a `[i32; 8]`.
+				unsafe {
+					_mm256_storeu_si256(out.as_mut_ptr().cast(), _mm512_cvtsepi64_epi32(rounded))
+				};
+				z.extend_from_slice(&out);
+			}
+			rest = batches.remainder();
+		}
+		// SAFETY (the closure): `q` and every key have `hd` elements, a multiple of 16.
+		super::scores_with(q, rest, scale, z, |q, k| unsafe { dot(q, k) });
+	}
+
+	/// The products of one key with the query (`qe`: its 16-element vectors, `qo`: the same
+	/// shifted down 32 bits), summed into eight 64-bit lanes (modulo `2^64`).
+	///
+	/// # Safety
+	/// AVX-512F; `k` points to `16 qe.len()` readable `i32`; `qo.len() == qe.len()`.
+	#[inline]
+	#[target_feature(enable = "avx512f")]
+	unsafe fn dot_lanes(qe: &[__m512i], qo: &[__m512i], k: *const i32) -> __m512i {
+		let (mut even, mut odd) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+		for (i, (&e, &o)) in qe.iter().zip(qo).enumerate() {
+			// SAFETY: `16 i + 16 <= 16 qe.len()` elements from `k`; an unaligned load.
+			let b = unsafe { _mm512_loadu_si512(k.add(16 * i).cast()) };
+			even = _mm512_add_epi64(even, _mm512_mul_epi32(e, b));
+			odd = _mm512_add_epi64(odd, _mm512_mul_epi32(o, _mm512_srli_epi64::<32>(b)));
+		}
+		_mm512_add_epi64(even, odd)
+	}
+
+	/// Lane `j` of the result is the sum (modulo `2^64`) of the eight lanes of `v[j]`: pairs
+	/// within 128-bit blocks (`vpunpck[lh]qdq`), then blocks (`vshufi64x2`) twice.
+	#[inline]
+	#[target_feature(enable = "avx512f")]
+	fn sum_lanes(v: [__m512i; 8]) -> __m512i {
+		// b[i], block c: [sum of v[2i] lanes 2c, 2c+1; the same of v[2i+1]].
+		let b: [__m512i; 4] = core::array::from_fn(|i| {
+			let (x, y) = (v[2 * i], v[2 * i + 1]);
+			_mm512_add_epi64(_mm512_unpacklo_epi64(x, y), _mm512_unpackhi_epi64(x, y))
+		});
+		// Blocks (0, 2 of the first; 0, 2 of the second) plus (1, 3; 1, 3).
+		let pair = |x: __m512i, y: __m512i| {
+			_mm512_add_epi64(
+				_mm512_shuffle_i64x2::<0b10_00_10_00>(x, y),
+				_mm512_shuffle_i64x2::<0b11_01_11_01>(x, y),
+			)
+		};
+		// c[0]: blocks [v0 v1 (lanes 0..4), v0 v1 (4..8), v2 v3 (0..4), v2 v3 (4..8)]; c[1] the
+		// same of v4..v8; then the two halves of each pair of blocks added.
+		pair(pair(b[0], b[1]), pair(b[2], b[3]))
+	}
+
+	/// `sum q_i k_i` modulo `2^64`: `vpmuldq` of the even and (shifted down) odd 32-bit lanes.
+	///
+	/// # Safety
+	/// AVX-512F; `q.len() == k.len()`, a multiple of 16.
+	#[target_feature(enable = "avx512f")]
+	unsafe fn dot(q: &[i32], k: &[i32]) -> i64 {
+		let len = q.len().min(k.len()) / 16 * 16;
+		let (mut even, mut odd) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+		let mut i = 0;
+		while i < len {
+			// SAFETY: `i + 16 <= len <= q.len(), k.len()`; unaligned loads.
+			let (a, b) = unsafe {
+				(
+					_mm512_loadu_si512(q.as_ptr().add(i).cast()),
+					_mm512_loadu_si512(k.as_ptr().add(i).cast()),
+				)
+			};
+			even = _mm512_add_epi64(even, _mm512_mul_epi32(a, b));
+			odd = _mm512_add_epi64(
+				odd,
+				_mm512_mul_epi32(_mm512_srli_epi64::<32>(a), _mm512_srli_epi64::<32>(b)),
+			);
+			i += 16;
+		}
+		_mm512_reduce_add_epi64(_mm512_add_epi64(even, odd))
+	}
+
+	/// `acc_i = sum_j e_j v_j[i]` modulo `2^64` over values stored back to back (`acc.len()`
+	/// a multiple of 16, each `e_j <= 2^32`), as [`super::avx2::weighted_sums`] does it (a
+	/// weight below `2^32` times `x + 2^31` as `u32 x u32 -> u64`, `2^31 sum e_j` taken off at
+	/// the end, a weight of `2^32` added in scalar code), 64, 32 or 16 elements of the head at
+	/// a time, kept in registers across all keys.
+	///
+	/// # Safety
+	/// AVX-512F; `acc.len()` a multiple of 16.
+	#[target_feature(enable = "avx512f")]
+	unsafe fn weighted_sums(acc: &mut [i64], e: &[u64], values: &[i32]) {
+		let hd = acc.len();
+		let mut c = 0;
+		while c + 16 <= hd {
+			// SAFETY: each `weighted_chunk` reads `16 L` elements from `c` of every value,
+			// within its `hd`.
+			unsafe {
+				if c + 64 <= hd {
+					weighted_chunk::<4, 8>(acc, e, values, c);
+					c += 64;
+				} else if c + 32 <= hd {
+					weighted_chunk::<2, 4>(acc, e, values, c);
+					c += 32;
+				} else {
+					weighted_chunk::<1, 2>(acc, e, values, c);
+					c += 16;
+				}
+			}
+		}
+		let mut small: u64 = 0;
+		for (&w, v) in e.iter().zip(values.chunks_exact(hd)) {
+			if w >> 32 == 0 {
+				small = small.wrapping_add(w);
+			} else {
+				for (a, &x) in acc.iter_mut().zip(v) {
+					*a = a.wrapping_add((w as i64).wrapping_mul(i64::from(x)));
+				}
+			}
+		}
+		let correction = small.wrapping_shl(31) as i64;
+		acc.iter_mut().for_each(|a| *a = a.wrapping_sub(correction));
+	}
+
+	/// The weights below `2^32` times elements `c .. c + 16 L` of every value (`A = 2 L`
+	/// accumulators), added to `acc` (without the `2^31 sum e_j` correction).
+	///
+	/// # Safety
+	/// AVX-512F; `c + 16 L <= acc.len()`, the length of every value.
+	#[inline]
+	#[target_feature(enable = "avx512f")]
+	unsafe fn weighted_chunk<const L: usize, const A: usize>(
+		acc: &mut [i64],
+		e: &[u64],
+		values: &[i32],
+		c: usize,
+	) {
+		let hd = acc.len();
+		let flip = _mm512_set1_epi32(i32::MIN);
+		let mut a = [_mm512_setzero_si512(); A];
+		for (&w, v) in e.iter().zip(values.chunks_exact(hd)) {
+			if w >> 32 != 0 {
+				continue;
+			}
+			let wv = _mm512_set1_epi64(w as i64);
+			for l in 0..L {
+				// SAFETY: `c + 16 l + 16 <= c + 16 L <= hd == v.len()`; an unaligned load.
+				let x = unsafe { _mm512_loadu_si512(v.as_ptr().add(c + 16 * l).cast()) };
+				let x = _mm512_xor_si512(x, flip);
+				a[2 * l] = _mm512_add_epi64(a[2 * l], _mm512_mul_epu32(x, wv));
+				a[2 * l + 1] = _mm512_add_epi64(
+					a[2 * l + 1],
+					_mm512_mul_epu32(_mm512_srli_epi64::<32>(x), wv),
+				);
+			}
+		}
+		// a[2 l] holds elements c + 16 l + 0, 2, .., 14; a[2 l + 1] the odd ones.
+		for l in 0..L {
+			let (mut even, mut odd) = ([0i64; 8], [0i64; 8]);
+			// SAFETY: stores of 64 bytes into `[i64; 8]`s.
+			unsafe {
+				_mm512_storeu_si512(even.as_mut_ptr().cast(), a[2 * l]);
+				_mm512_storeu_si512(odd.as_mut_ptr().cast(), a[2 * l + 1]);
+			}
+			for j in 0..8 {
+				let at = c + 16 * l + 2 * j;
+				if let Some(dst) = acc.get_mut(at) {
+					*dst = dst.wrapping_add(even[j]);
+				}
+				if let Some(dst) = acc.get_mut(at + 1) {
+					*dst = dst.wrapping_add(odd[j]);
+				}
+			}
+		}
+	}
+}
+
 /// `ops::attention_merge` with the divisions by `2^32` as shifts ([`div_round_2_32`]), the
 /// merge factors by [`exp_neg_q32_fast`], and the final division in `i64` where both operands
 /// fit (the rule's `i128` division otherwise).
@@ -650,18 +1000,20 @@ mod tests {
 		}
 	}
 
-	/// The AVX2 attention loops (head sizes that are multiples of 16) on long parts whose sums
-	/// come close to the `i64` bounds, and on parts just past them (the `i128` paths), against
-	/// the rule and the portable loops.
-	/// The AVX2 exponentials of attention scores against the rule: random scores, the
-	/// extremes, and differences on both sides of every multiple of `ln 2` that a result can
-	/// depend on (`n < 64`).
+	/// The AVX2 and AVX-512 exponentials of attention scores against the rule: random scores,
+	/// the extremes, and differences on both sides of every multiple of `ln 2` that a result
+	/// can depend on (`n < 64`).
 	#[cfg(target_arch = "x86_64")]
 	#[test]
-	fn avx2_exponentials_equal_the_rule() {
-		if !std::arch::is_x86_feature_detected!("avx2") {
+	fn simd_exponentials_equal_the_rule() {
+		let avx2 = std::arch::is_x86_feature_detected!("avx2");
+		let avx512 = Kernel::Vnni.available() == Kernel::Vnni;
+		if !avx2 {
 			eprintln!("no AVX2 on this CPU: nothing to compare");
 			return;
+		}
+		if !avx512 {
+			eprintln!("no AVX-512 on this CPU: the AVX2 exponentials only");
 		}
 		let mut rng = Rng::new(11);
 		let mut boundaries = Vec::new();
@@ -700,6 +1052,15 @@ mod tests {
 				avx2::exps(m, &z, &mut e)
 			};
 			assert_eq!(e, want, "case {case} m {m} z {z:?}");
+			if avx512 {
+				let mut e = vec![7];
+				// SAFETY: AVX-512F/DQ are present (`Kernel::Vnni` is available); as above.
+				#[allow(unsafe_code)]
+				unsafe {
+					avx512::exps(m, &z, &mut e)
+				};
+				assert_eq!(e, want, "AVX-512, case {case} m {m} z {z:?}");
+			}
 		}
 	}
 
@@ -719,11 +1080,15 @@ mod tests {
 		}
 	}
 
+	/// The AVX2 and AVX-512 attention loops (head sizes that are multiples of 16) on long parts
+	/// whose sums come close to the `i64` bounds, and on parts just past them (the `i128`
+	/// paths), against the rule and the portable loops; scales that put the scores' products
+	/// on both sides of the AVX-512 batches' bound (`|dot| scale + 2^31 < 2^63`).
 	#[test]
 	fn wide_attention_parts_equal_the_rule() {
 		let mut rng = Rng::new(4);
 		let (mut z, mut e) = (Vec::new(), Vec::new());
-		let mut between = 0;
+		let (mut between, mut batched, mut unbatched) = (0, 0, 0);
 		for case in 0..120u64 {
 			let hd = 16 * rng.range(1, 9) as usize;
 			let n = rng.range(1, 300) as usize;
@@ -756,17 +1121,28 @@ mod tests {
 			let k: Vec<&[i32]> = keys.chunks(hd).collect();
 			let vv: Vec<&[i32]> = values.chunks(hd).collect();
 			let want = attention_part(&q, &k, &vv, scale).unwrap();
-			for kernel in [Kernel::Portable, Kernel::Avx2] {
+			for kernel in [Kernel::Portable, Kernel::Avx2, Kernel::Vnni] {
 				let got = attention_part_fast(
 					&q, &keys, &values, kmax, vmax, scale, &mut z, &mut e, kernel,
 				);
 				assert_eq!(got, want, "case {case} hd {hd} n {n} {kernel:?}");
 			}
+			let qmax = max(&q);
+			let bound = u128::from(qmax) * u128::from(kmax) * hd as u128;
+			if bound < 1 << 63 {
+				if bound * u128::from(scale) + (1 << 31) < 1 << 63 {
+					batched += 1;
+				} else {
+					unbatched += 1;
+				}
+			}
 			// `e`: this part's weights.
 			between += e.iter().filter(|&&w| w > 0 && w < 1 << 32).count();
 		}
-		// The cases reach the weights that the AVX2 loop multiplies as 32-bit lanes.
+		// The cases reach the weights that the AVX2 loop multiplies as 32-bit lanes, and both
+		// kinds of AVX-512 scores.
 		assert!(between > 5_000, "{between}");
+		assert!(batched > 10 && unbatched > 10, "{batched} {unbatched}");
 	}
 
 	#[test]
