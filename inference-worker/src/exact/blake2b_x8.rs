@@ -168,10 +168,7 @@ mod x86 {
 	#[target_feature(enable = "avx512f")]
 	pub(super) unsafe fn hash_many(messages: &[&[u8]]) -> Vec<Hash> {
 		let mut out = vec![[0u8; 32]; messages.len()];
-		// Longest first (ties in order): the lanes stay full until the short ones at the end.
-		let mut order: Vec<usize> = (0..messages.len()).collect();
-		order.sort_by_key(|&i| std::cmp::Reverse(messages.get(i).map_or(0, |m| m.len())));
-		let mut queue = order.into_iter();
+		let mut queue = super::super::hashing::longest_first(messages).into_iter();
 		let mut lanes: [Option<Lane>; 8] = [None; 8];
 		// The state vectors (word `w` of every lane), the initial state, and the first four
 		// words of finished lanes stored back as `words[w][lane]`.

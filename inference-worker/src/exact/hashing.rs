@@ -60,13 +60,20 @@ pub fn blake2_256_many<'m>(messages: impl IntoIterator<Item = &'m [u8]>) -> Vec<
 		.unwrap_or_else(|| blake2_256_many_x4(&messages))
 }
 
+/// The indices of `messages`, longest message first (ties in order): the order both many-lane
+/// hashers take them in, so that the lanes stay full until the short ones at the end.
+pub(super) fn longest_first(messages: &[&[u8]]) -> Vec<usize> {
+	let mut order: Vec<usize> = (0..messages.len()).collect();
+	order.sort_by_key(|&i| std::cmp::Reverse(messages.get(i).map_or(0, |m| m.len())));
+	order
+}
+
 /// BLAKE2b-256 of each message with `blake2b_simd::many::hash_many` (four lanes of AVX2 where
 /// the CPU has it), the longest messages first: what [`blake2_256_many`] does without AVX-512.
 pub fn blake2_256_many_x4(messages: &[&[u8]]) -> Vec<Hash> {
 	let mut params = blake2b_simd::Params::new();
 	params.hash_length(32);
-	let mut order: Vec<usize> = (0..messages.len()).collect();
-	order.sort_by_key(|&i| std::cmp::Reverse(messages.get(i).map_or(0, |m| m.len())));
+	let order = longest_first(messages);
 	let mut jobs: Vec<blake2b_simd::many::HashManyJob> = order
 		.iter()
 		.map(|&i| {
