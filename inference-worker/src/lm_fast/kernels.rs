@@ -122,6 +122,12 @@ impl QuantX {
 	}
 }
 
+/// `sums(w, xu, xl, s, s_lo)`: the block sums of one packed block (see
+/// [`Packed::group_acc_with`]).
+trait BlockSums: Fn(&[u8], &[u8], Option<&[u8]>, &mut [i32; LANES], &mut [i32; LANES]) {}
+
+impl<F: Fn(&[u8], &[u8], Option<&[u8]>, &mut [i32; LANES], &mut [i32; LANES])> BlockSums for F {}
+
 /// Rows of one or more block-quantized matrices with the same row length `k`, decoded and
 /// packed by groups of [`LANES`] rows (the last group padded with zero rows).
 ///
@@ -260,8 +266,8 @@ impl Packed {
 			#[cfg(target_arch = "x86_64")]
 			#[allow(unsafe_code)]
 			(Kernel::Avx2, false) => unsafe { self.group_acc_avx2(g, x) },
-			(_, false) => self.group_acc_with(g, x, 128, block_sums_portable),
-			(_, true) => self.group_acc_with(g, x, 128, block_sums_portable_nibbles),
+			(_, false) => self.group_acc_with(g, x, 128, pair_of(block_sums_portable)),
+			(_, true) => self.group_acc_with(g, x, 128, pair_of(block_sums_portable_nibbles)),
 		}
 	}
 
@@ -275,7 +281,9 @@ impl Packed {
 	unsafe fn group_acc_vnni(&self, g: usize, x: &QuantX) -> [i128; LANES] {
 		// SAFETY: the caller checked the CPU features; `group_acc_with` passes slices of the
 		// lengths `block_sums_vnni` reads.
-		self.group_acc_with(g, x, 128, |w, xu, s| unsafe { block_sums_vnni(w, xu, s) })
+		self.group_acc_with(g, x, 128, |w, xu, xl, s, s_lo| unsafe {
+			block_sums_vnni(w, xu, xl, s, s_lo)
+		})
 	}
 
 	/// [`Packed::group_acc_vnni`] for nibble storage.
@@ -287,7 +295,9 @@ impl Packed {
 	#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
 	unsafe fn group_acc_vnni_nibbles(&self, g: usize, x: &QuantX) -> [i128; LANES] {
 		// SAFETY: as above, for `block_sums_vnni_nibbles`.
-		self.group_acc_with(g, x, 128, |w, xu, s| unsafe { block_sums_vnni_nibbles(w, xu, s) })
+		self.group_acc_with(g, x, 128, |w, xu, xl, s, s_lo| unsafe {
+			block_sums_vnni_nibbles(w, xu, xl, s, s_lo)
+		})
 	}
 
 	/// [`Packed::group_acc`] with the AVX2 block sums of nibbles inlined.
@@ -299,7 +309,9 @@ impl Packed {
 	#[target_feature(enable = "avx2")]
 	unsafe fn group_acc_avx2_nibbles(&self, g: usize, x: &QuantX) -> [i128; LANES] {
 		// SAFETY: as above, for `block_sums_avx2_nibbles`.
-		self.group_acc_with(g, x, 128, |w, xu, s| unsafe { block_sums_avx2_nibbles(w, xu, s) })
+		self.group_acc_with(g, x, 128, |w, xu, xl, s, s_lo| unsafe {
+			block_sums_avx2_nibbles(w, xu, xl, s, s_lo)
+		})
 	}
 
 	/// [`Packed::group_acc`] with the AVX2 block sums of bytes inlined (they are `sum qx w`,
@@ -312,14 +324,18 @@ impl Packed {
 	#[target_feature(enable = "avx2")]
 	unsafe fn group_acc_avx2(&self, g: usize, x: &QuantX) -> [i128; LANES] {
 		// SAFETY: as above, for `block_sums_avx2`.
-		self.group_acc_with(g, x, 0, |w, xu, s| unsafe { block_sums_avx2(w, xu, s) })
+		self.group_acc_with(g, x, 0, |w, xu, xl, s, s_lo| unsafe {
+			block_sums_avx2(w, xu, xl, s, s_lo)
+		})
 	}
 
 	/// The accumulators of group `g` with `sums` computing each block's 16 sums
 	/// `sum_j (qx_j + 128) w_(lane, j)` of the stored integers.
 	///
-	/// `sums` gives `sum_j (qx_j + offset) w_j` per lane (`offset`: 128 for the kernels that
-	/// multiply the stored bytes `xu = qx + 128`, 0 for those that take `qx` itself). Per row
+	/// `sums(w, xu, xl, s, s_lo)` gives `sum_j (qx_j + offset) w_j` per lane in `s` (`offset`:
+	/// 128 for the kernels that multiply the stored bytes `xu = qx + 128`, 0 for those that
+	/// take `qx` itself), and with `Some(xl)` (15-bit activations) the same of the low bytes
+	/// in `s_lo`, from one pass over the block's weights. Per row
 	/// and block, `S = sums - offset wsum` is `sum_j qx_j w_j`, and
 	/// `t = (dm S << ds) + (mm A << ms)` is the rule's `d_b S_b + m_b A_b` (`|t| < 2^60`; with
 	/// nibbles `d S_u + (m - 8 d) A` for Q4_0, the same value); `t * amax` (up to `2^91`) is
@@ -333,7 +349,7 @@ impl Packed {
 		g: usize,
 		x: &QuantX,
 		offset: i32,
-		sums: impl Fn(&[u8], &[u8], &mut [i32; LANES]),
+		sums: impl BlockSums,
 	) -> [i128; LANES] {
 		match (x.levels, self.narrow) {
 			(ActLevels::L127, _) => self.group_acc_mode::<false, false>(g, x, offset, &sums),
@@ -351,7 +367,7 @@ impl Packed {
 		g: usize,
 		x: &QuantX,
 		offset: i32,
-		sums: &impl Fn(&[u8], &[u8], &mut [i32; LANES]),
+		sums: &impl BlockSums,
 	) -> [i128; LANES] {
 		const MASK: i64 = (1 << 20) - 1;
 		const FOLD: usize = 4095;
@@ -386,10 +402,9 @@ impl Packed {
 			let gb = g * self.blocks + b;
 			let at = gb * LANES;
 			let w = &self.w[gb * per_block..(gb + 1) * per_block];
-			sums(w, &x.xu[b * BLOCK_LEN..(b + 1) * BLOCK_LEN], &mut s);
-			if TWO {
-				sums(w, &x.xl[b * BLOCK_LEN..(b + 1) * BLOCK_LEN], &mut s_lo);
-			}
+			let block = b * BLOCK_LEN..(b + 1) * BLOCK_LEN;
+			let xl = if TWO { Some(&x.xl[block.clone()]) } else { None };
+			sums(w, &x.xu[block], xl, &mut s, &mut s_lo);
 			let (amax, asum) = (x.amax[b], x.asum[b]);
 			let (dm, ds, mm, ms) = (
 				lanes(&self.dm, at),
@@ -517,6 +532,18 @@ impl Packed {
 	}
 }
 
+/// A block-sums function of one activation vector made into one of two (the second, the low
+/// bytes of 15-bit activations, optional) by calling it twice.
+#[inline(always)]
+fn pair_of(sums: impl Fn(&[u8], &[u8], &mut [i32; LANES])) -> impl BlockSums {
+	move |w, xu, xl, s, s_lo| {
+		sums(w, xu, s);
+		if let Some(xl) = xl {
+			sums(w, xl, s_lo);
+		}
+	}
+}
+
 /// The 16 sums `sum_j xu_j w_(lane, j)` of one packed block of bytes (plain Rust).
 #[inline(always)]
 fn block_sums_portable(w: &[u8], xu: &[u8], s: &mut [i32; LANES]) {
@@ -551,29 +578,31 @@ fn block_sums_portable_nibbles(w: &[u8], xu: &[u8], s: &mut [i32; LANES]) {
 
 /// [`block_sums_portable`] with `vpdpbusd`: lane `r` of the accumulator gains
 /// `sum_(j<4) xu[4 sub + j] * w[sub][r][j]` per sub-block (no saturation: the sums stay
-/// below `32 * 255 * 128 < 2^20`).
+/// below `32 * 255 * 128 < 2^20`); with `xl`, the same of `xl` into `s_lo` from the same
+/// loaded weights.
 ///
 /// # Safety
-/// The CPU must have AVX-512F, AVX-512BW and AVX-512 VNNI; `w` must hold `16 * 32` bytes and
-/// `xu` 32.
+/// The CPU must have AVX-512F, AVX-512BW and AVX-512 VNNI; `w` must hold `16 * 32` bytes, `xu`
+/// and `xl` 32.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn block_sums_vnni(w: &[u8], xu: &[u8], s: &mut [i32; LANES]) {
+unsafe fn block_sums_vnni(
+	w: &[u8],
+	xu: &[u8],
+	xl: Option<&[u8]>,
+	s: &mut [i32; LANES],
+	s_lo: &mut [i32; LANES],
+) {
 	use std::arch::x86_64::*;
 	debug_assert!(w.len() >= PACKED_BLOCK && xu.len() >= BLOCK_LEN);
-	let mut acc = _mm512_setzero_si512();
-	let xp = xu.as_ptr();
-	let wp = w.as_ptr();
-	for sub in 0..SUBS {
-		// SAFETY: `sub * 4 + 4 <= 32` bytes of `xu` and `(sub + 1) * 64 <= 512` bytes of `w`.
-		let x4 = unsafe { core::ptr::read_unaligned(xp.add(sub * 4) as *const i32) };
-		let wv = unsafe { _mm512_loadu_si512(wp.add(sub * LANES * 4) as *const _) };
-		acc = _mm512_dpbusd_epi32(acc, _mm512_set1_epi32(x4), wv);
-	}
-	// SAFETY: `s` is 16 `i32`.
-	unsafe { _mm512_storeu_si512(s.as_mut_ptr() as *mut _, acc) };
+	debug_assert!(xl.is_none_or(|xl| xl.len() >= BLOCK_LEN));
+	// SAFETY (both): `(sub + 1) * 64 <= 512` bytes of `w`.
+	let weights =
+		|sub: usize| unsafe { _mm512_loadu_si512(w.as_ptr().add(sub * LANES * 4).cast()) };
+	// SAFETY: as the caller's, for `block_sums_with`.
+	unsafe { block_sums_with(weights, xu, xl, s, s_lo) }
 }
 
 /// [`block_sums_portable_nibbles`] with AVX2: per sub-block, the low nibbles of its 32 bytes
@@ -588,30 +617,84 @@ unsafe fn block_sums_vnni(w: &[u8], xu: &[u8], s: &mut [i32; LANES]) {
 #[allow(unsafe_code)]
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn block_sums_avx2_nibbles(w: &[u8], xu: &[u8], s: &mut [i32; LANES]) {
+unsafe fn block_sums_avx2_nibbles(
+	w: &[u8],
+	xu: &[u8],
+	xl: Option<&[u8]>,
+	s: &mut [i32; LANES],
+	s_lo: &mut [i32; LANES],
+) {
 	use std::arch::x86_64::*;
 	debug_assert!(w.len() >= PACKED_BLOCK / 2 && xu.len() >= BLOCK_LEN);
-	let mut lo_acc = _mm256_setzero_si256();
-	let mut hi_acc = _mm256_setzero_si256();
-	let xp = xu.as_ptr();
-	let wp = w.as_ptr();
+	debug_assert!(xl.is_none_or(|xl| xl.len() >= BLOCK_LEN));
 	let low = _mm256_set1_epi8(15);
 	let ones = _mm256_set1_epi16(1);
-	for sub in 0..SUBS {
-		// SAFETY: `sub * 4 + 4 <= 32` bytes of `xu` and `(sub + 1) * 32 <= 256` bytes of `w`.
-		let x4 = unsafe { core::ptr::read_unaligned(xp.add(sub * 4) as *const i32) };
-		let wv = unsafe { _mm256_loadu_si256(wp.add(sub * 32) as *const _) };
-		let xv = _mm256_set1_epi32(x4);
-		let lo = _mm256_and_si256(wv, low);
-		let hi = _mm256_and_si256(_mm256_srli_epi16(wv, 4), low);
-		lo_acc = _mm256_add_epi32(lo_acc, _mm256_madd_epi16(_mm256_maddubs_epi16(xv, lo), ones));
-		hi_acc = _mm256_add_epi32(hi_acc, _mm256_madd_epi16(_mm256_maddubs_epi16(xv, hi), ones));
+	let weights = |sub: usize| {
+		// SAFETY: `(sub + 1) * 32 <= 256` bytes of `w`.
+		let wv = unsafe { _mm256_loadu_si256(w.as_ptr().add(sub * 32).cast()) };
+		(_mm256_and_si256(wv, low), _mm256_and_si256(_mm256_srli_epi16(wv, 4), low))
+	};
+	let sums = |xv: __m256i, (lo, hi): (__m256i, __m256i)| {
+		(
+			_mm256_madd_epi16(_mm256_maddubs_epi16(xv, lo), ones),
+			_mm256_madd_epi16(_mm256_maddubs_epi16(xv, hi), ones),
+		)
+	};
+	// SAFETY: as the caller's, for `block_sums_avx2_with`.
+	unsafe { block_sums_avx2_with(weights, sums, xu, xl, s, s_lo) }
+}
+
+/// The AVX2 block sums of one block: `weights(sub)` gives what sub-block `sub` multiplies
+/// (made once for both activation vectors), `sums(x, weights)` its pair sums of lanes 0..8
+/// and 8..16 for the four activation bytes `x` broadcast; `s` from `xu`, `s_lo` from `xl` if
+/// given.
+///
+/// # Safety
+/// The CPU must have AVX2; `xu` and `xl` must hold 32 bytes.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn block_sums_avx2_with<W: Copy>(
+	weights: impl Fn(usize) -> W,
+	sums: impl Fn(
+		std::arch::x86_64::__m256i,
+		W,
+	) -> (std::arch::x86_64::__m256i, std::arch::x86_64::__m256i),
+	xu: &[u8],
+	xl: Option<&[u8]>,
+	s: &mut [i32; LANES],
+	s_lo: &mut [i32; LANES],
+) {
+	use std::arch::x86_64::*;
+	// SAFETY: `sub * 4 + 4 <= 32` bytes of `x`.
+	let x4 = |x: &[u8], sub: usize| unsafe {
+		_mm256_set1_epi32(core::ptr::read_unaligned(x.as_ptr().add(sub * 4).cast::<i32>()))
+	};
+	let add = |(a, b): (__m256i, __m256i), (c, d): (__m256i, __m256i)| {
+		(_mm256_add_epi32(a, c), _mm256_add_epi32(b, d))
+	};
+	// SAFETY (both): `out` is 16 `i32`: lanes 0..8, then 8..16.
+	let store = |out: &mut [i32; LANES], (lo, hi): (__m256i, __m256i)| unsafe {
+		_mm256_storeu_si256(out.as_mut_ptr().cast(), lo);
+		_mm256_storeu_si256(out.as_mut_ptr().add(8).cast(), hi);
+	};
+	let zero = (_mm256_setzero_si256(), _mm256_setzero_si256());
+	let mut acc = zero;
+	if let Some(xl) = xl {
+		let mut acc_lo = zero;
+		for sub in 0..SUBS {
+			let wv = weights(sub);
+			acc = add(acc, sums(x4(xu, sub), wv));
+			acc_lo = add(acc_lo, sums(x4(xl, sub), wv));
+		}
+		store(s_lo, acc_lo);
+	} else {
+		for sub in 0..SUBS {
+			acc = add(acc, sums(x4(xu, sub), weights(sub)));
+		}
 	}
-	// SAFETY: `s` is 16 `i32`: lanes 0..8, then 8..16.
-	unsafe {
-		_mm256_storeu_si256(s.as_mut_ptr() as *mut _, lo_acc);
-		_mm256_storeu_si256(s.as_mut_ptr().add(8) as *mut _, hi_acc);
-	}
+	store(s, acc);
 }
 
 /// `sum_j qx_j w_(lane, j)` of one packed block of bytes with AVX2 (not [`block_sums_portable`]'s
@@ -629,39 +712,41 @@ unsafe fn block_sums_avx2_nibbles(w: &[u8], xu: &[u8], s: &mut [i32; LANES]) {
 #[allow(unsafe_code)]
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn block_sums_avx2(w: &[u8], xu: &[u8], s: &mut [i32; LANES]) {
+unsafe fn block_sums_avx2(
+	w: &[u8],
+	xu: &[u8],
+	xl: Option<&[u8]>,
+	s: &mut [i32; LANES],
+	s_lo: &mut [i32; LANES],
+) {
 	use std::arch::x86_64::*;
 	debug_assert!(w.len() >= PACKED_BLOCK && xu.len() >= BLOCK_LEN);
-	let mut lo_acc = _mm256_setzero_si256();
-	let mut hi_acc = _mm256_setzero_si256();
-	let xp = xu.as_ptr();
-	let wp = w.as_ptr();
+	debug_assert!(xl.is_none_or(|xl| xl.len() >= BLOCK_LEN));
 	let flip = _mm256_set1_epi8(i8::MIN);
 	let ones = _mm256_set1_epi16(1);
-	for sub in 0..SUBS {
-		// SAFETY: `sub * 4 + 4 <= 32` bytes of `xu` and `(sub + 1) * 64 <= 512` bytes of `w`.
-		let x4 = unsafe { core::ptr::read_unaligned(xp.add(sub * 4) as *const i32) };
+	// The weights of lanes 0..8 and 8..16 of sub-block `sub`, with their magnitudes.
+	let weights = |sub: usize| {
+		// SAFETY: `(sub + 1) * 64 <= 512` bytes of `w`.
 		let (w_lo, w_hi) = unsafe {
 			(
-				_mm256_loadu_si256(wp.add(sub * LANES * 4) as *const _),
-				_mm256_loadu_si256(wp.add(sub * LANES * 4 + 32) as *const _),
+				_mm256_loadu_si256(w.as_ptr().add(sub * LANES * 4).cast()),
+				_mm256_loadu_si256(w.as_ptr().add(sub * LANES * 4 + 32).cast()),
 			)
 		};
-		let qx = _mm256_xor_si256(_mm256_set1_epi32(x4), flip);
-		let lo = _mm256_maddubs_epi16(_mm256_abs_epi8(w_lo), _mm256_sign_epi8(qx, w_lo));
-		let hi = _mm256_maddubs_epi16(_mm256_abs_epi8(w_hi), _mm256_sign_epi8(qx, w_hi));
-		lo_acc = _mm256_add_epi32(lo_acc, _mm256_madd_epi16(lo, ones));
-		hi_acc = _mm256_add_epi32(hi_acc, _mm256_madd_epi16(hi, ones));
-	}
-	// SAFETY: `s` is 16 `i32`: lanes 0..8, then 8..16.
-	unsafe {
-		_mm256_storeu_si256(s.as_mut_ptr() as *mut _, lo_acc);
-		_mm256_storeu_si256(s.as_mut_ptr().add(8) as *mut _, hi_acc);
-	}
+		(w_lo, _mm256_abs_epi8(w_lo), w_hi, _mm256_abs_epi8(w_hi))
+	};
+	let sums = |xv: __m256i, (w_lo, a_lo, w_hi, a_hi): (__m256i, __m256i, __m256i, __m256i)| {
+		let qx = _mm256_xor_si256(xv, flip);
+		let lo = _mm256_maddubs_epi16(a_lo, _mm256_sign_epi8(qx, w_lo));
+		let hi = _mm256_maddubs_epi16(a_hi, _mm256_sign_epi8(qx, w_hi));
+		(_mm256_madd_epi16(lo, ones), _mm256_madd_epi16(hi, ones))
+	};
+	// SAFETY: as the caller's, for `block_sums_avx2_with`.
+	unsafe { block_sums_avx2_with(weights, sums, xu, xl, s, s_lo) }
 }
 
 /// [`block_sums_vnni`] of a block of nibbles: each sub-block's 32 bytes widen to 64 values
-/// (low nibbles first, then high nibbles), all in `0..=15`.
+/// (low nibbles first, then high nibbles), all in `0..=15`, once for both activation vectors.
 ///
 /// # Safety
 /// As [`block_sums_vnni`], with `w` holding `16 * 16` bytes.
@@ -669,24 +754,67 @@ unsafe fn block_sums_avx2(w: &[u8], xu: &[u8], s: &mut [i32; LANES]) {
 #[allow(unsafe_code)]
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn block_sums_vnni_nibbles(w: &[u8], xu: &[u8], s: &mut [i32; LANES]) {
+unsafe fn block_sums_vnni_nibbles(
+	w: &[u8],
+	xu: &[u8],
+	xl: Option<&[u8]>,
+	s: &mut [i32; LANES],
+	s_lo: &mut [i32; LANES],
+) {
 	use std::arch::x86_64::*;
 	debug_assert!(w.len() >= PACKED_BLOCK / 2 && xu.len() >= BLOCK_LEN);
-	let mut acc = _mm512_setzero_si512();
-	let xp = xu.as_ptr();
-	let wp = w.as_ptr();
+	debug_assert!(xl.is_none_or(|xl| xl.len() >= BLOCK_LEN));
 	let low = _mm256_set1_epi8(15);
-	for sub in 0..SUBS {
-		// SAFETY: `sub * 4 + 4 <= 32` bytes of `xu` and `(sub + 1) * 32 <= 256` bytes of `w`.
-		let x4 = unsafe { core::ptr::read_unaligned(xp.add(sub * 4) as *const i32) };
-		let packed = unsafe { _mm256_loadu_si256(wp.add(sub * 32) as *const __m256i) };
+	let weights = |sub: usize| {
+		// SAFETY: `(sub + 1) * 32 <= 256` bytes of `w`.
+		let packed = unsafe { _mm256_loadu_si256(w.as_ptr().add(sub * 32).cast()) };
 		let lo = _mm256_and_si256(packed, low);
 		let hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low);
-		let wv = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-		acc = _mm512_dpbusd_epi32(acc, _mm512_set1_epi32(x4), wv);
+		_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1)
+	};
+	// SAFETY: as the caller's, for `block_sums_with`.
+	unsafe { block_sums_with(weights, xu, xl, s, s_lo) }
+}
+
+/// The VNNI block sums of one block whose sub-block `sub`'s 64 weights (lane `r`'s four at
+/// bytes `4 r ..`) are `weights(sub)`: `s` from `xu`, and `s_lo` from `xl` if given, each
+/// weight vector made once for both.
+///
+/// # Safety
+/// The CPU must have AVX-512F, AVX-512BW and AVX-512 VNNI; `xu` and `xl` must hold 32 bytes.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn block_sums_with(
+	weights: impl Fn(usize) -> std::arch::x86_64::__m512i,
+	xu: &[u8],
+	xl: Option<&[u8]>,
+	s: &mut [i32; LANES],
+	s_lo: &mut [i32; LANES],
+) {
+	use std::arch::x86_64::*;
+	// SAFETY: `sub * 4 + 4 <= 32` bytes of `x`.
+	let x4 = |x: &[u8], sub: usize| unsafe {
+		_mm512_set1_epi32(core::ptr::read_unaligned(x.as_ptr().add(sub * 4).cast::<i32>()))
+	};
+	let mut acc = _mm512_setzero_si512();
+	if let Some(xl) = xl {
+		let mut acc_lo = _mm512_setzero_si512();
+		for sub in 0..SUBS {
+			let wv = weights(sub);
+			acc = _mm512_dpbusd_epi32(acc, x4(xu, sub), wv);
+			acc_lo = _mm512_dpbusd_epi32(acc_lo, x4(xl, sub), wv);
+		}
+		// SAFETY: `s_lo` is 16 `i32`.
+		unsafe { _mm512_storeu_si512(s_lo.as_mut_ptr().cast(), acc_lo) };
+	} else {
+		for sub in 0..SUBS {
+			acc = _mm512_dpbusd_epi32(acc, x4(xu, sub), weights(sub));
+		}
 	}
 	// SAFETY: `s` is 16 `i32`.
-	unsafe { _mm512_storeu_si512(s.as_mut_ptr() as *mut _, acc) };
+	unsafe { _mm512_storeu_si512(s.as_mut_ptr().cast(), acc) };
 }
 
 #[cfg(test)]

@@ -1,0 +1,83 @@
+//! Speed of the exact block-quantized matrix–vector product (`lm_fast::kernels::Packed`) with
+//! each kernel this CPU runs, side by side in one run: Q4_1 matrices of SmolLM2's shapes
+//! (576 → 1,536 and 1,536 → 576 with 15-bit activations) small enough to stay in the caches
+//! and, as in a decode step, a set of them larger than the caches read once each (the weights'
+//! bytes per second). Every kernel's result is checked equal to the portable one's first.
+//!
+//! `cargo run --release -p verity-worker --example matvec_speed`
+
+use std::time::Instant;
+
+use verity_primitives::{
+	lm::quant::{ActLevels, BlockFormat},
+	testing::Rng,
+};
+use verity_worker::lm_fast::{
+	kernels::{Packed, QuantX},
+	Kernel,
+};
+
+/// Q4_1 rows with fp16 scales of a real model's size (d about 0.008, m about -0.06).
+fn q4_1_rows(rng: &mut Rng, rows: usize, k: usize) -> Vec<u8> {
+	let mut out = Vec::with_capacity(rows * k / 32 * 20);
+	for _ in 0..rows * k / 32 {
+		let d: u16 = 0x2000 | rng.below(1024) as u16;
+		let m: u16 = 0xac00 | rng.below(1024) as u16;
+		out.extend_from_slice(&d.to_le_bytes());
+		out.extend_from_slice(&m.to_le_bytes());
+		out.extend(rng.bytes(16));
+	}
+	out
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+	v.sort_by(f64::total_cmp);
+	v[v.len() / 2]
+}
+
+fn main() {
+	let mut rng = Rng::new(2);
+	let kernels: Vec<Kernel> = [Kernel::Portable, Kernel::Avx2, Kernel::Vnni]
+		.into_iter()
+		.filter(|k| k.available() == *k)
+		.collect();
+	println!("| matrices | kernel | µs per product | weight bytes/s | against portable |");
+	println!("|---|---|---|---|---|");
+	// (rows, k, copies): one copy stays in the caches; 60 copies (as many as 30 layers' FFN
+	// matrices) are read from memory one after the other.
+	for (rows, k, copies) in [(1536, 576, 1), (576, 1536, 1), (1536, 576, 60)] {
+		let mats: Vec<Packed> = (0..copies)
+			.map(|_| {
+				let bytes = q4_1_rows(&mut rng, rows, k);
+				Packed::new(k, &[(BlockFormat::Q4_1, &bytes)]).expect("packs")
+			})
+			.collect();
+		let x: Vec<i32> = (0..k).map(|_| rng.range(-(1 << 18), 1 << 18) as i32).collect();
+		let q = QuantX::new(&x, ActLevels::L16383);
+		let want = mats[0].matvec(&q, None, Kernel::Portable).expect("matvec");
+		for &kernel in &kernels {
+			assert_eq!(mats[0].matvec(&q, None, kernel).expect("matvec"), want, "{kernel:?}");
+		}
+		let rounds = if copies == 1 { 400 } else { 10 };
+		let mut times: Vec<Vec<f64>> = vec![Vec::new(); kernels.len()];
+		for _ in 0..rounds {
+			for (i, &kernel) in kernels.iter().enumerate() {
+				let t = Instant::now();
+				for m in &mats {
+					std::hint::black_box(m.matvec(&q, None, kernel));
+				}
+				times[i].push(t.elapsed().as_secs_f64() / copies as f64);
+			}
+		}
+		let medians: Vec<f64> = times.into_iter().map(median).collect();
+		let bytes = mats[0].bytes() as f64;
+		for (kernel, m) in kernels.iter().zip(&medians) {
+			println!(
+				"| {copies} × {rows}×{k} | {kernel:?} | {:.1} | {:.1} GB/s | {:.2}× |",
+				m * 1e6,
+				bytes / m / 1e9,
+				medians[0] / m
+			);
+		}
+	}
+}
