@@ -40,7 +40,7 @@ use verity_primitives::{
 use crate::exact::blake2_256_many;
 pub use kernels::Kernel;
 use kernels::{Packed, QuantX};
-use ops::{attention_merge_fast, attention_part_fast, rope_apply, rope_table, swiglu_fast};
+use ops::{attention_merge_fast, attention_part_fast, rope_apply, rope_table, swiglu_many};
 
 /// Prompt positions run together by default (see [`FastLm::positions`]).
 pub const PREFILL_BATCH: u32 = 64;
@@ -630,7 +630,7 @@ impl FastLm {
 			let mut hidden = Vec::with_capacity(n);
 			for (em, gu) in ems.iter_mut().zip(&gu) {
 				let (gate, up) = gu.split_at(f);
-				let x: Vec<i32> = gate.iter().zip(up).map(|(&g, &u)| swiglu_fast(g, u)).collect();
+				let x = swiglu_many(gate, up, kernel);
 				for c in x.chunks_exact(cr) {
 					em.i32s(c, false);
 				}

@@ -101,6 +101,18 @@ pub fn swiglu_fast(g: i32, u: i32) -> i32 {
 	sat_i32(if num < 0 { -q } else { q })
 }
 
+/// [`swiglu_fast`] of every pair `(gate[i], up[i])` (the shorter length): eight at a time with
+/// [`Kernel::Vnni`] (a CPU with AVX-512), else one at a time. The same integers.
+pub fn swiglu_many(gate: &[i32], up: &[i32], kernel: Kernel) -> Vec<i32> {
+	match kernel.available() {
+		#[cfg(target_arch = "x86_64")]
+		// SAFETY: `available` returns `Vnni` only on a CPU with AVX-512F/BW/DQ/VL.
+		#[allow(unsafe_code)]
+		Kernel::Vnni => unsafe { avx512::swiglu(gate, up) },
+		_ => gate.iter().zip(up).map(|(&g, &u)| swiglu_fast(g, u)).collect(),
+	}
+}
+
 /// The rotary table of one position: `cos_sin_q32(position * inv_freq[i])` for every pair
 /// (`None` if an angle overflows, as `ops::rope` fails then).
 pub fn rope_table(position: u32, inv_freq: &[u64]) -> Option<Vec<(i64, i64)>> {
@@ -600,15 +612,12 @@ mod avx512 {
 	/// AVX-512F/DQ; every `z_j <= m`.
 	#[target_feature(enable = "avx512f,avx512dq")]
 	pub(super) unsafe fn exps(m: i32, z: &[i32], e: &mut Vec<u64>) {
-		use verity_primitives::lm::fixed::{ACT_FRAC_BITS, LN2_Q32, ONE_Q32};
+		use verity_primitives::lm::fixed::ACT_FRAC_BITS;
 		e.clear();
 		e.reserve(z.len());
 		const V: usize = 2;
 		let r = |s: i32| ((i64::from(m) - i64::from(s)) as u64) << ACT_FRAC_BITS;
-		let ln2_f = _mm512_set1_pd(LN2_Q32 as f64);
-		let ln2 = _mm512_set1_epi64(LN2_Q32 as i64);
 		let mv = _mm512_set1_epi64(i64::from(m));
-		let zero = _mm512_setzero_si512();
 		let mut chunks = z.chunks_exact(8 * V);
 		for c in &mut chunks {
 			// r = (m - z) << 16, each z widened to 64 bits.
@@ -617,33 +626,9 @@ mod avx512 {
 				let zs = unsafe { _mm256_loadu_si256(c.as_ptr().add(8 * i).cast()) };
 				_mm512_slli_epi64::<16>(_mm512_sub_epi64(mv, _mm512_cvtepi32_epi64(zs)))
 			});
-			// Below 2^48: exact in f64 both ways.
-			let n = rv.map(|rv| {
-				let q = _mm512_div_pd(_mm512_cvtepu64_pd(rv), ln2_f);
-				_mm512_cvttpd_epu64(_mm512_roundscale_pd::<{ _MM_FROUND_TO_NEG_INF }>(q))
-			});
-			// n < 2^17: one 32-bit multiply.
-			let f: [__m512i; V] =
-				core::array::from_fn(|i| _mm512_sub_epi64(rv[i], _mm512_mul_epu32(n[i], ln2)));
-			let mut term = f;
-			let mut sum = f.map(|f| _mm512_sub_epi64(_mm512_set1_epi64(ONE_Q32 as i64), f));
-			for (j, &(_, magic, shift)) in super::avx2::DIVISORS.iter().enumerate() {
-				let magic = _mm512_set1_epi64(magic);
-				let shift = _mm_set_epi64x(0, i64::from(shift));
-				for i in 0..V {
-					let x = _mm512_srli_epi64::<32>(_mm512_mul_epu32(term[i], f[i]));
-					term[i] = _mm512_srl_epi64(_mm512_mul_epu32(x, magic), shift);
-					// k = j + 2: even k adds, odd k subtracts.
-					sum[i] = if j % 2 == 0 {
-						_mm512_add_epi64(sum[i], term[i])
-					} else {
-						_mm512_sub_epi64(sum[i], term[i])
-					};
-				}
-			}
-			for i in 0..V {
-				let nonnegative = _mm512_cmpge_epi64_mask(sum[i], zero);
-				let out = _mm512_maskz_mov_epi64(nonnegative, _mm512_srlv_epi64(sum[i], n[i]));
+			for rv in rv {
+				// SAFETY: this function's CPU features; `r < 2^48` (`m - z < 2^32`).
+				let out = unsafe { exp8(rv) };
 				let mut lanes = [0u64; 8];
 				// SAFETY: a store of 64 bytes into a `[u64; 8]`.
 				unsafe { _mm512_storeu_si512(lanes.as_mut_ptr().cast(), out) };
@@ -651,6 +636,110 @@ mod avx512 {
 			}
 		}
 		e.extend(chunks.remainder().iter().map(|&s| super::exp_neg_q32_fast(r(s))));
+	}
+
+	/// `exp_neg_q32_fast(r)` of eight lanes `r < 2^48` (see [`exps`]): `n = floor(r / ln2)`
+	/// (`n < 2^17`), `f = r - n ln2`, the twelve terms, the sum shifted right by `n` (0 from
+	/// `n >= 64`), 0 for a negative sum.
+	///
+	/// # Safety
+	/// AVX-512F/DQ.
+	#[inline]
+	#[target_feature(enable = "avx512f,avx512dq")]
+	unsafe fn exp8(r: __m512i) -> __m512i {
+		use verity_primitives::lm::fixed::{LN2_Q32, ONE_Q32};
+		// Below 2^48: exact in f64 both ways.
+		let q = _mm512_div_pd(_mm512_cvtepu64_pd(r), _mm512_set1_pd(LN2_Q32 as f64));
+		let n = _mm512_cvttpd_epu64(_mm512_roundscale_pd::<{ _MM_FROUND_TO_NEG_INF }>(q));
+		// n < 2^17: one 32-bit multiply.
+		let f = _mm512_sub_epi64(r, _mm512_mul_epu32(n, _mm512_set1_epi64(LN2_Q32 as i64)));
+		let mut term = f;
+		let mut sum = _mm512_sub_epi64(_mm512_set1_epi64(ONE_Q32 as i64), f);
+		for (j, &(_, magic, shift)) in super::avx2::DIVISORS.iter().enumerate() {
+			let x = _mm512_srli_epi64::<32>(_mm512_mul_epu32(term, f));
+			term = _mm512_srl_epi64(
+				_mm512_mul_epu32(x, _mm512_set1_epi64(magic)),
+				_mm_set_epi64x(0, i64::from(shift)),
+			);
+			// k = j + 2: even k adds, odd k subtracts.
+			sum =
+				if j % 2 == 0 { _mm512_add_epi64(sum, term) } else { _mm512_sub_epi64(sum, term) };
+		}
+		let nonnegative = _mm512_cmpge_epi64_mask(sum, _mm512_setzero_si512());
+		_mm512_maskz_mov_epi64(nonnegative, _mm512_srlv_epi64(sum, n))
+	}
+
+	/// `round(m w / d)`, halves up, of eight lanes with `m < 2^63`, `w <= 2^32`, `2^48 <= d <
+	/// 2^50` and `m w / d <= 2^46`: the quotient is estimated in `f64` (`m` rounded once, the
+	/// product and the quotient once each: a relative error below `2^-51`, so an absolute one
+	/// below `2^-5`) and floored, which is `floor(m w / d)` or one off; the remainder
+	/// `m w - q d` (in `(-d, 2 d)`, so exact modulo `2^64`) corrects it by one either way, then
+	/// `2 r >= d` rounds up.
+	///
+	/// # Safety
+	/// AVX-512F/DQ.
+	#[inline]
+	#[target_feature(enable = "avx512f,avx512dq")]
+	pub(super) unsafe fn div_round8(m: __m512i, w: __m512i, d: __m512i) -> __m512i {
+		let (zero, one) = (_mm512_setzero_si512(), _mm512_set1_epi64(1));
+		let estimate = _mm512_div_pd(
+			_mm512_mul_pd(_mm512_cvtepu64_pd(m), _mm512_cvtepu64_pd(w)),
+			_mm512_cvtepu64_pd(d),
+		);
+		let mut q =
+			_mm512_cvttpd_epu64(_mm512_roundscale_pd::<{ _MM_FROUND_TO_NEG_INF }>(estimate));
+		let mut r = _mm512_sub_epi64(_mm512_mullo_epi64(m, w), _mm512_mullo_epi64(q, d));
+		let below = _mm512_cmplt_epi64_mask(r, zero);
+		q = _mm512_mask_sub_epi64(q, below, q, one);
+		r = _mm512_mask_add_epi64(r, below, r, d);
+		let above = _mm512_cmpge_epi64_mask(r, d);
+		q = _mm512_mask_add_epi64(q, above, q, one);
+		r = _mm512_mask_sub_epi64(r, above, r, d);
+		_mm512_mask_add_epi64(q, _mm512_cmpge_epi64_mask(_mm512_add_epi64(r, r), d), q, one)
+	}
+
+	/// [`super::swiglu_fast`] of every pair `(gate[i], up[i])`, eight at a time: `E` of `|g|`
+	/// by [`exp8`] (`|g| << 16 <= 2^47`), `W = 2^32` or `E`, the magnitude of the quotient
+	/// `|g u| W / ((2^32 + E) << 16)` rounded by [`div_round8`] (ties up: away from zero once
+	/// the sign of `g u` is applied, as the rule), then `vpmovsqd` saturates to `i32`.
+	///
+	/// # Safety
+	/// AVX-512F/DQ.
+	#[target_feature(enable = "avx512f,avx512dq")]
+	pub(super) unsafe fn swiglu(gate: &[i32], up: &[i32]) -> Vec<i32> {
+		let n = gate.len().min(up.len());
+		let mut out = Vec::with_capacity(n);
+		let zero = _mm512_setzero_si512();
+		let two_32 = _mm512_set1_epi64(1 << 32);
+		let (mut gs, mut us) = (gate[..n].chunks_exact(8), up[..n].chunks_exact(8));
+		for (g8, u8) in (&mut gs).zip(&mut us) {
+			// SAFETY: unaligned loads of eight `i32` each.
+			let (g, u) = unsafe {
+				(
+					_mm512_cvtepi32_epi64(_mm256_loadu_si256(g8.as_ptr().cast())),
+					_mm512_cvtepi32_epi64(_mm256_loadu_si256(u8.as_ptr().cast())),
+				)
+			};
+			let (ga, ua) = (_mm512_abs_epi64(g), _mm512_abs_epi64(u));
+			// SAFETY: this function's CPU features; `|g| << 16 <= 2^47`.
+			let e = unsafe { exp8(_mm512_slli_epi64::<16>(ga)) };
+			let w = _mm512_mask_mov_epi64(two_32, _mm512_cmplt_epi64_mask(g, zero), e);
+			let m = _mm512_mul_epu32(ga, ua);
+			let d = _mm512_slli_epi64::<16>(_mm512_add_epi64(two_32, e));
+			// SAFETY: this function's CPU features; `m <= 2^62`, `w <= 2^32`, `d >= 2^48`.
+			let q = unsafe { div_round8(m, w, d) };
+			// g u < 0 exactly when the signs differ (and then neither is 0; with a 0, q is 0).
+			let negative = _mm512_cmplt_epi64_mask(_mm512_xor_si512(g, u), zero);
+			let h = _mm512_cvtsepi64_epi32(_mm512_mask_sub_epi64(q, negative, zero, q));
+			let mut lanes = [0i32; 8];
+			// SAFETY: a store of 32 bytes into a `[i32; 8]`.
+			unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), h) };
+			out.extend_from_slice(&lanes);
+		}
+		out.extend(
+			gs.remainder().iter().zip(us.remainder()).map(|(&g, &u)| super::swiglu_fast(g, u)),
+		);
+		out
 	}
 
 	/// Head sizes up to this many 16-element vectors take [`scores`]' batches of eight keys.
@@ -949,6 +1038,29 @@ mod tests {
 			let u = (rng.next_u64() as i32) >> rng.below(32);
 			assert_eq!(swiglu_fast(g, u), swiglu(g, u), "{g} {u}");
 		}
+		// Whole vectors (every kernel; eight at a time with AVX-512 plus the rest one at a
+		// time): the edges in every pairing, then random lengths and magnitudes.
+		let (g, u): (Vec<i32>, Vec<i32>) =
+			edge.iter().flat_map(|&g| edge.iter().map(move |&u| (g, u))).unzip();
+		let want: Vec<i32> = g.iter().zip(&u).map(|(&g, &u)| swiglu(g, u)).collect();
+		for kernel in [Kernel::Portable, Kernel::Avx2, Kernel::Vnni] {
+			assert_eq!(swiglu_many(&g, &u, kernel), want, "{kernel:?}");
+		}
+		for case in 0..5_000 {
+			let len = rng.below(40) as usize;
+			let mut pick = || match rng.below(20) {
+				0 => i32::MIN,
+				1 => i32::MAX,
+				2 => 0,
+				_ => (rng.next_u64() as i32) >> rng.below(32),
+			};
+			let g: Vec<i32> = (0..len).map(|_| pick()).collect();
+			let u: Vec<i32> = (0..len).map(|_| pick()).collect();
+			let want: Vec<i32> = g.iter().zip(&u).map(|(&g, &u)| swiglu(g, u)).collect();
+			for kernel in [Kernel::Portable, Kernel::Avx2, Kernel::Vnni] {
+				assert_eq!(swiglu_many(&g, &u, kernel), want, "case {case} {kernel:?}");
+			}
+		}
 		for levels in [ActLevels::L127, ActLevels::L16383] {
 			for _ in 0..20_000 {
 				let shift = rng.below(32);
@@ -1062,6 +1174,73 @@ mod tests {
 				assert_eq!(e, want, "AVX-512, case {case} m {m} z {z:?}");
 			}
 		}
+	}
+
+	/// The AVX-512 rounded division of SwiGLU against `u128` arithmetic where its corrections
+	/// are needed: quotients just below and at integers (the `f64` estimate one too high or one
+	/// too low), exact halves (rounded up) and just below them, at both ends of the quotient's
+	/// range (`m` beyond `2^53`, so rounded in `f64`), and random arguments.
+	#[cfg(target_arch = "x86_64")]
+	#[test]
+	fn avx512_rounded_division_is_exact() {
+		if Kernel::Vnni.available() != Kernel::Vnni {
+			eprintln!("no AVX-512 on this CPU: nothing to compare");
+			return;
+		}
+		let want = |m: u64, w: u64, d: u64| {
+			let n = u128::from(m) * u128::from(w);
+			let (q, r) = (n / u128::from(d), n % u128::from(d));
+			(q + u128::from(2 * r >= u128::from(d))) as u64
+		};
+		let mut rng = Rng::new(12);
+		let mut cases: Vec<(u64, u64, u64)> = Vec::new();
+		for _ in 0..4_000 {
+			// d = (2^32 + e) << 16 as SwiGLU makes it, e a multiple of 2^17 here so that d is a
+			// multiple of 2^33 (its halves and every q d are multiples of 2^32).
+			let e = rng.below(1 << 15) << 17;
+			let d = ((1u64 << 32) + e) << 16;
+			// w = 1: m = q d + rem, q < 2^13; w = 2^32: m = (q d + rem) / 2^32, q < 2^46.
+			for (w, qmax) in [(1u64, (1u64 << 62) / d), (1 << 32, 1 << 46)] {
+				let q = rng.below(qmax);
+				for rem in [0, 1, d / 2 - 1, d / 2, d / 2 + 1, d - 1] {
+					let rem = rem / w * w; // a multiple of w
+					let n = u128::from(q) * u128::from(d) + u128::from(rem);
+					if let Ok(m) = u64::try_from(n / u128::from(w)) {
+						if m < 1 << 62 {
+							cases.push((m, w, d));
+						}
+					}
+				}
+			}
+			let m = rng.next_u64() >> (2 + rng.below(60));
+			cases.push((m, rng.below((1 << 32) + 1), d));
+		}
+		let (mut ties, mut beyond_f64) = (0, 0);
+		for chunk in cases.chunks_exact(8) {
+			let m: [u64; 8] = core::array::from_fn(|i| chunk[i].0);
+			let w: [u64; 8] = core::array::from_fn(|i| chunk[i].1);
+			let d: [u64; 8] = core::array::from_fn(|i| chunk[i].2);
+			let mut got = [0u64; 8];
+			// SAFETY: AVX-512F/DQ are present (`Kernel::Vnni` is available); loads and a store
+			// of eight `u64`.
+			#[allow(unsafe_code)]
+			unsafe {
+				use std::arch::x86_64::*;
+				let q = avx512::div_round8(
+					_mm512_loadu_si512(m.as_ptr().cast()),
+					_mm512_loadu_si512(w.as_ptr().cast()),
+					_mm512_loadu_si512(d.as_ptr().cast()),
+				);
+				_mm512_storeu_si512(got.as_mut_ptr().cast(), q);
+			}
+			for i in 0..8 {
+				assert_eq!(got[i], want(m[i], w[i], d[i]), "m {} w {} d {}", m[i], w[i], d[i]);
+				let n = u128::from(m[i]) * u128::from(w[i]);
+				ties += usize::from(2 * (n % u128::from(d[i])) == u128::from(d[i]));
+				beyond_f64 += usize::from(m[i] > 1 << 53);
+			}
+		}
+		assert!(ties > 1_000 && beyond_f64 > 1_000, "{ties} {beyond_f64}");
 	}
 
 	/// Each multiply-and-shift divisor of the AVX2 exponential is exact for every dividend
