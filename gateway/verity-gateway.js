@@ -19,7 +19,7 @@
 // the model's header commits to).
 import http from 'node:http';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -264,6 +264,8 @@ class Gateway {
     this.nonces = new Map(); // account -> the next nonce after this gateway's last accepted transaction
     this.jobs = new Map(); // job -> what this gateway knows (status kept current by follow())
     this.receiptDir = opts.receipts || mkdtempSync(join(tmpdir(), 'verity-gateway-receipts-'));
+    // A directory of its own (no --receipts) is removed when the process exits.
+    if (!opts.receipts) process.on('exit', () => rmSync(this.receiptDir, { recursive: true, force: true }));
     mkdirSync(this.receiptDir, { recursive: true });
     this.page = readFileSync(join(HERE, 'public', 'index.html'));
     this.chain.ready.then((api) => this.follow(api), () => {});

@@ -134,6 +134,8 @@ e2e_tests() {
 		done
 		exit 1
 	fi
+	# Kept (and printed) only when the suite fails.
+	rm -rf "$VERITY_E2E_LOGS"
 }
 
 # `offline_checks` in a session of its own at nice 19, its output into a file: printed, and its

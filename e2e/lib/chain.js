@@ -22,24 +22,70 @@ export async function connect(node) {
 
 export const keyring = () => new Keyring({ type: 'sr25519' });
 
-/** Sign and send; resolve when in a block with { blockHash, blockNumber, events, fee }. */
+/**
+ * Sign and send; resolve when in a block with { blockHash, blockNumber, events, fee }.
+ *
+ * Inclusion is read from the pool's watch events (`author_submitAndWatchExtrinsic`) and, where
+ * those stay silent, from the chain itself: a run here saw a dev node include a submit in its
+ * next block while the watch subscription never reported it. From 12 s after sending, every
+ * new block since the send is searched for the extrinsic's hash (its own events then read
+ * from that block); 60 s without either is a failure.
+ */
 export function send(api, tx, signer, what) {
   return new Promise((ok, fail) => {
-    const timer = setTimeout(() => fail(new Error(`${what} not included within 60 s`)), 60_000);
-    tx.signAndSend(signer, async ({ status, events, dispatchError }) => {
-      if (dispatchError) {
-        clearTimeout(timer);
-        const msg = dispatchError.isModule ? JSON.stringify(api.registry.findMetaError(dispatchError.asModule)) : dispatchError.toString();
-        fail(new Error(`${what} failed: ${msg}`));
+    let settled = false;
+    const done = (f, v) => { if (!settled) { settled = true; clearTimeout(timer); clearInterval(poll); f(v); } };
+    const included = async (blockHash, events) => {
+      const failed = events.find(({ event }) => api.events.system.ExtrinsicFailed.is(event));
+      if (failed) {
+        const err = failed.event.data[0];
+        const msg = err.isModule ? JSON.stringify(api.registry.findMetaError(err.asModule)) : err.toString();
+        done(fail, new Error(`${what} failed: ${msg}`));
         return;
       }
-      if (status.isInBlock) {
-        clearTimeout(timer);
-        const header = await api.rpc.chain.getHeader(status.asInBlock);
-        const paid = events.find(({ event }) => api.events.transactionPayment.TransactionFeePaid.is(event));
-        ok({ blockHash: status.asInBlock, blockNumber: header.number.toNumber(), events, fee: paid ? paid.event.data[1].toBigInt() : 0n });
+      const header = await api.rpc.chain.getHeader(blockHash);
+      const paid = events.find(({ event }) => api.events.transactionPayment.TransactionFeePaid.is(event));
+      done(ok, { blockHash, blockNumber: header.number.toNumber(), events, fee: paid ? paid.event.data[1].toBigInt() : 0n });
+    };
+    let searchError = null; // the last failure of a search of the chain, reported with a timeout
+    const timer = setTimeout(() => done(fail, new Error(`${what} not included within 60 s${searchError ? ` (searching the chain: ${searchError.message})` : ''}`)), 60_000);
+    let poll = null;
+    let searched = null; // the last block number searched
+    const search = async () => {
+      const best = (await api.rpc.chain.getHeader()).number.toNumber();
+      for (let n = searched + 1; n <= best && !settled; n++) {
+        const hash = await api.rpc.chain.getBlockHash(n);
+        const block = await api.rpc.chain.getBlock(hash);
+        const index = block.block.extrinsics.findIndex((x) => x.hash.eq(tx.hash));
+        if (index >= 0) {
+          const all = await (await api.at(hash)).query.system.events();
+          await included(hash, all.filter(({ phase }) => phase.isApplyExtrinsic && phase.asApplyExtrinsic.eqn(index)));
+          return;
+        }
+        searched = n;
       }
-    }).catch((e) => { clearTimeout(timer); fail(e); });
+    };
+    api.rpc.chain.getHeader().then((h) => {
+      searched = h.number.toNumber();
+      tx.signAndSend(signer, ({ status, events, dispatchError }) => {
+        if (dispatchError) {
+          const msg = dispatchError.isModule ? JSON.stringify(api.registry.findMetaError(dispatchError.asModule)) : dispatchError.toString();
+          done(fail, new Error(`${what} failed: ${msg}`));
+        } else if (status.isInBlock) {
+          included(status.asInBlock, events).catch((e) => done(fail, e));
+        }
+      }).catch((e) => done(fail, e));
+      setTimeout(() => {
+        let busy = false; // one search at a time (a slow one outlasts the interval)
+        if (!settled) {
+          poll = setInterval(() => {
+            if (busy) return;
+            busy = true;
+            search().catch((e) => { searchError = e; }).finally(() => { busy = false; });
+          }, 3_000);
+        }
+      }, 12_000);
+    }).catch((e) => done(fail, e));
   });
 }
 

@@ -1,7 +1,7 @@
 // verity-gateway in the end-to-end suite: started against a test chain and worker on a free
 // loopback port, with an API-key file of its own; plus the clients the tests use on it.
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -19,7 +19,10 @@ export const OPENAI_PYTHON = join(process.env.VERITY_CACHE ?? join(homedir(), '.
  */
 export async function startGateway(name, { node, url, worker, keys, args = [], waitForChain = true }) {
   const port = await freePort();
+  // Its key file and receipts, removed when it is stopped or the test process exits.
   const dir = mkdtempSync(join(tmpdir(), `verity-${name}-`));
+  const removeDir = () => rmSync(dir, { recursive: true, force: true });
+  process.on('exit', removeDir);
   const keyFile = join(dir, 'keys.json');
   writeFileSync(keyFile, JSON.stringify(keys));
   const logFile = join(LOG_DIR, `${name}-${port}.log`);
@@ -33,6 +36,7 @@ export async function startGateway(name, { node, url, worker, keys, args = [], w
     async stop() {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
       if ((await within(exited, 10_000)) === null) proc.kill('SIGKILL');
+      removeDir();
     },
   };
   await waitFor(`${name} listening (log: ${logFile})`, async () => {

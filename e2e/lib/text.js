@@ -2,7 +2,7 @@
 // scripts/install-models.sh installed, registered on a test chain and served by Alice with
 // examples/serve-text-models.js (as `make dev` does), and asked for with examples/generate.js.
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -24,14 +24,19 @@ const imports = {};
 
 /**
  * The language model `which` (`small`: glassllm, `smollm2`: SmolLM2-135M-Instruct), imported
- * with `verity-worker import` into a temporary directory once per process: { name, vlm, id }.
+ * with `verity-worker import` into a temporary directory once per process (removed when the
+ * process exits: an imported SmolLM2 is 92 MB): { name, vlm, id }.
  */
 export function textModel(which) {
   if (!imports[which]) {
     const { file, name } = SOURCES[which];
     const input = join(INSTALLED, file);
     if (!existsSync(input)) throw new Error(`${input} is not installed (bash scripts/install-models.sh)`);
-    dir ??= mkdtempSync(join(tmpdir(), 'verity-e2e-text-'));
+    if (!dir) {
+      const made = mkdtempSync(join(tmpdir(), 'verity-e2e-text-'));
+      process.on('exit', () => rmSync(made, { recursive: true, force: true }));
+      dir = made;
+    }
     imports[which] = run(WORKER_BIN, ['import', input, '--out', join(dir, name), '--json'], { timeout: 600_000 })
       .then(({ stdout }) => {
         const r = JSON.parse(stdout);

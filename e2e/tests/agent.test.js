@@ -3,7 +3,7 @@
 // loopback; the three scenarios run side by side, each on its own dev chain.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { cryptoWaitReady } from '@polkadot/util-crypto';
 import { startNode, waitFor, freePort } from '../lib/node.js';
 import { startWorker, workerRun, EXAMPLES } from '../lib/worker.js';
@@ -239,6 +239,8 @@ describe('agent', { concurrency: 3 }, () => {
     } finally {
       if (api) await api.disconnect();
       await stopAll(node, worker);
+      // The restarted nodes' base path (kept across the restarts; no `stop` removes it).
+      rmSync(base, { recursive: true, force: true });
     }
   });
 
