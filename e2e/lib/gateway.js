@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { REPO, LOG_DIR, captureOutput, freePort, killOnExit, waitFor, within } from './node.js';
+import { REPO, LOG_DIR, captureOutput, freePort, killOnExit, removeOnExit, waitFor, within } from './node.js';
 
 const run = promisify(execFile);
 
@@ -20,9 +20,7 @@ export const OPENAI_PYTHON = join(process.env.VERITY_CACHE ?? join(homedir(), '.
 export async function startGateway(name, { node, url, worker, keys, args = [], waitForChain = true }) {
   const port = await freePort();
   // Its key file and receipts, removed when it is stopped or the test process exits.
-  const dir = mkdtempSync(join(tmpdir(), `verity-${name}-`));
-  const removeDir = () => rmSync(dir, { recursive: true, force: true });
-  process.on('exit', removeDir);
+  const dir = removeOnExit(mkdtempSync(join(tmpdir(), `verity-${name}-`)));
   const keyFile = join(dir, 'keys.json');
   writeFileSync(keyFile, JSON.stringify(keys));
   const logFile = join(LOG_DIR, `${name}-${port}.log`);
@@ -36,7 +34,7 @@ export async function startGateway(name, { node, url, worker, keys, args = [], w
     async stop() {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
       if ((await within(exited, 10_000)) === null) proc.kill('SIGKILL');
-      removeDir();
+      rmSync(dir, { recursive: true, force: true });
     },
   };
   await waitFor(`${name} listening (log: ${logFile})`, async () => {

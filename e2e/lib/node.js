@@ -31,11 +31,21 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  * `node --test --test-force-exit`), so that none outlives the suite.
  */
 const running = new Set();
+/** Directories the test process made for itself (imported models, a gateway's files): removed
+ * when it exits, after the processes using them are killed. */
+const scratch = new Set();
 process.on('exit', () => {
   for (const p of running) {
     try { p.kill('SIGKILL'); } catch { /* already gone */ }
   }
+  for (const dir of scratch) rmSync(dir, { recursive: true, force: true });
 });
+
+/** Remove directory `dir` when the test process exits; returns `dir`. */
+export function removeOnExit(dir) {
+  scratch.add(dir);
+  return dir;
+}
 
 /** Kill `proc` with the test process if it is still running then; returns `proc`. */
 export function killOnExit(proc) {

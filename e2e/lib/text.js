@@ -2,11 +2,11 @@
 // scripts/install-models.sh installed, registered on a test chain and served by Alice with
 // examples/serve-text-models.js (as `make dev` does), and asked for with examples/generate.js.
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { REPO } from './node.js';
+import { REPO, removeOnExit } from './node.js';
 import { WORKER_BIN } from './worker.js';
 
 const run = promisify(execFile);
@@ -32,11 +32,7 @@ export function textModel(which) {
     const { file, name } = SOURCES[which];
     const input = join(INSTALLED, file);
     if (!existsSync(input)) throw new Error(`${input} is not installed (bash scripts/install-models.sh)`);
-    if (!dir) {
-      const made = mkdtempSync(join(tmpdir(), 'verity-e2e-text-'));
-      process.on('exit', () => rmSync(made, { recursive: true, force: true }));
-      dir = made;
-    }
+    dir ??= removeOnExit(mkdtempSync(join(tmpdir(), 'verity-e2e-text-')));
     imports[which] = run(WORKER_BIN, ['import', input, '--out', join(dir, name), '--json'], { timeout: 600_000 })
       .then(({ stdout }) => {
         const r = JSON.parse(stdout);
