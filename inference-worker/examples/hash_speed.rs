@@ -1,35 +1,59 @@
 //! The trace hashing of one decode position of a real model, side by side in one run: every
-//! step hash and the position root of the position, with the eight-lane AVX-512 BLAKE2b
-//! (`blake2_256_many_x8`, what the worker uses where the CPU has AVX-512F) and with
-//! blake2b_simd's four-lane `hash_many` (what it uses otherwise), alternated, best and median
-//! of each; both checked equal to the primitives' `lm_step_hash` and `position_root` first.
+//! step hash and the position root of the position under the commitment rule (keyed BLAKE3,
+//! `verity_primitives::lm::trace`, as the worker computes it: [`lm_fast::hash`], sixteen
+//! messages per pass on AVX-512) and under the rule it replaced (version 1: BLAKE2b-256 of
+//! `b"verity/lm/step/v1" || u32 position || u32 op || output`, then the classifier's Merkle
+//! tree with a leaf hash per step, computed eight messages at a time on AVX-512 or four on
+//! AVX2), alternated, best and median of each. Both are checked against their plain rule
+//! first (the primitives' functions; version 1's written out here with `sp_crypto_hashing`).
 //!
 //! `cargo run --release -p verity-worker --example hash_speed -- MODEL.vlm [CONTEXT]`
 
 use std::time::Instant;
 
 use verity_primitives::{
+	commit::{trace_root, MERKLE_LEAF_PREFIX, MERKLE_NODE_PREFIX},
 	lm::{
 		interp::LmJob,
 		sample::SamplingParams,
-		trace::{lm_step_hash, position_root, LM_STEP_TAG},
+		trace::{lm_step_hash, position_root},
 	},
 	Hash,
 };
 use verity_worker::{
-	exact::{blake2_256_many_x4, blake2_256_many_x8},
+	exact::blake2_256_many,
 	generate::TextModel,
-	lm_fast::{position_root_with, Kernel},
+	lm_fast::{hash, Kernel},
 };
 
 const ROUNDS: usize = 200;
 
-/// A many-message BLAKE2b-256.
-type Many<'a> = &'a dyn Fn(&[&[u8]]) -> Vec<Hash>;
-
 fn median(v: &mut [f64]) -> f64 {
 	v.sort_by(f64::total_cmp);
 	v[v.len() / 2]
+}
+
+/// Version 1's position root (`commit::trace_root`) with the messages of each level hashed
+/// many at a time.
+fn v1_root(hashes: &[Hash]) -> Hash {
+	let mut buf = Vec::with_capacity(33 * hashes.len());
+	for h in hashes {
+		buf.push(MERKLE_LEAF_PREFIX);
+		buf.extend_from_slice(h);
+	}
+	let mut level = blake2_256_many(buf.chunks_exact(33));
+	while level.len() > 1 {
+		buf.clear();
+		for p in level.chunks_exact(2) {
+			buf.push(MERKLE_NODE_PREFIX);
+			buf.extend_from_slice(&p[0]);
+			buf.extend_from_slice(&p[1]);
+		}
+		let odd = (level.len() % 2 == 1).then(|| level[level.len() - 1]);
+		level = blake2_256_many(buf.chunks_exact(65));
+		level.extend(odd);
+	}
+	level.first().copied().unwrap_or([0u8; 32])
 }
 
 fn main() {
@@ -46,42 +70,57 @@ fn main() {
 	let job = LmJob { prompt, params: SamplingParams::GREEDY, max_new_tokens: 2 };
 	let fast = model.fast().expect("pack");
 	let trace = fast.trace_for(&job, position, Kernel::detect()).expect("trace");
-	let outputs = &trace.outputs[position as usize];
-	let messages: Vec<Vec<u8>> = outputs
+	let outputs: Vec<&[u8]> = trace.outputs[position as usize].iter().map(Vec::as_slice).collect();
+	let bytes: usize = outputs.iter().map(|o| o.len()).sum();
+
+	// Version 2 (the rule): the outputs themselves are the messages.
+	let want: Vec<Hash> = outputs.iter().map(|o| lm_step_hash(o)).collect();
+	let want_root = position_root(&want);
+	let v2 = || {
+		let hashes = hash::step_hashes_many(&outputs);
+		let t = Instant::now();
+		let root = hash::lm_tree_root_many(&hashes);
+		(hashes, root, t)
+	};
+	// Version 1: the prefix, position and op before each output.
+	let v1_messages: Vec<Vec<u8>> = outputs
 		.iter()
 		.enumerate()
 		.map(|(op, out)| {
-			[LM_STEP_TAG, &position.to_le_bytes(), &(op as u32).to_le_bytes(), out].concat()
+			[
+				b"verity/lm/step/v1".as_slice(),
+				&position.to_le_bytes(),
+				&(op as u32).to_le_bytes(),
+				out,
+			]
+			.concat()
 		})
 		.collect();
-	let slices: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-	let bytes: usize = messages.iter().map(Vec::len).sum();
-	let want: Vec<Hash> = outputs
-		.iter()
-		.enumerate()
-		.map(|(op, out)| lm_step_hash(position, op as u32, out))
-		.collect();
-	let want_root = position_root(&want);
+	let v1_want: Vec<Hash> = v1_messages.iter().map(|m| sp_crypto_hashing::blake2_256(m)).collect();
+	let v1_want_root = trace_root(&v1_want);
+	let v1 = || {
+		let hashes = blake2_256_many(v1_messages.iter().map(Vec::as_slice));
+		let t = Instant::now();
+		let root = v1_root(&hashes);
+		(hashes, root, t)
+	};
+	let (h, r, _) = v2();
+	assert!(h == want && r == want_root, "version 2 differs from the primitives' rule");
+	let (h, r, _) = v1();
+	assert!(h == v1_want && r == v1_want_root, "version 1 differs from its rule");
 
-	let x4 = |m: &[&[u8]]| blake2_256_many_x4(m);
-	let x8 = |m: &[&[u8]]| blake2_256_many_x8(m).expect("this CPU has no AVX-512F");
-	let impls: [(&str, Many<'_>); 2] = [
-		("blake2b_simd hash_many (4 lanes, AVX2)", &x4),
-		("blake2_256_many_x8 (8 lanes, AVX-512)", &x8),
+	let names = [
+		"version 2: keyed BLAKE3, no leaf hashes (the rule)",
+		"version 1: BLAKE2b, prefixed steps, leaf hashes",
 	];
-	for (name, many) in impls {
-		assert_eq!(many(&slices), want, "{name}: step hashes");
-		assert_eq!(position_root_with(&want, many), want_root, "{name}: position root");
-	}
-	// Per implementation: the step hashes, then the position root.
+	let runs: [&dyn Fn() -> (Vec<Hash>, Hash, Instant); 2] = [&v2, &v1];
 	let mut times = [Vec::new(), Vec::new()];
 	let mut parts = [[Vec::new(), Vec::new()], [Vec::new(), Vec::new()]];
 	for _ in 0..ROUNDS {
-		for (k, (_, many)) in impls.iter().enumerate() {
+		for (k, run) in runs.iter().enumerate() {
 			let t0 = Instant::now();
-			let hashes = many(&slices);
-			let t1 = Instant::now();
-			std::hint::black_box(position_root_with(&hashes, *many));
+			let (_, root, t1) = run();
+			std::hint::black_box(root);
 			let (a, b) = ((t1 - t0).as_secs_f64() * 1e3, t1.elapsed().as_secs_f64() * 1e3);
 			parts[k][0].push(a);
 			parts[k][1].push(b);
@@ -89,17 +128,17 @@ fn main() {
 		}
 	}
 	println!(
-		"position {position}: {} step hashes, {bytes} bytes hashed, then the position root",
-		messages.len()
+		"position {position}: {} step outputs, {bytes} bytes (version 1 adds 25 bytes to each)",
+		outputs.len()
 	);
-	println!("| implementation | best ms | median ms | step hashes ms | position root ms |");
+	println!("| rule | best ms | median ms | step hashes ms | position root ms |");
 	println!("|---|---|---|---|---|");
 	let mut medians = [0.0; 2];
-	for (k, (name, _)) in impls.iter().enumerate() {
+	for (k, name) in names.iter().enumerate() {
 		let best = times[k].iter().copied().fold(f64::MAX, f64::min);
 		medians[k] = median(&mut times[k]);
 		let (steps, tree) = (median(&mut parts[k][0]), median(&mut parts[k][1]));
 		println!("| {name} | {best:.3} | {:.3} | {steps:.3} | {tree:.3} |", medians[k]);
 	}
-	println!("8 lanes / 4 lanes: {:.2}x faster (medians)", medians[0] / medians[1]);
+	println!("version 2 / version 1: {:.2}x faster (medians)", medians[1] / medians[0]);
 }

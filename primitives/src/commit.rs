@@ -70,11 +70,34 @@ pub fn merkle_node(left: &Hash, right: &Hash) -> Hash {
 	blake2_256(&buf)
 }
 
-fn next_level(level: &[Hash]) -> Vec<Hash> {
+/// How a Merkle tree of this module's shape hashes: its leaves (from the hashes it is built
+/// over) and its internal nodes. The shape (pairing left to right, an odd last node promoted)
+/// and the inclusion proofs are the same for every tree; only the hashing differs.
+pub trait TreeHash {
+	/// The leaf of hash `h`.
+	fn leaf(h: &Hash) -> Hash;
+	/// The parent of two nodes.
+	fn node(left: &Hash, right: &Hash) -> Hash;
+}
+
+/// The tree of classifier traces and of model weights: leaves [`merkle_leaf`], nodes
+/// [`merkle_node`] (BLAKE2b-256 with a one-byte prefix each).
+pub enum StepTree {}
+
+impl TreeHash for StepTree {
+	fn leaf(h: &Hash) -> Hash {
+		merkle_leaf(h)
+	}
+	fn node(left: &Hash, right: &Hash) -> Hash {
+		merkle_node(left, right)
+	}
+}
+
+fn next_level<T: TreeHash>(level: &[Hash]) -> Vec<Hash> {
 	level
 		.chunks(2)
 		.map(|pair| match pair {
-			[l, r] => merkle_node(l, r),
+			[l, r] => T::node(l, r),
 			[single] => *single, // an odd last node is promoted unchanged
 			_ => [0u8; 32],
 		})
@@ -86,9 +109,14 @@ fn next_level(level: &[Hash]) -> Vec<Hash> {
 /// [`merkle_node`], and an odd last node is promoted to the next level unchanged (never
 /// duplicated). The root of one leaf is that leaf; the root of no leaf is 32 zero bytes.
 pub fn trace_root(hashes: &[Hash]) -> Hash {
-	let mut level: Vec<Hash> = hashes.iter().map(merkle_leaf).collect();
+	tree_root::<StepTree>(hashes)
+}
+
+/// The root of the tree of [`trace_root`]'s shape hashed with `T`.
+pub fn tree_root<T: TreeHash>(hashes: &[Hash]) -> Hash {
+	let mut level: Vec<Hash> = hashes.iter().map(T::leaf).collect();
 	while level.len() > 1 {
-		level = next_level(&level);
+		level = next_level::<T>(&level);
 	}
 	level.first().copied().unwrap_or([0u8; 32])
 }
@@ -106,10 +134,15 @@ pub struct MerkleProof {
 /// to the root (the last level, of one node; no level at all for no hash). Building it once
 /// lets a prover take many inclusion proofs with [`merkle_proof_from_levels`].
 pub fn merkle_levels(hashes: &[Hash]) -> Vec<Vec<Hash>> {
+	tree_levels::<StepTree>(hashes)
+}
+
+/// [`merkle_levels`] of the tree hashed with `T`.
+pub fn tree_levels<T: TreeHash>(hashes: &[Hash]) -> Vec<Vec<Hash>> {
 	let mut levels = Vec::new();
-	let mut level: Vec<Hash> = hashes.iter().map(merkle_leaf).collect();
+	let mut level: Vec<Hash> = hashes.iter().map(T::leaf).collect();
 	while level.len() > 1 {
-		let next = next_level(&level);
+		let next = next_level::<T>(&level);
 		levels.push(level);
 		level = next;
 	}
@@ -147,17 +180,22 @@ pub fn merkle_proof(hashes: &[Hash], index: u32) -> Option<MerkleProof> {
 /// The root does not commit to the leaf count: a verifier must also check that
 /// `proof.leaf_count` is the model's `n + 1` (and `leaf_index` the step it cares about).
 pub fn verify_inclusion(root: &Hash, leaf: &Hash, proof: &MerkleProof) -> bool {
+	verify_inclusion_in::<StepTree>(root, leaf, proof)
+}
+
+/// [`verify_inclusion`] in the tree hashed with `T`.
+pub fn verify_inclusion_in<T: TreeHash>(root: &Hash, leaf: &Hash, proof: &MerkleProof) -> bool {
 	if proof.leaf_index >= proof.leaf_count {
 		return false;
 	}
-	let mut node = merkle_leaf(leaf);
+	let mut node = T::leaf(leaf);
 	let (mut index, mut count) = (proof.leaf_index, proof.leaf_count);
 	let mut siblings = proof.siblings.iter();
 	while count > 1 {
 		let is_promoted = index % 2 == 0 && index == count - 1;
 		if !is_promoted {
 			let Some(s) = siblings.next() else { return false };
-			node = if index % 2 == 0 { merkle_node(&node, s) } else { merkle_node(s, &node) };
+			node = if index % 2 == 0 { T::node(&node, s) } else { T::node(s, &node) };
 		}
 		index /= 2;
 		count = count / 2 + count % 2;

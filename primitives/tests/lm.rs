@@ -176,7 +176,7 @@ fn a_corrupted_kv_read_is_provable_where_it_is_read() {
 			let element = rng.below(u64::from(h.head_dim)) as usize;
 			inputs[group][(entry * h.head_dim as usize + element) * 4 + 3] ^= 0x20;
 			let wrong = execute_op(h, &case.job, t, attn, &inputs, &[]).unwrap();
-			if lm_step_hash(t, attn, &wrong) != leaves[t as usize][attn as usize] {
+			if lm_step_hash(&wrong) != leaves[t as usize][attn as usize] {
 				found = Some((p, t, attn, group, entry, wrong));
 				break;
 			}
@@ -186,7 +186,7 @@ fn a_corrupted_kv_read_is_provable_where_it_is_read() {
 			continue;
 		};
 		let mut bad = leaves.clone();
-		bad[t as usize][attn as usize] = lm_step_hash(t, attn, &wrong);
+		bad[t as usize][attn as usize] = lm_step_hash(&wrong);
 		let roots: Vec<_> =
 			bad.iter().map(|l| verity_primitives::lm::trace::position_root(l)).collect();
 		let proof = find_lm_fraud(h, &case.chunks, &case.job, &bad).unwrap().unwrap();

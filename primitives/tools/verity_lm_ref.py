@@ -22,6 +22,62 @@ def b2(data):
     return hashlib.blake2b(data, digest_size=32).digest()
 
 
+# ---------------------------------------------------------------- BLAKE3, keyed (section 12.8)
+# The BLAKE3 specification's hash in keyed mode (32-byte output), written from the paper:
+# 1,024-byte chunks of 64-byte blocks, chunk chaining values merged into a binary tree whose
+# left subtree holds the largest power of two of chunks that leaves at least one on the right.
+
+B3_IV = [0x6A09E667, 0xBB67AE85, 0x3C6EF372, 0xA54FF53A, 0x510E527F, 0x9B05688C, 0x1F83D9AB,
+         0x5BE0CD19]
+B3_PERM = [2, 6, 3, 10, 7, 0, 4, 13, 1, 11, 12, 5, 9, 14, 15, 8]
+CHUNK_START, CHUNK_END, PARENT, ROOT, KEYED_HASH = 1, 2, 4, 8, 16
+M32 = 0xFFFFFFFF
+
+
+def b3_compress(cv, block, counter, block_len, flags):
+    m = list(struct.unpack('<16I', block))
+    v = cv[:] + B3_IV[:4] + [counter & M32, counter >> 32, block_len, flags]
+    rot = lambda x, n: ((x >> n) | (x << (32 - n))) & M32
+
+    def g(a, b, c, d, x, y):
+        v[a] = (v[a] + v[b] + x) & M32; v[d] = rot(v[d] ^ v[a], 16)
+        v[c] = (v[c] + v[d]) & M32; v[b] = rot(v[b] ^ v[c], 12)
+        v[a] = (v[a] + v[b] + y) & M32; v[d] = rot(v[d] ^ v[a], 8)
+        v[c] = (v[c] + v[d]) & M32; v[b] = rot(v[b] ^ v[c], 7)
+    for r in range(7):
+        g(0, 4, 8, 12, m[0], m[1]); g(1, 5, 9, 13, m[2], m[3])
+        g(2, 6, 10, 14, m[4], m[5]); g(3, 7, 11, 15, m[6], m[7])
+        g(0, 5, 10, 15, m[8], m[9]); g(1, 6, 11, 12, m[10], m[11])
+        g(2, 7, 8, 13, m[12], m[13]); g(3, 4, 9, 14, m[14], m[15])
+        if r < 6: m = [m[i] for i in B3_PERM]
+    return [v[i] ^ v[i + 8] for i in range(8)]
+
+
+def b3_keyed(key, data):
+    k = list(struct.unpack('<8I', key))
+    chunks = [data[i:i + 1024] for i in range(0, len(data), 1024)] or [b'']
+
+    def chunk_cv(ci, chunk, root):
+        cv = k
+        blocks = [chunk[i:i + 64] for i in range(0, len(chunk), 64)] or [b'']
+        for bi, blk in enumerate(blocks):
+            f = KEYED_HASH | (CHUNK_START if bi == 0 else 0)
+            if bi == len(blocks) - 1: f |= CHUNK_END | (ROOT if root else 0)
+            cv = b3_compress(cv, blk.ljust(64, b'\0'), ci, len(blk), f)
+        return cv
+
+    def subtree(lo, hi, root):  # the chaining value of chunks lo..hi
+        if hi - lo == 1: return chunk_cv(lo, chunks[lo], root)
+        left = 1 << ((hi - lo - 1).bit_length() - 1)
+        block = struct.pack('<16I', *(subtree(lo, lo + left, False) + subtree(lo + left, hi, False)))
+        return b3_compress(k, block, 0, 64, KEYED_HASH | PARENT | (ROOT if root else 0))
+    return struct.pack('<8I', *subtree(0, len(chunks), True))
+
+
+LM_STEP_KEY = b"verity/lm/step/v2".ljust(32, b'\0')
+LM_NODE_KEY = b"verity/lm/node/v2".ljust(32, b'\0')
+
+
 # ---------------------------------------------------------------- SCALE reader (section 2)
 
 class Reader:
@@ -255,6 +311,16 @@ def merkle_root(hashes):
     return lvl[0]
 
 
+def lm_tree_root(hashes):
+    # position and job trees (12.8): the hashes are the leaves, nodes keyed BLAKE3 of l || r
+    if not hashes: return bytes(32)
+    lvl = list(hashes)
+    while len(lvl) > 1:
+        lvl = [b3_keyed(LM_NODE_KEY, lvl[i] + lvl[i + 1]) if i + 1 < len(lvl) else lvl[i]
+               for i in range(0, len(lvl), 2)]
+    return lvl[0]
+
+
 # ---------------------------------------------------------------- the model file (12.6)
 
 def read_model(b):
@@ -389,8 +455,8 @@ def enc_part(h, p):
     if N is None: N = [0] * h['head_dim']
     return struct.pack('<iQ', m, S) + b''.join(n.to_bytes(16, 'little', signed=True) for n in N)
 
-def step_hash(t, i, out):
-    return b2(b"verity/lm/step/v1" + struct.pack('<II', t, i) + out)
+def step_hash(out):
+    return b3_keyed(LM_STEP_KEY, out)
 
 
 # ---------------------------------------------------------------- generation (12.7)
@@ -453,7 +519,7 @@ def generate(h, W, prompt, params, max_new_tokens):
     while True:
         tok = prompt[t] if t < P else tokens[-1]
         outs, sel = run_position(h, W, t, tok, P, kv, params)
-        hashes.append([step_hash(t, i, o) for i, o in enumerate(outs)])
+        hashes.append([step_hash(o) for o in outs])
         if sel is not None:
             tokens.append(sel)
             if sel in h['eos_tokens'] or len(tokens) == max_new_tokens or t + 1 == h['max_context']:
@@ -480,11 +546,11 @@ def check_case(d, c):
     if len(hashes) != len(want):
         raise Mismatch("%d positions, expected %d" % (len(hashes), len(want)))
     if tokens != c['tokens']: raise Mismatch("tokens %s, expected %s" % (tokens, c['tokens']))
-    roots = [merkle_root(hs) for hs in hashes]
+    roots = [lm_tree_root(hs) for hs in hashes]
     for t, (x, y) in enumerate(zip(roots, c['position_roots'])):
         if x.hex() != y: raise Mismatch("position %d: position root differs" % t)
     if len(roots) != len(c['position_roots']): raise Mismatch("position root count")
-    if merkle_root(roots).hex() != c['job_root']: raise Mismatch("job root")
+    if lm_tree_root(roots).hex() != c['job_root']: raise Mismatch("job root")
     return len(hashes), sum(len(x) for x in hashes)
 
 def main():

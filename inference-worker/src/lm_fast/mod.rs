@@ -8,8 +8,8 @@
 //! VNNI where the CPU has it, spread over a rayon pool); keys and values of earlier positions
 //! come from the cache; the elementwise rules run in their faster exact forms ([`ops`]). The
 //! outputs are then cut into the steps of `verity_primitives::lm::graph` in op order and
-//! hashed several at a time (`blake2b_simd::many`), so the step hashes, position roots and job
-//! root are those of the reference; a batch of prompt positions is hashed while the next
+//! hashed several at a time ([`hash`]: keyed BLAKE3, sixteen messages per pass on AVX-512), so
+//! the step hashes, position roots and job root are those of the reference; a batch of prompt positions is hashed while the next
 //! batch computes (`rayon::join`: on a second thread when the pool has one). The differential
 //! tests check exactly that on random models and on both shipped models.
 //!
@@ -17,6 +17,7 @@
 //! forms are tested against them one by one), the op order is the graph's, and tokens are
 //! selected by `sample::select_token` itself.
 
+pub mod hash;
 pub mod kernels;
 pub mod ops;
 
@@ -31,13 +32,12 @@ use verity_primitives::{
 		ops::{i32s_to_bytes, rms_norm},
 		quant::dequantize_row,
 		sample::{select_token, SamplingParams},
-		trace::{build_step_proof, LmFindFraudError, LmStepProof, ProverTrees, LM_STEP_TAG},
+		trace::{build_step_proof, LmFindFraudError, LmStepProof, ProverTrees},
 		validate::check_structure,
 	},
 	Hash,
 };
 
-use crate::exact::blake2_256_many;
 pub use kernels::Kernel;
 use kernels::{Packed, QuantX};
 use ops::{attention_merge_fast, attention_part_fast, rope_apply, rope_table, swiglu_many};
@@ -171,13 +171,6 @@ impl Emitter {
 		Emitter { position, op: 0, hash, keep, messages, ends, kept: Vec::new() }
 	}
 
-	/// The step hash message's prefix of the next op.
-	fn begin_message(&mut self) {
-		self.messages.extend_from_slice(LM_STEP_TAG);
-		self.messages.extend_from_slice(&self.position.to_le_bytes());
-		self.messages.extend_from_slice(&self.op.to_le_bytes());
-	}
-
 	fn wants_bytes(&self) -> bool {
 		self.hash || self.keep != Keep::Nothing
 	}
@@ -185,7 +178,6 @@ impl Emitter {
 	/// The next op's output; `input`: a later position reads it.
 	fn bytes(&mut self, out: &[u8], input: bool) {
 		if self.hash {
-			self.begin_message();
 			self.messages.extend_from_slice(out);
 			self.ends.push(self.messages.len());
 		}
@@ -204,7 +196,6 @@ impl Emitter {
 		}
 		if self.hash {
 			// Straight into the message buffer (the bytes of `i32s_to_bytes`).
-			self.begin_message();
 			let start = self.messages.len();
 			self.messages.resize(start + 4 * out.len(), 0);
 			// Fixed-size chunks: one vector copy on a little-endian CPU, not a push per value.
@@ -229,7 +220,9 @@ impl Emitter {
 		spans
 			.par_chunks(per_thread)
 			.flat_map_iter(|spans| {
-				blake2_256_many(spans.iter().map(|&(s, e)| &self.messages[s..e]))
+				let messages: Vec<&[u8]> =
+					spans.iter().map(|&(s, e)| &self.messages[s..e]).collect();
+				hash::step_hashes_many(&messages)
 			})
 			.collect()
 	}
@@ -769,35 +762,10 @@ impl FastRun {
 	}
 }
 
-/// `commit::trace_root` (the position root) with the leaf and node hashes of each level
-/// computed several at a time.
+/// The position root (`verity_primitives::lm::trace::position_root`) with the nodes of each
+/// level hashed several at a time.
 pub fn position_root_many(hashes: &[Hash]) -> Hash {
-	position_root_with(hashes, |messages| blake2_256_many(messages.iter().copied()))
-}
-
-/// `commit::trace_root` of `hashes` with `many` hashing the messages of each level (BLAKE2b-256
-/// of each, in order).
-pub fn position_root_with(hashes: &[Hash], many: impl Fn(&[&[u8]]) -> Vec<Hash>) -> Hash {
-	use verity_primitives::commit::{MERKLE_LEAF_PREFIX, MERKLE_NODE_PREFIX};
-	// The messages of a level back to back in one buffer (33 bytes per leaf, 65 per node).
-	let mut buf = Vec::with_capacity(33 * hashes.len());
-	for h in hashes {
-		buf.push(MERKLE_LEAF_PREFIX);
-		buf.extend_from_slice(h);
-	}
-	let mut level = many(&buf.chunks_exact(33).collect::<Vec<_>>());
-	while level.len() > 1 {
-		buf.clear();
-		for p in level.chunks_exact(2) {
-			buf.push(MERKLE_NODE_PREFIX);
-			buf.extend_from_slice(&p[0]);
-			buf.extend_from_slice(&p[1]);
-		}
-		let odd = (level.len() % 2 == 1).then(|| level[level.len() - 1]);
-		level = many(&buf.chunks_exact(65).collect::<Vec<_>>());
-		level.extend(odd); // an odd last node is promoted unchanged
-	}
-	level.first().copied().unwrap_or([0u8; 32])
+	hash::lm_tree_root_many(hashes)
 }
 
 /// Run `f` on a rayon pool of `threads` threads (`0`: one per core).

@@ -202,7 +202,7 @@ pub fn first_difference(
 
 /// An operator's step hashes of `position`: one per op of the position's shape, hashing to
 /// `roots[position]`, and, at a position that selects a token, the `Select` step hash equal to
-/// `lm_step_hash(position, select, token)` of the committed token
+/// `lm_step_hash(token)` (its four little-endian bytes) of the committed token
 /// `tokens[position + 1 - prompt_len]`.
 pub fn check_reveal(
 	h: &LmHeader,
@@ -227,9 +227,9 @@ pub fn check_reveal(
 		let k = position.saturating_add(1).saturating_sub(prompt_len);
 		let token = usize::try_from(k).ok().and_then(|k| tokens.get(k));
 		let select = op_index(h, shape, LmOp::Select);
-		let leaf = select.and_then(|i| leaves.get(usize::try_from(i).ok()?).map(|l| (i, l)));
+		let leaf = select.and_then(|i| leaves.get(usize::try_from(i).ok()?));
 		let bound = match (token, leaf) {
-			(Some(t), Some((i, l))) => lm_step_hash(position, i, &t.to_le_bytes()) == *l,
+			(Some(t), Some(l)) => lm_step_hash(&t.to_le_bytes()) == *l,
 			_ => false,
 		};
 		if !bound {

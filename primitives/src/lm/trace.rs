@@ -1,9 +1,16 @@
 //! Commitments of a generation and the one-step proof.
 //!
-//! * step hash `blake2_256(b"verity/lm/step/v1" || u32_le(position) || u32_le(op) || output)`;
-//! * position root: the Merkle root ([`crate::commit::trace_root`]) over the step hashes of a
+//! * step hash: the keyed BLAKE3 hash of the step's output, key [`LM_STEP_KEY`];
+//! * position root: the root of the binary tree ([`LmTree`]: the shape of
+//!   [`crate::commit::trace_root`], the step hashes themselves as leaves, nodes the keyed
+//!   BLAKE3 hash of `left || right` with key [`LM_NODE_KEY`]) over the step hashes of a
 //!   position, in op order;
-//! * job root: the same Merkle root over the position roots.
+//! * job root: the same tree over the position roots.
+//!
+//! A step hash does not name its position and op: the tree does. Every inclusion proof a
+//! verifier accepts is checked at its leaf index (the op) among the position's leaf count, under
+//! the root of its position, so the same output at another step cannot stand in for it; and
+//! leaves and nodes are hashed under different keys.
 //!
 //! The chain stores the position roots (32 bytes per position) and the job root. A step proof
 //! carries the disputed step's committed hash with its inclusion proof, every input step's
@@ -22,32 +29,68 @@ use super::{
 	interp::{execute_op, gather_inputs, generate, step_chunks, LmExecError, LmJob, LmTrace},
 };
 use crate::{
-	commit::{merkle_levels, merkle_proof_from_levels, trace_root, verify_inclusion, MerkleProof},
+	commit::{
+		merkle_levels, merkle_proof_from_levels, trace_root, tree_levels, tree_root,
+		verify_inclusion, verify_inclusion_in, MerkleProof, TreeHash,
+	},
 	fraud::Verdict,
 	model::Hash,
 };
 
-/// Domain tag of transformer step hashes.
-pub const LM_STEP_TAG: &[u8] = b"verity/lm/step/v1";
+/// The BLAKE3 key of transformer step hashes: `verity/lm/step/v2`, zero-padded to 32 bytes.
+pub const LM_STEP_KEY: [u8; 32] = *b"verity/lm/step/v2\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
 
-/// `blake2_256(b"verity/lm/step/v1" || u32_le(position) || u32_le(op) || output)`.
-pub fn lm_step_hash(position: u32, op: u32, output: &[u8]) -> Hash {
-	let mut buf = Vec::with_capacity(LM_STEP_TAG.len() + 8 + output.len());
-	buf.extend_from_slice(LM_STEP_TAG);
-	buf.extend_from_slice(&position.to_le_bytes());
-	buf.extend_from_slice(&op.to_le_bytes());
-	buf.extend_from_slice(output);
-	blake2_256(&buf)
+/// The BLAKE3 key of the nodes of position and job trees: `verity/lm/node/v2`, zero-padded
+/// to 32 bytes.
+pub const LM_NODE_KEY: [u8; 32] = *b"verity/lm/node/v2\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
+
+/// The step hash of an output: `BLAKE3-keyed(LM_STEP_KEY, output)`, 32 bytes.
+pub fn lm_step_hash(output: &[u8]) -> Hash {
+	*blake3::keyed_hash(&LM_STEP_KEY, output).as_bytes()
 }
 
-/// The root of one position: [`trace_root`] over its step hashes in op order.
+/// A node of a position or job tree: `BLAKE3-keyed(LM_NODE_KEY, left || right)`.
+pub fn lm_node(left: &Hash, right: &Hash) -> Hash {
+	let mut buf = [0u8; 64];
+	let (l, r) = buf.split_at_mut(32);
+	l.copy_from_slice(left);
+	r.copy_from_slice(right);
+	*blake3::keyed_hash(&LM_NODE_KEY, &buf).as_bytes()
+}
+
+/// The hashing of position and job trees: the hashes themselves as leaves, [`lm_node`] as
+/// nodes.
+pub enum LmTree {}
+
+impl TreeHash for LmTree {
+	fn leaf(h: &Hash) -> Hash {
+		*h
+	}
+	fn node(left: &Hash, right: &Hash) -> Hash {
+		lm_node(left, right)
+	}
+}
+
+/// The root of one position: the [`LmTree`] root over its step hashes in op order.
 pub fn position_root(step_hashes: &[Hash]) -> Hash {
-	trace_root(step_hashes)
+	tree_root::<LmTree>(step_hashes)
 }
 
-/// The job root: [`trace_root`] over the position roots.
+/// The job root: the [`LmTree`] root over the position roots.
 pub fn job_root(position_roots: &[Hash]) -> Hash {
-	trace_root(position_roots)
+	tree_root::<LmTree>(position_roots)
+}
+
+/// Every level of a position's tree ([`crate::commit::merkle_levels`] for [`LmTree`]), for
+/// taking inclusion proofs with [`merkle_proof_from_levels`].
+pub fn position_levels(step_hashes: &[Hash]) -> Vec<Vec<Hash>> {
+	tree_levels::<LmTree>(step_hashes)
+}
+
+/// `leaf` at `proof.leaf_index` of a position or job tree with root `root`
+/// ([`crate::commit::verify_inclusion`] for [`LmTree`]).
+pub fn verify_lm_inclusion(root: &Hash, leaf: &Hash, proof: &MerkleProof) -> bool {
+	verify_inclusion_in::<LmTree>(root, leaf, proof)
 }
 
 /// `blake2_256` of each weight chunk: the leaves of `weights_root`.
@@ -64,14 +107,8 @@ impl LmTrace {
 	/// The step hashes, `[position][op]`.
 	pub fn step_hashes(&self) -> Vec<Vec<Hash>> {
 		let mut all = Vec::with_capacity(self.outputs.len());
-		for (t, outputs) in self.outputs.iter().enumerate() {
-			let t = crate::len_u32(t);
-			let hashes = outputs
-				.iter()
-				.enumerate()
-				.map(|(i, o)| lm_step_hash(t, crate::len_u32(i), o))
-				.collect();
-			all.push(hashes);
+		for outputs in &self.outputs {
+			all.push(outputs.iter().map(|o| lm_step_hash(o)).collect());
 		}
 		all
 	}
@@ -162,7 +199,7 @@ fn leaves_at(h: &LmHeader, job: &LmJob, position: u32) -> u64 {
 ///    token), each of its declared length and included under `weights_root` with leaf count
 ///    `num_weight_chunks`;
 /// 4. the step is re-executed with [`execute_op`];
-/// 5. [`Verdict::Fraud`] iff `lm_step_hash(position, op, output) != committed`.
+/// 5. [`Verdict::Fraud`] iff `lm_step_hash(output) != committed`.
 ///
 /// A failure of 1-4 is an `Err`: the proof is rejected, never judged.
 pub fn check_step_proof(
@@ -180,10 +217,15 @@ pub fn check_step_proof(
 	let root = root_of(position).ok_or(LmProofError::NoSuchStep)?;
 	let prompt_len = job.prompt_len();
 	let kind = op_at(h, Shape::at(h, prompt_len, position), op).ok_or(LmProofError::NoSuchStep)?;
+	let at = |p: &MerkleProof, index: u64, count: u64| {
+		u64::from(p.leaf_index) == index && u64::from(p.leaf_count) == count
+	};
+	// A step hash under a position root, a weight chunk's hash under `weights_root`.
 	let in_tree = |root: &Hash, leaf: &Hash, p: &MerkleProof, index: u64, count: u64| {
-		u64::from(p.leaf_index) == index
-			&& u64::from(p.leaf_count) == count
-			&& verify_inclusion(root, leaf, p)
+		at(p, index, count) && verify_lm_inclusion(root, leaf, p)
+	};
+	let in_weights = |leaf: &Hash, p: &MerkleProof, index: u64, count: u64| {
+		at(p, index, count) && verify_inclusion(&h.weights_root, leaf, p)
 	};
 	let count = leaves_at(h, job, position);
 	if !in_tree(root, &proof.committed, &proof.committed_proof, u64::from(op), count) {
@@ -203,7 +245,7 @@ pub fn check_step_proof(
 			let mismatch = LmProofError::InputMismatch { index };
 			let producer = op_at(h, Shape::at(h, prompt_len, r.position), r.op).ok_or(mismatch)?;
 			let len = u64::from(output_elements(h, producer)) * ELEMENT_BYTES;
-			let leaf = lm_step_hash(r.position, r.op, &input.data);
+			let leaf = lm_step_hash(&input.data);
 			let ok = input.position == r.position
 				&& input.op == r.op
 				&& input.data.len() as u64 == len
@@ -231,7 +273,7 @@ pub fn check_step_proof(
 	for (i, (&(chunk, c), w)) in chunks.iter().zip(&proof.weights).enumerate() {
 		let mismatch = LmProofError::WeightMismatch { index: crate::len_u32(i) };
 		let ok = w.data.len() as u64 == h.chunk_bytes(chunk)
-			&& in_tree(&h.weights_root, &blake2_256(&w.data), &w.proof, c, h.num_weight_chunks());
+			&& in_weights(&blake2_256(&w.data), &w.proof, c, h.num_weight_chunks());
 		if !ok {
 			return Err(mismatch);
 		}
@@ -239,11 +281,7 @@ pub fn check_step_proof(
 	let weights: Vec<&[u8]> = proof.weights.iter().map(|w| w.data.as_slice()).collect();
 	let output =
 		execute_op(h, job, position, op, &groups, &weights).map_err(LmProofError::Execution)?;
-	Ok(if lm_step_hash(position, op, &output) == proof.committed {
-		Verdict::NoFraud
-	} else {
-		Verdict::Fraud
-	})
+	Ok(if lm_step_hash(&output) == proof.committed { Verdict::NoFraud } else { Verdict::Fraud })
 }
 
 /// Merkle trees built once for a prover: every level ([`merkle_levels`]) of the weights tree
@@ -252,7 +290,8 @@ pub fn check_step_proof(
 pub struct ProverTrees {
 	/// Levels of the tree over the weight chunk hashes.
 	pub weights: Vec<Vec<Hash>>,
-	/// Levels of each position's tree over the revealed step hashes `committed[t][i]`.
+	/// Levels of each position's tree ([`position_levels`]) over the revealed step hashes
+	/// `committed[t][i]`.
 	pub positions: Vec<Vec<Vec<Hash>>>,
 }
 
@@ -261,7 +300,7 @@ impl ProverTrees {
 	pub fn new<W: AsRef<[u8]>>(weights: &[W], committed: &[Vec<Hash>]) -> ProverTrees {
 		ProverTrees {
 			weights: merkle_levels(&chunk_hashes(weights)),
-			positions: committed.iter().map(|leaves| merkle_levels(leaves)).collect(),
+			positions: committed.iter().map(|leaves| position_levels(leaves)).collect(),
 		}
 	}
 }
@@ -363,4 +402,64 @@ pub fn find_lm_fraud<W: AsRef<[u8]>>(
 		return Err(LmFindFraudError::LengthMismatch);
 	}
 	Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+	use crate::commit::trace_root;
+
+	#[test]
+	fn step_hash_is_keyed_blake3_with_the_named_key() {
+		for (key, name) in
+			[(LM_STEP_KEY, b"verity/lm/step/v2"), (LM_NODE_KEY, b"verity/lm/node/v2")]
+		{
+			assert_eq!(&key[..17], name);
+			assert!(key[17..].iter().all(|&b| b == 0));
+		}
+		// The BLAKE3 specification's keyed-hash test vector (1,025 bytes `i % 251`, key "whats
+		// the Elvish word for friend"): the crate is the specification's function.
+		let input: Vec<u8> = (0..1025u32).map(|i| (i % 251) as u8).collect();
+		let vector = blake3::keyed_hash(b"whats the Elvish word for friend", &input);
+		assert_eq!(
+			vector.to_hex().as_str(),
+			"357dc55de0c7e382c900fd6e320acc04146be01db6a8ce7210b7189bd664ea69"
+		);
+		assert_eq!(lm_step_hash(&input), *blake3::keyed_hash(&LM_STEP_KEY, &input).as_bytes());
+		// Leaves and nodes are hashed under different keys.
+		let (a, b) = (lm_step_hash(b"a"), lm_step_hash(b"b"));
+		let mut pair = a.to_vec();
+		pair.extend_from_slice(&b);
+		assert_eq!(lm_node(&a, &b), *blake3::keyed_hash(&LM_NODE_KEY, &pair).as_bytes());
+		assert_ne!(lm_node(&a, &b), lm_step_hash(&pair));
+	}
+
+	#[test]
+	fn position_trees_prove_each_leaf_at_its_index_only() {
+		for n in [1u32, 2, 3, 5, 8, 13, 100] {
+			let leaves: Vec<Hash> = (0..n).map(|i| lm_step_hash(&i.to_le_bytes())).collect();
+			let root = position_root(&leaves);
+			let levels = position_levels(&leaves);
+			assert_eq!(levels.last().and_then(|l| l.first()), Some(&root));
+			assert_eq!(job_root(&leaves), root);
+			// Not the classifier's tree (which hashes every leaf again).
+			assert_ne!(root, trace_root(&leaves));
+			for i in 0..n {
+				let (leaf, other) = (leaves[i as usize], leaves[((i + 1) % n) as usize]);
+				let proof = merkle_proof_from_levels(&levels, i).unwrap();
+				assert!(verify_lm_inclusion(&root, &leaf, &proof), "{n} {i}");
+				if n > 1 {
+					assert!(!verify_lm_inclusion(&root, &other, &proof), "{n} {i}");
+					assert!(!verify_inclusion(&root, &leaf, &proof), "{n} {i}");
+					let mut moved = proof.clone();
+					moved.leaf_index = (i + 1) % n;
+					assert!(!verify_lm_inclusion(&root, &leaf, &moved), "{n} {i}");
+				}
+			}
+		}
+		let (a, b, c) = (lm_step_hash(b"a"), lm_step_hash(b"b"), lm_step_hash(b"c"));
+		assert_eq!(position_root(&[a]), a);
+		assert_eq!(position_root(&[a, b, c]), lm_node(&lm_node(&a, &b), &c));
+		assert_eq!(position_root(&[]), [0u8; 32]);
+	}
 }

@@ -14,7 +14,9 @@ use crate::{
 		ops::AttnPart,
 		quant::{BlockFormat, BLOCK_LEN},
 		sample::SamplingParams,
-		trace::{lm_step_hash, weights_root, LmStepProof, ProvenChunk, ProvenOutput},
+		trace::{
+			lm_step_hash, position_levels, weights_root, LmStepProof, ProvenChunk, ProvenOutput,
+		},
 	},
 	model::Hash,
 };
@@ -273,10 +275,7 @@ pub fn synthetic_step_proof(
 		let mut steps = Vec::new();
 		for r in group {
 			let data = plausible_output(&mut rng, h, op_at(h, shape(r.position), r.op)?);
-			by_position
-				.entry(r.position)
-				.or_default()
-				.push((r.op, lm_step_hash(r.position, r.op, &data)));
+			by_position.entry(r.position).or_default().push((r.op, lm_step_hash(&data)));
 			bytes.extend_from_slice(&data);
 			steps.push((r, data));
 		}
@@ -306,11 +305,8 @@ pub fn synthetic_step_proof(
 	// The committed hash.
 	let refs: Vec<&[u8]> = weights.iter().map(|w| w.data.as_slice()).collect();
 	let output = execute_op(&header, &job, position, index, &groups, &refs).ok()?;
-	let committed = if honest {
-		lm_step_hash(position, index, &output)
-	} else {
-		blake2_256(b"not the honest output")
-	};
+	let committed =
+		if honest { lm_step_hash(&output) } else { blake2_256(b"not the honest output") };
 	by_position.entry(position).or_default().push((index, committed));
 	// Each position tree: its proofs, then its root (one tree in memory at a time).
 	let mut proofs: BTreeMap<(u32, u32), MerkleProof> = BTreeMap::new();
@@ -320,7 +316,7 @@ pub fn synthetic_step_proof(
 		for &(i, hash) in &set {
 			*tree.get_mut(usize::try_from(i).ok()?)? = hash;
 		}
-		let levels = merkle_levels(&tree);
+		let levels = position_levels(&tree);
 		for &(i, _) in &set {
 			proofs.insert((p, i), merkle_proof_from_levels(&levels, i)?);
 		}
