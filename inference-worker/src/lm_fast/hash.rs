@@ -20,8 +20,6 @@
 //! `blake3::keyed_hash(key, message)`, which the tests check on every length class around the
 //! block and chunk boundaries.
 
-use std::collections::BTreeMap;
-
 use blake3::{
 	platform::{words_from_le_bytes_32, Platform},
 	IncrementCounter, BLOCK_LEN, CHUNK_LEN,
@@ -40,43 +38,84 @@ const KEYED_HASH: u8 = 16;
 
 /// `hash_many` over pieces of one length `len` (a multiple of 64, at most a chunk), each hashed
 /// from `key` with counter `counter`: their 32-byte chaining values (their hashes, with the
-/// `ROOT` flag). Pieces of another length are skipped (callers group by length: there are none).
+/// `ROOT` flag) back to back in `out`. Pieces of another length are skipped (callers group by
+/// length: there are none).
 #[allow(clippy::too_many_arguments)]
-fn group(
+fn hash_group<'m>(
 	platform: Platform,
 	len: usize,
-	inputs: &[&[u8]],
+	inputs: impl Iterator<Item = &'m [u8]>,
 	key: &[u32; 8],
 	counter: u64,
 	flags: u8,
 	start: u8,
 	end: u8,
-) -> Vec<Hash> {
-	let mut out = vec![0u8; 32 * inputs.len()];
+	out: &mut Vec<u8>,
+) {
 	macro_rules! lengths {
 		($($n:literal)*) => {
 			match len {
 				$($n => {
-					let arrays: Vec<&[u8; $n]> =
-						inputs.iter().filter_map(|m| m.first_chunk::<$n>()).collect();
-					platform.hash_many(
-						&arrays, key, counter, IncrementCounter::No, flags, start, end, &mut out,
-					);
+					let arrays: Vec<&[u8; $n]> = inputs.filter_map(|m| m.first_chunk::<$n>()).collect();
+					out.clear();
+					out.resize(32 * arrays.len(), 0);
+					platform.hash_many(&arrays, key, counter, IncrementCounter::No, flags, start, end, out);
 				},)*
-				_ => {},
+				_ => out.clear(),
 			}
 		};
 	}
 	lengths!(64 128 192 256 320 384 448 512 576 640 704 768 832 896 960 1024);
-	out.chunks_exact(32).map(|c| c.try_into().unwrap_or([0; 32])).collect()
 }
 
-fn cv_bytes(words: &[u32; 8]) -> Hash {
+/// One compression of a last block shorter than 64 bytes that is also its chunk's first.
+fn one_block(platform: Platform, key: &[u32; 8], bytes: &[u8], counter: u64, root: bool) -> Hash {
+	let mut block = [0u8; BLOCK_LEN];
+	let len = bytes.len().min(BLOCK_LEN);
+	block[..len].copy_from_slice(&bytes[..len]);
+	let mut cv = *key;
+	let flags = KEYED_HASH | CHUNK_START | CHUNK_END | if root { ROOT } else { 0 };
+	platform.compress_in_place(&mut cv, &block, len as u8, counter, flags);
 	let mut out = [0u8; 32];
-	for (to, w) in out.chunks_exact_mut(4).zip(words) {
+	for (to, w) in out.chunks_exact_mut(4).zip(cv) {
 		to.copy_from_slice(&w.to_le_bytes());
 	}
 	out
+}
+
+/// Pieces of messages hashed together: all of length `len`, chunk counter `counter`, either
+/// whole messages (`root`: results are hashes) or chunks of longer ones (chaining values).
+struct Group {
+	len: usize,
+	counter: u64,
+	root: bool,
+	/// `(message, offset of the piece, slot of its result)`.
+	pieces: Vec<(usize, usize, usize)>,
+}
+
+/// Adds a piece to its group (found from the last one used: a position's messages come in runs
+/// of one length).
+fn add(
+	groups: &mut Vec<Group>,
+	last: &mut usize,
+	len: usize,
+	counter: u64,
+	root: bool,
+	piece: (usize, usize, usize),
+) {
+	let same = |g: &Group| g.len == len && g.counter == counter && g.root == root;
+	if !groups.get(*last).is_some_and(same) {
+		*last = match groups.iter().position(same) {
+			Some(i) => i,
+			None => {
+				groups.push(Group { len, counter, root, pieces: Vec::new() });
+				groups.len() - 1
+			},
+		};
+	}
+	if let Some(g) = groups.get_mut(*last) {
+		g.pieces.push(piece);
+	}
 }
 
 /// `blake3::keyed_hash(key, m)` of every message, in order.
@@ -84,114 +123,94 @@ pub fn keyed_hash_many(key: &[u8; 32], messages: &[&[u8]]) -> Vec<Hash> {
 	let platform = Platform::detect();
 	let kw = words_from_le_bytes_32(key);
 	let mut out = vec![[0u8; 32]; messages.len()];
-	// Root chunks by length; chunks of long messages by (length, chunk index).
-	let mut roots: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-	let mut chunks: BTreeMap<(usize, usize), Vec<(usize, usize)>> = BTreeMap::new();
-	// The chunk chaining values of each long message (index into `trees`).
-	let mut trees: Vec<(usize, Vec<Hash>)> = Vec::new();
+	let (mut groups, mut last) = (Vec::new(), usize::MAX);
+	// The chunk chaining values of the messages longer than a chunk, back to back, and per
+	// such message `(message, its first value, its number of values)`.
+	let mut cvs: Vec<Hash> = Vec::new();
+	let mut long: Vec<(usize, usize, usize)> = Vec::new();
 	for (i, m) in messages.iter().enumerate() {
 		let len = m.len();
 		if len <= CHUNK_LEN {
 			if len > 0 && len % BLOCK_LEN == 0 {
-				roots.entry(len).or_default().push(i);
+				add(&mut groups, &mut last, len, 0, true, (i, 0, i));
 			} else if len < BLOCK_LEN {
-				// One partial block: one compression.
-				let mut block = [0u8; BLOCK_LEN];
-				block[..len].copy_from_slice(m);
-				let mut cv = kw;
-				let flags = KEYED_HASH | CHUNK_START | CHUNK_END | ROOT;
-				platform.compress_in_place(&mut cv, &block, len as u8, 0, flags);
-				out[i] = cv_bytes(&cv);
+				out[i] = one_block(platform, &kw, m, 0, true);
 			} else {
 				out[i] = *blake3::keyed_hash(key, m).as_bytes();
 			}
 			continue;
 		}
-		let n = len.div_ceil(CHUNK_LEN);
-		let tree = trees.len();
-		trees.push((i, vec![[0u8; 32]; n]));
-		for (c, piece) in m.chunks(CHUNK_LEN).enumerate() {
-			let plen = piece.len();
-			if plen % BLOCK_LEN == 0 {
-				chunks.entry((plen, c)).or_default().push((tree, c));
-			} else if plen < BLOCK_LEN {
-				let mut block = [0u8; BLOCK_LEN];
-				block[..plen].copy_from_slice(piece);
-				let mut cv = kw;
-				let flags = KEYED_HASH | CHUNK_START | CHUNK_END;
-				platform.compress_in_place(&mut cv, &block, plen as u8, c as u64, flags);
-				trees[tree].1[c] = cv_bytes(&cv);
+		let (first, n) = (cvs.len(), len.div_ceil(CHUNK_LEN));
+		cvs.resize(first + n, [0u8; 32]);
+		long.push((i, first, n));
+		for c in 0..n {
+			let offset = c * CHUNK_LEN;
+			let piece = &m[offset..len.min(offset + CHUNK_LEN)];
+			if piece.len() % BLOCK_LEN == 0 {
+				add(&mut groups, &mut last, piece.len(), c as u64, false, (i, offset, first + c));
+			} else if piece.len() < BLOCK_LEN {
+				cvs[first + c] = one_block(platform, &kw, piece, c as u64, false);
 			} else {
 				use blake3::hazmat::HasherExt;
 				let mut hasher = blake3::Hasher::new_keyed(key);
-				hasher.set_input_offset((c * CHUNK_LEN) as u64).update(piece);
-				trees[tree].1[c] = hasher.finalize_non_root();
+				hasher.set_input_offset(offset as u64).update(piece);
+				cvs[first + c] = hasher.finalize_non_root();
 			}
 		}
 	}
-	for (len, ids) in roots {
-		let inputs: Vec<&[u8]> = ids.iter().map(|&i| messages[i]).collect();
-		let flags_end = CHUNK_END | ROOT;
-		let hashes = group(platform, len, &inputs, &kw, 0, KEYED_HASH, CHUNK_START, flags_end);
-		for (i, h) in ids.into_iter().zip(hashes) {
-			out[i] = h;
+	let mut results = Vec::new();
+	for g in &groups {
+		let inputs = g.pieces.iter().map(|&(m, offset, _)| &messages[m][offset..]);
+		let end = if g.root { CHUNK_END | ROOT } else { CHUNK_END };
+		hash_group(
+			platform,
+			g.len,
+			inputs,
+			&kw,
+			g.counter,
+			KEYED_HASH,
+			CHUNK_START,
+			end,
+			&mut results,
+		);
+		let to = if g.root { &mut out } else { &mut cvs };
+		for (&(_, _, slot), h) in g.pieces.iter().zip(results.chunks_exact(32)) {
+			if let Some(to) = to.get_mut(slot) {
+				to.copy_from_slice(h);
+			}
 		}
 	}
-	for ((len, c), ids) in chunks {
-		let inputs: Vec<&[u8]> = ids
-			.iter()
-			.map(|&(t, c)| {
-				let m = messages[trees[t].0];
-				&m[c * CHUNK_LEN..(c * CHUNK_LEN + len).min(m.len())]
-			})
-			.collect();
-		let cvs = group(platform, len, &inputs, &kw, c as u64, KEYED_HASH, CHUNK_START, CHUNK_END);
-		for ((t, c), cv) in ids.into_iter().zip(cvs) {
-			trees[t].1[c] = cv;
+	// Merge the chaining values of each long message level by level, in place: the parents of
+	// a level of every message in one group (two: the roots and the others). A pair of values
+	// is already the 64-byte block of its parent.
+	let mut parents: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+	while !long.is_empty() {
+		let flat = cvs.as_flattened();
+		for (root, parents) in parents.iter_mut().enumerate() {
+			let inputs = long
+				.iter()
+				.filter(|&&(_, _, n)| (n == 2) == (root == 1))
+				.flat_map(|&(_, first, n)| flat[32 * first..32 * (first + n)].chunks_exact(64));
+			let end = if root == 1 { ROOT } else { 0 };
+			hash_group(platform, 64, inputs, &kw, 0, KEYED_HASH | PARENT, 0, end, parents);
 		}
-	}
-	// Merge level by level: the parents of every message's level in one group.
-	let mut levels: Vec<(usize, Vec<Hash>)> = trees;
-	while !levels.is_empty() {
-		let mut blocks: Vec<[u8; 64]> = Vec::new();
-		let mut last: Vec<bool> = Vec::new();
-		for (_, level) in &levels {
-			for pair in level.chunks_exact(2) {
-				let mut b = [0u8; 64];
-				b[..32].copy_from_slice(&pair[0]);
-				b[32..].copy_from_slice(&pair[1]);
-				blocks.push(b);
-				last.push(level.len() == 2);
+		let mut taken = [0usize; 2];
+		for (m, first, n) in long.iter_mut() {
+			let which = usize::from(*n == 2);
+			for j in 0..*n / 2 {
+				let at = 32 * (taken[which] + j);
+				cvs[*first + j].copy_from_slice(&parents[which][at..at + 32]);
 			}
-		}
-		// Root parents and the others, as two groups.
-		let mut parents = vec![[0u8; 32]; blocks.len()];
-		for root in [false, true] {
-			let idx: Vec<usize> = (0..blocks.len()).filter(|&j| last[j] == root).collect();
-			if idx.is_empty() {
-				continue;
+			taken[which] += *n / 2;
+			if *n % 2 == 1 {
+				cvs[*first + *n / 2] = cvs[*first + *n - 1]; // an odd last node is promoted
 			}
-			let inputs: Vec<&[u8]> = idx.iter().map(|&j| &blocks[j][..]).collect();
-			let end = if root { ROOT } else { 0 };
-			let hs = group(platform, 64, &inputs, &kw, 0, KEYED_HASH | PARENT, 0, end);
-			for (j, h) in idx.into_iter().zip(hs) {
-				parents[j] = h;
+			*n = *n / 2 + *n % 2;
+			if *n == 1 {
+				out[*m] = cvs[*first];
 			}
 		}
-		let mut next = parents.into_iter();
-		let mut remaining = Vec::new();
-		for (i, level) in levels {
-			let mut up: Vec<Hash> = next.by_ref().take(level.len() / 2).collect();
-			if level.len() % 2 == 1 {
-				up.extend(level.last().copied()); // an odd last node is promoted
-			}
-			if up.len() == 1 {
-				out[i] = up[0];
-			} else {
-				remaining.push((i, up));
-			}
-		}
-		levels = remaining;
+		long.retain(|&(_, _, n)| n > 1);
 	}
 	out
 }
@@ -201,23 +220,20 @@ pub fn step_hashes_many(outputs: &[&[u8]]) -> Vec<Hash> {
 	keyed_hash_many(&LM_STEP_KEY, outputs)
 }
 
-/// The position or job root (`verity_primitives::lm::trace::position_root`) of `hashes`, the
-/// nodes of each level hashed together.
+/// The position or job root (`verity_primitives::lm::trace::position_root`) of `hashes`: the
+/// nodes of each level hashed together (a pair of hashes is already its node's 64-byte message).
 pub fn lm_tree_root_many(hashes: &[Hash]) -> Hash {
+	let platform = Platform::detect();
+	let kw = words_from_le_bytes_32(&LM_NODE_KEY);
 	let mut level = hashes.to_vec();
+	let mut next = Vec::new();
 	while level.len() > 1 {
-		let blocks: Vec<[u8; 64]> = level
-			.chunks_exact(2)
-			.map(|p| {
-				let mut b = [0u8; 64];
-				b[..32].copy_from_slice(&p[0]);
-				b[32..].copy_from_slice(&p[1]);
-				b
-			})
-			.collect();
-		let inputs: Vec<&[u8]> = blocks.iter().map(|b| &b[..]).collect();
+		let pairs = level.as_flattened().chunks_exact(64);
+		let end = CHUNK_END | ROOT;
+		hash_group(platform, 64, pairs, &kw, 0, KEYED_HASH, CHUNK_START, end, &mut next);
 		let odd = (level.len() % 2 == 1).then(|| level[level.len() - 1]);
-		level = keyed_hash_many(&LM_NODE_KEY, &inputs);
+		level.clear();
+		level.extend(next.chunks_exact(32).map(|h| h.try_into().unwrap_or([0u8; 32])));
 		level.extend(odd); // an odd last node is promoted unchanged
 	}
 	level.first().copied().unwrap_or([0u8; 32])

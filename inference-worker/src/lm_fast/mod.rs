@@ -29,7 +29,7 @@ use verity_primitives::{
 		graph::{attn_parts_at, block_positions, ops_at, Shape},
 		header::{LmHeader, WeightChunk},
 		interp::{LmExecError, LmJob, LmTrace},
-		ops::{i32s_to_bytes, rms_norm},
+		ops::{attn_part_bytes, i32s_to_bytes, rms_norm},
 		quant::dequantize_row,
 		sample::{select_token, SamplingParams},
 		trace::{build_step_proof, LmFindFraudError, LmStepProof, ProverTrees},
@@ -69,7 +69,16 @@ pub struct FastLm {
 	/// The embedding matrix packed, as the LM head.
 	head: Packed,
 	output_norm: Vec<i32>,
+	/// Message buffers of hashed positions left by earlier generations, taken by the next one
+	/// (a megabyte or more per position: allocated and faulted in once, not per generation).
+	buffers: std::sync::Mutex<Vec<Buffers>>,
 }
+
+/// A position's message buffer and the ends of its messages.
+type Buffers = (Vec<u8>, Vec<usize>);
+
+/// The most bytes of message buffers a [`FastLm`] keeps between generations.
+const POOLED_BYTES: usize = 256 << 20;
 
 /// A dishonest operator's generation (cargo feature `fault-injection`, test builds only): the
 /// step hashes are computed honestly from what it actually did.
@@ -150,25 +159,42 @@ enum Keep {
 	Everything,
 }
 
-/// The outputs of one position in op order: hashed several at a time, and optionally kept.
+/// The outputs of one position in op order: hashed several at a time (a layer's outputs of a
+/// batch of positions together, while they are still in the caches: [`flush`]), and optionally
+/// kept.
 struct Emitter {
 	position: u32,
 	op: u32,
 	hash: bool,
 	keep: Keep,
+	/// The outputs not hashed yet, back to back, and where each ends.
 	messages: Vec<u8>,
 	ends: Vec<usize>,
+	/// The step hashes so far, in op order.
+	hashes: Vec<Hash>,
+	/// Time spent hashing this emitter's batch (counted on its first emitter).
+	hash_time: Duration,
 	kept: Vec<Vec<u8>>,
 }
 
 impl Emitter {
 	/// `buffers`: the (emptied) message buffers of an earlier position, so their memory is
 	/// reused rather than allocated and faulted in again for every position.
-	fn new(position: u32, hash: bool, keep: Keep, buffers: (Vec<u8>, Vec<usize>)) -> Emitter {
+	fn new(position: u32, hash: bool, keep: Keep, buffers: Buffers) -> Emitter {
 		let (mut messages, mut ends) = buffers;
 		messages.clear();
 		ends.clear();
-		Emitter { position, op: 0, hash, keep, messages, ends, kept: Vec::new() }
+		Emitter {
+			position,
+			op: 0,
+			hash,
+			keep,
+			messages,
+			ends,
+			hashes: Vec::new(),
+			hash_time: Duration::ZERO,
+			kept: Vec::new(),
+		}
 	}
 
 	fn wants_bytes(&self) -> bool {
@@ -195,36 +221,54 @@ impl Emitter {
 			return;
 		}
 		if self.hash {
-			// Straight into the message buffer (the bytes of `i32s_to_bytes`).
-			let start = self.messages.len();
-			self.messages.resize(start + 4 * out.len(), 0);
-			// Fixed-size chunks: one vector copy on a little-endian CPU, not a push per value.
-			for (to, v) in self.messages[start..].chunks_exact_mut(4).zip(out) {
-				to.copy_from_slice(&v.to_le_bytes());
+			// Straight into the message buffer: the bytes of `i32s_to_bytes`, which on a
+			// little-endian CPU are the values' own memory (one copy).
+			#[cfg(target_endian = "little")]
+			self.messages.extend_from_slice(bytemuck::cast_slice(out));
+			#[cfg(not(target_endian = "little"))]
+			for v in out {
+				self.messages.extend_from_slice(&v.to_le_bytes());
 			}
 			self.ends.push(self.messages.len());
 		}
 		self.op += 1;
 	}
+}
 
-	/// The step hashes of the position, in op order.
-	fn hashes(&self) -> Vec<Hash> {
-		let mut spans = Vec::with_capacity(self.ends.len());
+/// Hashes the outputs emitted so far by every emitter of a batch, all together (the more
+/// messages, the fuller the SIMD lanes; one share per thread of the pool), appends each
+/// emitter's step hashes and empties the message buffers for the next layer.
+fn flush(ems: &mut [Emitter]) {
+	if ems.iter().all(|em| em.ends.is_empty()) {
+		return;
+	}
+	let t0 = Instant::now();
+	let mut spans: Vec<(usize, usize, usize)> = Vec::new();
+	for (k, em) in ems.iter().enumerate() {
 		let mut start = 0;
-		for &end in &self.ends {
-			spans.push((start, end));
+		for &end in &em.ends {
+			spans.push((k, start, end));
 			start = end;
 		}
-		// One batch per thread: the more messages a batch has, the fuller its SIMD lanes stay.
-		let per_thread = spans.len().div_ceil(rayon::current_num_threads().max(1)).max(1);
-		spans
-			.par_chunks(per_thread)
-			.flat_map_iter(|spans| {
-				let messages: Vec<&[u8]> =
-					spans.iter().map(|&(s, e)| &self.messages[s..e]).collect();
-				hash::step_hashes_many(&messages)
-			})
-			.collect()
+	}
+	let per_thread = spans.len().div_ceil(rayon::current_num_threads().max(1)).max(1);
+	let all = &*ems;
+	let hashes: Vec<Hash> = spans
+		.par_chunks(per_thread)
+		.flat_map_iter(|spans| {
+			let messages: Vec<&[u8]> =
+				spans.iter().map(|&(k, s, e)| &all[k].messages[s..e]).collect();
+			hash::step_hashes_many(&messages)
+		})
+		.collect();
+	let mut hashes = hashes.into_iter();
+	for em in ems.iter_mut() {
+		em.hashes.extend(hashes.by_ref().take(em.ends.len()));
+		em.messages.clear();
+		em.ends.clear();
+	}
+	if let Some(em) = ems.first_mut() {
+		em.hash_time += t0.elapsed();
 	}
 }
 
@@ -291,6 +335,7 @@ impl FastLm {
 			output_norm: gamma(WeightChunk::OutputNorm)?,
 			layers,
 			h: h.clone(),
+			buffers: Default::default(),
 		})
 	}
 
@@ -343,8 +388,10 @@ impl FastLm {
 		let mut outputs = Vec::new();
 		let mut last_token = 0u32;
 		let mut position = 0u32;
-		// Message buffers of hashed positions, reused by the next ones.
-		let mut spare: Vec<(Vec<u8>, Vec<usize>)> = Vec::new();
+		// Message buffers of hashed positions, reused by the next ones (and by the next
+		// generation: see the end).
+		let mut spare: Vec<Buffers> =
+			self.buffers.lock().map(|mut b| std::mem::take(&mut *b)).unwrap_or_default();
 		// The emitters of the last batch, hashed while the next batch computes.
 		let mut pending: Vec<Emitter> = Vec::new();
 		let mut last_samples = false;
@@ -402,6 +449,7 @@ impl FastLm {
 			);
 			run.add_hashed(hashed, &mut spare);
 			let selected = selected?;
+			flush(&mut ems); // the head and the selected token
 			if let Some(LmFault::KeyEntry { layer, kv_head, position: p, index, delta }) = fault {
 				let hd = h.head_dim as usize;
 				let entry = cache.get_mut(layer as usize).and_then(|l| l.get_mut(kv_head as usize));
@@ -462,6 +510,15 @@ impl FastLm {
 			run.decode_time += started.elapsed();
 		} else {
 			run.prefill_time += started.elapsed();
+		}
+		// Keep the buffers for the next generation, up to `POOLED_BYTES`.
+		let mut pooled = 0usize;
+		spare.retain(|(m, e)| {
+			pooled = pooled.saturating_add(m.capacity() + 8 * e.capacity());
+			pooled <= POOLED_BYTES
+		});
+		if let Ok(mut b) = self.buffers.lock() {
+			*b = spare;
 		}
 		Ok((run, outputs))
 	}
@@ -555,13 +612,14 @@ impl FastLm {
 			// AttnPart (h, b) for every head and block up to the position, then Attn per
 			// head, for every (position, head) in parallel.
 			let kv = &*kv;
-			let heads: Vec<(Vec<Vec<u8>>, Vec<i32>)> = (0..n * nh)
+			let heads: Vec<(Vec<u8>, Vec<i32>)> = (0..n * nh)
 				.into_par_iter()
 				.map(|j| {
 					let (i, head) = (j / nh, j % nh);
 					let qh = &qkv[i][head * hd..(head + 1) * hd];
 					let cache = &kv[head / group];
 					let (mut z, mut e) = (Vec::new(), Vec::new());
+					// The parts' encodings back to back (each `attn_part_bytes(hd)` long).
 					let mut encoded = Vec::new();
 					let mut done = Vec::with_capacity(parts[i] as usize);
 					for b in 0..parts[i] {
@@ -582,7 +640,7 @@ impl FastLm {
 							kernel,
 						);
 						if want_bytes[i] {
-							encoded.push(part.encode());
+							part.encode_into(&mut encoded);
 						}
 						done.push(part);
 					}
@@ -592,7 +650,7 @@ impl FastLm {
 			let mut attn = Vec::with_capacity(n);
 			for (i, (em, per_head)) in ems.iter_mut().zip(heads.chunks_exact(nh)).enumerate() {
 				for (encoded, _) in per_head {
-					for part in encoded {
+					for part in encoded.chunks_exact(attn_part_bytes(hd)) {
 						em.bytes(part, false);
 					}
 					if !want_bytes[i] {
@@ -636,6 +694,7 @@ impl FastLm {
 					em.i32s(c, false);
 				}
 			}
+			flush(ems);
 		}
 		if !samples {
 			return Ok(None);
@@ -734,25 +793,26 @@ impl FastLm {
 /// for reuse, and the time it took.
 struct Hashed {
 	positions: Vec<(Vec<Hash>, Hash)>,
-	buffers: Vec<(Vec<u8>, Vec<usize>)>,
+	buffers: Vec<Buffers>,
 	time: Duration,
 }
 
-fn hash_positions(ems: Vec<Emitter>) -> Hashed {
+fn hash_positions(mut ems: Vec<Emitter>) -> Hashed {
+	flush(&mut ems); // nothing is left by `run`, which flushes after every batch
 	let t0 = Instant::now();
 	let mut out = Hashed { positions: Vec::new(), buffers: Vec::new(), time: Duration::ZERO };
 	for em in ems {
-		let hashes = em.hashes();
-		let root = position_root_many(&hashes);
-		out.positions.push((hashes, root));
+		let root = position_root_many(&em.hashes);
+		out.time += em.hash_time;
+		out.positions.push((em.hashes, root));
 		out.buffers.push((em.messages, em.ends));
 	}
-	out.time = t0.elapsed();
+	out.time += t0.elapsed();
 	out
 }
 
 impl FastRun {
-	fn add_hashed(&mut self, hashed: Hashed, spare: &mut Vec<(Vec<u8>, Vec<usize>)>) {
+	fn add_hashed(&mut self, hashed: Hashed, spare: &mut Vec<Buffers>) {
 		for (hashes, root) in hashed.positions {
 			self.position_roots.push(root);
 			self.step_hashes.push(hashes);

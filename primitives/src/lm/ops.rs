@@ -112,12 +112,17 @@ impl AttnPart {
 	/// `i32_le(max) || u64_le(sum) || i128_le(num[0]) || ...`.
 	pub fn encode(&self) -> Vec<u8> {
 		let mut out = Vec::with_capacity(attn_part_bytes(self.num.len()));
+		self.encode_into(&mut out);
+		out
+	}
+
+	/// [`AttnPart::encode`] appended to `out`.
+	pub fn encode_into(&self, out: &mut Vec<u8>) {
 		out.extend_from_slice(&self.max.to_le_bytes());
 		out.extend_from_slice(&self.sum.to_le_bytes());
 		for n in &self.num {
 			out.extend_from_slice(&n.to_le_bytes());
 		}
-		out
 	}
 
 	/// The inverse of [`AttnPart::encode`] for head dimension `hd` (any bytes of the right
