@@ -235,6 +235,9 @@ impl Emitter {
 	}
 }
 
+/// Messages of a flush from which it is split between the threads of the pool.
+const SPLIT_MESSAGES: usize = 1024;
+
 /// Hashes the outputs emitted so far by every emitter of a batch, all together (the more
 /// messages, the fuller the SIMD lanes; one share per thread of the pool), appends each
 /// emitter's step hashes and empties the message buffers for the next layer.
@@ -251,7 +254,11 @@ fn flush(ems: &mut [Emitter]) {
 			start = end;
 		}
 	}
-	let per_thread = spans.len().div_ceil(rayon::current_num_threads().max(1)).max(1);
+	// A share per thread of the pool when there is enough to share (a batch of prompt
+	// positions); a decode position's layer (a hundred messages or so, some microseconds)
+	// is hashed by this thread rather than split and handed to another.
+	let threads = if spans.len() >= SPLIT_MESSAGES { rayon::current_num_threads() } else { 1 };
+	let per_thread = spans.len().div_ceil(threads.max(1)).max(1);
 	let all = &*ems;
 	let hashes: Vec<Hash> = spans
 		.par_chunks(per_thread)
