@@ -134,7 +134,8 @@ fn the_small_model_agrees_on_every_step_hash() {
 		);
 	}
 	// A prompt of 100 tokens: its 99 cache-filling positions run as batches of 64 and 35
-	// (the default) or 7 (the last one partial), across attention blocks.
+	// (the default) or 7 (the last one partial), across attention blocks. A batch of 64 hashes
+	// each layer's outputs (over 2,500) in one flush, split between the pool's threads.
 	let prompt: Vec<u32> = (0..100u32).map(|i| (i * 37 + 11) % 256).collect();
 	let job = greedy(prompt, 20);
 	let want = generate(&m.header, &m.chunks, &job).unwrap();
