@@ -9,9 +9,11 @@
 //! come from the cache; the elementwise rules run in their faster exact forms ([`ops`]). The
 //! outputs are then cut into the steps of `verity_primitives::lm::graph` in op order and
 //! hashed several at a time ([`hash`]: keyed BLAKE3, sixteen messages per pass on AVX-512), so
-//! the step hashes, position roots and job root are those of the reference; a batch of prompt positions is hashed while the next
-//! batch computes (`rayon::join`: on a second thread when the pool has one). The differential
-//! tests check exactly that on random models and on both shipped models.
+//! the step hashes, position roots and job root are those of the reference. A batch's outputs
+//! are hashed at the end of every layer, while they are still in the caches ([`flush`]); the
+//! position trees of a batch of prompt positions are built while the next batch computes
+//! (`rayon::join`: on a second thread when the pool has one). The differential tests check
+//! exactly that on random models and on both shipped models.
 //!
 //! What the fast backend does not do differently: every rule is the primitives' (the fast
 //! forms are tested against them one by one), the op order is the graph's, and tokens are
@@ -69,16 +71,10 @@ pub struct FastLm {
 	/// The embedding matrix packed, as the LM head.
 	head: Packed,
 	output_norm: Vec<i32>,
-	/// Message buffers of hashed positions left by earlier generations, taken by the next one
-	/// (a megabyte or more per position: allocated and faulted in once, not per generation).
-	buffers: std::sync::Mutex<Vec<Buffers>>,
 }
 
 /// A position's message buffer and the ends of its messages.
 type Buffers = (Vec<u8>, Vec<usize>);
-
-/// The most bytes of message buffers a [`FastLm`] keeps between generations.
-const POOLED_BYTES: usize = 256 << 20;
 
 /// A dishonest operator's generation (cargo feature `fault-injection`, test builds only): the
 /// step hashes are computed honestly from what it actually did.
@@ -342,7 +338,6 @@ impl FastLm {
 			output_norm: gamma(WeightChunk::OutputNorm)?,
 			layers,
 			h: h.clone(),
-			buffers: Default::default(),
 		})
 	}
 
@@ -395,10 +390,8 @@ impl FastLm {
 		let mut outputs = Vec::new();
 		let mut last_token = 0u32;
 		let mut position = 0u32;
-		// Message buffers of hashed positions, reused by the next ones (and by the next
-		// generation: see the end).
-		let mut spare: Vec<Buffers> =
-			self.buffers.lock().map(|mut b| std::mem::take(&mut *b)).unwrap_or_default();
+		// Message buffers of hashed positions, reused by the next ones.
+		let mut spare: Vec<Buffers> = Vec::new();
 		// The emitters of the last batch, hashed while the next batch computes.
 		let mut pending: Vec<Emitter> = Vec::new();
 		let mut last_samples = false;
@@ -517,15 +510,6 @@ impl FastLm {
 			run.decode_time += started.elapsed();
 		} else {
 			run.prefill_time += started.elapsed();
-		}
-		// Keep the buffers for the next generation, up to `POOLED_BYTES`.
-		let mut pooled = 0usize;
-		spare.retain(|(m, e)| {
-			pooled = pooled.saturating_add(m.capacity() + 8 * e.capacity());
-			pooled <= POOLED_BYTES
-		});
-		if let Ok(mut b) = self.buffers.lock() {
-			*b = spare;
 		}
 		Ok((run, outputs))
 	}
