@@ -80,4 +80,37 @@ fn main() {
 			);
 		}
 	}
+
+	// A batch of prompt positions (`matmul`, as a prefill runs it): 64 vectors per pass over
+	// the matrix, in the caches; each kernel's columns checked equal to one `matvec` each.
+	println!();
+	println!("| batch of 64 vectors | kernel | µs per vector | against portable |");
+	println!("|---|---|---|---|");
+	for (rows, k) in [(1536, 576), (576, 1536)] {
+		let bytes = q4_1_rows(&mut rng, rows, k);
+		let m = Packed::new(k, &[(BlockFormat::Q4_1, &bytes)]).expect("packs");
+		let xs: Vec<QuantX> = (0..64)
+			.map(|_| {
+				let x: Vec<i32> = (0..k).map(|_| rng.range(-(1 << 18), 1 << 18) as i32).collect();
+				QuantX::new(&x, ActLevels::L16383)
+			})
+			.collect();
+		let want: Vec<Vec<i32>> =
+			xs.iter().map(|x| m.matvec(x, None, Kernel::Portable).expect("matvec")).collect();
+		for &kernel in &kernels {
+			assert_eq!(m.matmul(&xs, None, kernel).expect("matmul"), want, "{kernel:?}");
+		}
+		let mut times: Vec<Vec<f64>> = vec![Vec::new(); kernels.len()];
+		for _ in 0..20 {
+			for (i, &kernel) in kernels.iter().enumerate() {
+				let t = Instant::now();
+				std::hint::black_box(m.matmul(&xs, None, kernel));
+				times[i].push(t.elapsed().as_secs_f64() / xs.len() as f64);
+			}
+		}
+		let medians: Vec<f64> = times.into_iter().map(median).collect();
+		for (kernel, t) in kernels.iter().zip(&medians) {
+			println!("| {rows}×{k} | {kernel:?} | {:.1} | {:.2}× |", t * 1e6, medians[0] / t);
+		}
+	}
 }

@@ -300,6 +300,45 @@ impl Packed {
 		})
 	}
 
+	/// Group `g`'s nibbles widened into `bytes` as the byte layout (each sub-block's 32
+	/// bytes give its 64 values, low nibbles then high nibbles: the values `0..=15` at the
+	/// places [`Packed::new`] puts byte weights), so that a batch of vectors multiplies them
+	/// without unpacking them again for each one.
+	fn widen_group(&self, g: usize, bytes: &mut Vec<u8>) {
+		let half = PACKED_BLOCK / 2;
+		let w = &self.w[g * self.blocks * half..(g + 1) * self.blocks * half];
+		bytes.clear();
+		bytes.resize(w.len() * 2, 0);
+		const LOW: u64 = 0x0f0f_0f0f_0f0f_0f0f;
+		for (out, packed) in bytes.chunks_exact_mut(64).zip(w.chunks_exact(32)) {
+			let (lo, hi) = out.split_at_mut(32);
+			// Eight nibble pairs at a time: the low nibbles, then the high ones.
+			for ((l, h), p) in
+				lo.chunks_exact_mut(8).zip(hi.chunks_exact_mut(8)).zip(packed.chunks_exact(8))
+			{
+				let v = u64::from_le_bytes(p.try_into().unwrap_or([0; 8]));
+				l.copy_from_slice(&(v & LOW).to_le_bytes());
+				h.copy_from_slice(&((v >> 4) & LOW).to_le_bytes());
+			}
+		}
+	}
+
+	/// [`Packed::group_acc_vnni_nibbles`] over the group's nibbles widened by
+	/// [`Packed::widen_group`] into `bytes`: the same integers, the weights loaded as
+	/// `vpdpbusd` operands.
+	///
+	/// # Safety
+	/// As [`Packed::group_acc_vnni`]; `bytes` must be group `g` widened.
+	#[cfg(target_arch = "x86_64")]
+	#[allow(unsafe_code)]
+	#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+	unsafe fn group_acc_vnni_widened(&self, g: usize, bytes: &[u8], x: &QuantX) -> [i128; LANES] {
+		// SAFETY: as above; `group_acc_of` passes `PACKED_BLOCK` bytes of `bytes` per block.
+		self.group_acc_of(g, bytes, PACKED_BLOCK, x, 128, |w, xu, xl, s, s_lo| unsafe {
+			block_sums_vnni(w, xu, xl, s, s_lo)
+		})
+	}
+
 	/// [`Packed::group_acc`] with the AVX2 block sums of nibbles inlined.
 	///
 	/// # Safety
@@ -351,10 +390,33 @@ impl Packed {
 		offset: i32,
 		sums: impl BlockSums,
 	) -> [i128; LANES] {
+		let per_block = if self.nibbles { PACKED_BLOCK / 2 } else { PACKED_BLOCK };
+		let w = &self.w[g * self.blocks * per_block..(g + 1) * self.blocks * per_block];
+		self.group_acc_of(g, w, per_block, x, offset, sums)
+	}
+
+	/// [`Packed::group_acc_with`] with group `g`'s weights `w` given (`per_block` bytes per
+	/// block): the stored ones, or, for a batch, the nibbles widened to bytes once.
+	#[inline(always)]
+	fn group_acc_of(
+		&self,
+		g: usize,
+		w: &[u8],
+		per_block: usize,
+		x: &QuantX,
+		offset: i32,
+		sums: impl BlockSums,
+	) -> [i128; LANES] {
 		match (x.levels, self.narrow) {
-			(ActLevels::L127, _) => self.group_acc_mode::<false, false>(g, x, offset, &sums),
-			(ActLevels::L16383, true) => self.group_acc_mode::<true, false>(g, x, offset, &sums),
-			(ActLevels::L16383, false) => self.group_acc_mode::<true, true>(g, x, offset, &sums),
+			(ActLevels::L127, _) => {
+				self.group_acc_mode::<false, false>(g, w, per_block, x, offset, &sums)
+			},
+			(ActLevels::L16383, true) => {
+				self.group_acc_mode::<true, false>(g, w, per_block, x, offset, &sums)
+			},
+			(ActLevels::L16383, false) => {
+				self.group_acc_mode::<true, true>(g, w, per_block, x, offset, &sums)
+			},
 		}
 	}
 
@@ -365,108 +427,104 @@ impl Packed {
 	fn group_acc_mode<const TWO: bool, const WIDE: bool>(
 		&self,
 		g: usize,
+		w_group: &[u8],
+		per_block: usize,
 		x: &QuantX,
 		offset: i32,
 		sums: &impl BlockSums,
 	) -> [i128; LANES] {
 		const MASK: i64 = (1 << 20) - 1;
 		const FOLD: usize = 4095;
-		let per_block = if self.nibbles { PACKED_BLOCK / 2 } else { PACKED_BLOCK };
 		let mut acc = [0i128; LANES];
-		let (mut l0, mut l1, mut l2) = ([0i64; LANES], [0i64; LANES], [0i64; LANES]);
-		// Sum of `amax` over the blocks since the last fold: `l2` takes `(t >> 40) + 2^20`
-		// (unsigned, below 2^21) times `amax`, and `2^20` times this sum off at the fold.
-		let mut amax_sum: i64 = 0;
 		let mut s = [0i32; LANES];
 		let mut s_lo = [0i32; LANES];
-		let fold = |acc: &mut [i128; LANES],
-		            l0: &mut [i64; LANES],
-		            l1: &mut [i64; LANES],
-		            l2: &mut [i64; LANES],
-		            amax_sum: &mut i64| {
+		fn lanes<T: Copy + Default>(v: &[T], at: usize) -> [T; LANES] {
+			v.get(at..at + LANES).and_then(|s| s.try_into().ok()).unwrap_or([T::default(); LANES])
+		}
+		for first in (0..self.blocks).step_by(FOLD) {
+			// Limbs of up to 4,095 blocks' products at a time, then folded into `acc`; the sum
+			// of `amax` over them: `l2` takes `(t >> 40) + 2^20` (unsigned, below 2^21) times
+			// `amax`, and `2^20` times this sum comes off at the fold.
+			let (mut l0, mut l1, mut l2) = ([0i64; LANES], [0i64; LANES], [0i64; LANES]);
+			let mut amax_sum: i64 = 0;
+			for b in first..self.blocks.min(first + FOLD) {
+				let gb = g * self.blocks + b;
+				let at = gb * LANES;
+				let w = &w_group[b * per_block..(b + 1) * per_block];
+				let block = b * BLOCK_LEN..(b + 1) * BLOCK_LEN;
+				let xl = if TWO { Some(&x.xl[block.clone()]) } else { None };
+				sums(w, &x.xu[block], xl, &mut s, &mut s_lo);
+				let (amax, asum) = (x.amax[b], x.asum[b]);
+				let (dm, ds, mm, ms) = (
+					lanes(&self.dm, at),
+					lanes(&self.ds, at),
+					lanes(&self.mm, at),
+					lanes(&self.ms, at),
+				);
+				let wsum = lanes(&self.wsum, at);
+				// The rule's `S_b = sum qx w` per lane (15-bit: `128 S_hi + S_lo`, `|S| < 2^26`).
+				let sb: [i32; LANES] = core::array::from_fn(|lane| {
+					let off = offset * i32::from(wsum[lane]);
+					if TWO {
+						128 * (s[lane] - off) + (s_lo[lane] - off)
+					} else {
+						s[lane] - off
+					}
+				});
+				if WIDE {
+					// |t| < 2^67 (d, m' < 2^44, S < 2^26, A < 2^19), times amax <= 2^31.
+					for lane in 0..LANES {
+						let t = (i128::from(i64::from(dm[lane]) * i64::from(sb[lane])) << ds[lane])
+							+ (i128::from(i64::from(mm[lane]) * asum) << ms[lane]);
+						acc[lane] += t * i128::from(amax);
+					}
+					continue;
+				}
+				// Each limb times `amax` as `u32 x u32 -> u64` (one 32-bit vector multiply per lane):
+				// the two low limbs are in `0..2^20`, the top one plus `2^20` in `0..2^21`, `amax`
+				// in `0..=2^31`. `l2` wraps modulo `2^64` until the fold takes the offset off; the
+				// true `l2` is below `4095 * 2^51` in magnitude, so the result is exact.
+				let a = amax as u32 as u64;
+				amax_sum += amax;
+				for lane in 0..LANES {
+					// 8-bit: `dm` is an fp16 mantissa (< 2^11), |dm S| < 2^30 fits i32; 15-bit
+					// (`narrow`): |d| < 2^33, |S| < 2^26, |m'| < 2^40, |A| < 2^19, so |t| < 2^60.
+					let ds_term = if TWO {
+						i64::from(dm[lane]) * i64::from(sb[lane])
+					} else {
+						i64::from(i32::from(dm[lane]) * sb[lane])
+					};
+					let t = (ds_term << ds[lane]) + ((i64::from(mm[lane]) * asum) << ms[lane]);
+					l0[lane] += ((t & MASK) as u32 as u64 * a) as i64;
+					l1[lane] += (((t >> 20) & MASK) as u32 as u64 * a) as i64;
+					let top = ((t >> 40) + (1 << 20)) as u32 as u64;
+					l2[lane] = l2[lane].wrapping_add((top * a) as i64);
+				}
+			}
 			let offset = amax_sum.wrapping_shl(20);
 			for lane in 0..LANES {
 				acc[lane] += (i128::from(l2[lane].wrapping_sub(offset)) << 40)
 					+ (i128::from(l1[lane]) << 20)
 					+ i128::from(l0[lane]);
 			}
-			*l0 = [0; LANES];
-			*l1 = [0; LANES];
-			*l2 = [0; LANES];
-			*amax_sum = 0;
-		};
-		fn lanes<T: Copy + Default>(v: &[T], at: usize) -> [T; LANES] {
-			v.get(at..at + LANES).and_then(|s| s.try_into().ok()).unwrap_or([T::default(); LANES])
 		}
-		for b in 0..self.blocks {
-			let gb = g * self.blocks + b;
-			let at = gb * LANES;
-			let w = &self.w[gb * per_block..(gb + 1) * per_block];
-			let block = b * BLOCK_LEN..(b + 1) * BLOCK_LEN;
-			let xl = if TWO { Some(&x.xl[block.clone()]) } else { None };
-			sums(w, &x.xu[block], xl, &mut s, &mut s_lo);
-			let (amax, asum) = (x.amax[b], x.asum[b]);
-			let (dm, ds, mm, ms) = (
-				lanes(&self.dm, at),
-				lanes(&self.ds, at),
-				lanes(&self.mm, at),
-				lanes(&self.ms, at),
-			);
-			let wsum = lanes(&self.wsum, at);
-			// The rule's `S_b = sum qx w` per lane (15-bit: `128 S_hi + S_lo`, `|S| < 2^26`).
-			let sb: [i32; LANES] = core::array::from_fn(|lane| {
-				let off = offset * i32::from(wsum[lane]);
-				if TWO {
-					128 * (s[lane] - off) + (s_lo[lane] - off)
-				} else {
-					s[lane] - off
-				}
-			});
-			if WIDE {
-				// |t| < 2^67 (d, m' < 2^44, S < 2^26, A < 2^19), times amax <= 2^31.
-				for lane in 0..LANES {
-					let t = (i128::from(i64::from(dm[lane]) * i64::from(sb[lane])) << ds[lane])
-						+ (i128::from(i64::from(mm[lane]) * asum) << ms[lane]);
-					acc[lane] += t * i128::from(amax);
-				}
-				continue;
-			}
-			// Each limb times `amax` as `u32 x u32 -> u64` (one 32-bit vector multiply per lane):
-			// the two low limbs are in `0..2^20`, the top one plus `2^20` in `0..2^21`, `amax`
-			// in `0..=2^31`. `l2` wraps modulo `2^64` until the fold takes the offset off; the
-			// true `l2` is below `4095 * 2^51` in magnitude, so the result is exact.
-			let a = amax as u32 as u64;
-			amax_sum += amax;
-			for lane in 0..LANES {
-				// 8-bit: `dm` is an fp16 mantissa (< 2^11), |dm S| < 2^30 fits i32; 15-bit
-				// (`narrow`): |d| < 2^33, |S| < 2^26, |m'| < 2^40, |A| < 2^19, so |t| < 2^60.
-				let ds_term = if TWO {
-					i64::from(dm[lane]) * i64::from(sb[lane])
-				} else {
-					i64::from(i32::from(dm[lane]) * sb[lane])
-				};
-				let t = (ds_term << ds[lane]) + ((i64::from(mm[lane]) * asum) << ms[lane]);
-				l0[lane] += ((t & MASK) as u32 as u64 * a) as i64;
-				l1[lane] += (((t >> 20) & MASK) as u32 as u64 * a) as i64;
-				let top = ((t >> 40) + (1 << 20)) as u32 as u64;
-				l2[lane] = l2[lane].wrapping_add((top * a) as i64);
-			}
-			if (b + 1) % FOLD == 0 {
-				fold(&mut acc, &mut l0, &mut l1, &mut l2, &mut amax_sum);
-			}
-		}
-		fold(&mut acc, &mut l0, &mut l1, &mut l2, &mut amax_sum);
 		acc
 	}
 
 	/// Output `r` from its exact accumulator: `sat_i32(residual + div_round(acc, qmax * 2^24))`.
 	#[inline]
 	fn finish(acc: i128, residual: i32, levels: ActLevels) -> i32 {
-		let divisor = levels.divisor();
-		match i64::try_from(acc) {
-			Ok(a) => sat_i32(i128::from(div_round_i64(a, divisor as i64)) + i128::from(residual)),
-			Err(_) => sat_i32(div_round(acc, divisor) + i128::from(residual)),
-		}
+		// The divisor as a constant in each arm, so the division is a multiplication.
+		let q = match (i64::try_from(acc), levels) {
+			(Ok(a), ActLevels::L127) => {
+				i128::from(div_round_i64(a, ActLevels::L127.divisor() as i64))
+			},
+			(Ok(a), ActLevels::L16383) => {
+				i128::from(div_round_i64(a, ActLevels::L16383.divisor() as i64))
+			},
+			(Err(_), _) => div_round(acc, levels.divisor()),
+		};
+		sat_i32(q + i128::from(residual))
 	}
 
 	/// `W x` in Q16 with an optional residual, exactly
@@ -514,18 +572,43 @@ impl Packed {
 		}
 		let kernel = kernel.available();
 		let groups = self.rows.div_ceil(LANES);
-		let accs: Vec<Vec<[i128; LANES]>> = (0..groups)
+		// Per row group, its rows' outputs for every vector in turn (`[vector][row]`).
+		let per_group: Vec<Vec<i32>> = (0..groups)
 			.into_par_iter()
-			.map(|g| xs.iter().map(|x| self.group_acc(g, x, kernel)).collect())
+			.map_init(Vec::new, |bytes, g| {
+				let rows = (g * LANES..self.rows.min((g + 1) * LANES)).len();
+				let mut out = Vec::with_capacity(xs.len() * rows);
+				let mut finish = |j: usize, acc: [i128; LANES]| {
+					for (lane, &a) in acc.iter().enumerate().take(rows) {
+						let res = residuals.map_or(0, |v| v[j][g * LANES + lane]);
+						out.push(Self::finish(a, res, xs[j].levels));
+					}
+				};
+				match (kernel, self.nibbles) {
+					#[cfg(target_arch = "x86_64")]
+					(Kernel::Vnni, true) => {
+						self.widen_group(g, bytes);
+						for (j, x) in xs.iter().enumerate() {
+							// SAFETY: `Kernel::Vnni` comes from `Kernel::available`, which
+							// found the CPU features; `bytes` is group `g` widened.
+							#[allow(unsafe_code)]
+							finish(j, unsafe { self.group_acc_vnni_widened(g, bytes, x) });
+						}
+					},
+					_ => {
+						for (j, x) in xs.iter().enumerate() {
+							finish(j, self.group_acc(g, x, kernel));
+						}
+					},
+				}
+				out
+			})
 			.collect();
 		let mut outs = vec![vec![0i32; self.rows]; xs.len()];
-		for (g, per_x) in accs.iter().enumerate() {
-			for (j, acc) in per_x.iter().enumerate() {
-				for (lane, &a) in acc.iter().enumerate().take(self.rows - g * LANES) {
-					let r = g * LANES + lane;
-					let res = residuals.map_or(0, |v| v[j][r]);
-					outs[j][r] = Self::finish(a, res, xs[j].levels);
-				}
+		for (g, out) in per_group.iter().enumerate() {
+			let rows = g * LANES..self.rows.min((g + 1) * LANES);
+			for (o, part) in outs.iter_mut().zip(out.chunks_exact(rows.len())) {
+				o[rows.clone()].copy_from_slice(part);
 			}
 		}
 		Some(outs)
