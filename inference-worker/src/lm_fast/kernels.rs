@@ -128,6 +128,37 @@ trait BlockSums: Fn(&[u8], &[u8], Option<&[u8]>, &mut [i32; LANES], &mut [i32; L
 
 impl<F: Fn(&[u8], &[u8], Option<&[u8]>, &mut [i32; LANES], &mut [i32; LANES])> BlockSums for F {}
 
+/// A block's scales per lane as the combination uses them: `d`, `m'` and the offset of the
+/// activations (128 or 0) times the block's weight sum.
+#[derive(Clone, Copy)]
+struct BlockScales {
+	d: [i64; LANES],
+	m: [i64; LANES],
+	off: [i32; LANES],
+}
+
+impl BlockScales {
+	const ZERO: BlockScales = BlockScales { d: [0; LANES], m: [0; LANES], off: [0; LANES] };
+}
+
+/// Where the combination takes a group's block scales from.
+#[derive(Clone, Copy)]
+enum Scales<'a> {
+	/// From the packed matrix: the group's first block (of all groups' blocks) and the
+	/// activations' offset.
+	Stored { first: usize, offset: i32 },
+	/// Made once for a batch ([`Widened`]).
+	Made(&'a [BlockScales]),
+}
+
+/// A row group's nibbles widened to bytes and its blocks' scales, made once for a batch of
+/// vectors ([`Packed::matmul`]).
+#[derive(Default)]
+struct Widened {
+	bytes: Vec<u8>,
+	scales: Vec<BlockScales>,
+}
+
 /// Rows of one or more block-quantized matrices with the same row length `k`, decoded and
 /// packed by groups of [`LANES`] rows (the last group padded with zero rows).
 ///
@@ -304,9 +335,14 @@ impl Packed {
 	/// bytes give its 64 values, low nibbles then high nibbles: the values `0..=15` at the
 	/// places [`Packed::new`] puts byte weights), so that a batch of vectors multiplies them
 	/// without unpacking them again for each one.
-	fn widen_group(&self, g: usize, bytes: &mut Vec<u8>) {
+	fn widen_group(&self, g: usize, widened: &mut Widened) {
 		let half = PACKED_BLOCK / 2;
 		let w = &self.w[g * self.blocks * half..(g + 1) * self.blocks * half];
+		widened.scales.clear();
+		widened
+			.scales
+			.extend((0..self.blocks).map(|b| self.block_scales(g * self.blocks + b, 128)));
+		let bytes = &mut widened.bytes;
 		bytes.clear();
 		bytes.resize(w.len() * 2, 0);
 		const LOW: u64 = 0x0f0f_0f0f_0f0f_0f0f;
@@ -332,9 +368,10 @@ impl Packed {
 	#[cfg(target_arch = "x86_64")]
 	#[allow(unsafe_code)]
 	#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
-	unsafe fn group_acc_vnni_widened(&self, g: usize, bytes: &[u8], x: &QuantX) -> [i128; LANES] {
+	unsafe fn group_acc_vnni_widened(&self, widened: &Widened, x: &QuantX) -> [i128; LANES] {
 		// SAFETY: as above; `group_acc_of` passes `PACKED_BLOCK` bytes of `bytes` per block.
-		self.group_acc_of(g, bytes, PACKED_BLOCK, x, 128, |w, xu, xl, s, s_lo| unsafe {
+		let scales = Scales::Made(&widened.scales);
+		self.group_acc_of(&widened.bytes, PACKED_BLOCK, scales, x, |w, xu, xl, s, s_lo| unsafe {
 			block_sums_vnni(w, xu, xl, s, s_lo)
 		})
 	}
@@ -392,7 +429,25 @@ impl Packed {
 	) -> [i128; LANES] {
 		let per_block = if self.nibbles { PACKED_BLOCK / 2 } else { PACKED_BLOCK };
 		let w = &self.w[g * self.blocks * per_block..(g + 1) * self.blocks * per_block];
-		self.group_acc_of(g, w, per_block, x, offset, sums)
+		self.group_acc_of(w, per_block, Scales::Stored { first: g * self.blocks, offset }, x, sums)
+	}
+
+	/// Of block `gb` (of all groups' blocks) per lane: `d`, `m'` (as in [`Packed`]) and
+	/// `offset` times the weights' sum.
+	#[inline(always)]
+	fn block_scales(&self, gb: usize, offset: i32) -> BlockScales {
+		fn lanes<T: Copy + Default>(v: &[T], at: usize) -> [T; LANES] {
+			v.get(at..at + LANES).and_then(|s| s.try_into().ok()).unwrap_or([T::default(); LANES])
+		}
+		let at = gb * LANES;
+		let (dm, ds, mm, ms) =
+			(lanes(&self.dm, at), lanes(&self.ds, at), lanes(&self.mm, at), lanes(&self.ms, at));
+		let wsum = lanes(&self.wsum, at);
+		BlockScales {
+			d: core::array::from_fn(|l| i64::from(dm[l]) << ds[l]),
+			m: core::array::from_fn(|l| i64::from(mm[l]) << ms[l]),
+			off: core::array::from_fn(|l| offset * i32::from(wsum[l])),
+		}
 	}
 
 	/// [`Packed::group_acc_with`] with group `g`'s weights `w` given (`per_block` bytes per
@@ -400,22 +455,21 @@ impl Packed {
 	#[inline(always)]
 	fn group_acc_of(
 		&self,
-		g: usize,
 		w: &[u8],
 		per_block: usize,
+		scales: Scales,
 		x: &QuantX,
-		offset: i32,
 		sums: impl BlockSums,
 	) -> [i128; LANES] {
 		match (x.levels, self.narrow) {
 			(ActLevels::L127, _) => {
-				self.group_acc_mode::<false, false>(g, w, per_block, x, offset, &sums)
+				self.group_acc_mode::<false, false>(w, per_block, scales, x, &sums)
 			},
 			(ActLevels::L16383, true) => {
-				self.group_acc_mode::<true, false>(g, w, per_block, x, offset, &sums)
+				self.group_acc_mode::<true, false>(w, per_block, scales, x, &sums)
 			},
 			(ActLevels::L16383, false) => {
-				self.group_acc_mode::<true, true>(g, w, per_block, x, offset, &sums)
+				self.group_acc_mode::<true, true>(w, per_block, scales, x, &sums)
 			},
 		}
 	}
@@ -426,11 +480,10 @@ impl Packed {
 	#[inline(always)]
 	fn group_acc_mode<const TWO: bool, const WIDE: bool>(
 		&self,
-		g: usize,
 		w_group: &[u8],
 		per_block: usize,
+		scales: Scales,
 		x: &QuantX,
-		offset: i32,
 		sums: &impl BlockSums,
 	) -> [i128; LANES] {
 		const MASK: i64 = (1 << 20) - 1;
@@ -438,9 +491,6 @@ impl Packed {
 		let mut acc = [0i128; LANES];
 		let mut s = [0i32; LANES];
 		let mut s_lo = [0i32; LANES];
-		fn lanes<T: Copy + Default>(v: &[T], at: usize) -> [T; LANES] {
-			v.get(at..at + LANES).and_then(|s| s.try_into().ok()).unwrap_or([T::default(); LANES])
-		}
 		for first in (0..self.blocks).step_by(FOLD) {
 			// Limbs of up to 4,095 blocks' products at a time, then folded into `acc`; the sum
 			// of `amax` over them: `l2` takes `(t >> 40) + 2^20` (unsigned, below 2^21) times
@@ -448,23 +498,22 @@ impl Packed {
 			let (mut l0, mut l1, mut l2) = ([0i64; LANES], [0i64; LANES], [0i64; LANES]);
 			let mut amax_sum: i64 = 0;
 			for b in first..self.blocks.min(first + FOLD) {
-				let gb = g * self.blocks + b;
-				let at = gb * LANES;
 				let w = &w_group[b * per_block..(b + 1) * per_block];
 				let block = b * BLOCK_LEN..(b + 1) * BLOCK_LEN;
 				let xl = if TWO { Some(&x.xl[block.clone()]) } else { None };
 				sums(w, &x.xu[block], xl, &mut s, &mut s_lo);
 				let (amax, asum) = (x.amax[b], x.asum[b]);
-				let (dm, ds, mm, ms) = (
-					lanes(&self.dm, at),
-					lanes(&self.ds, at),
-					lanes(&self.mm, at),
-					lanes(&self.ms, at),
-				);
-				let wsum = lanes(&self.wsum, at);
+				let stored;
+				let BlockScales { d, m, off } = match scales {
+					Scales::Stored { first, offset } => {
+						stored = self.block_scales(first + b, offset);
+						&stored
+					},
+					Scales::Made(made) => made.get(b).unwrap_or(&BlockScales::ZERO),
+				};
 				// The rule's `S_b = sum qx w` per lane (15-bit: `128 S_hi + S_lo`, `|S| < 2^26`).
 				let sb: [i32; LANES] = core::array::from_fn(|lane| {
-					let off = offset * i32::from(wsum[lane]);
+					let off = off[lane];
 					if TWO {
 						128 * (s[lane] - off) + (s_lo[lane] - off)
 					} else {
@@ -474,8 +523,8 @@ impl Packed {
 				if WIDE {
 					// |t| < 2^67 (d, m' < 2^44, S < 2^26, A < 2^19), times amax <= 2^31.
 					for lane in 0..LANES {
-						let t = (i128::from(i64::from(dm[lane]) * i64::from(sb[lane])) << ds[lane])
-							+ (i128::from(i64::from(mm[lane]) * asum) << ms[lane]);
+						let t = i128::from(d[lane]) * i128::from(sb[lane])
+							+ i128::from(m[lane]) * i128::from(asum);
 						acc[lane] += t * i128::from(amax);
 					}
 					continue;
@@ -487,14 +536,9 @@ impl Packed {
 				let a = amax as u32 as u64;
 				amax_sum += amax;
 				for lane in 0..LANES {
-					// 8-bit: `dm` is an fp16 mantissa (< 2^11), |dm S| < 2^30 fits i32; 15-bit
-					// (`narrow`): |d| < 2^33, |S| < 2^26, |m'| < 2^40, |A| < 2^19, so |t| < 2^60.
-					let ds_term = if TWO {
-						i64::from(dm[lane]) * i64::from(sb[lane])
-					} else {
-						i64::from(i32::from(dm[lane]) * sb[lane])
-					};
-					let t = (ds_term << ds[lane]) + ((i64::from(mm[lane]) * asum) << ms[lane]);
+					// 8-bit: |d| < 2^41, |S| < 2^19, |m'| < 2^41, |A| < 2^12; 15-bit (`narrow`):
+					// |d| < 2^33, |S| < 2^26, |m'| < 2^40, |A| < 2^19; so |t| < 2^60.
+					let t = d[lane] * i64::from(sb[lane]) + m[lane] * asum;
 					l0[lane] += ((t & MASK) as u32 as u64 * a) as i64;
 					l1[lane] += (((t >> 20) & MASK) as u32 as u64 * a) as i64;
 					let top = ((t >> 40) + (1 << 20)) as u32 as u64;
@@ -527,6 +571,78 @@ impl Packed {
 		sat_i32(q + i128::from(residual))
 	}
 
+	/// [`Packed::finish`] of a group's 16 accumulators and residuals, sixteen at a time when
+	/// all of them fit `i64` (always in a real model: `|acc|` above `2^63` is a value beyond
+	/// `2^25` before the residual): with `D = qmax 2^24`, `div_round(a, D) = sign(a)
+	/// floor((|a| + D/2) / D) = sign(a) floor(n / qmax)` where `n = (|a| + qmax 2^23) >> 24`
+	/// (floors nest), and `n < 2^40` so `n / qmax` in `f64` is exact or, correctly rounded,
+	/// stays in the same integer interval (its rounding error, below `2^-20`, is less than
+	/// the `1 / qmax >= 2^-14` that separates a non-integer quotient from the next integer):
+	/// truncating it is the floor.
+	#[inline(always)]
+	fn finish_lanes(
+		acc: &[i128; LANES],
+		residual: &[i32; LANES],
+		levels: ActLevels,
+	) -> [i32; LANES] {
+		if !acc.iter().fold(true, |fit, &a| fit & (i128::from(a as i64) == a)) {
+			return core::array::from_fn(|l| Self::finish(acc[l], residual[l], levels));
+		}
+		let qmax = levels.qmax() as u64;
+		core::array::from_fn(|l| {
+			let a = acc[l] as i64;
+			let n = (a.unsigned_abs() + (qmax << 23)) >> 24;
+			// SAFETY: `n / qmax` is finite and below `2^40`, within `i64`.
+			#[allow(unsafe_code)]
+			let k = unsafe { (n as f64 / qmax as f64).to_int_unchecked::<i64>() };
+			let v = if a < 0 { -k } else { k } + i64::from(residual[l]);
+			v.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+		})
+	}
+
+	/// [`Packed::finish_lanes`] compiled for AVX-512 (a vector division and conversions).
+	///
+	/// # Safety
+	/// The CPU must have AVX-512F/DQ/VL.
+	#[cfg(target_arch = "x86_64")]
+	#[allow(unsafe_code)]
+	#[target_feature(enable = "avx512f,avx512dq,avx512vl")]
+	unsafe fn finish_lanes_avx512(
+		acc: &[i128; LANES],
+		residual: &[i32; LANES],
+		levels: ActLevels,
+	) -> [i32; LANES] {
+		Self::finish_lanes(acc, residual, levels)
+	}
+
+	/// A group's outputs (`rows` of them: fewer in a last, padded group) into `out`.
+	#[inline]
+	fn finish_group(
+		out: &mut [i32],
+		acc: &[i128; LANES],
+		residual: &[i32; LANES],
+		levels: ActLevels,
+		kernel: Kernel,
+	) {
+		let done = match kernel {
+			#[cfg(target_arch = "x86_64")]
+			// SAFETY: `Kernel::Vnni` comes from `Kernel::available`, which found AVX-512F, DQ
+			// and VL (and more).
+			#[allow(unsafe_code)]
+			Kernel::Vnni => unsafe { Self::finish_lanes_avx512(acc, residual, levels) },
+			_ => Self::finish_lanes(acc, residual, levels),
+		};
+		for (o, v) in out.iter_mut().zip(done) {
+			*o = v;
+		}
+	}
+
+	/// Group `g`'s residuals (zeros past the last row or without a residual).
+	#[inline]
+	fn group_residual(g: usize, residual: Option<&[i32]>) -> [i32; LANES] {
+		core::array::from_fn(|l| residual.and_then(|v| v.get(g * LANES + l).copied()).unwrap_or(0))
+	}
+
 	/// `W x` in Q16 with an optional residual, exactly
 	/// `verity_primitives::lm::quant::matmul_rows` over the packed rows: output `r` is
 	/// `sat_i32(residual[r] + div_round(acc_r, 127 * 2^24))`. `x.len()` must be `k` and the
@@ -540,10 +656,7 @@ impl Packed {
 		let mut out = vec![0i32; self.rows];
 		let work = |(g, out): (usize, &mut [i32])| {
 			let acc = self.group_acc(g, x, kernel);
-			for (lane, o) in out.iter_mut().enumerate() {
-				let res = residual.map_or(0, |v| v[g * LANES + lane]);
-				*o = Self::finish(acc[lane], res, x.levels);
-			}
+			Self::finish_group(out, &acc, &Self::group_residual(g, residual), x.levels, kernel);
 		};
 		if self.rows * self.k >= 1 << 16 {
 			out.par_chunks_mut(LANES).enumerate().for_each(work);
@@ -575,24 +688,23 @@ impl Packed {
 		// Per row group, its rows' outputs for every vector in turn (`[vector][row]`).
 		let per_group: Vec<Vec<i32>> = (0..groups)
 			.into_par_iter()
-			.map_init(Vec::new, |bytes, g| {
+			.map_init(Widened::default, |widened, g| {
 				let rows = (g * LANES..self.rows.min((g + 1) * LANES)).len();
-				let mut out = Vec::with_capacity(xs.len() * rows);
+				let mut out = vec![0i32; xs.len() * rows];
 				let mut finish = |j: usize, acc: [i128; LANES]| {
-					for (lane, &a) in acc.iter().enumerate().take(rows) {
-						let res = residuals.map_or(0, |v| v[j][g * LANES + lane]);
-						out.push(Self::finish(a, res, xs[j].levels));
-					}
+					let res = Self::group_residual(g, residuals.map(|v| v[j].as_slice()));
+					let at = j * rows..(j + 1) * rows;
+					Self::finish_group(&mut out[at], &acc, &res, xs[j].levels, kernel);
 				};
 				match (kernel, self.nibbles) {
 					#[cfg(target_arch = "x86_64")]
 					(Kernel::Vnni, true) => {
-						self.widen_group(g, bytes);
+						self.widen_group(g, widened);
 						for (j, x) in xs.iter().enumerate() {
 							// SAFETY: `Kernel::Vnni` comes from `Kernel::available`, which
-							// found the CPU features; `bytes` is group `g` widened.
+							// found the CPU features; `widened` is group `g` widened.
 							#[allow(unsafe_code)]
-							finish(j, unsafe { self.group_acc_vnni_widened(g, bytes, x) });
+							finish(j, unsafe { self.group_acc_vnni_widened(widened, x) });
 						}
 					},
 					_ => {
@@ -934,6 +1046,57 @@ mod tests {
 			out.extend(rng.bytes(n));
 		}
 		out
+	}
+
+	/// Sixteen outputs at a time (the `f64` quotient) are [`Packed::finish`]'s: at and one
+	/// either side of every multiple of the divisor and of every rounding boundary (a half),
+	/// at the ends of `i64`, beyond it (the `i128` path), with residuals that saturate.
+	#[test]
+	fn group_outputs_equal_one_at_a_time() {
+		let mut rng = Rng::new(11);
+		for levels in [L127, L16383] {
+			let d = levels.divisor() as i64;
+			let mut accs: Vec<i128> = Vec::new();
+			for _ in 0..4000 {
+				let k = match rng.below(3) {
+					0 => rng.range(-40, 40),
+					1 => rng.range(-(1 << 24), 1 << 24),
+					_ => rng.range(-(i64::MAX / d), i64::MAX / d),
+				};
+				let base = k * d + if rng.below(2) == 0 { 0 } else { d / 2 };
+				for delta in [-1, 0, 1] {
+					accs.push(i128::from(base.saturating_add(delta)));
+				}
+			}
+			accs.extend(
+				[i64::MIN, i64::MIN + 1, i64::MAX, i64::MAX - d / 2, 0, -1, 1].map(i128::from),
+			);
+			let residual_of = |rng: &mut Rng| match rng.below(8) {
+				0 => i32::MAX,
+				1 => i32::MIN,
+				_ => rng.range(-(1 << 30), 1 << 30) as i32,
+			};
+			let check = |acc: [i128; LANES], rng: &mut Rng| {
+				let residual: [i32; LANES] = core::array::from_fn(|_| residual_of(rng));
+				let want: [i32; LANES] =
+					core::array::from_fn(|l| Packed::finish(acc[l], residual[l], levels));
+				assert_eq!(Packed::finish_lanes(&acc, &residual, levels), want, "{levels:?}");
+				for kernel in [Kernel::Portable, Kernel::Vnni, Kernel::Avx2] {
+					let mut out = [0i32; LANES];
+					Packed::finish_group(&mut out, &acc, &residual, levels, kernel.available());
+					assert_eq!(out, want, "{levels:?} {kernel:?}");
+				}
+			};
+			for chunk in accs.chunks_exact(LANES) {
+				check(core::array::from_fn(|l| chunk[l]), &mut rng);
+			}
+			// One accumulator beyond `i64`: the group takes the `i128` path.
+			for big in [i128::from(i64::MAX) + 1, i128::from(i64::MIN) - 1, 1 << 100, -(1 << 100)] {
+				let mut acc: [i128; LANES] = core::array::from_fn(|l| accs[l]);
+				acc[rng.below(LANES as u64) as usize] = big;
+				check(acc, &mut rng);
+			}
+		}
 	}
 
 	/// Rows longer than 4,095 blocks, so the limbs are folded in the middle of a row (with the
