@@ -89,6 +89,28 @@ pub struct QuantX {
 impl QuantX {
 	/// Quantize `x` (length a multiple of 32) at `levels`.
 	pub fn new(x: &[i32], levels: ActLevels) -> QuantX {
+		#[cfg(target_arch = "x86_64")]
+		if Kernel::detect() == Kernel::Vnni {
+			// SAFETY: `Kernel::detect` found AVX-512F/BW/DQ/VL.
+			#[allow(unsafe_code)]
+			return unsafe { QuantX::new_avx512(x, levels) };
+		}
+		QuantX::new_with(x, levels)
+	}
+
+	/// [`QuantX::new`] compiled for AVX-512 (the quantization's divisions eight at a time).
+	///
+	/// # Safety
+	/// The CPU must have AVX-512F/BW/DQ/VL.
+	#[cfg(target_arch = "x86_64")]
+	#[allow(unsafe_code)]
+	#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+	unsafe fn new_avx512(x: &[i32], levels: ActLevels) -> QuantX {
+		QuantX::new_with(x, levels)
+	}
+
+	#[inline(always)]
+	fn new_with(x: &[i32], levels: ActLevels) -> QuantX {
 		let blocks = x.len() / BLOCK_LEN;
 		let two = levels == ActLevels::L16383;
 		let mut q = QuantX {

@@ -39,17 +39,28 @@ pub fn div_round_2_32(v: i128) -> i128 {
 	}
 }
 
-/// `quant::quantize_block` with `i64` arithmetic (`|qmax a| < 2^14 * 2^31 = 2^45`).
+/// `quant::quantize_block` without a division per value: `div_round(v qmax, amax) = sign(v)
+/// floor((2 |v| qmax + amax) / (2 amax))`, whose numerator (below `2^47`) and denominator (at
+/// most `2^32`) are exact in `f64`; the quotient, at most `qmax + 1/2 < 2^14`, is correctly
+/// rounded to within `2^-38`, less than the `2^-33` that separates a quotient that is not an
+/// integer from the next integer, so truncating it is the floor. (A loop the compiler
+/// vectorizes: see [`QuantX::new`](super::kernels::QuantX::new).)
+#[inline(always)]
 pub fn quantize_block_fast(a: &[i32], levels: ActLevels) -> QuantBlock {
-	let amax = a.iter().take(BLOCK_LEN).map(|v| i64::from(v.unsigned_abs())).max().unwrap_or(0);
+	let amax = a.iter().take(BLOCK_LEN).map(|v| v.unsigned_abs()).max().unwrap_or(0);
 	let mut q = [0i16; BLOCK_LEN];
 	if amax > 0 {
-		let qmax = levels.qmax();
+		let qmax = levels.qmax() as u64;
+		let den = (2 * u64::from(amax)) as f64;
 		for (dst, &v) in q.iter_mut().zip(a) {
-			*dst = div_round_i64(i64::from(v) * qmax, amax) as i16; // |.| <= qmax
+			let n = (2 * u64::from(v.unsigned_abs()) * qmax + u64::from(amax)) as f64;
+			// SAFETY: `n / den` is finite and at most `qmax + 1/2`, within `i32`.
+			#[allow(unsafe_code)]
+			let k = unsafe { (n / den).to_int_unchecked::<i32>() } as i16;
+			*dst = if v < 0 { -k } else { k };
 		}
 	}
-	QuantBlock { amax, q }
+	QuantBlock { amax: i64::from(amax), q }
 }
 
 /// `fixed::exp_neg_q32` with the twelve divisions by `k * 2^32` unrolled into a shift and a
@@ -1069,6 +1080,22 @@ mod tests {
 			}
 			for a in [[i32::MIN; 32], [i32::MAX; 32], [0; 32]] {
 				assert_eq!(quantize_block_fast(&a, levels), quantize_block(&a, levels));
+			}
+			// Exact halves (`v qmax / amax = k + 1/2`: `amax = 2 qmax c`, `v = (2 k + 1) c`)
+			// and one either side, where rounding up and down differ.
+			let qmax = levels.qmax() as i32;
+			for c in [1, 2, 3, 7, 1000, i32::MAX / (2 * qmax)] {
+				let amax = 2 * qmax * c;
+				for _ in 0..200 {
+					let mut a = [0i32; 32];
+					a[0] = if rng.chance(2) { amax } else { -amax };
+					for v in a.iter_mut().skip(1) {
+						let half = (2 * rng.below(qmax as u64) as i32 + 1) * c;
+						let near = half + rng.range(-1, 2) as i32;
+						*v = if rng.chance(2) { near } else { -near };
+					}
+					assert_eq!(quantize_block_fast(&a, levels), quantize_block(&a, levels));
+				}
 			}
 		}
 	}
