@@ -398,6 +398,34 @@ impl Packed {
 		})
 	}
 
+	/// Group `g`'s outputs for every vector of a batch into `out` (`[vector][row]`), with
+	/// its nibbles widened once into `widened`: [`Packed::matmul`]'s work for one group, all
+	/// of it compiled for AVX-512 (the block sums and the outputs inlined).
+	///
+	/// # Safety
+	/// As [`Packed::group_acc_vnni`].
+	#[cfg(target_arch = "x86_64")]
+	#[allow(unsafe_code)]
+	#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+	unsafe fn batch_group_vnni(
+		&self,
+		g: usize,
+		widened: &mut Widened,
+		xs: &[QuantX],
+		residuals: Option<&[Vec<i32>]>,
+		out: &mut [i32],
+	) {
+		self.widen_group(g, widened);
+		let rows = (g * LANES..self.rows.min((g + 1) * LANES)).len();
+		for ((j, x), out) in xs.iter().enumerate().zip(out.chunks_exact_mut(rows)) {
+			// SAFETY: the caller's; `widened` is group `g` widened.
+			let acc = unsafe { self.group_acc_vnni_widened(widened, x) };
+			let res = Self::group_residual(g, residuals.map(|v| v[j].as_slice()));
+			let done = Self::finish_lanes(&acc, &res, x.levels);
+			out.copy_from_slice(&done[..rows]);
+		}
+	}
+
 	/// [`Packed::group_acc`] with the AVX2 block sums of nibbles inlined.
 	///
 	/// # Safety
@@ -720,15 +748,10 @@ impl Packed {
 				};
 				match (kernel, self.nibbles) {
 					#[cfg(target_arch = "x86_64")]
-					(Kernel::Vnni, true) => {
-						self.widen_group(g, widened);
-						for (j, x) in xs.iter().enumerate() {
-							// SAFETY: `Kernel::Vnni` comes from `Kernel::available`, which
-							// found the CPU features; `widened` is group `g` widened.
-							#[allow(unsafe_code)]
-							finish(j, unsafe { self.group_acc_vnni_widened(widened, x) });
-						}
-					},
+					// SAFETY: `Kernel::Vnni` comes from `Kernel::available`, which found the CPU
+					// features.
+					#[allow(unsafe_code)]
+					(Kernel::Vnni, true) => unsafe { self.batch_group_vnni(g, widened, xs, residuals, &mut out) },
 					_ => {
 						for (j, x) in xs.iter().enumerate() {
 							finish(j, self.group_acc(g, x, kernel));
