@@ -736,36 +736,45 @@ impl Packed {
 		let kernel = kernel.available();
 		let groups = self.rows.div_ceil(LANES);
 		// Per row group, its rows' outputs for every vector in turn (`[vector][row]`).
-		let per_group: Vec<Vec<i32>> = (0..groups)
-			.into_par_iter()
-			.map_init(Widened::default, |widened, g| {
-				let rows = (g * LANES..self.rows.min((g + 1) * LANES)).len();
-				let mut out = vec![0i32; xs.len() * rows];
-				let mut finish = |j: usize, acc: [i128; LANES]| {
-					let res = Self::group_residual(g, residuals.map(|v| v[j].as_slice()));
-					let at = j * rows..(j + 1) * rows;
-					Self::finish_group(&mut out[at], &acc, &res, xs[j].levels, kernel);
-				};
-				match (kernel, self.nibbles) {
-					#[cfg(target_arch = "x86_64")]
-					// SAFETY: `Kernel::Vnni` comes from `Kernel::available`, which found the CPU
-					// features.
+		#[cfg(target_arch = "x86_64")]
+		if kernel == Kernel::Vnni && self.nibbles {
+			// Per row group, its rows' outputs for every vector in turn (`[vector][row]`).
+			let per_group: Vec<Vec<i32>> = (0..groups)
+				.into_par_iter()
+				.map_init(Widened::default, |widened, g| {
+					let rows = (g * LANES..self.rows.min((g + 1) * LANES)).len();
+					let mut out = vec![0i32; xs.len() * rows];
+					// SAFETY: `Kernel::Vnni` comes from `Kernel::available`, which found the
+					// CPU features.
 					#[allow(unsafe_code)]
-					(Kernel::Vnni, true) => unsafe { self.batch_group_vnni(g, widened, xs, residuals, &mut out) },
-					_ => {
-						for (j, x) in xs.iter().enumerate() {
-							finish(j, self.group_acc(g, x, kernel));
-						}
-					},
+					unsafe {
+						self.batch_group_vnni(g, widened, xs, residuals, &mut out)
+					};
+					out
+				})
+				.collect();
+			let mut outs = vec![vec![0i32; self.rows]; xs.len()];
+			for (g, out) in per_group.iter().enumerate() {
+				let rows = g * LANES..self.rows.min((g + 1) * LANES);
+				for (o, part) in outs.iter_mut().zip(out.chunks_exact(rows.len())) {
+					o[rows.clone()].copy_from_slice(part);
 				}
-				out
-			})
+			}
+			return Some(outs);
+		}
+		// Other kernels: each vector's sums, then the outputs one at a time.
+		let accs: Vec<Vec<[i128; LANES]>> = (0..groups)
+			.into_par_iter()
+			.map(|g| xs.iter().map(|x| self.group_acc(g, x, kernel)).collect())
 			.collect();
 		let mut outs = vec![vec![0i32; self.rows]; xs.len()];
-		for (g, out) in per_group.iter().enumerate() {
-			let rows = g * LANES..self.rows.min((g + 1) * LANES);
-			for (o, part) in outs.iter_mut().zip(out.chunks_exact(rows.len())) {
-				o[rows.clone()].copy_from_slice(part);
+		for (g, per_x) in accs.iter().enumerate() {
+			for (j, acc) in per_x.iter().enumerate() {
+				for (lane, &a) in acc.iter().enumerate().take(self.rows - g * LANES) {
+					let r = g * LANES + lane;
+					let res = residuals.map_or(0, |v| v[j][r]);
+					outs[j][r] = Self::finish(a, res, xs[j].levels);
+				}
 			}
 		}
 		Some(outs)
