@@ -163,6 +163,16 @@ impl BlockScales {
 	const ZERO: BlockScales = BlockScales { d: [0; LANES], m: [0; LANES], off: [0; LANES] };
 }
 
+/// A block's scales per lane as stored (`d = dm << ds`, `m' = mm << ms`) and the offset of
+/// the activations times the block's weight sum.
+struct StoredScales {
+	dm: [i16; LANES],
+	ds: [u8; LANES],
+	mm: [i16; LANES],
+	ms: [u8; LANES],
+	off: [i32; LANES],
+}
+
 /// Where the combination takes a group's block scales from.
 #[derive(Clone, Copy)]
 enum Scales<'a> {
@@ -482,21 +492,33 @@ impl Packed {
 		self.group_acc_of(w, per_block, Scales::Stored { first: g * self.blocks, offset }, x, sums)
 	}
 
-	/// Of block `gb` (of all groups' blocks) per lane: `d`, `m'` (as in [`Packed`]) and
-	/// `offset` times the weights' sum.
+	/// Of block `gb` (of all groups' blocks) per lane: the stored scales and `offset` times
+	/// the weights' sum.
 	#[inline(always)]
-	fn block_scales(&self, gb: usize, offset: i32) -> BlockScales {
+	fn stored_scales(&self, gb: usize, offset: i32) -> StoredScales {
 		fn lanes<T: Copy + Default>(v: &[T], at: usize) -> [T; LANES] {
 			v.get(at..at + LANES).and_then(|s| s.try_into().ok()).unwrap_or([T::default(); LANES])
 		}
 		let at = gb * LANES;
-		let (dm, ds, mm, ms) =
-			(lanes(&self.dm, at), lanes(&self.ds, at), lanes(&self.mm, at), lanes(&self.ms, at));
 		let wsum = lanes(&self.wsum, at);
-		BlockScales {
-			d: core::array::from_fn(|l| i64::from(dm[l]) << ds[l]),
-			m: core::array::from_fn(|l| i64::from(mm[l]) << ms[l]),
+		StoredScales {
+			dm: lanes(&self.dm, at),
+			ds: lanes(&self.ds, at),
+			mm: lanes(&self.mm, at),
+			ms: lanes(&self.ms, at),
 			off: core::array::from_fn(|l| offset * i32::from(wsum[l])),
+		}
+	}
+
+	/// Of block `gb` per lane: `d`, `m'` (as in [`Packed`]) and `offset` times the weights'
+	/// sum.
+	#[inline(always)]
+	fn block_scales(&self, gb: usize, offset: i32) -> BlockScales {
+		let sc = self.stored_scales(gb, offset);
+		BlockScales {
+			d: core::array::from_fn(|l| i64::from(sc.dm[l]) << sc.ds[l]),
+			m: core::array::from_fn(|l| i64::from(sc.mm[l]) << sc.ms[l]),
+			off: sc.off,
 		}
 	}
 
@@ -553,28 +575,26 @@ impl Packed {
 				let xl = if TWO { Some(&x.xl[block.clone()]) } else { None };
 				sums(w, &x.xu[block], xl, &mut s, &mut s_lo);
 				let (amax, asum) = (x.amax[b], x.asum[b]);
-				let stored;
-				let BlockScales { d, m, off } = match scales {
-					Scales::Stored { first, offset } => {
-						stored = self.block_scales(first + b, offset);
-						&stored
-					},
-					Scales::Made(made) => made.get(b).unwrap_or(&BlockScales::ZERO),
-				};
 				// The rule's `S_b = sum qx w` per lane (15-bit: `128 S_hi + S_lo`, `|S| < 2^26`).
-				let sb: [i32; LANES] = core::array::from_fn(|lane| {
-					let off = off[lane];
-					if TWO {
-						128 * (s[lane] - off) + (s_lo[lane] - off)
-					} else {
-						s[lane] - off
-					}
-				});
+				let sb_of = |off: &[i32; LANES]| -> [i32; LANES] {
+					core::array::from_fn(|lane| {
+						if TWO {
+							128 * (s[lane] - off[lane]) + (s_lo[lane] - off[lane])
+						} else {
+							s[lane] - off[lane]
+						}
+					})
+				};
 				if WIDE {
 					// |t| < 2^67 (d, m' < 2^44, S < 2^26, A < 2^19), times amax <= 2^31.
+					let sc = match scales {
+						Scales::Made(made) => *made.get(b).unwrap_or(&BlockScales::ZERO),
+						Scales::Stored { first, offset } => self.block_scales(first + b, offset),
+					};
+					let sb = sb_of(&sc.off);
 					for lane in 0..LANES {
-						let t = i128::from(d[lane]) * i128::from(sb[lane])
-							+ i128::from(m[lane]) * i128::from(asum);
+						let t = i128::from(sc.d[lane]) * i128::from(sb[lane])
+							+ i128::from(sc.m[lane]) * i128::from(asum);
 						acc[lane] += t * i128::from(amax);
 					}
 					continue;
@@ -585,14 +605,40 @@ impl Packed {
 				// true `l2` is below `4095 * 2^51` in magnitude, so the result is exact.
 				let a = amax as u32 as u64;
 				amax_sum += amax;
-				for lane in 0..LANES {
-					// 8-bit: |d| < 2^41, |S| < 2^19, |m'| < 2^41, |A| < 2^12; 15-bit (`narrow`):
-					// |d| < 2^33, |S| < 2^26, |m'| < 2^40, |A| < 2^19; so |t| < 2^60.
-					let t = d[lane] * i64::from(sb[lane]) + m[lane] * asum;
-					l0[lane] += ((t & MASK) as u32 as u64 * a) as i64;
-					l1[lane] += (((t >> 20) & MASK) as u32 as u64 * a) as i64;
-					let top = ((t >> 40) + (1 << 20)) as u32 as u64;
-					l2[lane] = l2[lane].wrapping_add((top * a) as i64);
+				#[inline(always)]
+				fn limbs(
+					(l0, l1, l2): (&mut [i64; LANES], &mut [i64; LANES], &mut [i64; LANES]),
+					a: u64,
+					t_of: impl Fn(usize) -> i64,
+				) {
+					for lane in 0..LANES {
+						let t = t_of(lane);
+						l0[lane] += ((t & MASK) as u32 as u64 * a) as i64;
+						l1[lane] += (((t >> 20) & MASK) as u32 as u64 * a) as i64;
+						let top = ((t >> 40) + (1 << 20)) as u32 as u64;
+						l2[lane] = l2[lane].wrapping_add((top * a) as i64);
+					}
+				}
+				// 8-bit: |d| < 2^41, |S| < 2^19, |m'| < 2^41, |A| < 2^12; 15-bit (`narrow`):
+				// |d| < 2^33, |S| < 2^26, |m'| < 2^40, |A| < 2^19; so |t| < 2^60.
+				let l = (&mut l0, &mut l1, &mut l2);
+				match scales {
+					// Made for a batch: `d` and `m'` whole (a 64-bit multiply: AVX-512's).
+					Scales::Made(made) => {
+						let sc = made.get(b).unwrap_or(&BlockScales::ZERO);
+						let sb = sb_of(&sc.off);
+						limbs(l, a, |i| sc.d[i] * i64::from(sb[i]) + sc.m[i] * asum);
+					},
+					// As stored: the 16-bit mantissas times 32-bit values, then the shifts (a
+					// 32-bit multiply, which AVX2 has too).
+					Scales::Stored { first, offset } => {
+						let sc = self.stored_scales(first + b, offset);
+						let sb = sb_of(&sc.off);
+						limbs(l, a, |i| {
+							((i64::from(sc.dm[i]) * i64::from(sb[i])) << sc.ds[i])
+								+ ((i64::from(sc.mm[i]) * asum) << sc.ms[i])
+						});
+					},
 				}
 			}
 			let offset = amax_sum.wrapping_shl(20);
@@ -674,16 +720,20 @@ impl Packed {
 		levels: ActLevels,
 		kernel: Kernel,
 	) {
-		let done = match kernel {
-			#[cfg(target_arch = "x86_64")]
+		#[cfg(target_arch = "x86_64")]
+		if kernel == Kernel::Vnni {
 			// SAFETY: `Kernel::Vnni` comes from `Kernel::available`, which found AVX-512F, DQ
 			// and VL (and more).
 			#[allow(unsafe_code)]
-			Kernel::Vnni => unsafe { Self::finish_lanes_avx512(acc, residual, levels) },
-			_ => Self::finish_lanes(acc, residual, levels),
-		};
-		for (o, v) in out.iter_mut().zip(done) {
-			*o = v;
+			let done = unsafe { Self::finish_lanes_avx512(acc, residual, levels) };
+			for (o, v) in out.iter_mut().zip(done) {
+				*o = v;
+			}
+			return;
+		}
+		// Without AVX-512 (no vector conversions between `u64` and `f64`): one at a time.
+		for (lane, o) in out.iter_mut().enumerate() {
+			*o = Self::finish(acc[lane], residual[lane], levels);
 		}
 	}
 
