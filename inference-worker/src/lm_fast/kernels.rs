@@ -671,10 +671,10 @@ impl Packed {
 	/// all of them fit `i64` (always in a real model: `|acc|` above `2^63` is a value beyond
 	/// `2^25` before the residual): with `D = qmax 2^24`, `div_round(a, D) = sign(a)
 	/// floor((|a| + D/2) / D) = sign(a) floor(n / qmax)` where `n = (|a| + qmax 2^23) >> 24`
-	/// (floors nest), and `n < 2^40` so `n / qmax` in `f64` is exact or, correctly rounded,
-	/// stays in the same integer interval (its rounding error, below `2^-20`, is less than
-	/// the `1 / qmax >= 2^-14` that separates a non-integer quotient from the next integer):
-	/// truncating it is the floor.
+	/// (floors nest), and `n < 2^40`, so the quotient is below `2^33` and `n / qmax` in `f64`
+	/// is exact or, correctly rounded, stays in the same integer interval (its rounding
+	/// error, at most `2^-20`, is less than the `1 / qmax >= 2^-14` that separates a
+	/// non-integer quotient from the next integer): truncating it is the floor.
 	#[inline(always)]
 	fn finish_lanes(
 		acc: &[i128; LANES],
@@ -785,7 +785,8 @@ impl Packed {
 		}
 		let kernel = kernel.available();
 		let groups = self.rows.div_ceil(LANES);
-		// Per row group, its rows' outputs for every vector in turn (`[vector][row]`).
+		// VNNI and 4-bit weights: each row group's nibbles widened and scales made once for
+		// the whole batch.
 		#[cfg(target_arch = "x86_64")]
 		if kernel == Kernel::Vnni && self.nibbles {
 			// Per row group, its rows' outputs for every vector in turn (`[vector][row]`).
