@@ -9,6 +9,11 @@
 //! with each block's weight sum), out of `vpmaddubsw`/`vpmaddwd` on an AVX2 CPU without
 //! AVX-512 (4-bit weights), or out of the portable loop, which all compute the same integers.
 //! The combination with the scales is the rule's own integer arithmetic.
+//!
+//! A batch of vectors (`Packed::matmul`, a batch of prompt positions) on AVX-512 VNNI with
+//! 4-bit weights widens each row group's nibbles to bytes and makes its block scales once for
+//! the whole batch, and finishes sixteen outputs at a time with an exact `f64` quotient
+//! (`finish_lanes`); other kernels run each vector as `matvec` does.
 
 use rayon::prelude::*;
 use verity_primitives::lm::{
