@@ -1220,7 +1220,10 @@ mod tests {
 	}
 
 	/// Rows longer than 4,095 blocks, so the limbs are folded in the middle of a row (with the
-	/// top limb's offset taken off), at extreme activations and scales.
+	/// top limb's offset taken off), at extreme activations and scales. Blocks come in pairs
+	/// with the same weights and opposite activations, so their products cancel in the sum
+	/// (one pair straddles the fold) and the outputs stay far from saturation, where a wrong
+	/// limb or fold could not hide.
 	#[test]
 	fn long_rows_fold_exactly() {
 		let mut rng = Rng::new(8);
@@ -1228,21 +1231,49 @@ mod tests {
 			.into_iter()
 			.flat_map(|f| [(f, L127, false), (f, L16383, true), (f, L16383, false)]);
 		for (format, levels, narrow) in cases {
-			let k = 32 * (4095 * 2 + 7);
-			let rows = 3;
-			let bytes = random_rows(&mut rng, format, rows, k, narrow);
-			let x: Vec<i32> = (0..k)
-				.map(|i| match (i / 32) % 3 {
-					0 => i32::MIN,
-					1 => rng.range(-(1 << 30), 1 << 30) as i32,
-					_ => rng.range(-300, 300) as i32,
-				})
-				.collect();
+			let (pairs, tail) = (4095, 7);
+			let blocks = 2 * pairs + tail;
+			let (k, rows) = (32 * blocks, 3);
+			let mut bytes = random_rows(&mut rng, format, rows, k, narrow);
+			let bb = format.block_bytes();
+			for row in bytes.chunks_exact_mut(blocks * bb) {
+				for pair in row[..2 * pairs * bb].chunks_exact_mut(2 * bb) {
+					let (first, second) = pair.split_at_mut(bb);
+					second.copy_from_slice(first);
+				}
+			}
+			let mut x = Vec::with_capacity(k);
+			for b in 0..pairs {
+				let block: Vec<i32> = (0..32)
+					.map(|_| match b % 3 {
+						0 => {
+							if rng.chance(50) {
+								i32::MAX
+							} else {
+								-i32::MAX
+							}
+						},
+						1 => rng.range(-(1 << 30), 1 << 30) as i32,
+						_ => rng.range(-300, 300) as i32,
+					})
+					.collect();
+				x.extend(block.iter().copied());
+				x.extend(block.iter().map(|v| -v));
+			}
+			// One block of the tail at ±1 (a sum of a block's extreme weights and scales stays
+			// below 2^29), so the outputs are not all zero.
+			x.extend((0..32).map(|_| rng.range(-1, 1) as i32));
+			x.resize(k, 0);
 			let packed = Packed::new(k, &[(format, &bytes)]).unwrap();
 			if levels == L16383 {
 				assert_eq!(packed.narrow, narrow, "both the limb and the i128 path are tested");
 			}
 			let want = matmul_rows(levels, format, &bytes, rows, &x, None).unwrap();
+			assert!(
+				want.iter().all(|v| v.unsigned_abs() < 1 << 30),
+				"{format:?} {levels:?}: outputs near saturation {want:?}"
+			);
+			assert!(want.iter().any(|&v| v != 0), "{format:?} {levels:?}: all outputs zero");
 			for kernel in [Kernel::Portable, Kernel::Vnni, Kernel::Avx2] {
 				let got = packed.matvec(&QuantX::new(&x, levels), None, kernel).unwrap();
 				assert_eq!(got, want, "{format:?} {levels:?} narrow {narrow} {kernel:?}");
