@@ -90,7 +90,7 @@ fn main() {
 						share.push(100.0 * run.hash_time.as_secs_f64() / total);
 					}
 					let share =
-						if hash { format!("{:.0} %", median(&mut share)) } else { "–".into() };
+						if hash { format!("{:.1} %", median(&mut share)) } else { "–".into() };
 					let (name, decode) = if prefill_batch == 1 {
 						("fast, prefill one position at a time", "–".to_string())
 					} else {
