@@ -11,9 +11,10 @@
 //! hashed several at a time ([`hash`]: keyed BLAKE3, sixteen messages per pass on AVX-512), so
 //! the step hashes, position roots and job root are those of the reference. A batch's outputs
 //! are hashed every few ops, while they are still in the caches, and a decoded position's at
-//! its end ([`flush_batch`], [`flush`]); the position trees of a batch of prompt positions are built while the next batch computes
-//! (`rayon::join`: on a second thread when the pool has one). The differential tests check
-//! exactly that on random models and on both shipped models.
+//! its end ([`flush_batch`], [`flush`]); the position trees of a batch of prompt positions are
+//! built while the next batch computes (`rayon::join`: on a second thread when the pool has
+//! one). The differential tests check exactly that on random models and on both shipped
+//! models.
 //!
 //! What the fast backend does not do differently: every rule is the primitives' (the fast
 //! forms are tested against them one by one), the op order is the graph's, and tokens are
