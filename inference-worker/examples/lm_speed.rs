@@ -104,6 +104,19 @@ fn main() {
 				}
 			}
 		}
+	}
+	// libtorch and the reference after every exact row: a process that has run the libtorch
+	// forward measured the exact backend's hashing slower in later runs (at context 1,024,
+	// decode with hashing at 44-45 tok/s instead of 52-57: docs/PERFORMANCE.md, session 26).
+	for context in [128usize, 1024] {
+		if context as u32 + DECODE > h.max_context {
+			continue;
+		}
+		let job = LmJob {
+			prompt: tokens[..context].to_vec(),
+			params: SamplingParams::GREEDY,
+			max_new_tokens: DECODE,
+		};
 		// The plain fp32 libtorch forward of the same weights (no KV cache: a whole window per
 		// call, so only its prefill is comparable), on the CPU or on the device named by
 		// VERITY_FLOAT_DEVICE (`cuda`): there timed to the end of the device's work, median of
