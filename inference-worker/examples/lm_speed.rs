@@ -105,9 +105,9 @@ fn main() {
 			}
 		}
 	}
-	// libtorch and the reference after every exact row: a process that has run the libtorch
-	// forward measured the exact backend's hashing slower in later runs (at context 1,024,
-	// decode with hashing at 44-45 tok/s instead of 52-57: docs/PERFORMANCE.md, session 26).
+	// libtorch and the reference after every exact row: with them between the two contexts,
+	// decode with hashing at 1,024 came out at 40-45 tok/s where a process running only the
+	// exact backend measures 51-57 (cause not found: docs/PERFORMANCE.md, session 26).
 	for context in [128usize, 1024] {
 		if context as u32 + DECODE > h.max_context {
 			continue;
