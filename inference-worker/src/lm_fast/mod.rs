@@ -176,8 +176,9 @@ struct Emitter {
 
 impl Emitter {
 	/// `buffers`: the (emptied) message buffers of an earlier position, so their memory is
-	/// reused rather than allocated and faulted in again for every position.
-	fn new(position: u32, hash: bool, keep: Keep, buffers: Buffers) -> Emitter {
+	/// reused rather than allocated and faulted in again for every position; `ops`: the
+	/// position's op count (room for its step hashes, which are kept).
+	fn new(position: u32, hash: bool, keep: Keep, buffers: Buffers, ops: u64) -> Emitter {
 		let (mut messages, mut ends) = buffers;
 		messages.clear();
 		ends.clear();
@@ -188,7 +189,7 @@ impl Emitter {
 			keep,
 			messages,
 			ends,
-			hashes: Vec::new(),
+			hashes: Vec::with_capacity(if hash { ops.min(1 << 20) as usize } else { 0 }),
 			hash_time: Duration::ZERO,
 			kept: Vec::new(),
 		}
@@ -256,36 +257,44 @@ fn flush(ems: &mut [Emitter]) {
 		return;
 	}
 	let t0 = Instant::now();
-	let mut spans: Vec<(usize, usize, usize)> = Vec::new();
-	for (k, em) in ems.iter().enumerate() {
+	// Every message and the slot of its step hash (each emitter's hashes grown by its count
+	// first), in emitter and op order: the hashes are written where they are kept.
+	let count: usize = ems.iter().map(|em| em.ends.len()).sum();
+	let mut messages: Vec<&[u8]> = Vec::with_capacity(count);
+	let mut slots: Vec<&mut Hash> = Vec::with_capacity(count);
+	let mut first_time = None;
+	for em in ems.iter_mut() {
+		let Emitter { messages: bytes, ends, hashes, hash_time, .. } = em;
+		let from = hashes.len();
+		hashes.resize(from + ends.len(), [0u8; 32]);
+		slots.extend(hashes[from..].iter_mut());
 		let mut start = 0;
-		for &end in &em.ends {
-			spans.push((k, start, end));
+		for &end in ends.iter() {
+			messages.push(bytes.get(start..end).unwrap_or_default());
 			start = end;
 		}
+		first_time.get_or_insert(hash_time);
 	}
 	// A share per thread of the pool when there is enough to share (a few ops of a batch of
 	// prompt positions, a whole decode position); a handful of messages (some microseconds)
 	// is hashed by this thread rather than split and handed to another.
-	let threads = if spans.len() >= SPLIT_MESSAGES { rayon::current_num_threads() } else { 1 };
-	let per_thread = spans.len().div_ceil(threads.max(1)).max(1);
-	let all = &*ems;
-	let hashes: Vec<Hash> = spans
-		.par_chunks(per_thread)
-		.flat_map_iter(|spans| {
-			let messages: Vec<&[u8]> =
-				spans.iter().map(|&(k, s, e)| &all[k].messages[s..e]).collect();
-			hash::step_hashes_many(&messages)
-		})
-		.collect();
-	let mut hashes = hashes.into_iter();
+	let threads = if count >= SPLIT_MESSAGES { rayon::current_num_threads().max(1) } else { 1 };
+	if threads == 1 {
+		hash::step_hashes_into(&messages, &mut slots);
+	} else {
+		let per_thread = count.div_ceil(threads).max(1);
+		messages
+			.par_chunks(per_thread)
+			.zip(slots.par_chunks_mut(per_thread))
+			.for_each(|(messages, slots)| hash::step_hashes_into(messages, slots));
+	}
+	drop(slots);
+	if let Some(time) = first_time {
+		*time += t0.elapsed();
+	}
 	for em in ems.iter_mut() {
-		em.hashes.extend(hashes.by_ref().take(em.ends.len()));
 		em.messages.clear();
 		em.ends.clear();
-	}
-	if let Some(em) = ems.first_mut() {
-		em.hash_time += t0.elapsed();
 	}
 }
 
@@ -432,7 +441,10 @@ impl FastLm {
 				.map(|p| job.prompt.get(p as usize).copied().unwrap_or(last_token))
 				.collect();
 			let mut ems: Vec<Emitter> = (position..end)
-				.map(|p| Emitter::new(p, opts.hash, keep(p), spare.pop().unwrap_or_default()))
+				.map(|p| {
+					let ops = ops_at(h, Shape::at(h, prompt_len, p));
+					Emitter::new(p, opts.hash, keep(p), spare.pop().unwrap_or_default(), ops)
+				})
 				.collect();
 			let layers = match fault {
 				Some(LmFault::WeightsFrom { from_position, model })
@@ -738,7 +750,7 @@ impl FastLm {
 			vec![vec![KvHead::default(); self.h.n_kv_heads as usize]; self.h.n_layers as usize];
 		let mut all = Vec::with_capacity(tokens.len());
 		for (t, &token) in tokens.iter().enumerate() {
-			let mut em = [Emitter::new(t as u32, false, Keep::Nothing, Default::default())];
+			let mut em = [Emitter::new(t as u32, false, Keep::Nothing, Default::default(), 0)];
 			let mut logits = Vec::new();
 			self.positions(
 				&self.layers,
