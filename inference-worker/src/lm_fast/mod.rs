@@ -167,8 +167,10 @@ struct Emitter {
 	/// The outputs not hashed yet, back to back, and where each ends.
 	messages: Vec<u8>,
 	ends: Vec<usize>,
-	/// The step hashes so far, in op order.
+	/// The step hashes, in op order: the first `hashed` are computed. Allocated zeroed for the
+	/// position's ops at once, so its pages are first touched by the threads that hash.
 	hashes: Vec<Hash>,
+	hashed: usize,
 	/// Time spent hashing this emitter's batch (counted on its first emitter).
 	hash_time: Duration,
 	kept: Vec<Vec<u8>>,
@@ -189,7 +191,8 @@ impl Emitter {
 			keep,
 			messages,
 			ends,
-			hashes: Vec::with_capacity(if hash { ops.min(1 << 20) as usize } else { 0 }),
+			hashes: vec![[0u8; 32]; if hash { ops.min(1 << 20) as usize } else { 0 }],
+			hashed: 0,
 			hash_time: Duration::ZERO,
 			kept: Vec::new(),
 		}
@@ -257,35 +260,55 @@ fn flush(ems: &mut [Emitter]) {
 		return;
 	}
 	let t0 = Instant::now();
-	// Every message and the slot of its step hash (each emitter's hashes grown by its count
-	// first), in emitter and op order: the hashes are written where they are kept.
+	// Every message and the slot of its step hash, in emitter and op order: the hashes are
+	// written where they are kept.
 	let count: usize = ems.iter().map(|em| em.ends.len()).sum();
 	let mut messages: Vec<&[u8]> = Vec::with_capacity(count);
 	let mut slots: Vec<&mut Hash> = Vec::with_capacity(count);
+	let mut bytes = 0;
 	let mut first_time = None;
 	for em in ems.iter_mut() {
-		let Emitter { messages: bytes, ends, hashes, hash_time, .. } = em;
-		let from = hashes.len();
-		hashes.resize(from + ends.len(), [0u8; 32]);
-		slots.extend(hashes[from..].iter_mut());
+		let Emitter { messages: buffer, ends, hashes, hashed, hash_time, .. } = em;
+		let from = *hashed;
+		*hashed += ends.len();
+		if hashes.len() < *hashed {
+			hashes.resize(*hashed, [0u8; 32]); // more ops than the position has: refused later
+		}
+		slots.extend(hashes[from..*hashed].iter_mut());
 		let mut start = 0;
 		for &end in ends.iter() {
-			messages.push(bytes.get(start..end).unwrap_or_default());
+			messages.push(buffer.get(start..end).unwrap_or_default());
 			start = end;
 		}
+		bytes += buffer.len();
 		first_time.get_or_insert(hash_time);
 	}
 	// A share per thread of the pool when there is enough to share (a few ops of a batch of
-	// prompt positions, a whole decode position); a handful of messages (some microseconds)
+	// prompt positions, a whole decode position), of about equal bytes (a decode position's
+	// head chunks are four times its other messages); a handful of messages (some microseconds)
 	// is hashed by this thread rather than split and handed to another.
 	let threads = if count >= SPLIT_MESSAGES { rayon::current_num_threads().max(1) } else { 1 };
 	if threads == 1 {
 		hash::step_hashes_into(&messages, &mut slots);
 	} else {
-		let per_thread = count.div_ceil(threads).max(1);
-		messages
-			.par_chunks(per_thread)
-			.zip(slots.par_chunks_mut(per_thread))
+		let mut shares: Vec<(&[&[u8]], &mut [&mut Hash])> = Vec::with_capacity(threads);
+		let (mut rest, mut rest_slots) = (&messages[..], &mut slots[..]);
+		let mut taken = 0;
+		for k in 1..threads {
+			let target = bytes * k / threads;
+			let mut cut = 0;
+			while cut < rest.len() && taken < target {
+				taken += rest[cut].len();
+				cut += 1;
+			}
+			let (share, more) = rest.split_at(cut);
+			let (share_slots, more_slots) = std::mem::take(&mut rest_slots).split_at_mut(cut);
+			shares.push((share, share_slots));
+			(rest, rest_slots) = (more, more_slots);
+		}
+		shares.push((rest, rest_slots));
+		shares
+			.into_par_iter()
 			.for_each(|(messages, slots)| hash::step_hashes_into(messages, slots));
 	}
 	drop(slots);
@@ -821,7 +844,8 @@ fn hash_positions(mut ems: Vec<Emitter>) -> Hashed {
 	flush(&mut ems); // nothing is left by `run`, which flushes after every batch
 	let t0 = Instant::now();
 	let mut out = Hashed { positions: Vec::new(), buffers: Vec::new(), time: Duration::ZERO };
-	for em in ems {
+	for mut em in ems {
+		em.hashes.truncate(em.hashed);
 		let root = position_root_many(&em.hashes);
 		out.time += em.hash_time;
 		out.positions.push((em.hashes, root));
@@ -860,6 +884,39 @@ pub fn with_threads<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T 
 mod tests {
 	use super::*;
 	use verity_primitives::lm::trace::position_root;
+
+	/// `flush` of several emitters with messages of very different lengths, shared between one
+	/// to four threads by bytes, twice (the second time past the room reserved for the hashes):
+	/// every step hash lands in its emitter's slot, in op order.
+	#[test]
+	fn flush_puts_every_hash_in_its_slot() {
+		use verity_primitives::lm::trace::lm_step_hash;
+		let lens = [4usize, 256, 1036, 2304, 1024, 256, 256, 12, 196_608, 256];
+		for threads in 1..=4 {
+			let mut ems: Vec<Emitter> = (0..5)
+				.map(|p| {
+					Emitter::new(p, true, Keep::Nothing, Default::default(), 70 + u64::from(p))
+				})
+				.collect();
+			let mut want: Vec<Vec<Hash>> = vec![Vec::new(); ems.len()];
+			for round in 0..2 {
+				for (k, em) in ems.iter_mut().enumerate() {
+					for i in 0..(60 + 3 * k) {
+						let len = lens[(i * 7 + k + round) % lens.len()];
+						let out: Vec<u8> = (0..len).map(|j| (j * 31 + i + k) as u8).collect();
+						want[k].push(lm_step_hash(&out));
+						em.bytes(&out, false);
+					}
+				}
+				with_threads(threads, || flush(&mut ems));
+				assert!(ems.iter().all(|em| em.messages.is_empty() && em.ends.is_empty()));
+			}
+			for (em, want) in ems.iter().zip(&want) {
+				assert_eq!(em.hashed, want.len());
+				assert_eq!(&em.hashes[..em.hashed], &want[..], "threads {threads}");
+			}
+		}
+	}
 
 	#[test]
 	fn position_root_many_is_the_trace_root() {
