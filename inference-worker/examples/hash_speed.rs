@@ -57,6 +57,7 @@ fn v1_root(hashes: &[Hash]) -> Hash {
 }
 
 fn main() {
+	verity_worker::thp::reexec_with_huge_pages(); // as the worker runs
 	let args: Vec<String> = std::env::args().collect();
 	let model = TextModel::load(std::path::Path::new(&args[1])).expect("model");
 	let context: usize = args.get(2).map_or(128, |c| c.parse().expect("CONTEXT"));

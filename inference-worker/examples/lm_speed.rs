@@ -41,6 +41,7 @@ fn peak_rss_mib() -> f64 {
 }
 
 fn main() {
+	verity_worker::thp::reexec_with_huge_pages(); // as the worker runs
 	let args: Vec<String> = std::env::args().collect();
 	let model = TextModel::load(std::path::Path::new(&args[1])).expect("model");
 	let text = std::fs::read_to_string(args.get(2).map_or(file!(), |s| s.as_str())).expect("text");

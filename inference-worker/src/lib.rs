@@ -18,6 +18,8 @@
 //! * [`float`]: a plain fp32 libtorch run of the same architecture (benchmark baseline).
 //! * [`generate`], [`verify`]: text generation with imported language models, and checking
 //!   someone's generation against its commitment (first wrong step, step proof).
+//! * [`thp`]: transparent huge pages for the heap (the binaries re-execute themselves with
+//!   glibc's tunable).
 //! * `fault` (cargo feature `fault-injection`, test builds only): the faulty worker of the
 //!   end-to-end tests (`verity-worker-faulty`).
 
@@ -36,5 +38,6 @@ pub mod quantize;
 pub mod rpc;
 pub mod service;
 pub mod store;
+pub mod thp;
 pub mod tokenize;
 pub mod verify;

@@ -652,6 +652,7 @@ async fn serve(
 /// The whole program (also the body of `verity-worker-faulty`, which includes this file as a
 /// module and turns fault injection on first).
 pub(crate) fn main() -> ExitCode {
+	verity_worker::thp::reexec_with_huge_pages();
 	let cli = Cli::parse();
 	match run(cli) {
 		Ok(code) => code,

@@ -141,3 +141,53 @@ fn run_verify_and_store_commands() {
 	}
 	let _ = std::fs::remove_dir_all(store.parent().expect("parent"));
 }
+
+/// The environment of a running `verity-worker serve` (from /proc), then the server killed.
+fn served_environment(tunables: Option<&str>) -> String {
+	let store = tmp(&format!("thp-store-{}", tunables.unwrap_or("none")));
+	let mut command = bin();
+	command
+		.args(["serve", "--listen", "127.0.0.1:0", "--models"])
+		.arg(&store)
+		.stdout(std::process::Stdio::null())
+		.stderr(std::process::Stdio::null());
+	command.env_remove("GLIBC_TUNABLES");
+	if let Some(t) = tunables {
+		command.env("GLIBC_TUNABLES", t);
+	}
+	let mut child = command.spawn().expect("serve");
+	// The re-executed program (same pid) has its environment once it runs: poll for it (an
+	// explicit `glibc.malloc.hugetlb` is there from the start, and stays).
+	let path = format!("/proc/{}/environ", child.id());
+	let mut env = String::new();
+	for _ in 0..100 {
+		std::thread::sleep(std::time::Duration::from_millis(50));
+		env = String::from_utf8_lossy(&std::fs::read(&path).unwrap_or_default()).into_owned();
+		if env.contains("glibc.malloc.hugetlb") {
+			break;
+		}
+	}
+	let _ = child.kill();
+	let _ = child.wait();
+	env
+}
+
+#[test]
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn the_worker_runs_with_huge_pages_unless_told_otherwise() {
+	let vars = |env: String| -> Vec<String> {
+		env.split('\0').filter(|v| v.starts_with("GLIBC_TUNABLES=")).map(str::to_string).collect()
+	};
+	// Nothing set: the worker re-executed itself with glibc's huge-page heap.
+	assert_eq!(vars(served_environment(None)), ["GLIBC_TUNABLES=glibc.malloc.hugetlb=1"]);
+	// Other tunables are kept, the huge-page one appended.
+	assert_eq!(
+		vars(served_environment(Some("glibc.malloc.arena_max=2"))),
+		["GLIBC_TUNABLES=glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"]
+	);
+	// An explicit choice (here: off) is left alone.
+	assert_eq!(
+		vars(served_environment(Some("glibc.malloc.hugetlb=0"))),
+		["GLIBC_TUNABLES=glibc.malloc.hugetlb=0"]
+	);
+}

@@ -13,6 +13,7 @@ use verity_worker::fault;
 mod worker;
 
 fn main() -> ExitCode {
+	verity_worker::thp::reexec_with_huge_pages(); // before the banner (printed once)
 	match fault::enable_from_env() {
 		Ok(Some(f)) => {
 			let line = "!".repeat(78);
