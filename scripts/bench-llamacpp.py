@@ -4,12 +4,24 @@ tokens/s at the prompts `lm_speed` wrote (/tmp/lm_speed_prompt_C.txt, the same t
 2 threads, greedy, and the peak memory of the process. `CONTEXT THREADS RUNS` after the model
 run one configuration only (to alternate it with the exact backend's runs on a noisy machine).
 
+Each configuration runs twice: as llama.cpp ships (the GGUF mapped from the page cache, 4 KiB
+pages) and with the weights read into the heap (`use_mmap=False`) under glibc's huge-page heap
+(`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`, which the script sets by re-executing itself), the
+memory the exact backend runs on (inference-worker/src/thp.rs).
+
 Set up by scripts/bench-setup.sh (a venv in ~/.cache/verity/bench with llama-cpp-python built
 from source by pip). Usage: bench-llamacpp.py MODEL.gguf
 """
+import os
 import resource
 import sys
 import time
+
+TUNABLE = "glibc.malloc.hugetlb=1"
+if "glibc.malloc.hugetlb" not in os.environ.get("GLIBC_TUNABLES", ""):
+    env = dict(os.environ)
+    env["GLIBC_TUNABLES"] = ":".join(t for t in (env.get("GLIBC_TUNABLES"), TUNABLE) if t)
+    os.execve(sys.executable, [sys.executable] + sys.argv, env)
 
 import numpy as np
 from llama_cpp import Llama
@@ -31,9 +43,9 @@ def main():
             prompt = [int(t) for t in open(f"/tmp/lm_speed_prompt_{context}.txt").read().split()]
         except FileNotFoundError:
             continue
-        for threads in thread_counts:
+        for threads, mmap in [(t, m) for t in thread_counts for m in (True, False)]:
             llm = Llama(model_path=gguf, n_ctx=2048, n_threads=threads, n_threads_batch=threads,
-                        n_batch=2048, logits_all=False, verbose=False)
+                        n_batch=2048, logits_all=False, verbose=False, use_mmap=mmap)
             # Warm up once (page in the weights).
             llm.eval(prompt[:8])
             prefill, decode = [], []
@@ -51,7 +63,8 @@ def main():
                 t2 = time.perf_counter()
                 prefill.append((len(prompt) - 1) / (t1 - t0))
                 decode.append(n / (t2 - t1))
-            print(f"| {context} | llama.cpp | {threads} | {sorted(prefill)[runs // 2]:.1f} | "
+            name = "llama.cpp" if mmap else "llama.cpp, no mmap, huge-page heap"
+            print(f"| {context} | {name} | {threads} | {sorted(prefill)[runs // 2]:.1f} | "
                   f"{sorted(decode)[runs // 2]:.1f} |")
             del llm
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

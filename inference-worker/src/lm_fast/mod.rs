@@ -661,7 +661,9 @@ impl FastLm {
 					let cache = &kv[head / group];
 					let (mut z, mut e) = (Vec::new(), Vec::new());
 					// The parts' encodings back to back (each `attn_part_bytes(hd)` long).
-					let mut encoded = Vec::new();
+					let want =
+						if want_bytes[i] { parts[i] as usize * attn_part_bytes(hd) } else { 0 };
+					let mut encoded = Vec::with_capacity(want);
 					let mut done = Vec::with_capacity(parts[i] as usize);
 					for b in 0..parts[i] {
 						// Never empty: b < P(t).
