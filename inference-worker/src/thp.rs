@@ -5,7 +5,7 @@
 //! two-level page walk. glibc backs its heaps with transparent huge pages when the tunable
 //! `glibc.malloc.hugetlb=1` is set (where the kernel's THP mode is `madvise` or `always`; a
 //! no-op where it is `never`). Measured on SmolLM2 (docs/PERFORMANCE.md, session 27): decode at
-//! context 1,024 from 41-52 to 56-58 tokens/s, with the run-to-run spread gone.
+//! context 1,024 from 40-52 to 55-59 tokens/s, with the run-to-run spread gone.
 //!
 //! glibc reads its tunables once, at process start, so [`reexec_with_huge_pages`] re-executes
 //! the program (same pid, arguments, descriptors) with the tunable added. A `GLIBC_TUNABLES`

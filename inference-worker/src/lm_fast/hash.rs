@@ -7,13 +7,15 @@
 //! * a message of at most one chunk (1,024 bytes) whose length is a whole number of 64-byte
 //!   blocks is hashed as a root chunk, in a group of messages of its length;
 //! * the chunks of longer messages are hashed to chaining values in groups of the same length
-//!   and chunk index (the chunk counter); a last chunk that ends in a partial block of its only
-//!   block is one compression; the chaining values are merged pairwise, level by level, the
-//!   parents of all messages of a level in one group (BLAKE3's tree: the left subtree holds the
-//!   largest power of two of chunks that leaves one on the right, which is the tree that pairs
-//!   left to right and promotes an odd last node);
-//! * anything else (a short message ending in a partial block, a last chunk of several blocks
-//!   ending in a partial one) goes to `blake3::keyed_hash` or the crate's own hasher.
+//!   and chunk index (the chunk counter); the chaining values are merged pairwise, level by
+//!   level, the parents of all messages of a level in one group (BLAKE3's tree: the left
+//!   subtree holds the largest power of two of chunks that leaves one on the right, which is
+//!   the tree that pairs left to right and promotes an odd last node);
+//! * a piece that is one partial block (a message shorter than 64 bytes, or a last chunk of
+//!   fewer than 64: an attention part's last 12 bytes) is one compression, done sixteen pieces
+//!   at a time by this module on AVX-512 (one at a time elsewhere);
+//! * anything else (a longer message or last chunk ending in a partial block) goes to
+//!   `blake3::keyed_hash` or the crate's own hasher.
 //!
 //! The groups run through `blake3::platform::Platform::hash_many`, the crate's SIMD-across-inputs
 //! kernel (an unstable part of its API, hence the exact version pin); every result is

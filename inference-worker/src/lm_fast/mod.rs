@@ -130,10 +130,11 @@ pub struct FastRun {
 	/// Time spent computing prompt positions (all but the last) and the others.
 	pub prefill_time: Duration,
 	pub decode_time: Duration,
-	/// Time spent hashing. A batch of prompt positions followed by another batch is hashed
-	/// while that one computes (on another thread of the pool when one is free), so with
-	/// several threads that part overlaps the times above rather than adding to them; with one
-	/// thread, and for the other positions, it is part of them.
+	/// Time spent hashing: the flushes (the step hashes, shared between the pool's threads)
+	/// and the position trees. The trees of a batch of prompt positions followed by another
+	/// batch are built while that one computes (on another thread of the pool when one is
+	/// free), so with several threads that part overlaps the times above rather than adding to
+	/// them; everything else is part of them.
 	pub hash_time: Duration,
 }
 
