@@ -8,21 +8,27 @@
 //! context 1,024 from 40-52 to 55-59 tokens/s, with the run-to-run spread gone.
 //!
 //! glibc reads its tunables once, at process start, so [`reexec_with_huge_pages`] re-executes
-//! the program (same pid, arguments, descriptors) with the tunable added. A `GLIBC_TUNABLES`
-//! that already names `glibc.malloc.hugetlb` (for example `=0`, to turn this off) is left alone.
+//! the program (same pid, arguments, descriptors) with the tunable added, and with
+//! [`REEXECUTED`] set so that it never does so twice (glibc rewrites `GLIBC_TUNABLES` as it
+//! parses it, so the variable alone is no safe guard). A `GLIBC_TUNABLES` that already names
+//! `glibc.malloc.hugetlb` (for example `=0`, to turn this off) is left alone.
 
 /// The tunable added to `GLIBC_TUNABLES`.
 pub const TUNABLE: &str = "glibc.malloc.hugetlb=1";
 
+/// Set in the re-executed program's environment.
+pub const REEXECUTED: &str = "VERITY_THP_REEXECUTED";
+
 /// Re-executes this program with [`TUNABLE`] in `GLIBC_TUNABLES`, unless it is already there
-/// (or another `glibc.malloc.hugetlb` value is). Returns only if nothing was done or `exec`
-/// failed (then the program goes on with 4 KiB pages). Call it first in `main`.
+/// (or another `glibc.malloc.hugetlb` value is) or this is the re-executed program. Returns
+/// only if nothing was done or `exec` failed (then the program goes on with 4 KiB pages). Call
+/// it first in `main`.
 pub fn reexec_with_huge_pages() {
 	#[cfg(all(target_os = "linux", target_env = "gnu"))]
 	{
 		use std::os::unix::process::CommandExt;
 		let current = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
-		if current.contains("glibc.malloc.hugetlb") {
+		if current.contains("glibc.malloc.hugetlb") || std::env::var_os(REEXECUTED).is_some() {
 			return;
 		}
 		let Ok(exe) = std::env::current_exe() else { return };
@@ -34,6 +40,6 @@ pub fn reexec_with_huge_pages() {
 			command.arg0(arg0);
 		}
 		// `exec` returns only on failure.
-		let _ = command.args(args).env("GLIBC_TUNABLES", value).exec();
+		let _ = command.args(args).env("GLIBC_TUNABLES", value).env(REEXECUTED, "1").exec();
 	}
 }

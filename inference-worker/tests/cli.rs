@@ -142,7 +142,9 @@ fn run_verify_and_store_commands() {
 	let _ = std::fs::remove_dir_all(store.parent().expect("parent"));
 }
 
-/// The environment of a running `verity-worker serve` (from /proc), then the server killed.
+/// The environment of a running `verity-worker serve` as `/proc` shows it (the raw bytes, NULs
+/// as newlines: glibc rewrites `GLIBC_TUNABLES` in place as it parses it, ending the first
+/// tunable with a NUL), then the server killed.
 fn served_environment(tunables: Option<&str>) -> String {
 	let store = tmp(&format!("thp-store-{}", tunables.unwrap_or("none")));
 	let mut command = bin();
@@ -151,7 +153,7 @@ fn served_environment(tunables: Option<&str>) -> String {
 		.arg(&store)
 		.stdout(std::process::Stdio::null())
 		.stderr(std::process::Stdio::null());
-	command.env_remove("GLIBC_TUNABLES");
+	command.env_remove("GLIBC_TUNABLES").env_remove(verity_worker::thp::REEXECUTED);
 	if let Some(t) = tunables {
 		command.env("GLIBC_TUNABLES", t);
 	}
@@ -162,32 +164,35 @@ fn served_environment(tunables: Option<&str>) -> String {
 	let mut env = String::new();
 	for _ in 0..100 {
 		std::thread::sleep(std::time::Duration::from_millis(50));
-		env = String::from_utf8_lossy(&std::fs::read(&path).unwrap_or_default()).into_owned();
+		env =
+			String::from_utf8_lossy(&std::fs::read(&path).unwrap_or_default()).replace('\0', "\n");
 		if env.contains("glibc.malloc.hugetlb") {
 			break;
 		}
 	}
+	std::thread::sleep(std::time::Duration::from_millis(300));
+	let still =
+		String::from_utf8_lossy(&std::fs::read(&path).unwrap_or_default()).replace('\0', "\n");
 	let _ = child.kill();
 	let _ = child.wait();
+	assert_eq!(still, env, "the environment changed again: re-executed more than once");
 	env
 }
 
 #[test]
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn the_worker_runs_with_huge_pages_unless_told_otherwise() {
-	let vars = |env: String| -> Vec<String> {
-		env.split('\0').filter(|v| v.starts_with("GLIBC_TUNABLES=")).map(str::to_string).collect()
-	};
-	// Nothing set: the worker re-executed itself with glibc's huge-page heap.
-	assert_eq!(vars(served_environment(None)), ["GLIBC_TUNABLES=glibc.malloc.hugetlb=1"]);
-	// Other tunables are kept, the huge-page one appended.
-	assert_eq!(
-		vars(served_environment(Some("glibc.malloc.arena_max=2"))),
-		["GLIBC_TUNABLES=glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"]
-	);
-	// An explicit choice (here: off) is left alone.
-	assert_eq!(
-		vars(served_environment(Some("glibc.malloc.hugetlb=0"))),
-		["GLIBC_TUNABLES=glibc.malloc.hugetlb=0"]
-	);
+	let marker = format!("{}=1", verity_worker::thp::REEXECUTED);
+	let has = |env: &str, line: &str| env.lines().any(|l| l == line);
+	// Nothing set: the worker re-executed itself (once) with glibc's huge-page heap.
+	let env = served_environment(None);
+	assert!(has(&env, "GLIBC_TUNABLES=glibc.malloc.hugetlb=1") && has(&env, &marker), "{env}");
+	// Other tunables are kept, the huge-page one appended (after the NUL glibc writes).
+	let env = served_environment(Some("glibc.malloc.arena_max=2"));
+	assert!(has(&env, "GLIBC_TUNABLES=glibc.malloc.arena_max=2"), "{env}");
+	assert!(has(&env, "glibc.malloc.hugetlb=1") && has(&env, &marker), "{env}");
+	// An explicit choice (here: off) is left alone: no re-execution.
+	let env = served_environment(Some("glibc.malloc.hugetlb=0"));
+	assert!(has(&env, "GLIBC_TUNABLES=glibc.malloc.hugetlb=0"), "{env}");
+	assert!(!env.contains("hugetlb=1") && !has(&env, &marker), "{env}");
 }
