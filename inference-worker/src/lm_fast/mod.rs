@@ -253,6 +253,17 @@ fn flush_batch(ems: &mut [Emitter]) {
 	}
 }
 
+/// [`flush_batch`] where one thread gains by hashing what is still in its caches (after Q/K/V,
+/// after the MLP's gate); with several threads the next flush takes these messages too: each
+/// flush hands part of its messages to another thread, and half as many hand-offs measured a
+/// lower hashing share (SmolLM2, two threads: 5.1-6.7 % -> 4.8-5.4 % at context 128,
+/// 6.0-7.1 % -> 5.4-5.9 % at 1,024; docs/PERFORMANCE.md, session 27).
+fn flush_batch_if_alone(ems: &mut [Emitter]) {
+	if rayon::current_num_threads() == 1 {
+		flush_batch(ems);
+	}
+}
+
 /// Hashes the outputs emitted so far by every emitter of a batch, all together (the more
 /// messages, the fuller the SIMD lanes; one share per thread of the pool), appends each
 /// emitter's step hashes and empties the message buffers for the next layer.
@@ -650,7 +661,7 @@ impl FastLm {
 					kv[g].vmax.push(absmax(head));
 				}
 			}
-			flush_batch(ems);
+			flush_batch_if_alone(ems);
 			// AttnPart (h, b) for every head and block up to the position, then Attn per
 			// head, for every (position, head) in parallel.
 			let kv = &*kv;
@@ -732,7 +743,7 @@ impl FastLm {
 				}
 				hidden.push(x);
 			}
-			flush_batch(ems);
+			flush_batch_if_alone(ems);
 			resid =
 				layer.down.matmul(&quantized(&hidden), Some(&o), kernel).ok_or(malformed(ems))?;
 			for (em, r) in ems.iter_mut().zip(&resid) {
