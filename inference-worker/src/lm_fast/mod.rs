@@ -169,7 +169,8 @@ struct Emitter {
 	messages: Vec<u8>,
 	ends: Vec<usize>,
 	/// The step hashes, in op order: the first `hashed` are computed. Allocated zeroed for the
-	/// position's ops at once, so its pages are first touched by the threads that hash.
+	/// position's ops at once (no growth, no copies; where the allocator hands out fresh pages,
+	/// they are first touched by the threads that hash, not here).
 	hashes: Vec<Hash>,
 	hashed: usize,
 	/// Time spent hashing this emitter's batch (counted on its first emitter).
