@@ -4,11 +4,12 @@
 //! `acc += amax_b * (d_b * S_b + m_b * A_b)` with `S_b = sum_j qx_j qw_j`, `A_b = sum_j qx_j`,
 //! exact in `i128`. Here the weights are decoded once (by the primitives' `decode_block`, so
 //! any format, any bytes) into `i8` values and `i64` scales, and laid out for 16 rows at a
-//! time: the 16 block sums `S_b` of a row group come out of eight `vpdpbusd` instructions
-//! (AVX-512 VNNI, unsigned activations `qx + 128` times signed weights, the `+ 128` taken back
-//! with each block's weight sum), out of `vpmaddubsw`/`vpmaddwd` on an AVX2 CPU without
-//! AVX-512 (4-bit weights), or out of the portable loop, which all compute the same integers.
-//! The combination with the scales is the rule's own integer arithmetic.
+//! time: the 16 block sums of a row group come out of eight `vpdpbusd` instructions per
+//! activation byte vector (AVX-512 VNNI, the weights stored unsigned times the signed
+//! activation bytes, the weights' offset folded into the block's minimum), out of
+//! `vpmaddubsw`/`vpmaddwd` on an AVX2 CPU without AVX-512, or out of the portable loop, which
+//! all compute the same integers. The combination with the scales is the rule's own integer
+//! arithmetic.
 //!
 //! A batch of vectors (`Packed::matmul`, a batch of prompt positions) on AVX-512 VNNI with
 //! 4-bit weights widens each row group's nibbles to bytes and makes its block scales once for
@@ -77,15 +78,15 @@ impl Kernel {
 }
 
 /// An activation vector quantized per block by the rule (`quantize_block` at the model's
-/// levels), ready for the kernels, which multiply bytes: with 8-bit levels `qx + 128` as bytes;
-/// with 15-bit levels `qx = 128 hi + lo` (`hi = qx / 128` rounded toward zero, so `|hi|,
-/// |lo| <= 127`) as the two byte vectors `hi + 128` and `lo + 128`, each multiplied by the
-/// same weights. Per block also `amax` and `A_b = sum qx`.
+/// levels), ready for the kernels, which multiply bytes: with 8-bit levels `qx` as signed
+/// bytes; with 15-bit levels `qx = 128 hi + lo` (`hi = qx / 128` rounded toward zero, so
+/// `|hi|, |lo| <= 127`) as the two signed byte vectors `hi` and `lo`, each multiplied by the
+/// same (unsigned) weight bytes. Per block also `amax` and `A_b = sum qx`.
 pub struct QuantX {
 	levels: ActLevels,
-	/// `qx + 128` (8-bit) or `hi + 128` (15-bit).
-	xu: Vec<u8>,
-	/// `lo + 128` (15-bit levels only; empty otherwise).
+	/// `qx` (8-bit) or `hi` (15-bit), as `i8` bits.
+	xh: Vec<u8>,
+	/// `lo` as `i8` bits (15-bit levels only; empty otherwise).
 	xl: Vec<u8>,
 	amax: Vec<i64>,
 	asum: Vec<i64>,
@@ -120,7 +121,7 @@ impl QuantX {
 		let two = levels == ActLevels::L16383;
 		let mut q = QuantX {
 			levels,
-			xu: Vec::with_capacity(x.len()),
+			xh: Vec::with_capacity(x.len()),
 			xl: Vec::with_capacity(if two { x.len() } else { 0 }),
 			amax: Vec::with_capacity(blocks),
 			asum: Vec::with_capacity(blocks),
@@ -131,59 +132,54 @@ impl QuantX {
 			q.asum.push(b.q.iter().map(|&v| i64::from(v)).sum());
 			if two {
 				// |v| <= 16383: |v / 128| <= 127 and |v % 128| <= 127.
-				q.xu.extend(b.q.iter().map(|&v| (v / 128 + 128) as u8));
-				q.xl.extend(b.q.iter().map(|&v| (v % 128 + 128) as u8));
+				q.xh.extend(b.q.iter().map(|&v| (v / 128) as i8 as u8));
+				q.xl.extend(b.q.iter().map(|&v| (v % 128) as i8 as u8));
 			} else {
-				q.xu.extend(b.q.iter().map(|&v| (v + 128) as u8));
+				q.xh.extend(b.q.iter().map(|&v| v as i8 as u8));
 			}
 		}
 		q
 	}
 
 	pub fn len(&self) -> usize {
-		self.xu.len()
+		self.xh.len()
 	}
 
 	pub fn is_empty(&self) -> bool {
-		self.xu.is_empty()
+		self.xh.is_empty()
 	}
 }
 
-/// `sums(w, xu, xl, s, s_lo)`: the block sums of one packed block (see
+/// `sums(w, xh, xl, s, s_lo)`: the block sums of one packed block (see
 /// [`Packed::group_acc_with`]).
 trait BlockSums: Fn(&[u8], &[u8], Option<&[u8]>, &mut [i32; LANES], &mut [i32; LANES]) {}
 
 impl<F: Fn(&[u8], &[u8], Option<&[u8]>, &mut [i32; LANES], &mut [i32; LANES])> BlockSums for F {}
 
-/// A block's scales per lane as the combination uses them: `d`, `m'` and the offset of the
-/// activations (128 or 0) times the block's weight sum.
+/// A block's scales per lane as the combination uses them: `d` and `m'`.
 #[derive(Clone, Copy)]
 struct BlockScales {
 	d: [i64; LANES],
 	m: [i64; LANES],
-	off: [i32; LANES],
 }
 
 impl BlockScales {
-	const ZERO: BlockScales = BlockScales { d: [0; LANES], m: [0; LANES], off: [0; LANES] };
+	const ZERO: BlockScales = BlockScales { d: [0; LANES], m: [0; LANES] };
 }
 
-/// A block's scales per lane as stored (`d = dm << ds`, `m' = mm << ms`) and the offset of
-/// the activations times the block's weight sum.
+/// A block's scales per lane as stored (`d = dm << ds`, `m' = mm << ms`).
 struct StoredScales {
 	dm: [i16; LANES],
 	ds: [u8; LANES],
 	mm: [i16; LANES],
 	ms: [u8; LANES],
-	off: [i32; LANES],
 }
 
 /// Where the combination takes a group's block scales from.
 #[derive(Clone, Copy)]
 enum Scales<'a> {
-	/// From the packed matrix: the group's first block (of all groups' blocks) and the
-	/// activations' offset.
-	Stored { first: usize, offset: i32 },
+	/// From the packed matrix: the group's first block (of all groups' blocks).
+	Stored { first: usize },
 	/// Made once for a batch ([`Widened`]).
 	Made(&'a [BlockScales]),
 }
@@ -199,31 +195,35 @@ struct Widened {
 /// Rows of one or more block-quantized matrices with the same row length `k`, decoded and
 /// packed by groups of [`LANES`] rows (the last group padded with zero rows).
 ///
-/// Each block's weight integers are stored as bytes (`i8`), or, when every part is a 4-bit
-/// format, as nibbles `u = q + 8` (Q4_0) or `u = q` (Q4_1) two to a byte; the Q4_0 offset is
-/// folded into the minimum (`d q = d u - 8 d`, so `m' = m - 8 d`). The scales `d` and `m'`
-/// (fp16 values in units of `2^-24`: at most 11 significant bits) are stored as a 16-bit
-/// mantissa and a shift. A Q4_1 block thus takes 24 bytes instead of 52 as decoded integers.
+/// Each block's weight integers are stored unsigned, so that the kernels multiply them with
+/// the signed activation bytes directly: as bytes `u = q + 128` (Q8_0), or, when every part
+/// is a 4-bit format, as nibbles `u = q + 8` (Q4_0) or `u = q` (Q4_1) two to a byte. The
+/// offset is folded into the minimum (`d q = d u - o d`, so `m' = m - o d` with `o` = 128, 8
+/// or 0): the kernels' `S' = sum qx u` is `S + o A`, and `d S' + m' A` is the rule's
+/// `d S + m A`. The scales `d` and `m'` (fp16 values in units of `2^-24` times a power of
+/// two: at most 11 significant bits) are stored as a 16-bit mantissa and a shift. A Q4_1
+/// block thus takes 22 bytes (GGUF: 20) instead of 52 as decoded integers.
 pub struct Packed {
 	rows: usize,
 	k: usize,
 	blocks: usize,
 	/// Nibble storage (see above).
 	nibbles: bool,
-	/// `[group][block][sub]`: 64 weight integers per sub-block, lane `r`'s four at `4 r ..`;
-	/// as bytes, or as nibbles (value `p` in byte `p % 32`, low nibble for `p < 32`).
+	/// `[group][block][sub]`: 64 weight integers per sub-block (four columns), lane `r`'s
+	/// four at `4 r ..`; as bytes, or as nibbles: sub-blocks `2 c` and `2 c + 1` in 64 bytes,
+	/// value `p` of the first in the low nibble of byte `p`, of the second in its high nibble
+	/// (so one 64-byte load and two masks give both).
 	w: Vec<u8>,
-	/// `[group][block][lane]`: the sum of the stored integers of the block (`q` or `u`).
-	wsum: Vec<i16>,
 	/// `[group][block][lane]`: `d = dm << ds` and `m' = mm << ms`.
 	dm: Vec<i16>,
 	ds: Vec<u8>,
 	mm: Vec<i16>,
 	ms: Vec<u8>,
-	/// Whether every block has `|d| < 2^33` and `|m'| < 2^40`: then with 15-bit activations
-	/// (`|S| < 2^26`, `|A| < 2^19`) `|d S + m' A| < 2^60` and the limb accumulation below is
-	/// exact; otherwise (fp16 scales beyond 512, never in a real model) 15-bit products take
-	/// the plain `i128` path.
+	/// Whether every block has `|d| < 2^33`, `|m| < 2^40` and `|m'| < 2^40`: then with
+	/// 15-bit activations (`|S| < 2^26`, `|S'| < 2^27`, `|A| < 2^19`) the rule's `|d S + m A|`
+	/// is below `2^60` (and `d S'`, `m' A` are each below `2^60`), so the limb accumulation
+	/// below is exact; otherwise (fp16 scales beyond 512, never in a real model) 15-bit
+	/// products take the plain `i128` path.
 	narrow: bool,
 }
 
@@ -265,7 +265,6 @@ impl Packed {
 			blocks,
 			nibbles,
 			w: vec![0; groups * blocks * per_block],
-			wsum: vec![0; n],
 			dm: vec![0; n],
 			ds: vec![0; n],
 			mm: vec![0; n],
@@ -277,24 +276,28 @@ impl Packed {
 			for (b, bytes) in row.chunks_exact(format.block_bytes()).enumerate() {
 				let block = decode_block(*format, bytes)?;
 				let at = (g * blocks + b) * LANES + lane;
-				let (offset, m) = match format {
-					BlockFormat::Q4_0 if nibbles => (8i8, block.m - 8 * block.d),
-					_ => (0, block.m),
+				// The stored integers' offset (`u = q + offset`, unsigned).
+				let offset: i16 = match format {
+					BlockFormat::Q8_0 => 128,
+					BlockFormat::Q4_0 => 8,
+					BlockFormat::Q4_1 => 0,
 				};
+				let m = block.m - i64::from(offset) * block.d;
 				(p.dm[at], p.ds[at]) = split_scale(block.d)?;
 				(p.mm[at], p.ms[at]) = split_scale(m)?;
-				p.narrow &= block.d.unsigned_abs() < 1 << 33 && m.unsigned_abs() < 1 << 40;
-				p.wsum[at] = block.q.iter().map(|&v| i16::from(v + offset)).sum();
+				p.narrow &= block.d.unsigned_abs() < 1 << 33
+					&& block.m.unsigned_abs() < 1 << 40
+					&& m.unsigned_abs() < 1 << 40;
 				let base = (g * blocks + b) * per_block;
 				for (j, &v) in block.q.iter().enumerate() {
 					let sub = j / 4;
 					let pos = lane * 4 + j % 4; // within the sub-block's 64 values
+					let u = (i16::from(v) + offset) as u8; // 0..=255, or 0..=15 for nibbles
 					if nibbles {
-						let byte = base + sub * 32 + pos % 32;
-						let u = (v + offset) as u8; // 0..=15
-						p.w[byte] |= if pos < 32 { u } else { u << 4 };
+						let byte = base + (sub / 2) * 64 + pos;
+						p.w[byte] |= if sub % 2 == 0 { u } else { u << 4 };
 					} else {
-						p.w[base + sub * LANES * 4 + pos] = v as u8;
+						p.w[base + sub * LANES * 4 + pos] = u;
 					}
 				}
 			}
@@ -312,7 +315,7 @@ impl Packed {
 
 	/// Bytes of weights and scales.
 	pub fn bytes(&self) -> usize {
-		self.w.len() + 8 * self.wsum.len()
+		self.w.len() + 6 * self.dm.len()
 	}
 
 	/// The exact accumulators `acc_r` of [`dot_row_acc`](verity_primitives::lm::quant::dot_row_acc)
@@ -334,8 +337,8 @@ impl Packed {
 			#[cfg(target_arch = "x86_64")]
 			#[allow(unsafe_code)]
 			(Kernel::Avx2, false) => unsafe { self.group_acc_avx2(g, x) },
-			(_, false) => self.group_acc_with(g, x, 128, pair_of(block_sums_portable)),
-			(_, true) => self.group_acc_with(g, x, 128, pair_of(block_sums_portable_nibbles)),
+			(_, false) => self.group_acc_with(g, x, 0, pair_of(block_sums_portable)),
+			(_, true) => self.group_acc_with(g, x, 0, pair_of(block_sums_portable_nibbles)),
 		}
 	}
 
@@ -347,10 +350,22 @@ impl Packed {
 	#[allow(unsafe_code)]
 	#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
 	unsafe fn group_acc_vnni(&self, g: usize, x: &QuantX) -> [i128; LANES] {
+		if x.levels == ActLevels::L16383 && self.narrow {
+			use std::arch::x86_64::*;
+			let w = &self.w[g * self.blocks * PACKED_BLOCK..(g + 1) * self.blocks * PACKED_BLOCK];
+			// SAFETY: the caller's CPU features; 15-bit `x` of `k` elements (`matvec` checked
+			// the length); `(2 pair + 2) * 64 <= 512` bytes of block `b`, within `w`.
+			return unsafe {
+				group_acc_two_avx512(self, g, x, |b, pair| {
+					let at = w.as_ptr().add(b * PACKED_BLOCK + pair * 128);
+					(_mm512_loadu_si512(at.cast()), _mm512_loadu_si512(at.add(64).cast()))
+				})
+			};
+		}
 		// SAFETY: the caller checked the CPU features; `group_acc_with` passes slices of the
 		// lengths `block_sums_vnni` reads.
-		self.group_acc_with(g, x, 128, |w, xu, xl, s, s_lo| unsafe {
-			block_sums_vnni(w, xu, xl, s, s_lo)
+		self.group_acc_with(g, x, 0, |w, xh, xl, s, s_lo| unsafe {
+			block_sums_vnni(w, xh, xl, s, s_lo)
 		})
 	}
 
@@ -362,29 +377,40 @@ impl Packed {
 	#[allow(unsafe_code)]
 	#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
 	unsafe fn group_acc_vnni_nibbles(&self, g: usize, x: &QuantX) -> [i128; LANES] {
+		if x.levels == ActLevels::L16383 && self.narrow {
+			use std::arch::x86_64::*;
+			let half = PACKED_BLOCK / 2;
+			let w = &self.w[g * self.blocks * half..(g + 1) * self.blocks * half];
+			let low = _mm512_set1_epi8(15);
+			// SAFETY: as in `group_acc_vnni`; `(pair + 1) * 64 <= 256` bytes of block `b`.
+			return unsafe {
+				group_acc_two_avx512(self, g, x, |b, pair| {
+					let v = _mm512_loadu_si512(w.as_ptr().add(b * half + pair * 64).cast());
+					(_mm512_and_si512(v, low), _mm512_and_si512(_mm512_srli_epi16(v, 4), low))
+				})
+			};
+		}
 		// SAFETY: as above, for `block_sums_vnni_nibbles`.
-		self.group_acc_with(g, x, 128, |w, xu, xl, s, s_lo| unsafe {
-			block_sums_vnni_nibbles(w, xu, xl, s, s_lo)
+		self.group_acc_with(g, x, 0, |w, xh, xl, s, s_lo| unsafe {
+			block_sums_vnni_nibbles(w, xh, xl, s, s_lo)
 		})
 	}
 
-	/// Group `g`'s nibbles widened into `bytes` as the byte layout (each sub-block's 32
-	/// bytes give its 64 values, low nibbles then high nibbles: the values `0..=15` at the
-	/// places [`Packed::new`] puts byte weights), so that a batch of vectors multiplies them
-	/// without unpacking them again for each one.
+	/// Group `g`'s nibbles widened into `bytes` as the byte layout (each pair of sub-blocks'
+	/// 64 bytes gives the first's 64 values from the low nibbles, then the second's from the
+	/// high ones: the values `0..=15` at the places [`Packed::new`] puts byte weights), so
+	/// that a batch of vectors multiplies them without unpacking them again for each one.
 	fn widen_group(&self, g: usize, widened: &mut Widened) {
 		let half = PACKED_BLOCK / 2;
 		let w = &self.w[g * self.blocks * half..(g + 1) * self.blocks * half];
 		widened.scales.clear();
-		widened
-			.scales
-			.extend((0..self.blocks).map(|b| self.block_scales(g * self.blocks + b, 128)));
+		widened.scales.extend((0..self.blocks).map(|b| self.block_scales(g * self.blocks + b)));
 		let bytes = &mut widened.bytes;
 		bytes.clear();
 		bytes.resize(w.len() * 2, 0);
 		const LOW: u64 = 0x0f0f_0f0f_0f0f_0f0f;
-		for (out, packed) in bytes.chunks_exact_mut(64).zip(w.chunks_exact(32)) {
-			let (lo, hi) = out.split_at_mut(32);
+		for (out, packed) in bytes.chunks_exact_mut(128).zip(w.chunks_exact(64)) {
+			let (lo, hi) = out.split_at_mut(64);
 			// Eight nibble pairs at a time: the low nibbles, then the high ones.
 			for ((l, h), p) in
 				lo.chunks_exact_mut(8).zip(hi.chunks_exact_mut(8)).zip(packed.chunks_exact(8))
@@ -408,8 +434,8 @@ impl Packed {
 	unsafe fn group_acc_vnni_widened(&self, widened: &Widened, x: &QuantX) -> [i128; LANES] {
 		// SAFETY: as above; `group_acc_of` passes `PACKED_BLOCK` bytes of `bytes` per block.
 		let scales = Scales::Made(&widened.scales);
-		self.group_acc_of(&widened.bytes, PACKED_BLOCK, scales, x, |w, xu, xl, s, s_lo| unsafe {
-			block_sums_vnni(w, xu, xl, s, s_lo)
+		self.group_acc_of(&widened.bytes, PACKED_BLOCK, scales, 0, x, |w, xh, xl, s, s_lo| unsafe {
+			block_sums_vnni(w, xh, xl, s, s_lo)
 		})
 	}
 
@@ -450,13 +476,13 @@ impl Packed {
 	#[target_feature(enable = "avx2")]
 	unsafe fn group_acc_avx2_nibbles(&self, g: usize, x: &QuantX) -> [i128; LANES] {
 		// SAFETY: as above, for `block_sums_avx2_nibbles`.
-		self.group_acc_with(g, x, 128, |w, xu, xl, s, s_lo| unsafe {
-			block_sums_avx2_nibbles(w, xu, xl, s, s_lo)
+		self.group_acc_with(g, x, 0, |w, xh, xl, s, s_lo| unsafe {
+			block_sums_avx2_nibbles(w, xh, xl, s, s_lo)
 		})
 	}
 
-	/// [`Packed::group_acc`] with the AVX2 block sums of bytes inlined (they are `sum qx w`,
-	/// without the activations' offset of 128).
+	/// [`Packed::group_acc`] with the AVX2 block sums of bytes inlined (they are `sum qx q`
+	/// of the signed weights `q = u - 128`, so they fall short of `S'` by `128 A`).
 	///
 	/// # Safety
 	/// The CPU must have AVX2.
@@ -465,21 +491,21 @@ impl Packed {
 	#[target_feature(enable = "avx2")]
 	unsafe fn group_acc_avx2(&self, g: usize, x: &QuantX) -> [i128; LANES] {
 		// SAFETY: as above, for `block_sums_avx2`.
-		self.group_acc_with(g, x, 0, |w, xu, xl, s, s_lo| unsafe {
-			block_sums_avx2(w, xu, xl, s, s_lo)
+		self.group_acc_with(g, x, 128, |w, xh, xl, s, s_lo| unsafe {
+			block_sums_avx2(w, xh, xl, s, s_lo)
 		})
 	}
 
 	/// The accumulators of group `g` with `sums` computing each block's 16 sums
-	/// `sum_j (qx_j + 128) w_(lane, j)` of the stored integers.
+	/// `sum_j xh_j u_(lane, j)` of the stored (unsigned) integers.
 	///
-	/// `sums(w, xu, xl, s, s_lo)` gives `sum_j (qx_j + offset) w_j` per lane in `s` (`offset`:
-	/// 128 for the kernels that multiply the stored bytes `xu = qx + 128`, 0 for those that
-	/// take `qx` itself), and with `Some(xl)` (15-bit activations) the same of the low bytes
-	/// in `s_lo`, from one pass over the block's weights. Per row
-	/// and block, `S = sums - offset wsum` is `sum_j qx_j w_j`, and
-	/// `t = (dm S << ds) + (mm A << ms)` is the rule's `d_b S_b + m_b A_b` (`|t| < 2^60`; with
-	/// nibbles `d S_u + (m - 8 d) A` for Q4_0, the same value); `t * amax` (up to `2^91`) is
+	/// `sums(w, xh, xl, s, s_lo)` gives `sum_j xh_j u_j` per lane in `s`, and with `Some(xl)`
+	/// (15-bit activations) the same of the low bytes in `s_lo`, from one pass over the
+	/// block's weights (a kernel may give them short of that by `offset` times the sum of
+	/// its activation bytes: then `offset A` is added back). Per row and block,
+	/// `S' = 128 s + s_lo` (8-bit: `s`) is `sum_j qx_j u_j = S + o A`, and
+	/// `t = (dm S' << ds) + (mm A << ms)` is `d S' + m' A`, the rule's `d_b S_b + m_b A_b`
+	/// (`|t| < 2^60`; see [`Packed`] for `o` and `m' = m - o d`); `t * amax` (up to `2^91`) is
 	/// accumulated exactly as three 20-bit limbs of `t` times `amax <= 2^31` (each product
 	/// `< 2^52`, a `u32 x u32` multiply: the top limb is offset by `2^20` and the offset taken
 	/// off at the fold), in `i64` lanes that take 4,095 blocks before they are folded into the
@@ -494,36 +520,31 @@ impl Packed {
 	) -> [i128; LANES] {
 		let per_block = if self.nibbles { PACKED_BLOCK / 2 } else { PACKED_BLOCK };
 		let w = &self.w[g * self.blocks * per_block..(g + 1) * self.blocks * per_block];
-		self.group_acc_of(w, per_block, Scales::Stored { first: g * self.blocks, offset }, x, sums)
+		self.group_acc_of(w, per_block, Scales::Stored { first: g * self.blocks }, offset, x, sums)
 	}
 
-	/// Of block `gb` (of all groups' blocks) per lane: the stored scales and `offset` times
-	/// the weights' sum.
+	/// Of block `gb` (of all groups' blocks) per lane: the stored scales.
 	#[inline(always)]
-	fn stored_scales(&self, gb: usize, offset: i32) -> StoredScales {
+	fn stored_scales(&self, gb: usize) -> StoredScales {
 		fn lanes<T: Copy + Default>(v: &[T], at: usize) -> [T; LANES] {
 			v.get(at..at + LANES).and_then(|s| s.try_into().ok()).unwrap_or([T::default(); LANES])
 		}
 		let at = gb * LANES;
-		let wsum = lanes(&self.wsum, at);
 		StoredScales {
 			dm: lanes(&self.dm, at),
 			ds: lanes(&self.ds, at),
 			mm: lanes(&self.mm, at),
 			ms: lanes(&self.ms, at),
-			off: core::array::from_fn(|l| offset * i32::from(wsum[l])),
 		}
 	}
 
-	/// Of block `gb` per lane: `d`, `m'` (as in [`Packed`]) and `offset` times the weights'
-	/// sum.
+	/// Of block `gb` per lane: `d` and `m'` (as in [`Packed`]).
 	#[inline(always)]
-	fn block_scales(&self, gb: usize, offset: i32) -> BlockScales {
-		let sc = self.stored_scales(gb, offset);
+	fn block_scales(&self, gb: usize) -> BlockScales {
+		let sc = self.stored_scales(gb);
 		BlockScales {
 			d: core::array::from_fn(|l| i64::from(sc.dm[l]) << sc.ds[l]),
 			m: core::array::from_fn(|l| i64::from(sc.mm[l]) << sc.ms[l]),
-			off: sc.off,
 		}
 	}
 
@@ -535,24 +556,25 @@ impl Packed {
 		w: &[u8],
 		per_block: usize,
 		scales: Scales,
+		offset: i32,
 		x: &QuantX,
 		sums: impl BlockSums,
 	) -> [i128; LANES] {
 		match (x.levels, self.narrow) {
 			(ActLevels::L127, _) => {
-				self.group_acc_mode::<false, false>(w, per_block, scales, x, &sums)
+				self.group_acc_mode::<false, false>(w, per_block, scales, offset, x, &sums)
 			},
 			(ActLevels::L16383, true) => {
-				self.group_acc_mode::<true, false>(w, per_block, scales, x, &sums)
+				self.group_acc_mode::<true, false>(w, per_block, scales, offset, x, &sums)
 			},
 			(ActLevels::L16383, false) => {
-				self.group_acc_mode::<true, true>(w, per_block, scales, x, &sums)
+				self.group_acc_mode::<true, true>(w, per_block, scales, offset, x, &sums)
 			},
 		}
 	}
 
 	/// [`Packed::group_acc_with`] for one kind of activations: `TWO` for 15-bit ones (two
-	/// byte vectors, `S = 128 S_hi + S_lo`, `|S| < 2^26`), `WIDE` when the scales do not keep
+	/// byte vectors, `S' = 128 s + s_lo`, `|S'| < 2^27`), `WIDE` when the scales do not keep
 	/// `|t|` below `2^60` (then `t * amax` is accumulated in `i128` directly).
 	#[inline(always)]
 	fn group_acc_mode<const TWO: bool, const WIDE: bool>(
@@ -560,6 +582,7 @@ impl Packed {
 		w_group: &[u8],
 		per_block: usize,
 		scales: Scales,
+		offset: i32,
 		x: &QuantX,
 		sums: &impl BlockSums,
 	) -> [i128; LANES] {
@@ -578,25 +601,24 @@ impl Packed {
 				let w = &w_group[b * per_block..(b + 1) * per_block];
 				let block = b * BLOCK_LEN..(b + 1) * BLOCK_LEN;
 				let xl = if TWO { Some(&x.xl[block.clone()]) } else { None };
-				sums(w, &x.xu[block], xl, &mut s, &mut s_lo);
+				sums(w, &x.xh[block], xl, &mut s, &mut s_lo);
 				let (amax, asum) = (x.amax[b], x.asum[b]);
-				// The rule's `S_b = sum qx w` per lane (15-bit: `128 S_hi + S_lo`, `|S| < 2^26`).
-				let sb_of = |off: &[i32; LANES]| -> [i32; LANES] {
-					core::array::from_fn(|lane| {
-						if TWO {
-							128 * (s[lane] - off[lane]) + (s_lo[lane] - off[lane])
-						} else {
-							s[lane] - off[lane]
-						}
-					})
-				};
+				// `S' = sum qx u` per lane (15-bit: `128 s + s_lo`; `|S'| < 2^27`), with what the
+				// kernel left out (`offset A`, `|.| < 2^26`) added back.
+				let back = offset * asum as i32;
+				let sb: [i32; LANES] = core::array::from_fn(|lane| {
+					if TWO {
+						128 * s[lane] + s_lo[lane] + back
+					} else {
+						s[lane] + back
+					}
+				});
 				if WIDE {
-					// |t| < 2^67 (d, m' < 2^44, S < 2^26, A < 2^19), times amax <= 2^31.
+					// The rule's |t| < 2^67 (|d S'|, |m' A| < 2^68), times amax <= 2^31.
 					let sc = match scales {
 						Scales::Made(made) => *made.get(b).unwrap_or(&BlockScales::ZERO),
-						Scales::Stored { first, offset } => self.block_scales(first + b, offset),
+						Scales::Stored { first } => self.block_scales(first + b),
 					};
-					let sb = sb_of(&sc.off);
 					for lane in 0..LANES {
 						let t = i128::from(sc.d[lane]) * i128::from(sb[lane])
 							+ i128::from(sc.m[lane]) * i128::from(asum);
@@ -624,21 +646,21 @@ impl Packed {
 						l2[lane] = l2[lane].wrapping_add((top * a) as i64);
 					}
 				}
-				// 8-bit: |d| < 2^41, |S| < 2^19, |m'| < 2^41, |A| < 2^12; 15-bit (`narrow`):
-				// |d| < 2^33, |S| < 2^26, |m'| < 2^40, |A| < 2^19; so |t| < 2^60.
+				// The rule's t: 8-bit: |d| < 2^40, |S| < 2^19, |m| < 2^40, |A| < 2^12; 15-bit
+				// (`narrow`): |d| < 2^33, |S| < 2^26, |m| < 2^40, |A| < 2^19; so |t| < 2^60.
+				// Its two terms as computed: 8-bit |d S'| < 2^60 (|S'| < 2^20), |m' A| < 2^59
+				// (|m'| < 2^47); 15-bit |d S'| < 2^60, |m' A| < 2^59: no `i64` overflow.
 				let l = (&mut l0, &mut l1, &mut l2);
 				match scales {
 					// Made for a batch: `d` and `m'` whole (a 64-bit multiply: AVX-512's).
 					Scales::Made(made) => {
 						let sc = made.get(b).unwrap_or(&BlockScales::ZERO);
-						let sb = sb_of(&sc.off);
 						limbs(l, a, |i| sc.d[i] * i64::from(sb[i]) + sc.m[i] * asum);
 					},
 					// As stored: the 16-bit mantissas times 32-bit values, then the shifts (a
 					// 32-bit multiply, which AVX2 has too).
-					Scales::Stored { first, offset } => {
-						let sc = self.stored_scales(first + b, offset);
-						let sb = sb_of(&sc.off);
+					Scales::Stored { first } => {
+						let sc = self.stored_scales(first + b);
 						limbs(l, a, |i| {
 							((i64::from(sc.dm[i]) * i64::from(sb[i])) << sc.ds[i])
 								+ ((i64::from(sc.mm[i]) * asum) << sc.ms[i])
@@ -841,53 +863,55 @@ impl Packed {
 /// bytes of 15-bit activations, optional) by calling it twice.
 #[inline(always)]
 fn pair_of(sums: impl Fn(&[u8], &[u8], &mut [i32; LANES])) -> impl BlockSums {
-	move |w, xu, xl, s, s_lo| {
-		sums(w, xu, s);
+	move |w, xh, xl, s, s_lo| {
+		sums(w, xh, s);
 		if let Some(xl) = xl {
 			sums(w, xl, s_lo);
 		}
 	}
 }
 
-/// The 16 sums `sum_j xu_j w_(lane, j)` of one packed block of bytes (plain Rust).
+/// The 16 sums `sum_j xh_j u_(lane, j)` of one packed block of bytes (plain Rust; `xh` signed,
+/// the weights unsigned).
 #[inline(always)]
-fn block_sums_portable(w: &[u8], xu: &[u8], s: &mut [i32; LANES]) {
+fn block_sums_portable(w: &[u8], xh: &[u8], s: &mut [i32; LANES]) {
 	*s = [0; LANES];
 	for sub in 0..SUBS {
-		let x = &xu[sub * 4..sub * 4 + 4];
+		let x = &xh[sub * 4..sub * 4 + 4];
 		let w = &w[sub * LANES * 4..(sub + 1) * LANES * 4];
 		for (lane, sl) in s.iter_mut().enumerate() {
 			for (j, &xj) in x.iter().enumerate() {
-				*sl += i32::from(xj) * i32::from(w[lane * 4 + j] as i8);
+				*sl += i32::from(xj as i8) * i32::from(w[lane * 4 + j]);
 			}
 		}
 	}
 }
 
-/// [`block_sums_portable`] of a block of nibbles.
+/// [`block_sums_portable`] of a block of nibbles (see [`Packed`] for their places).
 #[inline(always)]
-fn block_sums_portable_nibbles(w: &[u8], xu: &[u8], s: &mut [i32; LANES]) {
+fn block_sums_portable_nibbles(w: &[u8], xh: &[u8], s: &mut [i32; LANES]) {
 	*s = [0; LANES];
 	for sub in 0..SUBS {
-		let x = &xu[sub * 4..sub * 4 + 4];
-		let w = &w[sub * 32..(sub + 1) * 32];
+		let x = &xh[sub * 4..sub * 4 + 4];
+		let pair = &w[(sub / 2) * 64..(sub / 2 + 1) * 64];
 		for (lane, sl) in s.iter_mut().enumerate() {
 			for (j, &xj) in x.iter().enumerate() {
-				let pos = lane * 4 + j;
-				let u = if pos < 32 { w[pos] & 15 } else { w[pos - 32] >> 4 };
-				*sl += i32::from(xj) * i32::from(u);
+				let byte = pair[lane * 4 + j];
+				let u = if sub % 2 == 0 { byte & 15 } else { byte >> 4 };
+				*sl += i32::from(xj as i8) * i32::from(u);
 			}
 		}
 	}
 }
 
 /// [`block_sums_portable`] with `vpdpbusd`: lane `r` of the accumulator gains
-/// `sum_(j<4) xu[4 sub + j] * w[sub][r][j]` per sub-block (no saturation: the sums stay
-/// below `32 * 255 * 128 < 2^20`); with `xl`, the same of `xl` into `s_lo` from the same
-/// loaded weights.
+/// `sum_(j<4) w[sub][r][j] * xh[4 sub + j]` per sub-block, the weights as its unsigned
+/// operand and the activation bytes as its signed one (no saturation: the sums stay below
+/// `32 * 255 * 128 < 2^20`); with `xl`, the same of `xl` into `s_lo` from the same loaded
+/// weights.
 ///
 /// # Safety
-/// The CPU must have AVX-512F, AVX-512BW and AVX-512 VNNI; `w` must hold `16 * 32` bytes, `xu`
+/// The CPU must have AVX-512F, AVX-512BW and AVX-512 VNNI; `w` must hold `16 * 32` bytes, `xh`
 /// and `xl` 32.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
@@ -895,78 +919,88 @@ fn block_sums_portable_nibbles(w: &[u8], xu: &[u8], s: &mut [i32; LANES]) {
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn block_sums_vnni(
 	w: &[u8],
-	xu: &[u8],
+	xh: &[u8],
 	xl: Option<&[u8]>,
 	s: &mut [i32; LANES],
 	s_lo: &mut [i32; LANES],
 ) {
 	use std::arch::x86_64::*;
-	debug_assert!(w.len() >= PACKED_BLOCK && xu.len() >= BLOCK_LEN);
+	debug_assert!(w.len() >= PACKED_BLOCK && xh.len() >= BLOCK_LEN);
 	debug_assert!(xl.is_none_or(|xl| xl.len() >= BLOCK_LEN));
-	// SAFETY (both): `(sub + 1) * 64 <= 512` bytes of `w`.
-	let weights =
-		|sub: usize| unsafe { _mm512_loadu_si512(w.as_ptr().add(sub * LANES * 4).cast()) };
+	// SAFETY (both): `(2 pair + 2) * 64 <= 512` bytes of `w`.
+	let weights = |pair: usize| unsafe {
+		(
+			_mm512_loadu_si512(w.as_ptr().add(pair * 128).cast()),
+			_mm512_loadu_si512(w.as_ptr().add(pair * 128 + 64).cast()),
+		)
+	};
 	// SAFETY: as the caller's, for `block_sums_with`.
-	unsafe { block_sums_with(weights, xu, xl, s, s_lo) }
+	unsafe { block_sums_with(weights, xh, xl, s, s_lo) }
 }
 
-/// [`block_sums_portable_nibbles`] with AVX2: per sub-block, the low nibbles of its 32 bytes
-/// are the four weights of lanes 0..8, the high nibbles those of lanes 8..16; `vpmaddubsw`
-/// multiplies the broadcast activations `xu` (`0..=255`) with them (`0..=15`) and adds pairs
-/// (at most `2 * 255 * 15 < 2^15`: no saturation), `vpmaddwd` with ones adds the pairs of
-/// pairs into each lane's `i32` (below `32 * 255 * 15 < 2^18` over the block).
+/// [`block_sums_portable_nibbles`] with AVX2: a pair of sub-blocks' 64 bytes are two vectors,
+/// lanes 0..8 and lanes 8..16, whose low nibbles are the first sub-block's weights and high
+/// nibbles the second's; `vpmaddubsw` multiplies them (`0..=15`, unsigned) with the broadcast
+/// activation bytes (`-127..=127`) and adds pairs (at most `2 * 15 * 127 < 2^15`: no
+/// saturation), `vpmaddwd` with ones adds the pairs of pairs into each lane's `i32`.
 ///
 /// # Safety
-/// The CPU must have AVX2; `w` must hold `16 * 16` bytes and `xu` 32.
+/// The CPU must have AVX2; `w` must hold `16 * 16` bytes and `xh` 32.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 #[inline]
 #[target_feature(enable = "avx2")]
 unsafe fn block_sums_avx2_nibbles(
 	w: &[u8],
-	xu: &[u8],
+	xh: &[u8],
 	xl: Option<&[u8]>,
 	s: &mut [i32; LANES],
 	s_lo: &mut [i32; LANES],
 ) {
 	use std::arch::x86_64::*;
-	debug_assert!(w.len() >= PACKED_BLOCK / 2 && xu.len() >= BLOCK_LEN);
+	debug_assert!(w.len() >= PACKED_BLOCK / 2 && xh.len() >= BLOCK_LEN);
 	debug_assert!(xl.is_none_or(|xl| xl.len() >= BLOCK_LEN));
 	let low = _mm256_set1_epi8(15);
 	let ones = _mm256_set1_epi16(1);
-	let weights = |sub: usize| {
-		// SAFETY: `(sub + 1) * 32 <= 256` bytes of `w`.
-		let wv = unsafe { _mm256_loadu_si256(w.as_ptr().add(sub * 32).cast()) };
-		(_mm256_and_si256(wv, low), _mm256_and_si256(_mm256_srli_epi16(wv, 4), low))
+	let weights = |pair: usize| {
+		// SAFETY: `(pair + 1) * 64 <= 256` bytes of `w`.
+		let (a, b) = unsafe {
+			(
+				_mm256_loadu_si256(w.as_ptr().add(pair * 64).cast()),
+				_mm256_loadu_si256(w.as_ptr().add(pair * 64 + 32).cast()),
+			)
+		};
+		let high = |v: __m256i| _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+		((_mm256_and_si256(a, low), _mm256_and_si256(b, low)), (high(a), high(b)))
 	};
 	let sums = |xv: __m256i, (lo, hi): (__m256i, __m256i)| {
 		(
-			_mm256_madd_epi16(_mm256_maddubs_epi16(xv, lo), ones),
-			_mm256_madd_epi16(_mm256_maddubs_epi16(xv, hi), ones),
+			_mm256_madd_epi16(_mm256_maddubs_epi16(lo, xv), ones),
+			_mm256_madd_epi16(_mm256_maddubs_epi16(hi, xv), ones),
 		)
 	};
 	// SAFETY: as the caller's, for `block_sums_avx2_with`.
-	unsafe { block_sums_avx2_with(weights, sums, xu, xl, s, s_lo) }
+	unsafe { block_sums_avx2_with(weights, sums, xh, xl, s, s_lo) }
 }
 
-/// The AVX2 block sums of one block: `weights(sub)` gives what sub-block `sub` multiplies
-/// (made once for both activation vectors), `sums(x, weights)` its pair sums of lanes 0..8
-/// and 8..16 for the four activation bytes `x` broadcast; `s` from `xu`, `s_lo` from `xl` if
-/// given.
+/// The AVX2 block sums of one block: `weights(pair)` gives what sub-blocks `2 pair` and
+/// `2 pair + 1` multiply (made once for both activation vectors), `sums(x, weights)` the pair
+/// sums of lanes 0..8 and 8..16 for the four activation bytes `x` broadcast; `s` from `xh`,
+/// `s_lo` from `xl` if given.
 ///
 /// # Safety
-/// The CPU must have AVX2; `xu` and `xl` must hold 32 bytes.
+/// The CPU must have AVX2; `xh` and `xl` must hold 32 bytes.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 #[inline]
 #[target_feature(enable = "avx2")]
 unsafe fn block_sums_avx2_with<W: Copy>(
-	weights: impl Fn(usize) -> W,
+	weights: impl Fn(usize) -> (W, W),
 	sums: impl Fn(
 		std::arch::x86_64::__m256i,
 		W,
 	) -> (std::arch::x86_64::__m256i, std::arch::x86_64::__m256i),
-	xu: &[u8],
+	xh: &[u8],
 	xl: Option<&[u8]>,
 	s: &mut [i32; LANES],
 	s_lo: &mut [i32; LANES],
@@ -988,49 +1022,53 @@ unsafe fn block_sums_avx2_with<W: Copy>(
 	let mut acc = zero;
 	if let Some(xl) = xl {
 		let mut acc_lo = zero;
-		for sub in 0..SUBS {
-			let wv = weights(sub);
-			acc = add(acc, sums(x4(xu, sub), wv));
-			acc_lo = add(acc_lo, sums(x4(xl, sub), wv));
+		for pair in 0..SUBS / 2 {
+			let (w0, w1) = weights(pair);
+			acc = add(acc, sums(x4(xh, 2 * pair), w0));
+			acc_lo = add(acc_lo, sums(x4(xl, 2 * pair), w0));
+			acc = add(acc, sums(x4(xh, 2 * pair + 1), w1));
+			acc_lo = add(acc_lo, sums(x4(xl, 2 * pair + 1), w1));
 		}
 		store(s_lo, acc_lo);
 	} else {
-		for sub in 0..SUBS {
-			acc = add(acc, sums(x4(xu, sub), weights(sub)));
+		for pair in 0..SUBS / 2 {
+			let (w0, w1) = weights(pair);
+			acc = add(acc, sums(x4(xh, 2 * pair), w0));
+			acc = add(acc, sums(x4(xh, 2 * pair + 1), w1));
 		}
 	}
 	store(s, acc);
 }
 
-/// `sum_j qx_j w_(lane, j)` of one packed block of bytes with AVX2 (not [`block_sums_portable`]'s
-/// `xu = qx + 128`: the caller's offset is 0). Per sub-block, the 64 weight bytes are two
-/// vectors (lanes 0..8, lanes 8..16, four bytes each); `vpmaddubsw` multiplies their
-/// magnitudes `|w| <= 128` (`vpabsb`, unsigned) with the broadcast `qx` (`xu ^ 0x80`,
-/// `-127..=127`) given each weight's sign (`vpsignb`; zero where `w` is zero) and adds pairs:
-/// at most `2 * 128 * 127 < 2^15`, so nothing saturates; `vpmaddwd` with ones adds the pairs
-/// of pairs into each lane's `i32`.
+/// `sum_j qx_j q_(lane, j)` of one packed block of bytes with AVX2, of the signed weights
+/// `q = u - 128` (so `128 A` short of [`block_sums_portable`]'s sums: the caller's offset is
+/// 128). Per sub-block, the 64 weight bytes are two vectors (lanes 0..8, lanes 8..16, four
+/// bytes each); `vpmaddubsw` multiplies their magnitudes `|q| <= 128` (`vpabsb`, unsigned)
+/// with the broadcast `qx` (`-127..=127`) given each weight's sign (`vpsignb`; zero where `q`
+/// is zero) and adds pairs: at most `2 * 128 * 127 < 2^15`, so nothing saturates (`u` itself,
+/// up to 255, would); `vpmaddwd` with ones adds the pairs of pairs into each lane's `i32`.
 ///
 /// # Safety
-/// The CPU must have AVX2; `w` must hold `16 * 32` bytes and `xu` 32, each `xu` byte
-/// `qx + 128` with `|qx| <= 127` (as [`QuantX::new`] makes them).
+/// The CPU must have AVX2; `w` must hold `16 * 32` bytes and `xh` 32, each `xh` byte an `i8`
+/// in `-127..=127` (as [`QuantX::new`] makes them).
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 #[inline]
 #[target_feature(enable = "avx2")]
 unsafe fn block_sums_avx2(
 	w: &[u8],
-	xu: &[u8],
+	xh: &[u8],
 	xl: Option<&[u8]>,
 	s: &mut [i32; LANES],
 	s_lo: &mut [i32; LANES],
 ) {
 	use std::arch::x86_64::*;
-	debug_assert!(w.len() >= PACKED_BLOCK && xu.len() >= BLOCK_LEN);
+	debug_assert!(w.len() >= PACKED_BLOCK && xh.len() >= BLOCK_LEN);
 	debug_assert!(xl.is_none_or(|xl| xl.len() >= BLOCK_LEN));
 	let flip = _mm256_set1_epi8(i8::MIN);
 	let ones = _mm256_set1_epi16(1);
-	// The weights of lanes 0..8 and 8..16 of sub-block `sub`, with their magnitudes.
-	let weights = |sub: usize| {
+	// The signed weights of lanes 0..8 and 8..16 of sub-block `sub`, with their magnitudes.
+	let one = |sub: usize| {
 		// SAFETY: `(sub + 1) * 64 <= 512` bytes of `w`.
 		let (w_lo, w_hi) = unsafe {
 			(
@@ -1038,20 +1076,21 @@ unsafe fn block_sums_avx2(
 				_mm256_loadu_si256(w.as_ptr().add(sub * LANES * 4 + 32).cast()),
 			)
 		};
+		let (w_lo, w_hi) = (_mm256_xor_si256(w_lo, flip), _mm256_xor_si256(w_hi, flip));
 		(w_lo, _mm256_abs_epi8(w_lo), w_hi, _mm256_abs_epi8(w_hi))
 	};
-	let sums = |xv: __m256i, (w_lo, a_lo, w_hi, a_hi): (__m256i, __m256i, __m256i, __m256i)| {
-		let qx = _mm256_xor_si256(xv, flip);
+	let weights = |pair: usize| (one(2 * pair), one(2 * pair + 1));
+	let sums = |qx: __m256i, (w_lo, a_lo, w_hi, a_hi): (__m256i, __m256i, __m256i, __m256i)| {
 		let lo = _mm256_maddubs_epi16(a_lo, _mm256_sign_epi8(qx, w_lo));
 		let hi = _mm256_maddubs_epi16(a_hi, _mm256_sign_epi8(qx, w_hi));
 		(_mm256_madd_epi16(lo, ones), _mm256_madd_epi16(hi, ones))
 	};
 	// SAFETY: as the caller's, for `block_sums_avx2_with`.
-	unsafe { block_sums_avx2_with(weights, sums, xu, xl, s, s_lo) }
+	unsafe { block_sums_avx2_with(weights, sums, xh, xl, s, s_lo) }
 }
 
-/// [`block_sums_vnni`] of a block of nibbles: each sub-block's 32 bytes widen to 64 values
-/// (low nibbles first, then high nibbles), all in `0..=15`, once for both activation vectors.
+/// [`block_sums_vnni`] of a block of nibbles: each pair of sub-blocks is one 64-byte load,
+/// its low nibbles the first sub-block's 64 weights and its high nibbles the second's.
 ///
 /// # Safety
 /// As [`block_sums_vnni`], with `w` holding `16 * 16` bytes.
@@ -1061,39 +1100,37 @@ unsafe fn block_sums_avx2(
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn block_sums_vnni_nibbles(
 	w: &[u8],
-	xu: &[u8],
+	xh: &[u8],
 	xl: Option<&[u8]>,
 	s: &mut [i32; LANES],
 	s_lo: &mut [i32; LANES],
 ) {
 	use std::arch::x86_64::*;
-	debug_assert!(w.len() >= PACKED_BLOCK / 2 && xu.len() >= BLOCK_LEN);
+	debug_assert!(w.len() >= PACKED_BLOCK / 2 && xh.len() >= BLOCK_LEN);
 	debug_assert!(xl.is_none_or(|xl| xl.len() >= BLOCK_LEN));
-	let low = _mm256_set1_epi8(15);
-	let weights = |sub: usize| {
-		// SAFETY: `(sub + 1) * 32 <= 256` bytes of `w`.
-		let packed = unsafe { _mm256_loadu_si256(w.as_ptr().add(sub * 32).cast()) };
-		let lo = _mm256_and_si256(packed, low);
-		let hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low);
-		_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1)
+	let low = _mm512_set1_epi8(15);
+	let weights = |pair: usize| {
+		// SAFETY: `(pair + 1) * 64 <= 256` bytes of `w`.
+		let packed = unsafe { _mm512_loadu_si512(w.as_ptr().add(pair * 64).cast()) };
+		(_mm512_and_si512(packed, low), _mm512_and_si512(_mm512_srli_epi16(packed, 4), low))
 	};
 	// SAFETY: as the caller's, for `block_sums_with`.
-	unsafe { block_sums_with(weights, xu, xl, s, s_lo) }
+	unsafe { block_sums_with(weights, xh, xl, s, s_lo) }
 }
 
-/// The VNNI block sums of one block whose sub-block `sub`'s 64 weights (lane `r`'s four at
-/// bytes `4 r ..`) are `weights(sub)`: `s` from `xu`, and `s_lo` from `xl` if given, each
-/// weight vector made once for both.
+/// The VNNI block sums of one block whose sub-blocks `2 pair` and `2 pair + 1` have the 64
+/// weights (lane `r`'s four at bytes `4 r ..`) `weights(pair)`: `s` from `xh`, and `s_lo`
+/// from `xl` if given, each weight vector made once for both.
 ///
 /// # Safety
-/// The CPU must have AVX-512F, AVX-512BW and AVX-512 VNNI; `xu` and `xl` must hold 32 bytes.
+/// The CPU must have AVX-512F, AVX-512BW and AVX-512 VNNI; `xh` and `xl` must hold 32 bytes.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn block_sums_with(
-	weights: impl Fn(usize) -> std::arch::x86_64::__m512i,
-	xu: &[u8],
+	weights: impl Fn(usize) -> (std::arch::x86_64::__m512i, std::arch::x86_64::__m512i),
+	xh: &[u8],
 	xl: Option<&[u8]>,
 	s: &mut [i32; LANES],
 	s_lo: &mut [i32; LANES],
@@ -1109,27 +1146,154 @@ unsafe fn block_sums_with(
 		// `vpdpbusd` instead of eight.
 		let mut acc_lo = _mm512_setzero_si512();
 		let (mut acc1, mut acc_lo1) = (_mm512_setzero_si512(), _mm512_setzero_si512());
-		for sub in (0..SUBS).step_by(2) {
-			let wv = weights(sub);
-			acc = _mm512_dpbusd_epi32(acc, x4(xu, sub), wv);
-			acc_lo = _mm512_dpbusd_epi32(acc_lo, x4(xl, sub), wv);
-			let wv = weights(sub + 1);
-			acc1 = _mm512_dpbusd_epi32(acc1, x4(xu, sub + 1), wv);
-			acc_lo1 = _mm512_dpbusd_epi32(acc_lo1, x4(xl, sub + 1), wv);
+		for pair in 0..SUBS / 2 {
+			let (w0, w1) = weights(pair);
+			acc = _mm512_dpbusd_epi32(acc, w0, x4(xh, 2 * pair));
+			acc_lo = _mm512_dpbusd_epi32(acc_lo, w0, x4(xl, 2 * pair));
+			acc1 = _mm512_dpbusd_epi32(acc1, w1, x4(xh, 2 * pair + 1));
+			acc_lo1 = _mm512_dpbusd_epi32(acc_lo1, w1, x4(xl, 2 * pair + 1));
 		}
 		acc = _mm512_add_epi32(acc, acc1);
 		// SAFETY: `s_lo` is 16 `i32`.
 		unsafe { _mm512_storeu_si512(s_lo.as_mut_ptr().cast(), _mm512_add_epi32(acc_lo, acc_lo1)) };
 	} else {
 		let mut acc1 = _mm512_setzero_si512();
-		for sub in (0..SUBS).step_by(2) {
-			acc = _mm512_dpbusd_epi32(acc, x4(xu, sub), weights(sub));
-			acc1 = _mm512_dpbusd_epi32(acc1, x4(xu, sub + 1), weights(sub + 1));
+		for pair in 0..SUBS / 2 {
+			let (w0, w1) = weights(pair);
+			acc = _mm512_dpbusd_epi32(acc, w0, x4(xh, 2 * pair));
+			acc1 = _mm512_dpbusd_epi32(acc1, w1, x4(xh, 2 * pair + 1));
 		}
 		acc = _mm512_add_epi32(acc, acc1);
 	}
 	// SAFETY: `s` is 16 `i32`.
 	unsafe { _mm512_storeu_si512(s.as_mut_ptr().cast(), acc) };
+}
+
+/// [`Packed::group_acc_mode`] for 15-bit activations on the limb path (`narrow`) with the
+/// stored scales, all in AVX-512 registers: the block sums of `weights(block, pair)` (as
+/// [`block_sums_with`]), `S' = 128 s + s_lo`, `t = (dm S' << ds) + (mm A << ms)` per lane in
+/// two vectors of eight `i64` (`vpmuldq`, `vpsllvq`), and its three limbs times `amax`
+/// (`vpmuludq`) added to six vectors of eight `i64` lanes, folded into the `i128` sums every
+/// 4,095 blocks. The same integers as the generic loop, which the tests compare.
+///
+/// # Safety
+/// The CPU must have AVX-512F/BW/DQ/VL and AVX-512 VNNI; `x` must have 15-bit levels and
+/// `self.k` elements; `weights(b, pair)` must be callable for every block `b < self.blocks`.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+unsafe fn group_acc_two_avx512(
+	p: &Packed,
+	g: usize,
+	x: &QuantX,
+	weights: impl Fn(usize, usize) -> (std::arch::x86_64::__m512i, std::arch::x86_64::__m512i),
+) -> [i128; LANES] {
+	use std::arch::x86_64::*;
+	const FOLD: usize = 4095;
+	let mask = _mm512_set1_epi64((1 << 20) - 1);
+	let top_offset = _mm512_set1_epi64(1 << 20);
+	let mut acc = [0i128; LANES];
+	let first_block = g * p.blocks;
+	// The group's scales: 16 lanes per block from `first_block`.
+	let at_end = (first_block + p.blocks) * LANES;
+	let (dm, ds, mm, ms) = (
+		&p.dm[first_block * LANES..at_end],
+		&p.ds[first_block * LANES..at_end],
+		&p.mm[first_block * LANES..at_end],
+		&p.ms[first_block * LANES..at_end],
+	);
+	let (xh, xl) = (&x.xh[..p.blocks * BLOCK_LEN], &x.xl[..p.blocks * BLOCK_LEN]);
+	let (amaxs, asums) = (&x.amax[..p.blocks], &x.asum[..p.blocks]);
+	for first in (0..p.blocks).step_by(FOLD) {
+		let z = _mm512_setzero_si512();
+		let (mut l0a, mut l0b, mut l1a, mut l1b, mut l2a, mut l2b) = (z, z, z, z, z, z);
+		let mut amax_sum: i64 = 0;
+		for b in first..p.blocks.min(first + FOLD) {
+			// SAFETY: `4 sub + 4 <= 32` bytes of block `b`'s activations, within `xh`/`xl`.
+			let x4 = |x: &[u8], sub: usize| unsafe {
+				_mm512_set1_epi32(core::ptr::read_unaligned(
+					x.as_ptr().add(b * BLOCK_LEN + sub * 4).cast::<i32>(),
+				))
+			};
+			let (mut s0, mut s1, mut t0, mut t1) = (z, z, z, z);
+			for pair in 0..SUBS / 2 {
+				let (w0, w1) = weights(b, pair);
+				s0 = _mm512_dpbusd_epi32(s0, w0, x4(xh, 2 * pair));
+				t0 = _mm512_dpbusd_epi32(t0, w0, x4(xl, 2 * pair));
+				s1 = _mm512_dpbusd_epi32(s1, w1, x4(xh, 2 * pair + 1));
+				t1 = _mm512_dpbusd_epi32(t1, w1, x4(xl, 2 * pair + 1));
+			}
+			// S' = 128 s + s_lo (|S'| < 2^27), widened to two vectors of eight i64.
+			let sb = _mm512_add_epi32(
+				_mm512_slli_epi32::<7>(_mm512_add_epi32(s0, s1)),
+				_mm512_add_epi32(t0, t1),
+			);
+			let sba = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(sb));
+			let sbb = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(sb));
+			let at = b * LANES;
+			// SAFETY: lanes `at .. at + 16` of each scale array (`b < p.blocks`); unaligned
+			// loads of 8 `i16` (16 bytes) and 8 `u8` (8 bytes).
+			let (dma, dmb, dsa, dsb, mma, mmb, msa, msb) = unsafe {
+				let i16s = |v: &[i16], o: usize| {
+					_mm512_cvtepi16_epi64(_mm_loadu_si128(v.as_ptr().add(at + o).cast()))
+				};
+				let u8s = |v: &[u8], o: usize| {
+					_mm512_cvtepu8_epi64(_mm_loadl_epi64(v.as_ptr().add(at + o).cast()))
+				};
+				(
+					i16s(dm, 0),
+					i16s(dm, 8),
+					u8s(ds, 0),
+					u8s(ds, 8),
+					i16s(mm, 0),
+					i16s(mm, 8),
+					u8s(ms, 0),
+					u8s(ms, 8),
+				)
+			};
+			let asum = _mm512_set1_epi64(asums[b]);
+			// t = (dm S' << ds) + (mm A << ms): `vpmuldq` of values that fit 32 bits (|dm| <
+			// 2^16, |S'| < 2^27, |A| < 2^19), exact below 2^60 (see `group_acc_mode`).
+			let t_of = |dmv, sbv, dsv, mmv, msv| {
+				_mm512_add_epi64(
+					_mm512_sllv_epi64(_mm512_mul_epi32(dmv, sbv), dsv),
+					_mm512_sllv_epi64(_mm512_mul_epi32(mmv, asum), msv),
+				)
+			};
+			let ta = t_of(dma, sba, dsa, mma, msa);
+			let tb = t_of(dmb, sbb, dsb, mmb, msb);
+			let amax = amaxs[b];
+			amax_sum += amax;
+			let a = _mm512_set1_epi64(amax);
+			// The limbs (as `group_acc_mode`): `vpmuludq` takes each lane's low 32 bits.
+			let limbs = |t: __m512i, l0: &mut __m512i, l1: &mut __m512i, l2: &mut __m512i| {
+				*l0 = _mm512_add_epi64(*l0, _mm512_mul_epu32(_mm512_and_si512(t, mask), a));
+				let mid = _mm512_and_si512(_mm512_srli_epi64::<20>(t), mask);
+				*l1 = _mm512_add_epi64(*l1, _mm512_mul_epu32(mid, a));
+				let top = _mm512_add_epi64(_mm512_srai_epi64::<40>(t), top_offset);
+				*l2 = _mm512_add_epi64(*l2, _mm512_mul_epu32(top, a));
+			};
+			limbs(ta, &mut l0a, &mut l1a, &mut l2a);
+			limbs(tb, &mut l0b, &mut l1b, &mut l2b);
+		}
+		let offset = amax_sum.wrapping_shl(20);
+		let lanes = |v: __m512i| {
+			let mut out = [0i64; 8];
+			// SAFETY: a store of 64 bytes into an `[i64; 8]`.
+			unsafe { _mm512_storeu_si512(out.as_mut_ptr().cast(), v) };
+			out
+		};
+		for (half, (l0, l1, l2)) in [(l0a, l1a, l2a), (l0b, l1b, l2b)].into_iter().enumerate() {
+			let (l0, l1, l2) = (lanes(l0), lanes(l1), lanes(l2));
+			for j in 0..8 {
+				acc[8 * half + j] += (i128::from(l2[j].wrapping_sub(offset)) << 40)
+					+ (i128::from(l1[j]) << 20)
+					+ i128::from(l0[j]);
+			}
+		}
+	}
+	acc
 }
 
 #[cfg(test)]
@@ -1344,7 +1508,8 @@ mod tests {
 
 	/// Byte weights at the ends of their range times activations at the ends of theirs: the
 	/// AVX2 products of adjacent pairs reach `2 * 128 * 127`, just below `vpmaddubsw`'s
-	/// saturation (which `xu = qx + 128` times `w` would exceed), in every sign combination.
+	/// saturation (which the stored bytes `u = q + 128` times `qx` would exceed), in every sign
+	/// combination.
 	#[test]
 	fn extreme_byte_products_are_exact() {
 		let ends: [i8; 5] = [i8::MIN, -127, 0, 127, 1];
