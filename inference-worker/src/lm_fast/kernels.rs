@@ -19,7 +19,7 @@
 use rayon::prelude::*;
 use verity_primitives::lm::{
 	fixed::{div_round, sat_i32},
-	quant::{decode_block, ActLevels, BlockFormat, BLOCK_LEN},
+	quant::{decode_block, ActLevels, Block, BlockFormat, BLOCK_LEN},
 };
 
 use super::ops::{div_round_i64, quantize_block_fast};
@@ -167,19 +167,26 @@ impl BlockScales {
 	const ZERO: BlockScales = BlockScales { d: [0; LANES], m: [0; LANES] };
 }
 
-/// A block's scales per lane as stored (`d = dm << ds`, `m' = mm << ms`).
+/// A block's scales per lane as mantissas and shifts (`d = dm << ds`, `m = mm << ms`).
 struct StoredScales {
-	dm: [i16; LANES],
-	ds: [u8; LANES],
-	mm: [i16; LANES],
-	ms: [u8; LANES],
+	dm: [i32; LANES],
+	ds: [u32; LANES],
+	mm: [i32; LANES],
+	ms: [u32; LANES],
+}
+
+/// A group's stored scales (fp16 bits, 16 lanes per block; `m` absent without minimums).
+#[derive(Clone, Copy)]
+struct GroupScales<'a> {
+	d: &'a [u16],
+	m: Option<&'a [u16]>,
 }
 
 /// Where the combination takes a group's block scales from.
 #[derive(Clone, Copy)]
 enum Scales<'a> {
-	/// From the packed matrix: the group's first block (of all groups' blocks).
-	Stored { first: usize },
+	/// From the packed matrix: the group's.
+	Stored(GroupScales<'a>),
 	/// Made once for a batch ([`Widened`]).
 	Made(&'a [BlockScales]),
 }
@@ -190,6 +197,8 @@ enum Scales<'a> {
 struct Widened {
 	bytes: Vec<u8>,
 	scales: Vec<BlockScales>,
+	/// Minus the group's row offsets (see [`Packed::group_acc_with`]).
+	back: [i32; LANES],
 }
 
 /// Rows of one or more block-quantized matrices with the same row length `k`, decoded and
@@ -198,43 +207,63 @@ struct Widened {
 /// Each block's weight integers are stored unsigned, so that the kernels multiply them with
 /// the signed activation bytes directly: as bytes `u = q + 128` (Q8_0), or, when every part
 /// is a 4-bit format, as nibbles `u = q + 8` (Q4_0) or `u = q` (Q4_1) two to a byte. The
-/// offset is folded into the minimum (`d q = d u - o d`, so `m' = m - o d` with `o` = 128, 8
-/// or 0): the kernels' `S' = sum qx u` is `S + o A`, and `d S' + m' A` is the rule's
-/// `d S + m A`. The scales `d` and `m'` (fp16 values in units of `2^-24` times a power of
-/// two: at most 11 significant bits) are stored as a 16-bit mantissa and a shift. A Q4_1
-/// block thus takes 22 bytes (GGUF: 20) instead of 52 as decoded integers.
+/// kernels' `S' = sum qx u` is `S + o A` (`o` = 128, 8 or 0, the row's offset), so
+/// `S = S' - o A`. The scales `d` and `m` are the block's fp16 values as GGUF stores them
+/// (an infinity or NaN, which the rule reads as 0, stored as 0), decoded by the kernels into
+/// an 11-bit mantissa and a shift; `m` only if some block has a minimum. A Q4_1 block thus
+/// takes 20 bytes, as in GGUF, and a Q8_0 block 34. Weights, `d` and `m` are three arrays
+/// (three streams for the prefetchers: one array with each block's scales after its weights
+/// was 10-20 % slower from memory here).
 pub struct Packed {
 	rows: usize,
 	k: usize,
 	blocks: usize,
 	/// Nibble storage (see above).
 	nibbles: bool,
-	/// `[group][block][sub]`: 64 weight integers per sub-block (four columns), lane `r`'s
+	/// Bytes of one block's weights (of a group): 256 (nibbles) or 512.
+	wbytes: usize,
+	/// `[group][block][sub]`: 64 weight integers per sub-block of four columns, lane `r`'s
 	/// four at `4 r ..`; as bytes, or as nibbles: sub-blocks `2 c` and `2 c + 1` in 64 bytes,
 	/// value `p` of the first in the low nibble of byte `p`, of the second in its high nibble
-	/// (so one 64-byte load and two masks give both).
+	/// (so that one 64-byte load and two masks give both).
 	w: Vec<u8>,
-	/// `[group][block][lane]`: `d = dm << ds` and `m' = mm << ms`.
-	dm: Vec<i16>,
-	ds: Vec<u8>,
-	mm: Vec<i16>,
-	ms: Vec<u8>,
-	/// Whether every block has `|d| < 2^33`, `|m| < 2^40` and `|m'| < 2^40`: then with
-	/// 15-bit activations (`|S| < 2^26`, `|S'| < 2^27`, `|A| < 2^19`) the rule's `|d S + m A|`
-	/// is below `2^60` (and `d S'`, `m' A` are each below `2^60`), so the limb accumulation
-	/// below is exact; otherwise (fp16 scales beyond 512, never in a real model) 15-bit
-	/// products take the plain `i128` path.
+	/// `[group][block][lane]`: `d` as fp16 bits.
+	d: Vec<u16>,
+	/// `[group][block][lane]`: `m` as fp16 bits; empty if no block has a minimum.
+	m: Vec<u16>,
+	/// `[group][lane]`: the row's offset `o` (0 for padding rows).
+	offsets: Vec<i32>,
+	/// Whether every block has `|d| < 2^33` and `|m| < 2^40`: then with 15-bit activations
+	/// (`|S| < 2^26`, `|A| < 2^19`) the rule's `|d S + m A|` is below `2^60`, so the limb
+	/// accumulation below is exact; otherwise (fp16 scales beyond 512, never in a real model)
+	/// 15-bit products take the plain `i128` path.
 	narrow: bool,
 }
 
-/// `v` as `mantissa << shift` with the mantissa odd (or zero); `None` if the mantissa does not
-/// fit 16 bits (never for an fp16 value in units of `2^-24`, nor 8 times one).
-fn split_scale(v: i64) -> Option<(i16, u8)> {
-	if v == 0 {
-		return Some((0, 0));
+/// The fp16 bits of `v` (units of `2^-24`) if `v` is an fp16 value (as the rule decodes one:
+/// `fp16_to_q24_or_zero`), else `None`.
+fn fp16_bits(v: i64) -> Option<u16> {
+	let (sign, a) = (if v < 0 { 0x8000u16 } else { 0 }, v.unsigned_abs());
+	if a < 1024 {
+		return Some(sign | a as u16);
 	}
-	let shift = v.trailing_zeros();
-	Some((i16::try_from(v >> shift).ok()?, u8::try_from(shift).ok()?))
+	// a = (1024 + f) << (e - 1) with 1 <= e <= 30, f < 1024.
+	let e = 64 - a.leading_zeros() - 10; // a >> (e - 1) in 1024..2048
+	let f = (a >> (e - 1)) - 1024;
+	(e <= 30 && (1024 + f) << (e - 1) == a).then_some(sign | (e as u16) << 10 | f as u16)
+}
+
+/// fp16 bits (never an infinity or NaN: [`Packed::new`] stores those as 0) as `mantissa <<
+/// shift`: the signed 11-bit mantissa and the shift.
+#[inline(always)]
+fn fp16_parts(h: u16) -> (i32, u32) {
+	// Without branches, so that the loops over a block's lanes vectorize.
+	let h = u32::from(h);
+	let e = (h >> 10) & 31;
+	let normal = u32::from(e != 0);
+	let mant = ((h & 1023) | normal << 10) as i32;
+	let negative = (h >> 15) as i32; // 0 or 1
+	((mant ^ -negative) + negative, e - normal)
 }
 
 impl Packed {
@@ -257,38 +286,44 @@ impl Packed {
 		let nibbles = parts.iter().all(|(f, _)| *f != BlockFormat::Q8_0);
 		let rows = rows_bytes.len();
 		let groups = rows.div_ceil(LANES);
-		let per_block = if nibbles { PACKED_BLOCK / 2 } else { PACKED_BLOCK };
+		let weights = if nibbles { PACKED_BLOCK / 2 } else { PACKED_BLOCK };
+		let decoded: Vec<Vec<Block>> = rows_bytes
+			.iter()
+			.map(|(format, row)| {
+				row.chunks_exact(format.block_bytes()).map(|b| decode_block(*format, b)).collect()
+			})
+			.collect::<Option<_>>()?;
+		let has_min = decoded.iter().flatten().any(|b| b.m != 0);
 		let n = groups * blocks * LANES;
 		let mut p = Packed {
 			rows,
 			k,
 			blocks,
 			nibbles,
-			w: vec![0; groups * blocks * per_block],
-			dm: vec![0; n],
-			ds: vec![0; n],
-			mm: vec![0; n],
-			ms: vec![0; n],
+			wbytes: weights,
+			w: vec![0; groups * blocks * weights],
+			d: vec![0; n],
+			m: vec![0; if has_min { n } else { 0 }],
+			offsets: vec![0; groups * LANES],
 			narrow: true,
 		};
-		for (r, (format, row)) in rows_bytes.iter().enumerate() {
+		for (r, ((format, _), row)) in rows_bytes.iter().zip(&decoded).enumerate() {
 			let (g, lane) = (r / LANES, r % LANES);
-			for (b, bytes) in row.chunks_exact(format.block_bytes()).enumerate() {
-				let block = decode_block(*format, bytes)?;
+			// The stored integers' offset (`u = q + offset`, unsigned).
+			let offset: i16 = match format {
+				BlockFormat::Q8_0 => 128,
+				BlockFormat::Q4_0 => 8,
+				BlockFormat::Q4_1 => 0,
+			};
+			p.offsets[r] = i32::from(offset);
+			for (b, block) in row.iter().enumerate() {
+				p.narrow &= block.d.unsigned_abs() < 1 << 33 && block.m.unsigned_abs() < 1 << 40;
 				let at = (g * blocks + b) * LANES + lane;
-				// The stored integers' offset (`u = q + offset`, unsigned).
-				let offset: i16 = match format {
-					BlockFormat::Q8_0 => 128,
-					BlockFormat::Q4_0 => 8,
-					BlockFormat::Q4_1 => 0,
-				};
-				let m = block.m - i64::from(offset) * block.d;
-				(p.dm[at], p.ds[at]) = split_scale(block.d)?;
-				(p.mm[at], p.ms[at]) = split_scale(m)?;
-				p.narrow &= block.d.unsigned_abs() < 1 << 33
-					&& block.m.unsigned_abs() < 1 << 40
-					&& m.unsigned_abs() < 1 << 40;
-				let base = (g * blocks + b) * per_block;
+				p.d[at] = fp16_bits(block.d)?;
+				if has_min {
+					p.m[at] = fp16_bits(block.m)?;
+				}
+				let base = (g * blocks + b) * weights;
 				for (j, &v) in block.q.iter().enumerate() {
 					let sub = j / 4;
 					let pos = lane * 4 + j % 4; // within the sub-block's 64 values
@@ -305,6 +340,27 @@ impl Packed {
 		Some(p)
 	}
 
+	/// Group `g`'s weights (`wbytes` per block).
+	#[inline(always)]
+	fn group_weights(&self, g: usize) -> &[u8] {
+		let len = self.blocks * self.wbytes;
+		&self.w[g * len..(g + 1) * len]
+	}
+
+	/// Group `g`'s scales: `d` and `m` (empty without minimums), 16 lanes per block.
+	#[inline(always)]
+	fn group_scales(&self, g: usize) -> GroupScales<'_> {
+		let len = self.blocks * LANES;
+		GroupScales { d: &self.d[g * len..(g + 1) * len], m: self.m.get(g * len..(g + 1) * len) }
+	}
+
+	/// Group `g`'s row offsets.
+	#[inline(always)]
+	fn group_offsets(&self, g: usize) -> [i32; LANES] {
+		let lanes = self.offsets.get(g * LANES..(g + 1) * LANES);
+		lanes.and_then(|s| s.try_into().ok()).unwrap_or([0; LANES])
+	}
+
 	pub fn rows(&self) -> usize {
 		self.rows
 	}
@@ -315,7 +371,7 @@ impl Packed {
 
 	/// Bytes of weights and scales.
 	pub fn bytes(&self) -> usize {
-		self.w.len() + 6 * self.dm.len()
+		self.w.len() + 2 * (self.d.len() + self.m.len())
 	}
 
 	/// The exact accumulators `acc_r` of [`dot_row_acc`](verity_primitives::lm::quant::dot_row_acc)
@@ -352,12 +408,11 @@ impl Packed {
 	unsafe fn group_acc_vnni(&self, g: usize, x: &QuantX) -> [i128; LANES] {
 		if x.levels == ActLevels::L16383 && self.narrow {
 			use std::arch::x86_64::*;
-			let w = &self.w[g * self.blocks * PACKED_BLOCK..(g + 1) * self.blocks * PACKED_BLOCK];
 			// SAFETY: the caller's CPU features; 15-bit `x` of `k` elements (`matvec` checked
-			// the length); `(2 pair + 2) * 64 <= 512` bytes of block `b`, within `w`.
+			// the length); `(2 pair + 2) * 64 <= 512` bytes from the start of a block.
 			return unsafe {
-				group_acc_two_avx512(self, g, x, |b, pair| {
-					let at = w.as_ptr().add(b * PACKED_BLOCK + pair * 128);
+				group_acc_two_avx512(self, g, x, |block, pair| {
+					let at = block.add(pair * 128);
 					(_mm512_loadu_si512(at.cast()), _mm512_loadu_si512(at.add(64).cast()))
 				})
 			};
@@ -379,13 +434,12 @@ impl Packed {
 	unsafe fn group_acc_vnni_nibbles(&self, g: usize, x: &QuantX) -> [i128; LANES] {
 		if x.levels == ActLevels::L16383 && self.narrow {
 			use std::arch::x86_64::*;
-			let half = PACKED_BLOCK / 2;
-			let w = &self.w[g * self.blocks * half..(g + 1) * self.blocks * half];
 			let low = _mm512_set1_epi8(15);
-			// SAFETY: as in `group_acc_vnni`; `(pair + 1) * 64 <= 256` bytes of block `b`.
+			// SAFETY: as in `group_acc_vnni`; `(pair + 1) * 64 <= 256` bytes from the start of
+			// a block.
 			return unsafe {
-				group_acc_two_avx512(self, g, x, |b, pair| {
-					let v = _mm512_loadu_si512(w.as_ptr().add(b * half + pair * 64).cast());
+				group_acc_two_avx512(self, g, x, |block, pair| {
+					let v = _mm512_loadu_si512(block.add(pair * 64).cast());
 					(_mm512_and_si512(v, low), _mm512_and_si512(_mm512_srli_epi16(v, 4), low))
 				})
 			};
@@ -401,15 +455,16 @@ impl Packed {
 	/// high ones: the values `0..=15` at the places [`Packed::new`] puts byte weights), so
 	/// that a batch of vectors multiplies them without unpacking them again for each one.
 	fn widen_group(&self, g: usize, widened: &mut Widened) {
-		let half = PACKED_BLOCK / 2;
-		let w = &self.w[g * self.blocks * half..(g + 1) * self.blocks * half];
+		let scales = self.group_scales(g);
+		widened.back = self.group_offsets(g).map(|o| -o);
 		widened.scales.clear();
-		widened.scales.extend((0..self.blocks).map(|b| self.block_scales(g * self.blocks + b)));
+		widened.scales.extend((0..self.blocks).map(|b| Self::block_scales(scales, b)));
 		let bytes = &mut widened.bytes;
 		bytes.clear();
-		bytes.resize(w.len() * 2, 0);
+		bytes.resize(self.blocks * PACKED_BLOCK, 0);
 		const LOW: u64 = 0x0f0f_0f0f_0f0f_0f0f;
-		for (out, packed) in bytes.chunks_exact_mut(128).zip(w.chunks_exact(64)) {
+		for (out, packed) in bytes.chunks_exact_mut(128).zip(self.group_weights(g).chunks_exact(64))
+		{
 			let (lo, hi) = out.split_at_mut(64);
 			// Eight nibble pairs at a time: the low nibbles, then the high ones.
 			for ((l, h), p) in
@@ -433,10 +488,15 @@ impl Packed {
 	#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
 	unsafe fn group_acc_vnni_widened(&self, widened: &Widened, x: &QuantX) -> [i128; LANES] {
 		// SAFETY: as above; `group_acc_of` passes `PACKED_BLOCK` bytes of `bytes` per block.
-		let scales = Scales::Made(&widened.scales);
-		self.group_acc_of(&widened.bytes, PACKED_BLOCK, scales, 0, x, |w, xh, xl, s, s_lo| unsafe {
-			block_sums_vnni(w, xh, xl, s, s_lo)
-		})
+		let (scales, back) = (Scales::Made(&widened.scales), widened.back);
+		self.group_acc_of(
+			&widened.bytes,
+			PACKED_BLOCK,
+			scales,
+			back,
+			x,
+			|w, xh, xl, s, s_lo| unsafe { block_sums_vnni(w, xh, xl, s, s_lo) },
+		)
 	}
 
 	/// Group `g`'s outputs for every vector of a batch into `out` (`[vector][row]`), with
@@ -518,30 +578,34 @@ impl Packed {
 		offset: i32,
 		sums: impl BlockSums,
 	) -> [i128; LANES] {
-		let per_block = if self.nibbles { PACKED_BLOCK / 2 } else { PACKED_BLOCK };
-		let w = &self.w[g * self.blocks * per_block..(g + 1) * self.blocks * per_block];
-		self.group_acc_of(w, per_block, Scales::Stored { first: g * self.blocks }, offset, x, sums)
+		let (w, scales) = (self.group_weights(g), Scales::Stored(self.group_scales(g)));
+		let back = self.group_offsets(g).map(|o| offset - o);
+		self.group_acc_of(w, self.wbytes, scales, back, x, sums)
 	}
 
-	/// Of block `gb` (of all groups' blocks) per lane: the stored scales.
+	/// Of block `b` of a group per lane: the scales as mantissas and shifts.
 	#[inline(always)]
-	fn stored_scales(&self, gb: usize) -> StoredScales {
-		fn lanes<T: Copy + Default>(v: &[T], at: usize) -> [T; LANES] {
-			v.get(at..at + LANES).and_then(|s| s.try_into().ok()).unwrap_or([T::default(); LANES])
-		}
-		let at = gb * LANES;
-		StoredScales {
-			dm: lanes(&self.dm, at),
-			ds: lanes(&self.ds, at),
-			mm: lanes(&self.mm, at),
-			ms: lanes(&self.ms, at),
-		}
+	fn stored_scales(scales: GroupScales, b: usize) -> StoredScales {
+		let lanes = |v: &[u16]| -> ([i32; LANES], [u32; LANES]) {
+			let bits: &[u16; LANES] = v
+				.get(b * LANES..(b + 1) * LANES)
+				.and_then(|b| b.try_into().ok())
+				.unwrap_or(&[0; LANES]);
+			let mut parts = ([0; LANES], [0; LANES]);
+			for (l, &h) in bits.iter().enumerate() {
+				(parts.0[l], parts.1[l]) = fp16_parts(h);
+			}
+			parts
+		};
+		let (dm, ds) = lanes(scales.d);
+		let (mm, ms) = scales.m.map_or(([0; LANES], [0; LANES]), lanes);
+		StoredScales { dm, ds, mm, ms }
 	}
 
-	/// Of block `gb` per lane: `d` and `m'` (as in [`Packed`]).
+	/// Of block `b` of a group per lane: `d` and `m`.
 	#[inline(always)]
-	fn block_scales(&self, gb: usize) -> BlockScales {
-		let sc = self.stored_scales(gb);
+	fn block_scales(scales: GroupScales, b: usize) -> BlockScales {
+		let sc = Self::stored_scales(scales, b);
 		BlockScales {
 			d: core::array::from_fn(|l| i64::from(sc.dm[l]) << sc.ds[l]),
 			m: core::array::from_fn(|l| i64::from(sc.mm[l]) << sc.ms[l]),
@@ -556,19 +620,19 @@ impl Packed {
 		w: &[u8],
 		per_block: usize,
 		scales: Scales,
-		offset: i32,
+		back: [i32; LANES],
 		x: &QuantX,
 		sums: impl BlockSums,
 	) -> [i128; LANES] {
 		match (x.levels, self.narrow) {
 			(ActLevels::L127, _) => {
-				self.group_acc_mode::<false, false>(w, per_block, scales, offset, x, &sums)
+				self.group_acc_mode::<false, false>(w, per_block, scales, back, x, &sums)
 			},
 			(ActLevels::L16383, true) => {
-				self.group_acc_mode::<true, false>(w, per_block, scales, offset, x, &sums)
+				self.group_acc_mode::<true, false>(w, per_block, scales, back, x, &sums)
 			},
 			(ActLevels::L16383, false) => {
-				self.group_acc_mode::<true, true>(w, per_block, scales, offset, x, &sums)
+				self.group_acc_mode::<true, true>(w, per_block, scales, back, x, &sums)
 			},
 		}
 	}
@@ -582,7 +646,7 @@ impl Packed {
 		w_group: &[u8],
 		per_block: usize,
 		scales: Scales,
-		offset: i32,
+		back: [i32; LANES],
 		x: &QuantX,
 		sums: &impl BlockSums,
 	) -> [i128; LANES] {
@@ -603,10 +667,11 @@ impl Packed {
 				let xl = if TWO { Some(&x.xl[block.clone()]) } else { None };
 				sums(w, &x.xh[block], xl, &mut s, &mut s_lo);
 				let (amax, asum) = (x.amax[b], x.asum[b]);
-				// `S' = sum qx u` per lane (15-bit: `128 s + s_lo`; `|S'| < 2^27`), with what the
-				// kernel left out (`offset A`, `|.| < 2^26`) added back.
-				let back = offset * asum as i32;
+				// The rule's `S = S' - o A` per lane (`S' = sum qx u`, 15-bit: `128 s + s_lo`,
+				// `|S'| < 2^27`), with what the kernel left out (`offset A`) added back: `back` is
+				// `offset - o` (`|back A| < 2^26`, `|S| < 2^26`).
 				let sb: [i32; LANES] = core::array::from_fn(|lane| {
+					let back = back[lane] * asum as i32;
 					if TWO {
 						128 * s[lane] + s_lo[lane] + back
 					} else {
@@ -614,10 +679,10 @@ impl Packed {
 					}
 				});
 				if WIDE {
-					// The rule's |t| < 2^67 (|d S'|, |m' A| < 2^68), times amax <= 2^31.
+					// The rule's |t| < 2^67, times amax <= 2^31.
 					let sc = match scales {
 						Scales::Made(made) => *made.get(b).unwrap_or(&BlockScales::ZERO),
-						Scales::Stored { first } => self.block_scales(first + b),
+						Scales::Stored(scales) => Self::block_scales(scales, b),
 					};
 					for lane in 0..LANES {
 						let t = i128::from(sc.d[lane]) * i128::from(sb[lane])
@@ -648,8 +713,6 @@ impl Packed {
 				}
 				// The rule's t: 8-bit: |d| < 2^40, |S| < 2^19, |m| < 2^40, |A| < 2^12; 15-bit
 				// (`narrow`): |d| < 2^33, |S| < 2^26, |m| < 2^40, |A| < 2^19; so |t| < 2^60.
-				// Its two terms as computed: 8-bit |d S'| < 2^60 (|S'| < 2^20), |m' A| < 2^59
-				// (|m'| < 2^47); 15-bit |d S'| < 2^60, |m' A| < 2^59: no `i64` overflow.
 				let l = (&mut l0, &mut l1, &mut l2);
 				match scales {
 					// Made for a batch: `d` and `m'` whole (a 64-bit multiply: AVX-512's).
@@ -657,10 +720,10 @@ impl Packed {
 						let sc = made.get(b).unwrap_or(&BlockScales::ZERO);
 						limbs(l, a, |i| sc.d[i] * i64::from(sb[i]) + sc.m[i] * asum);
 					},
-					// As stored: the 16-bit mantissas times 32-bit values, then the shifts (a
+					// As stored: the 11-bit mantissas times 32-bit values, then the shifts (a
 					// 32-bit multiply, which AVX2 has too).
-					Scales::Stored { first } => {
-						let sc = self.stored_scales(first + b);
+					Scales::Stored(scales) => {
+						let sc = Self::stored_scales(scales, b);
 						limbs(l, a, |i| {
 							((i64::from(sc.dm[i]) * i64::from(sb[i])) << sc.ds[i])
 								+ ((i64::from(sc.mm[i]) * asum) << sc.ms[i])
@@ -1171,14 +1234,16 @@ unsafe fn block_sums_with(
 
 /// [`Packed::group_acc_mode`] for 15-bit activations on the limb path (`narrow`) with the
 /// stored scales, all in AVX-512 registers: the block sums of `weights(block, pair)` (as
-/// [`block_sums_with`]), `S' = 128 s + s_lo`, `t = (dm S' << ds) + (mm A << ms)` per lane in
-/// two vectors of eight `i64` (`vpmuldq`, `vpsllvq`), and its three limbs times `amax`
+/// [`block_sums_with`]), `S = 128 s + s_lo - o A` in sixteen `i32` lanes, the fp16 scales
+/// decoded into mantissas and shifts (as [`fp16_parts`]), `t = (dm S << ds) + (mm A << ms)`
+/// for the even and the odd lanes (`vpmuldq` takes each 64-bit lane's low 32 bits, so the odd
+/// lanes are shifted down first; `vpsllvq`), and the three limbs of `t` times `amax`
 /// (`vpmuludq`) added to six vectors of eight `i64` lanes, folded into the `i128` sums every
 /// 4,095 blocks. The same integers as the generic loop, which the tests compare.
 ///
 /// # Safety
 /// The CPU must have AVX-512F/BW/DQ/VL and AVX-512 VNNI; `x` must have 15-bit levels and
-/// `self.k` elements; `weights(b, pair)` must be callable for every block `b < self.blocks`.
+/// `p.k` elements; `weights(block, pair)` must read only the weights of the block at `block`.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 #[inline]
@@ -1187,29 +1252,38 @@ unsafe fn group_acc_two_avx512(
 	p: &Packed,
 	g: usize,
 	x: &QuantX,
-	weights: impl Fn(usize, usize) -> (std::arch::x86_64::__m512i, std::arch::x86_64::__m512i),
+	weights: impl Fn(*const u8, usize) -> (std::arch::x86_64::__m512i, std::arch::x86_64::__m512i),
 ) -> [i128; LANES] {
 	use std::arch::x86_64::*;
 	const FOLD: usize = 4095;
+	let z = _mm512_setzero_si512();
 	let mask = _mm512_set1_epi64((1 << 20) - 1);
+	let low32 = _mm512_set1_epi64(0xffff_ffff);
 	let top_offset = _mm512_set1_epi64(1 << 20);
-	let mut acc = [0i128; LANES];
-	let first_block = g * p.blocks;
-	// The group's scales: 16 lanes per block from `first_block`.
-	let at_end = (first_block + p.blocks) * LANES;
-	let (dm, ds, mm, ms) = (
-		&p.dm[first_block * LANES..at_end],
-		&p.ds[first_block * LANES..at_end],
-		&p.mm[first_block * LANES..at_end],
-		&p.ms[first_block * LANES..at_end],
-	);
+	let w = p.group_weights(g);
+	let scales = p.group_scales(g);
+	let (d16, m16) = (scales.d, scales.m.unwrap_or_default());
+	let offsets = p.group_offsets(g);
+	// SAFETY: an unaligned load of 16 `i32`.
+	let offsets = unsafe { _mm512_loadu_si512(offsets.as_ptr().cast()) };
+	// fp16 bits (zero-extended `i32` lanes) as the signed mantissa and the shift.
+	let parts = |h: __m512i| {
+		let e = _mm512_and_si512(_mm512_srli_epi32::<10>(h), _mm512_set1_epi32(31));
+		let f = _mm512_and_si512(h, _mm512_set1_epi32(1023));
+		let normal = _mm512_test_epi32_mask(h, _mm512_set1_epi32(0x7c00));
+		let mant = _mm512_mask_add_epi32(f, normal, f, _mm512_set1_epi32(1024));
+		let shift = _mm512_maskz_sub_epi32(normal, e, _mm512_set1_epi32(1));
+		let negative = _mm512_test_epi32_mask(h, _mm512_set1_epi32(0x8000));
+		(_mm512_mask_sub_epi32(mant, negative, z, mant), shift)
+	};
 	let (xh, xl) = (&x.xh[..p.blocks * BLOCK_LEN], &x.xl[..p.blocks * BLOCK_LEN]);
 	let (amaxs, asums) = (&x.amax[..p.blocks], &x.asum[..p.blocks]);
+	let mut acc = [0i128; LANES];
 	for first in (0..p.blocks).step_by(FOLD) {
-		let z = _mm512_setzero_si512();
-		let (mut l0a, mut l0b, mut l1a, mut l1b, mut l2a, mut l2b) = (z, z, z, z, z, z);
+		let (mut l0e, mut l1e, mut l2e, mut l0o, mut l1o, mut l2o) = (z, z, z, z, z, z);
 		let mut amax_sum: i64 = 0;
 		for b in first..p.blocks.min(first + FOLD) {
+			let block = &w[b * p.wbytes..(b + 1) * p.wbytes];
 			// SAFETY: `4 sub + 4 <= 32` bytes of block `b`'s activations, within `xh`/`xl`.
 			let x4 = |x: &[u8], sub: usize| unsafe {
 				_mm512_set1_epi32(core::ptr::read_unaligned(
@@ -1218,64 +1292,64 @@ unsafe fn group_acc_two_avx512(
 			};
 			let (mut s0, mut s1, mut t0, mut t1) = (z, z, z, z);
 			for pair in 0..SUBS / 2 {
-				let (w0, w1) = weights(b, pair);
+				let (w0, w1) = weights(block.as_ptr(), pair);
 				s0 = _mm512_dpbusd_epi32(s0, w0, x4(xh, 2 * pair));
 				t0 = _mm512_dpbusd_epi32(t0, w0, x4(xl, 2 * pair));
 				s1 = _mm512_dpbusd_epi32(s1, w1, x4(xh, 2 * pair + 1));
 				t1 = _mm512_dpbusd_epi32(t1, w1, x4(xl, 2 * pair + 1));
 			}
-			// S' = 128 s + s_lo (|S'| < 2^27), widened to two vectors of eight i64.
-			let sb = _mm512_add_epi32(
-				_mm512_slli_epi32::<7>(_mm512_add_epi32(s0, s1)),
-				_mm512_add_epi32(t0, t1),
+			let asum = asums[b];
+			// S = 128 s + s_lo - o A (|S'| < 2^27, |o A| < 2^26, |S| < 2^26).
+			let sb = _mm512_sub_epi32(
+				_mm512_add_epi32(
+					_mm512_slli_epi32::<7>(_mm512_add_epi32(s0, s1)),
+					_mm512_add_epi32(t0, t1),
+				),
+				_mm512_mullo_epi32(offsets, _mm512_set1_epi32(asum as i32)),
 			);
-			let sba = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(sb));
-			let sbb = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(sb));
-			let at = b * LANES;
-			// SAFETY: lanes `at .. at + 16` of each scale array (`b < p.blocks`); unaligned
-			// loads of 8 `i16` (16 bytes) and 8 `u8` (8 bytes).
-			let (dma, dmb, dsa, dsb, mma, mmb, msa, msb) = unsafe {
-				let i16s = |v: &[i16], o: usize| {
-					_mm512_cvtepi16_epi64(_mm_loadu_si128(v.as_ptr().add(at + o).cast()))
-				};
-				let u8s = |v: &[u8], o: usize| {
-					_mm512_cvtepu8_epi64(_mm_loadl_epi64(v.as_ptr().add(at + o).cast()))
-				};
-				(
-					i16s(dm, 0),
-					i16s(dm, 8),
-					u8s(ds, 0),
-					u8s(ds, 8),
-					i16s(mm, 0),
-					i16s(mm, 8),
-					u8s(ms, 0),
-					u8s(ms, 8),
-				)
+			// The block's 16 lanes of `d` (and `m`): `bits[b 16 .. b 16 + 16]` (`b < p.blocks`).
+			let scales = |bits: &[u16]| {
+				let lanes = bits.get(b * LANES..(b + 1) * LANES).unwrap_or(&[0; LANES]);
+				// SAFETY: an unaligned load of 16 `u16` from a slice of 16.
+				parts(_mm512_cvtepu16_epi32(unsafe { _mm256_loadu_si256(lanes.as_ptr().cast()) }))
 			};
-			let asum = _mm512_set1_epi64(asums[b]);
-			// t = (dm S' << ds) + (mm A << ms): `vpmuldq` of values that fit 32 bits (|dm| <
-			// 2^16, |S'| < 2^27, |A| < 2^19), exact below 2^60 (see `group_acc_mode`).
-			let t_of = |dmv, sbv, dsv, mmv, msv| {
-				_mm512_add_epi64(
-					_mm512_sllv_epi64(_mm512_mul_epi32(dmv, sbv), dsv),
-					_mm512_sllv_epi64(_mm512_mul_epi32(mmv, asum), msv),
-				)
-			};
-			let ta = t_of(dma, sba, dsa, mma, msa);
-			let tb = t_of(dmb, sbb, dsb, mmb, msb);
+			let (dm, ds) = scales(d16);
+			let a = _mm512_set1_epi64(asum);
+			// t of the even lanes (`dm`, `S`, `mm` in the low halves; shifts masked to them) and
+			// of the odd ones (shifted down): `vpmuldq` of values that fit 32 bits (|dm|, |mm|
+			// < 2^11, |S| < 2^26, |A| < 2^19), exact below 2^60 (see `group_acc_mode`).
+			let mut te = _mm512_sllv_epi64(_mm512_mul_epi32(dm, sb), _mm512_and_si512(ds, low32));
+			let mut to = _mm512_sllv_epi64(
+				_mm512_mul_epi32(_mm512_srli_epi64::<32>(dm), _mm512_srli_epi64::<32>(sb)),
+				_mm512_srli_epi64::<32>(ds),
+			);
+			if !m16.is_empty() {
+				let (mm, ms) = scales(m16);
+				te = _mm512_add_epi64(
+					te,
+					_mm512_sllv_epi64(_mm512_mul_epi32(mm, a), _mm512_and_si512(ms, low32)),
+				);
+				to = _mm512_add_epi64(
+					to,
+					_mm512_sllv_epi64(
+						_mm512_mul_epi32(_mm512_srli_epi64::<32>(mm), a),
+						_mm512_srli_epi64::<32>(ms),
+					),
+				);
+			}
 			let amax = amaxs[b];
 			amax_sum += amax;
-			let a = _mm512_set1_epi64(amax);
+			let av = _mm512_set1_epi64(amax);
 			// The limbs (as `group_acc_mode`): `vpmuludq` takes each lane's low 32 bits.
 			let limbs = |t: __m512i, l0: &mut __m512i, l1: &mut __m512i, l2: &mut __m512i| {
-				*l0 = _mm512_add_epi64(*l0, _mm512_mul_epu32(_mm512_and_si512(t, mask), a));
+				*l0 = _mm512_add_epi64(*l0, _mm512_mul_epu32(_mm512_and_si512(t, mask), av));
 				let mid = _mm512_and_si512(_mm512_srli_epi64::<20>(t), mask);
-				*l1 = _mm512_add_epi64(*l1, _mm512_mul_epu32(mid, a));
+				*l1 = _mm512_add_epi64(*l1, _mm512_mul_epu32(mid, av));
 				let top = _mm512_add_epi64(_mm512_srai_epi64::<40>(t), top_offset);
-				*l2 = _mm512_add_epi64(*l2, _mm512_mul_epu32(top, a));
+				*l2 = _mm512_add_epi64(*l2, _mm512_mul_epu32(top, av));
 			};
-			limbs(ta, &mut l0a, &mut l1a, &mut l2a);
-			limbs(tb, &mut l0b, &mut l1b, &mut l2b);
+			limbs(te, &mut l0e, &mut l1e, &mut l2e);
+			limbs(to, &mut l0o, &mut l1o, &mut l2o);
 		}
 		let offset = amax_sum.wrapping_shl(20);
 		let lanes = |v: __m512i| {
@@ -1284,10 +1358,11 @@ unsafe fn group_acc_two_avx512(
 			unsafe { _mm512_storeu_si512(out.as_mut_ptr().cast(), v) };
 			out
 		};
-		for (half, (l0, l1, l2)) in [(l0a, l1a, l2a), (l0b, l1b, l2b)].into_iter().enumerate() {
+		// Lane `j` of the even vectors is row `2 j`, of the odd ones row `2 j + 1`.
+		for (parity, (l0, l1, l2)) in [(l0e, l1e, l2e), (l0o, l1o, l2o)].into_iter().enumerate() {
 			let (l0, l1, l2) = (lanes(l0), lanes(l1), lanes(l2));
 			for j in 0..8 {
-				acc[8 * half + j] += (i128::from(l2[j].wrapping_sub(offset)) << 40)
+				acc[2 * j + parity] += (i128::from(l2[j].wrapping_sub(offset)) << 40)
 					+ (i128::from(l1[j]) << 20)
 					+ i128::from(l0[j]);
 			}
@@ -1541,6 +1616,26 @@ mod tests {
 				assert_eq!(got, want, "{kernel:?} {levels:?}");
 			}
 			assert!(want.iter().all(|&v| v > i32::MIN && v < i32::MAX), "{want:?}");
+		}
+	}
+
+	/// Every fp16 bit pattern: the rule's value is stored as bits that [`fp16_parts`] (the
+	/// scalar form of the AVX-512 decoding) turns back into it; infinities and NaNs (0 by the
+	/// rule) as 0; values that are no fp16 number are refused.
+	#[test]
+	fn scales_round_trip_through_fp16_bits() {
+		use verity_primitives::lm::fixed::fp16_to_q24_or_zero;
+		for h in 0..=u16::MAX {
+			let v = fp16_to_q24_or_zero(h);
+			let bits = fp16_bits(v).expect("an fp16 value");
+			let (mant, shift) = fp16_parts(bits);
+			assert_eq!(i64::from(mant) << shift, v, "{h:#06x}");
+			if (h >> 10) & 31 != 31 && v != 0 {
+				assert_eq!(bits, h, "{h:#06x}");
+			}
+		}
+		for v in [2047 << 30, 2049, 2049 << 3, -(4095 << 5), 1 << 41] {
+			assert_eq!(fp16_bits(v), None, "{v}");
 		}
 	}
 
