@@ -19,7 +19,7 @@
 use rayon::prelude::*;
 use verity_primitives::lm::{
 	fixed::{div_round, sat_i32},
-	quant::{decode_block, ActLevels, Block, BlockFormat, BLOCK_LEN},
+	quant::{decode_block, ActLevels, BlockFormat, BLOCK_LEN},
 };
 
 use super::ops::{div_round_i64, quantize_block_fast};
@@ -287,13 +287,13 @@ impl Packed {
 		let rows = rows_bytes.len();
 		let groups = rows.div_ceil(LANES);
 		let weights = if nibbles { PACKED_BLOCK / 2 } else { PACKED_BLOCK };
-		let decoded: Vec<Vec<Block>> = rows_bytes
-			.iter()
-			.map(|(format, row)| {
-				row.chunks_exact(format.block_bytes()).map(|b| decode_block(*format, b)).collect()
-			})
-			.collect::<Option<_>>()?;
-		let has_min = decoded.iter().flatten().any(|b| b.m != 0);
+		// Whether any block has a minimum (only Q4_1 blocks can; a real model's first has).
+		let has_min = rows_bytes.iter().any(|&(format, row)| {
+			format == BlockFormat::Q4_1
+				&& row
+					.chunks_exact(format.block_bytes())
+					.any(|b| decode_block(format, b).is_some_and(|b| b.m != 0))
+		});
 		let n = groups * blocks * LANES;
 		let mut p = Packed {
 			rows,
@@ -307,7 +307,7 @@ impl Packed {
 			offsets: vec![0; groups * LANES],
 			narrow: true,
 		};
-		for (r, ((format, _), row)) in rows_bytes.iter().zip(&decoded).enumerate() {
+		for (r, (format, row)) in rows_bytes.iter().enumerate() {
 			let (g, lane) = (r / LANES, r % LANES);
 			// The stored integers' offset (`u = q + offset`, unsigned).
 			let offset: i16 = match format {
@@ -316,7 +316,8 @@ impl Packed {
 				BlockFormat::Q4_1 => 0,
 			};
 			p.offsets[r] = i32::from(offset);
-			for (b, block) in row.iter().enumerate() {
+			for (b, bytes) in row.chunks_exact(format.block_bytes()).enumerate() {
+				let block = decode_block(*format, bytes)?;
 				p.narrow &= block.d.unsigned_abs() < 1 << 33 && block.m.unsigned_abs() < 1 << 40;
 				let at = (g * blocks + b) * LANES + lane;
 				p.d[at] = fp16_bits(block.d)?;
