@@ -156,7 +156,7 @@ trait BlockSums: Fn(&[u8], &[u8], Option<&[u8]>, &mut [i32; LANES], &mut [i32; L
 
 impl<F: Fn(&[u8], &[u8], Option<&[u8]>, &mut [i32; LANES], &mut [i32; LANES])> BlockSums for F {}
 
-/// A block's scales per lane as the combination uses them: `d` and `m'`.
+/// A block's scales per lane as the combination uses them: `d` and `m`.
 #[derive(Clone, Copy)]
 struct BlockScales {
 	d: [i64; LANES],
@@ -564,9 +564,9 @@ impl Packed {
 	/// (15-bit activations) the same of the low bytes in `s_lo`, from one pass over the
 	/// block's weights (a kernel may give them short of that by `offset` times the sum of
 	/// its activation bytes: then `offset A` is added back). Per row and block,
-	/// `S' = 128 s + s_lo` (8-bit: `s`) is `sum_j qx_j u_j = S + o A`, and
-	/// `t = (dm S' << ds) + (mm A << ms)` is `d S' + m' A`, the rule's `d_b S_b + m_b A_b`
-	/// (`|t| < 2^60`; see [`Packed`] for `o` and `m' = m - o d`); `t * amax` (up to `2^91`) is
+	/// `S' = 128 s + s_lo` (8-bit: `s`) is `sum_j qx_j u_j = S + o A` (see [`Packed`] for the
+	/// row's `o`), so the rule's `S = S' - o A`, and `t = (dm S << ds) + (mm A << ms)` is the
+	/// rule's `d_b S_b + m_b A_b` (`|t| < 2^60`); `t * amax` (up to `2^91`) is
 	/// accumulated exactly as three 20-bit limbs of `t` times `amax <= 2^31` (each product
 	/// `< 2^52`, a `u32 x u32` multiply: the top limb is offset by `2^20` and the offset taken
 	/// off at the fold), in `i64` lanes that take 4,095 blocks before they are folded into the
@@ -716,7 +716,7 @@ impl Packed {
 				// (`narrow`): |d| < 2^33, |S| < 2^26, |m| < 2^40, |A| < 2^19; so |t| < 2^60.
 				let l = (&mut l0, &mut l1, &mut l2);
 				match scales {
-					// Made for a batch: `d` and `m'` whole (a 64-bit multiply: AVX-512's).
+					// Made for a batch: `d` and `m` whole (a 64-bit multiply: AVX-512's).
 					Scales::Made(made) => {
 						let sc = made.get(b).unwrap_or(&BlockScales::ZERO);
 						limbs(l, a, |i| sc.d[i] * i64::from(sb[i]) + sc.m[i] * asum);
