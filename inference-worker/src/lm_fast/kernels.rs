@@ -220,8 +220,6 @@ pub struct Packed {
 	blocks: usize,
 	/// Nibble storage (see above).
 	nibbles: bool,
-	/// Bytes of one block's weights (of a group): 256 (nibbles) or 512.
-	wbytes: usize,
 	/// `[group][block][sub]`: 64 weight integers per sub-block of four columns, lane `r`'s
 	/// four at `4 r ..`; as bytes, or as nibbles: sub-blocks `2 c` and `2 c + 1` in 64 bytes,
 	/// value `p` of the first in the low nibble of byte `p`, of the second in its high nibble
@@ -300,7 +298,6 @@ impl Packed {
 			k,
 			blocks,
 			nibbles,
-			wbytes: weights,
 			w: vec![0; groups * blocks * weights],
 			d: vec![0; n],
 			m: vec![0; if has_min { n } else { 0 }],
@@ -341,10 +338,20 @@ impl Packed {
 		Some(p)
 	}
 
+	/// Bytes of one block's weights (of a group): 256 (nibbles) or 512.
+	#[inline(always)]
+	fn wbytes(&self) -> usize {
+		if self.nibbles {
+			PACKED_BLOCK / 2
+		} else {
+			PACKED_BLOCK
+		}
+	}
+
 	/// Group `g`'s weights (`wbytes` per block).
 	#[inline(always)]
 	fn group_weights(&self, g: usize) -> &[u8] {
-		let len = self.blocks * self.wbytes;
+		let len = self.blocks * self.wbytes();
 		&self.w[g * len..(g + 1) * len]
 	}
 
@@ -581,7 +588,7 @@ impl Packed {
 	) -> [i128; LANES] {
 		let (w, scales) = (self.group_weights(g), Scales::Stored(self.group_scales(g)));
 		let back = self.group_offsets(g).map(|o| offset - o);
-		self.group_acc_of(w, self.wbytes, scales, back, x, sums)
+		self.group_acc_of(w, self.wbytes(), scales, back, x, sums)
 	}
 
 	/// Of block `b` of a group per lane: the scales as mantissas and shifts.
@@ -1261,7 +1268,7 @@ unsafe fn group_acc_two_avx512(
 	let mask = _mm512_set1_epi64((1 << 20) - 1);
 	let low32 = _mm512_set1_epi64(0xffff_ffff);
 	let top_offset = _mm512_set1_epi64(1 << 20);
-	let w = p.group_weights(g);
+	let (w, wbytes) = (p.group_weights(g), p.wbytes());
 	let scales = p.group_scales(g);
 	let (d16, m16) = (scales.d, scales.m.unwrap_or_default());
 	let offsets = p.group_offsets(g);
@@ -1284,7 +1291,7 @@ unsafe fn group_acc_two_avx512(
 		let (mut l0e, mut l1e, mut l2e, mut l0o, mut l1o, mut l2o) = (z, z, z, z, z, z);
 		let mut amax_sum: i64 = 0;
 		for b in first..p.blocks.min(first + FOLD) {
-			let block = &w[b * p.wbytes..(b + 1) * p.wbytes];
+			let block = &w[b * wbytes..(b + 1) * wbytes];
 			// SAFETY: `4 sub + 4 <= 32` bytes of block `b`'s activations, within `xh`/`xl`.
 			let x4 = |x: &[u8], sub: usize| unsafe {
 				_mm512_set1_epi32(core::ptr::read_unaligned(
