@@ -15,6 +15,13 @@
 //! 4-bit weights widens each row group's nibbles to bytes and makes its block scales once for
 //! the whole batch, and finishes sixteen outputs at a time with an exact `f64` quotient
 //! (`finish_lanes`); other kernels run each vector as `matvec` does.
+//!
+//! On AVX-512 VNNI with 15-bit activations (the models' matrices) the combination with the
+//! scales runs first in `f64` (`group_out_f64_avx512`: the block sums are exact integers, the
+//! sum over blocks carries a proven error bound), and an output is taken from it only where
+//! that bound decides the rule's rounding; a group where it does not (an exact tie, a value
+//! within the bound of one: rare, and made on purpose by the tests) is computed again by the
+//! exact integer path. Either way the integers are the rule's.
 
 use rayon::prelude::*;
 use verity_primitives::lm::{
@@ -30,6 +37,8 @@ pub const LANES: usize = 16;
 const SUBS: usize = BLOCK_LEN / 4;
 /// Bytes of one packed block of a row group.
 const PACKED_BLOCK: usize = LANES * BLOCK_LEN;
+/// The rule's scale unit, `2^-24`.
+const REAL: f64 = 1.0 / (1u64 << 24) as f64;
 
 /// The inner kernel computing the block sums `S_b` of a row group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -197,6 +206,9 @@ enum Scales<'a> {
 struct Widened {
 	bytes: Vec<u8>,
 	scales: Vec<BlockScales>,
+	/// Per block, for [`group_out_f64_avx512`]: `d` of the 16 lanes, then `m - o d`, as
+	/// `f64` in real units (the rule's integers times `2^-24`; exact).
+	real: Vec<[f64; 2 * LANES]>,
 	/// Minus the group's row offsets (see [`Packed::group_acc_with`]).
 	back: [i32; LANES],
 }
@@ -415,14 +427,10 @@ impl Packed {
 	#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
 	unsafe fn group_acc_vnni(&self, g: usize, x: &QuantX) -> [i128; LANES] {
 		if x.levels == ActLevels::L16383 && self.narrow {
-			use std::arch::x86_64::*;
 			// SAFETY: the caller's CPU features; 15-bit `x` of `k` elements (`matvec` checked
 			// the length); `(2 pair + 2) * 64 <= 512` bytes from the start of a block.
 			return unsafe {
-				group_acc_two_avx512(self, g, x, |block, pair| {
-					let at = block.add(pair * 128);
-					(_mm512_loadu_si512(at.cast()), _mm512_loadu_si512(at.add(64).cast()))
-				})
+				group_acc_two_avx512(self, g, x, |block, pair| byte_pair(block, pair))
 			};
 		}
 		// SAFETY: the caller checked the CPU features; `group_acc_with` passes slices of the
@@ -441,21 +449,70 @@ impl Packed {
 	#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
 	unsafe fn group_acc_vnni_nibbles(&self, g: usize, x: &QuantX) -> [i128; LANES] {
 		if x.levels == ActLevels::L16383 && self.narrow {
-			use std::arch::x86_64::*;
-			let low = _mm512_set1_epi8(15);
 			// SAFETY: as in `group_acc_vnni`; `(pair + 1) * 64 <= 256` bytes from the start of
 			// a block.
 			return unsafe {
-				group_acc_two_avx512(self, g, x, |block, pair| {
-					let v = _mm512_loadu_si512(block.add(pair * 64).cast());
-					(_mm512_and_si512(v, low), _mm512_and_si512(_mm512_srli_epi16(v, 4), low))
-				})
+				group_acc_two_avx512(self, g, x, |block, pair| nibble_pair(block, pair))
 			};
 		}
 		// SAFETY: as above, for `block_sums_vnni_nibbles`.
 		self.group_acc_with(g, x, 0, |w, xh, xl, s, s_lo| unsafe {
 			block_sums_vnni_nibbles(w, xh, xl, s, s_lo)
 		})
+	}
+
+	/// Group `g`'s outputs from 15-bit `x` by [`group_out_f64_avx512`] with the stored weights
+	/// and scales (the fp16 bits converted to `f64` exactly); `None` where that cannot decide
+	/// an output (then the caller takes the exact path).
+	///
+	/// # Safety
+	/// As [`Packed::group_acc_vnni`]; `x` must have 15-bit levels.
+	#[cfg(target_arch = "x86_64")]
+	#[allow(unsafe_code)]
+	#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+	unsafe fn group_out_vnni(
+		&self,
+		g: usize,
+		x: &QuantX,
+		residual: &[i32; LANES],
+	) -> Option<[i32; LANES]> {
+		use std::arch::x86_64::*;
+		let scales = self.group_scales(g);
+		let offsets = self.group_offsets(g).map(f64::from);
+		// SAFETY (all loads below): 8 `f64` of an array of 16; 16 `u16` of a block's 16 lanes.
+		let (ol, oh) = unsafe {
+			(_mm512_loadu_pd(offsets.as_ptr()), _mm512_loadu_pd(offsets.as_ptr().add(8)))
+		};
+		// fp16 bits of 16 lanes as two vectors of `f64` (`vcvtph2ps` is exact, as is widening).
+		let real = |bits: &[u16], b: usize| {
+			let lanes = bits.get(b * LANES..(b + 1) * LANES).unwrap_or(&[0; LANES]);
+			let v = _mm512_cvtph_ps(unsafe { _mm256_loadu_si256(lanes.as_ptr().cast()) });
+			let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+			(_mm512_cvtps_pd(_mm512_castps512_ps256(v)), _mm512_cvtps_pd(hi))
+		};
+		let zero = _mm512_setzero_pd();
+		let scales = |b: usize| {
+			let (dl, dh) = real(scales.d, b);
+			let (ml, mh) = scales.m.map_or((zero, zero), |m| real(m, b));
+			// m - o d, exact (see `Widened::real`).
+			[dl, dh, _mm512_fnmadd_pd(ol, dl, ml), _mm512_fnmadd_pd(oh, dh, mh)]
+		};
+		let w = (self.group_weights(g), self.wbytes());
+		if self.nibbles {
+			// SAFETY: `(pair + 1) * 64 <= 256` bytes from the start of a block.
+			unsafe {
+				group_out_f64_avx512(self, w, x, scales, residual, |block, pair| {
+					nibble_pair(block, pair)
+				})
+			}
+		} else {
+			// SAFETY: `(2 pair + 2) * 64 <= 512` bytes from the start of a block.
+			unsafe {
+				group_out_f64_avx512(self, w, x, scales, residual, |block, pair| {
+					byte_pair(block, pair)
+				})
+			}
+		}
 	}
 
 	/// Group `g`'s nibbles widened into `bytes` as the byte layout (each pair of sub-blocks'
@@ -467,6 +524,17 @@ impl Packed {
 		widened.back = self.group_offsets(g).map(|o| -o);
 		widened.scales.clear();
 		widened.scales.extend((0..self.blocks).map(|b| Self::block_scales(scales, b)));
+		// `m - o d` is below `2^48` (`|d| <= 65504 * 2^24`, `o <= 128`, `|m| <= 65504 * 2^24`),
+		// so it and `d` are exact in `f64`, as is the scaling by `2^-24`.
+		let offsets = self.group_offsets(g);
+		widened.real.clear();
+		widened.real.extend(widened.scales.iter().map(|sc| {
+			core::array::from_fn(|i| {
+				let l = i % LANES;
+				let v = if i < LANES { sc.d[l] } else { sc.m[l] - i64::from(offsets[l]) * sc.d[l] };
+				v as f64 * REAL
+			})
+		}));
 		let bytes = &mut widened.bytes;
 		bytes.clear();
 		bytes.resize(self.blocks * PACKED_BLOCK, 0);
@@ -527,9 +595,32 @@ impl Packed {
 		self.widen_group(g, widened);
 		let rows = (g * LANES..self.rows.min((g + 1) * LANES)).len();
 		for ((j, x), out) in xs.iter().enumerate().zip(out.chunks_exact_mut(rows)) {
+			let res = Self::group_residual(g, residuals.map(|v| v[j].as_slice()));
+			if x.levels == ActLevels::L16383 {
+				use std::arch::x86_64::*;
+				let real = &widened.real;
+				// SAFETY: the caller's CPU features; `(2 pair + 2) * 64 <= 512` bytes from a
+				// block's start; `real` has one entry of 32 `f64` per block.
+				let fast = unsafe {
+					group_out_f64_avx512(
+						self,
+						(&widened.bytes, PACKED_BLOCK),
+						x,
+						|b| {
+							let at = real.get(b).unwrap_or(&[0.0; 2 * LANES]).as_ptr();
+							[0, 8, 16, 24].map(|i| _mm512_loadu_pd(at.add(i)))
+						},
+						&res,
+						|block, pair| byte_pair(block, pair),
+					)
+				};
+				if let Some(done) = fast {
+					out.copy_from_slice(&done[..rows]);
+					continue;
+				}
+			}
 			// SAFETY: the caller's; `widened` is group `g` widened.
 			let acc = unsafe { self.group_acc_vnni_widened(widened, x) };
-			let res = Self::group_residual(g, residuals.map(|v| v[j].as_slice()));
 			let done = Self::finish_lanes(&acc, &res, x.levels);
 			out.copy_from_slice(&done[..rows]);
 		}
@@ -853,8 +944,19 @@ impl Packed {
 		let kernel = kernel.available();
 		let mut out = vec![0i32; self.rows];
 		let work = |(g, out): (usize, &mut [i32])| {
+			let res = Self::group_residual(g, residual);
+			#[cfg(target_arch = "x86_64")]
+			if kernel == Kernel::Vnni && x.levels == ActLevels::L16383 {
+				// SAFETY: `Kernel::Vnni` comes from `Kernel::available`, which found the CPU
+				// features; `x` has `k` elements.
+				#[allow(unsafe_code)]
+				if let Some(done) = unsafe { self.group_out_vnni(g, x, &res) } {
+					out.copy_from_slice(&done[..out.len()]);
+					return;
+				}
+			}
 			let acc = self.group_acc(g, x, kernel);
-			Self::finish_group(out, &acc, &Self::group_residual(g, residual), x.levels, kernel);
+			Self::finish_group(out, &acc, &res, x.levels, kernel);
 		};
 		if self.rows * self.k >= 1 << 16 {
 			out.par_chunks_mut(LANES).enumerate().for_each(work);
@@ -1240,6 +1342,83 @@ unsafe fn block_sums_with(
 	unsafe { _mm512_storeu_si512(s.as_mut_ptr().cast(), acc) };
 }
 
+/// The weights of sub-blocks `2 pair` and `2 pair + 1` of a block of bytes at `block`.
+///
+/// # Safety
+/// The CPU must have AVX-512F; `block` must point to `(2 pair + 2) * 64` readable bytes.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn byte_pair(
+	block: *const u8,
+	pair: usize,
+) -> (std::arch::x86_64::__m512i, std::arch::x86_64::__m512i) {
+	use std::arch::x86_64::*;
+	// SAFETY: the caller's.
+	unsafe {
+		let at = block.add(pair * 128);
+		(_mm512_loadu_si512(at.cast()), _mm512_loadu_si512(at.add(64).cast()))
+	}
+}
+
+/// The weights of sub-blocks `2 pair` and `2 pair + 1` of a block of nibbles at `block`: one
+/// 64-byte load, the low nibbles and the high ones.
+///
+/// # Safety
+/// The CPU must have AVX-512F/BW; `block` must point to `(pair + 1) * 64` readable bytes.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn nibble_pair(
+	block: *const u8,
+	pair: usize,
+) -> (std::arch::x86_64::__m512i, std::arch::x86_64::__m512i) {
+	use std::arch::x86_64::*;
+	let low = _mm512_set1_epi8(15);
+	// SAFETY: the caller's.
+	let v = unsafe { _mm512_loadu_si512(block.add(pair * 64).cast()) };
+	(_mm512_and_si512(v, low), _mm512_and_si512(_mm512_srli_epi16(v, 4), low))
+}
+
+/// `S' = 128 s + s_lo` of block `b` in sixteen lanes: the sums of the block's weights
+/// (`weights(block, pair)`, as [`block_sums_with`]) times the 15-bit activations' high and low
+/// bytes `xh`, `xl` (`|S'| < 2^27`).
+///
+/// # Safety
+/// The CPU must have AVX-512F/BW and AVX-512 VNNI; `xh` and `xl` must hold block `b`'s 32
+/// bytes; `weights(block, pair)` must read only the weights of the block at `block`.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn block_sums_two(
+	block: *const u8,
+	(xh, xl): (&[u8], &[u8]),
+	b: usize,
+	weights: &impl Fn(*const u8, usize) -> (std::arch::x86_64::__m512i, std::arch::x86_64::__m512i),
+) -> std::arch::x86_64::__m512i {
+	use std::arch::x86_64::*;
+	// SAFETY: `4 sub + 4 <= 32` bytes of block `b`'s activations, within `xh`/`xl`.
+	let x4 = |x: &[u8], sub: usize| unsafe {
+		_mm512_set1_epi32(core::ptr::read_unaligned(
+			x.as_ptr().add(b * BLOCK_LEN + sub * 4).cast::<i32>(),
+		))
+	};
+	let z = _mm512_setzero_si512();
+	// Two accumulators per byte vector (even and odd sub-blocks): shorter dependency chains.
+	let (mut s0, mut s1, mut t0, mut t1) = (z, z, z, z);
+	for pair in 0..SUBS / 2 {
+		let (w0, w1) = weights(block, pair);
+		s0 = _mm512_dpbusd_epi32(s0, w0, x4(xh, 2 * pair));
+		t0 = _mm512_dpbusd_epi32(t0, w0, x4(xl, 2 * pair));
+		s1 = _mm512_dpbusd_epi32(s1, w1, x4(xh, 2 * pair + 1));
+		t1 = _mm512_dpbusd_epi32(t1, w1, x4(xl, 2 * pair + 1));
+	}
+	_mm512_add_epi32(_mm512_slli_epi32::<7>(_mm512_add_epi32(s0, s1)), _mm512_add_epi32(t0, t1))
+}
+
 /// [`Packed::group_acc_mode`] for 15-bit activations on the limb path (`narrow`) with the
 /// stored scales, all in AVX-512 registers: the block sums of `weights(block, pair)` (as
 /// [`block_sums_with`]), `S = 128 s + s_lo - o A` in sixteen `i32` lanes, the fp16 scales
@@ -1292,29 +1471,12 @@ unsafe fn group_acc_two_avx512(
 		let mut amax_sum: i64 = 0;
 		for b in first..p.blocks.min(first + FOLD) {
 			let block = &w[b * wbytes..(b + 1) * wbytes];
-			// SAFETY: `4 sub + 4 <= 32` bytes of block `b`'s activations, within `xh`/`xl`.
-			let x4 = |x: &[u8], sub: usize| unsafe {
-				_mm512_set1_epi32(core::ptr::read_unaligned(
-					x.as_ptr().add(b * BLOCK_LEN + sub * 4).cast::<i32>(),
-				))
-			};
-			let (mut s0, mut s1, mut t0, mut t1) = (z, z, z, z);
-			for pair in 0..SUBS / 2 {
-				let (w0, w1) = weights(block.as_ptr(), pair);
-				s0 = _mm512_dpbusd_epi32(s0, w0, x4(xh, 2 * pair));
-				t0 = _mm512_dpbusd_epi32(t0, w0, x4(xl, 2 * pair));
-				s1 = _mm512_dpbusd_epi32(s1, w1, x4(xh, 2 * pair + 1));
-				t1 = _mm512_dpbusd_epi32(t1, w1, x4(xl, 2 * pair + 1));
-			}
+			// SAFETY: the block's weights; `b < p.blocks`.
+			let sp = unsafe { block_sums_two(block.as_ptr(), (xh, xl), b, &weights) };
 			let asum = asums[b];
-			// S = 128 s + s_lo - o A (|S'| < 2^27, |o A| < 2^26, |S| < 2^26).
-			let sb = _mm512_sub_epi32(
-				_mm512_add_epi32(
-					_mm512_slli_epi32::<7>(_mm512_add_epi32(s0, s1)),
-					_mm512_add_epi32(t0, t1),
-				),
-				_mm512_mullo_epi32(offsets, _mm512_set1_epi32(asum as i32)),
-			);
+			// S = S' - o A (|S'| < 2^27, |o A| < 2^26, |S| < 2^26).
+			let sb =
+				_mm512_sub_epi32(sp, _mm512_mullo_epi32(offsets, _mm512_set1_epi32(asum as i32)));
 			// The block's 16 lanes of `d` (and `m`): `bits[b 16 .. b 16 + 16]` (`b < p.blocks`).
 			let scales = |bits: &[u16]| {
 				let lanes = bits.get(b * LANES..(b + 1) * LANES).unwrap_or(&[0; LANES]);
@@ -1377,6 +1539,103 @@ unsafe fn group_acc_two_avx512(
 		}
 	}
 	acc
+}
+
+/// A row group's outputs from 15-bit activations with the combination in `f64`, or `None` if
+/// the `f64` sums cannot decide some output (then the caller computes it exactly).
+///
+/// Per block `b` and lane: the block sums `S' = 128 s + s_lo` of `weights(block, pair)` (as
+/// [`block_sums_with`]), and `scales(b)` = `[d (lanes 0..8), d (8..16), m' (0..8), m' (8..16)]`
+/// in real units (the rule's integers times `2^-24`, exact), where `m' = m - o d` so that
+/// `t = d S' + m' A` is the rule's `d S + m A` (`S = S' - o A`). `d S'` is exact in `f64`
+/// (11 significant bits times 27), `t` one `vfmadd` (one rounding: `t~ = t (1 + e)`,
+/// `|e| <= u = 2^-53`), and `acc~ = sum t~ amax` one `vfmadd` per block (`amax`, `A`
+/// exact). By the usual bound on a recursive sum, `|acc~ - acc| <= g E` with
+/// `E = sum |t| amax` and `g = (n + 1) u / (1 - (n + 1) u)` for `n` blocks; `E~`, summed the
+/// same way from `|t~|`, is at least `(1 - g) E`, so `err = (n + 2) 2^-52 E~` bounds the error
+/// (with room for its own rounding). In output units `y = |acc~| / qmax` is off from the exact
+/// `|acc| / (qmax 2^24)` by at most `delta = err / qmax + 2^-50 y` (the division's rounding).
+/// The rule's `div_round` is `sign(acc) floor(|acc| / D + 1/2)`: with `z = y + 1/2` (exact
+/// for `y < 2^40`), if `z`'s fraction is more than `delta` from 0 and from 1, `floor(z)` is the
+/// exact `floor`, and (for a non-zero result) `acc~` has the sign of `acc`. Otherwise — an
+/// exact tie, a value within `delta` of one, or `y >= 2^40` — the group is `None`. Then
+/// `sat_i32(residual + q)`. The same integers as the rule; the tests compare, and
+/// `float_combination_refuses_ties` makes exact ties.
+///
+/// # Safety
+/// The CPU must have AVX-512F/BW/DQ/VL and AVX-512 VNNI; `x` must have 15-bit levels and
+/// `p.k` elements; `(w, wbytes)` a group's weights, `wbytes` per block;
+/// `weights(block, pair)` must read only the weights of the block at `block`.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
+unsafe fn group_out_f64_avx512(
+	p: &Packed,
+	(w, wbytes): (&[u8], usize),
+	x: &QuantX,
+	scales: impl Fn(usize) -> [std::arch::x86_64::__m512d; 4],
+	residual: &[i32; LANES],
+	weights: impl Fn(*const u8, usize) -> (std::arch::x86_64::__m512i, std::arch::x86_64::__m512i),
+) -> Option<[i32; LANES]> {
+	use std::arch::x86_64::*;
+	let z = _mm512_setzero_si512();
+	let zero = _mm512_setzero_pd();
+	let abs = _mm512_castsi512_pd(_mm512_set1_epi64(i64::MAX));
+	let (xh, xl) = (&x.xh[..p.blocks * BLOCK_LEN], &x.xl[..p.blocks * BLOCK_LEN]);
+	let (amaxs, asums) = (&x.amax[..p.blocks], &x.asum[..p.blocks]);
+	let (mut acc0, mut acc1, mut e0, mut e1) = (zero, zero, zero, zero);
+	for b in 0..p.blocks {
+		let block = &w[b * wbytes..(b + 1) * wbytes];
+		// SAFETY: the block's weights; `b < p.blocks`. `|S'| < 2^27`: exact in `f64`.
+		let sp = unsafe { block_sums_two(block.as_ptr(), (xh, xl), b, &weights) };
+		let sl = _mm512_cvtepi32_pd(_mm512_castsi512_si256(sp));
+		let sh = _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64::<1>(sp));
+		let [dl, dh, ml, mh] = scales(b);
+		let (a, am) = (_mm512_set1_pd(asums[b] as f64), _mm512_set1_pd(amaxs[b] as f64));
+		let tl = _mm512_fmadd_pd(ml, a, _mm512_mul_pd(dl, sl));
+		let th = _mm512_fmadd_pd(mh, a, _mm512_mul_pd(dh, sh));
+		acc0 = _mm512_fmadd_pd(tl, am, acc0);
+		acc1 = _mm512_fmadd_pd(th, am, acc1);
+		e0 = _mm512_fmadd_pd(_mm512_and_pd(tl, abs), am, e0);
+		e1 = _mm512_fmadd_pd(_mm512_and_pd(th, abs), am, e1);
+	}
+	let inv = 1.0 / ActLevels::L16383.qmax() as f64;
+	// err / qmax = (n + 2) 2^-52 E~ / qmax, with a little more for the roundings here.
+	let bound = _mm512_set1_pd((p.blocks as f64 + 2.0) * f64::powi(2.0, -52) * inv * 1.001);
+	let (half, one, big) =
+		(_mm512_set1_pd(0.5), _mm512_set1_pd(1.0), _mm512_set1_pd((1u64 << 40) as f64));
+	let mut out = [0i32; LANES];
+	for (i, (acc, e)) in [(acc0, e0), (acc1, e1)].into_iter().enumerate() {
+		let y = _mm512_mul_pd(_mm512_and_pd(acc, abs), _mm512_set1_pd(inv));
+		let delta =
+			_mm512_fmadd_pd(y, _mm512_set1_pd(f64::powi(2.0, -50)), _mm512_mul_pd(e, bound));
+		let zz = _mm512_add_pd(y, half);
+		let k = _mm512_roundscale_pd::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(zz);
+		let f = _mm512_sub_pd(zz, k);
+		let ok = _mm512_cmp_pd_mask::<_CMP_GT_OQ>(f, delta)
+			& _mm512_cmp_pd_mask::<_CMP_LT_OQ>(_mm512_add_pd(f, delta), one)
+			& _mm512_cmp_pd_mask::<_CMP_LT_OQ>(y, big);
+		if ok != 0xff {
+			return None;
+		}
+		// |q| < 2^40: exact as i64; the sign of acc~ is acc's where q != 0.
+		let q = _mm512_cvttpd_epi64(k);
+		let negative = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(acc, zero);
+		let q = _mm512_mask_sub_epi64(q, negative, z, q);
+		// SAFETY: 8 `i32` of 16.
+		let res = unsafe { _mm256_loadu_si256(residual.as_ptr().add(8 * i).cast()) };
+		let v = _mm512_add_epi64(q, _mm512_cvtepi32_epi64(res));
+		let v = _mm512_min_epi64(
+			_mm512_max_epi64(v, _mm512_set1_epi64(i32::MIN.into())),
+			_mm512_set1_epi64(i32::MAX.into()),
+		);
+		// SAFETY: 8 `i32` into 16.
+		unsafe {
+			_mm256_storeu_si256(out.as_mut_ptr().add(8 * i).cast(), _mm512_cvtepi64_epi32(v))
+		};
+	}
+	Some(out)
 }
 
 #[cfg(test)]
@@ -1586,6 +1845,84 @@ mod tests {
 				}
 			}
 			assert!(packed.matmul(&qs, Some(&residuals[..2]), Kernel::Portable).is_none());
+		}
+	}
+
+	/// Outputs that are exact ties of the rule's rounding (`acc = (q + 1/2) D`): the `f64`
+	/// combination refuses a group with one (`None`), and `matvec`/`matmul` then give the
+	/// rule's half-away-from-zero rounding from the exact path; a group without ties is
+	/// decided by the `f64` combination and equals the rule.
+	#[test]
+	fn float_combination_refuses_ties() {
+		// One Q4_1 block per row, d = 1/2, no minimum; row r's first weight `w(r)`, others 0.
+		let rows_of = |w: &dyn Fn(u8) -> u8| -> Vec<u8> {
+			(0..LANES as u8)
+				.flat_map(|r| {
+					let mut block = vec![0x00, 0x38, 0, 0];
+					block.push(w(r));
+					block.extend([0; 15]);
+					block
+				})
+				.collect()
+		};
+		// x = (+-1, 16383, 0, ...): amax = 16383, qx = (+-1, 16383, 0, ...), so S = +-w(r) and
+		// acc / D = +-w(r) / 2: a tie wherever w(r) is odd.
+		for sign in [1, -1] {
+			let mut x = vec![0i32; 32];
+			(x[0], x[1]) = (sign, 16383);
+			let q = QuantX::new(&x, L16383);
+			for (w, ties) in [(&(|r: u8| r) as &dyn Fn(u8) -> u8, true), (&|r: u8| r & !1, false)] {
+				let bytes = rows_of(w);
+				let packed = Packed::new(32, &[(BlockFormat::Q4_1, &bytes)]).unwrap();
+				let want = matmul_rows(L16383, BlockFormat::Q4_1, &bytes, LANES, &x, None).unwrap();
+				assert_eq!(want[1], if ties { sign } else { 0 }, "half away from zero");
+				assert_eq!(packed.matvec(&q, None, Kernel::Vnni).unwrap(), want);
+				let batch = packed
+					.matmul(&[QuantX::new(&x, L16383), QuantX::new(&x, L16383)], None, Kernel::Vnni)
+					.unwrap();
+				assert_eq!(batch, vec![want.clone(), want.clone()]);
+				#[cfg(target_arch = "x86_64")]
+				if Kernel::detect() == Kernel::Vnni {
+					// SAFETY: the CPU has the features; `q` has 15-bit levels and 32 elements.
+					#[allow(unsafe_code)]
+					let fast = unsafe { packed.group_out_vnni(0, &q, &[0; LANES]) };
+					assert_eq!(fast.is_none(), ties, "sign {sign}");
+					if let Some(fast) = fast {
+						assert_eq!(fast.to_vec(), want);
+					}
+				}
+			}
+		}
+	}
+
+	/// Catastrophic cancellation: each row's two blocks have the same weights and activations
+	/// and scales `d = 65504` and `-65504`, the first also a small minimum `m`, so the exact
+	/// `acc` is `amax m A` while the `f64` terms are some `2^69`: their rounding (up to
+	/// `2^16` in `acc`, several units of an output) must make the `f64` combination give up,
+	/// not round wrongly (with its error bound taken out this test fails).
+	#[test]
+	fn float_combination_survives_cancellation() {
+		let mut rng = Rng::new(11);
+		for _ in 0..20 {
+			let rows = 2 * LANES;
+			let mut bytes = Vec::new();
+			for _ in 0..rows {
+				let nibbles = rng.bytes(16);
+				let m = rng.range(1, 1 << 10) as u16 | if rng.below(2) == 0 { 0x8000 } else { 0 };
+				for (d, m) in [(0x7bffu16, m), (0xfbff, 0)] {
+					bytes.extend(d.to_le_bytes());
+					bytes.extend(m.to_le_bytes());
+					bytes.extend(&nibbles);
+				}
+			}
+			let half: Vec<i32> = (0..32).map(|_| rng.range(-(1 << 30), 1 << 30) as i32).collect();
+			let x: Vec<i32> = half.iter().chain(&half).copied().collect();
+			let want = matmul_rows(L16383, BlockFormat::Q4_1, &bytes, rows, &x, None).unwrap();
+			let packed = Packed::new(64, &[(BlockFormat::Q4_1, &bytes)]).unwrap();
+			let q = QuantX::new(&x, L16383);
+			assert_eq!(packed.matvec(&q, None, Kernel::Vnni).unwrap(), want);
+			let xs = [QuantX::new(&x, L16383), QuantX::new(&x, L16383)];
+			assert_eq!(packed.matmul(&xs, None, Kernel::Vnni).unwrap(), vec![want.clone(), want]);
 		}
 	}
 
