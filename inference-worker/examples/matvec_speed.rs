@@ -2,8 +2,7 @@
 //! each kernel this CPU runs, side by side in one run: Q4_1 matrices of SmolLM2's shapes
 //! (576 → 1,536 and 1,536 → 576 with 15-bit activations) small enough to stay in the caches
 //! and, as in a decode step, a set of them larger than the caches read once each (the weights'
-//! bytes per second); then a batch of 64 vectors, as a prefill runs it (VNNI with and without
-//! AMX tiles). Every kernel's result is checked equal to the portable one's first.
+//! bytes per second). Every kernel's result is checked equal to the portable one's first.
 //!
 //! `cargo run --release -p verity-worker --example matvec_speed`
 
@@ -98,36 +97,20 @@ fn main() {
 			.collect();
 		let want: Vec<Vec<i32>> =
 			xs.iter().map(|x| m.matvec(x, None, Kernel::Portable).expect("matvec")).collect();
-		// Each kernel, and VNNI with AMX tiles for the byte products where the CPU has them.
-		let variants: Vec<(Kernel, bool)> = kernels
-			.iter()
-			.flat_map(|&k| {
-				if k == Kernel::Vnni {
-					vec![(k, false), (k, true)]
-				} else {
-					vec![(k, false)]
-				}
-			})
-			.collect();
-		for &(kernel, tiles) in &variants {
-			let got = m.matmul_with(&xs, None, kernel, tiles).expect("matmul");
-			assert_eq!(got, want, "{kernel:?} {tiles}");
+		for &kernel in &kernels {
+			assert_eq!(m.matmul(&xs, None, kernel).expect("matmul"), want, "{kernel:?}");
 		}
-		let mut times: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+		let mut times: Vec<Vec<f64>> = vec![Vec::new(); kernels.len()];
 		for _ in 0..20 {
-			for (i, &(kernel, tiles)) in variants.iter().enumerate() {
+			for (i, &kernel) in kernels.iter().enumerate() {
 				let t = Instant::now();
-				std::hint::black_box(m.matmul_with(&xs, None, kernel, tiles));
+				std::hint::black_box(m.matmul(&xs, None, kernel));
 				times[i].push(t.elapsed().as_secs_f64() / xs.len() as f64);
 			}
 		}
 		let medians: Vec<f64> = times.into_iter().map(median).collect();
-		for ((kernel, tiles), t) in variants.iter().zip(&medians) {
-			let name = match (kernel, tiles) {
-				(Kernel::Vnni, true) => "Vnni, AMX tiles if the CPU has them".to_string(),
-				_ => format!("{kernel:?}"),
-			};
-			println!("| {rows}×{k} | {name} | {:.1} | {:.2}× |", t * 1e6, medians[0] / t);
+		for (kernel, t) in kernels.iter().zip(&medians) {
+			println!("| {rows}×{k} | {kernel:?} | {:.1} | {:.2}× |", t * 1e6, medians[0] / t);
 		}
 	}
 }

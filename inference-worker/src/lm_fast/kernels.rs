@@ -99,11 +99,6 @@ pub struct QuantX {
 	xl: Vec<u8>,
 	amax: Vec<i64>,
 	asum: Vec<i64>,
-	/// Per block `[amax, A]` as `f64` (exact), for [`group_out_f64_avx512`].
-	real: Vec<[f64; 2]>,
-	/// `[sum_b amax_b sum_j |qx_j|, sum_b amax_b |A_b|]`, rounded up: with a matrix's largest
-	/// `|d|`, `|m - o d|` and weight, a bound on `sum_b |t_b| amax_b`.
-	bound: [f64; 2],
 }
 
 impl QuantX {
@@ -139,20 +134,11 @@ impl QuantX {
 			xl: Vec::with_capacity(if two { x.len() } else { 0 }),
 			amax: Vec::with_capacity(blocks),
 			asum: Vec::with_capacity(blocks),
-			real: Vec::with_capacity(blocks),
-			bound: [0.0; 2],
 		};
-		// The bound's sums (below 2^31 * 2^19 * 2^12 blocks: no overflow in u64 per term).
-		let (mut abs_sum, mut sum_abs) = (0f64, 0f64);
 		for block in x.chunks_exact(BLOCK_LEN) {
 			let b = quantize_block_fast(block, levels);
-			let asum: i64 = b.q.iter().map(|&v| i64::from(v)).sum();
-			let aabs: i64 = b.q.iter().map(|&v| i64::from(v).abs()).sum();
 			q.amax.push(b.amax);
-			q.asum.push(asum);
-			q.real.push([b.amax as f64, asum as f64]);
-			sum_abs += (b.amax * aabs) as f64;
-			abs_sum += (b.amax * asum.abs()) as f64;
+			q.asum.push(b.q.iter().map(|&v| i64::from(v)).sum());
 			if two {
 				// |v| <= 16383: |v / 128| <= 127 and |v % 128| <= 127.
 				q.xh.extend(b.q.iter().map(|&v| (v / 128) as i8 as u8));
@@ -161,9 +147,6 @@ impl QuantX {
 				q.xh.extend(b.q.iter().map(|&v| v as i8 as u8));
 			}
 		}
-		// Each sum's rounding (relative, below blocks * 2^-53) is covered by the margin.
-		let up = 1.0 + f64::powi(2.0, -30);
-		q.bound = [sum_abs * up, abs_sum * up];
 		q
 	}
 
@@ -260,9 +243,6 @@ pub struct Packed {
 	m: Vec<u16>,
 	/// `[group][lane]`: the row's offset `o` (0 for padding rows).
 	offsets: Vec<i32>,
-	/// Per group, the largest `|d|` and `|m - o d|` of its rows, in real units (`f64`, exact):
-	/// with [`QuantX`]'s `bound`, a bound on the error of [`group_out_f64_avx512`].
-	gmax: Vec<[f64; 2]>,
 	/// Whether every block has `|d| < 2^33` and `|m| < 2^40`: then with 15-bit activations
 	/// (`|S| < 2^26`, `|A| < 2^19`) the rule's `|d S + m A|` is below `2^60`, so the limb
 	/// accumulation below is exact; otherwise (fp16 scales beyond 512, never in a real model)
@@ -334,7 +314,6 @@ impl Packed {
 			d: vec![0; n],
 			m: vec![0; if has_min { n } else { 0 }],
 			offsets: vec![0; groups * LANES],
-			gmax: vec![[0.0; 2]; groups],
 			narrow: true,
 		};
 		for (r, (format, row)) in rows_bytes.iter().enumerate() {
@@ -350,11 +329,6 @@ impl Packed {
 				let block = decode_block(*format, bytes)?;
 				p.narrow &= block.d.unsigned_abs() < 1 << 33 && block.m.unsigned_abs() < 1 << 40;
 				let at = (g * blocks + b) * LANES + lane;
-				// |d|, |m - o d| < 2^48 (units of 2^-24): exact in f64.
-				let gmax = &mut p.gmax[g];
-				gmax[0] = gmax[0].max(block.d.unsigned_abs() as f64 * REAL);
-				let mo = block.m - i64::from(offset) * block.d;
-				gmax[1] = gmax[1].max(mo.unsigned_abs() as f64 * REAL);
 				p.d[at] = fp16_bits(block.d)?;
 				if has_min {
 					p.m[at] = fp16_bits(block.m)?;
@@ -527,14 +501,14 @@ impl Packed {
 		if self.nibbles {
 			// SAFETY: `(pair + 1) * 64 <= 256` bytes from the start of a block.
 			unsafe {
-				group_out_f64_avx512(self, g, w, x, scales, residual, |block, pair| {
+				group_out_f64_avx512(self, w, x, scales, residual, |block, pair| {
 					nibble_pair(block, pair)
 				})
 			}
 		} else {
 			// SAFETY: `(2 pair + 2) * 64 <= 512` bytes from the start of a block.
 			unsafe {
-				group_out_f64_avx512(self, g, w, x, scales, residual, |block, pair| {
+				group_out_f64_avx512(self, w, x, scales, residual, |block, pair| {
 					byte_pair(block, pair)
 				})
 			}
@@ -616,16 +590,10 @@ impl Packed {
 		widened: &mut Widened,
 		xs: &[QuantX],
 		residuals: Option<&[Vec<i32>]>,
-		tiles: Option<&[amx::TileRows]>,
 		out: &mut [i32],
 	) {
 		self.widen_group(g, widened);
 		let rows = (g * LANES..self.rows.min((g + 1) * LANES)).len();
-		if let Some(tiles) = tiles {
-			// SAFETY: the caller's (`tiles` only where `amx::available`).
-			unsafe { self.batch_group_amx(g, widened, xs, residuals, tiles, out) };
-			return;
-		}
 		for ((j, x), out) in xs.iter().enumerate().zip(out.chunks_exact_mut(rows)) {
 			let res = Self::group_residual(g, residuals.map(|v| v[j].as_slice()));
 			if x.levels == ActLevels::L16383 {
@@ -636,7 +604,6 @@ impl Packed {
 				let fast = unsafe {
 					group_out_f64_avx512(
 						self,
-						g,
 						(&widened.bytes, PACKED_BLOCK),
 						x,
 						|b| {
@@ -656,79 +623,6 @@ impl Packed {
 			let acc = unsafe { self.group_acc_vnni_widened(widened, x) };
 			let done = Self::finish_lanes(&acc, &res, x.levels);
 			out.copy_from_slice(&done[..rows]);
-		}
-	}
-
-	/// [`Packed::batch_group_vnni`] with the block sums from AMX tiles: for 16 vectors at a
-	/// time (`tiles`, their bytes as tile rows), each block's sums of all 16 vectors' high and
-	/// low bytes times the block's widened weights are two `tdpbsud` (signed activation bytes
-	/// times unsigned weights into exact `i32` sums, the same integers as `vpdpbusd`), then
-	/// each vector's `f64` combination as [`group_out_f64_avx512`], and the exact path for a
-	/// vector whose outputs that cannot decide.
-	///
-	/// # Safety
-	/// As [`Packed::group_acc_vnni`]; `amx::available()`; every vector of `xs` 15-bit, `tiles`
-	/// made from `xs` by `amx::tile_rows`; `widened` is group `g` widened.
-	#[cfg(target_arch = "x86_64")]
-	#[allow(unsafe_code)]
-	#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
-	unsafe fn batch_group_amx(
-		&self,
-		g: usize,
-		widened: &Widened,
-		xs: &[QuantX],
-		residuals: Option<&[Vec<i32>]>,
-		tiles: &[amx::TileRows],
-		out: &mut [i32],
-	) {
-		use std::arch::x86_64::*;
-		let rows = (g * LANES..self.rows.min((g + 1) * LANES)).len();
-		let mut sums = amx::Sums([0; 2 * LANES * LANES]);
-		for (c, (rows_x, chunk)) in tiles.iter().zip(xs.chunks(LANES)).enumerate() {
-			let mut accs = [[_mm512_setzero_pd(); 2]; LANES];
-			// SAFETY: `amx::available()` (the caller's).
-			unsafe { amx::configure() };
-			for (b, real) in widened.real.iter().enumerate() {
-				// SAFETY: tile rows of 16 vectors of `k` bytes, 32 of them from block `b`'s
-				// start; the block's 512 widened weight bytes.
-				unsafe {
-					amx::block_sums(
-						(
-							rows_x.xh.as_ptr().add(b * BLOCK_LEN),
-							rows_x.xl.as_ptr().add(b * BLOCK_LEN),
-						),
-						self.k,
-						widened.bytes.as_ptr().add(b * PACKED_BLOCK),
-						&mut sums,
-					)
-				};
-				// SAFETY: 32 `f64` per block.
-				let scales =
-					[0, 8, 16, 24].map(|i| unsafe { _mm512_loadu_pd(real.as_ptr().add(i)) });
-				for (v, (x, acc)) in chunk.iter().zip(accs.iter_mut()).enumerate() {
-					// SAFETY: vector `v`'s 16 sums of the high bytes, then of the low ones.
-					let (hi, lo) = unsafe {
-						(
-							_mm512_loadu_si512(sums.0.as_ptr().add(v * LANES).cast()),
-							_mm512_loadu_si512(sums.0.as_ptr().add((LANES + v) * LANES).cast()),
-						)
-					};
-					let sp = _mm512_add_epi32(_mm512_slli_epi32::<7>(hi), lo);
-					combine_f64(sp, scales, x.real.get(b).copied().unwrap_or([0.0; 2]), acc);
-				}
-			}
-			// SAFETY: as `configure`.
-			unsafe { amx::release() };
-			for (v, (x, acc)) in chunk.iter().zip(accs).enumerate() {
-				let j = c * LANES + v;
-				let res = Self::group_residual(g, residuals.map(|r| r[j].as_slice()));
-				let done = decide_f64(self, g, x, acc, &res).unwrap_or_else(|| {
-					// SAFETY: the caller's; `widened` is group `g` widened.
-					let acc = unsafe { self.group_acc_vnni_widened(widened, x) };
-					Self::finish_lanes(&acc, &res, x.levels)
-				});
-				out[j * rows..(j + 1) * rows].copy_from_slice(&done[..rows]);
-			}
 		}
 	}
 
@@ -1074,24 +968,12 @@ impl Packed {
 
 	/// [`Packed::matvec`] of several vectors at once (`W X`): each row group is read once for
 	/// all of them, so a batch of prompt positions costs one pass over the matrix. The same
-	/// integers as one `matvec` per vector. On a CPU with AMX-INT8 (and an OS that lets this
-	/// process use it) 15-bit batches take their byte products from AMX tiles.
+	/// integers as one `matvec` per vector.
 	pub fn matmul(
 		&self,
 		xs: &[QuantX],
 		residuals: Option<&[Vec<i32>]>,
 		kernel: Kernel,
-	) -> Option<Vec<Vec<i32>>> {
-		self.matmul_with(xs, residuals, kernel, true)
-	}
-
-	/// [`Packed::matmul`], with AMX tiles only if `tiles` (and available): to compare the two.
-	pub fn matmul_with(
-		&self,
-		xs: &[QuantX],
-		residuals: Option<&[Vec<i32>]>,
-		kernel: Kernel,
-		tiles: bool,
 	) -> Option<Vec<Vec<i32>>> {
 		let bad_residual =
 			|r: &[Vec<i32>]| r.len() != xs.len() || r.iter().any(|v| v.len() != self.rows);
@@ -1107,10 +989,6 @@ impl Packed {
 		// the whole batch.
 		#[cfg(target_arch = "x86_64")]
 		if kernel == Kernel::Vnni && self.nibbles {
-			// The batch as AMX tile rows, made once for every row group.
-			let tiles =
-				(tiles && amx::available() && xs.iter().all(|x| x.levels == ActLevels::L16383))
-					.then(|| amx::tile_rows(xs, self.k));
 			// Per row group, its rows' outputs for every vector in turn (`[vector][row]`).
 			let per_group: Vec<Vec<i32>> = (0..groups)
 				.into_par_iter()
@@ -1121,7 +999,7 @@ impl Packed {
 					// CPU features.
 					#[allow(unsafe_code)]
 					unsafe {
-						self.batch_group_vnni(g, widened, xs, residuals, tiles.as_deref(), &mut out)
+						self.batch_group_vnni(g, widened, xs, residuals, &mut out)
 					};
 					out
 				})
@@ -1672,13 +1550,10 @@ unsafe fn group_acc_two_avx512(
 /// `t = d S' + m' A` is the rule's `d S + m A` (`S = S' - o A`). `d S'` is exact in `f64`
 /// (11 significant bits times 27), `t` one `vfmadd` (one rounding: `t~ = t (1 + e)`,
 /// `|e| <= u = 2^-53`), and `acc~ = sum t~ amax` one `vfmadd` per block (`amax`, `A`
-/// exact). By the usual bound on a recursive sum, `|acc~ - acc| <= g sum |t| amax` with
-/// `g = (n + 1) u / (1 - (n + 1) u)` for `n` blocks. No sum of `|t|` is kept: since
-/// `0 <= u <= umax` (15 or 255), `|S'| <= umax sum |qx|`, so `sum |t| amax <= E = dmax umax
-/// P + mmax Q` with the group's largest `|d|` and `|m'|` (`Packed::gmax`) and the vector's
-/// `P = sum amax sum |qx|`, `Q = sum amax |A|` (`QuantX::bound`, rounded up), and
-/// `err = (n + 2) 2^-52 E` bounds the error (twice `g E`: room for the roundings of `E`
-/// itself). In output units `y = |acc~| / qmax` is off from the exact
+/// exact). By the usual bound on a recursive sum, `|acc~ - acc| <= g E` with
+/// `E = sum |t| amax` and `g = (n + 1) u / (1 - (n + 1) u)` for `n` blocks; `E~`, summed the
+/// same way from `|t~|`, is at least `(1 - g) E`, so `err = (n + 2) 2^-52 E~` bounds the error
+/// (with room for its own rounding). In output units `y = |acc~| / qmax` is off from the exact
 /// `|acc| / (qmax 2^24)` by at most `delta = err / qmax + 2^-50 y` (the division's rounding).
 /// The rule's `div_round` is `sign(acc) floor(|acc| / D + 1/2)`: with `z = y + 1/2` (exact
 /// for `y < 2^40`), if `z`'s fraction is more than `delta` from 0 and from 1, `floor(z)` is the
@@ -1697,7 +1572,6 @@ unsafe fn group_acc_two_avx512(
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")]
 unsafe fn group_out_f64_avx512(
 	p: &Packed,
-	g: usize,
 	(w, wbytes): (&[u8], usize),
 	x: &QuantX,
 	scales: impl Fn(usize) -> [std::arch::x86_64::__m512d; 4],
@@ -1705,71 +1579,37 @@ unsafe fn group_out_f64_avx512(
 	weights: impl Fn(*const u8, usize) -> (std::arch::x86_64::__m512i, std::arch::x86_64::__m512i),
 ) -> Option<[i32; LANES]> {
 	use std::arch::x86_64::*;
-	let (xh, xl) = (&x.xh[..p.blocks * BLOCK_LEN], &x.xl[..p.blocks * BLOCK_LEN]);
-	let reals = &x.real[..p.blocks];
-	let mut acc = [_mm512_setzero_pd(); 2];
-	for (b, &real) in reals.iter().enumerate() {
-		let block = &w[b * wbytes..(b + 1) * wbytes];
-		// SAFETY: the block's weights; `b < p.blocks`.
-		let sp = unsafe { block_sums_two(block.as_ptr(), (xh, xl), b, &weights) };
-		combine_f64(sp, scales(b), real, &mut acc);
-	}
-	decide_f64(p, g, x, acc, residual)
-}
-
-/// One block's part of [`group_out_f64_avx512`]: `acc += (d S' + m' A) amax` per lane, from
-/// the block sums `sp` (`|S'| < 2^27`, exact in `f64`), the block's `scales` and the vector's
-/// `[amax, A]`.
-#[cfg(target_arch = "x86_64")]
-#[allow(unsafe_code)]
-#[inline]
-#[target_feature(enable = "avx512f,avx512dq")]
-fn combine_f64(
-	sp: std::arch::x86_64::__m512i,
-	[dl, dh, ml, mh]: [std::arch::x86_64::__m512d; 4],
-	[amax, asum]: [f64; 2],
-	acc: &mut [std::arch::x86_64::__m512d; 2],
-) {
-	use std::arch::x86_64::*;
-	let sl = _mm512_cvtepi32_pd(_mm512_castsi512_si256(sp));
-	let sh = _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64::<1>(sp));
-	let (a, am) = (_mm512_set1_pd(asum), _mm512_set1_pd(amax));
-	let tl = _mm512_fmadd_pd(ml, a, _mm512_mul_pd(dl, sl));
-	let th = _mm512_fmadd_pd(mh, a, _mm512_mul_pd(dh, sh));
-	acc[0] = _mm512_fmadd_pd(tl, am, acc[0]);
-	acc[1] = _mm512_fmadd_pd(th, am, acc[1]);
-}
-
-/// The end of [`group_out_f64_avx512`]: the outputs of row group `g` from the `f64` sums
-/// `acc` (lanes 0..8, 8..16) of `x`, if the error bound decides every one.
-#[cfg(target_arch = "x86_64")]
-#[allow(unsafe_code)]
-#[inline]
-#[target_feature(enable = "avx512f,avx512dq,avx512vl")]
-fn decide_f64(
-	p: &Packed,
-	g: usize,
-	x: &QuantX,
-	acc: [std::arch::x86_64::__m512d; 2],
-	residual: &[i32; LANES],
-) -> Option<[i32; LANES]> {
-	use std::arch::x86_64::*;
 	let z = _mm512_setzero_si512();
 	let zero = _mm512_setzero_pd();
 	let abs = _mm512_castsi512_pd(_mm512_set1_epi64(i64::MAX));
+	let (xh, xl) = (&x.xh[..p.blocks * BLOCK_LEN], &x.xl[..p.blocks * BLOCK_LEN]);
+	let (amaxs, asums) = (&x.amax[..p.blocks], &x.asum[..p.blocks]);
+	let (mut acc0, mut acc1, mut e0, mut e1) = (zero, zero, zero, zero);
+	for b in 0..p.blocks {
+		let block = &w[b * wbytes..(b + 1) * wbytes];
+		// SAFETY: the block's weights; `b < p.blocks`. `|S'| < 2^27`: exact in `f64`.
+		let sp = unsafe { block_sums_two(block.as_ptr(), (xh, xl), b, &weights) };
+		let sl = _mm512_cvtepi32_pd(_mm512_castsi512_si256(sp));
+		let sh = _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64::<1>(sp));
+		let [dl, dh, ml, mh] = scales(b);
+		let (a, am) = (_mm512_set1_pd(asums[b] as f64), _mm512_set1_pd(amaxs[b] as f64));
+		let tl = _mm512_fmadd_pd(ml, a, _mm512_mul_pd(dl, sl));
+		let th = _mm512_fmadd_pd(mh, a, _mm512_mul_pd(dh, sh));
+		acc0 = _mm512_fmadd_pd(tl, am, acc0);
+		acc1 = _mm512_fmadd_pd(th, am, acc1);
+		e0 = _mm512_fmadd_pd(_mm512_and_pd(tl, abs), am, e0);
+		e1 = _mm512_fmadd_pd(_mm512_and_pd(th, abs), am, e1);
+	}
 	let inv = 1.0 / ActLevels::L16383.qmax() as f64;
-	// E (an infinite one, never, if the group is missing: then nothing is decided).
-	let [dmax, mmax] = p.gmax.get(g).copied().unwrap_or([f64::INFINITY; 2]);
-	let umax = if p.nibbles { 15.0 } else { 255.0 };
-	let e = dmax * umax * x.bound[0] + mmax * x.bound[1];
-	// err / qmax = (n + 2) 2^-52 E / qmax, with a little more for the roundings here.
-	let err = _mm512_set1_pd((p.blocks as f64 + 2.0) * f64::powi(2.0, -52) * inv * 1.001 * e);
+	// err / qmax = (n + 2) 2^-52 E~ / qmax, with a little more for the roundings here.
+	let bound = _mm512_set1_pd((p.blocks as f64 + 2.0) * f64::powi(2.0, -52) * inv * 1.001);
 	let (half, one, big) =
 		(_mm512_set1_pd(0.5), _mm512_set1_pd(1.0), _mm512_set1_pd((1u64 << 40) as f64));
 	let mut out = [0i32; LANES];
-	for (i, acc) in acc.into_iter().enumerate() {
+	for (i, (acc, e)) in [(acc0, e0), (acc1, e1)].into_iter().enumerate() {
 		let y = _mm512_mul_pd(_mm512_and_pd(acc, abs), _mm512_set1_pd(inv));
-		let delta = _mm512_fmadd_pd(y, _mm512_set1_pd(f64::powi(2.0, -50)), err);
+		let delta =
+			_mm512_fmadd_pd(y, _mm512_set1_pd(f64::powi(2.0, -50)), _mm512_mul_pd(e, bound));
 		let zz = _mm512_add_pd(y, half);
 		let k = _mm512_roundscale_pd::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(zz);
 		let f = _mm512_sub_pd(zz, k);
@@ -1796,163 +1636,6 @@ fn decide_f64(
 		};
 	}
 	Some(out)
-}
-
-/// AMX-INT8 on x86-64 Linux: whether this process may use it, and the tile operations of
-/// [`Packed::batch_group_amx`] (inline assembly: the tile intrinsics are not stable Rust).
-#[cfg(target_arch = "x86_64")]
-#[allow(unsafe_code)]
-mod amx {
-	use std::{arch::asm, sync::OnceLock};
-
-	use super::{QuantX, LANES};
-
-	/// Whether the CPU has AMX-TILE and AMX-INT8 and the OS lets this process use the tile
-	/// data (Linux asks each process to request it: `arch_prctl(ARCH_REQ_XCOMP_PERM,
-	/// XFEATURE_XTILEDATA)`, once).
-	pub fn available() -> bool {
-		static AVAILABLE: OnceLock<bool> = OnceLock::new();
-		*AVAILABLE.get_or_init(|| {
-			use core::arch::x86_64::__cpuid_count;
-			if __cpuid_count(0, 0).eax < 7 {
-				return false;
-			}
-			let edx = __cpuid_count(7, 0).edx;
-			let (tile, int8) = ((edx >> 24) & 1 == 1, (edx >> 25) & 1 == 1);
-			tile && int8 && cfg!(target_os = "linux") && request_tile_data()
-		})
-	}
-
-	/// `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`: `true` if granted.
-	fn request_tile_data() -> bool {
-		const SYS_ARCH_PRCTL: i64 = 158;
-		const ARCH_REQ_XCOMP_PERM: i64 = 0x1023;
-		const XFEATURE_XTILEDATA: i64 = 18;
-		let ret: i64;
-		// SAFETY: a system call with two integer arguments that touches no memory of this
-		// process (it only permits the tile state); `syscall` clobbers rcx and r11.
-		unsafe {
-			asm!(
-				"syscall",
-				inlateout("rax") SYS_ARCH_PRCTL => ret,
-				in("rdi") ARCH_REQ_XCOMP_PERM,
-				in("rsi") XFEATURE_XTILEDATA,
-				lateout("rcx") _,
-				lateout("r11") _,
-				options(nostack),
-			)
-		};
-		ret == 0
-	}
-
-	/// A batch's 15-bit activations as tile rows, 16 vectors at a time: the high bytes of
-	/// each vector (`k` a row, one row per vector, zero rows past the batch's end), and the
-	/// low bytes.
-	pub struct TileRows {
-		pub xh: Vec<u8>,
-		pub xl: Vec<u8>,
-	}
-
-	/// `xs` (15-bit, `k` elements each) as [`TileRows`].
-	pub fn tile_rows(xs: &[QuantX], k: usize) -> Vec<TileRows> {
-		xs.chunks(LANES)
-			.map(|chunk| {
-				let mut rows = TileRows { xh: vec![0; LANES * k], xl: vec![0; LANES * k] };
-				for (v, x) in chunk.iter().enumerate() {
-					rows.xh[v * k..(v + 1) * k].copy_from_slice(&x.xh[..k]);
-					rows.xl[v * k..(v + 1) * k].copy_from_slice(&x.xl[..k]);
-				}
-				rows
-			})
-			.collect()
-	}
-
-	/// A block's tile sums: 16 vectors' 16 sums of the high bytes, then of the low ones.
-	#[repr(C, align(64))]
-	pub struct Sums(pub [i32; 2 * LANES * LANES]);
-
-	/// The tile configuration (palette 1): tiles 0 and 1 the sums (16 rows of 16 `i32`),
-	/// 2 and 3 the high and low activation bytes (16 rows of 32), 4 a block's weights (8 rows
-	/// of 16 lanes times 4 bytes: the widened layout).
-	#[repr(C, align(64))]
-	struct Config {
-		palette: u8,
-		start_row: u8,
-		reserved: [u8; 14],
-		colsb: [u16; 16],
-		rows: [u8; 16],
-	}
-
-	const CONFIG: Config = {
-		let mut c =
-			Config { palette: 1, start_row: 0, reserved: [0; 14], colsb: [0; 16], rows: [0; 16] };
-		(c.colsb[0], c.rows[0]) = (64, 16);
-		(c.colsb[1], c.rows[1]) = (64, 16);
-		(c.colsb[2], c.rows[2]) = (32, 16);
-		(c.colsb[3], c.rows[3]) = (32, 16);
-		(c.colsb[4], c.rows[4]) = (64, 8);
-		c
-	};
-
-	/// Load the tile configuration (this thread).
-	///
-	/// # Safety
-	/// [`available`] must be `true`.
-	pub unsafe fn configure() {
-		// SAFETY: the caller's; reads the 64-byte configuration.
-		unsafe { asm!("ldtilecfg [{}]", in(reg) &CONFIG, options(nostack, readonly)) };
-	}
-
-	/// Release the tiles (this thread).
-	///
-	/// # Safety
-	/// [`available`] must be `true`.
-	pub unsafe fn release() {
-		// SAFETY: the caller's.
-		unsafe { asm!("tilerelease", options(nostack, nomem)) };
-	}
-
-	/// `sums` = the high bytes' rows (16 vectors x 32 bytes at `xh`, a row every `stride`
-	/// bytes) times a block's weights (512 bytes at `w`), then the same of `xl`.
-	///
-	/// # Safety
-	/// [`configure`] on this thread; `xh` and `xl` must point to 16 rows of 32 readable bytes
-	/// `stride` apart, `w` to 512 readable bytes.
-	pub unsafe fn block_sums(
-		(xh, xl): (*const u8, *const u8),
-		stride: usize,
-		w: *const u8,
-		sums: &mut Sums,
-	) {
-		let out = sums.0.as_mut_ptr();
-		// SAFETY: the caller's; the stores write the 2 KiB of `sums`.
-		unsafe {
-			asm!(
-				"tilezero tmm0",
-				"tilezero tmm1",
-				"tileloadd tmm2, [{xh} + {stride}*1]",
-				"tileloadd tmm3, [{xl} + {stride}*1]",
-				"tileloadd tmm4, [{w} + {row}*1]",
-				"tdpbsud tmm0, tmm2, tmm4",
-				"tdpbsud tmm1, tmm3, tmm4",
-				"tilestored [{hi} + {row}*1], tmm0",
-				"tilestored [{lo} + {row}*1], tmm1",
-				xh = in(reg) xh,
-				xl = in(reg) xl,
-				stride = in(reg) stride,
-				w = in(reg) w,
-				row = in(reg) 64usize,
-				hi = in(reg) out,
-				lo = in(reg) out.add(LANES * LANES),
-				out("tmm0") _,
-				out("tmm1") _,
-				out("tmm2") _,
-				out("tmm3") _,
-				out("tmm4") _,
-				options(nostack),
-			)
-		};
-	}
 }
 
 #[cfg(test)]
@@ -2150,14 +1833,9 @@ mod tests {
 				.map(|j| residual.iter().map(|r| r.wrapping_add(j as i32)).collect())
 				.collect();
 			let qs: Vec<QuantX> = xs.iter().map(|x| QuantX::new(x, levels)).collect();
-			for (kernel, tiles) in [
-				(Kernel::Portable, false),
-				(Kernel::Vnni, true),
-				(Kernel::Vnni, false),
-				(Kernel::Avx2, false),
-			] {
-				let got = packed.matmul_with(&qs, Some(&residuals), kernel, tiles).unwrap();
-				let plain = packed.matmul_with(&qs, None, kernel, tiles).unwrap();
+			for kernel in [Kernel::Portable, Kernel::Vnni, Kernel::Avx2] {
+				let got = packed.matmul(&qs, Some(&residuals), kernel).unwrap();
+				let plain = packed.matmul(&qs, None, kernel).unwrap();
 				for (j, x) in xs.iter().enumerate() {
 					let want =
 						matmul_rows(levels, format, &bytes, rows, x, Some(&residuals[j])).unwrap();
@@ -2170,13 +1848,11 @@ mod tests {
 		}
 	}
 
-	/// Batches of several tiles' worth of vectors (AMX: 16 per tile, the last one partial) of
-	/// 4-bit rows of both formats: every column equals its own `matvec` on the portable
-	/// kernel, with and without the tiles (the same path twice where the CPU has no AMX).
+	/// Batches of 2 to 37 vectors of 4-bit rows of both formats, with residuals, on the VNNI
+	/// kernel (widened weights, the `f64` combination): every column equals its own `matvec`
+	/// on the portable kernel.
 	#[test]
-	fn tile_batches_equal_the_rule() {
-		#[cfg(target_arch = "x86_64")]
-		eprintln!("AMX-INT8 in use: {}", amx::available());
+	fn batches_equal_the_rule() {
 		let mut rng = Rng::new(23);
 		for case in 0..12 {
 			let k = 32 * rng.range(1, 9) as usize;
@@ -2203,10 +1879,8 @@ mod tests {
 				.zip(&residuals)
 				.map(|(q, r)| packed.matvec(q, Some(r), Kernel::Portable).unwrap())
 				.collect();
-			for tiles in [true, false] {
-				let got = packed.matmul_with(&qs, Some(&residuals), Kernel::Vnni, tiles).unwrap();
-				assert_eq!(got, want, "case {case} tiles {tiles}");
-			}
+			let got = packed.matmul(&qs, Some(&residuals), Kernel::Vnni).unwrap();
+			assert_eq!(got, want, "case {case}");
 		}
 	}
 
