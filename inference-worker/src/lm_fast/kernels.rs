@@ -1127,16 +1127,10 @@ unsafe fn block_sums_vnni(
 	s: &mut [i32; LANES],
 	s_lo: &mut [i32; LANES],
 ) {
-	use std::arch::x86_64::*;
 	debug_assert!(w.len() >= PACKED_BLOCK && xh.len() >= BLOCK_LEN);
 	debug_assert!(xl.is_none_or(|xl| xl.len() >= BLOCK_LEN));
-	// SAFETY (both): `(2 pair + 2) * 64 <= 512` bytes of `w`.
-	let weights = |pair: usize| unsafe {
-		(
-			_mm512_loadu_si512(w.as_ptr().add(pair * 128).cast()),
-			_mm512_loadu_si512(w.as_ptr().add(pair * 128 + 64).cast()),
-		)
-	};
+	// SAFETY: `(2 pair + 2) * 64 <= 512` bytes of `w`.
+	let weights = |pair: usize| unsafe { byte_pair(w.as_ptr(), pair) };
 	// SAFETY: as the caller's, for `block_sums_with`.
 	unsafe { block_sums_with(weights, xh, xl, s, s_lo) }
 }
@@ -1308,15 +1302,10 @@ unsafe fn block_sums_vnni_nibbles(
 	s: &mut [i32; LANES],
 	s_lo: &mut [i32; LANES],
 ) {
-	use std::arch::x86_64::*;
 	debug_assert!(w.len() >= PACKED_BLOCK / 2 && xh.len() >= BLOCK_LEN);
 	debug_assert!(xl.is_none_or(|xl| xl.len() >= BLOCK_LEN));
-	let low = _mm512_set1_epi8(15);
-	let weights = |pair: usize| {
-		// SAFETY: `(pair + 1) * 64 <= 256` bytes of `w`.
-		let packed = unsafe { _mm512_loadu_si512(w.as_ptr().add(pair * 64).cast()) };
-		(_mm512_and_si512(packed, low), _mm512_and_si512(_mm512_srli_epi16(packed, 4), low))
-	};
+	// SAFETY: `(pair + 1) * 64 <= 256` bytes of `w`.
+	let weights = |pair: usize| unsafe { nibble_pair(w.as_ptr(), pair) };
 	// SAFETY: as the caller's, for `block_sums_with`.
 	unsafe { block_sums_with(weights, xh, xl, s, s_lo) }
 }
