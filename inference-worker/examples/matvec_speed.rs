@@ -8,13 +8,14 @@
 
 use std::time::Instant;
 
+use rayon::prelude::*;
 use verity_primitives::{
 	lm::quant::{ActLevels, BlockFormat},
 	testing::Rng,
 };
 use verity_worker::lm_fast::{
 	kernels::{Packed, QuantX},
-	Kernel,
+	with_threads, Kernel,
 };
 
 /// Q4_1 rows with fp16 scales of a real model's size (d about 0.008, m about -0.06).
@@ -79,6 +80,72 @@ fn main() {
 				medians[0] / m
 			);
 		}
+	}
+
+	// The roofline of a decode step: a model's worth of matrices (as many bytes as SmolLM2's
+	// weights, more than a core's caches) read once each by the product, beside a
+	// plain read of as many bytes (what one core, or two, streams from memory here): the
+	// product's share of that rate says how much of a decode step's matrix time is the
+	// memory's, not the arithmetic's.
+	println!();
+	println!("| threads | 96 MB of 1536×576 Q4_1 | plain read of as many bytes | product / read |");
+	println!("|---|---|---|---|");
+	let (rows, k) = (1536, 576);
+	let one = q4_1_rows(&mut rng, rows, k);
+	let copies = (96usize << 20) / one.len();
+	let mats: Vec<Packed> = (0..copies)
+		.map(|i| {
+			let bytes = if i == 0 { one.clone() } else { q4_1_rows(&mut rng, rows, k) };
+			Packed::new(k, &[(BlockFormat::Q4_1, &bytes)]).expect("packs")
+		})
+		.collect();
+	let total: usize = mats.iter().map(Packed::bytes).sum();
+	let plain: Vec<u64> = (0..total / 8).map(|i| i as u64).collect();
+	let x: Vec<i32> = (0..k).map(|_| rng.range(-(1 << 18), 1 << 18) as i32).collect();
+	let q = QuantX::new(&x, ActLevels::L16383);
+	for threads in [1, 2] {
+		let (mut product, mut read) = (Vec::new(), Vec::new());
+		// Ten products in a row, then ten reads, twice: within a block the 96 MB are all a
+		// step touches, as in decode (whatever part of them the shared L3 keeps, it keeps for
+		// both alike).
+		with_threads(threads, || {
+			for _ in 0..2 {
+				for _ in 0..10 {
+					let t = Instant::now();
+					for m in &mats {
+						std::hint::black_box(m.matvec(&q, None, Kernel::Vnni));
+					}
+					product.push(t.elapsed().as_secs_f64());
+				}
+				for _ in 0..10 {
+					let t = Instant::now();
+					let sum: u64 = plain
+						.par_chunks(1 << 16)
+						.map(|c| {
+							let mut acc = [0u64; 8];
+							for w in c.chunks_exact(8) {
+								for j in 0..8 {
+									acc[j] = acc[j].wrapping_add(w[j]);
+								}
+							}
+							acc.iter().fold(0u64, |a, &b| a.wrapping_add(b))
+						})
+						.reduce(|| 0, u64::wrapping_add);
+					std::hint::black_box(sum);
+					read.push(t.elapsed().as_secs_f64());
+				}
+			}
+		});
+		let (p, r) = (median(product), median(read));
+		let gb = |t: f64| total as f64 / t / 1e9;
+		println!(
+			"| {threads} | {:.2} ms, {:.1} GB/s | {:.2} ms, {:.1} GB/s | {:.2} |",
+			p * 1e3,
+			gb(p),
+			r * 1e3,
+			gb(r),
+			r / p
+		);
 	}
 
 	// A batch of prompt positions (`matmul`, as a prefill runs it): 64 vectors per pass over

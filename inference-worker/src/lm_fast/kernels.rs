@@ -477,7 +477,6 @@ impl Packed {
 		residual: &[i32; LANES],
 	) -> Option<[i32; LANES]> {
 		use std::arch::x86_64::*;
-		self.prefetch_group(g + 1);
 		let scales = self.group_scales(g);
 		let offsets = self.group_offsets(g).map(f64::from);
 		// SAFETY (all loads below): 8 `f64` of an array of 16; 16 `u16` of a block's 16 lanes.
@@ -499,49 +498,58 @@ impl Packed {
 			[dl, dh, _mm512_fnmadd_pd(ol, dl, ml), _mm512_fnmadd_pd(oh, dh, mh)]
 		};
 		let w = (self.group_weights(g), self.wbytes());
+		// While block `b` computes, the same block of the next row group is fetched.
+		let ahead = |b: usize| self.prefetch_block(g + 1, b);
 		if self.nibbles {
 			// SAFETY: `(pair + 1) * 64 <= 256` bytes from the start of a block.
 			unsafe {
-				group_out_f64_avx512(self, w, x, scales, residual, |block, pair| {
+				group_out_f64_avx512(self, w, x, scales, residual, ahead, |block, pair| {
 					nibble_pair(block, pair)
 				})
 			}
 		} else {
 			// SAFETY: `(2 pair + 2) * 64 <= 512` bytes from the start of a block.
 			unsafe {
-				group_out_f64_avx512(self, w, x, scales, residual, |block, pair| {
+				group_out_f64_avx512(self, w, x, scales, residual, ahead, |block, pair| {
 					byte_pair(block, pair)
 				})
 			}
 		}
 	}
 
-	/// Asks for group `g`'s weights and scales (if there is such a group) to be brought into
-	/// the core's L2 cache. A decode step reads each matrix once from memory; with the next
-	/// group on its way while the current one computes, a matrix–vector product read from
-	/// memory took 15 % less time here (docs/PERFORMANCE.md, session 29).
+	/// Asks for block `b` of row group `g` (its weights, and with every even `b` the scales
+	/// of blocks `b` and `b + 1`), if there is such a group, to be brought into the core's L2
+	/// cache. A decode step reads each matrix once, mostly from memory or the shared L3: with
+	/// the block one row group ahead asked for as each block computes (a few lines at a time,
+	/// so that the requests never crowd out the loads), the fetching overlaps the arithmetic;
+	/// a matrix–vector product read from memory took about as long as one in the caches and
+	/// decode ran a third faster (docs/PERFORMANCE.md, session 30).
 	#[cfg(target_arch = "x86_64")]
-	#[inline]
-	fn prefetch_group(&self, g: usize) {
+	#[inline(always)]
+	fn prefetch_block(&self, g: usize, b: usize) {
 		use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
-		if g * LANES >= self.rows {
+		if g * LANES >= self.rows || b >= self.blocks {
 			return;
 		}
-		let lines = |start: *const u8, bytes: usize| {
-			for at in (0..bytes).step_by(64) {
-				// SAFETY: SSE is part of x86-64; a prefetch is a hint that reads nothing the
-				// program sees and never faults.
-				#[allow(unsafe_code)]
-				unsafe {
-					_mm_prefetch::<_MM_HINT_T1>(start.wrapping_add(at).cast())
-				};
-			}
+		let fetch = |at: *const u8| {
+			// SAFETY: SSE is part of x86-64; a prefetch is a hint that reads nothing the
+			// program sees and never faults.
+			#[allow(unsafe_code)]
+			unsafe {
+				_mm_prefetch::<_MM_HINT_T1>(at.cast())
+			};
 		};
-		let w = self.group_weights(g);
-		lines(w.as_ptr(), w.len());
-		let scales = self.group_scales(g);
-		for v in [Some(scales.d), scales.m].into_iter().flatten() {
-			lines(v.as_ptr().cast(), 2 * v.len());
+		let wb = self.wbytes();
+		let block = self.w.as_ptr().wrapping_add((g * self.blocks + b) * wb);
+		for at in (0..wb).step_by(64) {
+			fetch(block.wrapping_add(at));
+		}
+		if b.is_multiple_of(2) {
+			let lane = (g * self.blocks + b) * LANES;
+			fetch(self.d.as_ptr().wrapping_add(lane).cast());
+			if !self.m.is_empty() {
+				fetch(self.m.as_ptr().wrapping_add(lane).cast());
+			}
 		}
 	}
 
@@ -641,6 +649,7 @@ impl Packed {
 							[0, 8, 16, 24].map(|i| _mm512_loadu_pd(at.add(i)))
 						},
 						&res,
+						|_| (),
 						|block, pair| byte_pair(block, pair),
 					)
 				};
@@ -1579,7 +1588,9 @@ unsafe fn group_acc_two_avx512(
 /// exact `floor`, and (for a non-zero result) `acc~` has the sign of `acc`. Otherwise — an
 /// exact tie, a value within `delta` of one, or `y >= 2^40` — the group is `None`. Then
 /// `sat_i32(residual + q)`. The same integers as the rule; the tests compare, and
-/// `float_combination_refuses_ties` makes exact ties.
+/// `float_combination_refuses_ties` makes exact ties. `ahead(b)` runs as block `b` starts
+/// (decode asks there for the next row group's block; it must not change anything the
+/// result depends on).
 ///
 /// # Safety
 /// The CPU must have AVX-512F/BW/DQ/VL and AVX-512 VNNI; `x` must have 15-bit levels and
@@ -1595,6 +1606,7 @@ unsafe fn group_out_f64_avx512(
 	x: &QuantX,
 	scales: impl Fn(usize) -> [std::arch::x86_64::__m512d; 4],
 	residual: &[i32; LANES],
+	ahead: impl Fn(usize),
 	weights: impl Fn(*const u8, usize) -> (std::arch::x86_64::__m512i, std::arch::x86_64::__m512i),
 ) -> Option<[i32; LANES]> {
 	use std::arch::x86_64::*;
@@ -1605,6 +1617,7 @@ unsafe fn group_out_f64_avx512(
 	let (amaxs, asums) = (&x.amax[..p.blocks], &x.asum[..p.blocks]);
 	let (mut acc0, mut acc1, mut e0, mut e1) = (zero, zero, zero, zero);
 	for b in 0..p.blocks {
+		ahead(b);
 		let block = &w[b * wbytes..(b + 1) * wbytes];
 		// SAFETY: the block's weights; `b < p.blocks`. `|S'| < 2^27`: exact in `f64`.
 		let sp = unsafe { block_sums_two(block.as_ptr(), (xh, xl), b, &weights) };
