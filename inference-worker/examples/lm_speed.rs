@@ -6,6 +6,10 @@
 //!
 //! `cargo run --release -p verity-worker --example lm_speed -- MODEL.vlm [TEXT_FILE]`
 //!
+//! `... MODEL.vlm TEXT_FILE CONTEXT THREADS RUNS` runs one configuration only (the exact
+//! backend with hashing, medians of RUNS runs), to alternate with llama.cpp's runs of the
+//! same configuration (scripts/bench-decode-ratio.py).
+//!
 //! The prompt is the first `C` tokens of TEXT_FILE (default: this file) repeated as needed;
 //! the prompt tokens are also written to `/tmp/lm_speed_prompt_C.txt` for the llama.cpp run
 //! (scripts/bench-llamacpp.py), which uses the same tokens.
@@ -49,6 +53,14 @@ fn main() {
 	while tokens.len() < 1024 {
 		tokens.extend_from_within(..);
 	}
+	let one: Option<(usize, usize, usize)> = match &args[..] {
+		[_, _, _, c, t, r] => Some((
+			c.parse().expect("CONTEXT"),
+			t.parse().expect("THREADS"),
+			r.parse().expect("RUNS"),
+		)),
+		_ => None,
+	};
 	let t0 = Instant::now();
 	let fast = model.fast().expect("pack");
 	eprintln!("packed in {:.2} s, rss {:.0} MiB", t0.elapsed().as_secs_f64(), peak_rss_mib());
@@ -57,6 +69,30 @@ fn main() {
 		"| context | backend | threads | hashing | prefill tok/s | decode tok/s | hash share |"
 	);
 	println!("|---|---|---|---|---|---|---|");
+	if let Some((context, threads, runs)) = one {
+		let prompt = tokens.get(..context).expect("CONTEXT at most 1,024").to_vec();
+		let list: Vec<String> = prompt.iter().map(u32::to_string).collect();
+		let _ = std::fs::write(format!("/tmp/lm_speed_prompt_{context}.txt"), list.join(" "));
+		let job = LmJob { prompt, params: SamplingParams::GREEDY, max_new_tokens: DECODE };
+		let warm = LmJob { prompt: job.prompt[..8].to_vec(), max_new_tokens: 2, ..job.clone() };
+		let _ = fast.generate(&warm, FastOptions::default());
+		let (mut prefill, mut decode, mut share) = (Vec::new(), Vec::new(), Vec::new());
+		for _ in 0..runs.max(1) {
+			let run =
+				with_threads(threads, || fast.generate(&job, FastOptions::default())).expect("run");
+			let total = (run.prefill_time + run.decode_time).as_secs_f64();
+			prefill.push(run.prefill_positions as f64 / run.prefill_time.as_secs_f64());
+			decode.push(run.tokens.len() as f64 / run.decode_time.as_secs_f64());
+			share.push(100.0 * run.hash_time.as_secs_f64() / total);
+		}
+		println!(
+			"| {context} | fast | {threads} | yes | {:.1} | {:.1} | {:.1} % |",
+			median(&mut prefill),
+			median(&mut decode),
+			median(&mut share)
+		);
+		return;
+	}
 	for context in [128usize, 1024] {
 		if context as u32 + DECODE > h.max_context {
 			continue;

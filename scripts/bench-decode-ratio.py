@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Exact decode against llama.cpp's, alternated (docs/PERFORMANCE.md): on a machine whose speed
+swings by tens of percent between minutes, two tables run minutes apart can put the ratio on
+either side of a goal. This runs one configuration of each at a time, in turn — the exact
+backend with hashing (`lm_speed MODEL.vlm TEXT C T 1`) then llama.cpp on the same GGUF and the
+same prompt tokens (`bench-llamacpp.py MODEL.gguf C T 1`, the faster of its two memory set-ups)
+— for contexts 128 and 1,024 and 1 and 2 threads, ROUNDS times, and prints each round's decode
+tokens/s and their ratio, then the median ratio with its range per configuration.
+
+Usage (after scripts/bench-setup.sh and `make dev`'s model set-up):
+  scripts/bench-decode-ratio.py MODEL.vlm MODEL.gguf [ROUNDS]
+"""
+import os
+import statistics
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VENV_PYTHON = os.path.expanduser("~/.cache/verity/bench/venv/bin/python")
+
+
+def decode_rate(output, name):
+    """The decode tok/s of the table row whose backend column is `name`."""
+    for line in output.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 5 and cells[1] == name:
+            # lm_speed: context, backend, threads, hashing, prefill, decode, share;
+            # bench-llamacpp: context, backend, threads, prefill, decode.
+            return float(cells[5] if len(cells) == 7 else cells[4])
+    raise SystemExit(f"no '{name}' row in:\n{output}")
+
+
+def run(cmd):
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+    return done.stdout
+
+
+def main():
+    if len(sys.argv) < 3:
+        raise SystemExit("usage: bench-decode-ratio.py MODEL.vlm MODEL.gguf [ROUNDS]")
+    vlm, gguf = sys.argv[1], sys.argv[2]
+    rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 5
+    env = dict(os.environ)
+    if "LIBTORCH" not in env:
+        # The libtorch the project installs (scripts/install-libtorch.sh prints its directory).
+        libtorch = subprocess.run(["bash", "scripts/install-libtorch.sh"], cwd=ROOT, check=True,
+                                  capture_output=True, text=True).stdout.strip().splitlines()
+        if libtorch:
+            env["LIBTORCH"] = libtorch[-1]
+            env["LD_LIBRARY_PATH"] = ":".join(
+                p for p in (os.path.join(libtorch[-1], "lib"), env.get("LD_LIBRARY_PATH")) if p)
+    os.environ.update(env)
+    subprocess.run(["cargo", "build", "--release", "--offline", "-q", "-p", "verity-worker",
+                    "--example", "lm_speed"], cwd=ROOT, check=True)
+    lm_speed = os.path.join(ROOT, "target/release/examples/lm_speed")
+    text = os.path.join(ROOT, "docs/PROTOCOL.md")
+    bench = os.path.join(ROOT, "scripts/bench-llamacpp.py")
+    configs = [(c, t) for c in (128, 1024) for t in (1, 2)]
+    ratios = {cfg: [] for cfg in configs}
+    print("| round | context | threads | exact decode tok/s | llama.cpp decode tok/s | ratio |")
+    print("|---|---|---|---|---|---|")
+    for r in range(1, rounds + 1):
+        for c, t in configs:
+            # lm_speed writes the prompt tokens the llama.cpp run reads.
+            ours = decode_rate(run([lm_speed, vlm, text, str(c), str(t), "1"]), "fast")
+            out = run([VENV_PYTHON, bench, gguf, str(c), str(t), "1"])
+            theirs = max(decode_rate(out, "llama.cpp"),
+                         decode_rate(out, "llama.cpp, no mmap, huge-page heap"))
+            ratios[(c, t)].append(ours / theirs)
+            print(f"| {r} | {c} | {t} | {ours:.1f} | {theirs:.1f} | {ours / theirs:.2f} |",
+                  flush=True)
+    print()
+    print("| context | threads | median ratio | range |")
+    print("|---|---|---|---|")
+    for (c, t), rs in ratios.items():
+        print(f"| {c} | {t} | {statistics.median(rs):.2f} | {min(rs):.2f}–{max(rs):.2f} |")
+
+
+if __name__ == "__main__":
+    main()
