@@ -5,7 +5,10 @@ either side of a goal. This runs one configuration of each at a time, in turn �
 backend with hashing (`lm_speed MODEL.vlm TEXT C T 1`) then llama.cpp on the same GGUF and the
 same prompt tokens (`bench-llamacpp.py MODEL.gguf C T 1`, the faster of its two memory set-ups)
 — for contexts 128 and 1,024 and 1 and 2 threads, ROUNDS times, and prints each round's decode
-tokens/s and their ratio, then the median ratio with its range per configuration.
+tokens/s and their ratio, then the median ratio with its range per configuration. Each round
+also runs the reference interpreter once at context 128 (`lm_speed ... 128 1 1 reference`: its
+positions/s beside the exact decode of the same process), for the "fast >= 20x the
+reference" goal measured the same way.
 
 Usage (after scripts/bench-setup.sh and `make dev`'s model set-up):
   scripts/bench-decode-ratio.py MODEL.vlm MODEL.gguf [ROUNDS]
@@ -28,6 +31,15 @@ def decode_rate(output, name):
             # bench-llamacpp: context, backend, threads, prefill, decode.
             return float(cells[5] if len(cells) == 7 else cells[4])
     raise SystemExit(f"no '{name}' row in:\n{output}")
+
+
+def reference_rate(output):
+    """The reference interpreter's positions/s (its row's prefill cell, `N (positions/s...`)."""
+    for line in output.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 5 and cells[1] == "reference":
+            return float(cells[4].split()[0])
+    raise SystemExit(f"no reference row in:\n{output}")
 
 
 def run(cmd):
@@ -59,9 +71,15 @@ def main():
     bench = os.path.join(ROOT, "scripts/bench-llamacpp.py")
     configs = [(c, t) for c in (128, 1024) for t in (1, 2)]
     ratios = {cfg: [] for cfg in configs}
+    references = []
     print("| round | context | threads | exact decode tok/s | llama.cpp decode tok/s | ratio |")
     print("|---|---|---|---|---|---|")
     for r in range(1, rounds + 1):
+        out = run([lm_speed, vlm, text, "128", "1", "1", "reference"])
+        ours, ref = decode_rate(out, "fast"), reference_rate(out)
+        references.append((ours, ref))
+        print(f"| {r} | 128 | 1 | {ours:.1f} | reference {ref:.2f} positions/s | "
+              f"{ours / ref:.1f}× the reference |", flush=True)
         for c, t in configs:
             # lm_speed writes the prompt tokens the llama.cpp run reads.
             ours = decode_rate(run([lm_speed, vlm, text, str(c), str(t), "1"]), "fast")
@@ -76,6 +94,10 @@ def main():
     print("|---|---|---|---|")
     for (c, t), rs in ratios.items():
         print(f"| {c} | {t} | {statistics.median(rs):.2f} | {min(rs):.2f}–{max(rs):.2f} |")
+    over = [ours / ref for ours, ref in references]
+    print(f"\nexact decode (128, one thread) against the reference interpreter in the same "
+          f"process: median {statistics.median(over):.1f}×, range {min(over):.1f}–{max(over):.1f}×; "
+          f"reference median {statistics.median(ref for _, ref in references):.2f} positions/s")
 
 
 if __name__ == "__main__":

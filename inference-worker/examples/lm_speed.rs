@@ -6,9 +6,10 @@
 //!
 //! `cargo run --release -p verity-worker --example lm_speed -- MODEL.vlm [TEXT_FILE]`
 //!
-//! `... MODEL.vlm TEXT_FILE CONTEXT THREADS RUNS` runs one configuration only (the exact
-//! backend with hashing, medians of RUNS runs), to alternate with llama.cpp's runs of the
-//! same configuration (scripts/bench-decode-ratio.py).
+//! `... MODEL.vlm TEXT_FILE CONTEXT THREADS RUNS [reference]` runs one configuration only
+//! (the exact backend with hashing, medians of RUNS runs; with `reference`, then the reference
+//! interpreter's row at that context), to alternate with llama.cpp's runs of the same
+//! configuration (scripts/bench-decode-ratio.py).
 //!
 //! The prompt is the first `C` tokens of TEXT_FILE (default: this file) repeated as needed;
 //! the prompt tokens are also written to `/tmp/lm_speed_prompt_C.txt` for the llama.cpp run
@@ -53,8 +54,9 @@ fn main() {
 	while tokens.len() < 1024 {
 		tokens.extend_from_within(..);
 	}
+	let reference = args.len() == 7 && args[6] == "reference";
 	let one: Option<(usize, usize, usize)> = match &args[..] {
-		[_, _, _, c, t, r] => Some((
+		[_, _, _, c, t, r] | [_, _, _, c, t, r, _] => Some((
 			c.parse().expect("CONTEXT"),
 			t.parse().expect("THREADS"),
 			r.parse().expect("RUNS"),
@@ -91,6 +93,9 @@ fn main() {
 			median(&mut decode),
 			median(&mut share)
 		);
+		if reference {
+			reference_row(h, &model.file.chunks, &job);
+		}
 		return;
 	}
 	for context in [128usize, 1024] {
@@ -189,13 +194,20 @@ fn main() {
 			println!("| {context} | fp32 libtorch | {threads} | no | {per_s:.1} | – | – |");
 		}
 		if context == 128 {
-			let short = LmJob { max_new_tokens: 4, ..job.clone() };
-			let t = Instant::now();
-			let trace = generate(h, &model.file.chunks, &short).expect("reference");
-			let _ = trace.step_hashes();
-			let per_s = trace.outputs.len() as f64 / t.elapsed().as_secs_f64();
-			println!("| {context} | reference | 1 | yes | {per_s:.2} (positions/s, all) | – | – |");
+			reference_row(h, &model.file.chunks, &job);
 		}
 	}
 	println!("\npeak memory (the whole process, this run): {:.0} MiB", peak_rss_mib());
+}
+
+/// The reference interpreter's row: every step of the prompt's positions and four more, with
+/// the step hashes, as positions per second.
+fn reference_row(h: &verity_primitives::lm::header::LmHeader, chunks: &[Vec<u8>], job: &LmJob) {
+	let short = LmJob { max_new_tokens: 4, ..job.clone() };
+	let t = Instant::now();
+	let trace = generate(h, chunks, &short).expect("reference");
+	let _ = trace.step_hashes();
+	let per_s = trace.outputs.len() as f64 / t.elapsed().as_secs_f64();
+	let context = job.prompt.len();
+	println!("| {context} | reference | 1 | yes | {per_s:.2} (positions/s, all) | – | – |");
 }
