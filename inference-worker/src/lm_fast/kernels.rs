@@ -521,9 +521,10 @@ impl Packed {
 	/// of blocks `b` and `b + 1`), if there is such a group, to be brought into the core's L2
 	/// cache. A decode step reads each matrix once, mostly from memory or the shared L3: with
 	/// the block one row group ahead asked for as each block computes (a few lines at a time,
-	/// so that the requests never crowd out the loads), the fetching overlaps the arithmetic;
-	/// a matrix–vector product read from memory took about as long as one in the caches and
-	/// decode ran a third faster (docs/PERFORMANCE.md, session 30).
+	/// so that the requests never crowd out the loads), the fetching overlaps the arithmetic:
+	/// a matrix–vector product read from memory took about as long as one in the caches, and
+	/// decode at one thread ran some 1.2–1.4× as fast as with session 29's burst of a whole
+	/// group at its start (less with two threads; docs/PERFORMANCE.md, session 30).
 	#[cfg(target_arch = "x86_64")]
 	#[inline(always)]
 	fn prefetch_block(&self, g: usize, b: usize) {
