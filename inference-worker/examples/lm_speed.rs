@@ -23,7 +23,7 @@ use verity_primitives::lm::{
 };
 use verity_worker::{
 	generate::TextModel,
-	lm_fast::{with_threads, FastOptions, PREFILL_BATCH},
+	lm_fast::{with_threads, FastLm, FastOptions, PREFILL_BATCH},
 };
 
 const DECODE: u32 = 32;
@@ -78,20 +78,10 @@ fn main() {
 		let job = LmJob { prompt, params: SamplingParams::GREEDY, max_new_tokens: DECODE };
 		let warm = LmJob { prompt: job.prompt[..8].to_vec(), max_new_tokens: 2, ..job.clone() };
 		let _ = fast.generate(&warm, FastOptions::default());
-		let (mut prefill, mut decode, mut share) = (Vec::new(), Vec::new(), Vec::new());
-		for _ in 0..runs.max(1) {
-			let run =
-				with_threads(threads, || fast.generate(&job, FastOptions::default())).expect("run");
-			let total = (run.prefill_time + run.decode_time).as_secs_f64();
-			prefill.push(run.prefill_positions as f64 / run.prefill_time.as_secs_f64());
-			decode.push(run.tokens.len() as f64 / run.decode_time.as_secs_f64());
-			share.push(100.0 * run.hash_time.as_secs_f64() / total);
-		}
+		let (prefill, decode, share) =
+			medians(fast, &job, threads, FastOptions::default(), runs.max(1));
 		println!(
-			"| {context} | fast | {threads} | yes | {:.1} | {:.1} | {:.1} % |",
-			median(&mut prefill),
-			median(&mut decode),
-			median(&mut share)
+			"| {context} | fast | {threads} | yes | {prefill:.1} | {decode:.1} | {share:.1} % |"
 		);
 		if reference {
 			reference_row(h, &model.file.chunks, &job);
@@ -123,25 +113,16 @@ fn main() {
 						job.clone()
 					};
 					let opts = FastOptions { hash, prefill_batch, ..FastOptions::default() };
-					let (mut prefill, mut decode, mut share) = (Vec::new(), Vec::new(), Vec::new());
-					for _ in 0..RUNS {
-						let run = with_threads(threads, || fast.generate(&job, opts)).expect("run");
-						let total = (run.prefill_time + run.decode_time).as_secs_f64();
-						prefill.push(run.prefill_positions as f64 / run.prefill_time.as_secs_f64());
-						decode.push(run.tokens.len() as f64 / run.decode_time.as_secs_f64());
-						share.push(100.0 * run.hash_time.as_secs_f64() / total);
-					}
-					let share =
-						if hash { format!("{:.1} %", median(&mut share)) } else { "–".into() };
+					let (prefill, decode, share) = medians(fast, &job, threads, opts, RUNS);
+					let share = if hash { format!("{share:.1} %") } else { "–".into() };
 					let (name, decode) = if prefill_batch == 1 {
 						("fast, prefill one position at a time", "–".to_string())
 					} else {
-						("fast", format!("{:.1}", median(&mut decode)))
+						("fast", format!("{decode:.1}"))
 					};
 					println!(
-						"| {context} | {name} | {threads} | {} | {:.1} | {decode} | {share} |",
+						"| {context} | {name} | {threads} | {} | {prefill:.1} | {decode} | {share} |",
 						if hash { "yes" } else { "no" },
-						median(&mut prefill)
 					);
 				}
 			}
@@ -198,6 +179,26 @@ fn main() {
 		}
 	}
 	println!("\npeak memory (the whole process, this run): {:.0} MiB", peak_rss_mib());
+}
+
+/// Medians over `runs` runs of `job` on `threads` threads: prefill positions/s, decode
+/// tokens/s, and the hashing's share of the time in percent.
+fn medians(
+	fast: &FastLm,
+	job: &LmJob,
+	threads: usize,
+	opts: FastOptions,
+	runs: usize,
+) -> (f64, f64, f64) {
+	let (mut prefill, mut decode, mut share) = (Vec::new(), Vec::new(), Vec::new());
+	for _ in 0..runs {
+		let run = with_threads(threads, || fast.generate(job, opts)).expect("run");
+		let total = (run.prefill_time + run.decode_time).as_secs_f64();
+		prefill.push(run.prefill_positions as f64 / run.prefill_time.as_secs_f64());
+		decode.push(run.tokens.len() as f64 / run.decode_time.as_secs_f64());
+		share.push(100.0 * run.hash_time.as_secs_f64() / total);
+	}
+	(median(&mut prefill), median(&mut decode), median(&mut share))
 }
 
 /// The reference interpreter's row: every step of the prompt's positions and four more, with
