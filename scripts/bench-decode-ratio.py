@@ -22,24 +22,25 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_PYTHON = os.path.expanduser("~/.cache/verity/bench/venv/bin/python")
 
 
-def decode_rate(output, name):
-    """The decode tok/s of the table row whose backend column is `name`."""
+def row(output, name):
+    """The cells of the table row whose backend column is `name`."""
     for line in output.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) >= 5 and cells[1] == name:
-            # lm_speed: context, backend, threads, hashing, prefill, decode, share;
-            # bench-llamacpp: context, backend, threads, prefill, decode.
-            return float(cells[5] if len(cells) == 7 else cells[4])
+            return cells
     raise SystemExit(f"no '{name}' row in:\n{output}")
+
+
+def decode_rate(output, name):
+    """The decode tok/s of the row of `name` (lm_speed: context, backend, threads, hashing,
+    prefill, decode, share; bench-llamacpp: context, backend, threads, prefill, decode)."""
+    cells = row(output, name)
+    return float(cells[5] if len(cells) == 7 else cells[4])
 
 
 def reference_rate(output):
     """The reference interpreter's positions/s (its row's prefill cell, `N (positions/s...`)."""
-    for line in output.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) >= 5 and cells[1] == "reference":
-            return float(cells[4].split()[0])
-    raise SystemExit(f"no reference row in:\n{output}")
+    return float(row(output, "reference")[4].split()[0])
 
 
 def run(cmd):
@@ -54,16 +55,13 @@ def main():
         raise SystemExit("usage: bench-decode-ratio.py MODEL.vlm MODEL.gguf [ROUNDS]")
     vlm, gguf = sys.argv[1], sys.argv[2]
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 5
-    env = dict(os.environ)
-    if "LIBTORCH" not in env:
-        # The libtorch the project installs (scripts/install-libtorch.sh prints its directory).
-        libtorch = subprocess.run(["bash", "scripts/install-libtorch.sh"], cwd=ROOT, check=True,
-                                  capture_output=True, text=True).stdout.strip().splitlines()
-        if libtorch:
-            env["LIBTORCH"] = libtorch[-1]
-            env["LD_LIBRARY_PATH"] = ":".join(
-                p for p in (os.path.join(libtorch[-1], "lib"), env.get("LD_LIBRARY_PATH")) if p)
-    os.environ.update(env)
+    if "LIBTORCH" not in os.environ:
+        # The libtorch the project installs (scripts/install-libtorch.sh prints its directory;
+        # the binaries find its libraries through their rpath).
+        printed = subprocess.run(["bash", "scripts/install-libtorch.sh"], cwd=ROOT, check=True,
+                                 capture_output=True, text=True).stdout.split()
+        if printed:
+            os.environ["LIBTORCH"] = printed[-1]
     subprocess.run(["cargo", "build", "--release", "--offline", "-q", "-p", "verity-worker",
                     "--example", "lm_speed"], cwd=ROOT, check=True)
     lm_speed = os.path.join(ROOT, "target/release/examples/lm_speed")

@@ -91,11 +91,11 @@ fn main() {
 	println!("| threads | 96 MB of 1536×576 Q4_1 | plain read of as many bytes | product / read |");
 	println!("|---|---|---|---|");
 	let (rows, k) = (1536, 576);
-	let one = q4_1_rows(&mut rng, rows, k);
-	let copies = (96usize << 20) / one.len();
+	// 20 bytes per block of 32 weights (Q4_1).
+	let copies = (96usize << 20) / (rows * k / 32 * 20);
 	let mats: Vec<Packed> = (0..copies)
-		.map(|i| {
-			let bytes = if i == 0 { one.clone() } else { q4_1_rows(&mut rng, rows, k) };
+		.map(|_| {
+			let bytes = q4_1_rows(&mut rng, rows, k);
 			Packed::new(k, &[(BlockFormat::Q4_1, &bytes)]).expect("packs")
 		})
 		.collect();
