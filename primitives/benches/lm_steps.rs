@@ -69,12 +69,11 @@ fn main() {
 				LmOp::Attn(0, 0),
 				vec![(0..h.attn_parts())
 					.flat_map(|_| {
-						let num: Vec<i128> =
-							(0..hd).map(|_| i128::from(rng.range(-(1 << 50), 1 << 50))).collect();
+						let out: Vec<i32> = q16_vector(&mut rng, hd);
 						let part = AttnPart {
 							max: rng.range(-(8 << 16), 8 << 16) as i32,
 							sum: 256 << 32,
-							num,
+							out,
 						};
 						part.encode()
 					})

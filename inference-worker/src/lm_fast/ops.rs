@@ -304,19 +304,22 @@ fn attention_part_with(
 	}
 	let m = z.iter().copied().max().unwrap_or(i32::MIN);
 	exps(m, z, e);
-	let mut num = vec![0i128; hd];
-	if (u128::from(vmax) * (n as u128)) << 32 < (1u128 << 63) {
+	let sum: u64 = e.iter().sum();
+	let out = if (u128::from(vmax) * (n as u128)) << 32 < (1u128 << 63) && sum < 1 << 63 {
 		let mut acc = vec![0i64; hd];
 		weighted_sums(&mut acc, e, values.get(..n * hd).unwrap_or_default());
-		num.iter_mut().zip(&acc).for_each(|(n, &a)| *n = i128::from(a));
+		// |acc| < 2^63 and sum > 0 (the maximum's weight is 2^32): the rule's quotient in i64.
+		acc.iter().map(|&a| sat_i32(i128::from(div_round_i64(a, sum as i64)))).collect()
 	} else {
+		let mut num = vec![0i128; hd];
 		for (&w, v) in e.iter().zip(values.chunks_exact(hd)) {
 			for (a, &x) in num.iter_mut().zip(v) {
 				*a += i128::from(w) * i128::from(x);
 			}
 		}
-	}
-	AttnPart { max: m, sum: e.iter().sum(), num }
+		num.iter().map(|&a| sat_i32(div_round(a, i128::from(sum)))).collect()
+	};
+	AttnPart { max: m, sum, out }
 }
 
 /// The attention part's `i64` loops with AVX2 intrinsics, for head sizes that are multiples
@@ -970,11 +973,11 @@ mod avx512 {
 	}
 }
 
-/// `ops::attention_merge` with the divisions by `2^32` as shifts ([`div_round_2_32`]), the
+/// `ops::attention_merge` with the division by `2^32` as a shift ([`div_round_2_32`]), the
 /// merge factors by [`exp_neg_q32_fast`], and the final division in `i64` where both operands
 /// fit (the rule's `i128` division otherwise).
 pub fn attention_merge_fast(parts: &[AttnPart]) -> Vec<i32> {
-	let hd = parts.first().map(|p| p.num.len()).unwrap_or(0);
+	let hd = parts.first().map(|p| p.out.len()).unwrap_or(0);
 	let live = || parts.iter().filter(|p| p.sum > 0);
 	let Some(m) = live().map(|p| p.max).max() else {
 		return vec![0; hd];
@@ -984,9 +987,10 @@ pub fn attention_merge_fast(parts: &[AttnPart]) -> Vec<i32> {
 	for p in live() {
 		let diff = u64::try_from(i64::from(m) - i64::from(p.max)).unwrap_or(0); // < 2^32
 		let f = i128::from(exp_neg_q32_fast(diff << ACT_FRAC_BITS));
-		total = total.saturating_add(div_round_2_32(i128::from(p.sum) * f));
-		for (n, &x) in num.iter_mut().zip(&p.num) {
-			*n = n.saturating_add(div_round_2_32(x.saturating_mul(f)));
+		let w = div_round_2_32(i128::from(p.sum) * f); // < 2^64: no saturation below
+		total = total.saturating_add(w);
+		for (n, &x) in num.iter_mut().zip(&p.out) {
+			*n = n.saturating_add(w * i128::from(x));
 		}
 	}
 	num.iter()
@@ -1372,12 +1376,12 @@ mod tests {
 						2 => 1,
 						_ => rng.next_u64() >> rng.below(64),
 					},
-					num: (0..hd)
+					out: (0..hd)
 						.map(|_| match rng.below(10) {
-							0 if wide => i128::MAX,
-							1 if wide => i128::MIN,
-							2 => i128::from(i64::MIN),
-							_ => i128::from(rng.next_u64() as i64) >> rng.below(64),
+							0 if wide => i32::MAX,
+							1 if wide => i32::MIN,
+							2 => rng.range(-(1 << 20), 1 << 20) as i32,
+							_ => (rng.next_u64() as i32) >> rng.below(32),
 						})
 						.collect(),
 				})

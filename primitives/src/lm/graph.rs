@@ -262,8 +262,8 @@ pub fn output_elements(h: &LmHeader, op: LmOp) -> u32 {
 	match op {
 		LmOp::Embed | LmOp::AttnNorm(_) | LmOp::FfnNorm(_) | LmOp::FinalNorm => h.dim,
 		LmOp::Q(..) | LmOp::K(..) | LmOp::V(..) | LmOp::Attn(..) => h.head_dim,
-		// i32 max, u64 sum, head_dim i128: 3 + 4 head_dim words of 4 bytes
-		LmOp::AttnPart(..) => h.head_dim.saturating_mul(4).saturating_add(3),
+		// i32 max, u64 sum, head_dim i32: 3 + head_dim words of 4 bytes
+		LmOp::AttnPart(..) => h.head_dim.saturating_add(3),
 		LmOp::OProj(..) | LmOp::GateUp(..) | LmOp::Down(..) => h.chunk_rows,
 		LmOp::Head(_) => h.vocab_chunk_rows,
 		LmOp::Select => 1,

@@ -88,30 +88,31 @@ pub fn softmax_weights(z: &[i32]) -> Vec<u64> {
 }
 
 /// A partial attention result over one block of keys (the output of an `AttnPart` step):
-/// `max` = the block's largest score `m_b` (Q16), `sum = S_b = sum_s e_s`,
-/// `num[i] = N_(b,i) = sum_s e_s v_(s,i)` with `e_s = exp_neg_q32((m_b - z_s) * 2^16)`.
+/// `max` = the block's largest score `m_b` (Q16), `sum = S_b = sum_s e_s`, and
+/// `out[i] = o_(b,i) = sat_i32(div_round(sum_s e_s v_(s,i), S_b))`, the block's own attention
+/// output (Q16), with `e_s = exp_neg_q32((m_b - z_s) * 2^16)`.
 /// The empty part (a block after the query's position) is `(i32::MIN, 0, [0; hd])`.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct AttnPart {
 	pub max: i32,
 	pub sum: u64,
-	pub num: Vec<i128>,
+	pub out: Vec<i32>,
 }
 
-/// Bytes of an encoded [`AttnPart`] of head dimension `hd`: `4 + 8 + 16 hd`.
+/// Bytes of an encoded [`AttnPart`] of head dimension `hd`: `4 + 8 + 4 hd`.
 pub fn attn_part_bytes(hd: usize) -> usize {
-	hd.saturating_mul(16).saturating_add(12)
+	hd.saturating_mul(4).saturating_add(12)
 }
 
 impl AttnPart {
 	/// The empty part of head dimension `hd`.
 	pub fn empty(hd: usize) -> AttnPart {
-		AttnPart { max: i32::MIN, sum: 0, num: alloc::vec![0; hd] }
+		AttnPart { max: i32::MIN, sum: 0, out: alloc::vec![0; hd] }
 	}
 
-	/// `i32_le(max) || u64_le(sum) || i128_le(num[0]) || ...`.
+	/// `i32_le(max) || u64_le(sum) || i32_le(out[0]) || ...`.
 	pub fn encode(&self) -> Vec<u8> {
-		let mut out = Vec::with_capacity(attn_part_bytes(self.num.len()));
+		let mut out = Vec::with_capacity(attn_part_bytes(self.out.len()));
 		self.encode_into(&mut out);
 		out
 	}
@@ -120,8 +121,8 @@ impl AttnPart {
 	pub fn encode_into(&self, out: &mut Vec<u8>) {
 		out.extend_from_slice(&self.max.to_le_bytes());
 		out.extend_from_slice(&self.sum.to_le_bytes());
-		for n in &self.num {
-			out.extend_from_slice(&n.to_le_bytes());
+		for o in &self.out {
+			out.extend_from_slice(&o.to_le_bytes());
 		}
 	}
 
@@ -133,11 +134,10 @@ impl AttnPart {
 		}
 		let (max, rest) = bytes.split_first_chunk::<4>()?;
 		let (sum, rest) = rest.split_first_chunk::<8>()?;
-		let num = rest.chunks_exact(16).map(|c| c.try_into().ok().map(i128::from_le_bytes));
 		Some(AttnPart {
 			max: i32::from_le_bytes(*max),
 			sum: u64::from_le_bytes(*sum),
-			num: num.collect::<Option<Vec<i128>>>()?,
+			out: bytes_to_i32s(rest)?,
 		})
 	}
 }
@@ -145,8 +145,10 @@ impl AttnPart {
 /// Partial attention of query `q` over one non-empty block of keys and values (Q16 vectors of
 /// the head dimension): `z_s = attention_score(q, k_s, scale)`, `m = max z_s`,
 /// `e_s = exp_neg_q32((m - z_s) * 2^16)` (the maximum gets exactly `2^32`),
-/// `sum = sum_s e_s`, `num_i = sum_s e_s v_(s,i)` (exact: `e_s <= 2^32`, `|v| <= 2^31`, at most
-/// `2^24` keys, so `|num| < 2^87`). `None` if there is no key or the lengths disagree.
+/// `sum = sum_s e_s` (`>= 2^32`), `out_i = sat_i32(div_round(sum_s e_s v_(s,i), sum))` (the
+/// weighted sums are exact: `e_s <= 2^32`, `|v| <= 2^31`, at most `2^24` keys, so
+/// `|.| < 2^87`; the quotient is a weighted mean of values, so within `i32`). `None` if there
+/// is no key or the lengths disagree.
 pub fn attention_part(
 	q: &[i32],
 	keys: &[&[i32]],
@@ -167,18 +169,20 @@ pub fn attention_part(
 			*n += i128::from(w) * i128::from(x);
 		}
 	}
-	Some(AttnPart { max: z.iter().copied().max()?, sum: e.iter().sum(), num })
+	let sum: u64 = e.iter().sum();
+	let out = num.iter().map(|&n| sat_i32(div_round(n, i128::from(sum)))).collect();
+	Some(AttnPart { max: z.iter().copied().max()?, sum, out })
 }
 
 /// Merge the parts of one query head (output `[hd]`, Q16): over the parts with `sum > 0`,
 /// `m = max m_b`, `f_b = exp_neg_q32((m - m_b) * 2^16)` (the largest part gets exactly
-/// `2^32`), `S = sum_b div_round(sum_b * f_b, 2^32)`,
-/// `N_i = sum_b div_round(num_(b,i) * f_b, 2^32)`, and `o_i = sat_i32(div_round(N_i, S))`
-/// (`0` if no part is non-empty). Products and sums saturate in `i128`, which honest parts
-/// never reach (`|num| < 2^87`), so the merge is total on any bytes. With a single part the
-/// factors are exact and the result is `div_round(num_i, sum)`.
+/// `2^32`), the weights `w_b = div_round(sum_b * f_b, 2^32)`, and
+/// `o_i = sat_i32(div_round(sum_b w_b out_(b,i), sum_b w_b))` (`0` if no part is non-empty).
+/// Products and sums saturate in `i128`, which honest parts never reach (`w_b < 2^56`,
+/// `|out| <= 2^31`, at most `2^24` parts), so the merge is total on any bytes. With a single
+/// part the weight cancels and the result is that part's `out`.
 pub fn attention_merge(parts: &[AttnPart]) -> Vec<i32> {
-	let hd = parts.first().map(|p| p.num.len()).unwrap_or(0);
+	let hd = parts.first().map(|p| p.out.len()).unwrap_or(0);
 	let live = || parts.iter().filter(|p| p.sum > 0);
 	let Some(m) = live().map(|p| p.max).max() else {
 		return alloc::vec![0; hd];
@@ -188,9 +192,10 @@ pub fn attention_merge(parts: &[AttnPart]) -> Vec<i32> {
 	for p in live() {
 		let diff = u64::try_from(i64::from(m) - i64::from(p.max)).unwrap_or(0); // < 2^32
 		let f = i128::from(exp_neg_q32(diff << ACT_FRAC_BITS));
-		total = total.saturating_add(div_round(i128::from(p.sum) * f, 1 << 32));
-		for (n, &x) in num.iter_mut().zip(&p.num) {
-			*n = n.saturating_add(div_round(x.saturating_mul(f), 1 << 32));
+		let w = div_round(i128::from(p.sum) * f, 1 << 32);
+		total = total.saturating_add(w);
+		for (n, &x) in num.iter_mut().zip(&p.out) {
+			*n = n.saturating_add(w.saturating_mul(i128::from(x)));
 		}
 	}
 	num.iter().map(|&n| sat_i32(div_round(n, total))).collect()
@@ -356,6 +361,10 @@ mod tests {
 		let a = attention_part(&q, &keys[..2], &values[..2], 1 << 16).unwrap();
 		let b = attention_part(&q, &keys[2..], &values[2..], 1 << 16).unwrap();
 		assert_eq!((a.max, a.sum, b.sum), (1 << 16, 2 << 32, 1 << 32));
+		// A part's output is the attention over its block alone; one part merges to itself.
+		assert_eq!(a.out, attention(&q, &keys[..2], &values[..2], 1 << 16).unwrap());
+		assert_eq!(a.out, vec![ONE / 2, -1]);
+		assert_eq!(attention_merge(core::slice::from_ref(&a)), a.out);
 		assert_eq!(attention_merge(&[a.clone(), b.clone(), AttnPart::empty(2)]), whole);
 		// Empty parts are ignored wherever they are; no part at all gives zeros.
 		assert_eq!(attention_merge(&[AttnPart::empty(2), b.clone(), a.clone()]), whole);
@@ -375,9 +384,9 @@ mod tests {
 		// Encoding round trip; garbage parts merge without panicking.
 		assert_eq!(AttnPart::decode(&a.encode(), 2), Some(a.clone()));
 		assert_eq!(a.encode().len(), attn_part_bytes(2));
-		let junk = AttnPart { max: i32::MIN, sum: u64::MAX, num: vec![i128::MAX, i128::MIN] };
+		let junk = AttnPart { max: i32::MIN, sum: u64::MAX, out: vec![i32::MAX, i32::MIN] };
 		let _ = attention_merge(&[junk.clone(), a, junk]);
-		assert!(AttnPart::decode(&[0; 43], 2).is_none());
+		assert!(AttnPart::decode(&[0; 19], 2).is_none());
 	}
 
 	#[test]

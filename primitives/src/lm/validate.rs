@@ -170,11 +170,11 @@ pub fn step_cost(h: &LmHeader, position: u32, op: LmOp) -> Result<LmStepCost, Lm
 		LmOp::V(..) => (1, d, hd * d),
 		LmOp::AttnPart(_, _, b) => {
 			let keys = u128::from(block_positions(h, position, b).len() as u32);
-			(1 + 2 * keys, hd + 2 * keys * hd, ((2 * hd + exp) * keys).max(hd))
+			(1 + 2 * keys, hd + 2 * keys * hd, (2 * hd + exp) * keys + hd)
 		},
 		LmOp::Attn(..) => {
 			let parts = u128::from(attn_parts_at(h, position));
-			(parts, parts * (3 + 4 * hd), parts * (hd + exp) + hd)
+			(parts, parts * (3 + hd), parts * (hd + exp) + hd)
 		},
 		LmOp::OProj(l, _) => (hh + 1, ad + if l == 0 { d } else { cr }, cr * ad),
 		LmOp::GateUp(..) => (1, d, 2 * cr * d + exp * cr),

@@ -222,7 +222,7 @@ fn plausible_output(rng: &mut Rng, h: &LmHeader, op: LmOp) -> Vec<u8> {
 		LmOp::AttnPart(..) => AttnPart {
 			max: rng.range(-(8 << 16), 8 << 16) as i32,
 			sum: u64::from(h.attn_block.max(1)) << 32,
-			num: (0..h.head_dim).map(|_| i128::from(rng.range(-(1 << 50), 1 << 50))).collect(),
+			out: (0..h.head_dim).map(|_| rng.range(-(2 << 16), 2 << 16) as i32).collect(),
 		}
 		.encode(),
 		LmOp::Select => (rng.below(u64::from(h.vocab.max(1))) as u32).to_le_bytes().to_vec(),
