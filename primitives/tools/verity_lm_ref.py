@@ -378,27 +378,28 @@ def op_v(h, rows, x):
 EMPTY_PART = (I32_MIN, 0, None)
 
 def op_attn_part(h, q, keys, values):
-    """(m_b, S_b, [N_b,i]) over the block's keys/values (empty block: EMPTY_PART)."""
+    """(m_b, S_b, [o_b,i]) over the block's keys/values (empty block: EMPTY_PART)."""
     if not keys: return EMPTY_PART
     z = [sat(div_round(sum(qi * ki for qi, ki in zip(q, k)) * h['attn_scale_q16'], 2**32)) for k in keys]
     m = max(z)
     e = [exp_neg((m - zs) * 2**16) for zs in z]
     S = sum(e)
     N = [sum(es * v[i] for es, v in zip(e, values)) for i in range(len(q))]
-    return (m, S, N)
+    return (m, S, [sat(div_round(n, S)) for n in N])
 
 def op_attn(h, parts):
     hd = h['head_dim']
     live = [p for p in parts if p[1] > 0]
     if not live: return [0] * hd
     m = max(p[0] for p in live)
-    S, N = 0, [0] * hd
-    for mb, Sb, Nb in live:
+    W, N = 0, [0] * hd
+    for mb, Sb, Ob in live:
         f = exp_neg((m - mb) * 2**16)
-        S = sat128(S + div_round(sat128(Sb * f), 2**32))
+        w = div_round(sat128(Sb * f), 2**32)
+        W = sat128(W + w)
         for i in range(hd):
-            N[i] = sat128(N[i] + div_round(sat128(Nb[i] * f), 2**32))
-    return [sat(div_round(n, S)) for n in N]
+            N[i] = sat128(N[i] + sat128(w * Ob[i]))
+    return [sat(div_round(n, W)) for n in N]
 
 def op_oproj(h, rows, attn_concat, residual):
     return matmul(h, rows, attn_concat, residual)
@@ -451,9 +452,9 @@ def enc_i32s(v):
     return struct.pack('<%di' % len(v), *v)
 
 def enc_part(h, p):
-    m, S, N = p
-    if N is None: N = [0] * h['head_dim']
-    return struct.pack('<iQ', m, S) + b''.join(n.to_bytes(16, 'little', signed=True) for n in N)
+    m, S, O = p
+    if O is None: O = [0] * h['head_dim']
+    return struct.pack('<iQ', m, S) + enc_i32s(O)
 
 def step_hash(out):
     return b3_keyed(LM_STEP_KEY, out)
