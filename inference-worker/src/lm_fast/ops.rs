@@ -226,7 +226,15 @@ fn attention_part_body(
 		|q, keys, scale, _, z| scores_with(q, keys, scale, z, dot_i64),
 		weighted_sums_i64,
 		exps,
+		means_i64,
 	)
+}
+
+/// `sat_i32(div_round(a, sum))` of a part's weighted sums `a` (each `|a| < 2^63`, `sum > 0`):
+/// its output, the rule's quotient in `i64`.
+#[inline(always)]
+fn means_i64(acc: &[i64], sum: u64) -> Vec<i32> {
+	acc.iter().map(|&a| sat_i32(i128::from(div_round_i64(a, sum as i64)))).collect()
 }
 
 /// `e_j = exp_neg_q32((m - z_j) << 16)` for every score `z_j <= m`.
@@ -288,6 +296,7 @@ fn attention_part_with(
 	scores: impl Fn(&[i32], &[i32], u32, u128, &mut Vec<i32>),
 	weighted_sums: impl Fn(&mut [i64], &[u64], &[i32]),
 	exps: impl Fn(i32, &[i32], &mut Vec<u64>),
+	means: impl Fn(&[i64], u64) -> Vec<i32>,
 ) -> AttnPart {
 	let hd = q.len();
 	let n = keys.len() / hd.max(1);
@@ -305,11 +314,11 @@ fn attention_part_with(
 	let m = z.iter().copied().max().unwrap_or(i32::MIN);
 	exps(m, z, e);
 	let sum: u64 = e.iter().sum();
-	let out = if (u128::from(vmax) * (n as u128)) << 32 < (1u128 << 63) && sum < 1 << 63 {
+	let out = if (u128::from(vmax) * (n as u128)) << 32 < (1u128 << 63) && sum < 1 << 62 {
 		let mut acc = vec![0i64; hd];
 		weighted_sums(&mut acc, e, values.get(..n * hd).unwrap_or_default());
-		// |acc| < 2^63 and sum > 0 (the maximum's weight is 2^32): the rule's quotient in i64.
-		acc.iter().map(|&a| sat_i32(i128::from(div_round_i64(a, sum as i64)))).collect()
+		// |acc| < 2^63 and sum >= 2^32 (the maximum's weight): the rule's quotient in i64.
+		means(&acc, sum)
 	} else {
 		let mut num = vec![0i128; hd];
 		for (&w, v) in e.iter().zip(values.chunks_exact(hd)) {
@@ -364,6 +373,7 @@ mod avx2 {
 			},
 			|acc, e, v| unsafe { weighted_sums(acc, e, v) },
 			|m, z, e| unsafe { exps(m, z, e) },
+			super::means_i64,
 		)
 	}
 
@@ -598,9 +608,10 @@ mod avx512 {
 		z: &mut Vec<i32>,
 		e: &mut Vec<u64>,
 	) -> AttnPart {
-		// SAFETY (all three closures): this function's own requirements (the CPU features,
+		// SAFETY (all four closures): this function's own requirements (the CPU features,
 		// `q.len() % 16 == 0`; every key and value slice has `q.len()` elements; every score is
-		// at most the part's maximum).
+		// at most the part's maximum); `means` is called with `|acc| < 2^63` and
+		// `sum < 2^62` (`attention_part_with`), and `sum >= 2^32` is checked here.
 		super::attention_part_with(
 			q,
 			keys,
@@ -613,6 +624,13 @@ mod avx512 {
 			|q, keys, scale, bound, z| unsafe { scores(q, keys, scale, bound, z) },
 			|acc, e, v| unsafe { weighted_sums(acc, e, v) },
 			|m, z, e| unsafe { exps(m, z, e) },
+			|acc, sum| {
+				if sum >= 1 << 32 {
+					unsafe { means(acc, sum) }
+				} else {
+					super::means_i64(acc, sum)
+				}
+			},
 		)
 	}
 
@@ -681,6 +699,51 @@ mod avx512 {
 		}
 		let nonnegative = _mm512_cmpge_epi64_mask(sum, _mm512_setzero_si512());
 		_mm512_maskz_mov_epi64(nonnegative, _mm512_srlv_epi64(sum, n))
+	}
+
+	/// [`super::means_i64`] eight at a time, for `2^32 <= sum < 2^62`: `|a| / sum < 2^31` is
+	/// estimated in `f64` (`|a|` and `sum` rounded once each, the quotient once: a relative
+	/// error below `2^-51`, so an absolute one below `2^-20`) and truncated, which is
+	/// `floor(|a| / sum)` or one off either way; the remainder `|a| - q sum` (in `(-sum, 2 sum)`,
+	/// exact modulo `2^64`) corrects it, then `2 r >= sum` rounds the magnitude up (ties away
+	/// from zero once the sign of `a` is applied, as the rule), and `vpmovsqd` saturates to `i32`.
+	///
+	/// # Safety
+	/// AVX-512F/DQ; `2^32 <= sum < 2^62`; every `|a| < 2^63`.
+	#[target_feature(enable = "avx512f,avx512dq")]
+	pub(super) unsafe fn means(acc: &[i64], sum: u64) -> Vec<i32> {
+		let mut out = Vec::with_capacity(acc.len());
+		let (zero, one) = (_mm512_setzero_si512(), _mm512_set1_epi64(1));
+		let (d, df) = (_mm512_set1_epi64(sum as i64), _mm512_set1_pd(sum as f64));
+		let mut chunks = acc.chunks_exact(8);
+		for c in &mut chunks {
+			// SAFETY: an unaligned load of eight `i64`.
+			let a = unsafe { _mm512_loadu_si512(c.as_ptr().cast()) };
+			let m = _mm512_abs_epi64(a);
+			let mut q = _mm512_cvttpd_epu64(_mm512_div_pd(_mm512_cvtepu64_pd(m), df));
+			let mut r = _mm512_sub_epi64(m, _mm512_mullo_epi64(q, d));
+			let below = _mm512_cmplt_epi64_mask(r, zero);
+			q = _mm512_mask_sub_epi64(q, below, q, one);
+			r = _mm512_mask_add_epi64(r, below, r, d);
+			let above = _mm512_cmpge_epi64_mask(r, d);
+			q = _mm512_mask_add_epi64(q, above, q, one);
+			r = _mm512_mask_sub_epi64(r, above, r, d);
+			q = _mm512_mask_add_epi64(
+				q,
+				_mm512_cmpge_epi64_mask(_mm512_add_epi64(r, r), d),
+				q,
+				one,
+			);
+			let signed = _mm512_mask_sub_epi64(q, _mm512_cmplt_epi64_mask(a, zero), zero, q);
+			let mut lanes = [0i32; 8];
+			// SAFETY: a store of 32 bytes into a `[i32; 8]`.
+			unsafe {
+				_mm256_storeu_si256(lanes.as_mut_ptr().cast(), _mm512_cvtsepi64_epi32(signed))
+			};
+			out.extend_from_slice(&lanes);
+		}
+		out.extend(super::means_i64(chunks.remainder(), sum));
+		out
 	}
 
 	/// `round(m w / d)`, halves up, of eight lanes with `m < 2^63`, `w <= 2^32`, `2^48 <= d <
@@ -1353,6 +1416,49 @@ mod tests {
 		// kinds of AVX-512 scores.
 		assert!(between > 5_000, "{between}");
 		assert!(batched > 10 && unbatched > 10, "{batched} {unbatched}");
+	}
+
+	/// A part's outputs, its weighted sums over its normaliser: the portable quotient and the
+	/// AVX-512 one (where the CPU has it) equal the rule's `sat_i32(div_round(a, sum))` on
+	/// exact halves, one off them, multiples, the extremes and random sums.
+	#[test]
+	fn means_equal_the_rule() {
+		let mut rng = Rng::new(6);
+		for case in 0..20_000 {
+			let sum = (1u64 << 32) + (rng.next_u64() >> (3 + rng.below(30)));
+			let a: Vec<i64> = (0..11)
+				.map(|_| {
+					let k = (rng.next_u64() >> (33 + rng.below(31))) as i64;
+					let at = |x: Option<i64>| x.unwrap_or(i64::MAX);
+					let half = (sum / 2) as i64;
+					let v = match rng.below(8) {
+						0 => at(k.checked_mul(sum as i64).and_then(|x| x.checked_add(half))),
+						1 => at(k.checked_mul(sum as i64).and_then(|x| x.checked_add(half - 1))),
+						2 => at(k.checked_mul(sum as i64)),
+						3 => at(k.checked_mul(sum as i64).and_then(|x| x.checked_sub(1))),
+						4 => i64::MAX,
+						_ => ((rng.next_u64() as i64) >> rng.below(64)).max(-i64::MAX),
+					};
+					if rng.chance(50) {
+						-v
+					} else {
+						v
+					}
+				})
+				.collect();
+			let want: Vec<i32> =
+				a.iter().map(|&x| sat_i32(div_round(i128::from(x), i128::from(sum)))).collect();
+			assert_eq!(means_i64(&a, sum), want, "case {case}");
+			#[cfg(target_arch = "x86_64")]
+			if std::arch::is_x86_feature_detected!("avx512f")
+				&& std::arch::is_x86_feature_detected!("avx512dq")
+			{
+				// SAFETY: the CPU features were checked; 2^32 <= sum < 2^62; |a| < 2^63.
+				#[allow(unsafe_code)]
+				let got = unsafe { avx512::means(&a, sum) };
+				assert_eq!(got, want, "case {case}");
+			}
+		}
 	}
 
 	#[test]
