@@ -705,35 +705,24 @@ mod avx512 {
 	/// estimated in `f64` (`|a|` and `sum` rounded once each, the quotient once: a relative
 	/// error below `2^-51`, so an absolute one below `2^-20`) and truncated, which is
 	/// `floor(|a| / sum)` or one off either way; the remainder `|a| - q sum` (in `(-sum, 2 sum)`,
-	/// exact modulo `2^64`) corrects it, then `2 r >= sum` rounds the magnitude up (ties away
-	/// from zero once the sign of `a` is applied, as the rule), and `vpmovsqd` saturates to `i32`.
+	/// exact modulo `2^64`) corrects it ([`rounded`]: ties up, so away from zero once the sign of
+	/// `a` is applied, as the rule), and `vpmovsqd` saturates to `i32`.
 	///
 	/// # Safety
 	/// AVX-512F/DQ; `2^32 <= sum < 2^62`; every `|a| < 2^63`.
 	#[target_feature(enable = "avx512f,avx512dq")]
 	pub(super) unsafe fn means(acc: &[i64], sum: u64) -> Vec<i32> {
 		let mut out = Vec::with_capacity(acc.len());
-		let (zero, one) = (_mm512_setzero_si512(), _mm512_set1_epi64(1));
+		let zero = _mm512_setzero_si512();
 		let (d, df) = (_mm512_set1_epi64(sum as i64), _mm512_set1_pd(sum as f64));
 		let mut chunks = acc.chunks_exact(8);
 		for c in &mut chunks {
 			// SAFETY: an unaligned load of eight `i64`.
 			let a = unsafe { _mm512_loadu_si512(c.as_ptr().cast()) };
 			let m = _mm512_abs_epi64(a);
-			let mut q = _mm512_cvttpd_epu64(_mm512_div_pd(_mm512_cvtepu64_pd(m), df));
-			let mut r = _mm512_sub_epi64(m, _mm512_mullo_epi64(q, d));
-			let below = _mm512_cmplt_epi64_mask(r, zero);
-			q = _mm512_mask_sub_epi64(q, below, q, one);
-			r = _mm512_mask_add_epi64(r, below, r, d);
-			let above = _mm512_cmpge_epi64_mask(r, d);
-			q = _mm512_mask_add_epi64(q, above, q, one);
-			r = _mm512_mask_sub_epi64(r, above, r, d);
-			q = _mm512_mask_add_epi64(
-				q,
-				_mm512_cmpge_epi64_mask(_mm512_add_epi64(r, r), d),
-				q,
-				one,
-			);
+			let q = _mm512_cvttpd_epu64(_mm512_div_pd(_mm512_cvtepu64_pd(m), df));
+			// SAFETY: this function's CPU features; `m - q d` is in `(-sum, 2 sum)`.
+			let q = unsafe { rounded(q, _mm512_sub_epi64(m, _mm512_mullo_epi64(q, d)), d) };
 			let signed = _mm512_mask_sub_epi64(q, _mm512_cmplt_epi64_mask(a, zero), zero, q);
 			let mut lanes = [0i32; 8];
 			// SAFETY: a store of 32 bytes into a `[i32; 8]`.
@@ -758,14 +747,28 @@ mod avx512 {
 	#[inline]
 	#[target_feature(enable = "avx512f,avx512dq")]
 	pub(super) unsafe fn div_round8(m: __m512i, w: __m512i, d: __m512i) -> __m512i {
-		let (zero, one) = (_mm512_setzero_si512(), _mm512_set1_epi64(1));
 		let estimate = _mm512_div_pd(
 			_mm512_mul_pd(_mm512_cvtepu64_pd(m), _mm512_cvtepu64_pd(w)),
 			_mm512_cvtepu64_pd(d),
 		);
-		let mut q =
-			_mm512_cvttpd_epu64(_mm512_roundscale_pd::<{ _MM_FROUND_TO_NEG_INF }>(estimate));
-		let mut r = _mm512_sub_epi64(_mm512_mullo_epi64(m, w), _mm512_mullo_epi64(q, d));
+		let q = _mm512_cvttpd_epu64(_mm512_roundscale_pd::<{ _MM_FROUND_TO_NEG_INF }>(estimate));
+		// SAFETY: this function's CPU features; `m w - q d` is in `(-d, 2 d)`.
+		unsafe {
+			rounded(q, _mm512_sub_epi64(_mm512_mullo_epi64(m, w), _mm512_mullo_epi64(q, d)), d)
+		}
+	}
+
+	/// The quotient by `d` rounded half up, from an estimate `q` that is the floor or one off
+	/// it either way and its remainder `r` (the dividend minus `q d`, in `(-d, 2 d)`, so exact
+	/// modulo `2^64` with `d < 2^62`): `r < 0` takes one off, `r >= d` adds one, then
+	/// `2 r >= d` rounds up.
+	///
+	/// # Safety
+	/// AVX-512F.
+	#[inline]
+	#[target_feature(enable = "avx512f")]
+	unsafe fn rounded(mut q: __m512i, mut r: __m512i, d: __m512i) -> __m512i {
+		let (zero, one) = (_mm512_setzero_si512(), _mm512_set1_epi64(1));
 		let below = _mm512_cmplt_epi64_mask(r, zero);
 		q = _mm512_mask_sub_epi64(q, below, q, one);
 		r = _mm512_mask_add_epi64(r, below, r, d);
