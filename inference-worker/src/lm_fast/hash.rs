@@ -230,8 +230,8 @@ mod avx512 {
 	}
 }
 
-/// A partial last block before its chaining value is known: `(bytes, counter, root, the
-/// `Open` value it starts from, where its result goes)`.
+/// A partial last block before its chaining value is known: its bytes, its chunk's counter,
+/// whether it ends a whole message, the `Open` value it starts from, where its result goes.
 type Pending<'m> = (&'m [u8], u64, bool, Option<usize>, Slot);
 
 /// What the result of a group's pieces is.
@@ -301,35 +301,51 @@ pub fn keyed_hash_many_into(key: &[u8; 32], messages: &[&[u8]], out: &mut [&mut 
 	keyed_hash_many_with(key, messages, out, true)
 }
 
-/// A piece of at most a chunk (a whole message when `root`, else chunk `counter` of a longer
-/// one) sorted into the groups and tails: whole blocks into a group of their length, a partial
-/// last block into `tails` (after an `Open` group's value when the piece has whole blocks).
-#[allow(clippy::too_many_arguments)]
-fn sort_piece<'m>(
-	groups: &mut Vec<Group>,
-	last: &mut usize,
-	tails: &mut Vec<Pending<'m>>,
-	opens: &mut usize,
-	piece: &'m [u8],
-	(message, offset): (usize, usize),
-	counter: u64,
-	root: bool,
-	slot: Slot,
-) {
-	let (len, rest) = (piece.len(), piece.len() % BLOCK_LEN);
-	let whole = len - rest;
-	if rest == 0 && len > 0 {
-		let (end, at) = match slot {
-			Slot::Out(i) => (End::Root, i),
-			Slot::Cv(i) => (End::Chunk, i),
+/// The pieces of a batch of messages, sorted: the groups hashed together, the partial last
+/// blocks, and how many `Open` values the groups will give them.
+#[derive(Default)]
+struct Sorted<'m> {
+	groups: Vec<Group>,
+	last: usize,
+	tails: Vec<Pending<'m>>,
+	opens: usize,
+}
+
+impl<'m> Sorted<'m> {
+	/// A piece of at most a chunk (chunk `counter` of message `message`, from `offset`; a whole
+	/// message when its result goes to `Slot::Out`): whole blocks into a group of their length,
+	/// a partial last block into `tails` (after an `Open` group's value when the piece has whole
+	/// blocks).
+	fn piece(
+		&mut self,
+		piece: &'m [u8],
+		(message, offset): (usize, usize),
+		counter: u64,
+		slot: Slot,
+	) {
+		let (len, rest) = (piece.len(), piece.len() % BLOCK_LEN);
+		let whole = len - rest;
+		let (root, end, at) = match slot {
+			Slot::Out(i) => (true, End::Root, i),
+			Slot::Cv(i) => (false, End::Chunk, i),
 		};
-		add(groups, last, len, counter, if root { end } else { End::Chunk }, (message, offset, at));
-	} else if whole == 0 {
-		tails.push((piece, counter, root, None, slot));
-	} else {
-		add(groups, last, whole, counter, End::Open, (message, offset, *opens));
-		tails.push((&piece[whole..], counter, root, Some(*opens), slot));
-		*opens += 1;
+		if rest == 0 && len > 0 {
+			add(&mut self.groups, &mut self.last, len, counter, end, (message, offset, at));
+		} else if whole == 0 {
+			self.tails.push((piece, counter, root, None, slot));
+		} else {
+			let open = self.opens;
+			add(
+				&mut self.groups,
+				&mut self.last,
+				whole,
+				counter,
+				End::Open,
+				(message, offset, open),
+			);
+			self.tails.push((&piece[whole..], counter, root, Some(open), slot));
+			self.opens += 1;
+		}
 	}
 }
 
@@ -343,30 +359,17 @@ fn keyed_hash_many_with(key: &[u8; 32], messages: &[&[u8]], out: &mut [&mut Hash
 			to.copy_from_slice(h);
 		}
 	};
-	let (mut groups, mut last) = (Vec::new(), usize::MAX);
+	// The groups, and the partial last blocks compressed together once the groups (and so the
+	// open values they start from) are hashed.
+	let mut sorted = Sorted::default();
 	// The chunk chaining values of the messages longer than a chunk, back to back, and per
 	// such message `(message, its first value, its number of values)`.
 	let mut cvs: Vec<Hash> = Vec::new();
 	let mut long: Vec<(usize, usize, usize)> = Vec::new();
-	// The partial last blocks `(bytes, counter, root, open value, slot)`, compressed together
-	// once the groups (and so the open values they start from) are hashed.
-	let mut tails = Vec::new();
-	let mut opens = 0;
 	for (i, m) in messages.iter().enumerate() {
 		let len = m.len();
 		if len <= CHUNK_LEN {
-			let at = (i, 0);
-			sort_piece(
-				&mut groups,
-				&mut last,
-				&mut tails,
-				&mut opens,
-				m,
-				at,
-				0,
-				true,
-				Slot::Out(i),
-			);
+			sorted.piece(m, (i, 0), 0, Slot::Out(i));
 			continue;
 		}
 		let (first, n) = (cvs.len(), len.div_ceil(CHUNK_LEN));
@@ -375,21 +378,10 @@ fn keyed_hash_many_with(key: &[u8; 32], messages: &[&[u8]], out: &mut [&mut Hash
 		for c in 0..n {
 			let offset = c * CHUNK_LEN;
 			let piece = &m[offset..len.min(offset + CHUNK_LEN)];
-			let slot = Slot::Cv(first + c);
-			let at = (i, offset);
-			sort_piece(
-				&mut groups,
-				&mut last,
-				&mut tails,
-				&mut opens,
-				piece,
-				at,
-				c as u64,
-				false,
-				slot,
-			);
+			sorted.piece(piece, (i, offset), c as u64, Slot::Cv(first + c));
 		}
 	}
+	let Sorted { groups, tails, opens, .. } = sorted;
 	let mut open_cvs = vec![[0u32; 8]; opens];
 	let mut results = Vec::new();
 	for g in &groups {
