@@ -231,8 +231,8 @@ mod avx512 {
 }
 
 /// A partial last block before its chaining value is known: its bytes, its chunk's counter,
-/// whether it ends a whole message, the `Open` value it starts from, where its result goes.
-type Pending<'m> = (&'m [u8], u64, bool, Option<usize>, Slot);
+/// the `Open` value it starts from, where its result goes (a whole message's hash: `ROOT`).
+type Pending<'m> = (&'m [u8], u64, Option<usize>, Slot);
 
 /// What the result of a group's pieces is.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -325,14 +325,14 @@ impl<'m> Sorted<'m> {
 	) {
 		let (len, rest) = (piece.len(), piece.len() % BLOCK_LEN);
 		let whole = len - rest;
-		let (root, end, at) = match slot {
-			Slot::Out(i) => (true, End::Root, i),
-			Slot::Cv(i) => (false, End::Chunk, i),
+		let (end, at) = match slot {
+			Slot::Out(i) => (End::Root, i),
+			Slot::Cv(i) => (End::Chunk, i),
 		};
 		if rest == 0 && len > 0 {
 			add(&mut self.groups, &mut self.last, len, counter, end, (message, offset, at));
 		} else if whole == 0 {
-			self.tails.push((piece, counter, root, None, slot));
+			self.tails.push((piece, counter, None, slot));
 		} else {
 			let open = self.opens;
 			add(
@@ -343,7 +343,7 @@ impl<'m> Sorted<'m> {
 				End::Open,
 				(message, offset, open),
 			);
-			self.tails.push((&piece[whole..], counter, root, Some(open), slot));
+			self.tails.push((&piece[whole..], counter, Some(open), slot));
 			self.opens += 1;
 		}
 	}
@@ -420,14 +420,14 @@ fn keyed_hash_many_with(key: &[u8; 32], messages: &[&[u8]], out: &mut [&mut Hash
 	}
 	let pieces: Vec<Tail> = tails
 		.iter()
-		.map(|&(bytes, counter, root, open, _)| Tail {
+		.map(|&(bytes, counter, open, slot)| Tail {
 			bytes,
 			counter,
-			root,
+			root: matches!(slot, Slot::Out(_)),
 			cv: open.and_then(|o| open_cvs.get(o).copied()),
 		})
 		.collect();
-	for (&(_, _, _, _, slot), h) in tails.iter().zip(one_blocks(platform, &kw, &pieces, wide)) {
+	for (&(_, _, _, slot), h) in tails.iter().zip(one_blocks(platform, &kw, &pieces, wide)) {
 		match slot {
 			Slot::Out(i) => put(i, &h),
 			Slot::Cv(i) => cvs[i] = h,
